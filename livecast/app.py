@@ -1,0 +1,98 @@
+"""The app factory: the one place that builds services from settings and wires them up.
+
+Redis is connected (or the embedded server started) by the first cleanup context; each
+capability package then exposes ``setup(app)``, called here in order, which adds its
+routes, its services (built from ``app[SETTINGS]`` and ``app[REDIS]`` in a cleanup context
+of its own) and its shutdown hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from livecast import __version__, chat, health, ingest, pages
+from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
+from livecast.auth import TokenIssuer, load_or_create_secret
+from livecast.cart.service import setup as setup_cart
+from livecast.config import Settings
+from livecast.embedded_redis import EmbeddedRedis
+from livecast.events import EventPublisher
+from livecast.http import error_middleware
+from livecast.inventory import api as inventory_api
+from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
+from livecast.openapi import build_openapi, openapi_route
+from livecast.redisdb import KeySpace, open_redis
+from livecast.streams import api as streams_api
+from livecast.streams.registry import StreamRegistry
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_PACKAGE = Path(__file__).parent
+OPENAPI_FRAGMENTS = [
+    _PACKAGE / "openapi.json",
+    _PACKAGE / "streams" / "openapi.json",
+    _PACKAGE / "inventory" / "openapi.json",
+    _PACKAGE / "cart" / "openapi.json",
+    _PACKAGE / "chat" / "openapi.json",
+    _PACKAGE / "ingest" / "openapi.json",
+    _PACKAGE / "pages.openapi.json",
+]
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application. Redis is connected (or started) when the app starts."""
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[metrics_middleware, error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    secret = load_or_create_secret(settings.auth.secret, settings.data_dir)
+    app[TOKENS] = TokenIssuer(secret, issuer=settings.auth.issuer)
+    app.cleanup_ctx.append(_redis_ctx)
+    app.add_routes(health.routes)
+    app.add_routes(streams_api.routes)
+    inventory_api.setup(app)
+    chat.setup(app)
+    setup_cart(app)
+    app.add_routes([metrics_route()])
+    ingest.setup(app)
+    app.add_routes([openapi_route(build_openapi(OPENAPI_FRAGMENTS, version=__version__))])
+    pages.setup(app)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis.url
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        await asyncio.to_thread(embedded.start)
+        url = embedded.url
+        log.info("embedded redis-server started (pid %s) on %s", embedded.pid, url)
+    try:
+        redis = await open_redis(url, settings.redis)
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        raise
+    keys = KeySpace(settings.redis.key_prefix)
+    app[REDIS] = redis
+    app[KEYS] = keys
+    app[EVENTS] = EventPublisher(redis, keys)
+    app[STREAMS] = StreamRegistry(redis, keys)
+    try:
+        yield
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+            log.info("embedded redis-server stopped")

@@ -1,0 +1,25 @@
+"""Benchmarks: ``livecast bench NAME [options]``, each printing one JSON line.
+
+They run real parts on loopback (a server process, real peers and sockets, real Redis),
+bounded in count and time, and stop by themselves. Each module here has
+``main(argv) -> int``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+__all__ = ["BENCHMARKS", "run_benchmark"]
+
+BENCHMARKS = {
+    "relay": "livecast.bench.relay",
+    "fanout": "livecast.bench.fanout",
+    "reserve": "livecast.bench.reserve",
+}
+
+
+def run_benchmark(name: str, argv: Sequence[str]) -> int:
+    module = importlib.import_module(BENCHMARKS[name])
+    code: int = module.main(list(argv))
+    return code

@@ -1,0 +1,328 @@
+"""``livecast bench relay``: how many viewers one server process relays a stream to.
+
+Starts ``livecast serve`` in its own process (embedded Redis, a throw-away data dir),
+one publisher process and ``--procs`` viewer processes, all real aiortc peers on
+loopback. The publisher sends a pre-encoded 640x360 30 fps clip (~1 Mbit/s, encoded
+once, its packets looped; a keyframe request restarts the loop at its keyframe, as an
+encoder would answer it) plus Opus audio. Viewers count packets and reassembled frames;
+they never decode. After every viewer has its first frame, the server's CPU time and
+each viewer's frames are measured over ``--seconds``. One JSON line is printed:
+
+``viewers_per_core``        viewers divided by the server's CPU use (cores) in the window
+``server_cpu_per_viewer``   cores per viewer (the publisher's ingest included); the
+                            ``_marginal`` variant subtracts the publisher-only load
+``fps_per_viewer_min``      the slowest viewer's video frame rate in the window
+``first_frame_ms_p50/p95``  from a viewer's WHEP POST to its first complete video frame
+                            (``first_frame_after_connect_ms``: from its DTLS connection,
+                            i.e. the relay's keyframe handling without ICE/DTLS setup)
+``lost_packets``            packets the viewers' receivers counted as lost
+``rss_per_viewer_kb``       server RSS growth from publisher-only to all viewers, per viewer
+
+On a contended machine the server may not get the CPU it needs: then ``source_fps``
+(frames reaching the relay) falls below 30 and so does every viewer's rate. The line
+also gives ``server_us_per_packet`` (marginal server CPU per relayed packet) and
+``viewers_per_core_at_full_rate``, that cost scaled to the packets a viewer takes at
+30 fps: compare those across runs rather than ``viewers_per_core`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from livecast.bench._relay_peers import publisher_main, viewers_main
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="livecast bench relay", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--viewers", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--codec", choices=["h264", "vp8"], default="h264")
+    parser.add_argument("--bitrate", type=int, default=1_000_000, help="clip bitrate, bit/s")
+    parser.add_argument("--no-audio", action="store_true", help="publish video only")
+    parser.add_argument("--procs", type=int, default=0, help="viewer processes (default: auto)")
+    parser.add_argument("--join-concurrency", type=int, default=8, help="per viewer process")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the server with py-spy during the window (collapsed stacks to FILE)",
+    )
+    args = parser.parse_args(list(argv))
+    if not 1 <= args.viewers <= 2000 or not 1 <= args.seconds <= 600:
+        parser.error("--viewers must be 1-2000 and --seconds 1-600")
+    procs = args.procs or max(1, min(8, math.ceil(args.viewers / 75)))
+    result = _run(args, procs)
+    print(json.dumps(result), flush=True)
+    return 0 if result.get("error") is None else 1
+
+
+# -- orchestration --------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    secret = secrets.token_urlsafe(48)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
+        log_path = Path(tmp) / "server.log"
+        env = {
+            **os.environ,
+            "LIVECAST_AUTH_SECRET": secret,
+            "LIVECAST_WEBRTC_MAX_VIEWERS_PER_STREAM": str(args.viewers + 10),
+        }
+        env.pop("LIVECAST_CONFIG", None)
+        with log_path.open("wb") as log_file:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "livecast", "serve", "--port", str(port), "--data-dir", tmp],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        publisher: Any = None
+        viewers: list[Any] = []
+        stop = ctx.Event()
+        try:
+            stream_id, token = asyncio.run(_prepare(base, secret))
+            results: Any = ctx.Queue()
+            publisher = ctx.Process(
+                target=publisher_main,
+                args=(
+                    base,
+                    stream_id,
+                    token,
+                    args.codec,
+                    args.bitrate,
+                    not args.no_audio,
+                    stop,
+                    results,
+                ),
+                daemon=True,
+            )
+            publisher.start()
+            kind, payload = results.get(timeout=120)
+            if kind != "publisher_ready":
+                raise RuntimeError(f"publisher failed: {payload}")
+            publisher_kbps = payload["kbps"]
+            full_rate_pps = payload["full_rate_pps"]
+            time.sleep(1.0)
+            base_cpu0, base_wall0 = _cpu_seconds(server.pid), time.monotonic()
+            time.sleep(3.0)
+            baseline = (_cpu_seconds(server.pid) - base_cpu0) / (time.monotonic() - base_wall0)
+            rss_before = _rss_kb(server.pid)
+            start = ctx.Event()
+            window_over = ctx.Event()
+            shares = [
+                args.viewers // procs + (1 if i < args.viewers % procs else 0) for i in range(procs)
+            ]
+            for share in shares:
+                process = ctx.Process(
+                    target=viewers_main,
+                    args=(
+                        base,
+                        stream_id,
+                        share,
+                        args.join_concurrency,
+                        start,
+                        window_over,
+                        stop,
+                        results,
+                    ),
+                    daemon=True,
+                )
+                process.start()
+                viewers.append(process)
+            ready: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 60 + args.viewers * 0.5
+            while len(ready) < procs:
+                kind, payload = results.get(timeout=max(1.0, deadline - time.monotonic()))
+                if kind == "viewers_ready":
+                    ready.append(payload)
+                elif kind == "error":
+                    raise RuntimeError(payload)
+            time.sleep(1.0)  # let the join burst settle
+            rss_after = _rss_kb(server.pid)
+            profiler = None
+            if args.profile:
+                profiler = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "--format",
+                        "raw",
+                        "--nonblocking",
+                        "-p",
+                        str(server.pid),
+                        "-d",
+                        str(int(args.seconds)),
+                        "-o",
+                        args.profile,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            status0 = asyncio.run(_media_status(base, stream_id))
+            cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
+            start.set()
+            time.sleep(args.seconds)
+            cpu1, wall1 = _cpu_seconds(server.pid), time.monotonic()
+            status1 = asyncio.run(_media_status(base, stream_id))
+            window_over.set()
+            if profiler is not None:
+                profiler.wait(timeout=30)
+            reports: list[dict[str, Any]] = []
+            while len(reports) < procs:
+                kind, payload = results.get(timeout=60)
+                if kind == "viewers_report":
+                    reports.append(payload)
+                elif kind == "error":
+                    raise RuntimeError(payload)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}", "server_log": _tail(log_path)}
+        finally:
+            stop.set()
+            for process in [publisher, *viewers]:
+                if process is not None:
+                    process.join(timeout=15)
+                    if process.is_alive():
+                        process.terminate()
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    cores = (cpu1 - cpu0) / (wall1 - wall0)
+    window = wall1 - wall0
+    delivered_pps = sum(r["packets"] + r["lost"] for r in reports) / window
+    # server CPU per relayed packet, beyond what the publisher alone costs; at full
+    # rate a viewer takes full_rate_pps packets a second
+    us_per_packet = (cores - baseline) / delivered_pps * 1e6 if delivered_pps else float("nan")
+    projected = 1e6 / (us_per_packet * full_rate_pps) if us_per_packet > 0 else None
+    fps = [frames / window for report in reports for frames in report["frames"]]
+    first = sorted(ms for r in ready for ms in r["first_frame_ms"])
+    answered = sorted(ms for r in ready for ms in r["answer_ms"])
+    after_connect = sorted(
+        f - c for r in ready for f, c in zip(r["first_frame_ms"], r["connected_ms"], strict=True)
+    )
+    connected = sorted(ms for r in ready for ms in r["connected_ms"])
+    return {
+        "benchmark": "relay",
+        "codec": args.codec,
+        "audio": not args.no_audio,
+        "viewers": args.viewers,
+        "viewer_processes": procs,
+        "seconds": round(window, 2),
+        "publisher_kbps": publisher_kbps,
+        "server_cores": round(cores, 3),
+        "viewers_per_core": round(args.viewers / cores, 1) if cores > 0 else None,
+        "server_cpu_per_viewer": round(cores / args.viewers, 5),
+        "server_cores_publisher_only": round(baseline, 3),
+        "server_cpu_per_viewer_marginal": round((cores - baseline) / args.viewers, 5),
+        "server_us_per_packet": round(us_per_packet, 2),
+        "full_rate_pps_per_viewer": round(full_rate_pps, 1),
+        "viewers_per_core_at_full_rate": round(projected, 1) if projected else None,
+        "fps_per_viewer_min": round(min(fps), 2),
+        "fps_per_viewer_mean": round(sum(fps) / len(fps), 2),
+        "first_frame_ms_p50": round(_percentile(first, 0.50), 1),
+        "first_frame_ms_p95": round(_percentile(first, 0.95), 1),
+        "first_frame_ms_max": round(first[-1], 1),
+        "answer_ms_p50": round(_percentile(answered, 0.50), 1),
+        "connected_ms_p50": round(_percentile(connected, 0.50), 1),
+        "first_frame_after_connect_ms_p50": round(_percentile(after_connect, 0.50), 1),
+        "first_frame_after_connect_ms_p95": round(_percentile(after_connect, 0.95), 1),
+        "source_fps": round((status1["video_frames_in"] - status0["video_frames_in"]) / window, 2),
+        "keyframe_requests": status1["keyframe_requests"] - status0["keyframe_requests"],
+        "viewers_waiting_keyframe": status1["viewers_waiting_keyframe"],
+        "packets_received": sum(r["packets"] for r in reports),
+        "lost_packets": sum(r["lost"] for r in reports),
+        "rss_per_viewer_kb": round((rss_after - rss_before) / args.viewers, 1),
+        "server_rss_mb": round(rss_after / 1024, 1),
+    }
+
+
+async def _prepare(base: str, secret: str) -> tuple[str, str]:
+    import aiohttp
+
+    from livecast.auth import Role, TokenIssuer
+
+    token = TokenIssuer(secret).issue(
+        sub="bench-seller", name="Bench", role=Role.SELLER, ttl_s=3600
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{base}/readyz") as resp:
+                    if resp.status == 200:
+                        break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("server did not become ready")
+        async with http.post(
+            f"{base}/api/streams", json={"title": "bench"}, headers=headers
+        ) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"could not create a stream: {resp.status} {await resp.text()}")
+            stream_id = (await resp.json())["id"]
+    return stream_id, token
+
+
+async def _media_status(base: str, stream_id: str) -> dict[str, Any]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/api/streams/{stream_id}/media") as resp,
+    ):
+        status: dict[str, Any] = await resp.json()
+        return status
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

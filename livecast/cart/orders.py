@@ -1,0 +1,112 @@
+"""Orders: what a checkout sold, to whom, at what price, from which stream.
+
+Orders are JSON documents in Redis (durable with the append-only file), indexed by
+buyer and by stream::
+
+    <prefix>order:<id>              the Order JSON
+    <prefix>orders:buyer:<sub>      sorted set of order ids by creation time
+    <prefix>orders:stream:<id>      sorted set of order ids by creation time
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from livecast.errors import NotFound
+from livecast.inventory.money import Money
+from livecast.redisdb import KeySpace
+
+__all__ = ["Order", "OrderLine", "OrderStatus", "OrderStore"]
+
+
+class OrderStatus(StrEnum):
+    PAID = "paid"
+
+
+class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
+    sku: str
+    title: str
+    quantity: int
+    unit_price: Money
+    line_total: Money
+    stream_id: str
+    hold_id: str
+    deal_id: str | None = None
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    status: OrderStatus
+    buyer_id: str
+    buyer_name: str
+    stream_id: str
+    stream_ids: list[str]
+    seller_ids: list[str]
+    lines: list[OrderLine]
+    units: int
+    total: Money
+    payment_provider: str
+    payment_id: str
+    created_at: str
+
+
+class OrderStore:
+    def __init__(self, redis: aioredis.Redis, keys: KeySpace) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(Order)
+
+    def _key(self, order_id: str) -> str:
+        return self._keys.key("order", order_id)
+
+    async def save(self, order: Order, created_ms: int) -> None:
+        """Index the order, then store it; idempotent (the same order saved twice is one).
+
+        The record and its indexes live in different slots (one per buyer, one per
+        stream), so no transaction spans them on Redis Cluster. The indexes go first: an
+        index entry without its record is skipped by readers, and a checkout resumed
+        after a crash finds no record and saves again, so the record never lacks them.
+        """
+        await self.index(order, created_ms)
+        await self._redis.set(self._key(order.id), self._encoder.encode(order))
+
+    async def index(self, order: Order, created_ms: int) -> None:
+        """List the order under its buyer and its streams (the first half of :meth:`save`)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._keys.key("orders", "buyer", order.buyer_id), {order.id: created_ms})
+            for stream_id in order.stream_ids:
+                pipe.zadd(self._keys.key("orders", "stream", stream_id), {order.id: created_ms})
+            await pipe.execute()
+
+    async def find(self, order_id: str) -> Order | None:
+        if not order_id.startswith("ord_") or len(order_id) > 64:
+            return None
+        raw = await self._redis.get(self._key(order_id))
+        return self._decoder.decode(raw) if raw is not None else None
+
+    async def get(self, order_id: str) -> Order:
+        order = await self.find(order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found")
+        return order
+
+    async def for_stream(self, stream_id: str, *, limit: int = 100) -> list[Order]:
+        return await self._many(self._keys.key("orders", "stream", stream_id), limit)
+
+    async def for_buyer(self, buyer_id: str, *, limit: int = 100) -> list[Order]:
+        return await self._many(self._keys.key("orders", "buyer", buyer_id), limit)
+
+    async def _many(self, index: str, limit: int) -> list[Order]:
+        ids = cast(list[bytes], await self._redis.zrevrange(index, 0, limit - 1))
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for order_id in ids:
+                pipe.get(self._key(order_id.decode()))
+            raws = await pipe.execute()
+        return [self._decoder.decode(raw) for raw in raws if raw is not None]

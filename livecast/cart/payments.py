@@ -1,0 +1,145 @@
+"""Payment providers: authorize before stock is committed, capture after, void on failure.
+
+:class:`PaymentProvider` is the interface a real gateway (Stripe, Adyen, a local PSP)
+implements. Every call is idempotent by ``payment_id`` (livecast passes the order id),
+as real gateways are by idempotency key, so a retried checkout never charges twice.
+
+The built-in ``test`` provider keeps its ledger in Redis and moves no money. It approves
+every payment except a configured card number and, optionally, totals at or above a
+configured amount, so the decline path can be exercised end to end.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from livecast.inventory.money import Money
+from livecast.redisdb import KeySpace
+
+__all__ = ["Payment", "PaymentDeclined", "PaymentProvider", "PaymentState", "TestPaymentProvider"]
+
+
+class PaymentState(StrEnum):
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    DECLINED = "declined"
+
+
+class Payment(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    provider: str
+    amount: Money
+    state: PaymentState
+    decline_reason: str = ""
+
+
+class PaymentDeclined(Exception):
+    def __init__(self, payment: Payment) -> None:
+        super().__init__(payment.decline_reason)
+        self.payment = payment
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def authorize(
+        self, payment_id: str, amount: Money, *, buyer: str, card_number: str | None
+    ) -> Payment:
+        """Reserve ``amount`` on the buyer's instrument; raise PaymentDeclined if refused."""
+        ...
+
+    async def capture(self, payment_id: str) -> Payment:
+        """Take the authorized amount."""
+        ...
+
+    async def void(self, payment_id: str) -> Payment:
+        """Let an authorization go; nothing is charged."""
+        ...
+
+
+class TestPaymentProvider:
+    """Approves everything but the decline triggers; its ledger is a Redis hash per payment."""
+
+    name = "test"
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: KeySpace,
+        *,
+        decline_card: str,
+        decline_amount_minor: int,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._decline_card = decline_card
+        self._decline_amount_minor = decline_amount_minor
+        self._decoder = msgspec.json.Decoder(Payment)
+        self._encoder = msgspec.json.Encoder()
+
+    def _key(self, payment_id: str) -> str:
+        return self._keys.key("payments", "test", payment_id)
+
+    async def get(self, payment_id: str) -> Payment | None:
+        raw = await self._redis.get(self._key(payment_id))
+        return self._decoder.decode(raw) if raw is not None else None
+
+    async def authorize(
+        self, payment_id: str, amount: Money, *, buyer: str, card_number: str | None
+    ) -> Payment:
+        reason = ""
+        if card_number is not None and card_number == self._decline_card:
+            reason = "card declined"
+        elif self._decline_amount_minor and amount.amount_minor >= self._decline_amount_minor:
+            reason = "amount over the card's limit"
+        payment = Payment(
+            id=payment_id,
+            provider=self.name,
+            amount=amount,
+            state=PaymentState.DECLINED if reason else PaymentState.AUTHORIZED,
+            decline_reason=reason,
+        )
+        # First write wins: a replay gets the payment as it was first decided.
+        await self._redis.set(self._key(payment_id), self._encoder.encode(payment), nx=True)
+        stored = await self.get(payment_id)
+        assert stored is not None
+        if stored.state is PaymentState.DECLINED:
+            raise PaymentDeclined(stored)
+        return stored
+
+    async def capture(self, payment_id: str) -> Payment:
+        return await self._move(payment_id, PaymentState.CAPTURED)
+
+    async def void(self, payment_id: str) -> Payment:
+        return await self._move(payment_id, PaymentState.VOIDED)
+
+    async def _move(self, payment_id: str, target: PaymentState) -> Payment:
+        """authorized -> captured | voided, checked and written atomically (WATCH/MULTI)."""
+        key = self._key(payment_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise LookupError(f"no payment {payment_id}")
+                    payment = self._decoder.decode(raw)
+                    if payment.state is target:
+                        return payment
+                    if payment.state is not PaymentState.AUTHORIZED:
+                        raise ValueError(
+                            f"payment {payment_id} is {payment.state}, cannot become {target}"
+                        )
+                    moved = msgspec.structs.replace(payment, state=target)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, self._encoder.encode(moved))
+                    await pipe.execute()
+                    return moved
+                except WatchError:
+                    continue

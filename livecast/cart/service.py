@@ -1,0 +1,163 @@
+"""Wiring of the cart package: services built from settings, routes, the webhook worker.
+
+``setup(app)`` adds the cart, checkout, order and stats routes and a cleanup context
+that builds the services from ``app[SETTINGS]`` and ``app[REDIS]`` (after the Redis and
+inventory contexts) and owns the webhook delivery task: started at start-up, cancelled
+and awaited at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
+from livecast.auth import load_or_create_secret
+from livecast.cart.cart import CartStore
+from livecast.cart.checkout import Checkout
+from livecast.cart.orders import OrderStore
+from livecast.cart.payments import PaymentProvider, TestPaymentProvider
+from livecast.cart.stats import Audience, AudienceSource, SalesStats
+from livecast.cart.webhooks import WebhookDispatcher
+from livecast.chat import CHAT, ChatHistory
+from livecast.inventory.service import INVENTORY
+from livecast.metrics import METRICS
+from livecast.streams.registry import StreamState
+
+__all__ = ["CART", "CartService", "setup"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CartService:
+    carts: CartStore
+    orders: OrderStore
+    checkout: Checkout
+    payments: PaymentProvider
+    sales: SalesStats
+    webhooks: WebhookDispatcher
+    audience: AudienceSource
+
+
+CART = web.AppKey("cart", CartService)
+
+
+def setup(app: web.Application) -> None:
+    from livecast.cart import api
+
+    app.add_routes(api.routes)
+    app.cleanup_ctx.append(_cart_ctx)
+
+
+async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis, keys = app[REDIS], app[KEYS]
+    hooks = settings.webhooks
+    metrics = app[METRICS]
+    webhooks = WebhookDispatcher(
+        redis,
+        keys,
+        urls=hooks.urls,
+        secret=load_or_create_secret(hooks.secret, settings.data_dir, "webhook-secret"),
+        timeout_s=hooks.timeout_s,
+        max_attempts=hooks.max_attempts,
+        backoff_base_s=hooks.backoff_base_s,
+        backoff_cap_s=hooks.backoff_cap_s,
+        poll_interval_s=hooks.poll_interval_s,
+        observe=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
+    )
+    payments = TestPaymentProvider(
+        redis,
+        keys,
+        decline_card=settings.payments.test_decline_card,
+        decline_amount_minor=settings.payments.test_decline_amount_minor,
+    )
+    carts = CartStore(redis, keys, max_lines=settings.cart.max_lines)
+    orders = OrderStore(redis, keys)
+    sales = SalesStats(redis, keys)
+    app[CART] = CartService(
+        carts=carts,
+        orders=orders,
+        checkout=Checkout(
+            redis,
+            keys,
+            carts=carts,
+            orders=orders,
+            reservations=app[INVENTORY].reservations,
+            streams=app[STREAMS],
+            payments=payments,
+            stats=sales,
+            webhooks=webhooks,
+        ),
+        payments=payments,
+        sales=sales,
+        webhooks=webhooks,
+        audience=_ChatAudience(app[CHAT].history),
+    )
+    stopping = asyncio.Event()
+    tasks = [
+        asyncio.create_task(webhooks.run(), name="webhook-delivery"),
+        asyncio.create_task(
+            _push_stats(app, settings.cart.stats_push_interval_s, stopping), name="stats-push"
+        ),
+    ]
+    try:
+        yield
+    finally:
+        # Stopped as well as cancelled: see WebhookDispatcher.stop.
+        webhooks.stop()
+        stopping.set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio.Event) -> None:
+    """Every interval, publish each live stream's numbers as a host-only ``stats`` event.
+
+    With several nodes, one of them pushes per stream and interval: the first to take the
+    stream's short lock.
+    """
+    redis, keys, service = app[REDIS], app[KEYS], app[CART]
+    lock_ms = max(100, int(interval_s * 1000) - 100)
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
+            return
+        try:
+            for stream in await app[STREAMS].list_streams(StreamState.LIVE, limit=200):
+                lock = keys.key("{st:" + stream.id + "}", "stats-push")
+                if not await redis.set(lock, "1", nx=True, px=lock_ms):
+                    continue
+                audience = await service.audience.audience(stream.id)
+                stats = await service.sales.stream_stats(stream.id, audience)
+                await app[EVENTS].publish(stream.id, "stats", msgspec.to_builtins(stats))
+        except (RedisError, OSError):
+            log.exception("pushing stream stats failed; trying again next interval")
+
+
+class _ChatAudience:
+    """Viewers, likes and chat numbers, as the live-events package counts them."""
+
+    def __init__(self, history: ChatHistory) -> None:
+        self._history = history
+
+    async def audience(self, stream_id: str) -> Audience:
+        numbers = await self._history.stats(stream_id)
+        return Audience(
+            viewers_now=numbers["viewers"],
+            viewers_peak=numbers["peak_viewers"],
+            unique_viewers=numbers["unique_viewers"],
+            likes=numbers["likes"],
+            chat_messages=numbers["chat_messages"],
+        )

@@ -1,0 +1,122 @@
+"""Per-stream sales numbers and the live stats a host watches.
+
+Sales counters live in Redis under the stream's hash tag, updated once per order by a Lua
+script (a retried checkout counts nothing twice)::
+
+    <prefix>{st:<id>}:stats            hash: add_to_carts, orders, units_sold,
+                                       gmv_minor:<CUR>, orders:<CUR>
+    <prefix>{st:<id>}:buyers           HyperLogLog of buyer ids
+    <prefix>{st:<id>}:counted:<order>  marker: this order is counted
+
+Audience numbers (viewers now and peak, unique viewers, likes, chat messages) come from
+the live-events package through :class:`AudienceSource`. Conversion is buyers over unique
+viewers; average order value is GMV over orders, per currency.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import redis.asyncio as aioredis
+
+from livecast.inventory.money import Money
+from livecast.redisdb import KeySpace, load_lua
+
+__all__ = ["Audience", "AudienceSource", "SalesStats", "StreamStats"]
+
+_HERE = Path(__file__).parent
+_COUNTED_TTL_MS = 30 * 86_400 * 1000
+
+
+class Audience(msgspec.Struct, frozen=True, kw_only=True):
+    viewers_now: int = 0
+    viewers_peak: int = 0
+    unique_viewers: int = 0
+    likes: int = 0
+    chat_messages: int = 0
+
+
+class AudienceSource(Protocol):
+    async def audience(self, stream_id: str) -> Audience: ...
+
+
+class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    viewers_now: int
+    viewers_peak: int
+    unique_viewers: int
+    likes: int
+    chat_messages: int
+    add_to_carts: int
+    orders: int
+    buyers: int
+    units_sold: int
+    gmv: list[Money]
+    average_order_value: list[Money]
+    conversion: float
+
+
+class SalesStats:
+    def __init__(self, redis: aioredis.Redis, keys: KeySpace) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._count_order = load_lua(redis, _HERE / "stats_order.lua")
+
+    def _key(self, stream_id: str, *parts: str) -> str:
+        return self._keys.key("{st:" + stream_id + "}", *parts)
+
+    async def add_to_cart(self, stream_id: str) -> None:
+        await self._redis.hincrby(self._key(stream_id, "stats"), "add_to_carts", 1)
+
+    async def count_order(
+        self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str
+    ) -> None:
+        await self._count_order(
+            keys=[
+                self._key(stream_id, "counted", order_id),
+                self._key(stream_id, "stats"),
+                self._key(stream_id, "buyers"),
+            ],
+            args=[units, amount.amount_minor, amount.currency, buyer_id, _COUNTED_TTL_MS],
+        )
+
+    async def stream_stats(self, stream_id: str, audience: Audience) -> StreamStats:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._key(stream_id, "stats"))
+            pipe.pfcount(self._key(stream_id, "buyers"))
+            raw, buyers = await pipe.execute()
+        counters = {k.decode(): int(v) for k, v in raw.items()}
+        orders = counters.get("orders", 0)
+        gmv = sorted(
+            (
+                Money(amount_minor=value, currency=name.split(":", 1)[1])
+                for name, value in counters.items()
+                if name.startswith("gmv_minor:")
+            ),
+            key=lambda m: m.currency,
+        )
+        unique = max(audience.unique_viewers, int(buyers))
+        return StreamStats(
+            stream_id=stream_id,
+            viewers_now=audience.viewers_now,
+            viewers_peak=audience.viewers_peak,
+            unique_viewers=audience.unique_viewers,
+            likes=audience.likes,
+            chat_messages=audience.chat_messages,
+            add_to_carts=counters.get("add_to_carts", 0),
+            orders=orders,
+            buyers=int(buyers),
+            units_sold=counters.get("units_sold", 0),
+            gmv=gmv,
+            average_order_value=[
+                Money(
+                    amount_minor=m.amount_minor // counters[f"orders:{m.currency}"],
+                    currency=m.currency,
+                )
+                for m in gmv
+                if counters.get(f"orders:{m.currency}")
+            ],
+            conversion=round(int(buyers) / unique, 4) if unique else 0.0,
+        )

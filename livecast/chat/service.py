@@ -1,0 +1,89 @@
+"""Wiring of the live-events package: services built from settings, routes, lifecycle.
+
+``setup(app)`` adds the WebSocket and REST routes, a cleanup context that builds the
+hub, history and moderation services from ``app[SETTINGS]``, ``app[REDIS]`` and
+``app[KEYS]`` (after the Redis context), registers a stream-state listener that
+publishes ``stream.state``, and an ``on_shutdown`` hook closing sockets with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
+from livecast.chat.history import ChatHistory
+from livecast.chat.hub import Hub
+from livecast.chat.moderation import Moderation
+from livecast.config import ChatSettings
+from livecast.ids import new_id
+from livecast.streams.registry import Stream, StreamState
+
+__all__ = ["CHAT", "ChatService", "setup"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatService:
+    settings: ChatSettings
+    hub: Hub
+    history: ChatHistory
+    moderation: Moderation
+    # Sockets doing Redis work (a connect's snapshot, a chat message, a moderation
+    # frame) at once; the rest wait their turn, so a reconnect storm or a burst of
+    # messages queues instead of exhausting the Redis connection pool, which raises
+    # rather than waits when it is empty.
+    admission: asyncio.Semaphore
+
+
+CHAT = web.AppKey("chat", ChatService)
+
+
+def setup(app: web.Application) -> None:
+    from livecast.chat import api, socket
+
+    app.add_routes(socket.routes)
+    app.add_routes(api.routes)
+    app.cleanup_ctx.append(_chat_ctx)
+    app.on_shutdown.append(_close_sockets)
+
+
+async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS].chat
+    redis, keys, events = app[REDIS], app[KEYS], app[EVENTS]
+    hub = Hub(redis, keys, events, settings, node_id=new_id(9))
+    service = ChatService(
+        settings=settings,
+        hub=hub,
+        history=ChatHistory(redis, keys, events, settings),
+        moderation=Moderation(redis, keys, events),
+        admission=asyncio.Semaphore(max(1, app[SETTINGS].redis.max_connections // 2)),
+    )
+    app[CHAT] = service
+
+    async def publish_state(stream: Stream, previous: StreamState) -> None:
+        await events.publish(
+            stream.id,
+            "stream.state",
+            {
+                "state": stream.state.value,
+                "previous": previous.value,
+                "started_at": stream.started_at,
+                "ended_at": stream.ended_at,
+            },
+        )
+
+    app[STREAMS].on_state_change(publish_state)
+    await hub.start()
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    service = app.get(CHAT)
+    if service is not None:
+        await service.hub.close_sockets(message=b"server shutting down")

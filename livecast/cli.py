@@ -1,0 +1,208 @@
+"""The ``livecast`` command: ``serve``, ``token`` and friends."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from livecast.auth import Role, TokenIssuer, load_or_create_secret, parse_duration
+from livecast.bench import BENCHMARKS, run_benchmark
+from livecast.config import ConfigError, Settings, load_settings
+from livecast.embedded_redis import EmbeddedRedisError
+from livecast.errors import ApiError
+from livecast.ids import new_id
+from livecast.redisdb import RedisUnavailable
+
+__all__ = ["main"]
+
+log = logging.getLogger("livecast")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except ConfigError as exc:
+        print(f"livecast: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (EmbeddedRedisError, RedisUnavailable) as exc:
+        print(f"livecast: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livecast", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server")
+    _settings_flags(serve)
+    serve.add_argument("--host", help="address to listen on (server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (server.port)")
+    serve.add_argument("--redis-url", help="use this Redis instead of the embedded one (redis.url)")
+    serve.set_defaults(command=_serve)
+
+    token = sub.add_parser("token", help="print a signed token")
+    _settings_flags(token)
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--name", required=True, help="display name shown in chat")
+    token.add_argument("--sub", help="stable user id (default: a new random one)")
+    token.add_argument(
+        "--stream", action="append", default=[], metavar="ID",
+        help="stream the role applies to (repeatable; '*' for admins; --stream=ID for an id "
+        "that starts with '-')",
+    )  # fmt: skip
+    token.add_argument("--ttl", default=None, help="lifetime such as 90s, 15m, 8h, 30d")
+    token.set_defaults(command=_token)
+
+    demo = sub.add_parser("demo", help="seed a demo catalog and stream; print links to try it")
+    _settings_flags(demo)
+    demo.set_defaults(command=_demo)
+
+    catalog = sub.add_parser(
+        "import-catalog", help="import products from a JSON lines or CSV file, row by row"
+    )
+    _settings_flags(catalog)
+    catalog.add_argument("file", help="JSON lines (.jsonl, .ndjson) or CSV (.csv) file")
+    catalog.add_argument("--format", choices=["jsonl", "csv"], help="default: by file suffix")
+    catalog.add_argument("--redis-url", help="import into this Redis (redis.url)")
+    catalog.set_defaults(command=_import_catalog)
+
+    bench = sub.add_parser("bench", help="run a benchmark on loopback and print one JSON line")
+    bench.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    bench.set_defaults(command=_bench)
+    return parser
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file (or LIVECAST_CONFIG)")
+    parser.add_argument("--data-dir", help="where data lives (data.dir; default ./.livecast)")
+
+
+def _load(args: argparse.Namespace, **flags: Any) -> Settings:
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    if args.data_dir is not None:
+        overrides["data.dir"] = args.data_dir
+    return load_settings(args.config, overrides=overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _load(
+        args,
+        **{"server.host": args.host, "server.port": args.port, "redis.url": args.redis_url},
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from livecast.app import create_app
+
+    app = create_app(settings)
+    url = f"http://{settings.server.host}:{settings.server.port}"
+    web.run_app(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        loop=_new_event_loop(),
+        shutdown_timeout=settings.server.shutdown_timeout_s,
+        print=lambda _: log.info("livecast %s listening on %s", _version(), url),
+        access_log=None,
+    )
+    return 0
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    issuer = TokenIssuer(
+        load_or_create_secret(settings.auth.secret, settings.data_dir), issuer=settings.auth.issuer
+    )
+    try:
+        ttl = parse_duration(args.ttl) if args.ttl else settings.auth.default_ttl_s
+        token = issuer.issue(
+            sub=args.sub or f"u-{new_id(6)}",
+            name=args.name,
+            role=Role(args.role),
+            streams=frozenset(args.stream),
+            ttl_s=ttl,
+        )
+    except (ValueError, ApiError) as exc:
+        print(f"livecast token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from livecast.demo import DemoError, run_demo
+
+    settings = _load(args)
+    try:
+        links, running = run_demo(settings)
+    except DemoError as exc:
+        print(f"livecast demo: {exc}", file=sys.stderr)
+        return 1
+    catalog = (
+        f"{links.seeded_products} demo products"
+        if links.catalog_available
+        else "no products (this server has no catalog API)"
+    )
+    print(f"Seeded a scheduled stream ({links.stream_id}) featuring {catalog}.\n")
+    if not running:
+        flags = f" --config {args.config}" if args.config else ""
+        flags += f" --data-dir {args.data_dir}" if args.data_dir else ""
+        print(
+            "Start the server (dev mode lets viewers join with just a name):\n"
+            f"  LIVECAST_DEV_MINT_VIEWER_TOKENS=1 livecast serve{flags}\n"
+        )
+    print(
+        f"Studio, go live:   {links.studio}\n"
+        f"Control panel:     {links.control}\n"
+        f"Watch:             {links.watch}"
+    )
+    return 0
+
+
+def _import_catalog(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import msgspec
+
+    from livecast.inventory.catalog_import import run_import
+
+    settings = _load(args, **{"redis.url": args.redis_url})
+    try:
+        report, code = run_import(settings, Path(args.file), args.format)
+    except (OSError, UnicodeDecodeError, ApiError) as exc:
+        print(f"livecast import-catalog: {exc}", file=sys.stderr)
+        return 2
+    print(msgspec.json.encode(report).decode())
+    return code
+
+
+def _bench(args: argparse.Namespace) -> int:
+    return run_benchmark(args.benchmark, args.options)
+
+
+def _version() -> str:
+    from livecast import __version__
+
+    return __version__

@@ -1,0 +1,115 @@
+"""What WHIP and WHEP share over HTTP: SDP bodies, session resources, CORS, ICE servers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from livecast.appkeys import SETTINGS
+from livecast.config import WebRtcSettings
+from livecast.errors import BadRequest, UnsupportedMediaType
+from livecast.http import read_body
+from livecast.ingest.hub import MediaHub
+from livecast.ingest.media import Session
+from livecast.ingest.sdp import parse_trickle
+
+__all__ = [
+    "SDP",
+    "TRICKLE",
+    "answer_response",
+    "cors_headers",
+    "delete_session",
+    "endpoint_options",
+    "ice_server_links",
+    "patch_session",
+    "read_sdp",
+    "session_options",
+]
+
+SDP = "application/sdp"
+TRICKLE = "application/trickle-ice-sdpfrag"
+_PREFIXES = ("/whip/", "/whep/")
+_EXPOSED = "Location, ETag, Link, Accept-Post, Accept-Patch"
+
+
+async def read_sdp(request: web.Request, content_type: str = SDP) -> str:
+    """The body as SDP text: 415 unless it is ``content_type``, 400 unless it is text."""
+    if request.content_type != content_type:
+        raise UnsupportedMediaType(
+            f"send the body as {content_type}, not {request.content_type or 'nothing'}"
+        )
+    body = await read_body(request)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("SDP must be UTF-8 text", code="malformed_sdp") from None
+
+
+def ice_server_links(settings: WebRtcSettings) -> list[str]:
+    """``Link: <url>; rel="ice-server"`` values (RFC 9725 4.6)."""
+    links = []
+    for url in settings.ice_servers:
+        link = f'<{url}>; rel="ice-server"'
+        if url.startswith("turn") and settings.ice_username:
+            link += (
+                f'; username="{settings.ice_username}"; credential="{settings.ice_credential}"'
+                '; credential-type="password"'
+            )
+        links.append(link)
+    return links
+
+
+def answer_response(request: web.Request, session: Session, answer: str) -> web.Response:
+    """201 Created with the answer, the session URL, its ETag and the ICE servers."""
+    location = f"{request.path.rstrip('/')}/{session.id}"
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Location"] = location
+    headers["ETag"] = session.etag
+    headers["Accept-Patch"] = TRICKLE
+    for link in ice_server_links(request.app[SETTINGS].webrtc):
+        headers.add("Link", link)
+    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+
+
+async def patch_session(request: web.Request, hub: MediaHub, role: str) -> web.Response:
+    """Trickle ICE candidates into a session; 422 for an ICE restart (RFC 9725 4.3.1)."""
+    session = hub.session(request.match_info["session_id"], role, request.match_info["stream_id"])
+    fragment = parse_trickle(await read_sdp(request, TRICKLE))
+    await hub.patch(session, fragment, request.headers.get("If-Match"))
+    return web.Response(status=204, headers={"ETag": session.etag})
+
+
+async def delete_session(request: web.Request, hub: MediaHub, role: str) -> web.Response:
+    session = hub.session(request.match_info["session_id"], role, request.match_info["stream_id"])
+    await hub.end(session)
+    return web.Response(status=200)
+
+
+def endpoint_options(request: web.Request) -> web.Response:
+    headers = {
+        "Allow": "OPTIONS, POST",
+        "Accept-Post": SDP,
+        "Access-Control-Allow-Methods": "OPTIONS, POST",
+    }
+    return web.Response(status=204, headers=headers)
+
+
+def session_options(request: web.Request) -> web.Response:
+    headers = {
+        "Allow": "OPTIONS, PATCH, DELETE",
+        "Accept-Patch": TRICKLE,
+        "Access-Control-Allow-Methods": "OPTIONS, PATCH, DELETE",
+    }
+    return web.Response(status=204, headers=headers)
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Let browser pages on other origins publish and play (tokens travel as headers,
+    never cookies, so any origin may call)."""
+    if not request.path.startswith(_PREFIXES):
+        return
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
+        response.headers["Access-Control-Max-Age"] = "86400"

@@ -1,0 +1,145 @@
+"""Wiring: routes, the media hub built from settings, its metrics and its lifecycle.
+
+Per-stream media numbers are served at ``GET /api/streams/{id}/media``; this node's
+WHEP and WHIP session counts are the ``livecast_webrtc_viewers`` and
+``livecast_webrtc_publishers`` gauges at ``/metrics``, its pulls from other nodes
+(:mod:`livecast.ingest.edge`) ``livecast_webrtc_edge_pulls``.
+
+Tasks owned here, cancelled at shutdown: the hub's watchdog, the origin heartbeat
+(:mod:`livecast.ingest.origin`), the edge relay's upkeep, and a check that ends the
+media of streams ended through another node. The recorder's writer threads are
+finalized and joined after the hub closed (:mod:`livecast.ingest.recorder`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
+from livecast.errors import ApiError
+from livecast.ids import new_id
+from livecast.ingest import recordings, whep, whip
+from livecast.ingest._signaling import cors_headers
+from livecast.ingest.edge import EdgeRelay, EdgeTokens
+from livecast.ingest.hub import MediaHub
+from livecast.ingest.keys import EDGE, MEDIA, RECORDER
+from livecast.ingest.origin import Origin, OriginRegistry
+from livecast.ingest.recorder import Recorder
+from livecast.metrics import METRICS
+from livecast.streams.registry import Stream, StreamState
+
+__all__ = ["OPENAPI", "setup"]
+
+log = logging.getLogger(__name__)
+
+OPENAPI = Path(__file__).parent / "openapi.json"
+# How often an origin checks that its streams were not ended through another node.
+_END_CHECK_S = 2.0
+
+
+def setup(app: web.Application) -> None:
+    """Add WHIP/WHEP routes and the media hub (built once Redis is up)."""
+    app.add_routes(whip.routes)
+    app.add_routes(whep.routes)
+    app.add_routes(recordings.routes)
+    app.cleanup_ctx.append(_media_ctx)
+    app.on_shutdown.append(_close_sessions)
+    app.on_response_prepare.append(cors_headers)
+
+
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    events = app[EVENTS]
+    registry = app[STREAMS]
+
+    async def publish_event(stream_id: str, event_type: str, data: Mapping[str, object]) -> None:
+        await events.publish(stream_id, event_type, data)
+
+    settings = app[SETTINGS]
+    node = Origin(node_id=new_id(9), url=settings.server.node_url)
+    origins = OriginRegistry(app[REDIS], app[KEYS], node, settings.webrtc.origin_ttl_s)
+    recorder = Recorder(settings.recordings_dir, enabled=settings.webrtc.record)
+    hub = MediaHub(settings.webrtc, publish_event, origins, recorder if recorder.enabled else None)
+    edge_tokens = EdgeTokens(app[TOKENS], node.node_id)
+
+    async def has_ended(stream_id: str) -> bool:
+        stream = await registry.find(stream_id)
+        return stream is None or stream.state is StreamState.ENDED
+
+    edge = EdgeRelay(hub, origins, settings.webrtc, edge_tokens, has_ended)
+
+    async def follow_ends() -> None:
+        """Close the media of this node's streams that were ended through another node
+        (``on_state_change`` only hears of transitions made on this one)."""
+        while True:
+            await asyncio.sleep(_END_CHECK_S)
+            for stream_id in list(origins.claimed):
+                try:
+                    if await has_ended(stream_id):
+                        await hub.close_stream(stream_id)
+                except (RedisError, OSError) as exc:
+                    log.warning("stream %s: could not check its state: %s", stream_id, exc)
+
+    async def on_stream_change(stream: Stream, previous: StreamState) -> None:
+        if stream.state is StreamState.ENDED:
+            await hub.close_stream(stream.id)
+
+    async def end_stream(stream_id: str) -> None:
+        try:
+            await registry.transition(stream_id, StreamState.ENDED)
+        except ApiError as exc:
+            log.info("stream %s: not ended after reconnect grace: %s", stream_id, exc.message)
+
+    registry.on_state_change(on_stream_change)
+    hub.on_grace_expired(end_stream)
+    app[MEDIA] = hub
+    app[EDGE] = edge
+    app[RECORDER] = recorder
+    metrics = app[METRICS]
+    metrics.gauge(
+        "livecast_webrtc_viewers",
+        "WHEP sessions (viewers) on this node",
+        lambda: sum(len(media.viewers) for media in hub.streams.values()),
+    )
+    metrics.gauge(
+        "livecast_webrtc_publishers",
+        "WHIP sessions (publishers) on this node",
+        lambda: sum(media.publisher is not None for media in hub.streams.values()),
+    )
+    metrics.gauge(
+        "livecast_webrtc_edge_pulls",
+        "streams this node pulls from their origin node (WHEP sessions there)",
+        lambda: sum(media.upstream is not None for media in hub.streams.values()),
+    )
+    tasks = [
+        asyncio.create_task(hub.watchdog(), name="media-watchdog"),
+        asyncio.create_task(follow_ends(), name="media-follow-ends"),
+    ]
+    origins.start(hub.lose_origin)
+    edge.start()
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await edge.close()
+        await hub.close()
+        await recorder.close()
+        await origins.close()
+
+
+async def _close_sessions(app: web.Application) -> None:
+    edge = app.get(EDGE)
+    if edge is not None:
+        await edge.close()
+    hub = app.get(MEDIA)
+    if hub is not None:
+        await hub.close()

@@ -1,0 +1,39 @@
+"""Peer connections of publishers and viewers, per stream, owned by one :class:`MediaHub`.
+
+This module holds the hub's overview; its parts live next to it:
+:mod:`livecast.ingest.media` (the per-stream :class:`~livecast.ingest.media.StreamMedia`
+and :class:`~livecast.ingest.media.Session` types), :mod:`livecast.ingest._hub` (the
+registry, session lifecycle, state events, origin claim and shutdown both sides share),
+:mod:`livecast.ingest.publisher` (publishing, recording, the watchdog) and
+:mod:`livecast.ingest.viewer` (playing).
+
+The video codec of a stream is chosen once and kept while anyone is connected: by the
+publisher (first of ``webrtc.video_codecs`` it offers, preferring the one viewers already
+use), or by the first viewer who arrives before any publisher. A returning publisher
+that cannot send the viewers' codec is still accepted (the host comes first); viewers on
+the old codec are then disconnected, and reconnect on the new one.
+
+Media state events (``media.state`` with ``state`` live / reconnecting / ended) are
+published through the app's EventPublisher whenever the publisher comes, goes quiet,
+leaves or the stream ends; ``idle`` when this node lost the stream's origin claim to
+another node.
+
+Several nodes: the node that accepts a publisher claims the stream's origin record
+(:mod:`livecast.ingest.origin`) before anything else, and keeps it while it is the
+origin: while a publisher is connected and, after it left, through the reconnect grace
+(``reconnecting``). A publisher arriving at another node meanwhile is sent to the origin
+(WHIP answers 307, :class:`~livecast.ingest.errors.PublishedElsewhere`). A node that is
+not the origin serves its viewers from an :class:`~livecast.ingest.edge.EdgePull`
+(``StreamMedia.upstream``), which feeds the same sources a publisher would.
+"""
+
+from __future__ import annotations
+
+from livecast.ingest.publisher import PublisherSide
+from livecast.ingest.viewer import ViewerSide
+
+__all__ = ["MediaHub"]
+
+
+class MediaHub(PublisherSide, ViewerSide):
+    """Every WHIP/WHEP session of this node; closed with the app."""

@@ -1,0 +1,16 @@
+"""The typed app keys under which the app keeps this node's media sessions, pulls and
+recordings."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from livecast.ingest.edge import EdgeRelay
+from livecast.ingest.hub import MediaHub
+from livecast.ingest.recorder import Recorder
+
+__all__ = ["EDGE", "MEDIA", "RECORDER"]
+
+MEDIA = web.AppKey("media", MediaHub)
+EDGE = web.AppKey("edge", EdgeRelay)
+RECORDER = web.AppKey("recorder", Recorder)

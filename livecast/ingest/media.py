@@ -1,0 +1,90 @@
+"""Per-stream state on this node: :class:`StreamMedia`, :class:`Session`, :class:`MediaState`.
+
+A stream's media here is a :class:`StreamMedia`: a :class:`~livecast.ingest.relay.MediaSource`
+per kind, at most one publisher session and any number of viewer sessions. It exists
+while anyone is connected (or the stream waits for its publisher to come back), so a
+viewer who arrives before the host, or stays through a reconnect, keeps its peer
+connection and its outgoing tracks; frames simply start (again) when a publisher sends.
+:class:`~livecast.ingest.hub.MediaHub` makes, keeps and closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiortc import RTCPeerConnection
+
+from livecast.ingest.relay import MediaSource, RelayTuning, ViewerTrack
+
+if TYPE_CHECKING:
+    from livecast.ingest.edge import EdgePull
+
+__all__ = ["PUBLISHER", "VIEWER", "MediaState", "Session", "StreamMedia"]
+
+PUBLISHER = "publisher"
+VIEWER = "viewer"
+
+
+class MediaState:
+    IDLE = "idle"  # nobody has published yet
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Session:
+    """One WHIP or WHEP resource: a peer connection and its unguessable id."""
+
+    id: str
+    role: str  # PUBLISHER or VIEWER
+    stream_id: str
+    pc: RTCPeerConnection
+    etag: str
+    subject: str = ""
+    created_at: float = 0.0
+    connected: bool = False
+    closed: bool = False
+    tracks: tuple[ViewerTrack, ...] = ()
+    drains: tuple[asyncio.Task[None], ...] = ()
+    video_codec: str | None = None
+    edge: bool = False  # a viewer that is another node's pull
+
+
+class StreamMedia:
+    """The media of one stream on this node."""
+
+    def __init__(self, stream_id: str, tuning: RelayTuning) -> None:
+        self.stream_id = stream_id
+        self.sources = {
+            "video": MediaSource("video", tuning),
+            "audio": MediaSource("audio", tuning),
+        }
+        self.publisher: Session | None = None
+        self.upstream: EdgePull | None = None  # on an edge: the pull from the origin
+        self.viewers: dict[str, Session] = {}
+        self.video_codec: str | None = None
+        self.state = MediaState.IDLE
+        self.state_since = time.monotonic()
+
+    @property
+    def last_media_at(self) -> float:
+        return max(s.last_frame_at for s in self.sources.values())
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "publishing": self.publisher is not None,
+            "edge": self.upstream is not None,
+            "viewers": len(self.viewers),
+            "video_codec": self.video_codec,
+            "audio": self.sources["audio"].codec is not None,
+            "video_frames_in": self.sources["video"].frames_in,
+            "keyframe_requests": self.sources["video"].keyframe_requests_sent,
+            "viewers_waiting_keyframe": sum(
+                1 for v in self.viewers.values() for t in v.tracks if t.waiting_keyframe
+            ),
+        }

@@ -1,0 +1,204 @@
+"""The publisher side of :class:`~livecast.ingest.hub.MediaHub`: :class:`PublisherSide`.
+
+Accepting a WHIP publisher (after claiming the stream's origin record), feeding its
+received frames into the stream's sources, the stream's video codec, noticing a
+publisher that went quiet and a reconnect grace that ran out; :func:`drain_track` for
+received tracks.
+
+Recording (:mod:`livecast.ingest.recorder`) follows the origin's publishers: each one
+accepted here is recorded, and the stream's file is finalized when its media ends here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from livecast.errors import Conflict, Unprocessable
+from livecast.ingest import _aiortc
+from livecast.ingest._hub import HubBase
+from livecast.ingest.errors import PublishedElsewhere
+from livecast.ingest.media import PUBLISHER, MediaState, Session, StreamMedia
+from livecast.ingest.sdp import AUDIO_CODEC, Offer, codec_preferences, family_of
+
+__all__ = ["PublisherSide", "drain_track"]
+
+log = logging.getLogger(__name__)
+
+
+class PublisherSide(HubBase):
+    """Publishing: :meth:`publish`, :meth:`feed`, :meth:`adopt_video_codec`, :meth:`watchdog`."""
+
+    def on_grace_expired(self, end_stream: Callable[[str], Awaitable[None]]) -> None:
+        """Called with a stream id whose publisher stayed away past ``reconnect_grace_s``."""
+        self._end_stream = end_stream
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish(self, stream_id: str, offer: Offer, subject: str) -> tuple[Session, str]:
+        """Accept a publisher's offer; returns the session and the SDP answer.
+
+        409 ``publisher_active`` while another publisher is connected and sending;
+        :class:`PublishedElsewhere` while another node is the stream's origin. A
+        publisher on this node that went quiet (``publisher_stale_s``) is replaced.
+        """
+        for kind, direction in offer.directions.items():
+            if direction not in ("sendonly", "sendrecv"):
+                raise Unprocessable(
+                    f"the {kind} section is {direction}; a publisher must send",
+                    code="wrong_direction",
+                )
+        async with self.origins.exclusive(stream_id):
+            holder = await self.origins.claim(stream_id)
+        if holder is not None and holder.url != self.origins.node.url:
+            raise PublishedElsewhere(holder.url)
+        if holder is not None:  # this node's previous run, whose claim has not expired
+            raise Conflict(
+                "this stream is published through another node",
+                code="publisher_active",
+                origin_url=holder.url,
+            )
+        media = self.stream_media(stream_id)
+        try:
+            video_codec = None
+            if "video" in offer.codecs:
+                video_codec = self._choose_publisher_codec(media, offer.codecs["video"])
+            if "audio" in offer.codecs and AUDIO_CODEC not in offer.codecs["audio"]:
+                raise Unprocessable("audio must be Opus", code="codec_unsupported")
+            current = media.publisher
+            if current is not None and not self._is_stale(media, current):
+                raise Conflict("this stream already has a publisher", code="publisher_active")
+        except Exception:
+            self.forget_if_idle(media)
+            raise
+        if current is not None:
+            log.info("stream %s: replacing quiet publisher %s", stream_id, current.id)
+            self._close_soon(current)
+        if media.upstream is not None:  # this node was an edge of a node now gone
+            self._keep(asyncio.ensure_future(media.upstream.close()))
+
+        pc = RTCPeerConnection(self.configuration())
+        session = self._new_session(PUBLISHER, stream_id, pc, subject)
+        session.video_codec = video_codec
+        media.publisher = session  # reserved before the first await: one publisher
+        drains: list[asyncio.Task[None]] = []
+        pc.on("track", lambda track: drains.append(drain_track(track)))
+        try:
+            for kind in offer.kinds:
+                family = video_codec if kind == "video" else AUDIO_CODEC
+                assert family is not None
+                transceiver = pc.addTransceiver(kind, direction="recvonly")
+                transceiver.setCodecPreferences(codec_preferences(kind, family))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                self.feed(media, transceiver)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception:
+            if media.publisher is session:
+                media.publisher = None
+            self.sessions.pop(session.id, None)
+            await pc.close()
+            self.forget_if_idle(media)
+            raise
+        session.drains = tuple(drains)
+        if video_codec is not None:
+            self.adopt_video_codec(media, video_codec)
+        self._watch(session, media)
+        if self._recorder is not None:
+            try:
+                self._recorder.record(stream_id, media.sources["video"], media.sources["audio"])
+            except Exception:
+                log.exception("stream %s: could not start recording", stream_id)
+        return session, pc.localDescription.sdp
+
+    def _choose_publisher_codec(self, media: StreamMedia, offered: tuple[str, ...]) -> str:
+        if media.video_codec in offered and media.viewers:
+            return media.video_codec
+        for codec in self._settings.video_codecs:
+            if codec in offered:
+                return codec
+        wanted = ", ".join(self._settings.video_codecs)
+        raise Unprocessable(
+            f"the offer has no video codec this server relays ({wanted}; H.264 must use "
+            "packetization-mode=1 with a baseline profile)",
+            code="codec_unsupported",
+        )
+
+    def feed(self, media: StreamMedia, transceiver: RTCRtpTransceiver) -> str | None:
+        """Let ``transceiver``'s received frames feed the stream's source of its kind.
+
+        Call right after ``setRemoteDescription``. Keyframe requests of that source go
+        to the sender as PLI. Returns the negotiated codec family.
+        """
+        source = media.sources[transceiver.kind]
+        codecs = transceiver._codecs
+        family = family_of(codecs[0].mimeType) if codecs else None
+        if family is None:
+            return None
+        receiver = transceiver.receiver
+        tap = _aiortc.tap_receiver(receiver, transceiver.kind, source.push)
+
+        def request_keyframe() -> None:
+            if tap.media_ssrc is not None:
+                self._keep(_aiortc.send_pli(receiver, tap.media_ssrc))
+
+        source.attach(family, request_keyframe if transceiver.kind == "video" else None)
+        return family
+
+    def adopt_video_codec(self, media: StreamMedia, codec: str) -> None:
+        """The stream's video is ``codec`` from now on; viewers on another one leave."""
+        if codec == media.video_codec:
+            return
+        for viewer in list(media.viewers.values()):
+            if viewer.video_codec is not None and viewer.video_codec != codec:
+                log.info("stream %s: viewer %s cannot take %s", media.stream_id, viewer.id, codec)
+                self._close_soon(viewer)
+        media.video_codec = codec
+
+    def _is_stale(self, media: StreamMedia, publisher: Session) -> bool:
+        if publisher.closed:
+            return True
+        quiet_since = max(media.last_media_at, publisher.created_at)
+        return time.monotonic() - quiet_since > self._settings.publisher_stale_s
+
+    # -- watchdog ------------------------------------------------------------------------
+
+    async def watchdog(self, interval_s: float = 0.5) -> None:
+        """Notice publishers that went quiet and streams whose grace ran out."""
+        grace = self._settings.reconnect_grace_s
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            for media in list(self.streams.values()):
+                publisher = media.publisher
+                if publisher is not None and publisher.connected:
+                    quiet = self._is_stale(media, publisher)
+                    if quiet and media.state == MediaState.LIVE:
+                        self._set_state(media, MediaState.RECONNECTING)
+                    elif not quiet and media.state == MediaState.RECONNECTING:
+                        self._set_state(media, MediaState.LIVE)
+                elif (
+                    media.state == MediaState.RECONNECTING
+                    and grace > 0
+                    and now - media.state_since > grace
+                    and self._end_stream is not None
+                ):
+                    media.state_since = now  # one attempt per grace period
+                    self._keep(asyncio.ensure_future(self._end_stream(media.stream_id)))
+
+
+def drain_track(track: MediaStreamTrack) -> asyncio.Task[None]:
+    """Read a received track until it ends, so nothing can queue on it unread."""
+
+    async def drain() -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+
+    return asyncio.ensure_future(drain())

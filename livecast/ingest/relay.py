@@ -1,0 +1,333 @@
+"""The passthrough relay: one publisher's encoded frames, fanned out to every viewer.
+
+A :class:`MediaSource` holds one track of one stream (its video, or its audio). The
+publisher's receiver pushes each reassembled encoded frame into it once; the source
+packetizes it once (H.264 FU-A/STAP-A, VP8 descriptors, Opus as is), gives it a
+timestamp on the source's own continuous timeline, and stores it in a ring of
+``frame_buffer`` frames. Each viewer's :class:`ViewerTrack` is only a cursor into that
+ring: ``recv()`` returns the shared :class:`EncodedFrame` object, and the viewer's
+sender adds its own sequence numbers, SSRC and timestamp origin, encrypts and sends.
+Per viewer and frame there is no copy, no encode and no queue.
+A recorder, when recording is on, is handed each frame too (``MediaSource.tee``), on
+the same timeline (:mod:`livecast.ingest.recorder`).
+
+Invariants:
+
+* a video viewer gets nothing until a keyframe, and from then on frames in order;
+* a viewer that falls more than ``frame_buffer`` frames behind skips to the next
+  keyframe (video) or to the newest frame (audio); memory never grows with a slow viewer;
+* keyframe requests go up to the publisher at most every ``keyframe_min_interval``,
+  however many viewers ask; a viewer still waiting asks again every ``keyframe_retry``;
+* when the publisher changes (drop and return), the timeline continues: timestamps
+  for viewers stay monotonic across publishers, advanced by the wall time in between.
+
+Past one process: aiortc encrypts and sends on the event loop, so one process relays
+what one core can send (``livecast bench relay``). More viewers of one stream are served
+by more processes or nodes, each pulling the stream once over WHEP from the stream's
+origin (the node holding the publisher) and relaying it locally: an edge's pull is a
+WHEP viewer on the origin and, on the edge, a publisher feeding a :class:`MediaSource`
+through the same frame tap, with keyframe requests forwarded up the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiortc import MediaStreamTrack
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import MediaStreamError
+
+__all__ = ["EncodedFrame", "FrameTee", "MediaSource", "RelayTuning", "ViewerTrack", "is_keyframe"]
+
+log = logging.getLogger(__name__)
+
+_U32: Final = 0xFFFFFFFF
+
+# (encoded frame, timestamp on the source's timeline, keyframe, monotonic arrival time)
+FrameTee = Callable[[bytes, int, bool, float], None]
+
+
+def is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether an encoded frame can be decoded on its own.
+
+    VP8: bit 0 of the frame tag is 0 (RFC 6386 9.1). H.264 (Annex B, as aiortc
+    reassembles it): the frame carries an IDR slice (NAL type 5).
+    """
+    if codec == "vp8":
+        return bool(data) and not data[0] & 0x01
+    if codec == "h264":
+        pos = data.find(b"\x00\x00\x01")
+        while pos != -1 and pos + 3 < len(data):
+            nal_type = data[pos + 3] & 0x1F
+            if nal_type == 5:
+                return True
+            if nal_type == 1:
+                return False
+            pos = data.find(b"\x00\x00\x01", pos + 3)
+        return False
+    return True
+
+
+class EncodedFrame:
+    """One frame, packetized once and shared by every viewer's sender."""
+
+    __slots__ = ("keyframe", "payloads", "timestamp")
+
+    def __init__(self, payloads: list[bytes], timestamp: int, keyframe: bool) -> None:
+        self.payloads = payloads
+        self.timestamp = timestamp
+        self.keyframe = keyframe
+
+
+@dataclass(frozen=True, slots=True)
+class RelayTuning:
+    frame_buffer: int = 64
+    keyframe_min_interval_s: float = 0.2
+    keyframe_retry_s: float = 0.5
+    join_burst_frames: int = 8
+
+
+class MediaSource:
+    """One track of one stream: what every viewer of that track reads from."""
+
+    def __init__(self, kind: str, tuning: RelayTuning) -> None:
+        self.kind = kind
+        self.codec: str | None = None  # "h264", "vp8", "opus" once a publisher negotiated
+        self.clock_rate = 90_000 if kind == "video" else 48_000
+        self._tuning = tuning
+        self._capacity = tuning.frame_buffer
+        self._mask = tuning.frame_buffer - 1
+        self._ring: list[EncodedFrame | None] = [None] * tuning.frame_buffer
+        self.head = 0  # index the next frame gets; frames [head - capacity, head) are kept
+        self.last_keyframe = -1
+        self.frames_in = 0
+        self.last_frame_at = 0.0  # monotonic
+        self.epoch = 0  # bumped per publisher: viewers then wait for its first keyframe
+        self._waiters: list[asyncio.Future[None]] = []
+        self._picture_id = 0
+        # timeline: out = in + offset (mod 2**32); re-anchored when the publisher changes
+        self._offset = 0
+        self._last_out: int | None = None
+        self._reanchor = True
+        # keyframe requests
+        self._request_upstream: Callable[[], None] | None = None
+        self._last_request = -1e9
+        self._pending_request: asyncio.TimerHandle | None = None
+        self.keyframe_requests_sent = 0
+        # also given every frame, on the source's timeline (the recorder); None: nothing
+        self.tee: FrameTee | None = None
+
+    # -- publisher side -------------------------------------------------------------
+
+    def attach(self, codec: str, request_keyframe: Callable[[], None] | None) -> None:
+        """A (new) publisher feeds this source; its first frame continues the timeline."""
+        if self.codec is not None and codec != self.codec:
+            log.info("%s source changes codec %s -> %s", self.kind, self.codec, codec)
+            self.last_keyframe = -1
+        self.codec = codec
+        self._request_upstream = request_keyframe
+        self._reanchor = True
+        self.epoch += 1
+
+    def detach(self) -> None:
+        """The publisher left; viewers keep their cursors and wait for the next one."""
+        self._request_upstream = None
+        if self._pending_request is not None:
+            self._pending_request.cancel()
+            self._pending_request = None
+
+    def push(self, data: bytes, timestamp: int) -> None:
+        """Take one reassembled encoded frame from the publisher (on the event loop)."""
+        codec = self.codec
+        if codec is None or not data:
+            return
+        now = time.monotonic()
+        if self._reanchor:
+            self._reanchor = False
+            if self._last_out is None:
+                self._offset = 0
+            else:
+                gap = max(int((now - self.last_frame_at) * self.clock_rate), 1)
+                self._offset = (self._last_out + gap - timestamp) & _U32
+        out = (timestamp + self._offset) & _U32
+        self._last_out = out
+        self.last_frame_at = now
+        if codec == "h264":
+            keyframe = is_keyframe(codec, data)
+            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
+        elif codec == "vp8":
+            keyframe = is_keyframe(codec, data)
+            payloads = Vp8Encoder._packetize(data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+        else:
+            keyframe = True
+            payloads = [data]
+        index = self.head
+        self._ring[index & self._mask] = EncodedFrame(payloads, out, keyframe)
+        if keyframe:
+            self.last_keyframe = index
+        self.head = index + 1
+        self.frames_in += 1
+        tee = self.tee
+        if tee is not None:
+            tee(data, out, keyframe, now)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # -- viewer side ----------------------------------------------------------------
+
+    def frame(self, index: int) -> EncodedFrame | None:
+        """The frame at ``index`` if it is still kept."""
+        if index >= self.head or index < self.head - self._capacity:
+            return None
+        return self._ring[index & self._mask]
+
+    def wait_frame(self) -> asyncio.Future[None]:
+        """A future resolved by the next push.
+
+        One per waiting viewer: a shared future would be cancelled for everyone when one
+        viewer's sender stops while awaiting it.
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    def join_index(self) -> int | None:
+        """Where a new video viewer may start without a keyframe request, if anywhere."""
+        key = self.last_keyframe
+        if (
+            key >= 0
+            and self.head - key <= self._tuning.join_burst_frames
+            and key >= (self.head - self._capacity)
+        ):
+            return key
+        return None
+
+    def next_keyframe(self, start: int) -> int | None:
+        """The first kept keyframe at or after ``start``."""
+        if self.last_keyframe < start:
+            return None
+        index = max(start, self.head - self._capacity)
+        while index < self.head:
+            frame = self._ring[index & self._mask]
+            if frame is not None and frame.keyframe:
+                return index
+            index += 1
+        return None
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, merged with other requests in the interval."""
+        if self._request_upstream is None or self._pending_request is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_request + self._tuning.keyframe_min_interval_s
+        now = loop.time()
+        if now >= due:
+            self._send_request(now)
+        else:
+            self._pending_request = loop.call_at(due, self._send_delayed)
+
+    def _send_delayed(self) -> None:
+        self._pending_request = None
+        self._send_request(asyncio.get_running_loop().time())
+
+    def _send_request(self, now: float) -> None:
+        request = self._request_upstream
+        if request is None:
+            return
+        self._last_request = now
+        self.keyframe_requests_sent += 1
+        request()
+
+    def close(self) -> None:
+        self.detach()
+        self._wake()
+
+
+class ViewerTrack(MediaStreamTrack):
+    """What one viewer's sender reads: a cursor into a :class:`MediaSource`.
+
+    ``recv()`` returns :class:`EncodedFrame` objects, which the sender's packer turns
+    into RTP without encoding (see ``_aiortc.install_packer``).
+    """
+
+    def __init__(self, source: MediaSource, *, join_burst: bool = True) -> None:
+        """``join_burst=False``: never start at a recent keyframe, only at a new one."""
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+        self._video = source.kind == "video"
+        self._cursor = source.head
+        self._epoch = source.epoch
+        self._waiting_keyframe = self._video
+        self._last_request = -1e9
+        self.frames_sent = 0
+        self.skips = 0
+        if self._video:
+            start = source.join_index() if join_burst else None
+            if start is not None:
+                self._cursor = start
+            else:
+                self.request_keyframe()
+
+    @property
+    def waiting_keyframe(self) -> bool:
+        return self._waiting_keyframe
+
+    def request_keyframe(self) -> None:
+        """This viewer needs a keyframe (it joined, lost a picture, or fell behind)."""
+        self._last_request = time.monotonic()
+        self._source.request_keyframe()
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        source = self._source
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            cursor = self._cursor
+            if cursor < source.head:
+                if self._epoch != source.epoch:
+                    # a new publisher: its stream starts over at a keyframe, and
+                    # nothing before that keyframe decodes against what came before
+                    self._epoch = source.epoch
+                    if self._video and not self._waiting_keyframe:
+                        self._waiting_keyframe = True
+                        self.request_keyframe()
+                if self._waiting_keyframe:
+                    start = source.next_keyframe(cursor)
+                    if start is None:
+                        self._cursor = source.head
+                        if time.monotonic() - self._last_request >= (
+                            source._tuning.keyframe_retry_s
+                        ):
+                            self.request_keyframe()
+                    else:
+                        self._cursor = start
+                        self._waiting_keyframe = False
+                    continue
+                frame = source.frame(cursor)
+                if frame is None:  # fell out of the ring: skip ahead
+                    self.skips += 1
+                    if self._video:
+                        self._waiting_keyframe = True
+                        self.request_keyframe()
+                    else:
+                        self._cursor = source.head - 1
+                    continue
+                self._cursor = cursor + 1
+                self.frames_sent += 1
+                return frame
+            await source.wait_frame()

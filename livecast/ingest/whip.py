@@ -1,0 +1,86 @@
+"""WHIP (RFC 9725): publish a stream's camera and microphone.
+
+``POST /whip/{stream_id}`` with an SDP offer and ``Authorization: Bearer <token>`` of
+someone who manages the stream (its seller, a host or seller granted it, an admin)
+answers 201 with the SDP answer (all candidates gathered), the session URL in
+``Location``, an ``ETag`` and the ICE servers as ``Link: rel="ice-server"``. Publishing a
+scheduled stream makes it live. ``DELETE`` on the session URL stops publishing (viewers
+stay connected and wait for the publisher to return); ``PATCH`` trickles ICE candidates.
+
+A POST to a node that is not the stream's origin answers ``307 Temporary Redirect`` with
+``Location`` the origin node's WHIP endpoint (RFC 9725 4.5), so a publisher that comes
+back through another node during the reconnect grace finds its stream; the body is the
+409 ``publisher_active`` error, naming ``origin_url``, for clients that do not follow.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from livecast.appkeys import STREAMS
+from livecast.errors import Conflict
+from livecast.http import identity, json_response
+from livecast.ingest._signaling import (
+    answer_response,
+    delete_session,
+    endpoint_options,
+    patch_session,
+    read_sdp,
+    session_options,
+)
+from livecast.ingest.errors import PublishedElsewhere
+from livecast.ingest.keys import MEDIA
+from livecast.ingest.media import PUBLISHER
+from livecast.ingest.sdp import parse_offer
+from livecast.streams.registry import StreamState
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/whip/{stream_id}")
+async def publish(request: web.Request) -> web.Response:
+    who = identity(request)
+    who.require_identity()
+    registry = request.app[STREAMS]
+    stream = await registry.get(request.match_info["stream_id"])
+    who.require_manage(stream.id, stream.seller_id)
+    if stream.state is StreamState.ENDED:
+        raise Conflict("this stream has ended", code="stream_ended")
+    offer = parse_offer(await read_sdp(request))
+    hub = request.app[MEDIA]
+    try:
+        session, answer = await hub.publish(stream.id, offer, who.sub)
+    except PublishedElsewhere as exc:
+        location = exc.whip_url(stream.id)
+        return json_response(exc.to_json(), status=307, headers={"Location": location})
+    if stream.state is StreamState.SCHEDULED:
+        try:
+            await registry.transition(stream.id, StreamState.LIVE)
+        except Conflict:
+            current = await registry.get(stream.id)
+            if current.state is not StreamState.LIVE:
+                await hub.end(session)
+                raise Conflict("this stream has ended", code="stream_ended") from None
+    return answer_response(request, session, answer)
+
+
+@routes.route("OPTIONS", "/whip/{stream_id}")
+async def options(request: web.Request) -> web.Response:
+    return endpoint_options(request)
+
+
+@routes.patch("/whip/{stream_id}/{session_id}")
+async def patch(request: web.Request) -> web.Response:
+    return await patch_session(request, request.app[MEDIA], PUBLISHER)
+
+
+@routes.delete("/whip/{stream_id}/{session_id}")
+async def delete(request: web.Request) -> web.Response:
+    return await delete_session(request, request.app[MEDIA], PUBLISHER)
+
+
+@routes.route("OPTIONS", "/whip/{stream_id}/{session_id}")
+async def session_options_route(request: web.Request) -> web.Response:
+    return session_options(request)

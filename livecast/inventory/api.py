@@ -1,0 +1,203 @@
+"""REST routes for the catalog, flash deals and pins, and the package's ``setup(app)``.
+
+Catalog writes are for sellers and admins; deals and pins for whoever may manage the
+stream (its seller, a host or seller granted it, an admin). Reads are public.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from livecast.appkeys import SETTINGS, STREAMS
+from livecast.auth import Role
+from livecast.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
+from livecast.http import identity, json_response, read_body, read_json
+from livecast.ids import is_sku
+from livecast.inventory.catalog import ProductFields, Sku, StockChange
+from livecast.inventory.catalog_import import import_rows, parse_csv, parse_json_lines
+from livecast.inventory.money import Money
+from livecast.inventory.service import INVENTORY, inventory_ctx
+from livecast.streams.registry import Stream
+
+__all__ = ["routes", "setup"]
+
+routes = web.RouteTableDef()
+
+_MAX_LOOKUP = 100
+_JSON_LINES = {"application/x-ndjson", "application/jsonl", "application/x-jsonlines"}
+_CSV = {"text/csv"}
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)
+    app.cleanup_ctx.append(inventory_ctx)
+
+
+class StartDeal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sku: Sku
+    price: Money
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    duration_s: Annotated[int, msgspec.Meta(ge=5)]
+    per_buyer_limit: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
+    start_in_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] = 0
+
+
+class PinBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sku: Sku
+
+
+def _sku(request: web.Request) -> str:
+    sku = request.match_info["sku"]
+    if not is_sku(sku):
+        raise Unprocessable(f"{sku!r} is not a SKU", code="invalid_field")
+    return sku
+
+
+@routes.put("/api/products/{sku}")
+async def put_product(request: web.Request) -> web.Response:
+    identity(request).require_role(Role.SELLER, Role.ADMIN)
+    sku = _sku(request)
+    body = await read_json(request, ProductFields)
+    if not body.title.strip():
+        raise Unprocessable("title must not be blank", code="invalid_field")
+    product, created = await request.app[INVENTORY].catalog.put(sku, body)
+    return json_response(product, status=201 if created else 200)
+
+
+@routes.get("/api/products/{sku}")
+async def get_product(request: web.Request) -> web.Response:
+    return json_response(await request.app[INVENTORY].catalog.get(_sku(request)))
+
+
+@routes.get("/api/products")
+async def get_products(request: web.Request) -> web.Response:
+    skus = request.query.getall("sku", [])
+    if not skus or len(skus) > _MAX_LOOKUP:
+        raise BadRequest(f"give 1 to {_MAX_LOOKUP} ?sku= parameters", code="invalid_query")
+    bad = [s for s in skus if not is_sku(s)]
+    if bad:
+        raise BadRequest(f"not SKUs: {', '.join(map(repr, bad))}", code="invalid_query")
+    found = await request.app[INVENTORY].catalog.find_many(skus)
+    wanted = list(dict.fromkeys(skus))
+    return json_response(
+        {
+            "products": [found[s] for s in wanted if s in found],
+            "missing": [s for s in wanted if s not in found],
+        }
+    )
+
+
+@routes.post("/api/products/{sku}/stock")
+async def change_stock(request: web.Request) -> web.Response:
+    identity(request).require_role(Role.SELLER, Role.ADMIN)
+    sku = _sku(request)
+    body = await read_json(request, StockChange)
+    return json_response(await request.app[INVENTORY].catalog.change_stock(sku, body))
+
+
+@routes.post("/api/products/import")
+async def import_catalog(request: web.Request) -> web.Response:
+    identity(request).require_role(Role.SELLER, Role.ADMIN)
+    kind = request.content_type
+    if kind not in _JSON_LINES | _CSV:
+        raise UnsupportedMediaType(
+            "send application/x-ndjson (JSON lines) or text/csv", code="unsupported_media_type"
+        )
+    try:
+        text = (await read_body(request)).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8", code="malformed_body") from None
+    max_rows = request.app[SETTINGS].inventory.import_max_rows
+    parse = parse_csv if kind in _CSV else parse_json_lines
+    parsed = parse(text, max_rows=max_rows)
+    if not parsed:
+        raise Unprocessable("no rows to import", code="empty_import")
+    report = await import_rows(request.app[INVENTORY].catalog, parsed)
+    return json_response(report)
+
+
+async def _managed_stream(request: web.Request, stream_id: str) -> Stream:
+    caller = identity(request)
+    caller.require_identity()
+    stream = await request.app[STREAMS].get(stream_id)
+    caller.require_manage(stream.id, stream.seller_id)
+    return stream
+
+
+def _require_live(stream: Stream, action: str) -> None:
+    if not stream.is_live:
+        raise Conflict(
+            f"stream {stream.id!r} is {stream.state.value}; {action} needs a live stream",
+            code="stream_not_live",
+        )
+
+
+@routes.post("/api/streams/{stream_id}/deals")
+async def start_deal(request: web.Request) -> web.Response:
+    stream = await _managed_stream(request, request.match_info["stream_id"])
+    body = await read_json(request, StartDeal)
+    _require_live(stream, "a deal")
+    max_duration = request.app[SETTINGS].inventory.max_deal_duration_s
+    if body.duration_s > max_duration:
+        raise Unprocessable(
+            f"duration_s must be at most {max_duration} seconds", code="invalid_field"
+        )
+    deal = await request.app[INVENTORY].deals.start(
+        stream_id=stream.id,
+        sku=body.sku,
+        price=body.price,
+        quantity=body.quantity,
+        duration_s=body.duration_s,
+        per_buyer_limit=body.per_buyer_limit,
+        start_in_s=body.start_in_s,
+    )
+    return json_response(deal, status=201, headers={"Location": f"/api/deals/{deal.id}"})
+
+
+@routes.get("/api/streams/{stream_id}/deals")
+async def list_deals(request: web.Request) -> web.Response:
+    stream = await request.app[STREAMS].get(request.match_info["stream_id"])
+    active = request.query.get("active", "0")
+    if active not in {"0", "1", "true", "false"}:
+        raise BadRequest("active must be 0/1 or true/false", code="invalid_query")
+    deals = await request.app[INVENTORY].deals.for_stream(
+        stream.id, active_only=active in {"1", "true"}
+    )
+    return json_response({"deals": deals})
+
+
+@routes.get("/api/deals/{deal_id}")
+async def get_deal(request: web.Request) -> web.Response:
+    return json_response(await request.app[INVENTORY].deals.get(request.match_info["deal_id"]))
+
+
+@routes.post("/api/deals/{deal_id}/end")
+async def end_deal(request: web.Request) -> web.Response:
+    deals = request.app[INVENTORY].deals
+    deal = await deals.get(request.match_info["deal_id"])
+    await _managed_stream(request, deal.stream_id)
+    return json_response(await deals.end(deal.id, "host"))
+
+
+@routes.post("/api/streams/{stream_id}/pin")
+async def pin_product(request: web.Request) -> web.Response:
+    stream = await _managed_stream(request, request.match_info["stream_id"])
+    body = await read_json(request, PinBody)
+    _require_live(stream, "pinning")
+    return json_response(await request.app[INVENTORY].pins.pin(stream.id, body.sku))
+
+
+@routes.delete("/api/streams/{stream_id}/pin")
+async def clear_pin(request: web.Request) -> web.Response:
+    stream = await _managed_stream(request, request.match_info["stream_id"])
+    cleared = await request.app[INVENTORY].pins.clear(stream.id)
+    return json_response({"cleared": cleared})
+
+
+@routes.get("/api/streams/{stream_id}/pin")
+async def get_pin(request: web.Request) -> web.Response:
+    stream = await request.app[STREAMS].get(request.match_info["stream_id"])
+    return json_response({"pin": await request.app[INVENTORY].pins.current_pin(stream.id)})

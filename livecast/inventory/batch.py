@@ -1,0 +1,175 @@
+"""Script calls batched per event-loop tick: one pipeline of EVALSHAs per tick.
+
+A single un-pipelined EVALSHA costs a full round trip and a wake-up on each side; with
+hundreds of buyers tapping at once most of that is waiting. :class:`ScriptBatcher`
+collects the calls made while the loop runs one tick and sends them as one
+non-transactional pipeline.
+
+Scripts that take several operations on one key in one run (``reserve.lua`` takes any
+number of reservations of one SKU) are also *grouped*: :meth:`ScriptBatcher.call_grouped`
+calls made in the same tick for the same script and key become one EVALSHA whose reply
+has one item per call. On a hot SKU that turns hundreds of script runs into one, which
+is what lifts a flash deal past the server's single-EVALSHA rate. Each call is still
+checked and applied on its own, in arrival order, inside one atomic script run.
+
+``NOSCRIPT`` (a restarted or failed-over server lost its script cache) is handled for the
+whole batch: the scripts are loaded again and only the calls that got ``NOSCRIPT`` are
+sent again, which is safe because a script that got ``NOSCRIPT`` did not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+__all__ = ["ScriptBatcher"]
+
+
+class _Entry:
+    """One EVALSHA in the pipeline: a plain call, or a group of calls on one key."""
+
+    __slots__ = ("args", "futures", "grouped", "key", "script")
+
+    def __init__(self, script: AsyncScript, key: Any, grouped: bool) -> None:
+        self.script = script
+        self.key = key
+        self.grouped = grouped
+        self.args: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def settle(self, reply: Any) -> None:
+        if isinstance(reply, Exception):
+            for future in self.futures:
+                if not future.done():
+                    future.set_exception(reply)
+            return
+        if not self.grouped:
+            if not self.futures[0].done():
+                self.futures[0].set_result(reply)
+            return
+        if not isinstance(reply, list) or len(reply) != len(self.futures):
+            self.settle(RuntimeError(f"grouped script gave {reply!r} for {len(self.futures)}"))
+            return
+        for future, item in zip(self.futures, reply, strict=True):
+            if not future.done():
+                future.set_result(item)
+
+
+class ScriptBatcher:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        max_batch: int = 1024,
+        max_group: int = 256,
+        max_inflight: int = 8,
+    ) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._max_group = max_group
+        # Pipelines in flight at once, each on its own connection; calls made meanwhile
+        # wait for one to finish and go out together (bounded connections, bigger batches).
+        self._max_inflight = max_inflight
+        self._pending: list[_Entry] = []
+        self._groups: dict[tuple[str, Any], _Entry] = {}
+        self._scheduled = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0
+        self.scripts_sent = 0
+        self.calls_sent = 0
+
+    def call(self, script: AsyncScript, keys_and_args: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queue ``EVALSHA script 1 *keys_and_args`` (one key); the future gets the reply."""
+        entry = _Entry(script, keys_and_args[0], grouped=False)
+        entry.args.extend(keys_and_args[1:])
+        self._pending.append(entry)
+        return self._enqueue(entry)
+
+    def call_grouped(
+        self, script: AsyncScript, key: Any, args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """Queue one operation of a grouping script; the future gets its item of the reply."""
+        entry = self._groups.get((script.sha, key))
+        if entry is None or len(entry.futures) >= self._max_group:
+            entry = _Entry(script, key, grouped=True)
+            self._groups[(script.sha, key)] = entry
+            self._pending.append(entry)
+        entry.args.extend(args)
+        return self._enqueue(entry)
+
+    def _enqueue(self, entry: _Entry) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        entry.futures.append(future)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        elif len(self._pending) >= self._max_batch:
+            self._flush()
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._pending or len(self._inflight) >= self._max_inflight:
+            return  # a finishing batch flushes again
+        batch, self._pending = self._pending, []
+        self._groups = {}
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._inflight.add(task)
+        task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            task.get_loop().call_soon(self._flush)
+
+    async def _send(self, batch: list[_Entry]) -> None:
+        self.batches_sent += 1
+        self.scripts_sent += len(batch)
+        self.calls_sent += sum(len(e.futures) for e in batch)
+        try:
+            replies = await self._execute(batch)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                replies = await self._resend_unloaded(batch, replies)
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else ConnectionError("batch cancelled")
+            for entry in batch:
+                entry.settle(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for entry, reply in zip(batch, replies, strict=True):
+            entry.settle(reply)
+
+    async def _execute(self, batch: list[_Entry]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in batch:
+                pipe.execute_command("EVALSHA", entry.script.sha, 1, entry.key, *entry.args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def _resend_unloaded(self, batch: list[_Entry], replies: list[Any]) -> list[Any]:
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        scripts = {batch[i].script.sha: batch[i].script for i in missing}
+        for script in scripts.values():
+            await self._redis.script_load(script.script)
+        again = await self._execute([batch[i] for i in missing])
+        merged = list(replies)
+        for index, reply in zip(missing, again, strict=True):
+            merged[index] = reply
+        return merged
+
+    async def aclose(self) -> None:
+        """Send what is queued and wait for every batch in flight."""
+        if self._pending:
+            self._flush()
+        while self._inflight or self._pending:
+            if not self._inflight:
+                self._flush()
+            await asyncio.gather(*self._inflight, return_exceptions=True)

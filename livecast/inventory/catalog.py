@@ -1,0 +1,179 @@
+"""The catalog: products keyed by SKU, with a price and a stock.
+
+A product's catalog fields and its stock counters share one hash (see
+:mod:`livecast.inventory.reserve` for the key layout), so a catalog write and a
+reservation never disagree about which product they mean. Writes go through Lua
+(``product_put.lua``, ``stock.lua``): a product is written whole or not at all, and stock
+never drops below what is held, sold or carved into live deals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from livecast.errors import NotFound
+from livecast.ids import SKU_PATTERN, is_sku
+from livecast.inventory.errors import raise_for_status
+from livecast.inventory.money import Money
+from livecast.inventory.reserve import Reservations
+from livecast.redisdb import KeySpace, load_lua
+from livecast.streams.registry import iso_time
+
+__all__ = ["Catalog", "Product", "ProductFields", "StockChange"]
+
+_HERE = Path(__file__).parent
+
+Sku = Annotated[str, msgspec.Meta(pattern=SKU_PATTERN)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Description = Annotated[str, msgspec.Meta(max_length=4000)]
+ImageUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/$.?#][^\s]*$", max_length=2048)]
+# Whole units; 10^9 is far beyond any warehouse and exact everywhere.
+Stock = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+Delta = Annotated[int, msgspec.Meta(ge=-1_000_000_000, le=1_000_000_000)]
+
+
+class ProductFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of ``PUT /api/products/{sku}``. ``stock`` sets the total stock if given."""
+
+    title: Title
+    price: Money
+    description: Description = ""
+    image_url: ImageUrl | None = None
+    stock: Stock | None = None
+
+
+class StockChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``{"delta": n}`` or ``{"set": n}``: exactly one."""
+
+    delta: Delta | None = None
+    set: Stock | None = None
+
+
+class Product(msgspec.Struct, frozen=True, kw_only=True):
+    sku: str
+    title: str
+    description: str
+    image_url: str | None
+    price: Money
+    # Free to buy at the regular price now.
+    stock: int
+    held: int
+    sold: int
+    in_deals: int
+    total_stock: int
+    created_at: str | None
+    updated_at: str | None
+
+
+_FIELDS = [
+    "title",
+    "description",
+    "image_url",
+    "price_minor",
+    "currency",
+    "available",
+    "held",
+    "sold",
+    "deal_reserved",
+    "created",
+    "updated",
+]
+
+
+def _decode(sku: str, raw: list[Any]) -> Product | None:
+    if raw[0] is None:
+        return None
+    row = [v.decode() if isinstance(v, bytes) else v for v in raw]
+    available, held, sold, carved = (int(v) for v in row[5:9])
+    return Product(
+        sku=sku,
+        title=row[0],
+        description=row[1],
+        image_url=row[2] or None,
+        price=Money(amount_minor=int(row[3]), currency=row[4]),
+        stock=available,
+        held=held,
+        sold=sold,
+        in_deals=carved,
+        total_stock=available + held + sold + carved,
+        created_at=iso_time(int(row[9])),
+        updated_at=iso_time(int(row[10])),
+    )
+
+
+class Catalog:
+    def __init__(self, redis: aioredis.Redis, keys: KeySpace, reservations: Reservations) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._reservations = reservations
+        self._put = load_lua(redis, _HERE / "product_put.lua")
+        self._stock = load_lua(redis, _HERE / "stock.lua")
+
+    @property
+    def index_key(self) -> str:
+        """Set of every SKU ever written (the sweeper's safety-net scan walks it)."""
+        return self._keys.key("catalog", "skus")
+
+    async def put(self, sku: str, fields: ProductFields) -> tuple[Product, bool]:
+        """Create or replace a product; returns it and whether it was created."""
+        if not is_sku(sku):
+            raise_for_status("invalid_field", f"SKU {sku!r} does not match {SKU_PATTERN}")
+        # Indexed first: an index entry without a product is harmless, the reverse is not.
+        await self._redis.sadd(self.index_key, sku)
+        status, committed = await self._put(
+            keys=[self._reservations.base(sku)],
+            args=[
+                fields.title,
+                fields.description,
+                fields.image_url or "",
+                fields.price.amount_minor,
+                fields.price.currency,
+                "" if fields.stock is None else fields.stock,
+            ],
+        )
+        if status == b"below_committed":
+            raise_for_status("below_committed", sku, committed=int(committed))
+        self._reservations.dirty_skus.setdefault(sku, 0)
+        return await self.get(sku), status == b"created"
+
+    async def get(self, sku: str) -> Product:
+        product = await self.find(sku)
+        if product is None:
+            raise NotFound(f"no product with SKU {sku!r}", code="unknown_sku")
+        return product
+
+    async def find(self, sku: str) -> Product | None:
+        if not is_sku(sku):
+            return None
+        raw = await self._redis.hmget(self._reservations.base(sku) + ":product", _FIELDS)
+        return _decode(sku, raw)
+
+    async def find_many(self, skus: list[str]) -> dict[str, Product]:
+        wanted = [s for s in dict.fromkeys(skus) if is_sku(s)]
+        if not wanted:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sku in wanted:
+                pipe.hmget(self._reservations.base(sku) + ":product", _FIELDS)
+            rows = await pipe.execute()
+        found = {sku: _decode(sku, row) for sku, row in zip(wanted, rows, strict=True)}
+        return {sku: p for sku, p in found.items() if p is not None}
+
+    async def change_stock(self, sku: str, change: StockChange) -> Product:
+        if (change.delta is None) == (change.set is None):
+            raise_for_status("invalid_field", 'send exactly one of "delta" or "set"')
+        if not is_sku(sku):
+            raise NotFound(f"no product with SKU {sku!r}", code="unknown_sku")
+        mode, n = ("set", change.set) if change.set is not None else ("delta", change.delta)
+        reply = await self._stock(keys=[self._reservations.base(sku)], args=[mode, n])
+        status = reply[0].decode()
+        if status != "ok":
+            raise_for_status(
+                status, sku, held=int(reply[2]), sold=int(reply[3]), in_deals=int(reply[4])
+            )
+        self._reservations.dirty_skus.setdefault(sku, 0)
+        return await self.get(sku)

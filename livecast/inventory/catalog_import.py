@@ -1,0 +1,230 @@
+"""Bulk catalog import from JSON lines or CSV, row by row.
+
+Each row is validated whole, then written whole by one script (``product_put.lua``), so a
+row is imported completely or not at all; a bad row is reported with its number and the
+reason and does not stop the others.
+
+JSON lines: one object per line, the fields of ``PUT /api/products/{sku}`` plus ``sku``::
+
+    {"sku": "TEE-M", "title": "Tee", "price": {"amount_minor": 1999, "currency": "EUR"}}
+
+CSV: a header row naming the columns ``sku,title,price_minor,currency`` and optionally
+``description,image_url,stock``; ``price_minor`` and ``stock`` are whole numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from livecast.config import Settings
+from livecast.embedded_redis import DataDirBusy, EmbeddedRedis
+from livecast.errors import ApiError, BadRequest, PayloadTooLarge
+from livecast.inventory.catalog import (
+    Catalog,
+    Description,
+    ImageUrl,
+    ProductFields,
+    Sku,
+    Stock,
+    Title,
+)
+from livecast.inventory.money import Money
+from livecast.inventory.reserve import Reservations
+from livecast.redisdb import KeySpace, open_redis
+
+__all__ = [
+    "ImportReport",
+    "RowError",
+    "import_rows",
+    "parse_csv",
+    "parse_file",
+    "parse_json_lines",
+    "run_import",
+]
+
+_WHOLE = re.compile(r"^[0-9]+$")
+_CSV_REQUIRED = {"sku", "title", "price_minor", "currency"}
+_CSV_KNOWN = _CSV_REQUIRED | {"description", "image_url", "stock"}
+
+
+class ImportRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sku: Sku
+    title: Title
+    price: Money
+    description: Description = ""
+    image_url: ImageUrl | None = None
+    stock: Stock | None = None
+
+
+class RowError(msgspec.Struct, frozen=True):
+    row: int
+    sku: str | None
+    code: str
+    message: str
+
+
+class ImportReport(msgspec.Struct, frozen=True):
+    rows: int
+    created: int
+    updated: int
+    errors: list[RowError]
+
+
+Parsed = list[tuple[int, ImportRow | RowError]]
+
+
+def _row_error(row: int, sku: Any, code: str, message: str) -> RowError:
+    return RowError(row=row, sku=sku if isinstance(sku, str) else None, code=code, message=message)
+
+
+def parse_json_lines(text: str, *, max_rows: int) -> Parsed:
+    parsed: Parsed = []
+    decoder = msgspec.json.Decoder(ImportRow, strict=True)
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    _check_count(len(lines), max_rows)
+    for number, line in lines:
+        try:
+            parsed.append((number, decoder.decode(line)))
+        except msgspec.ValidationError as exc:
+            sku = _guess_sku(line)
+            parsed.append((number, _row_error(number, sku, "invalid_field", str(exc))))
+        except msgspec.DecodeError as exc:
+            parsed.append((number, _row_error(number, None, "malformed_json", str(exc))))
+    return parsed
+
+
+def _guess_sku(line: str) -> Any:
+    try:
+        value = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return None
+    return value.get("sku") if isinstance(value, dict) else None
+
+
+def parse_csv(text: str, *, max_rows: int) -> Parsed:
+    reader = csv.DictReader(io.StringIO(text))
+    header = set(reader.fieldnames or [])
+    if not header >= _CSV_REQUIRED:
+        missing = ", ".join(sorted(_CSV_REQUIRED - header))
+        raise BadRequest(f"CSV header lacks columns: {missing}", code="malformed_csv")
+    if header - _CSV_KNOWN:
+        unknown = ", ".join(sorted(header - _CSV_KNOWN))
+        raise BadRequest(f"CSV header has unknown columns: {unknown}", code="malformed_csv")
+    parsed: Parsed = []
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise BadRequest(f"CSV is malformed: {exc}", code="malformed_csv") from None
+    _check_count(len(rows), max_rows)
+    for number, raw in enumerate(rows, 2):
+        parsed.append((number, _csv_row(number, raw)))
+    return parsed
+
+
+def _csv_row(number: int, raw: dict[str | Any, Any]) -> ImportRow | RowError:
+    sku = raw.get("sku")
+    if None in raw or any(v is None for v in raw.values()):
+        return _row_error(number, sku, "invalid_field", "row has a different number of columns")
+    price, stock = raw["price_minor"].strip(), (raw.get("stock") or "").strip()
+    if not _WHOLE.match(price):
+        return _row_error(
+            number, sku, "invalid_field", f"price_minor {price!r} is not a whole number"
+        )
+    if stock and not _WHOLE.match(stock):
+        return _row_error(number, sku, "invalid_field", f"stock {stock!r} is not a whole number")
+    data: dict[str, Any] = {
+        "sku": sku,
+        "title": raw["title"],
+        "price": {"amount_minor": int(price), "currency": raw["currency"].strip()},
+        "description": raw.get("description") or "",
+        "image_url": (raw.get("image_url") or "").strip() or None,
+        "stock": int(stock) if stock else None,
+    }
+    try:
+        return msgspec.convert(data, ImportRow, strict=True)
+    except msgspec.ValidationError as exc:
+        return _row_error(number, sku, "invalid_field", str(exc))
+
+
+def _check_count(rows: int, max_rows: int) -> None:
+    if rows > max_rows:
+        raise PayloadTooLarge(f"{rows} rows is over the {max_rows} row limit")
+
+
+async def import_rows(catalog: Catalog, parsed: Parsed) -> ImportReport:
+    created = updated = 0
+    errors: list[RowError] = []
+    for number, item in parsed:
+        if isinstance(item, RowError):
+            errors.append(item)
+            continue
+        if not item.title.strip():
+            errors.append(_row_error(number, item.sku, "invalid_field", "title is blank"))
+            continue
+        fields = ProductFields(
+            title=item.title.strip(),
+            price=item.price,
+            description=item.description,
+            image_url=item.image_url,
+            stock=item.stock,
+        )
+        try:
+            _, was_created = await catalog.put(item.sku, fields)
+        except ApiError as exc:
+            errors.append(_row_error(number, item.sku, exc.code, exc.message))
+            continue
+        created += was_created
+        updated += not was_created
+    return ImportReport(rows=len(parsed), created=created, updated=updated, errors=errors)
+
+
+def parse_file(path: Path, fmt: str | None, *, max_rows: int) -> Parsed:
+    """Parse a catalog file; ``fmt`` is ``jsonl`` or ``csv`` (default: by file suffix)."""
+    kind = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    text = path.read_text(encoding="utf-8-sig")
+    return (
+        parse_csv(text, max_rows=max_rows)
+        if kind == "csv"
+        else parse_json_lines(text, max_rows=max_rows)
+    )
+
+
+def run_import(settings: Settings, path: Path, fmt: str | None) -> tuple[ImportReport, int]:
+    """``livecast import-catalog``: import into the configured Redis.
+
+    With no ``redis.url`` the data dir's embedded Redis is used: started for the import,
+    or, when a server already runs on that data dir, reached through its socket.
+    """
+    parsed = parse_file(path, fmt, max_rows=settings.inventory.import_max_rows)
+    report = asyncio.run(_import_into(settings, parsed))
+    return report, 0 if not report.errors else 1
+
+
+async def _import_into(settings: Settings, parsed: Parsed) -> ImportReport:
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis.url
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        try:
+            await asyncio.to_thread(embedded.start)
+            url = embedded.url
+        except DataDirBusy:
+            url, embedded = EmbeddedRedis(settings.data_dir).url, None
+    try:
+        redis = await open_redis(url, settings.redis)
+        try:
+            keys = KeySpace(settings.redis.key_prefix)
+            reservations = Reservations(redis, keys)
+            return await import_rows(Catalog(redis, keys, reservations), parsed)
+        finally:
+            await redis.aclose()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

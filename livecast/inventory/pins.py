@@ -1,0 +1,106 @@
+"""The product card a host pins to a live stream.
+
+One pin per stream, kept in Redis (``<prefix>stream:<id>:pin`` holds the SKU) so every
+node, and a viewer's hello snapshot, sees the same card. Events on the stream's channel:
+``pin.set`` with a :class:`PinCard`, ``pin.cleared`` with ``{"sku": ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from livecast.events import EventPublisher
+from livecast.inventory._private import text
+from livecast.inventory.catalog import Catalog
+from livecast.inventory.deals import Deal, Deals
+from livecast.inventory.money import Money
+from livecast.redisdb import KeySpace
+
+__all__ = ["PinCard", "Pins"]
+
+
+class PinCard(msgspec.Struct, frozen=True, kw_only=True):
+    """What viewers see: the product, its regular price and what is left of it, and the
+    stream's running deal on it if there is one."""
+
+    sku: str
+    title: str
+    price: Money
+    image_url: str | None
+    stock_left: int
+    sold_out: bool
+    deal: Deal | None = None
+
+
+class Pins:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: KeySpace,
+        catalog: Catalog,
+        deals: Deals,
+        events: EventPublisher,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._catalog = catalog
+        self._deals = deals
+        self._events = events
+
+    def pin_key(self, stream_id: str) -> str:
+        return self._keys.key("stream", stream_id, "pin")
+
+    async def pin(self, stream_id: str, sku: str) -> PinCard:
+        """Pin ``sku`` (404 ``unknown_sku``) to the stream, replacing any pin; announce it."""
+        await self._catalog.get(sku)
+        previous: Any = await self._redis.set(self.pin_key(stream_id), sku, get=True)
+        await self._redis.sadd(self._deals.watchers_key(sku), stream_id)
+        if previous is not None and text(previous) != sku:
+            await self._deals.unwatch_if_idle(text(previous), stream_id)
+        card = await self.current_pin(stream_id)
+        assert card is not None
+        await self._events.set_state(
+            stream_id, "pin", msgspec.to_builtins(card), event_type="pin.set"
+        )
+        return card
+
+    async def clear(self, stream_id: str) -> str | None:
+        """Clear the pin; returns the SKU that was pinned (None: nothing was)."""
+        previous = await self._redis.getdel(self.pin_key(stream_id))
+        if previous is None:
+            return None
+        sku = text(previous)
+        await self._deals.unwatch_if_idle(sku, stream_id)
+        await self._events.clear_state(
+            stream_id, "pin", event_type="pin.cleared", event_data={"sku": sku}
+        )
+        return sku
+
+    async def current_pin(self, stream_id: str) -> PinCard | None:
+        """The stream's pinned card with current stock, or None. For hello snapshots."""
+        raw = await self._redis.get(self.pin_key(stream_id))
+        if raw is None:
+            return None
+        product = await self._catalog.find(text(raw))
+        if product is None:
+            return None
+        deal = next(
+            (
+                d
+                for d in await self._deals.for_stream(stream_id, active_only=True)
+                if d.sku == product.sku
+            ),
+            None,
+        )
+        return PinCard(
+            sku=product.sku,
+            title=product.title,
+            price=product.price,
+            image_url=product.image_url,
+            stock_left=product.stock,
+            sold_out=product.stock == 0,
+            deal=deal,
+        )

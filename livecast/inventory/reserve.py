@@ -1,0 +1,453 @@
+"""Atomic stock reservation: holds that expire, commits, releases, and multi-SKU commits.
+
+Keys
+----
+Everything about one SKU lives under one hash tag, ``{sku:<SKU>}``, so each script below
+touches one Redis Cluster slot and runs atomically::
+
+    <prefix>{sku:S}:product            hash: catalog fields and the counters
+                                           available      free to sell at the regular price
+                                           held           in live holds (deal or not)
+                                           sold           committed
+                                           deal_reserved  carved into live deals, not yet held
+    <prefix>{sku:S}:hold:<hold_id>     hash: state, qty, user, deal, expires, price, txn
+    <prefix>{sku:S}:live               sorted set: live hold ids by expiry (ms)
+    <prefix>{sku:S}:users              hash: user -> units held + bought (per-user limits)
+    <prefix>{sku:S}:deal:<deal_id>     hash: a flash deal's quantity, window and counters
+    <prefix>{sku:S}:deal:<id>:users    hash: user -> units held + bought in that deal
+    <prefix>{sku:S}:deals              sorted set: the SKU's live deal ids by end time (ms);
+                                       written with the carve, the sweeper's source of truth
+
+The total stock of a SKU is ``available + held + sold + deal_reserved``; no script ever
+lets a counter go negative, so the units promised never exceed the units that exist.
+Time is always the Redis server's ``TIME``, never a node's clock.
+
+One script per operation (the ``.lua`` files beside this module):
+
+* ``reserve.lua``: check stock (or deal quantity and window) and per-user limits, create
+  the hold. Idempotent by hold id: a replay (redis-py or a client retrying on timeout)
+  returns the hold already made and reserves nothing more.
+* ``release.lua``, ``expire.lua``: give units back (to the deal while it is live, else to
+  free stock). Expiry is idempotent, so any number of nodes may sweep at once.
+* ``commit.lua``: ``held -> committed``; checkout calls it.
+* ``prepare.lua``, ``abort.lua``: the two-phase commit below.
+
+A hold moves ``held -> committed | released | expired`` (:class:`HoldState`); during a
+multi-SKU commit it is briefly ``preparing``, a sub-state of held that neither expires
+nor can be released.
+
+All-or-nothing commit of holds on several SKUs
+----------------------------------------------
+Different SKUs live in different slots, so no single script can see them all. A cart's
+holds are committed in two phases with a decision record, :meth:`Reservations.commit_holds`:
+
+1. *Prepare* every hold (``prepare.lua``): a held, unexpired hold becomes ``preparing``
+   under the commit's ``txn`` id. Any failure (expired, released, unknown) aborts the
+   prepared ones (``abort.lua``: back to ``held``) and the commit fails; nothing was sold.
+2. *Decide*: ``SET <prefix>txn:<txn> commit NX``. This key is the single point of truth
+   for the txn's outcome; whoever writes it first decides.
+3. *Commit* every hold with that txn (``commit.lua``); each call is idempotent.
+
+If a node dies between the phases, its prepared holds stay out of reach of buyers only
+for ``prepare_window_s``: the sweeper then finds them (``expire.lua`` reports them),
+writes ``abort`` with ``SET NX`` (losing to a ``commit`` already written) and applies
+whatever the record says, rolling the txn forward or back everywhere. A checkout retried
+with the same txn id replays safely: prepared and committed holds answer ``ok``.
+
+Throughput
+----------
+Calls go through :class:`~livecast.inventory.batch.ScriptBatcher`, which sends every call
+made during one loop tick as one pipeline of EVALSHAs, and folds the reservations of one
+SKU made in that tick into one ``reserve.lua`` run (it takes many reservations, each
+checked and applied in turn). Python work per call is flat: one argument tuple, one
+future, one reply item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from livecast.errors import Conflict, Unprocessable
+from livecast.ids import is_sku
+from livecast.inventory._private import text as _text
+from livecast.inventory.batch import ScriptBatcher
+from livecast.inventory.errors import raise_for_status
+from livecast.inventory.money import Money
+from livecast.redisdb import KeySpace, load_lua
+
+__all__ = [
+    "Expiry",
+    "Hold",
+    "HoldRef",
+    "HoldState",
+    "Reservations",
+    "StockLevels",
+    "is_hold_id",
+]
+
+_HERE = Path(__file__).parent
+_HOLD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_USER = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+
+
+def is_hold_id(value: str) -> bool:
+    return bool(_HOLD_ID.match(value))
+
+
+class HoldState(StrEnum):
+    HELD = "held"
+    PREPARING = "preparing"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+    def can_become(self, target: HoldState) -> bool:
+        return target in _NEXT[self]
+
+    @property
+    def is_final(self) -> bool:
+        return not _NEXT[self]
+
+
+# The moves the scripts make; nothing else moves a hold.
+_NEXT: dict[HoldState, frozenset[HoldState]] = {
+    HoldState.HELD: frozenset(
+        {HoldState.PREPARING, HoldState.COMMITTED, HoldState.RELEASED, HoldState.EXPIRED}
+    ),
+    HoldState.PREPARING: frozenset({HoldState.HELD, HoldState.COMMITTED}),
+    HoldState.COMMITTED: frozenset(),
+    HoldState.RELEASED: frozenset(),
+    HoldState.EXPIRED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRef:
+    """A hold is named by its SKU and its id (ids are unique per SKU)."""
+
+    sku: str
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    sku: str
+    hold_id: str
+    state: HoldState
+    qty: int
+    price: Money
+    deal_id: str | None
+    expires_at_ms: int
+    # Units left to others right after this reservation (-1 on a replay: not known).
+    left: int = -1
+    replayed: bool = False
+    # The commit that prepared or committed it ('' for none, or a single-hold commit);
+    # known only when read with :meth:`Reservations.get_hold`.
+    txn: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    expired: int
+    next_due_ms: int | None
+    deals: list[str]
+    stuck: list[tuple[str, str]]
+    # Deals of the SKU whose end time has passed and that are not ended yet.
+    deals_due: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevels:
+    available: int
+    held: int
+    sold: int
+    deal_reserved: int
+
+    @property
+    def total(self) -> int:
+        return self.available + self.held + self.sold + self.deal_reserved
+
+
+class Reservations:
+    """Reserve, release and commit stock. Built once per app from its Redis."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: KeySpace,
+        *,
+        hold_ttl_s: float = 600,
+        retention_s: float = 86_400,
+        prepare_window_s: float = 30,
+        max_qty: int = 100,
+        batcher: ScriptBatcher | None = None,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_ms = int(hold_ttl_s * 1000)
+        self._retention_ms = int(retention_s * 1000)
+        self._prepare_ms = int(prepare_window_s * 1000)
+        self._retention_arg = str(self._retention_ms)
+        self.max_qty = max_qty
+        self.batcher = batcher or ScriptBatcher(redis)
+        self._reserve = load_lua(redis, _HERE / "reserve.lua")
+        give_back = _HERE / "give_back.lua"
+        self._release = load_lua(redis, _HERE / "release.lua", prelude=give_back)
+        self._commit = load_lua(redis, _HERE / "commit.lua")
+        self._prepare = load_lua(redis, _HERE / "prepare.lua")
+        self._abort = load_lua(redis, _HERE / "abort.lua")
+        self._expire = load_lua(redis, _HERE / "expire.lua", prelude=give_back)
+        # What changed since the notifier and sweeper last looked: SKU -> earliest new
+        # hold expiry (0 if none), deal id -> SKU. Plain dicts: a set item per call.
+        self.dirty_skus: dict[str, int] = {}
+        self.dirty_deals: dict[str, str] = {}
+
+    def base(self, sku: str) -> str:
+        """The SKU's key base, carrying its hash tag; every script takes it as KEYS[1]."""
+        return self._keys.key("{sku:" + sku + "}")
+
+    def txn_key(self, txn: str) -> str:
+        return self._keys.key("txn", txn)
+
+    async def reserve(
+        self,
+        sku: str,
+        qty: int,
+        user: str,
+        hold_id: str,
+        *,
+        ttl_s: float | None = None,
+        per_user_limit: int = 0,
+        deal_id: str | None = None,
+    ) -> Hold:
+        """Hold ``qty`` units of ``sku`` for ``user`` until checkout or expiry.
+
+        ``per_user_limit`` (0: none) caps the user's units held plus bought of this SKU;
+        a deal's own per-buyer limit applies to its units as well. Raises 404
+        ``unknown_sku``/``unknown_deal``, 409 ``sold_out``, ``insufficient_stock``,
+        ``over_limit``, ``deal_not_started``, ``deal_ended``, ``hold_conflict``, 422
+        ``invalid_quantity``/``invalid_field``.
+        """
+        if type(qty) is not int or not 1 <= qty <= self.max_qty:
+            raise Unprocessable(
+                f"quantity must be a whole number from 1 to {self.max_qty}",
+                code="invalid_quantity",
+            )
+        if not is_sku(sku):
+            raise_for_status("unknown_sku", sku)
+        if not _HOLD_ID.match(hold_id):
+            raise Unprocessable("hold id must be 1-64 of A-Z a-z 0-9 _ -", code="invalid_field")
+        if not _USER.match(user):
+            raise Unprocessable("user must be a subject id", code="invalid_field")
+        if deal_id is not None and not _HOLD_ID.match(deal_id):
+            raise_for_status("unknown_deal", deal_id)
+        if type(per_user_limit) is not int or per_user_limit < 0:
+            raise Unprocessable("per-user limit must be 0 or more", code="invalid_field")
+        ttl_ms = self._ttl_ms if ttl_s is None else int(ttl_s * 1000)
+        if ttl_ms <= 0:
+            raise Unprocessable("hold ttl must be positive", code="invalid_field")
+        reply = await self.batcher.call_grouped(
+            self._reserve,
+            self.base(sku),
+            (hold_id, qty, user, ttl_ms, per_user_limit, deal_id or ""),
+        )
+        status = reply[0]
+        if status == b"ok":
+            expires = reply[3]
+            seen = self.dirty_skus.get(sku)
+            if not seen or expires < seen:
+                self.dirty_skus[sku] = expires
+            if deal_id:
+                self.dirty_deals[deal_id] = sku
+            return Hold(
+                sku=sku,
+                hold_id=hold_id,
+                state=HoldState.HELD,
+                qty=qty,
+                price=Money(amount_minor=reply[4], currency=reply[5].decode()),
+                deal_id=deal_id,
+                expires_at_ms=expires,
+                left=reply[7],
+            )
+        if status == b"exists":
+            return self._hold_from_reply(sku, hold_id, reply, replayed=True)
+        if status == b"error":
+            raise RuntimeError(f"reserve.lua failed for {sku}/{hold_id}: {_text(reply[1])}")
+        details: dict[str, Any] = {"sku": sku}
+        if status in (b"over_limit", b"insufficient_stock") and len(reply) > 2:
+            details["have" if status == b"over_limit" else "left"] = reply[2]
+        return raise_for_status(status.decode(), sku, **details)
+
+    def _hold_from_reply(self, sku: str, hold_id: str, reply: Any, *, replayed: bool) -> Hold:
+        deal = _text(reply[6])
+        return Hold(
+            sku=sku,
+            hold_id=hold_id,
+            state=HoldState(_text(reply[1])),
+            qty=int(reply[2]),
+            price=Money(amount_minor=int(reply[4]), currency=_text(reply[5])),
+            deal_id=deal or None,
+            expires_at_ms=int(reply[3]),
+            replayed=replayed,
+        )
+
+    async def release(self, sku: str, hold_id: str) -> HoldState:
+        """Give the hold's units back. Idempotent; 409 ``not_held`` once committed or expired."""
+        self._check_ref(sku, hold_id)
+        status, state = await self.batcher.call(
+            self._release, (self.base(sku), hold_id, self._retention_arg)
+        )
+        if status != b"ok":
+            raise_for_status(status.decode(), f"{sku}/{hold_id}", state=_text(state))
+        self._touched(sku, await self.get_hold(sku, hold_id))
+        return HoldState(_text(state))
+
+    async def commit(self, sku: str, hold_id: str) -> Hold:
+        """``held -> committed``: the units are sold. Idempotent.
+
+        409 ``hold_expired`` past its expiry (the sweeper returns it to stock),
+        ``not_held`` once released, expired, or committed by a multi-SKU commit.
+        """
+        self._check_ref(sku, hold_id)
+        return await self._commit_one(sku, hold_id, "")
+
+    async def _commit_one(self, sku: str, hold_id: str, txn: str) -> Hold:
+        reply = await self.batcher.call(
+            self._commit, (self.base(sku), hold_id, txn, self._retention_arg)
+        )
+        status = reply[0]
+        if status != b"ok":
+            raise_for_status(status.decode(), f"{sku}/{hold_id}", state=_text(reply[1]))
+        hold = await self.get_hold(sku, hold_id)
+        assert hold is not None
+        self._touched(sku, hold)
+        return hold
+
+    async def commit_holds(self, refs: Sequence[HoldRef], txn: str) -> list[Hold]:
+        """Commit holds on any number of SKUs, all or nothing (see the module docstring).
+
+        ``txn`` names this commit (a checkout id); retrying with the same id is safe.
+        Raises 409 ``commit_failed`` with ``failed`` (``[{sku, hold_id, code}]``) and
+        commits nothing if any hold cannot be committed.
+        """
+        if not refs:
+            raise Unprocessable("nothing to commit", code="invalid_quantity")
+        if not _HOLD_ID.match(txn):
+            raise Unprocessable("txn id must be 1-64 of A-Z a-z 0-9 _ -", code="invalid_field")
+        if len(set(refs)) != len(refs):
+            raise Unprocessable("a hold is listed twice", code="invalid_field")
+        for ref in refs:
+            self._check_ref(ref.sku, ref.hold_id)
+        window = str(self._prepare_ms)
+        replies = await asyncio.gather(
+            *(
+                self.batcher.call(self._prepare, (self.base(r.sku), r.hold_id, txn, window))
+                for r in refs
+            )
+        )
+        failed = [
+            {"sku": ref.sku, "hold_id": ref.hold_id, "code": _text(status), "state": _text(st)}
+            for ref, (status, st) in zip(refs, replies, strict=True)
+            if status != b"ok"
+        ]
+        if not failed:
+            decided = await self._decide(txn, "commit")
+            if decided != "commit":
+                failed = [{"sku": "", "hold_id": "", "code": "aborted", "state": ""}]
+        if failed:
+            await self._abort_all(refs, txn)
+            raise Conflict(
+                "the holds could not all be committed; none was",
+                code="commit_failed",
+                failed=failed,
+            )
+        return list(await asyncio.gather(*(self._commit_one(r.sku, r.hold_id, txn) for r in refs)))
+
+    async def _decide(self, txn: str, outcome: str) -> str:
+        """Record ``outcome`` for ``txn`` unless one is recorded; return the one that holds."""
+        key = self.txn_key(txn)
+        if await self._redis.set(key, outcome, nx=True, px=self._retention_ms):
+            return outcome
+        recorded = await self._redis.get(key)
+        return _text(recorded) if recorded is not None else outcome
+
+    async def _abort_all(self, refs: Sequence[HoldRef], txn: str) -> None:
+        await asyncio.gather(
+            *(self.batcher.call(self._abort, (self.base(r.sku), r.hold_id, txn)) for r in refs)
+        )
+
+    async def settle_stuck(self, sku: str, hold_id: str, txn: str) -> str:
+        """Finish a commit whose coordinator went away: apply (or record) its decision."""
+        decision = await self._decide(txn, "abort")
+        if decision == "commit":
+            await self.batcher.call(
+                self._commit, (self.base(sku), hold_id, txn, self._retention_arg)
+            )
+        else:
+            await self.batcher.call(self._abort, (self.base(sku), hold_id, txn))
+        self.dirty_skus.setdefault(sku, 0)
+        return decision
+
+    async def expire_due(self, sku: str, *, batch: int = 500) -> Expiry:
+        """Return the SKU's expired holds to stock (any node, any time: idempotent)."""
+        reply = await self.batcher.call(self._expire, (self.base(sku), batch, self._retention_arg))
+        expired, next_due, deals, stuck, txns, deals_due = reply
+        deal_ids = [_text(d) for d in deals]
+        if expired:
+            self.dirty_skus.setdefault(sku, 0)
+            for deal_id in deal_ids:
+                self.dirty_deals[deal_id] = sku
+        return Expiry(
+            expired=int(expired),
+            next_due_ms=None if next_due < 0 else int(next_due),
+            deals=deal_ids,
+            stuck=[(_text(h), _text(t)) for h, t in zip(stuck, txns, strict=True)],
+            deals_due=[_text(d) for d in deals_due],
+        )
+
+    async def get_hold(self, sku: str, hold_id: str) -> Hold | None:
+        if not is_sku(sku) or not _HOLD_ID.match(hold_id):
+            return None
+        raw: list[Any] = await self._redis.hmget(
+            self.base(sku) + ":hold:" + hold_id,
+            ["state", "qty", "user", "expires", "price_minor", "currency", "deal", "txn"],
+        )
+        if raw[0] is None:
+            return None
+        return Hold(
+            sku=sku,
+            hold_id=hold_id,
+            state=HoldState(_text(raw[0])),
+            qty=int(raw[1]),
+            price=Money(amount_minor=int(raw[4]), currency=_text(raw[5])),
+            deal_id=_text(raw[6]) or None,
+            expires_at_ms=int(raw[3]),
+            txn=_text(raw[7]) if raw[7] is not None else "",
+        )
+
+    async def stock(self, sku: str) -> StockLevels | None:
+        raw: list[Any] = await self._redis.hmget(
+            self.base(sku) + ":product", ["available", "held", "sold", "deal_reserved"]
+        )
+        if raw[0] is None:
+            return None
+        return StockLevels(*(int(v) for v in raw))
+
+    def _check_ref(self, sku: str, hold_id: str) -> None:
+        if not is_sku(sku):
+            raise_for_status("unknown_sku", sku)
+        if not _HOLD_ID.match(hold_id):
+            raise_for_status("unknown_hold", hold_id)
+
+    def _touched(self, sku: str, hold: Hold | None) -> None:
+        self.dirty_skus.setdefault(sku, 0)
+        if hold is not None and hold.deal_id:
+            self.dirty_deals[hold.deal_id] = sku

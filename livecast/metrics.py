@@ -1,0 +1,95 @@
+"""Prometheus metrics at ``/metrics``, one registry per app.
+
+Packages add their own metrics to ``app[METRICS].registry`` (or use the shared ones
+below); gauges whose value lives elsewhere (sockets, peer connections) are read at
+scrape time through callbacks, so nothing on a hot path updates them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["METRICS", "Metrics", "metrics_middleware", "metrics_route"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "livecast_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "livecast_http_request_seconds",
+            "HTTP request handling time",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.orders = Counter(
+            "livecast_orders", "Orders paid", ["currency"], registry=self.registry
+        )
+        self.order_value = Counter(
+            "livecast_order_value_minor",
+            "Value of paid orders in minor units",
+            ["currency"],
+            registry=self.registry,
+        )
+        self.checkouts_refused = Counter(
+            "livecast_checkouts_refused",
+            "Checkouts refused, by error code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.add_to_carts = Counter(
+            "livecast_add_to_carts", "Items added to carts", registry=self.registry
+        )
+        self.webhook_deliveries = Counter(
+            "livecast_webhook_deliveries",
+            "Webhook delivery attempts by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge read from ``read()`` at scrape time."""
+        Gauge(name, documentation, registry=self.registry).set_function(read)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        metrics = request.app[METRICS]
+        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        metrics.http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+def metrics_route() -> web.RouteDef:
+    async def serve_metrics(request: web.Request) -> web.Response:
+        body = generate_latest(request.app[METRICS].registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return web.get("/metrics", serve_metrics)

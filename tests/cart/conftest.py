@@ -1,0 +1,4 @@
+"""Fixtures for the cart, checkout, order and stats tests: each runs on the embedded and
+the cluster-mode Redis."""
+
+from tests.redis_both import redis_url as redis_url

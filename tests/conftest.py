@@ -1,0 +1,214 @@
+"""Shared fixtures: real Redis (embedded, and LIVECAST_TEST_REDIS_URL when set), the app
+over real HTTP, and tokens.
+
+Each test gets its own key prefix, so tests never see each other's data even on a shared
+server, and its keys are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from livecast.app import create_app
+from livecast.appkeys import TOKENS
+from livecast.auth import Role
+from livecast.config import Settings, load_settings
+from livecast.embedded_redis import EmbeddedRedis, redis_server_binary
+
+EXTERNAL_REDIS_ENV = "LIVECAST_TEST_REDIS_URL"
+
+# Debian's Chromium, never a downloaded browser; fake camera and microphone, no prompts,
+# and nothing that reaches for the network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+Client = TestClient[web.Request, web.Application]
+MakeToken = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded redis-server in cluster mode, one node holding every slot: a command or
+    script whose keys span slots fails with CROSSSLOT here, as on a real Redis Cluster."""
+    directory = tmp_path_factory.mktemp("cluster")
+    port = _cluster_port()
+    process = subprocess.Popen(
+        [str(redis_server_binary()), "--port", str(port), "--bind", "127.0.0.1",
+         "--cluster-enabled", "yes", "--cluster-config-file", str(directory / "nodes.conf"),
+         "--dir", str(directory), "--save", "", "--appendonly", "no",
+         "--logfile", str(directory / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(port=port, socket_timeout=5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.cluster("ADDSLOTS", *range(16384))
+                break
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        while client.cluster("INFO")["cluster_state"] != "ok":
+            assert time.monotonic() < deadline, "the cluster-mode redis-server never got ready"
+            time.sleep(0.05)
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def free_port(port: int = 0) -> int:
+    """A loopback TCP port nothing listens on: ``port`` if it is free (OSError if not), or
+    one the system picks."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        free: int = sock.getsockname()[1]
+        return free
+
+
+def _cluster_port() -> int:
+    """A free loopback port whose cluster bus port (+10000) is free too."""
+    for port in random.sample(range(20000, 45000), 200):
+        try:
+            free_port(port)
+            free_port(port + 10000)
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port pair for the cluster-mode redis-server")
+
+
+def _redis_params() -> list[str]:
+    params = ["embedded", "cluster"]
+    return [*params, "external"] if os.environ.get(EXTERNAL_REDIS_ENV) else params
+
+
+@pytest.fixture(params=_redis_params())
+def any_redis_url(request: pytest.FixtureRequest, embedded_redis: EmbeddedRedis) -> str:
+    """Every Redis this run has: contract tests use this one. ``cluster`` is a Redis in
+    cluster mode, which proves the keys of every command share a slot."""
+    if request.param == "external":
+        return os.environ[EXTERNAL_REDIS_ENV]
+    if request.param == "cluster":
+        url: str = request.getfixturevalue("cluster_redis_url")
+        return url
+    return embedded_redis.url
+
+
+@pytest.fixture
+def redis_url(embedded_redis: EmbeddedRedis) -> str:
+    return embedded_redis.url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await _delete_prefix(client, key_prefix)
+    await client.aclose()
+
+
+async def _delete_prefix(client: aioredis.Redis, prefix: str) -> None:
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        await client.delete(key)
+
+
+def make_settings(redis_url: str, key_prefix: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings on the test Redis and data dir, plus overrides given as
+    ``section__key=value`` (``chat__max_frame_bytes=512``)."""
+    extra = {name.replace("__", "."): value for name, value in overrides.items()}
+    return load_settings(
+        env={},
+        overrides={
+            "redis.url": redis_url,
+            "redis.key_prefix": key_prefix,
+            "data.dir": str(data_dir),
+            **extra,
+        },
+    )
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
+    return make_settings(redis_url, key_prefix, tmp_path)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[web.Application]:
+    application = create_app(settings)
+    yield application
+    cleaner = aioredis.Redis.from_url(settings.redis.url)
+    await _delete_prefix(cleaner, settings.redis.key_prefix)
+    await cleaner.aclose()
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, app: web.Application) -> Client:
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def make_token(app: web.Application) -> MakeToken:
+    """``make_token(Role.SELLER, sub="s1", streams={"abc"}, ttl_s=60)``."""
+
+    def make(
+        role: Role,
+        *,
+        sub: str | None = None,
+        name: str | None = None,
+        streams: frozenset[str] | set[str] = frozenset(),
+        ttl_s: int = 3600,
+    ) -> str:
+        return app[TOKENS].issue(
+            sub=sub or f"{role.value}-{uuid.uuid4().hex[:8]}",
+            name=name or role.value.title(),
+            role=role,
+            streams=frozenset(streams),
+            ttl_s=ttl_s,
+        )
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,221 @@
+"""Real aiortc peers for the ingest tests: a publisher that draws a frame counter into
+its video, and viewers that decode it back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+
+from tests.conftest import Client, bearer
+
+WIDTH, HEIGHT = 160, 96
+_COLS, _ROWS = 8, 2
+_BLOCK_W, _BLOCK_H = WIDTH // _COLS, HEIGHT // _ROWS
+_BITS = _COLS * _ROWS
+_WHITE = bytes([235]) * _BLOCK_W
+_BLACK = bytes([16]) * _BLOCK_W
+_CHROMA = bytes([128]) * (WIDTH * HEIGHT // 4)
+
+
+def draw_counter(counter: int) -> av.VideoFrame:
+    """A frame whose 16 blocks spell ``counter`` in binary (white = 1)."""
+    frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+    rows = []
+    for row in range(_ROWS):
+        line = b"".join(
+            _WHITE if counter >> (row * _COLS + col) & 1 else _BLACK for col in range(_COLS)
+        )
+        rows.append(line * _BLOCK_H)
+    frame.planes[0].update(b"".join(rows))
+    frame.planes[1].update(_CHROMA)
+    frame.planes[2].update(_CHROMA)
+    return frame
+
+
+def read_counter(frame: av.VideoFrame) -> int:
+    frame = frame.reformat(format="yuv420p") if frame.format.name != "yuv420p" else frame
+    plane = frame.planes[0]
+    data = bytes(plane)
+    stride = plane.line_size
+    sx, sy = frame.width / WIDTH, frame.height / HEIGHT
+    value = 0
+    for bit in range(_BITS):
+        row, col = divmod(bit, _COLS)
+        x = int((col * _BLOCK_W + _BLOCK_W // 2) * sx)
+        y = int((row * _BLOCK_H + _BLOCK_H // 2) * sy)
+        if data[y * stride + x] > 128:
+            value |= 1 << bit
+    return value
+
+
+class CounterTrack(VideoStreamTrack):
+    """30 fps video whose frame ``n`` shows ``n + start`` (mod 2**16)."""
+
+    def __init__(self, start: int = 0) -> None:
+        super().__init__()
+        self.counter = start
+        self.sent = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = draw_counter(self.counter & 0xFFFF)
+        frame.pts = pts
+        frame.time_base = time_base
+        self.counter += 1
+        self.sent += 1
+        return frame
+
+
+def _prefer(pc: RTCPeerConnection, kind: str, mime: str) -> None:
+    codecs = [
+        c
+        for c in RTCRtpSender.getCapabilities(kind).codecs
+        if c.mimeType.lower() in (mime.lower(), f"{kind}/rtx")
+    ]
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == kind:
+            transceiver.setCodecPreferences(codecs)
+
+
+async def _offer(pc: RTCPeerConnection) -> str:
+    await pc.setLocalDescription(await pc.createOffer())
+    return str(pc.localDescription.sdp)
+
+
+def new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+@dataclass
+class Publisher:
+    pc: RTCPeerConnection
+    video: CounterTrack
+    location: str
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+async def publish(
+    client: Client,
+    stream_id: str,
+    token: str,
+    *,
+    codec: str = "video/H264",
+    start: int = 0,
+    audio: bool = True,
+    endpoint: str | None = None,
+) -> Publisher:
+    """Publish through ``client``'s WHIP endpoint of the stream, or the absolute URL
+    ``endpoint`` (another node's, say)."""
+    pc = new_pc()
+    video = CounterTrack(start)
+    pc.addTransceiver(video, direction="sendonly")
+    if audio:
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    _prefer(pc, "video", codec)
+    offer = await _offer(pc)
+    headers = {**bearer(token), "Content-Type": "application/sdp"}
+    if endpoint is None:
+        resp = await client.post(f"/whip/{stream_id}", data=offer, headers=headers)
+    else:
+        resp = await client.session.post(endpoint, data=offer, headers=headers)
+    if resp.status != 201:
+        await pc.close()
+        raise AssertionError(f"WHIP answered {resp.status}: {await resp.text()}")
+    await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
+    return Publisher(pc, video, resp.headers["Location"])
+
+
+@dataclass
+class Viewer:
+    pc: RTCPeerConnection
+    location: str
+    counters: list[int] = field(default_factory=list)
+    pts: list[int] = field(default_factory=list)
+    audio_frames: int = 0
+    video_codec: str = ""
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def frames(self, count: int, within: float = 20.0) -> list[int]:
+        """Wait until ``count`` video frames were decoded; the counters read from them."""
+        return await self.until(lambda: len(self.counters) >= count, within)
+
+    async def until(self, done: Callable[[], bool], within: float = 20.0) -> list[int]:
+        """Wait until ``done()`` holds after some decoded frame; the counters so far."""
+
+        async def enough() -> None:
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(enough(), within)
+        return list(self.counters)
+
+    async def audio(self, count: int, within: float = 20.0) -> None:
+        async def enough() -> None:
+            while self.audio_frames < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(enough(), within)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+async def view(client: Client, stream_id: str, *, headers: dict[str, str] | None = None) -> Viewer:
+    pc = new_pc()
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    viewer = Viewer(pc, "")
+
+    async def consume(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                if isinstance(frame, av.VideoFrame):
+                    viewer.counters.append(read_counter(frame))
+                    viewer.pts.append(frame.pts or 0)
+                else:
+                    viewer.audio_frames += 1
+                viewer._changed.set()
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        viewer._tasks.append(asyncio.ensure_future(consume(track)))
+
+    offer = await _offer(pc)
+    resp = await client.post(
+        f"/whep/{stream_id}",
+        data=offer,
+        headers={**(headers or {}), "Content-Type": "application/sdp"},
+    )
+    if resp.status != 201:
+        await pc.close()
+        raise AssertionError(f"WHEP answered {resp.status}: {await resp.text()}")
+    answer = await resp.text()
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    viewer.location = resp.headers["Location"]
+    viewer.video_codec = "h264" if "H264/90000" in answer else "vp8"
+    return viewer
+
+
+def in_order(counters: list[int]) -> bool:
+    return all(b > a for a, b in itertools.pairwise(counters))

@@ -1,0 +1,264 @@
+"""Sessions over time: late joiners, early viewers, publisher drop and return, ending."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+
+import msgpack
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+from livecast.appkeys import EVENTS
+from livecast.auth import Role
+from livecast.ingest.keys import MEDIA
+from tests.conftest import Client, MakeToken, bearer
+from tests.ingest.conftest import SellerStream
+from tests.ingest.peers import Viewer, in_order, new_pc, publish, view
+
+
+def _reached(viewer: Viewer, counter: int) -> Callable[[], bool]:
+    return lambda: viewer.counters[-1] >= counter
+
+
+async def _media_states(events: PubSub, count: int) -> list[str]:
+    """The ``state`` of up to ``count`` ``media.state`` events, as viewers receive them."""
+    states: list[str] = []
+    for _ in range(50):
+        if len(states) == count:
+            break
+        message = await events.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message is None:
+            continue
+        event = msgpack.unpackb(message["data"])
+        if event["type"] == "media.state":  # stream.state and others share the channel
+            states.append(event["data"]["state"])
+    return states
+
+
+async def test_late_joiner_gets_a_keyframe_on_request(client: Client, stream: SellerStream) -> None:
+    publisher = await publish(client, stream.id, stream.seller_token, codec="video/VP8")
+    first = await view(client, stream.id)
+    try:
+        await first.frames(5)
+        # well past the first keyframe and the join window
+        await first.until(lambda: first.counters[-1] >= 45)
+        source = client.app[MEDIA].streams[stream.id].sources["video"]
+        requests_before = source.keyframe_requests_sent
+        late = await view(client, stream.id)
+        try:
+            counters = await late.frames(5)
+            assert counters[0] >= 45  # it started mid-stream, from a fresh keyframe
+            assert in_order(counters)
+            assert source.keyframe_requests_sent > requests_before
+        finally:
+            await late.close()
+    finally:
+        await first.close()
+        await publisher.close()
+
+
+async def test_viewer_waiting_before_go_live_gets_video_when_it_flows(
+    client: Client, stream: SellerStream
+) -> None:
+    viewer = await view(client, stream.id)
+    try:
+        state = await (await client.get(f"/api/streams/{stream.id}")).json()
+        assert state["state"] == "scheduled"
+        publisher = await publish(client, stream.id, stream.seller_token)
+        try:
+            counters = await viewer.frames(10)
+            assert in_order(counters)
+            state = await (await client.get(f"/api/streams/{stream.id}")).json()
+            assert state["state"] == "live"
+        finally:
+            await publisher.close()
+    finally:
+        await viewer.close()
+
+
+async def test_publisher_drop_and_return_keeps_viewers_connected(
+    client: Client, stream: SellerStream, redis_url: str
+) -> None:
+    events = aioredis.Redis.from_url(redis_url).pubsub()
+    await events.subscribe(client.app[EVENTS].channel(stream.id))
+    first = await publish(client, stream.id, stream.seller_token)
+    viewers = [await view(client, stream.id) for _ in range(2)]
+    try:
+        for viewer in viewers:
+            await viewer.frames(10)
+        await first.close()  # the host's connection drops
+        media = client.app[MEDIA].streams[stream.id]
+        for _ in range(100):
+            if media.publisher is None:
+                break
+            await asyncio.sleep(0.05)
+        assert media.publisher is None
+        status = await (await client.get(f"/api/streams/{stream.id}/media")).json()
+        assert status["state"] == "reconnecting"
+        assert status["viewers"] == 2
+        # someone arrives while the host is away: connected now, video when it flows
+        viewers.append(await view(client, stream.id))
+
+        second = await publish(client, stream.id, stream.seller_token, start=1000)
+        try:
+            for viewer in viewers:
+                counters = await viewer.until(_reached(viewer, 1010))
+                assert viewer.pc.connectionState == "connected"
+                assert in_order(counters)
+                # RTP timestamps stayed monotonic across publishers: the viewer's
+                # decoder saw presentation times only move forward
+                assert all(b > a for a, b in itertools.pairwise(viewer.pts))
+            status = await (await client.get(f"/api/streams/{stream.id}/media")).json()
+            assert status["state"] == "live"
+        finally:
+            await second.close()
+        # viewers were told: live, then reconnecting, then live again
+        assert await _media_states(events, 3) == ["live", "reconnecting", "live"]
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await events.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_delete_ends_publisher_and_viewer_sessions(
+    client: Client, stream: SellerStream
+) -> None:
+    publisher = await publish(client, stream.id, stream.seller_token)
+    viewer = await view(client, stream.id)
+    try:
+        await viewer.frames(3)
+        hub = client.app[MEDIA]
+        resp = await client.delete(viewer.location)
+        assert resp.status == 200
+        assert hub.viewer_count(stream.id) == 0
+        assert (await client.delete(viewer.location)).status == 404
+
+        resp = await client.delete(publisher.location)
+        assert resp.status == 200
+        assert hub.streams[stream.id].publisher is None
+        assert not hub.sessions
+        # the seller can publish again straight away
+        again = await publish(client, stream.id, stream.seller_token)
+        await again.close()
+    finally:
+        await viewer.close()
+        await publisher.close()
+
+
+async def test_ending_the_stream_closes_its_sessions(
+    client: Client, stream: SellerStream, make_token: MakeToken
+) -> None:
+    publisher = await publish(client, stream.id, stream.seller_token)
+    viewer = await view(client, stream.id)
+    try:
+        await viewer.frames(3)
+        resp = await client.post(
+            f"/api/streams/{stream.id}/end", headers=bearer(stream.seller_token)
+        )
+        assert resp.status == 200
+        hub = client.app[MEDIA]
+        assert not hub.sessions
+        assert stream.id not in hub.streams
+        for _ in range(100):
+            if viewer.pc.connectionState in ("closed", "failed"):
+                break
+            await asyncio.sleep(0.05)
+        assert viewer.pc.connectionState in ("closed", "failed")
+        resp = await client.post(
+            f"/whep/{stream.id}", data="v=0\r\n", headers={"Content-Type": "application/sdp"}
+        )
+        assert resp.status == 409
+        assert (await resp.json())["error"]["code"] == "stream_ended"
+        token = make_token(Role.ADMIN)
+        resp = await client.post(
+            f"/whip/{stream.id}",
+            data="v=0\r\n",
+            headers={**bearer(token), "Content-Type": "application/sdp"},
+        )
+        assert resp.status == 409
+    finally:
+        await viewer.close()
+        await publisher.close()
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__reconnect_grace_s": 1.0}], indirect=True)
+async def test_a_publisher_away_past_the_grace_ends_the_stream(
+    client: Client, stream: SellerStream, redis_url: str
+) -> None:
+    events = aioredis.Redis.from_url(redis_url).pubsub()
+    await events.subscribe(client.app[EVENTS].channel(stream.id))
+    publisher = await publish(client, stream.id, stream.seller_token)
+    viewer = await view(client, stream.id)
+    try:
+        await viewer.frames(3)
+        await publisher.close()  # and it never comes back
+        state = ""
+        for _ in range(100):
+            state = (await (await client.get(f"/api/streams/{stream.id}")).json())["state"]
+            if state == "ended":
+                break
+            await asyncio.sleep(0.05)
+        assert state == "ended"
+        for _ in range(100):
+            if viewer.pc.connectionState in ("closed", "failed"):
+                break
+            await asyncio.sleep(0.05)
+        assert viewer.pc.connectionState in ("closed", "failed")
+        assert not client.app[MEDIA].sessions
+        status = await (await client.get(f"/api/streams/{stream.id}/media")).json()
+        assert (status["state"], status["viewers"]) == ("ended", 0)
+        assert await _media_states(events, 3) == ["live", "reconnecting", "ended"]
+    finally:
+        await viewer.close()
+        await publisher.close()
+        await events.aclose()  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__connect_timeout_s": 1.0}], indirect=True)
+async def test_dead_viewer_sessions_are_cleaned_up_and_no_longer_counted(
+    client: Client, stream: SellerStream
+) -> None:
+    publisher = await publish(client, stream.id, stream.seller_token)
+    stays = await view(client, stream.id)
+    leaves = await view(client, stream.id)
+    try:
+        await stays.frames(3)
+        await leaves.frames(3)
+        hub = client.app[MEDIA]
+        assert hub.viewer_count(stream.id) == 2
+        # a player closes without DELETE
+        await leaves.close()
+        # a player that posts its offer and is gone before ICE ever connects
+        pc = new_pc()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        resp = await client.post(
+            f"/whep/{stream.id}",
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        )
+        await pc.close()
+        assert resp.status == 201
+        never_connected = resp.headers["Location"].rsplit("/", 1)[1]
+        assert hub.viewer_count(stream.id) == 2
+        viewers = -1
+        for _ in range(100):
+            status = await (await client.get(f"/api/streams/{stream.id}/media")).json()
+            viewers = status["viewers"]
+            if viewers == 1 and never_connected not in hub.sessions:
+                break
+            await asyncio.sleep(0.05)
+        assert viewers == 1
+        assert never_connected not in hub.sessions
+        assert (await client.delete(leaves.location)).status == 404
+        # the viewer that stayed is untouched
+        counters = await stays.frames(len(stays.counters) + 5)
+        assert in_order(counters)
+        assert stays.pc.connectionState == "connected"
+    finally:
+        await stays.close()
+        await leaves.close()
+        await publisher.close()

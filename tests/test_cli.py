@@ -1,0 +1,226 @@
+"""The ``livecast`` command as a user runs it: real processes, real ports, real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livecast.auth import TokenIssuer, load_or_create_secret
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _livecast(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "livecast", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        check=False,
+        **kwargs,
+    )
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+
+
+def _request(
+    method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class Server:
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "livecast", "serve", "--port", str(self.port),
+             "--data-dir", str(data_dir), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 10.0) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            assert self.process.poll() is None, self.output()
+            try:
+                if _request("GET", f"{self.url}/readyz")[0] == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not ready within {timeout} s: {self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=20)
+
+    def output(self) -> str:
+        if self.process.poll() is None:
+            return "(still running)"
+        assert self.process.stdout is not None
+        text: str = self.process.stdout.read()
+        return text
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        if server.process.poll() is None:
+            server.process.terminate()  # a clean stop also stops its embedded Redis
+            try:
+                server.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+        if server.process.stdout is not None:
+            server.process.stdout.close()
+
+
+def _token(data_dir: Path, *args: str) -> str:
+    result = _livecast("token", "--data-dir", str(data_dir), *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_stream_survives_a_restart(tmp_path: Path, servers: list[Server]) -> None:
+    data_dir = tmp_path / "data"
+    first = Server(data_dir)
+    servers.append(first)
+    assert first.wait_ready() < 10
+
+    seller = _token(data_dir, "--role", "seller", "--name", "Ana", "--sub", "ana", "--ttl", "1h")
+    status, stream = _request(
+        "POST", f"{first.url}/api/streams", {"title": "Launch", "featured_skus": ["A-1"]}, seller
+    )
+    assert status == 201, stream
+
+    assert first.stop(signal.SIGTERM) == 0
+    assert "embedded redis-server stopped" in first.output()
+
+    second = Server(data_dir)
+    servers.append(second)
+    second.wait_ready()
+    status, again = _request("GET", f"{second.url}/api/streams/{stream['id']}")
+    assert (status, again) == (200, stream)
+
+    host = _token(data_dir, "--role", "host", "--name", "Bo", "--stream", stream["id"])
+    status, live = _request("POST", f"{second.url}/api/streams/{stream['id']}/start", token=host)
+    assert (status, live["state"]) == (200, "live")
+    assert second.stop(signal.SIGINT) in (0, 130)
+
+
+def test_second_server_on_one_data_dir_fails_clearly(tmp_path: Path, servers: list[Server]) -> None:
+    first = Server(tmp_path)
+    servers.append(first)
+    first.wait_ready()
+    second = Server(tmp_path)
+    servers.append(second)
+    assert second.process.wait(timeout=20) == 1
+    assert "in use by another livecast process" in second.output()
+    assert _request("GET", f"{first.url}/readyz")[0] == 200
+
+
+def test_a_killed_servers_redis_is_stopped_by_the_next_one(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """A server killed outright leaves its embedded Redis running; the next server on the
+    data dir stops that one (it flushes its data) before starting its own, so two Redis
+    processes never write one append-only file."""
+    first = Server(tmp_path)
+    servers.append(first)
+    first.wait_ready()
+    seller = _token(tmp_path, "--role", "seller", "--name", "Ana")
+    status, stream = _request("POST", f"{first.url}/api/streams", {"title": "Kept"}, seller)
+    assert status == 201
+    first.process.kill()
+    first.process.wait()
+    orphans = _redis_pids(tmp_path)
+    assert len(orphans) == 1
+
+    second = Server(tmp_path)
+    servers.append(second)
+    second.wait_ready()
+    assert _request("GET", f"{second.url}/api/streams/{stream['id']}")[0] == 200
+    (running,) = _redis_pids(tmp_path)
+    assert running not in orphans
+
+
+def _redis_pids(data_dir: Path) -> list[int]:
+    socket_path = str(data_dir / "redis.sock")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"redis-server" in cmdline and socket_path.encode() in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_unreachable_redis_fails_fast(tmp_path: Path) -> None:
+    port = free_port()
+    started = time.monotonic()
+    result = _livecast(
+        "serve", "--data-dir", str(tmp_path), "--port", str(free_port()),
+        "--redis-url", f"redis://127.0.0.1:{port}/0",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot reach Redis" in result.stderr
+    assert time.monotonic() - started < 15
+
+
+def test_bad_config_fails_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "livecast.toml"
+    config.write_text("[server]\nport = 'http'\n")
+    result = _livecast("serve", "--config", str(config), "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "server.port" in result.stderr
+    assert "'http'" in result.stderr
+
+
+def test_token_command_signs_with_the_data_dir_secret(tmp_path: Path) -> None:
+    token = _token(tmp_path, "--role", "admin", "--name", "Root", "--stream", "*", "--ttl", "15m")
+    who = TokenIssuer(load_or_create_secret("", tmp_path)).verify(token)
+    assert (who.role.value, who.name, who.streams) == ("admin", "Root", frozenset({"*"}))
+    assert who.expires_at - time.time() == pytest.approx(900, abs=5)
+
+    refused = _livecast(
+        "token", "--data-dir", str(tmp_path), "--role", "host", "--name", "x", "--stream", "*"
+    )
+    assert refused.returncode == 2
+    assert "only for admins" in refused.stderr
+    assert (
+        _livecast("token", "--data-dir", str(tmp_path), "--role", "boss", "--name", "x").returncode
+        == 2
+    )

@@ -1,0 +1,193 @@
+// Every REST call the pages make, in one place, so a changed path or field is a one-line fix.
+// Errors come back as ApiError with the server's stable code and human message.
+
+export class ApiError extends Error {
+  // details: the error's other fields, such as {sku, have} for over_limit.
+  constructor(status, code, message, details = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+async function request(method, path, { token, body, headers = {}, query } = {}) {
+  const init = { method, headers: { Accept: 'application/json', ...headers } };
+  if (token) init.headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let url = path;
+  if (query) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      for (const item of [].concat(value)) if (item !== undefined && item !== null) params.append(key, item);
+    }
+    const text = params.toString();
+    if (text) url += `?${text}`;
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection.');
+  }
+  const type = response.headers.get('Content-Type') || '';
+  const data = type.includes('application/json') ? await response.json().catch(() => null) : null;
+  if (!response.ok) {
+    const { code, message, ...details } = (data && data.error) || {};
+    throw new ApiError(response.status, code || `http_${response.status}`,
+      message || response.statusText || 'Request failed', details);
+  }
+  return data;
+}
+
+// --- products: one shape for the pages, whatever the catalog calls its fields ---------------
+
+export function normalizeProduct(raw) {
+  if (!raw) return null;
+  const price = raw.price && typeof raw.price === 'object' ? raw.price : null;
+  const product = {
+    sku: raw.sku,
+    title: raw.title || raw.name || raw.sku,
+    description: raw.description || '',
+    imageUrl: raw.image_url || raw.image || '',
+    amountMinor: price ? price.amount_minor : (raw.price_minor ?? raw.amount_minor ?? raw.price ?? null),
+    currency: (price && price.currency) || raw.currency || 'USD',
+    stock: raw.stock_left ?? raw.available ?? raw.stock ?? null,
+  };
+  return product;
+}
+
+// Fields a payload lacks are null (deal.updated carries only the numbers), so merging an
+// update into a known deal never overwrites what it knows with a default.
+export function normalizeDeal(raw) {
+  if (!raw) return null;
+  const price = raw.price && typeof raw.price === 'object' ? raw.price : null;
+  const endsAt = raw.ends_at_ms ?? raw.ends_at ?? null;
+  return {
+    id: raw.id || raw.deal_id,
+    sku: raw.sku,
+    title: raw.title || (raw.product && raw.product.title) || null,
+    imageUrl: raw.image_url || (raw.product && raw.product.image_url) || null,
+    amountMinor: price ? price.amount_minor : (raw.price_minor ?? raw.deal_price_minor ?? null),
+    currency: (price && price.currency) || raw.currency || null,
+    listMinor: (raw.regular_price && raw.regular_price.amount_minor) ?? raw.list_price_minor ?? null,
+    quantity: raw.quantity ?? null,
+    left: raw.left ?? raw.remaining ?? raw.stock_left ?? null,
+    perBuyerLimit: raw.per_buyer_limit ?? raw.per_user_limit ?? null,
+    endsAtMs: typeof endsAt === 'string' ? Date.parse(endsAt) : endsAt,
+    state: raw.state || null,
+  };
+}
+
+// --- the API ------------------------------------------------------------------------------
+
+export const api = {
+  // development conveniences
+  devSettings: () => request('GET', '/api/dev'),
+  mintDevToken: (name) => request('POST', '/api/dev/tokens', { body: { name } }),
+
+  // streams
+  directory: (token) => request('GET', '/api/directory', { token }).then((d) => d.streams),
+  listStreams: (state, token) => request('GET', '/api/streams', { token, query: { state, limit: 50 } })
+    .then((d) => d.streams),
+  getStream: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}`, { token }),
+  startStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/start`, { token }),
+  endStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/end`, { token }),
+  mediaStatus: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/media`, { token }),
+
+  // catalog
+  getProducts: async (skus, token) => {
+    if (!skus.length) return [];
+    const data = await request('GET', '/api/products', { token, query: { sku: skus } });
+    return (data.products || data.items || []).map(normalizeProduct);
+  },
+
+  // deals and pins
+  getPin: (streamId) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/pin`).then((d) => d.pin),
+  listDeals: async (streamId, token, { active = false } = {}) => {
+    const data = await request('GET', `/api/streams/${encodeURIComponent(streamId)}/deals`, { token, query: active ? { active: 1 } : undefined });
+    return (data.deals || []).map(normalizeDeal);
+  },
+  startDeal: (streamId, token, deal) => request('POST', `/api/streams/${encodeURIComponent(streamId)}/deals`, {
+    token,
+    body: {
+      sku: deal.sku,
+      price: { amount_minor: deal.priceMinor, currency: deal.currency },
+      quantity: deal.quantity,
+      duration_s: deal.durationS,
+      per_buyer_limit: deal.perBuyerLimit,
+    },
+  }).then(normalizeDeal),
+  endDeal: (dealId, token) => request('POST', `/api/deals/${encodeURIComponent(dealId)}/end`, { token }),
+  pin: (streamId, token, sku) => request('POST', `/api/streams/${encodeURIComponent(streamId)}/pin`, { token, body: { sku } }),
+  unpin: (streamId, token) => request('DELETE', `/api/streams/${encodeURIComponent(streamId)}/pin`, { token }),
+
+  // cart and checkout
+  getCart: (token) => request('GET', '/api/cart', { token }),
+  addToCart: (token, item) => request('POST', '/api/cart/items', {
+    token,
+    body: { stream_id: item.streamId, sku: item.sku, quantity: item.quantity || 1, ...(item.dealId ? { deal_id: item.dealId } : {}) },
+  }),
+  removeFromCart: (token, holdId) => request('DELETE', `/api/cart/items/${encodeURIComponent(holdId)}`, { token }),
+  checkout: (token, idempotencyKey, body = {}) => request('POST', '/api/checkout', {
+    token, body, headers: { 'Idempotency-Key': idempotencyKey },
+  }),
+
+  // numbers for hosts
+  getStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/stats`, { token }),
+
+  // chat moderation (hosts)
+  // A message's id is its chat offset.
+  deleteMessage: (streamId, token, messageId) => request('DELETE',
+    `/api/streams/${encodeURIComponent(streamId)}/chat/${encodeURIComponent(messageId)}`, { token }),
+  // seconds: a time-out; none: a ban for good.
+  restrictUser: (streamId, token, userSub, seconds) => request('POST',
+    `/api/streams/${encodeURIComponent(streamId)}/moderation/bans`, {
+      token, body: seconds ? { user: userSub, seconds } : { user: userSub },
+    }),
+  setSlowMode: (streamId, token, seconds) => request('PUT',
+    `/api/streams/${encodeURIComponent(streamId)}/moderation/slow-mode`, { token, body: { seconds } }),
+};
+
+// A cart as the pages show it: lines with hold expiry, and a total.
+export function normalizeCart(raw) {
+  const lines = (raw && (raw.items || raw.lines || raw.holds)) || [];
+  const items = lines.map((line) => {
+    const price = line.unit_price && typeof line.unit_price === 'object' ? line.unit_price
+      : line.price && typeof line.price === 'object' ? line.price : null;
+    // seconds_left is measured by the server's clock, so a skewed client clock does not matter.
+    const expires = typeof line.seconds_left === 'number' ? Date.now() + line.seconds_left * 1000
+      : line.expires_at ?? line.hold_expires_at ?? null;
+    return {
+      holdId: line.hold_id || line.id,
+      sku: line.sku,
+      title: line.title || (line.product && line.product.title) || line.sku,
+      imageUrl: line.image_url || (line.product && line.product.image_url) || '',
+      quantity: line.quantity ?? 1,
+      unitMinor: price ? price.amount_minor : (line.unit_price_minor ?? line.price_minor ?? line.unit_price ?? null),
+      currency: (price && price.currency) || line.currency || 'USD',
+      expiresAtMs: typeof expires === 'string' ? Date.parse(expires) : expires,
+      dealId: line.deal_id || null,
+    };
+  });
+  const total = raw && Array.isArray(raw.totals) ? raw.totals[0] || null
+    : raw && raw.total && typeof raw.total === 'object' ? raw.total : null;
+  const totalMinor = total ? total.amount_minor
+    : (raw && (raw.total_minor ?? raw.total)) ?? items.reduce((sum, i) => sum + (i.unitMinor || 0) * i.quantity, 0);
+  const currency = (total && total.currency) || (raw && raw.currency) || (items[0] && items[0].currency) || 'USD';
+  const expired = ((raw && raw.expired) || []).map((e) => e.title || e.sku);
+  return { items, totalMinor, currency, expired };
+}
+
+export function normalizeOrder(raw) {
+  const total = raw && raw.total && typeof raw.total === 'object' ? raw.total : null;
+  return {
+    id: raw.id || raw.order_id,
+    totalMinor: total ? total.amount_minor : (raw.total_minor ?? raw.total ?? null),
+    currency: (total && total.currency) || raw.currency || 'USD',
+    units: raw.units ?? (raw.lines || raw.items || []).reduce((n, l) => n + (l.quantity || 1), 0),
+  };
+}

@@ -1,0 +1,64 @@
+// The stream directory: live now, upcoming, recent.
+
+import { api } from './api.js';
+import { currentSession, signIn, signOut } from './auth.js';
+import { h, $, clear, formatCount, formatWhen, initials, friendlyError } from './ui.js';
+
+let session = currentSession('viewer');
+
+function renderAccount() {
+  const slot = clear($('#account'));
+  if (session) {
+    slot.append(h('span', { class: 'avatar', title: session.name }, initials(session.name)),
+      h('span', { class: 'account-name' }, session.name),
+      h('button', { class: 'btn btn-ghost', type: 'button', onclick: () => { signOut('viewer'); session = null; renderAccount(); } }, 'Sign out'));
+  } else {
+    slot.append(h('button', { class: 'btn', type: 'button', id: 'signin-button', onclick: async () => { session = (await signIn('viewer')) || session; renderAccount(); } }, 'Sign in'));
+  }
+}
+
+function card(stream, kind) {
+  const meta = kind === 'live'
+    ? h('span', { class: 'viewers', dataset: { stream: stream.id } }, typeof stream.viewers === 'number' ? `${formatCount(stream.viewers)} watching` : 'Live now')
+    : kind === 'upcoming'
+      ? h('time', { datetime: stream.scheduled_start || '' }, stream.scheduled_start ? formatWhen(stream.scheduled_start) : 'Soon')
+      : h('span', {}, stream.ended_at ? `Ended ${formatWhen(stream.ended_at)}` : 'Ended');
+  return h('li', { class: `stream-card ${kind}` },
+    h('a', { href: `/watch/${encodeURIComponent(stream.id)}`, class: 'stream-link' },
+      h('div', { class: `thumb hue-${hue(stream.id)}` },
+        kind === 'live' ? h('span', { class: 'badge live' }, 'LIVE') : null,
+        kind === 'upcoming' ? h('span', { class: 'badge soon' }, 'UPCOMING') : null,
+        h('span', { class: 'thumb-initials', 'aria-hidden': 'true' }, initials(stream.seller_name))),
+      h('div', { class: 'stream-info' },
+        h('h3', { class: 'stream-title' }, stream.title),
+        h('p', { class: 'stream-seller' }, stream.seller_name),
+        h('p', { class: 'stream-meta' }, meta))));
+}
+
+function hue(id) {
+  let n = 0;
+  for (const ch of id) n = (n * 31 + ch.charCodeAt(0)) % 6;
+  return n;
+}
+
+function section(id, streams, kind, emptyText) {
+  const list = clear($(`#${id} .stream-grid`));
+  if (!streams.length) list.append(h('li', { class: 'empty' }, emptyText));
+  for (const stream of streams) list.append(card(stream, kind));
+}
+
+async function load() {
+  try {
+    const streams = await api.directory(session && session.token);
+    section('live', streams.filter((s) => s.state === 'live'), 'live', 'Nobody is live right now. Check the schedule below.');
+    section('upcoming', streams.filter((s) => s.state === 'scheduled'), 'upcoming', 'No streams scheduled yet.');
+    section('recent', streams.filter((s) => s.state === 'ended').slice(0, 12), 'recent', 'No past streams.');
+    document.body.dataset.loaded = 'true';
+  } catch (err) {
+    $('#status').textContent = friendlyError(err);
+  }
+}
+
+renderAccount();
+load();
+setInterval(load, 15000);

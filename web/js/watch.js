@@ -1,0 +1,450 @@
+// The viewer's page: video (WHEP), chat, likes, pinned product, flash deal, cart, checkout.
+
+import { api, normalizeProduct, normalizeDeal, normalizeCart, normalizeOrder } from './api.js';
+import { currentSession, signIn } from './auth.js';
+import { ChatView } from './chat.js';
+import { LiveEvents } from './events.js';
+import { WhepPlayer } from './whep.js';
+import { h, $, clear, setText, countdown, formatMoney, formatCount, initials, toast, newId, friendlyError } from './ui.js';
+
+const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
+let session = currentSession('viewer');
+const video = $('#video');
+const chat = new ChatView($('#chat'), { selfSub: session && session.sub });
+const live = new LiveEvents(streamId, { token: session && session.token });
+const player = new WhepPlayer(video, streamId, { token: session && session.token });
+const state = { stream: null, pin: null, deal: null, likes: 0, pendingLikes: 0, cart: null };
+
+// --- identity --------------------------------------------------------------------------------
+
+async function requireSession(reason) {
+  if (session) return session;
+  session = await signIn('viewer', reason);
+  if (session) {
+    chat.selfSub = session.sub;
+    live.setToken(session.token);
+    player.token = session.token;
+    refreshCart();
+  }
+  return session;
+}
+
+// --- stream header and stage -----------------------------------------------------------------
+
+function showStream(stream) {
+  state.stream = stream;
+  document.title = `${stream.title} · livecast`;
+  setText('#title', stream.title);
+  setText('#seller-name', stream.seller_name);
+  setText('#seller-avatar', initials(stream.seller_name));
+  showState(stream.state);
+}
+
+function showState(streamState) {
+  if (state.stream) state.stream.state = streamState;
+  $('#live-badge').hidden = streamState !== 'live';
+  document.body.dataset.state = streamState;
+  if (streamState === 'ended' && !player.stopped) player.stop();
+  updateStage();
+}
+
+function updateStage() {
+  const streamState = state.stream ? state.stream.state : 'unknown';
+  let text = '';
+  if (streamState === 'ended') text = 'This stream has ended. Thanks for watching!';
+  else if (streamState === 'scheduled') text = 'The stream has not started yet. Stay here: it will start playing by itself.';
+  else if (streamState === 'not_found') text = 'This stream does not exist.';
+  else if (streamState === 'reconnecting') text = 'The host is reconnecting…';
+  else if (player.state === 'reconnecting') text = 'Reconnecting…';
+  else if (player.state !== 'playing') text = 'Connecting…';
+  else if (videoStalled) text = 'Waiting for the host’s video…';
+  $('#stage-message').hidden = !text;
+  $('#unmute').hidden = Boolean(text) || !video.muted || unmuted;
+  setText('#stage-text', text);
+}
+
+// Connected but no new frames for a few seconds: the host's video is not arriving.
+let videoStalled = false;
+let lastFrames = 0;
+let lastFramesAt = Date.now();
+function checkFrames() {
+  const frames = player.decodedFrames();
+  if (frames !== lastFrames) {
+    lastFrames = frames;
+    lastFramesAt = Date.now();
+  }
+  const stalled = player.state === 'playing' && (frames === 0 || Date.now() - lastFramesAt > 3000);
+  if (stalled !== videoStalled) {
+    videoStalled = stalled;
+    document.body.dataset.stalled = String(stalled);
+    updateStage();
+  }
+}
+setInterval(checkFrames, 1000);
+// Frames arriving again clear the "waiting" message at once, not on the next tick.
+video.addEventListener('timeupdate', () => { if (videoStalled) checkFrames(); });
+
+player.addEventListener('state', (event) => {
+  document.body.dataset.video = event.detail;
+  checkFrames();
+  updateStage();
+});
+let unmuted = false;
+$('#unmute').addEventListener('click', () => {
+  unmuted = true;
+  video.muted = false;
+  video.play().catch(() => {});
+  $('#unmute').hidden = true;
+});
+
+// --- live events -----------------------------------------------------------------------------
+
+live.addEventListener('status', (event) => {
+  $('#events-status').dataset.status = event.detail;
+  setText('#events-status', event.detail === 'open' ? '' : event.detail === 'reconnecting' ? 'reconnecting…' : 'connecting…');
+});
+live.addEventListener('hello', (event) => {
+  const snap = event.detail;
+  if (snap.stream && snap.stream.state) showState(snap.stream.state);
+  if (!snap.recovered) chat.reset(snap.chat || snap.history || snap.messages || []);
+  setViewers(snap.viewers);
+  setLikes(snap.likes);
+  showSlowMode(snap.slow_mode_s);
+  setPin(snap.pin || snap.pinned || null);
+  const deals = (snap.deals || []).map(normalizeDeal).filter((d) => d && (d.state || 'active') === 'active');
+  setDeal(deals[0] || null);
+  syncShopping();
+});
+
+// The pinned card and running deal as the REST API has them, for a snapshot that lacks
+// them. An event that arrives while the request is out wins: it is newer.
+let shoppingVersion = 0;
+async function syncShopping() {
+  const version = ++shoppingVersion;
+  const [pin, deals] = await Promise.all([
+    api.getPin(streamId).catch(() => undefined),
+    api.listDeals(streamId, null, { active: true }).catch(() => undefined),
+  ]);
+  if (version !== shoppingVersion) return;
+  if (pin !== undefined && !state.pin && pin) setPin(pin);
+  const active = (deals || []).filter((d) => d.state === 'active' && (!d.endsAtMs || d.endsAtMs > Date.now()));
+  if (deals !== undefined && !state.deal && active.length) setDeal(active[0]);
+}
+live.addEventListener('chat.message', (event) => chat.add(event.detail));
+live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slow_mode_s));
+
+function showSlowMode(seconds) {
+  if (seconds === undefined || seconds === null) return;
+  $('#chat-input').placeholder = seconds > 0 ? `Slow mode: one message every ${seconds} s` : 'Say something…';
+}
+live.addEventListener('chat.deleted', (event) => chat.remove(event.detail));
+live.addEventListener('likes', (event) => setLikes(event.detail));
+live.addEventListener('viewers', (event) => setViewers(event.detail));
+live.addEventListener('stream.state', (event) => showState(event.detail.state));
+live.addEventListener('pin.set', (event) => { shoppingVersion += 1; setPin(event.detail); });
+live.addEventListener('pin.cleared', () => { shoppingVersion += 1; setPin(null); });
+live.addEventListener('deal.started', (event) => { shoppingVersion += 1; setDeal({ ...normalizeDeal(event.detail), state: 'active' }); });
+live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
+live.addEventListener('deal.ended', (event) => {
+  const id = event.detail.id || event.detail.deal_id;
+  if (state.deal && (!id || state.deal.id === id)) setDeal(null);
+});
+live.addEventListener('stock', (event) => updateStock(event.detail));
+const CHAT_REFUSALS = new Set(['rate_limited', 'slow_mode', 'banned', 'timed_out', 'too_long', 'links_not_allowed', 'word_filtered', 'empty']);
+let lastSent = '';
+live.addEventListener('error', (event) => {
+  const detail = event.detail || {};
+  toast(friendlyError(detail), 'error');
+  // A refused message goes back into the box, so it is not lost.
+  const input = $('#chat-input');
+  if (CHAT_REFUSALS.has(detail.code) && lastSent && !input.value) input.value = lastSent;
+});
+
+function setViewers(value) {
+  const n = typeof value === 'object' && value !== null ? (value.count ?? value.now ?? value.viewers) : value;
+  if (n === undefined || n === null) return;
+  setText('#viewer-count .n', formatCount(n));
+}
+
+function setLikes(value) {
+  const n = typeof value === 'object' && value !== null ? (value.total ?? value.count) : value;
+  if (n === undefined || n === null) return;
+  state.likes = Math.max(n, 0);
+  setText('#like-count', formatCount(state.likes + state.pendingLikes));
+}
+
+// --- pinned product ----------------------------------------------------------------------------
+
+function setPin(raw) {
+  const card = $('#product-card');
+  state.pin = raw ? normalizeProduct(raw.product ? { ...raw.product, ...raw } : raw) : null;
+  if (!state.pin) {
+    card.hidden = true;
+    return;
+  }
+  const p = state.pin;
+  const img = $('.product-img', card);
+  img.hidden = !p.imageUrl;
+  if (p.imageUrl) img.src = p.imageUrl;
+  setText($('.product-title', card), p.title);
+  $('.product-title', card).title = p.title;
+  setText($('.product-price', card), formatMoney(p.amountMinor, p.currency));
+  renderPinStock();
+  if (raw.deal && !state.deal) {
+    const deal = normalizeDeal(raw.deal);
+    if (deal.state === 'active') setDeal(deal);
+  }
+  card.hidden = false;
+  card.classList.remove('pop');
+  void card.offsetWidth;
+  card.classList.add('pop');
+}
+
+function renderPinStock() {
+  const card = $('#product-card');
+  if (!state.pin) return;
+  const left = state.pin.stock;
+  const soldOut = left === 0;
+  card.classList.toggle('sold-out', soldOut);
+  setText($('.product-stock', card), left === null || left === undefined ? '' : soldOut ? 'Sold out' : left <= 10 ? `Only ${left} left!` : `${left} in stock`);
+  $('.add-to-cart', card).disabled = soldOut;
+  setText($('.add-to-cart', card), soldOut ? 'Sold out' : 'Add to cart');
+}
+
+$('#product-card .add-to-cart').addEventListener('click', () => {
+  if (state.pin) addToCart({ sku: state.pin.sku });
+});
+
+// --- flash deal --------------------------------------------------------------------------------
+
+function setDeal(deal) {
+  const banner = $('#deal-banner');
+  state.deal = deal;
+  if (!deal) {
+    banner.hidden = true;
+    return;
+  }
+  setText($('.deal-title', banner), deal.title || deal.sku);
+  setText($('.now', banner), formatMoney(deal.amountMinor, deal.currency));
+  setText($('.was', banner), deal.listMinor ? formatMoney(deal.listMinor, deal.currency) : '');
+  if (deal.endsAtMs) countdown($('.countdown', banner), deal.endsAtMs, () => { if (state.deal === deal) setDeal(null); });
+  renderDealLeft();
+  banner.hidden = false;
+}
+
+function updateDeal(raw) {
+  if (!state.deal) return;
+  const id = raw.id || raw.deal_id;
+  if (id && id !== state.deal.id) return;
+  const update = normalizeDeal({ ...raw, sku: raw.sku || state.deal.sku });
+  if (update.left !== null) state.deal.left = update.left;
+  if (update.endsAtMs && update.endsAtMs !== state.deal.endsAtMs) {
+    state.deal.endsAtMs = update.endsAtMs;
+    countdown($('#deal-banner .countdown'), update.endsAtMs);
+  }
+  renderDealLeft();
+}
+
+function renderDealLeft() {
+  const banner = $('#deal-banner');
+  const left = state.deal.left;
+  const soldOut = left === 0;
+  banner.classList.toggle('sold-out', soldOut);
+  setText($('.left', banner), soldOut ? 'SOLD OUT' : left !== null ? `${left} left` : '');
+  $('.deal-buy', banner).disabled = soldOut;
+  setText($('.deal-buy', banner), soldOut ? 'Sold out' : 'Grab it');
+}
+
+function updateStock(raw) {
+  const left = raw.left ?? raw.stock_left ?? raw.available;
+  const soldOut = raw.sold_out === true;
+  // Regular stock of a SKU; a deal's own quantity arrives as deal.updated.
+  if (state.pin && raw.sku === state.pin.sku) {
+    state.pin.stock = soldOut ? 0 : left ?? state.pin.stock;
+    renderPinStock();
+  }
+}
+
+$('#deal-banner .deal-buy').addEventListener('click', () => {
+  if (state.deal) addToCart({ sku: state.deal.sku, dealId: state.deal.id });
+});
+
+// --- likes -------------------------------------------------------------------------------------
+
+let likeTimer = null;
+$('#like').addEventListener('click', async () => {
+  floatHeart();
+  state.pendingLikes += 1;
+  setText('#like-count', formatCount(state.likes + state.pendingLikes));
+  if (!likeTimer) likeTimer = setTimeout(flushLikes, 300);
+});
+
+function flushLikes() {
+  likeTimer = null;
+  if (!state.pendingLikes) return;
+  if (live.sendLikes(state.pendingLikes)) {
+    state.likes += state.pendingLikes;
+    state.pendingLikes = 0;
+  } else {
+    likeTimer = setTimeout(flushLikes, 1000);
+  }
+}
+
+const HEART_COLOURS = ['#ff2d55', '#ff8a00', '#ff5fa2', '#ffd60a', '#bf5af2'];
+function floatHeart() {
+  const heart = h('span', { class: 'heart' }, '♥');
+  heart.style.setProperty('--drift', `${Math.round(Math.random() * 60 - 30)}px`);
+  heart.style.color = HEART_COLOURS[Math.floor(Math.random() * HEART_COLOURS.length)];
+  $('#hearts').append(heart);
+  heart.addEventListener('animationend', () => heart.remove());
+}
+
+// --- chat --------------------------------------------------------------------------------------
+
+$('#chat-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const input = $('#chat-input');
+  const text = input.value.trim();
+  if (!text) return;
+  if (!(await requireSession('Pick a name to chat.'))) return;
+  if (live.sendChat(text, newId())) {
+    lastSent = text;
+    input.value = '';
+  } else {
+    toast('Chat is reconnecting. Try again in a moment.', 'error');
+  }
+});
+
+// --- cart and checkout -------------------------------------------------------------------------
+
+async function addToCart({ sku, dealId }) {
+  if (!(await requireSession('Sign in to shop without leaving the stream.'))) return;
+  try {
+    await api.addToCart(session.token, { streamId, sku, quantity: 1, dealId });
+    toast('Added to your cart and held for you.', 'ok');
+    await refreshCart();
+    openCart();
+  } catch (err) {
+    toast(err.code === 'over_limit' ? overLimitMessage(dealId) : friendlyError(err), 'error');
+  }
+}
+
+// A buyer at a deal's per-buyer limit is told the limit, not just refused.
+function overLimitMessage(dealId) {
+  const deal = state.deal && state.deal.id === dealId ? state.deal : null;
+  const limit = deal && deal.perBuyerLimit;
+  if (!limit) return friendlyError({ code: 'over_limit' });
+  return `This deal is limited to ${limit} per buyer, and you already have ${limit === 1 ? 'yours' : 'your ' + limit}.`;
+}
+
+async function refreshCart() {
+  if (!session) return;
+  try {
+    state.cart = normalizeCart(await api.getCart(session.token));
+    for (const title of state.cart.expired) toast(`Your hold on ${title} expired and went back on sale.`, 'error');
+  } catch (err) {
+    if (err.status !== 404) toast(friendlyError(err), 'error');
+    return;
+  }
+  renderCart();
+}
+
+function renderCart() {
+  const cart = state.cart || { items: [], totalMinor: 0, currency: 'USD' };
+  const lines = clear($('#cart-lines'));
+  for (const item of cart.items) {
+    const timer = h('span', { class: 'hold-timer' });
+    lines.append(h('li', { class: 'cart-line', dataset: { hold: item.holdId } },
+      item.imageUrl ? h('img', { src: item.imageUrl, alt: '', width: 48, height: 48 }) : h('span', { class: 'line-thumb' }, initials(item.title)),
+      h('div', { class: 'line-info' },
+        h('p', { class: 'line-title' }, item.title),
+        h('p', { class: 'line-meta' }, `${item.quantity} × ${formatMoney(item.unitMinor, item.currency)}`, item.dealId ? h('span', { class: 'chip deal' }, 'Deal') : null),
+        item.expiresAtMs ? h('p', { class: 'line-hold' }, 'Held for ', timer) : null),
+      h('button', { class: 'icon-btn', type: 'button', 'aria-label': `Remove ${item.title}`, onclick: () => removeLine(item.holdId) }, '×')));
+    if (item.expiresAtMs) countdown(timer, item.expiresAtMs, () => refreshCart());
+  }
+  $('#cart-empty').hidden = cart.items.length > 0;
+  setText('#cart-total', formatMoney(cart.totalMinor, cart.currency));
+  $('#checkout').disabled = cart.items.length === 0;
+  const count = cart.items.reduce((n, i) => n + i.quantity, 0);
+  $('#cart-count').hidden = count === 0;
+  setText('#cart-count', String(count));
+}
+
+async function removeLine(holdId) {
+  try {
+    await api.removeFromCart(session.token, holdId);
+  } catch (err) {
+    toast(friendlyError(err), 'error');
+  }
+  refreshCart();
+}
+
+function openCart() {
+  $('#order-done').hidden = true;
+  $('#cart-body').hidden = false;
+  $('#cart-foot').hidden = false;
+  $('#cart-drawer').hidden = false;
+  document.body.classList.add('cart-open');
+}
+
+function closeCart() {
+  $('#cart-drawer').hidden = true;
+  document.body.classList.remove('cart-open');
+}
+
+$('#cart-button').addEventListener('click', async () => {
+  if (!(await requireSession('Sign in to see your cart.'))) return;
+  openCart();
+  refreshCart();
+});
+$('#cart-close').addEventListener('click', closeCart);
+$('#order-continue').addEventListener('click', closeCart);
+
+let checkoutKey = null;
+$('#checkout').addEventListener('click', async () => {
+  const button = $('#checkout');
+  button.disabled = true;
+  setText(button, 'Paying…');
+  checkoutKey = checkoutKey || newId();
+  try {
+    const order = normalizeOrder(await api.checkout(session.token, checkoutKey));
+    checkoutKey = null;
+    setText('#order-summary', `Order ${order.id} · ${formatMoney(order.totalMinor, order.currency)}. We will email you when it ships.`);
+    $('#cart-body').hidden = true;
+    $('#cart-foot').hidden = true;
+    $('#order-done').hidden = false;
+    state.cart = { items: [], totalMinor: 0, currency: order.currency };
+    renderCart();
+  } catch (err) {
+    // The same key is reused on retry so a lost response never pays twice.
+    if (err.status && err.status < 500 && err.code !== 'network') checkoutKey = null;
+    toast(friendlyError(err), 'error');
+    refreshCart();
+  } finally {
+    setText(button, 'Checkout');
+    button.disabled = !(state.cart && state.cart.items.length);
+  }
+});
+
+// --- start -------------------------------------------------------------------------------------
+
+async function main() {
+  try {
+    showStream(await api.getStream(streamId, session && session.token));
+  } catch (err) {
+    if (err.status === 404) {
+      state.stream = { state: 'not_found' };
+      setText('#title', 'Stream not found');
+      updateStage();
+      return;
+    }
+    toast(friendlyError(err), 'error');
+  }
+  live.start();
+  if (state.stream.state !== 'ended') player.start();
+  refreshCart();
+  document.body.dataset.ready = 'true';
+}
+
+main();
