@@ -7,13 +7,18 @@ server, and its keys are deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import io
 import os
 import random
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +26,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from livecast.app import create_app
 from livecast.appkeys import TOKENS
 from livecast.auth import Role
-from livecast.config import Settings, load_settings
+from livecast.config import ServerSettings, Settings, load_settings
 from livecast.embedded_redis import EmbeddedRedis, redis_server_binary
 
 EXTERNAL_REDIS_ENV = "LIVECAST_TEST_REDIS_URL"
@@ -45,8 +50,65 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]
+# ``await aiohttp_client(app)`` or ``await aiohttp_client(app, port=port)``
+AiohttpClient = Callable[..., Awaitable[Client]]
+
+# Test servers stop as `livecast serve` does by default.
+SHUTDOWN_TIMEOUT_S = ServerSettings().shutdown_timeout_s
+# pytest-timeout stops a test at 60 s and shows only threads; before that, the event
+# loop's tasks are printed (into the test's captured stderr), which is where a hang is.
+TASK_DUMP_AFTER_S = 45.0
+
+
+class AppServer(TestServer):
+    """The app on a loopback port, stopping as `livecast serve` does: handlers still
+    running ``SHUTDOWN_TIMEOUT_S`` into the shutdown are cancelled (aiohttp's own default
+    is to wait 60 s for them, as long as a whole test may take)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, **kwargs)
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: Callable[..., Awaitable[Client]]) -> AiohttpClient:
+    """pytest-aiohttp's ``aiohttp_client``, serving each app from an :class:`AppServer`."""
+
+    async def serve(app: web.Application, *, port: int | None = None) -> Client:
+        return await aiohttp_client(AppServer(app, port=port))
+
+    return serve
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    timer = threading.Timer(TASK_DUMP_AFTER_S, _dump_running_tasks, args=(item.nodeid,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _dump_running_tasks(nodeid: str) -> None:
+    """Print every task of every running event loop, from inside that loop."""
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
+    for loop in loops:
+        if loop.is_running():
+            loop.call_soon_threadsafe(_print_tasks, loop, nodeid)
+
+
+def _print_tasks(loop: asyncio.AbstractEventLoop, nodeid: str) -> None:
+    out = io.StringIO()
+    tasks = asyncio.all_tasks(loop)
+    print(f"--- {nodeid}: {len(tasks)} tasks after {TASK_DUMP_AFTER_S:.0f} s ---", file=out)
+    for task in tasks:
+        print(f"task {task.get_name()}:", file=out)
+        task.print_stack(limit=25, file=out)
+    sys.stderr.write(out.getvalue())
+
+
 MakeToken = Callable[..., str]
 
 

@@ -18,7 +18,7 @@ from livecast.appkeys import EVENTS, REDIS, TOKENS
 from livecast.auth import Role, load_or_create_secret
 from livecast.cart.service import CART
 from livecast.cart.webhooks import verify_signature
-from tests.conftest import bearer, free_port, make_settings
+from tests.conftest import AppServer, bearer, free_port, make_settings
 
 
 def _settings(redis_url: str, key_prefix: str, data_dir: Path, hook_url: str) -> Any:
@@ -67,7 +67,7 @@ async def test_order_webhooks_survive_a_restart(
 
     # the merchant is down while the order is placed, then this node stops
     first = create_app(settings)
-    async with TestClient(TestServer(first)) as client:
+    async with TestClient(AppServer(first)) as client:
         order_id = await _place_order(client, first)
         await asyncio.sleep(0.3)
 
@@ -86,7 +86,7 @@ async def test_order_webhooks_survive_a_restart(
     merchant.router.add_post("/hooks", hook)
     async with TestServer(merchant, host="127.0.0.1", port=port):
         second = create_app(settings)
-        async with TestClient(TestServer(second)):
+        async with TestClient(AppServer(second)):
             async with asyncio.timeout(10):
                 await got_both.wait()
 
@@ -107,7 +107,7 @@ async def test_live_numbers_are_pushed_to_the_stream_channel(
 ) -> None:
     settings = make_settings(redis_url, key_prefix, tmp_path, cart__stats_push_interval_s=0.5)
     app = create_app(settings)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(AppServer(app)) as client:
         order_id = await _place_order(client, app)
         order = app[CART].orders
         stream_id = (await order.get(order_id)).stream_id

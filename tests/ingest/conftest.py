@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from livecast.app import create_app
 from livecast.auth import Role
@@ -65,7 +64,7 @@ def make_node(aiohttp_client: AiohttpClient, settings: Settings) -> MakeNode:
         server = dataclasses.replace(settings.server, advertise_url=f"http://127.0.0.1:{port}")
         media = dataclasses.replace(settings.webrtc, **webrtc)
         app = create_app(dataclasses.replace(settings, server=server, webrtc=media))
-        return await aiohttp_client(TestServer(app, port=port))  # type: ignore[arg-type]
+        return await aiohttp_client(app, port=port)
 
     return make
 
