@@ -14,7 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
@@ -29,11 +29,35 @@ from livecast.ingest.recorder import Recorder
 from livecast.ingest.relay import RelayTuning
 from livecast.ingest.sdp import TrickleFragment
 
-__all__ = ["EventSink", "HubBase"]
+__all__ = ["SHUTDOWN_CLOSE_S", "EventSink", "HubBase", "close_within"]
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[str, str, dict[str, object]], Awaitable[None]]
+
+# At shutdown, how long peer connections get to close. aiortc's close waits on every
+# transport of the connection; one still closing then is abandoned to the process exit
+# (and logged), so a stuck transport never holds the shutdown.
+SHUTDOWN_CLOSE_S = 3.0
+
+
+async def close_within(closing: Mapping[str, Awaitable[None]], timeout_s: float) -> list[str]:
+    """Run the ``closing`` awaitables together for at most ``timeout_s``; cancel the ones
+    still running then and return their names. Errors are logged, not raised."""
+    futures = {name: asyncio.ensure_future(aw) for name, aw in closing.items()}
+    if not futures:
+        return []
+    await asyncio.wait(futures.values(), timeout=timeout_s)
+    late = []
+    for name, future in futures.items():
+        if not future.done():
+            future.cancel()
+            late.append(name)
+        elif not future.cancelled() and (exc := future.exception()) is not None:
+            log.warning("%s did not close cleanly: %r", name, exc)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*(futures[name] for name in late), return_exceptions=True)
+    return late
 
 
 class HubBase:
@@ -289,9 +313,16 @@ class HubBase:
         future.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Close every peer connection (app shutdown)."""
-        sessions = list(self.sessions.values())
-        await asyncio.gather(*(self._close(s) for s in sessions), return_exceptions=True)
+        """Close every peer connection (app shutdown), giving them
+        :data:`SHUTDOWN_CLOSE_S` together."""
+        named = {
+            f"{session.role} session {session.id} of stream {session.stream_id}": (
+                self._close(session)
+            )
+            for session in list(self.sessions.values())
+        }
+        for name in await close_within(named, SHUTDOWN_CLOSE_S):
+            log.warning("%s still closing after %s s: abandoned", name, SHUTDOWN_CLOSE_S)
         for media in list(self.streams.values()):
             self._close_media(media)
         self.streams.clear()

@@ -51,6 +51,7 @@ from yarl import URL
 from livecast.auth import ANONYMOUS, Identity, Role, TokenIssuer
 from livecast.config import WebRtcSettings
 from livecast.errors import Unauthorized
+from livecast.ingest._hub import SHUTDOWN_CLOSE_S, close_within
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.media import StreamMedia
 from livecast.ingest.origin import Origin, OriginRegistry
@@ -249,7 +250,9 @@ class EdgeRelay:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
         pulls = [m.upstream for m in self._hub.streams.values() if m.upstream is not None]
-        await asyncio.gather(*(p.close() for p in pulls), return_exceptions=True)
+        named = {f"pull of stream {p.stream_id}": p.close() for p in pulls}
+        for name in await close_within(named, SHUTDOWN_CLOSE_S + _DELETE_TIMEOUT_S):
+            log.warning("%s still closing at shutdown: abandoned", name)
         if self._closing:
             _, late = await asyncio.wait(list(self._closing), timeout=_DELETE_TIMEOUT_S)
             for closing in late:

@@ -13,9 +13,10 @@ from redis.asyncio.client import PubSub
 
 from livecast.appkeys import EVENTS
 from livecast.auth import Role
+from livecast.ingest import _hub
 from livecast.ingest.keys import MEDIA
 from tests.conftest import Client, MakeToken, bearer
-from tests.ingest.conftest import SellerStream
+from tests.ingest.conftest import SellerStream, eventually
 from tests.ingest.peers import Viewer, in_order, new_pc, publish, view
 
 
@@ -217,7 +218,7 @@ async def test_a_publisher_away_past_the_grace_ends_the_stream(
         await events.aclose()  # type: ignore[no-untyped-call]
 
 
-@pytest.mark.parametrize("settings", [{"webrtc__connect_timeout_s": 1.0}], indirect=True)
+@pytest.mark.parametrize("settings", [{"webrtc__connect_timeout_s": 3.0}], indirect=True)
 async def test_dead_viewer_sessions_are_cleaned_up_and_no_longer_counted(
     client: Client, stream: SellerStream
 ) -> None:
@@ -244,15 +245,12 @@ async def test_dead_viewer_sessions_are_cleaned_up_and_no_longer_counted(
         assert resp.status == 201
         never_connected = resp.headers["Location"].rsplit("/", 1)[1]
         assert hub.viewer_count(stream.id) == 2
-        viewers = -1
-        for _ in range(100):
+
+        async def only_one_left() -> bool:
             status = await (await client.get(f"/api/streams/{stream.id}/media")).json()
-            viewers = status["viewers"]
-            if viewers == 1 and never_connected not in hub.sessions:
-                break
-            await asyncio.sleep(0.05)
-        assert viewers == 1
-        assert never_connected not in hub.sessions
+            return bool(status["viewers"] == 1 and never_connected not in hub.sessions)
+
+        await eventually(only_one_left, within=15)
         assert (await client.delete(leaves.location)).status == 404
         # the viewer that stayed is untouched
         counters = await stays.frames(len(stays.counters) + 5)
@@ -261,4 +259,37 @@ async def test_dead_viewer_sessions_are_cleaned_up_and_no_longer_counted(
     finally:
         await stays.close()
         await leaves.close()
+        await publisher.close()
+
+
+async def test_shutdown_abandons_a_peer_connection_that_never_closes(
+    client: Client,
+    stream: SellerStream,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher = await publish(client, stream.id, stream.seller_token)
+    viewer = await view(client, stream.id)
+    try:
+        await viewer.frames(3)
+        hub = client.app[MEDIA]
+        stuck = hub.streams[stream.id].publisher
+        assert stuck is not None
+        never = asyncio.Event()
+
+        async def close_forever() -> None:  # a transport that never finishes closing
+            await never.wait()
+
+        real_close = stuck.pc.close
+        monkeypatch.setattr(stuck.pc, "close", close_forever)
+        monkeypatch.setattr(_hub, "SHUTDOWN_CLOSE_S", 0.5)
+        async with asyncio.timeout(10):  # not forever
+            await hub.close()
+        assert not hub.sessions
+        assert not hub.streams
+        assert f"publisher session {stuck.id} of stream {stream.id} still closing" in caplog.text
+        await eventually(lambda: viewer.pc.connectionState in ("closed", "failed"), within=15)
+        await real_close()  # what the process exit would have done
+    finally:
+        await viewer.close()
         await publisher.close()
