@@ -56,9 +56,10 @@ AiohttpClient = Callable[..., Awaitable[Client]]
 
 # Test servers stop as `livecast serve` does by default.
 SHUTDOWN_TIMEOUT_S = ServerSettings().shutdown_timeout_s
-# pytest-timeout stops a test at 60 s and shows only threads; before that, the event
-# loop's tasks are printed (into the test's captured stderr), which is where a hang is.
-TASK_DUMP_AFTER_S = 45.0
+# pytest-timeout stops a test at its timeout and shows only threads; at this share of it,
+# the event loop's tasks are printed (into the test's captured stderr): that is where a
+# hang is.
+TASK_DUMP_AT = 0.75
 
 
 class AppServer(TestServer):
@@ -82,7 +83,10 @@ def aiohttp_client(aiohttp_client: Callable[..., Awaitable[Client]]) -> AiohttpC
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
-    timer = threading.Timer(TASK_DUMP_AFTER_S, _dump_running_tasks, args=(item.nodeid,))
+    marker = item.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker else float(item.config.getini("timeout"))
+    after = limit * TASK_DUMP_AT
+    timer = threading.Timer(after, _dump_running_tasks, args=(item.nodeid, after))
     timer.daemon = True
     timer.start()
     try:
@@ -91,18 +95,18 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
         timer.cancel()
 
 
-def _dump_running_tasks(nodeid: str) -> None:
+def _dump_running_tasks(nodeid: str, after: float) -> None:
     """Print every task of every running event loop, from inside that loop."""
     loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
     for loop in loops:
         if loop.is_running():
-            loop.call_soon_threadsafe(_print_tasks, loop, nodeid)
+            loop.call_soon_threadsafe(_print_tasks, loop, nodeid, after)
 
 
-def _print_tasks(loop: asyncio.AbstractEventLoop, nodeid: str) -> None:
+def _print_tasks(loop: asyncio.AbstractEventLoop, nodeid: str, after: float) -> None:
     out = io.StringIO()
     tasks = asyncio.all_tasks(loop)
-    print(f"--- {nodeid}: {len(tasks)} tasks after {TASK_DUMP_AFTER_S:.0f} s ---", file=out)
+    print(f"--- {nodeid}: {len(tasks)} tasks after {after:.0f} s ---", file=out)
     for task in tasks:
         print(f"task {task.get_name()}:", file=out)
         task.print_stack(limit=25, file=out)

@@ -17,6 +17,9 @@ from tests.web.test_flow import _go_live, _open
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 
+# Two servers, two pages, a go-live on each node: its own waits add up to more than the
+# suite's 60 s, so a slow step fails with its own message rather than the suite's timeout.
+@pytest.mark.timeout(120)
 async def test_a_studio_on_another_node_moves_to_the_broadcasting_node(
     settings: Settings, new_context: NewContext
 ) -> None:
