@@ -1,0 +1,82 @@
+"""The studio's device pickers, in a Chromium with more than one fake camera: switching the
+camera or the microphone while live swaps the tracks on the same WHIP session, and viewers
+keep getting video."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from livecast.ingest.keys import MEDIA
+from tests.conftest import CHROMIUM
+from tests.ingest.conftest import eventually
+from tests.web.conftest import PAGE_ARGS, PHONE, LiveServer, NewContext
+from tests.web.test_flow import _go_live, _open, _sees_moving_video, _seller_stream
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+FAKE_DEVICES = "--use-fake-device-for-media-stream"
+# Chromium's fake cameras: fake_device_0 gives I420 frames, fake_device_1 Y16 depth frames
+# (no video encoder takes those, so it is not a camera a seller would pick), fake_device_2
+# MJPEG, as many webcams do.
+CAMERAS = [f"{FAKE_DEVICES}=device-count=3" if a == FAKE_DEVICES else a for a in PAGE_ARGS]
+WEBCAM = "fake_device_2"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """This module's Chromium: as the other pages' one, with three cameras."""
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CAMERAS)
+        yield chromium
+        await chromium.close()
+
+
+async def _switch(studio: Page, picker: str, kind: str, label: str | None = None) -> None:
+    """Pick the device called ``label`` in ``picker`` (or any device not in use); wait until
+    the preview has it."""
+    current = await studio.locator(picker).input_value()
+    options = [
+        (await o.get_attribute("value"), await o.text_content())
+        for o in await studio.locator(f"{picker} option").all()
+    ]
+    wanted = [v for v, text in options if v and v != current and label in (None, text)]
+    assert wanted, f"no other {kind} device to pick: {options}"
+    await studio.select_option(picker, value=wanted[0])
+    await studio.wait_for_function(
+        """([kind, id]) => {
+            const tracks = document.querySelector('#preview').srcObject.getTracks();
+            return tracks.some((t) => t.kind === kind && t.getSettings().deviceId === id);
+        }""",
+        arg=[kind, wanted[0]],
+    )
+
+
+async def test_switching_camera_and_microphone_while_live_keeps_the_session(
+    server: LiveServer, new_context: NewContext
+) -> None:
+    stream_id, seller = await _seller_stream(server)
+    studio = await _go_live(server, new_context, stream_id, seller)
+    media = server.app[MEDIA].streams[stream_id]
+    session = media.publisher
+    assert session is not None
+    watch = await _open(await new_context(PHONE), f"{server.base_url}/watch/{stream_id}")
+    await _sees_moving_video(watch)
+    await expect(studio.locator("#camera option")).to_have_count(3)
+
+    await _switch(studio, "#camera", "video", WEBCAM)
+    # the old camera's track is stopped: only frames from the new one can arrive now
+    video_in = media.sources["video"].frames_in
+    await eventually(lambda: media.sources["video"].frames_in > video_in + 30, within=10)
+    await _sees_moving_video(watch)
+
+    await _switch(studio, "#microphone", "audio")
+    audio_in = media.sources["audio"].frames_in
+    await eventually(lambda: media.sources["audio"].frames_in > audio_in + 25, within=10)
+
+    assert media.publisher is session  # the same WHIP session throughout, never a new one
+    await expect(studio.locator("#state-pill")).to_have_text("Live")
+    await _sees_moving_video(watch)
