@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
 from livecast.auth import load_or_create_secret
 from livecast.cart.cart import CartStore
@@ -115,11 +116,7 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         # Stopped as well as cancelled: see WebhookDispatcher.stop.
         webhooks.stop()
         stopping.set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
 
 
 async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio.Event) -> None:

@@ -42,6 +42,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from livecast.aio import cancel_and_wait
 from livecast.chat._keys import LiveKeys
 from livecast.chat.wire import encode_event, parse_offset, ws_frame
 from livecast.config import ChatSettings
@@ -173,13 +174,7 @@ class Hub:
         )
 
     async def stop(self) -> None:
-        for task in (self._reader, self._ticker, *self._tasks):
-            if task is not None:
-                task.cancel()
-        for task in (self._reader, self._ticker, *self._tasks):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._reader, self._ticker, *self._tasks)
         # Leave no counts behind: this node's viewers are gone now, not in presence_ttl_s.
         gone = set(self._streams) | self._presence_dirty
         self._streams.clear()

@@ -10,7 +10,6 @@ shutdown. The publisher side (:mod:`livecast.ingest.publisher`) and the viewer s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
+from livecast.aio import cancel_and_wait
 from livecast.config import WebRtcSettings
 from livecast.errors import NotFound, Unprocessable
 from livecast.ingest import _aiortc
@@ -48,15 +48,11 @@ async def close_within(closing: Mapping[str, Awaitable[None]], timeout_s: float)
     if not futures:
         return []
     await asyncio.wait(futures.values(), timeout=timeout_s)
-    late = []
+    late = [name for name, future in futures.items() if not future.done()]
     for name, future in futures.items():
-        if not future.done():
-            future.cancel()
-            late.append(name)
-        elif not future.cancelled() and (exc := future.exception()) is not None:
+        if future.done() and not future.cancelled() and (exc := future.exception()) is not None:
             log.warning("%s did not close cleanly: %r", name, exc)
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.gather(*(futures[name] for name in late), return_exceptions=True)
+    await cancel_and_wait(*(futures[name] for name in late))
     return late
 
 
@@ -326,7 +322,4 @@ class HubBase:
         for media in list(self.streams.values()):
             self._close_media(media)
         self.streams.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)

@@ -14,7 +14,6 @@ finalized and joined after the hub closed (:mod:`livecast.ingest.recorder`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
 from livecast.errors import ApiError
 from livecast.ids import new_id
@@ -126,10 +126,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         await edge.close()
         await hub.close()
         await recorder.close()

@@ -48,6 +48,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from redis.exceptions import RedisError
 from yarl import URL
 
+from livecast.aio import cancel_and_wait
 from livecast.auth import ANONYMOUS, Identity, Role, TokenIssuer
 from livecast.config import WebRtcSettings
 from livecast.errors import Unauthorized
@@ -244,21 +245,14 @@ class EdgeRelay:
     async def close(self) -> None:
         """Close every pull (app shutdown) and stop the relay's tasks; pulls already
         closing get a moment to say DELETE to their origin."""
-        tasks = [t for t in (self._runner, *self._opening.values(), *self._tasks) if t]
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._runner, *self._opening.values(), *self._tasks)
         pulls = [m.upstream for m in self._hub.streams.values() if m.upstream is not None]
         named = {f"pull of stream {p.stream_id}": p.close() for p in pulls}
         for name in await close_within(named, SHUTDOWN_CLOSE_S + _DELETE_TIMEOUT_S):
             log.warning("%s still closing at shutdown: abandoned", name)
         if self._closing:
             _, late = await asyncio.wait(list(self._closing), timeout=_DELETE_TIMEOUT_S)
-            for closing in late:
-                closing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*late, return_exceptions=True)
+            await cancel_and_wait(*late)
         if self._http is not None:
             await self._http.close()
 

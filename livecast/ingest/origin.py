@@ -30,6 +30,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from livecast.aio import cancel_and_wait
 from livecast.redisdb import KeySpace, load_lua
 
 __all__ = ["Origin", "OriginRegistry"]
@@ -116,11 +117,8 @@ class OriginRegistry:
     async def close(self) -> None:
         """Stop the heartbeat and give up every claim (clean shutdown), so publishers
         may go live through another node at once."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        await cancel_and_wait(self._heartbeat)
+        self._heartbeat = None
         for stream_id in list(self.claimed):
             try:
                 await self.release(stream_id)

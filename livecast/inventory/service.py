@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
 from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.catalog import Catalog
@@ -122,16 +123,11 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        # Stopped as well as cancelled: redis-py's asyncio client can swallow a
-        # cancellation that lands mid-command (the command then returns normally), and a
-        # loop that only relied on cancel() would then run on and hang the shutdown.
+        # Stopped as well as cancelled: a cancellation that lands while a Redis command
+        # is sent can be lost (see livecast.aio).
         sweeper.stop()
         notifier.stop()
-        for task in inventory.tasks:
-            task.cancel()
-        for task in inventory.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*inventory.tasks)
         with contextlib.suppress(Exception):
             await notifier.flush()
         await reservations.batcher.aclose()

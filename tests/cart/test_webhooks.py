@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
+from livecast.aio import cancel_and_wait
 from livecast.cart.webhooks import WebhookDispatcher, signature_header, verify_signature
 from livecast.redisdb import KeySpace
 
@@ -89,9 +90,8 @@ async def _run(dispatcher: WebhookDispatcher) -> asyncio.Task[None]:
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
+    assert task.cancelled()
 
 
 async def test_delivered_signed_once(

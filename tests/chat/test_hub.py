@@ -9,6 +9,7 @@ import os
 import socket as pysocket
 from typing import Any
 
+from livecast.aio import cancel_and_wait
 from livecast.app import create_app
 from livecast.appkeys import EVENTS
 from livecast.auth import Role
@@ -68,7 +69,7 @@ async def test_viewer_counts_add_up_across_nodes_and_drop_when_a_node_goes_away(
     # Node B dies without a word: its count expires after presence_ttl_s.
     hub_b = node_b.app[CHAT].hub
     assert hub_b._ticker is not None
-    hub_b._ticker.cancel()
+    await cancel_and_wait(hub_b._ticker)
     await _viewers(watcher, 2)
 
     stats = await node_a.app[CHAT].history.stats(stream_id)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from livecast.aio import cancel_and_wait
 from livecast.app import create_app
 from livecast.appkeys import TOKENS
 from livecast.auth import Role
@@ -214,7 +215,7 @@ async def test_edge_viewers_follow_the_stream_to_a_new_origin(
         # node A dies as far as Redis and the host can tell; its claim expires
         heartbeat = node_a.app[MEDIA].origins._heartbeat
         assert heartbeat is not None
-        heartbeat.cancel()
+        await cancel_and_wait(heartbeat)
         await first.close()
         await asyncio.sleep(ORIGIN_TTL_S + 0.3)
         second = await publish(node_c, stream.id, stream.seller_token, start=5000)

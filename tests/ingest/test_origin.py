@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
+from livecast.aio import cancel_and_wait
 from livecast.appkeys import KEYS
 from livecast.appkeys import STREAMS as STREAMS_KEY
 from livecast.config import ConfigError, ServerSettings, load_settings
@@ -145,7 +146,7 @@ async def test_a_dead_nodes_claim_expires_and_the_stream_goes_live_elsewhere(
         # node A stops refreshing, as if it died
         heartbeat = node_a.app[MEDIA].origins._heartbeat
         assert heartbeat is not None
-        heartbeat.cancel()
+        await cancel_and_wait(heartbeat)
         assert (await _whip(node_b, stream))[0] == 307
         await asyncio.sleep(TTL_S + 0.3)
         on_b = await publish(node_b, stream.id, stream.seller_token)

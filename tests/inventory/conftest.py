@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, SETTINGS
 from livecast.inventory.catalog import Catalog, ProductFields
 from livecast.inventory.money import Money
@@ -95,9 +95,7 @@ async def listen(app: web.Application, stream_id: str) -> AsyncIterator[EventLog
     try:
         yield log
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
 
