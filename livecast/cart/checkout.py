@@ -1,8 +1,9 @@
 """Checkout: a buyer's holds become one paid order, exactly once.
 
 Idempotency. Every checkout carries an ``Idempotency-Key``. The first request with a key
-stores a record ``{fingerprint, order_id, status}`` (``SET NX``) and takes a short lease;
-the same key again:
+stores a record ``{fingerprint, order_id, status}`` (``SET NX``) and takes a short lease
+under its own token, which only it gives back (also when the lease's reply was lost, so
+a lease nobody runs under never holds retries off); the same key again:
 
 * with a different body (fingerprint) is 422 ``idempotency_key_reused``;
 * after success returns the same order, and charges and sells nothing more;
@@ -32,12 +33,15 @@ Order of steps, chosen so that a failure leaves stock exact and money untouched:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from livecast.auth import Identity
 from livecast.cart.cart import CartEntry, CartStore
@@ -49,11 +53,12 @@ from livecast.errors import ApiError, Conflict, Unprocessable
 from livecast.ids import new_id
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Hold, HoldRef, HoldState, Reservations
-from livecast.redisdb import KeySpace
+from livecast.redisdb import KeySpace, load_lua
 from livecast.streams.registry import StreamRegistry, iso_time
 
 __all__ = ["Checkout", "CheckoutRequest", "CheckoutResult", "PaymentRequired"]
 
+_HERE = Path(__file__).parent
 _RECORD_TTL_MS = 7 * 86_400 * 1000
 
 
@@ -114,6 +119,7 @@ class Checkout:
         self._wait_s = wait_s
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Record)
+        self._release_lease = load_lua(redis, _HERE / "lease_release.lua")
 
     async def checkout(
         self, buyer: Identity, idempotency_key: str, request: CheckoutRequest
@@ -122,6 +128,7 @@ class Checkout:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
         record_key = self._keys.key("checkout", buyer.sub, digest)
         lease_key = record_key + ":lease"
+        token = new_id(16)
         deadline = asyncio.get_running_loop().time() + self._wait_s
         while True:
             record = await self._record(record_key, fingerprint)
@@ -134,7 +141,7 @@ class Checkout:
                 return CheckoutResult(await self._orders.get(record.order_id), replayed=True)
             if record.status is _Status.DECLINED:
                 raise PaymentRequired(f"payment declined: {record.decline_reason}")
-            if await self._redis.set(lease_key, "1", nx=True, px=self._lease_ms):
+            if await self._lease(lease_key, token):
                 break
             if asyncio.get_running_loop().time() > deadline:
                 raise Conflict(
@@ -148,8 +155,20 @@ class Checkout:
             await self._redis.delete(record_key)
             raise exc.error from None
         finally:
-            await self._redis.delete(lease_key)
+            await self._release_lease(keys=[lease_key], args=[token])
         return CheckoutResult(order, replayed=False)
+
+    async def _lease(self, lease_key: str, token: str) -> bool:
+        """Take the key's lease for this run, if no other run holds it."""
+        try:
+            return bool(await self._redis.set(lease_key, token, nx=True, px=self._lease_ms))
+        except BaseException:
+            # The SET may have applied with its reply lost (the request was cancelled,
+            # the connection dropped): a lease nobody runs under would hold this key's
+            # retries off until it expires.
+            with contextlib.suppress(RedisError, OSError):
+                await self._release_lease(keys=[lease_key], args=[token])
+            raise
 
     async def _record(self, record_key: str, fingerprint: str) -> _Record:
         candidate = _Record(

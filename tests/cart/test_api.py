@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from livecast.aio import cancel_and_wait
 from livecast.appkeys import KEYS, REDIS, TOKENS
 from livecast.auth import Role
 from livecast.cart.cart import CartEntry
@@ -223,6 +224,40 @@ async def test_retry_after_the_server_lost_redis_mid_checkout_makes_one_order(
     assert (stats["orders"], stats["units_sold"]) == (1, 3)
 
 
+async def test_a_lease_taken_with_its_reply_lost_does_not_hold_off_the_retry(
+    shop: Shop, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkout's lease is set in Redis, then the reply is lost (a dropped connection;
+    a cancelled request does the same): the retry with the same key runs at once, not
+    after the lease expires."""
+    await shop.product("JUG", price=1500, stock=2)
+    buyer = _buyer(make_token)
+    await shop.add(buyer, "JUG")
+    redis = shop.app[CART].checkout._redis
+    real_set = redis.set
+    drops: list[str] = []
+
+    async def set_then_drop(name: str, *args: Any, **kwargs: Any) -> Any:
+        result = await real_set(name, *args, **kwargs)
+        if name.endswith(":lease") and not drops:
+            drops.append(name)
+            raise RedisConnectionError("Connection closed by server.")
+        return result
+
+    monkeypatch.setattr(redis, "set", set_then_drop)
+    resp = await shop.checkout(buyer, "lost-lease")
+    assert resp.status == 503, await resp.text()
+    assert drops
+    assert await redis.exists(drops[0]) == 0  # given back, though the reply was lost
+
+    async with asyncio.timeout(5):  # the lease would have held it off for its 30 s
+        resp = await shop.checkout(buyer, "lost-lease")
+    assert resp.status == 201, await resp.text()
+    order = await resp.json()
+    assert [o.id for o in await shop.app[CART].orders.for_buyer(order["buyer_id"])] == [order["id"]]
+    assert await shop.stock("JUG") == {"stock": 1, "held": 0, "sold": 1}
+
+
 async def test_checkout_racing_hold_expiry_keeps_stock_exact(
     shop: Shop, make_token: MakeToken
 ) -> None:
@@ -241,7 +276,7 @@ async def test_checkout_racing_hold_expiry_keeps_stock_exact(
             await asyncio.sleep(0.01)
         sweeping = asyncio.create_task(_keep_sweeping(shop, "SCARF"))
         resp = await shop.checkout(buyer, f"race-{i}")
-        sweeping.cancel()
+        await cancel_and_wait(sweeping)
         statuses.append(resp.status)
         assert resp.status in (201, 409), await resp.text()
     assert {201, 409} <= set(statuses)
