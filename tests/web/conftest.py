@@ -47,12 +47,21 @@ def _clean_screenshots() -> None:
     SCREENSHOTS.mkdir(parents=True)
 
 
+@asynccontextmanager
+async def chromium(args: list[str]) -> AsyncIterator[Browser]:
+    """Debian's Chromium, launched with ``args``."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=PAGE_ARGS)
-        yield chromium
-        await chromium.close()
+    async with chromium(PAGE_ARGS) as launched:
+        yield launched
 
 
 @dataclass

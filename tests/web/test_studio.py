@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from livecast.ingest.keys import MEDIA
-from tests.conftest import CHROMIUM
 from tests.ingest.conftest import eventually
-from tests.web.conftest import PAGE_ARGS, PHONE, LiveServer, NewContext
+from tests.web.conftest import PAGE_ARGS, PHONE, LiveServer, NewContext, chromium
 from tests.web.test_flow import _go_live, _open, _sees_moving_video, _seller_stream
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -29,10 +28,8 @@ WEBCAM = "fake_device_2"
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
     """This module's Chromium: as the other pages' one, with three cameras."""
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CAMERAS)
-        yield chromium
-        await chromium.close()
+    async with chromium(CAMERAS) as launched:
+        yield launched
 
 
 async def _switch(studio: Page, picker: str, kind: str, label: str | None = None) -> None:
