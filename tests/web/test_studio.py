@@ -4,6 +4,7 @@ keep getting video."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,6 +24,7 @@ FAKE_DEVICES = "--use-fake-device-for-media-stream"
 # MJPEG, as many webcams do.
 CAMERAS = [f"{FAKE_DEVICES}=device-count=3" if a == FAKE_DEVICES else a for a in PAGE_ARGS]
 WEBCAM = "fake_device_2"
+DEPTH_CAMERA = "fake_device_1"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -77,3 +79,25 @@ async def test_switching_camera_and_microphone_while_live_keeps_the_session(
     assert media.publisher is session  # the same WHIP session throughout, never a new one
     await expect(studio.locator("#state-pill")).to_have_text("Live")
     await _sees_moving_video(watch)
+    await expect(studio.locator("#video-warning")).to_be_hidden()
+
+
+async def test_a_camera_whose_picture_cannot_be_sent_is_flagged_while_live(
+    server: LiveServer, new_context: NewContext
+) -> None:
+    stream_id, seller = await _seller_stream(server)
+    studio = await _go_live(server, new_context, stream_id, seller)
+    warning = studio.locator("#video-warning")
+    await expect(studio.locator("#stat-bitrate")).to_have_text(re.compile(r"bit/s$"))
+    await expect(warning).to_be_hidden()
+
+    await _switch(studio, "#camera", "video", DEPTH_CAMERA)  # Y16 frames: nothing encodes them
+    await expect(warning).to_be_visible(timeout=15_000)
+    await expect(warning).to_contain_text("Pick another camera")
+    await expect(studio.locator("body[data-video-out=stalled]")).to_have_count(1)
+
+    await _switch(studio, "#camera", "video", WEBCAM)
+    await expect(warning).to_be_hidden(timeout=15_000)
+    media = server.app[MEDIA].streams[stream_id]
+    video_in = media.sources["video"].frames_in
+    await eventually(lambda: media.sources["video"].frames_in > video_in + 30, within=10)

@@ -130,10 +130,26 @@ function takeResumeFlag() {
   return true;
 }
 
+// Live, but no new video frame encoded for this long: the camera's picture is not going out
+// (a format no encoder takes, a frozen device). The seller is told, and the warning goes as
+// soon as frames flow again.
+const VIDEO_STALL_MS = 3000;
+let lastEncoded = { frames: 0, at: 0 };
+
+function watchVideoOut(stats) {
+  if (stats.framesEncoded > lastEncoded.frames || publisher.state !== 'live' || !lastEncoded.at) {
+    lastEncoded = { frames: stats.framesEncoded, at: stats.at };
+  }
+  const stalled = publisher.state === 'live' && stats.at - lastEncoded.at >= VIDEO_STALL_MS;
+  $('#video-warning').hidden = !stalled;
+  document.body.dataset.videoOut = stalled ? 'stalled' : 'ok';
+}
+
 async function showStats() {
   if (!publisher) return;
   const stats = await publisher.stats().catch(() => null);
   if (!stats) return;
+  watchVideoOut(stats);
   if (stats.bitrateKbps !== null) setText('#stat-bitrate', stats.bitrateKbps >= 1000 ? `${(stats.bitrateKbps / 1000).toFixed(1)} Mbit/s` : `${stats.bitrateKbps} kbit/s`);
   if (stats.width) setText('#stat-resolution', `${stats.width}×${stats.height}`);
   if (stats.fps) setText('#stat-fps', `${Math.round(stats.fps)} fps`);

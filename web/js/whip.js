@@ -3,7 +3,8 @@
 // A WhipPublisher sends a MediaStream; if the connection fails it posts a new offer with
 // the same tracks (the server keeps viewers connected across a publisher's return).
 // 'state' events: 'connecting' | 'live' | 'reconnecting' | 'stopped' | 'error' (detail in
-// .lastError). stats() reads the outgoing video bitrate, resolution and frame rate.
+// .lastError). stats() reads the outgoing video bitrate, resolution, frame rate and frames
+// encoded so far.
 
 export function waitForIceGathering(pc, timeoutMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -186,6 +187,9 @@ export class WhipPublisher extends EventTarget {
       bitrateKbps = Math.round(((sample.bytes - this.lastSample.bytes) * 8) / (sample.at - this.lastSample.at));
     }
     this.lastSample = sample;
-    return { bitrateKbps, width: outbound.frameWidth || null, height: outbound.frameHeight || null, fps: outbound.framesPerSecond || null };
+    return {
+      bitrateKbps, width: outbound.frameWidth || null, height: outbound.frameHeight || null,
+      fps: outbound.framesPerSecond || null, framesEncoded: outbound.framesEncoded || 0, at: outbound.timestamp,
+    };
   }
 }
