@@ -12,6 +12,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
 from livecast.ingest.keys import MEDIA
+from livecast.ingest.media import StreamMedia
 from tests.ingest.conftest import eventually
 from tests.web.conftest import PAGE_ARGS, PHONE, LiveServer, NewContext, chromium
 from tests.web.test_flow import _go_live, _open, _sees_moving_video, _seller_stream
@@ -54,6 +55,12 @@ async def _switch(studio: Page, picker: str, kind: str, label: str | None = None
     )
 
 
+async def _keeps_receiving(media: StreamMedia, kind: str, frames: int) -> None:
+    """Wait until the relay has taken ``frames`` more frames of ``kind`` from the publisher."""
+    before = media.sources[kind].frames_in
+    await eventually(lambda: media.sources[kind].frames_in > before + frames, within=10)
+
+
 async def test_switching_camera_and_microphone_while_live_keeps_the_session(
     server: LiveServer, new_context: NewContext
 ) -> None:
@@ -68,13 +75,11 @@ async def test_switching_camera_and_microphone_while_live_keeps_the_session(
 
     await _switch(studio, "#camera", "video", WEBCAM)
     # the old camera's track is stopped: only frames from the new one can arrive now
-    video_in = media.sources["video"].frames_in
-    await eventually(lambda: media.sources["video"].frames_in > video_in + 30, within=10)
+    await _keeps_receiving(media, "video", 30)
     await _sees_moving_video(watch)
 
     await _switch(studio, "#microphone", "audio")
-    audio_in = media.sources["audio"].frames_in
-    await eventually(lambda: media.sources["audio"].frames_in > audio_in + 25, within=10)
+    await _keeps_receiving(media, "audio", 25)
 
     assert media.publisher is session  # the same WHIP session throughout, never a new one
     await expect(studio.locator("#state-pill")).to_have_text("Live")
@@ -98,6 +103,4 @@ async def test_a_camera_whose_picture_cannot_be_sent_is_flagged_while_live(
 
     await _switch(studio, "#camera", "video", WEBCAM)
     await expect(warning).to_be_hidden(timeout=15_000)
-    media = server.app[MEDIA].streams[stream_id]
-    video_in = media.sources["video"].frames_in
-    await eventually(lambda: media.sources["video"].frames_in > video_in + 30, within=10)
+    await _keeps_receiving(server.app[MEDIA].streams[stream_id], "video", 30)
