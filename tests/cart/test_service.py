@@ -123,7 +123,7 @@ async def test_live_numbers_are_pushed_to_the_stream_channel(
                     if event["type"] == "stats":
                         break
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
     stats = event["data"]
     assert (stats["orders"], stats["units_sold"], stats["add_to_carts"]) == (1, 1, 1)
     assert stats["gmv"] == [{"amount_minor": 3900, "currency": "EUR"}]

@@ -121,7 +121,7 @@ async def test_publisher_drop_and_return_keeps_viewers_connected(
     finally:
         for viewer in viewers:
             await viewer.close()
-        await events.aclose()  # type: ignore[no-untyped-call]
+        await events.aclose()
 
 
 async def test_delete_ends_publisher_and_viewer_sessions(
@@ -215,7 +215,7 @@ async def test_a_publisher_away_past_the_grace_ends_the_stream(
     finally:
         await viewer.close()
         await publisher.close()
-        await events.aclose()  # type: ignore[no-untyped-call]
+        await events.aclose()
 
 
 @pytest.mark.parametrize("settings", [{"webrtc__connect_timeout_s": 3.0}], indirect=True)

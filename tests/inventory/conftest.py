@@ -96,7 +96,7 @@ async def listen(app: web.Application, stream_id: str) -> AsyncIterator[EventLog
         yield log
     finally:
         await cancel_and_wait(task)
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await client.aclose()
 
 
