@@ -20,6 +20,7 @@ from pathlib import Path
 import jwt
 from aiohttp import web
 
+from livecast.display_text import check_line
 from livecast.errors import BadRequest, Forbidden, Unauthorized
 
 __all__ = [
@@ -115,7 +116,7 @@ class TokenIssuer:
     ) -> str:
         if not _SUBJECT.match(sub):
             raise ValueError(f"subject {sub!r} must be 1-64 of A-Z a-z 0-9 . _ : @ -")
-        name = name.strip()
+        name = check_line("name", name.strip())
         if not 1 <= len(name) <= 64:
             raise ValueError("name must be 1-64 characters")
         for grant in streams:

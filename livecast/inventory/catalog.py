@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import msgspec
 import redis.asyncio as aioredis
 
+from livecast.display_text import check_line, check_multiline
 from livecast.errors import NotFound
 from livecast.ids import SKU_PATTERN, is_sku
 from livecast.inventory.errors import raise_for_status
@@ -44,6 +45,10 @@ class ProductFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: Description = ""
     image_url: ImageUrl | None = None
     stock: Stock | None = None
+
+    def __post_init__(self) -> None:
+        check_line("title", self.title)
+        check_multiline("description", self.description)
 
 
 class StockChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

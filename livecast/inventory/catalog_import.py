@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from livecast.config import Settings
+from livecast.display_text import check_line, check_multiline
 from livecast.embedded_redis import DataDirBusy, EmbeddedRedis
 from livecast.errors import ApiError, BadRequest, PayloadTooLarge
 from livecast.inventory.catalog import (
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 _WHOLE = re.compile(r"^[0-9]+$")
+# JSON lines end at LF, CRLF or a bare CR; other separators (U+2028, FF, ...) are data.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 _CSV_REQUIRED = {"sku", "title", "price_minor", "currency"}
 _CSV_KNOWN = _CSV_REQUIRED | {"description", "image_url", "stock"}
 
@@ -61,6 +64,10 @@ class ImportRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: Description = ""
     image_url: ImageUrl | None = None
     stock: Stock | None = None
+
+    def __post_init__(self) -> None:
+        check_line("title", self.title)
+        check_multiline("description", self.description)
 
 
 class RowError(msgspec.Struct, frozen=True):
@@ -87,7 +94,7 @@ def _row_error(row: int, sku: Any, code: str, message: str) -> RowError:
 def parse_json_lines(text: str, *, max_rows: int) -> Parsed:
     parsed: Parsed = []
     decoder = msgspec.json.Decoder(ImportRow, strict=True)
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = [(n, line) for n, line in enumerate(_LINE_END.split(text), 1) if line.strip()]
     _check_count(len(lines), max_rows)
     for number, line in lines:
         try:
@@ -109,8 +116,15 @@ def _guess_sku(line: str) -> Any:
 
 
 def parse_csv(text: str, *, max_rows: int) -> Parsed:
-    reader = csv.DictReader(io.StringIO(text))
-    header = set(reader.fieldnames or [])
+    # newline="": rows end at LF, CRLF or a bare CR, and a quoted field keeps its own.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise BadRequest(f"CSV header is malformed: {exc}", code="malformed_csv") from None
+    if len(set(columns)) != len(columns):
+        raise BadRequest("CSV header names a column twice", code="malformed_csv")
+    header = set(columns)
     if not header >= _CSV_REQUIRED:
         missing = ", ".join(sorted(_CSV_REQUIRED - header))
         raise BadRequest(f"CSV header lacks columns: {missing}", code="malformed_csv")
