@@ -22,6 +22,7 @@ from aiohttp import web
 
 from livecast.display_text import check_line
 from livecast.errors import BadRequest, Forbidden, Unauthorized
+from livecast.ids import SUBJECT_PATTERN
 
 __all__ = [
     "ANONYMOUS",
@@ -33,7 +34,7 @@ __all__ = [
     "parse_duration",
 ]
 
-_SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+_SUBJECT = re.compile(SUBJECT_PATTERN)
 _STREAM_GRANT = re.compile(r"^(\*|[A-Za-z0-9_-]{1,64})$")
 _ALGORITHM = "HS256"
 _SECRET_FILE = "token-secret"

@@ -9,7 +9,13 @@ JSON lines: one object per line, the fields of ``PUT /api/products/{sku}`` plus 
     {"sku": "TEE-M", "title": "Tee", "price": {"amount_minor": 1999, "currency": "EUR"}}
 
 CSV: a header row naming the columns ``sku,title,price_minor,currency`` and optionally
-``description,image_url,stock``; ``price_minor`` and ``stock`` are whole numbers.
+``description,image_url,stock,owner``; ``price_minor`` and ``stock`` are whole numbers.
+Rows end at LF, CRLF or a bare CR; a quoted field may span lines.
+
+Each row is written as its importer may: a seller creates products of their own and
+replaces only those (a row naming another ``owner``, or a product someone else owns, is
+reported as ``not_product_owner``); an admin (and ``livecast import-catalog``) may write
+any product and give it an owner.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import csv
 import io
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,7 @@ from livecast.inventory.catalog import (
     Catalog,
     Description,
     ImageUrl,
+    Owner,
     ProductFields,
     Sku,
     Stock,
@@ -54,7 +62,7 @@ _WHOLE = re.compile(r"^[0-9]+$")
 # JSON lines end at LF, CRLF or a bare CR; other separators (U+2028, FF, ...) are data.
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _CSV_REQUIRED = {"sku", "title", "price_minor", "currency"}
-_CSV_KNOWN = _CSV_REQUIRED | {"description", "image_url", "stock"}
+_CSV_KNOWN = _CSV_REQUIRED | {"description", "image_url", "stock", "owner"}
 
 
 class ImportRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -64,6 +72,7 @@ class ImportRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: Description = ""
     image_url: ImageUrl | None = None
     stock: Stock | None = None
+    owner: Owner | None = None
 
     def __post_init__(self) -> None:
         check_line("title", self.title)
@@ -160,6 +169,7 @@ def _csv_row(number: int, raw: dict[str | Any, Any]) -> ImportRow | RowError:
         "description": raw.get("description") or "",
         "image_url": (raw.get("image_url") or "").strip() or None,
         "stock": int(stock) if stock else None,
+        "owner": (raw.get("owner") or "").strip() or None,
     }
     try:
         return msgspec.convert(data, ImportRow, strict=True)
@@ -172,7 +182,15 @@ def _check_count(rows: int, max_rows: int) -> None:
         raise PayloadTooLarge(f"{rows} rows is over the {max_rows} row limit")
 
 
-async def import_rows(catalog: Catalog, parsed: Parsed) -> ImportReport:
+async def import_rows(
+    catalog: Catalog,
+    parsed: Parsed,
+    *,
+    editor: str | None = None,
+    owner_changed: Callable[[str], Awaitable[None]] | None = None,
+) -> ImportReport:
+    """Write each good row as ``editor`` (a seller's subject; None for an admin).
+    ``owner_changed(sku)`` is awaited for each existing product a row gave another owner."""
     created = updated = 0
     errors: list[RowError] = []
     for number, item in parsed:
@@ -188,14 +206,17 @@ async def import_rows(catalog: Catalog, parsed: Parsed) -> ImportReport:
             description=item.description,
             image_url=item.image_url,
             stock=item.stock,
+            owner=item.owner,
         )
         try:
-            _, was_created = await catalog.put(item.sku, fields)
+            product, was_created, owner_before = await catalog.put(item.sku, fields, editor=editor)
         except ApiError as exc:
             errors.append(_row_error(number, item.sku, exc.code, exc.message))
             continue
         created += was_created
         updated += not was_created
+        if not was_created and product.owner != owner_before and owner_changed is not None:
+            await owner_changed(item.sku)
     return ImportReport(rows=len(parsed), created=created, updated=updated, errors=errors)
 
 
