@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp import web
 
-from livecast.appkeys import REDIS
+from livecast.appkeys import REDIS, STREAMS
 from livecast.auth import Role
+from livecast.errors import Forbidden
+from livecast.inventory.ownership import Right
 from livecast.inventory.service import INVENTORY
 from tests.conftest import Client, MakeToken, bearer
 from tests.inventory.conftest import assert_error, create_live_stream, listen, put_product
@@ -271,7 +274,6 @@ async def test_a_stream_sells_its_sellers_products_and_granted_ones(
     await put_product(client, admin, "HOUSE-1", 1)  # nobody's: every stream may sell it
     assert (await _pin(client, admin, other_live, "HOUSE-1")).status == 200
     await assert_error(await _pin(client, admin, other_live, "NOPE-1"), 404, "unknown_sku")
-    assert app[INVENTORY].ownership is not None
 
 
 async def test_taking_a_right_back_ends_its_deals_and_pins_at_once(
@@ -398,3 +400,31 @@ async def test_products_stored_before_owners_keep_selling_and_admins_adopt_them(
     resp = await client.post("/api/products/OLD-1/stock", json={"delta": 1}, headers=bearer(ana))
     assert resp.status == 200
     await assert_error(await _pin(client, ivy, live, "OLD-1"), 403, "product_not_granted")
+
+
+async def test_a_pin_or_deal_that_lost_its_right_while_starting_is_undone(
+    client: Client, make_token: MakeToken, app: web.Application
+) -> None:
+    ana = make_token(Role.SELLER, sub="ana")
+    ivy = make_token(Role.SELLER, sub="ivy")
+    await put_product(client, ana, "RACE-1", 10)
+    live = await create_live_stream(client, ivy)
+    await _grant(client, ana, "RACE-1", "seller:ivy", deals=True)
+    assert (await _pin(client, ivy, live, "RACE-1")).status == 200
+    resp = await client.post(
+        f"/api/streams/{live}/deals", json=_deal("RACE-1", 4), headers=bearer(ivy)
+    )
+    assert resp.status == 201
+    # The grant goes between the check and the start: as if a revocation had raced them
+    # and read the stream's pin and deals before they were written.
+    ownership = app[INVENTORY].ownership
+    await app[REDIS].hdel(ownership.grants_key("RACE-1"), "seller:ivy")
+    stream = await app[STREAMS].get(live)
+    with pytest.raises(Forbidden) as refused:
+        await ownership.confirm(stream, "RACE-1", Right.DEALS)
+    assert refused.value.code == "deals_not_granted"
+    assert (await (await client.get(f"/api/streams/{live}/pin")).json())["pin"] is None
+    race = await _product(client, "RACE-1")
+    assert (race["stock"], race["in_deals"]) == (10, 0)
+    (deal,) = (await (await client.get(f"/api/streams/{live}/deals")).json())["deals"]
+    assert (deal["state"], deal["ended_reason"]) == ("ended", "consent_revoked")
