@@ -186,13 +186,13 @@ async def start_deal(request: web.Request) -> web.Response:
     stream = await _managed_stream(request, request.match_info["stream_id"])
     body = await read_json(request, StartDeal)
     _require_live(stream, "a deal")
-    ownership = request.app[INVENTORY].ownership
-    await ownership.require(stream, body.sku, Right.DEALS)
     max_duration = request.app[SETTINGS].inventory.max_deal_duration_s
     if body.duration_s > max_duration:
         raise Unprocessable(
             f"duration_s must be at most {max_duration} seconds", code="invalid_field"
         )
+    ownership = request.app[INVENTORY].ownership
+    await ownership.require(stream, body.sku, Right.DEALS)
     deal = await request.app[INVENTORY].deals.start(
         stream_id=stream.id,
         sku=body.sku,

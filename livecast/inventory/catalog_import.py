@@ -34,6 +34,7 @@ from livecast.config import Settings
 from livecast.display_text import check_line, check_multiline
 from livecast.embedded_redis import DataDirBusy, EmbeddedRedis
 from livecast.errors import ApiError, BadRequest, PayloadTooLarge
+from livecast.ids import is_subject
 from livecast.inventory.catalog import (
     Catalog,
     Description,
@@ -187,10 +188,12 @@ async def import_rows(
     parsed: Parsed,
     *,
     editor: str | None = None,
+    default_owner: str | None = None,
     owner_changed: Callable[[str], Awaitable[None]] | None = None,
 ) -> ImportReport:
-    """Write each good row as ``editor`` (a seller's subject; None for an admin).
-    ``owner_changed(sku)`` is awaited for each existing product a row gave another owner."""
+    """Write each good row as ``editor`` (a seller's subject; None for an admin); a row
+    naming no owner is ``default_owner``'s. ``owner_changed(sku)`` is awaited for each
+    existing product a row gave another owner."""
     created = updated = 0
     errors: list[RowError] = []
     for number, item in parsed:
@@ -206,7 +209,7 @@ async def import_rows(
             description=item.description,
             image_url=item.image_url,
             stock=item.stock,
-            owner=item.owner,
+            owner=item.owner or default_owner,
         )
         try:
             product, was_created, owner_before = await catalog.put(item.sku, fields, editor=editor)
@@ -231,18 +234,23 @@ def parse_file(path: Path, fmt: str | None, *, max_rows: int) -> Parsed:
     )
 
 
-def run_import(settings: Settings, path: Path, fmt: str | None) -> tuple[ImportReport, int]:
-    """``livecast import-catalog``: import into the configured Redis.
+def run_import(
+    settings: Settings, path: Path, fmt: str | None, *, owner: str | None = None
+) -> tuple[ImportReport, int]:
+    """``livecast import-catalog``: import into the configured Redis, as an admin would;
+    rows that name no owner are ``owner``'s (None: they keep theirs, new ones have none).
 
     With no ``redis.url`` the data dir's embedded Redis is used: started for the import,
     or, when a server already runs on that data dir, reached through its socket.
     """
+    if owner is not None and not is_subject(owner):
+        raise BadRequest(f"owner {owner!r} is not a token subject (1-64 of A-Z a-z 0-9 . _ : @ -)")
     parsed = parse_file(path, fmt, max_rows=settings.inventory.import_max_rows)
-    report = asyncio.run(_import_into(settings, parsed))
+    report = asyncio.run(_import_into(settings, parsed, owner))
     return report, 0 if not report.errors else 1
 
 
-async def _import_into(settings: Settings, parsed: Parsed) -> ImportReport:
+async def _import_into(settings: Settings, parsed: Parsed, owner: str | None) -> ImportReport:
     embedded: EmbeddedRedis | None = None
     url = settings.redis.url
     if not url:
@@ -257,7 +265,8 @@ async def _import_into(settings: Settings, parsed: Parsed) -> ImportReport:
         try:
             keys = KeySpace(settings.redis.key_prefix)
             reservations = Reservations(redis, keys)
-            return await import_rows(Catalog(redis, keys, reservations), parsed)
+            catalog = Catalog(redis, keys, reservations)
+            return await import_rows(catalog, parsed, default_owner=owner)
         finally:
             await redis.aclose()
     finally:

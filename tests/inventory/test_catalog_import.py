@@ -248,3 +248,27 @@ async def test_malformed_csv_headers_are_400(
     )
     assert resp.status == 400, await resp.text()
     assert (await resp.json())["error"]["code"] == "malformed_csv"
+
+
+def test_import_catalog_command_gives_rows_an_owner(
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+    sync_redis: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "livecast.toml"
+    config.write_text(f'[redis]\nkey_prefix = "{key_prefix}"\n')
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        "sku,title,price_minor,currency,owner\rOWN-1,Mug,100,EUR,\rOWN-2,Cup,100,EUR,bo\r"
+    )
+    argv = ["import-catalog", str(catalog), "--config", str(config), "--redis-url", redis_url]
+    assert cli_main([*argv, "--owner", "ana"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 2
+    owners = [
+        sync_redis.hget(f"{key_prefix}{{sku:{sku}}}:product", "owner") for sku in ("OWN-1", "OWN-2")
+    ]
+    assert owners == [b"ana", b"bo"]
+    assert cli_main([*argv, "--owner", "not a subject"]) == 2
+    assert "owner" in capsys.readouterr().err
