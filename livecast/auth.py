@@ -20,7 +20,9 @@ from pathlib import Path
 import jwt
 from aiohttp import web
 
+from livecast.display_text import check_line
 from livecast.errors import BadRequest, Forbidden, Unauthorized
+from livecast.ids import SUBJECT_PATTERN
 
 __all__ = [
     "ANONYMOUS",
@@ -32,7 +34,7 @@ __all__ = [
     "parse_duration",
 ]
 
-_SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+_SUBJECT = re.compile(SUBJECT_PATTERN)
 _STREAM_GRANT = re.compile(r"^(\*|[A-Za-z0-9_-]{1,64})$")
 _ALGORITHM = "HS256"
 _SECRET_FILE = "token-secret"
@@ -115,7 +117,7 @@ class TokenIssuer:
     ) -> str:
         if not _SUBJECT.match(sub):
             raise ValueError(f"subject {sub!r} must be 1-64 of A-Z a-z 0-9 . _ : @ -")
-        name = name.strip()
+        name = check_line("name", name.strip())
         if not 1 <= len(name) <= 64:
             raise ValueError("name must be 1-64 characters")
         for grant in streams:

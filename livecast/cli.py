@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     catalog.add_argument("file", help="JSON lines (.jsonl, .ndjson) or CSV (.csv) file")
     catalog.add_argument("--format", choices=["jsonl", "csv"], help="default: by file suffix")
     catalog.add_argument("--redis-url", help="import into this Redis (redis.url)")
+    catalog.add_argument(
+        "--owner", metavar="SUB",
+        help="the seller (token subject) whose products the rows are, where a row names none",
+    )  # fmt: skip
     catalog.set_defaults(command=_import_catalog)
 
     bench = sub.add_parser("bench", help="run a benchmark on loopback and print one JSON line")
@@ -190,7 +194,7 @@ def _import_catalog(args: argparse.Namespace) -> int:
 
     settings = _load(args, **{"redis.url": args.redis_url})
     try:
-        report, code = run_import(settings, Path(args.file), args.format)
+        report, code = run_import(settings, Path(args.file), args.format, owner=args.owner)
     except (OSError, UnicodeDecodeError, ApiError) as exc:
         print(f"livecast import-catalog: {exc}", file=sys.stderr)
         return 2

@@ -78,6 +78,9 @@ def test_signed_but_malformed_claims_are_refused() -> None:
     [
         ({"sub": "has space"}, "subject"),
         ({"name": ""}, "name"),
+        ({"name": "Ana\u202eB"}, "name may not contain U\\+202E"),
+        ({"name": "Ana\nB"}, "name may not contain U\\+000A"),
+        ({"name": "Ana\x00"}, "name may not contain U\\+0000"),
         ({"streams": {"*"}}, "only for admins"),
         ({"streams": {"bad id"}}, "stream grant"),
         ({"ttl_s": 0}, "ttl"),

@@ -167,6 +167,11 @@ async def test_dev_mode_mints_a_viewer_token_that_the_api_accepts(
         ({"name": "   "}, 422),
         ({"name": "x" * 65}, 422),
         ({"name": "bell\x07"}, 422),
+        ({"name": "nul\x00"}, 422),
+        ({"name": "Ana\nB"}, 422),
+        ({"name": "evil\u202egnp.exe"}, 422),
+        ({"name": "iso\u2066late"}, 422),
+        ({"name": "zero\u200bwidth"}, 422),
         ({"name": 5}, 422),
         ({}, 422),
         ({"name": "Ana", "role": "admin"}, 422),
@@ -178,7 +183,9 @@ async def test_dev_tokens_reject_bad_names(
     client, _ = dev_client
     resp = await client.post("/api/dev/tokens", json=body)
     assert resp.status == status
-    assert "message" in (await resp.json())["error"]
+    error = (await resp.json())["error"]
+    assert error["code"] == "invalid_field"
+    assert "name" in error["message"] or "role" in error["message"]
 
 
 async def test_dev_tokens_need_json(dev_client: tuple[Client, web.Application]) -> None:

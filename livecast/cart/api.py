@@ -77,6 +77,7 @@ async def add_item(request: web.Request) -> web.Response:
     if stream.state is not StreamState.LIVE:
         raise Conflict(f"stream {stream.id!r} is {stream.state.value}", code="stream_not_live")
     product = await request.app[INVENTORY].catalog.get(body.sku)
+    await request.app[INVENTORY].ownership.require_sellable(stream, product)
     if body.deal_id is not None:
         # A deal's stream never changes, so checking before reserving is race-free; the
         # sale is credited to the cart line's stream.

@@ -1,7 +1,10 @@
-"""REST routes for the catalog, flash deals and pins, and the package's ``setup(app)``.
+"""REST routes for the catalog, selling rights, flash deals and pins, and the package's
+``setup(app)``.
 
-Catalog writes are for sellers and admins; deals and pins for whoever may manage the
-stream (its seller, a host or seller granted it, an admin). Reads are public.
+Catalog writes are for a product's owner (a seller) and admins, and so are its grants;
+deals and pins for whoever may manage the stream (its seller, a host or seller granted
+it, an admin), on products the stream may sell (:mod:`livecast.inventory.ownership`).
+Reads are public.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import msgspec
 from aiohttp import web
 
 from livecast.appkeys import SETTINGS, STREAMS
-from livecast.auth import Role
+from livecast.auth import Identity, Role
 from livecast.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
 from livecast.http import identity, json_response, read_body, read_json
 from livecast.ids import is_sku
 from livecast.inventory.catalog import ProductFields, Sku, StockChange
 from livecast.inventory.catalog_import import import_rows, parse_csv, parse_json_lines
 from livecast.inventory.money import Money
+from livecast.inventory.ownership import GrantFields, Right
 from livecast.inventory.service import INVENTORY, inventory_ctx
 from livecast.streams.registry import Stream
 
@@ -56,14 +60,25 @@ def _sku(request: web.Request) -> str:
     return sku
 
 
+def _catalog_editor(request: web.Request) -> tuple[Identity, str | None]:
+    """The caller, a seller or an admin, and the editor the catalog checks: the seller's
+    subject, or None for an admin (who may change any product)."""
+    caller = identity(request)
+    caller.require_role(Role.SELLER, Role.ADMIN)
+    return caller, None if caller.role is Role.ADMIN else caller.sub
+
+
 @routes.put("/api/products/{sku}")
 async def put_product(request: web.Request) -> web.Response:
-    identity(request).require_role(Role.SELLER, Role.ADMIN)
+    _, editor = _catalog_editor(request)
     sku = _sku(request)
     body = await read_json(request, ProductFields)
     if not body.title.strip():
         raise Unprocessable("title must not be blank", code="invalid_field")
-    product, created = await request.app[INVENTORY].catalog.put(sku, body)
+    inventory = request.app[INVENTORY]
+    product, created, owner_before = await inventory.catalog.put(sku, body, editor=editor)
+    if not created and product.owner != owner_before:
+        await inventory.ownership.enforce(sku)
     return json_response(product, status=201 if created else 200)
 
 
@@ -92,15 +107,43 @@ async def get_products(request: web.Request) -> web.Response:
 
 @routes.post("/api/products/{sku}/stock")
 async def change_stock(request: web.Request) -> web.Response:
-    identity(request).require_role(Role.SELLER, Role.ADMIN)
+    _, editor = _catalog_editor(request)
     sku = _sku(request)
     body = await read_json(request, StockChange)
-    return json_response(await request.app[INVENTORY].catalog.change_stock(sku, body))
+    catalog = request.app[INVENTORY].catalog
+    return json_response(await catalog.change_stock(sku, body, editor=editor))
+
+
+@routes.get("/api/products/{sku}/grants")
+async def list_grants(request: web.Request) -> web.Response:
+    _, editor = _catalog_editor(request)
+    grants = await request.app[INVENTORY].ownership.grants(_sku(request), editor=editor)
+    return json_response({"grants": grants})
+
+
+@routes.put("/api/products/{sku}/grants/{grantee}")
+async def put_grant(request: web.Request) -> web.Response:
+    caller, editor = _catalog_editor(request)
+    sku = _sku(request)
+    body = await read_json(request, GrantFields)
+    grant, created = await request.app[INVENTORY].ownership.grant(
+        sku, request.match_info["grantee"], body, editor=editor, by=caller.sub
+    )
+    return json_response(grant, status=201 if created else 200)
+
+
+@routes.delete("/api/products/{sku}/grants/{grantee}")
+async def revoke_grant(request: web.Request) -> web.Response:
+    caller, editor = _catalog_editor(request)
+    grant = await request.app[INVENTORY].ownership.revoke(
+        _sku(request), request.match_info["grantee"], editor=editor, by=caller.sub
+    )
+    return json_response({"revoked": grant})
 
 
 @routes.post("/api/products/import")
 async def import_catalog(request: web.Request) -> web.Response:
-    identity(request).require_role(Role.SELLER, Role.ADMIN)
+    _, editor = _catalog_editor(request)
     kind = request.content_type
     if kind not in _JSON_LINES | _CSV:
         raise UnsupportedMediaType(
@@ -115,7 +158,10 @@ async def import_catalog(request: web.Request) -> web.Response:
     parsed = parse(text, max_rows=max_rows)
     if not parsed:
         raise Unprocessable("no rows to import", code="empty_import")
-    report = await import_rows(request.app[INVENTORY].catalog, parsed)
+    inventory = request.app[INVENTORY]
+    report = await import_rows(
+        inventory.catalog, parsed, editor=editor, owner_changed=inventory.ownership.enforce
+    )
     return json_response(report)
 
 
@@ -145,6 +191,8 @@ async def start_deal(request: web.Request) -> web.Response:
         raise Unprocessable(
             f"duration_s must be at most {max_duration} seconds", code="invalid_field"
         )
+    ownership = request.app[INVENTORY].ownership
+    await ownership.require(stream, body.sku, Right.DEALS)
     deal = await request.app[INVENTORY].deals.start(
         stream_id=stream.id,
         sku=body.sku,
@@ -154,6 +202,7 @@ async def start_deal(request: web.Request) -> web.Response:
         per_buyer_limit=body.per_buyer_limit,
         start_in_s=body.start_in_s,
     )
+    await ownership.confirm(stream, body.sku, Right.DEALS)
     return json_response(deal, status=201, headers={"Location": f"/api/deals/{deal.id}"})
 
 
@@ -187,7 +236,11 @@ async def pin_product(request: web.Request) -> web.Response:
     stream = await _managed_stream(request, request.match_info["stream_id"])
     body = await read_json(request, PinBody)
     _require_live(stream, "pinning")
-    return json_response(await request.app[INVENTORY].pins.pin(stream.id, body.sku))
+    inventory = request.app[INVENTORY]
+    await inventory.ownership.require(stream, body.sku, Right.SELL)
+    card = await inventory.pins.pin(stream.id, body.sku)
+    await inventory.ownership.confirm(stream, body.sku, Right.SELL)
+    return json_response(card)
 
 
 @routes.delete("/api/streams/{stream_id}/pin")

@@ -9,7 +9,13 @@ JSON lines: one object per line, the fields of ``PUT /api/products/{sku}`` plus 
     {"sku": "TEE-M", "title": "Tee", "price": {"amount_minor": 1999, "currency": "EUR"}}
 
 CSV: a header row naming the columns ``sku,title,price_minor,currency`` and optionally
-``description,image_url,stock``; ``price_minor`` and ``stock`` are whole numbers.
+``description,image_url,stock,owner``; ``price_minor`` and ``stock`` are whole numbers.
+Rows end at LF, CRLF or a bare CR; a quoted field may span lines.
+
+Each row is written as its importer may: a seller creates products of their own and
+replaces only those (a row naming another ``owner``, or a product someone else owns, is
+reported as ``not_product_owner``); an admin (and ``livecast import-catalog``) may write
+any product and give it an owner.
 """
 
 from __future__ import annotations
@@ -18,18 +24,22 @@ import asyncio
 import csv
 import io
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from livecast.config import Settings
+from livecast.display_text import check_line, check_multiline
 from livecast.embedded_redis import DataDirBusy, EmbeddedRedis
 from livecast.errors import ApiError, BadRequest, PayloadTooLarge
+from livecast.ids import is_subject
 from livecast.inventory.catalog import (
     Catalog,
     Description,
     ImageUrl,
+    Owner,
     ProductFields,
     Sku,
     Stock,
@@ -50,8 +60,10 @@ __all__ = [
 ]
 
 _WHOLE = re.compile(r"^[0-9]+$")
+# JSON lines end at LF, CRLF or a bare CR; other separators (U+2028, FF, ...) are data.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 _CSV_REQUIRED = {"sku", "title", "price_minor", "currency"}
-_CSV_KNOWN = _CSV_REQUIRED | {"description", "image_url", "stock"}
+_CSV_KNOWN = _CSV_REQUIRED | {"description", "image_url", "stock", "owner"}
 
 
 class ImportRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -61,6 +73,11 @@ class ImportRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: Description = ""
     image_url: ImageUrl | None = None
     stock: Stock | None = None
+    owner: Owner | None = None
+
+    def __post_init__(self) -> None:
+        check_line("title", self.title)
+        check_multiline("description", self.description)
 
 
 class RowError(msgspec.Struct, frozen=True):
@@ -87,7 +104,7 @@ def _row_error(row: int, sku: Any, code: str, message: str) -> RowError:
 def parse_json_lines(text: str, *, max_rows: int) -> Parsed:
     parsed: Parsed = []
     decoder = msgspec.json.Decoder(ImportRow, strict=True)
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = [(n, line) for n, line in enumerate(_LINE_END.split(text), 1) if line.strip()]
     _check_count(len(lines), max_rows)
     for number, line in lines:
         try:
@@ -109,8 +126,15 @@ def _guess_sku(line: str) -> Any:
 
 
 def parse_csv(text: str, *, max_rows: int) -> Parsed:
-    reader = csv.DictReader(io.StringIO(text))
-    header = set(reader.fieldnames or [])
+    # newline="": rows end at LF, CRLF or a bare CR, and a quoted field keeps its own.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise BadRequest(f"CSV header is malformed: {exc}", code="malformed_csv") from None
+    if len(set(columns)) != len(columns):
+        raise BadRequest("CSV header names a column twice", code="malformed_csv")
+    header = set(columns)
     if not header >= _CSV_REQUIRED:
         missing = ", ".join(sorted(_CSV_REQUIRED - header))
         raise BadRequest(f"CSV header lacks columns: {missing}", code="malformed_csv")
@@ -146,6 +170,7 @@ def _csv_row(number: int, raw: dict[str | Any, Any]) -> ImportRow | RowError:
         "description": raw.get("description") or "",
         "image_url": (raw.get("image_url") or "").strip() or None,
         "stock": int(stock) if stock else None,
+        "owner": (raw.get("owner") or "").strip() or None,
     }
     try:
         return msgspec.convert(data, ImportRow, strict=True)
@@ -158,7 +183,17 @@ def _check_count(rows: int, max_rows: int) -> None:
         raise PayloadTooLarge(f"{rows} rows is over the {max_rows} row limit")
 
 
-async def import_rows(catalog: Catalog, parsed: Parsed) -> ImportReport:
+async def import_rows(
+    catalog: Catalog,
+    parsed: Parsed,
+    *,
+    editor: str | None = None,
+    default_owner: str | None = None,
+    owner_changed: Callable[[str], Awaitable[None]] | None = None,
+) -> ImportReport:
+    """Write each good row as ``editor`` (a seller's subject; None for an admin); a row
+    naming no owner is ``default_owner``'s. ``owner_changed(sku)`` is awaited for each
+    existing product a row gave another owner."""
     created = updated = 0
     errors: list[RowError] = []
     for number, item in parsed:
@@ -174,14 +209,17 @@ async def import_rows(catalog: Catalog, parsed: Parsed) -> ImportReport:
             description=item.description,
             image_url=item.image_url,
             stock=item.stock,
+            owner=item.owner or default_owner,
         )
         try:
-            _, was_created = await catalog.put(item.sku, fields)
+            product, was_created, owner_before = await catalog.put(item.sku, fields, editor=editor)
         except ApiError as exc:
             errors.append(_row_error(number, item.sku, exc.code, exc.message))
             continue
         created += was_created
         updated += not was_created
+        if not was_created and product.owner != owner_before and owner_changed is not None:
+            await owner_changed(item.sku)
     return ImportReport(rows=len(parsed), created=created, updated=updated, errors=errors)
 
 
@@ -196,18 +234,23 @@ def parse_file(path: Path, fmt: str | None, *, max_rows: int) -> Parsed:
     )
 
 
-def run_import(settings: Settings, path: Path, fmt: str | None) -> tuple[ImportReport, int]:
-    """``livecast import-catalog``: import into the configured Redis.
+def run_import(
+    settings: Settings, path: Path, fmt: str | None, *, owner: str | None = None
+) -> tuple[ImportReport, int]:
+    """``livecast import-catalog``: import into the configured Redis, as an admin would;
+    rows that name no owner are ``owner``'s (None: they keep theirs, new ones have none).
 
     With no ``redis.url`` the data dir's embedded Redis is used: started for the import,
     or, when a server already runs on that data dir, reached through its socket.
     """
+    if owner is not None and not is_subject(owner):
+        raise BadRequest(f"owner {owner!r} is not a token subject (1-64 of A-Z a-z 0-9 . _ : @ -)")
     parsed = parse_file(path, fmt, max_rows=settings.inventory.import_max_rows)
-    report = asyncio.run(_import_into(settings, parsed))
+    report = asyncio.run(_import_into(settings, parsed, owner))
     return report, 0 if not report.errors else 1
 
 
-async def _import_into(settings: Settings, parsed: Parsed) -> ImportReport:
+async def _import_into(settings: Settings, parsed: Parsed, owner: str | None) -> ImportReport:
     embedded: EmbeddedRedis | None = None
     url = settings.redis.url
     if not url:
@@ -222,7 +265,8 @@ async def _import_into(settings: Settings, parsed: Parsed) -> ImportReport:
         try:
             keys = KeySpace(settings.redis.key_prefix)
             reservations = Reservations(redis, keys)
-            return await import_rows(Catalog(redis, keys, reservations), parsed)
+            catalog = Catalog(redis, keys, reservations)
+            return await import_rows(catalog, parsed, default_owner=owner)
         finally:
             await redis.aclose()
     finally:

@@ -8,6 +8,9 @@ For the chat hub (a viewer's hello snapshot)::
     await inventory.active_deals(stream_id)  # [dict like deal.started's data], running or
                                              # scheduled, oldest first
 
+Before selling a product on a stream: ``await app[INVENTORY].ownership.require_sellable(stream,
+product)`` (403 unless the stream may sell it; see :mod:`livecast.inventory.ownership`).
+
 For checkout: ``app[INVENTORY].reservations`` (:class:`~livecast.inventory.reserve.Reservations`:
 ``reserve``, ``release``, ``commit``, ``commit_holds``, ``get_hold``).
 """
@@ -30,6 +33,7 @@ from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.deals import Deals
 from livecast.inventory.notify import StockNotifier
+from livecast.inventory.ownership import Ownership
 from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Reservations
 from livecast.inventory.sweeper import Sweeper
@@ -48,6 +52,7 @@ class Inventory:
     pins: Pins
     sweeper: Sweeper
     notifier: StockNotifier
+    ownership: Ownership
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def current_pin(self, stream_id: str) -> dict[str, Any] | None:
@@ -115,9 +120,11 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
         pins=pins,
         sweeper=sweeper,
         notifier=notifier,
+        ownership=Ownership(redis, reservations, catalog, deals, pins, app[STREAMS]),
     )
     app[INVENTORY] = inventory
     app[STREAMS].on_state_change(inventory.on_stream_state)
+    app[STREAMS].on_featuring(inventory.ownership.check_featured)
     loop = asyncio.get_running_loop()
     inventory.tasks = [loop.create_task(sweeper.run()), loop.create_task(notifier.run())]
     try:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from livecast.appkeys import STREAMS
 from livecast.auth import Role
+from livecast.display_text import check_line, check_multiline
 from livecast.errors import BadRequest, Unprocessable
 from livecast.http import identity, json_response, read_json
 from livecast.ids import SKU_PATTERN
@@ -32,6 +33,10 @@ class CreateStream(msgspec.Struct, forbid_unknown_fields=True):
     featured_skus: FeaturedSkus = []
     public: bool = True
 
+    def __post_init__(self) -> None:
+        check_line("title", self.title)
+        check_multiline("description", self.description)
+
 
 class PatchStream(msgspec.Struct, forbid_unknown_fields=True):
     title: Title | msgspec.UnsetType = msgspec.UNSET
@@ -39,6 +44,12 @@ class PatchStream(msgspec.Struct, forbid_unknown_fields=True):
     scheduled_start: dt.datetime | msgspec.UnsetType | None = msgspec.UNSET
     featured_skus: FeaturedSkus | msgspec.UnsetType = msgspec.UNSET
     public: bool | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if self.title is not msgspec.UNSET:
+            check_line("title", self.title)
+        if self.description is not msgspec.UNSET:
+            check_multiline("description", self.description)
 
 
 def _epoch_ms(moment: dt.datetime | None) -> int | None:

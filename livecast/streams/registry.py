@@ -75,6 +75,9 @@ def iso_time(ms: int | None) -> str | None:
 
 
 StateListener = Callable[[Stream, StreamState], Awaitable[None]]
+# check(seller_id, stream_id (None for a stream being created), featured SKUs): raises an
+# ApiError to refuse them.
+FeaturingCheck = Callable[[str, str | None, list[str]], Awaitable[None]]
 
 
 class StreamRegistry:
@@ -84,10 +87,23 @@ class StreamRegistry:
         self._transition = load_lua(redis, _HERE / "transition.lua")
         self._update = load_lua(redis, _HERE / "update.lua")
         self._listeners: list[StateListener] = []
+        self._featuring_checks: list[FeaturingCheck] = []
 
     def on_state_change(self, listener: StateListener) -> None:
         """Call ``listener(stream, previous_state)`` after every successful transition."""
         self._listeners.append(listener)
+
+    def on_featuring(self, check: FeaturingCheck) -> None:
+        """Run ``check`` before a stream is created with featured SKUs or its featured
+        SKUs change (the catalog refuses products the stream may not sell)."""
+        self._featuring_checks.append(check)
+
+    async def _check_featuring(
+        self, seller_id: str, stream_id: str | None, skus: list[str]
+    ) -> None:
+        if skus:
+            for check in self._featuring_checks:
+                await check(seller_id, stream_id, skus)
 
     def _stream_key(self, stream_id: str) -> str:
         return self._keys.key("{streams}", "stream", stream_id)
@@ -106,6 +122,7 @@ class StreamRegistry:
         featured_skus: list[str],
         public: bool = True,
     ) -> Stream:
+        await self._check_featuring(seller_id, None, featured_skus)
         stream_id = new_id()
         now_ms = await self._now_ms()
         fields: dict[str, str | bytes | int] = {
@@ -168,6 +185,9 @@ class StreamRegistry:
         public); 409 once the stream has ended."""
         if not is_stream_id(stream_id):
             raise NotFound(f"no stream {stream_id!r}", code="stream_not_found")
+        if "featured_skus" in changes:
+            seller_id = (await self.get(stream_id)).seller_id
+            await self._check_featuring(seller_id, stream_id, changes["featured_skus"])
         args: list[Any] = []
         for name, value in changes.items():
             if name == "featured_skus":

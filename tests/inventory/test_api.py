@@ -98,6 +98,15 @@ async def test_stock_changes_never_go_below_what_is_held(
         ({"stock": 1.5}, 422, "invalid_field"),
         ({"title": ""}, 422, "invalid_field"),
         ({"title": "   "}, 422, "invalid_field"),
+        ({"title": "Tee\x00"}, 422, "invalid_field"),
+        ({"title": "Tee\x1b[31m"}, 422, "invalid_field"),
+        ({"title": "Tee\u0085"}, 422, "invalid_field"),
+        ({"title": "Tee \u202egnp.exe"}, 422, "invalid_field"),
+        ({"title": "Tee\u2067"}, 422, "invalid_field"),
+        ({"title": "Tee\ufeff"}, 422, "invalid_field"),
+        ({"title": "two\nlines"}, 422, "invalid_field"),
+        ({"description": "ok\nbut \u202d"}, 422, "invalid_field"),
+        ({"description": "bell\x07"}, 422, "invalid_field"),
         ({"colour": "red"}, 422, "invalid_field"),
     ],
 )
@@ -136,3 +145,26 @@ async def test_roles_and_unknowns(client: Client, make_token: MakeToken) -> None
     )
     await assert_error(resp, 403, "forbidden")
     assert (await (await client.get("/api/products/TEE-S")).json())["stock"] == 0
+
+
+async def test_text_fields_name_the_bad_character_and_keep_real_text(
+    client: Client, make_token: MakeToken
+) -> None:
+    seller = make_token(Role.SELLER)
+    body = {"title": "Tee \u202eM", "price": {"amount_minor": 1500, "currency": "EUR"}}
+    resp = await client.put("/api/products/TEE-X", json=body, headers=bearer(seller))
+    error = (await assert_error(resp, 422, "invalid_field"))["error"]
+    assert error["message"].startswith("title may not contain U+202E")
+    await assert_error(await client.get("/api/products/TEE-X"), 404, "unknown_sku")
+
+    # Scripts, emoji sequences (ZWJ), flags and line breaks in a description are text.
+    body = {
+        "title": "T\u00e9e \u0645\u0631\u062d\u0628\u0627 \U0001f469\u200d\U0001f4bb "
+        "\U0001f3f4\U000e0067\U000e0062\U000e007f",
+        "description": "Line one\nLine two\r\n\tindented",
+        "price": {"amount_minor": 1500, "currency": "EUR"},
+    }
+    resp = await client.put("/api/products/TEE-X", json=body, headers=bearer(seller))
+    assert resp.status == 201, await resp.text()
+    product = await resp.json()
+    assert (product["title"], product["description"]) == (body["title"], body["description"])

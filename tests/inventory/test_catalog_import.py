@@ -179,3 +179,96 @@ def test_import_catalog_command_with_the_embedded_redis(
     assert json.loads(capsys.readouterr().out)["created"] == 1
     assert cli_main(["import-catalog", str(catalog), "--data-dir", str(data)]) == 0
     assert json.loads(capsys.readouterr().out)["updated"] == 1  # persisted in the data dir
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+async def test_csv_import_takes_every_line_ending(
+    client: Client, make_token: MakeToken, newline: str
+) -> None:
+    seller = make_token(Role.SELLER)
+    rows = [
+        "sku,title,description,price_minor,currency,stock",
+        f'END-1,Mug,"two{newline}lines",1250,EUR,7',
+        "END-2,Cup,,900,EUR,3",
+        "END-3,Bad\x00title,,900,EUR,3",
+        "",
+    ]
+    resp = await client.post(
+        "/api/products/import",
+        data=newline.join(rows).encode(),
+        headers={**bearer(seller), "Content-Type": "text/csv"},
+    )
+    assert resp.status == 200, await resp.text()
+    report = await resp.json()
+    assert (report["rows"], report["created"]) == (3, 2)
+    assert [(e["row"], e["sku"], e["code"]) for e in report["errors"]] == [
+        (4, "END-3", "invalid_field")
+    ]
+    assert "title" in report["errors"][0]["message"]
+    mug = await (await client.get("/api/products/END-1")).json()
+    assert (mug["description"], mug["stock"]) == (f"two{newline}lines", 7)
+    assert (await (await client.get("/api/products/END-2")).json())["stock"] == 3
+    await assert_error(await client.get("/api/products/END-3"), 404, "unknown_sku")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+async def test_json_lines_import_takes_every_line_ending(
+    client: Client, make_token: MakeToken, newline: str
+) -> None:
+    seller = make_token(Role.SELLER)
+    # A line separator inside a JSON string is data, not a line end.
+    lines = [_row("JL-1", 100, stock=1), _row("JL-2", 200, description="a\u2028b"), ""]
+    resp = await client.post(
+        "/api/products/import",
+        data=newline.join(lines).encode(),
+        headers={**bearer(seller), "Content-Type": "application/x-ndjson"},
+    )
+    report = await resp.json()
+    assert (report["rows"], report["created"]) == (2, 1), report
+    assert [(e["row"], e["sku"]) for e in report["errors"]] == [(2, "JL-2")]
+    assert "U+2028" in report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'sku,"title\rx,price_minor,currency\n',
+        b"sku,title,title,price_minor,currency\nA,B,C,1,EUR\n",
+        b'"sku\x00,title,price_minor,currency\n',
+    ],
+    ids=["cr-in-open-quote", "duplicate-column", "nul-header"],
+)
+async def test_malformed_csv_headers_are_400(
+    client: Client, make_token: MakeToken, body: bytes
+) -> None:
+    resp = await client.post(
+        "/api/products/import",
+        data=body,
+        headers={**bearer(make_token(Role.SELLER)), "Content-Type": "text/csv"},
+    )
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["code"] == "malformed_csv"
+
+
+def test_import_catalog_command_gives_rows_an_owner(
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+    sync_redis: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "livecast.toml"
+    config.write_text(f'[redis]\nkey_prefix = "{key_prefix}"\n')
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        "sku,title,price_minor,currency,owner\rOWN-1,Mug,100,EUR,\rOWN-2,Cup,100,EUR,bo\r"
+    )
+    argv = ["import-catalog", str(catalog), "--config", str(config), "--redis-url", redis_url]
+    assert cli_main([*argv, "--owner", "ana"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 2
+    owners = [
+        sync_redis.hget(f"{key_prefix}{{sku:{sku}}}:product", "owner") for sku in ("OWN-1", "OWN-2")
+    ]
+    assert owners == [b"ana", b"bo"]
+    assert cli_main([*argv, "--owner", "not a subject"]) == 2
+    assert "owner" in capsys.readouterr().err

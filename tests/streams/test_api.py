@@ -214,6 +214,10 @@ async def test_bad_tokens_are_401(client: Client, make_token: MakeToken) -> None
         (b'{"title": "x", "colour": "red"}', "application/json", 422, "invalid_field"),
         (b'{"title": ""}', "application/json", 422, "invalid_field"),
         (b'{"title": "   "}', "application/json", 422, "invalid_field"),
+        (b'{"title": "x\\u0000"}', "application/json", 422, "invalid_field"),
+        (b'{"title": "x\\u202e"}', "application/json", 422, "invalid_field"),
+        (b'{"title": "two\\nlines"}', "application/json", 422, "invalid_field"),
+        (b'{"title": "x", "description": "\\u2066x"}', "application/json", 422, "invalid_field"),
         (
             b'{"title": "x", "featured_skus": ["bad sku!"]}',
             "application/json",
@@ -273,6 +277,8 @@ async def test_bad_patches_change_nothing(client: Client, make_token: MakeToken)
         ({"state": "live"}, 422),
         ({"scheduled_start": None}, 422),
         ({"featured_skus": "SKU-1"}, 422),
+        ({"title": "Bad \u202e"}, 422),
+        ({"description": "nul \x00"}, 422),
     ]:
         resp = await client.patch(f"/api/streams/{sid}", json=body, headers=bearer(seller))
         await _assert_error(resp, status)
