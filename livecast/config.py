@@ -105,6 +105,12 @@ class RedisSettings:
     connect_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     command_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     max_connections: int = field(default=64, metadata=_check(lambda v: v >= 4, ">= 4"))
+    # When the embedded Redis fsyncs its append-only file: "always" (before answering each
+    # write), "everysec" or "no" (when the OS chooses). See the README, "Where data lives".
+    embedded_appendfsync: str = field(
+        default="everysec",
+        metadata=_check(lambda v: v in {"always", "everysec", "no"}, "always, everysec or no"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
