@@ -163,6 +163,10 @@ class WebhookSettings:
     backoff_cap_s: float = field(default=3600.0, metadata=_check(lambda v: v > 0, "> 0"))
     # How often an idle node looks for due deliveries.
     poll_interval_s: float = field(default=1.0, metadata=_check(lambda v: v > 0, "> 0"))
+    # Deliveries one node sends at a time: to one endpoint, and in all. A slow or dead
+    # endpoint holds only its own slots.
+    max_in_flight_per_endpoint: int = field(default=4, metadata=_check(lambda v: v >= 1, ">= 1"))
+    max_in_flight: int = field(default=64, metadata=_check(lambda v: v >= 1, ">= 1"))
 
 
 @dataclass(frozen=True, slots=True)
