@@ -49,6 +49,7 @@ from typing import Any, cast
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from livecast.aio import cancel_and_wait
 from livecast.ids import new_id
@@ -157,8 +158,9 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._stopped = False
         self._encoder = msgspec.json.Encoder()
-        # This node's deliveries in flight: all of them, and how many per endpoint.
-        self._attempts: set[asyncio.Task[None]] = set()
+        # This node's deliveries in flight: each attempt's endpoint and delivery id, and
+        # how many per endpoint.
+        self._attempts: dict[asyncio.Task[None], tuple[str, str]] = {}
         self._in_flight: dict[str, int] = {}
         self._turn = 0
 
@@ -225,7 +227,8 @@ class WebhookDispatcher:
         Each round claims, for every endpoint with a free slot, what is due for it, and
         starts those attempts without waiting for them; a finished attempt frees its
         slot and starts the next round. Attempts still running when it stops are
-        cancelled: their deliveries are claimed again once their lease runs out.
+        cancelled and their deliveries made due again at once (the receiver may have
+        had one already: at least once); if Redis cannot be told, their leases run out.
         """
         connector = aiohttp.TCPConnector(limit=self._max_in_flight)
         async with aiohttp.ClientSession(timeout=self._timeout, connector=connector) as session:
@@ -245,7 +248,9 @@ class WebhookDispatcher:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
             finally:
-                await cancel_and_wait(*self._attempts)
+                running = dict(self._attempts)
+                await cancel_and_wait(*running)
+                await self._release([lease for t, lease in running.items() if t.cancelled()])
 
     async def deliver_due(self, session: aiohttp.ClientSession) -> int:
         """Claim what is due (as one round of :meth:`run` does) and attempt it; return how
@@ -308,13 +313,26 @@ class WebhookDispatcher:
                 self._attempt(session, endpoint, delivery), name=f"webhook-{delivery.id}"
             )
             self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
-            self._attempts.add(task)
+            self._attempts[task] = (endpoint, delivery.id)
             task.add_done_callback(functools.partial(self._attempt_done, endpoint))
             started.append(task)
         return started
 
+    async def _release(self, leases: list[tuple[str, str]]) -> None:
+        for endpoint, delivery_id in leases:
+            keys = [
+                self.queue_key(endpoint),
+                self._deliveries_key,
+                self._dead_key,
+                self._endpoints_key,
+            ]
+            try:
+                await self._settle(keys=keys, args=[delivery_id, "release", "", 0, endpoint])
+            except (RedisError, OSError) as exc:
+                log.warning("webhook %s: lease not released: %s", delivery_id, exc)
+
     def _attempt_done(self, endpoint: str, task: asyncio.Task[None]) -> None:
-        self._attempts.discard(task)
+        self._attempts.pop(task, None)
         left = self._in_flight.get(endpoint, 1) - 1
         if left > 0:
             self._in_flight[endpoint] = left

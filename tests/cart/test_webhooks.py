@@ -377,3 +377,31 @@ async def test_deliveries_left_in_the_former_single_queue_are_sent(
     await _stop(worker)
     assert [r["id"] for r in rec.received] == ["evt_old"]
     assert not await redis_client.exists(f"{key_prefix}{{webhooks}}:due")
+
+
+async def test_a_delivery_cut_short_by_a_stop_is_sent_again_at_once(
+    redis_client: aioredis.Redis, key_prefix: str
+) -> None:
+    """A node stops while an endpoint is still answering: the next node sends that
+    delivery again right away, not once its lease (timeout + 5 s, here 35 s) runs out."""
+    slow = Receiver(gate=asyncio.Event())
+    server, url = await _serve(slow)
+    first = _dispatcher(redis_client, key_prefix, url, timeout_s=30.0)
+    worker = await _run(first)
+    event = await first.enqueue("order.paid", {"order_id": "ord_7"})
+    await slow.wait_for(1)
+    await _stop(worker)
+
+    assert slow.gate is not None
+    slow.gate.set()
+    second = _dispatcher(redis_client, key_prefix, url, timeout_s=30.0)
+    worker = await _run(second)
+    try:
+        await slow.wait_for(2, within=5)
+        await _drained(second)
+    finally:
+        await _stop(worker)
+        await server.close()
+    # sent twice (the first answer never reached the stopped node): the receiver
+    # deduplicates on the event id
+    assert [r["id"] for r in slow.received] == [event.id, event.id]
