@@ -19,10 +19,11 @@ import pytest
 import redis
 from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError, web
 
+from livecast.aio import cancel_and_wait
 from livecast.app import ABORT, create_app
 from livecast.appkeys import REDIS, TOKENS
 from livecast.auth import Role
-from livecast.embedded_redis import DataDirBusy, EmbeddedRedis, EmbeddedRedisError
+from livecast.embedded_redis import DataDirBusy, EmbeddedRedis, EmbeddedRedisError, Supervisor
 from tests.conftest import AiohttpClient, Client, bearer, make_settings
 from tests.ingest.conftest import eventually
 from tests.test_cli import Server, _redis_pids
@@ -227,3 +228,37 @@ def test_serve_exits_non_zero_when_its_redis_keeps_dying(short_dir: Path) -> Non
         server.stop()
         if server.process.stdout is not None:
             server.process.stdout.close()
+
+
+async def test_a_server_that_will_not_start_again_makes_the_supervisor_give_up(
+    short_dir: Path,
+) -> None:
+    """Killed, and its append-only file then damaged: every start fails, and after the
+    allowed restarts the supervisor gives up, saying why (Redis's own words included)."""
+    server = EmbeddedRedis(short_dir)
+    await asyncio.to_thread(server.start)
+    reasons: list[str] = []
+    supervisor = Supervisor(
+        server, on_give_up=reasons.append, check_interval_s=0.02, max_restarts=2, retry_pause_s=0
+    )
+    task = asyncio.create_task(supervisor.run())
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.set("order:1", "paid")
+        client.close()
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        await eventually(lambda: supervisor.restarts == 1)
+        with (short_dir / "livecast.aof").open("ab") as aof:
+            aof.write(b"not a command\r\n")
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        async with asyncio.timeout(30):
+            await task
+    finally:
+        await cancel_and_wait(task)
+        await asyncio.to_thread(server.stop)
+    (reason,) = reasons
+    assert reason == supervisor.gave_up
+    assert "failed 3 times within 60 s" in reason
+    assert "Bad file format reading the append only file" in reason
