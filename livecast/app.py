@@ -1,10 +1,9 @@
 """The app factory: the one place that builds services from settings and wires them up.
 
-Redis is connected (or the embedded server started and supervised) by the first cleanup
-context; each
-capability package then exposes ``setup(app)``, called here in order, which adds its
-routes, its services (built from ``app[SETTINGS]`` and ``app[REDIS]`` in a cleanup context
-of its own) and its shutdown hooks.
+Redis is connected (or the embedded server started, and supervised) by the first cleanup
+context; each capability package then exposes ``setup(app)``, called here in order, which
+adds its routes, its services (built from ``app[SETTINGS]`` and ``app[REDIS]`` in a
+cleanup context of its own) and its shutdown hooks.
 """
 
 from __future__ import annotations
@@ -112,9 +111,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STREAMS] = StreamRegistry(redis, keys)
     supervisor: asyncio.Task[None] | None = None
     if embedded is not None:
-        supervisor = asyncio.create_task(
-            Supervisor(embedded, on_give_up=app[ABORT]).run(), name="embedded-redis-supervisor"
+        watch = Supervisor(embedded, on_give_up=app[ABORT])
+        app[METRICS].gauge(
+            "livecast_embedded_redis_restarts",
+            "times the embedded redis-server was started again after it died",
+            lambda: watch.restarts,
         )
+        supervisor = asyncio.create_task(watch.run(), name="embedded-redis-supervisor")
     try:
         yield
     finally:

@@ -195,6 +195,8 @@ async def test_a_killed_embedded_redis_is_restarted_and_the_app_carries_on(
     for ws in watchers:
         await ws.close()
     assert app[ABORT].reason is None
+    metrics = await (await client.get("/metrics")).text()
+    assert "\nlivecast_embedded_redis_restarts 1.0\n" in metrics
 
 
 @pytest.mark.timeout(90)
