@@ -172,10 +172,15 @@ async def test_a_killed_embedded_redis_is_restarted_and_the_app_carries_on(
         "held": 0,
         "sold": 2,
     }
-    # scripts run again (loaded anew on NOSCRIPT): a reservation
+    # scripts run again (loaded anew on NOSCRIPT): a reservation, a checkout
     add = {"stream_id": stream["id"], "sku": "CAP", "quantity": 1}
     resp = await client.post("/api/cart/items", json=add, headers=bearer(buyer))
     assert resp.status == 201, await resp.text()
+    resp = await client.post("/api/checkout", headers={**bearer(buyer), "Idempotency-Key": "k2"})
+    assert resp.status == 201, await resp.text()
+    resp = await client.get(f"/api/streams/{stream['id']}/stats", headers=bearer(seller))
+    stats = await resp.json()
+    assert (stats["orders"], stats["units_sold"]) == (2, 3)
 
     # a chat socket gets events again: the next one the host sends
     async def reconnects() -> bool:
