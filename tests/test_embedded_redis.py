@@ -160,7 +160,7 @@ async def test_a_killed_embedded_redis_is_restarted_and_the_app_carries_on(
         resp = await client.get(f"/api/orders/{order['id']}", headers=bearer(buyer))
         return resp.status == 200
 
-    await eventually(answers, within=5)
+    await eventually(answers, within=10)
     assert await _redis_pid(app) != killed
     resp = await client.get(f"/api/orders/{order['id']}", headers=bearer(buyer))
     assert await resp.json() == order
@@ -191,7 +191,7 @@ async def test_a_killed_embedded_redis_is_restarted_and_the_app_carries_on(
         return True
 
     watchers: list[ClientWebSocketResponse] = []
-    await eventually(reconnects, within=5)
+    await eventually(reconnects, within=10)
     resp = await client.post(
         f"/api/streams/{stream['id']}/pin", json={"sku": "CAP"}, headers=bearer(seller)
     )

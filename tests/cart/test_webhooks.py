@@ -301,7 +301,7 @@ async def test_a_slow_endpoint_delays_only_its_own_deliveries(
     worker = await _run(dispatcher)
     try:
         events = [await dispatcher.enqueue("order.paid", {"n": i}) for i in range(20)]
-        await fast.wait_for(20, within=5)
+        await fast.wait_for(20, within=10)
         assert sorted(r["id"] for r in fast.received) == sorted(e.id for e in events)
         # the slow endpoint has exactly its slots' worth, all still unanswered
         assert (len(slow.received), slow.in_flight) == (4, 4)
@@ -339,7 +339,7 @@ async def test_deliveries_in_flight_are_bounded_per_endpoint_and_in_all(
     try:
         for i in range(6):
             await dispatcher.enqueue("order.paid", {"n": i})
-        await eventually(lambda: everyone.in_flight == 5)
+        await eventually(lambda: everyone.in_flight == 5, within=10)
         assert sorted(rec.in_flight for rec in receivers) == [1, 2, 2]
         gate.set()
         for rec in receivers:
