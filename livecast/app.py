@@ -1,26 +1,27 @@
 """The app factory: the one place that builds services from settings and wires them up.
 
-Redis is connected (or the embedded server started) by the first cleanup context; each
-capability package then exposes ``setup(app)``, called here in order, which adds its
-routes, its services (built from ``app[SETTINGS]`` and ``app[REDIS]`` in a cleanup context
-of its own) and its shutdown hooks.
+Redis is connected (or the embedded server started, and supervised) by the first cleanup
+context; each capability package then exposes ``setup(app)``, called here in order, which
+adds its routes, its services (built from ``app[SETTINGS]`` and ``app[REDIS]`` in a
+cleanup context of its own) and its shutdown hooks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from livecast import __version__, chat, health, ingest, pages
+from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
 from livecast.auth import TokenIssuer, load_or_create_secret
 from livecast.cart.service import setup as setup_cart
 from livecast.config import Settings
-from livecast.embedded_redis import EmbeddedRedis
+from livecast.embedded_redis import EmbeddedRedis, Supervisor
 from livecast.events import EventPublisher
 from livecast.http import error_middleware
 from livecast.inventory import api as inventory_api
@@ -30,7 +31,7 @@ from livecast.redisdb import KeySpace, open_redis
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
 
-__all__ = ["create_app"]
+__all__ = ["ABORT", "Abort", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,24 @@ OPENAPI_FRAGMENTS = [
 ]
 
 
+class Abort:
+    """How the app asks whoever runs it to stop, once it can no longer serve (the
+    embedded Redis keeps dying). ``livecast serve`` sets :attr:`stop`, and exits non-zero
+    with :attr:`reason` once the app has shut down; without it the app carries on."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.stop: Callable[[], None] | None = None
+
+    def __call__(self, reason: str) -> None:
+        self.reason = reason
+        if self.stop is not None:
+            self.stop()
+
+
+ABORT = web.AppKey("abort", Abort)
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the application. Redis is connected (or started) when the app starts."""
     app = web.Application(
@@ -53,6 +72,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[metrics_middleware, error_middleware],
     )
     app[SETTINGS] = settings
+    app[ABORT] = Abort()
     app[METRICS] = Metrics()
     secret = load_or_create_secret(settings.auth.secret, settings.data_dir)
     app[TOKENS] = TokenIssuer(secret, issuer=settings.auth.issuer)
@@ -74,7 +94,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     embedded: EmbeddedRedis | None = None
     url = settings.redis.url
     if not url:
-        embedded = EmbeddedRedis(settings.data_dir)
+        embedded = EmbeddedRedis(settings.data_dir, appendfsync=settings.redis.embedded_appendfsync)
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         log.info("embedded redis-server started (pid %s) on %s", embedded.pid, url)
@@ -89,9 +109,20 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[KEYS] = keys
     app[EVENTS] = EventPublisher(redis, keys)
     app[STREAMS] = StreamRegistry(redis, keys)
+    supervisor: asyncio.Task[None] | None = None
+    if embedded is not None:
+        watch = Supervisor(embedded, on_give_up=app[ABORT])
+        app[METRICS].gauge(
+            "livecast_embedded_redis_restarts",
+            "times the embedded redis-server was started again after it died",
+            lambda: watch.restarts,
+        )
+        supervisor = asyncio.create_task(watch.run(), name="embedded-redis-supervisor")
     try:
         yield
     finally:
+        # The supervisor goes first, so that the server's own stop is not taken for a death.
+        await cancel_and_wait(supervisor)
         await redis.aclose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

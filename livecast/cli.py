@@ -110,9 +110,10 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from livecast.app import create_app
+    from livecast.app import ABORT, create_app
 
     app = create_app(settings)
+    app[ABORT].stop = _stop_serving
     url = f"http://{settings.server.host}:{settings.server.port}"
     web.run_app(
         app,
@@ -123,7 +124,20 @@ def _serve(args: argparse.Namespace) -> int:
         print=lambda _: log.info("livecast %s listening on %s", _version(), url),
         access_log=None,
     )
+    if app[ABORT].reason is not None:
+        print(f"livecast: {app[ABORT].reason}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _stop_serving() -> None:
+    """Shut the app down as SIGTERM does: ``run_app`` stops on a GracefulExit raised in
+    its loop."""
+    asyncio.get_running_loop().call_soon(_raise_graceful_exit)
+
+
+def _raise_graceful_exit() -> None:
+    raise web.GracefulExit()
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

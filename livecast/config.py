@@ -105,6 +105,12 @@ class RedisSettings:
     connect_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     command_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     max_connections: int = field(default=64, metadata=_check(lambda v: v >= 4, ">= 4"))
+    # When the embedded Redis fsyncs its append-only file: "always" (before answering each
+    # write), "everysec" or "no" (when the OS chooses). See the README, "Where data lives".
+    embedded_appendfsync: str = field(
+        default="everysec",
+        metadata=_check(lambda v: v in {"always", "everysec", "no"}, "always, everysec or no"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,10 @@ class WebhookSettings:
     backoff_cap_s: float = field(default=3600.0, metadata=_check(lambda v: v > 0, "> 0"))
     # How often an idle node looks for due deliveries.
     poll_interval_s: float = field(default=1.0, metadata=_check(lambda v: v > 0, "> 0"))
+    # Deliveries one node sends at a time: to one endpoint, and in all. A slow or dead
+    # endpoint holds only its own slots.
+    max_in_flight_per_endpoint: int = field(default=4, metadata=_check(lambda v: v >= 1, ">= 1"))
+    max_in_flight: int = field(default=64, metadata=_check(lambda v: v >= 1, ">= 1"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,45 @@ With no ``redis.url`` configured, ``livecast serve`` runs one redis-server per d
 listening only on a unix socket inside it, with append-only persistence, and stops it on
 exit (SIGTERM makes Redis fsync its append-only file before it goes). A lock file held for
 the life of the process keeps a second server off the same data dir.
+
+:class:`Supervisor` watches the server while livecast runs: a redis-server that dies
+(killed, out of memory) is started again from its append-only file on the same socket
+within about a second; one that keeps dying makes livecast give up, so that a process
+manager restarts the whole service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import importlib.util
+import logging
 import os
+import signal
 import socket
 import subprocess
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["DataDirBusy", "EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary"]
+__all__ = [
+    "APPENDFSYNC_POLICIES",
+    "DataDirBusy",
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
+    "Supervisor",
+    "redis_server_binary",
+]
+
+log = logging.getLogger(__name__)
+
+# When Redis fsyncs its append-only file: after every write ("always"), once a second
+# ("everysec"), or when the operating system chooses ("no").
+APPENDFSYNC_POLICIES = ("always", "everysec", "no")
 
 # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS; stay under both.
 _MAX_SOCKET_PATH = 100
@@ -46,18 +70,25 @@ def redis_server_binary() -> Path:
 class EmbeddedRedis:
     """A redis-server child process owning ``<data_dir>``.
 
-    Use :meth:`start` and :meth:`stop` (or ``with``). Both are blocking and quick; call
-    them from a thread when an event loop is running.
+    Use :meth:`start` and :meth:`stop` (or ``with``), and :meth:`restart` after the
+    process died. All are blocking and quick; call them from a thread when an event loop
+    is running. They may be called from different threads: one runs at a time.
     """
 
-    def __init__(self, data_dir: Path, *, start_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, data_dir: Path, *, start_timeout_s: float = 10.0, appendfsync: str = "everysec"
+    ) -> None:
+        if appendfsync not in APPENDFSYNC_POLICIES:
+            raise ValueError(f"appendfsync must be one of {APPENDFSYNC_POLICIES}")
         self.data_dir = data_dir
         self.socket_path = data_dir / "redis.sock"
         self.log_path = data_dir / "redis.log"
         self.lock_path = data_dir / "livecast.lock"
+        self.appendfsync = appendfsync
         self._start_timeout_s = start_timeout_s
         self._lock_file: IO[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._mutex = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -81,14 +112,45 @@ class EmbeddedRedis:
                 "choose a shorter data.dir"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._acquire_lock()
-        try:
-            self._launch()
-        except BaseException:
-            self.stop()
-            raise
+        with self._mutex:
+            self._acquire_lock()
+            try:
+                self._launch()
+            except BaseException:
+                self._stop()
+                raise
 
     def stop(self) -> None:
+        with self._mutex:
+            self._stop()
+
+    def restart(self) -> None:
+        """Start redis-server again after it died: it loads its append-only file and
+        listens on the same socket. Refused once :meth:`stop` has run."""
+        with self._mutex:
+            if self._lock_file is None:
+                raise EmbeddedRedisError("the embedded redis-server was stopped")
+            process, self._process = self._process, None
+            if process is not None:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                if process.stderr is not None:
+                    process.stderr.close()
+            self._launch()
+
+    def exit_status(self) -> str | None:
+        """How the process ended (``"killed by SIGKILL"``), or None while it runs."""
+        process = self._process
+        code = process.poll() if process is not None else None
+        if code is None:
+            return None
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def _stop(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -138,7 +200,7 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
             "--appendfilename", "livecast.aof",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.log_path),
@@ -198,3 +260,85 @@ class EmbeddedRedis:
             return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-5:])
         except OSError:
             return "(no log)"
+
+
+class Supervisor:
+    """Keeps the embedded redis-server running while livecast runs.
+
+    :meth:`run` (an owned background task; cancel it before stopping the server) checks
+    the process every ``check_interval_s``. When it has died, it is started again from
+    its append-only file on the same socket: livecast's clients reconnect on their next
+    command, and Lua scripts are loaded again on ``NOSCRIPT``. A start that fails is
+    tried again after a short pause. Past ``max_restarts`` restarts (deaths and failed
+    starts alike) within ``window_s``, the supervisor gives up: it calls
+    ``on_give_up(reason)`` (``livecast serve`` then stops and exits non-zero) and returns.
+    """
+
+    def __init__(
+        self,
+        server: EmbeddedRedis,
+        *,
+        on_give_up: Callable[[str], None],
+        check_interval_s: float = 0.2,
+        max_restarts: int = 5,
+        window_s: float = 60.0,
+        retry_pause_s: float = 0.5,
+    ) -> None:
+        self._server = server
+        self._on_give_up = on_give_up
+        self._check_interval_s = check_interval_s
+        self._max_restarts = max_restarts
+        self._window_s = window_s
+        self._retry_pause_s = retry_pause_s
+        self._failures: deque[float] = deque()
+        self.restarts = 0
+        self.gave_up: str | None = None
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_interval_s)
+            status = self._server.exit_status()
+            if status is None:
+                continue
+            log.error(
+                "embedded redis-server %s; starting it again from its append-only file "
+                "(its log: %s)",
+                status,
+                self._server.log_path,
+            )
+            if not await self._start_again(status):
+                return
+
+    async def _start_again(self, failure: str) -> bool:
+        """Restart the server; False if the supervisor gave up instead."""
+        while True:
+            if self._too_many_failures():
+                self.gave_up = (
+                    f"the embedded redis-server failed {len(self._failures)} times within "
+                    f"{self._window_s:g} s (last: {failure}); stopping so that the service "
+                    f"is restarted. Its log: {self._server.log_path}"
+                )
+                log.critical("%s", self.gave_up)
+                self._on_give_up(self.gave_up)
+                return False
+            try:
+                await asyncio.to_thread(self._server.restart)
+            except EmbeddedRedisError as exc:
+                failure = str(exc)
+                log.error("embedded redis-server did not start again: %s", failure)
+                await asyncio.sleep(self._retry_pause_s)
+                continue
+            self.restarts += 1
+            log.warning(
+                "embedded redis-server started again (pid %s) on %s",
+                self._server.pid,
+                self._server.url,
+            )
+            return True
+
+    def _too_many_failures(self) -> bool:
+        now = time.monotonic()
+        self._failures.append(now)
+        while now - self._failures[0] > self._window_s:
+            self._failures.popleft()
+        return len(self._failures) > self._max_restarts

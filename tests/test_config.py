@@ -94,3 +94,11 @@ def test_missing_file_is_clear(tmp_path: Path) -> None:
 def test_test_variables_are_not_settings() -> None:
     env = {"LIVECAST_TEST_REDIS_URL": "redis://127.0.0.1:6379"}
     assert load_settings(env=env) == Settings()
+
+
+def test_a_list_in_the_environment_is_comma_separated() -> None:
+    """As the README and config/livecast.toml say: LIVECAST_WEBHOOKS_URLS=a,b."""
+    settings = load_settings(
+        env={"LIVECAST_WEBHOOKS_URLS": "https://a.example/h, https://b.example/h,"}
+    )
+    assert settings.webhooks.urls == ("https://a.example/h", "https://b.example/h")

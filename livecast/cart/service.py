@@ -73,6 +73,8 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         backoff_base_s=hooks.backoff_base_s,
         backoff_cap_s=hooks.backoff_cap_s,
         poll_interval_s=hooks.poll_interval_s,
+        max_in_flight=hooks.max_in_flight,
+        max_in_flight_per_endpoint=hooks.max_in_flight_per_endpoint,
         observe=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
     )
     payments = TestPaymentProvider(

@@ -1,16 +1,25 @@
 """Per-stream sales numbers and the live stats a host watches.
 
 Sales counters live in Redis under the stream's hash tag, updated once per order by a Lua
-script (a retried checkout counts nothing twice)::
+script (a resumed checkout counts nothing twice)::
 
     <prefix>{st:<id>}:stats            hash: add_to_carts, orders, units_sold,
                                        gmv_minor:<CUR>, orders:<CUR>
-    <prefix>{st:<id>}:buyers           HyperLogLog of buyer ids
-    <prefix>{st:<id>}:counted:<order>  marker: this order is counted
+    <prefix>{st:<id>}:buyer-ids        set of the ids of buyers with an order here
+    <prefix>{st:<id>}:counted-orders   set of the ids of the orders counted
+
+Every sales figure is exact and reconciles with the orders ledger (the stream's orders
+list): orders, buyers, units, GMV and average order value per currency. Only the
+audience's unique viewers are an estimate (a HyperLogLog, about 1% off).
+
+Streams counted before buyers were exact kept them in a HyperLogLog (``buyers``) and
+marked counted orders one key each (``counted:<order>``): the first read of such a
+stream's stats rebuilds its buyer set from the ledger, and the old markers still keep
+those orders from being counted again.
 
 Audience numbers (viewers now and peak, unique viewers, likes, chat messages) come from
 the live-events package through :class:`AudienceSource`. Conversion is buyers over unique
-viewers; average order value is GMV over orders, per currency.
+viewers; average order value is GMV over orders, per currency, rounded down.
 """
 
 from __future__ import annotations
@@ -21,13 +30,13 @@ from typing import Protocol
 import msgspec
 import redis.asyncio as aioredis
 
+from livecast.cart.orders import OrderStore
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
 __all__ = ["Audience", "AudienceSource", "SalesStats", "StreamStats"]
 
 _HERE = Path(__file__).parent
-_COUNTED_TTL_MS = 30 * 86_400 * 1000
 
 
 class Audience(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +71,7 @@ class SalesStats:
     def __init__(self, redis: aioredis.Redis, keys: KeySpace) -> None:
         self._redis = redis
         self._keys = keys
+        self._orders = OrderStore(redis, keys)
         self._count_order = load_lua(redis, _HERE / "stats_order.lua")
 
     def _key(self, stream_id: str, *parts: str) -> str:
@@ -73,20 +83,25 @@ class SalesStats:
     async def count_order(
         self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str
     ) -> None:
+        """Count the order's part bought from ``stream_id``; an order counted before is not."""
         await self._count_order(
             keys=[
-                self._key(stream_id, "counted", order_id),
+                self._key(stream_id, "counted-orders"),
                 self._key(stream_id, "stats"),
-                self._key(stream_id, "buyers"),
+                self._key(stream_id, "buyer-ids"),
+                self._key(stream_id, "counted", order_id),
             ],
-            args=[units, amount.amount_minor, amount.currency, buyer_id, _COUNTED_TTL_MS],
+            args=[order_id, units, amount.amount_minor, amount.currency, buyer_id],
         )
 
     async def stream_stats(self, stream_id: str, audience: Audience) -> StreamStats:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._key(stream_id, "stats"))
-            pipe.pfcount(self._key(stream_id, "buyers"))
-            raw, buyers = await pipe.execute()
+            pipe.scard(self._key(stream_id, "buyer-ids"))
+            pipe.exists(self._key(stream_id, "buyers"))
+            raw, buyers, estimated = await pipe.execute()
+        if estimated:
+            buyers = await self._rebuild_buyers(stream_id)
         counters = {k.decode(): int(v) for k, v in raw.items()}
         orders = counters.get("orders", 0)
         gmv = sorted(
@@ -120,3 +135,22 @@ class SalesStats:
             ],
             conversion=round(int(buyers) / unique, 4) if unique else 0.0,
         )
+
+    async def _rebuild_buyers(self, stream_id: str) -> int:
+        """Fill the buyer set of a stream counted under the former scheme from the orders
+        ledger, then drop its HyperLogLog. Adding a buyer twice changes nothing, so orders
+        counted meanwhile and a second node doing the same are harmless."""
+        index = self._keys.key("orders", "stream", stream_id)
+        total = int(await self._redis.zcard(index))
+        buyer_ids = {
+            order.buyer_id for order in await self._orders.for_stream(stream_id, limit=total)
+        }
+        key = self._key(stream_id, "buyer-ids")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if buyer_ids:
+                pipe.sadd(key, *buyer_ids)
+            pipe.delete(self._key(stream_id, "buyers"))
+            pipe.scard(key)
+            replies = await pipe.execute()
+        count: int = replies[-1]
+        return count

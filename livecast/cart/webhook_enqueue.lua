@@ -1,13 +1,19 @@
 -- Enqueue an event's deliveries once: an event id seen before is not enqueued again, so a
--- retried checkout does not send its events twice.
--- KEYS[1] due sorted set; KEYS[2] deliveries hash; KEYS[3] the event's marker
--- ARGV[1] marker ttl ms; then delivery id, delivery JSON pairs.
+-- retried checkout does not send its events twice. Each delivery joins its endpoint's
+-- queue, due now (so each queue is sent oldest first).
+-- KEYS[1] deliveries hash; KEYS[2] the event's marker; KEYS[3] endpoints hash;
+-- KEYS[3 + i] the queue (sorted set) of the i-th delivery's endpoint.
+-- ARGV[1] marker ttl ms; then per delivery: id, JSON, endpoint id, endpoint URL.
 -- Returns 1 if enqueued, 0 if the event was already.
-if redis.call('SET', KEYS[3], '1', 'NX', 'PX', tonumber(ARGV[1])) == false then
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', tonumber(ARGV[1])) == false then
   return 0
 end
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[1], 0, ARGV[i])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, (#ARGV - 1) / 4 do
+  local a = 4 * i - 2
+  redis.call('HSET', KEYS[1], ARGV[a], ARGV[a + 1])
+  redis.call('ZADD', KEYS[3 + i], now, ARGV[a])
+  redis.call('HSET', KEYS[3], ARGV[a + 2], ARGV[a + 3])
 end
 return 1

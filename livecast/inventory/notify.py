@@ -74,10 +74,20 @@ class StockNotifier:
         res = self._reservations
         skus, res.dirty_skus = res.dirty_skus, {}
         deals, res.dirty_deals = res.dirty_deals, {}
-        if skus:
-            await self._flush_skus(skus)
-        if deals:
-            await self._flush_deals(deals)
+        try:
+            if skus:
+                await self._flush_skus(skus)
+            if deals:
+                await self._flush_deals(deals)
+        except BaseException:
+            # Redis failed (restarting, say): keep the changes for the next flush rather
+            # than lose their events and sweep marks. What was sent is not sent twice.
+            for sku, expires in skus.items():
+                seen = res.dirty_skus.get(sku)
+                if seen is None or (expires and (not seen or expires < seen)):
+                    res.dirty_skus[sku] = expires
+            res.dirty_deals = {**deals, **res.dirty_deals}
+            raise
 
     async def _flush_skus(self, skus: dict[str, int]) -> None:
         marks = {sku: expires for sku, expires in skus.items() if expires > 0}
@@ -102,7 +112,6 @@ class StockNotifier:
                 stream_id = raw.decode()
                 if self._sent_stock.get((stream_id, sku)) == left:
                     continue
-                self._sent_stock[(stream_id, sku)] = left
                 event = {"sku": sku, "left": left, "sold_out": left == 0}
                 card = await self._pins.current_pin(stream_id)
                 if card is not None and card.sku == sku:
@@ -115,6 +124,7 @@ class StockNotifier:
                     )
                 else:
                     await self._events.publish(stream_id, "stock", event)
+                self._sent_stock[(stream_id, sku)] = left
 
     async def _flush_deals(self, deals: dict[str, str]) -> None:
         items = list(deals.items())
@@ -133,7 +143,6 @@ class StockNotifier:
             left, sold = int(row[0]), int(row[1])
             if self._sent_deal.get(deal_id) == (left, sold):
                 continue
-            self._sent_deal[deal_id] = (left, sold)
             stream_id = row[2].decode()
             event = {"id": deal_id, "sku": sku, "left": left, "sold": sold, "sold_out": left == 0}
             deal = await self._deals.get(deal_id)
@@ -151,3 +160,4 @@ class StockNotifier:
                 # then this refresh must not bring the slot back.
                 if (await self._deals.get(deal_id)).state is DealState.ENDED:
                     await self._events.drop_state(stream_id, f"deal:{deal_id}")
+            self._sent_deal[deal_id] = (left, sold)
