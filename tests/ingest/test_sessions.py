@@ -11,14 +11,14 @@ import time
 import aioice.ice
 import pytest
 from aiohttp import ClientResponse
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from livecast.appkeys import TOKENS
 from livecast.auth import Role
 from livecast.ingest.keys import MEDIA
 from livecast.ingest.sessions import short_id
 from tests.conftest import Client, MakeToken, bearer
-from tests.ingest.conftest import SellerStream, eventually
+from tests.ingest.conftest import MakeNode, SellerStream, eventually
 from tests.ingest.peers import _offer, new_pc, publish, view
 
 # Signed with some other secret.
@@ -242,6 +242,31 @@ async def test_a_peer_that_vanishes_before_connecting_ends_as_ice_failed(
     assert await _counted(client, ended, kind="whep", reason="ice_failed") == 1
 
 
+async def test_a_peer_whose_certificate_does_not_match_ends_as_dtls_failed(
+    client: Client, stream: SellerStream, session_log: pytest.LogCaptureFixture
+) -> None:
+    pc = new_pc()
+    pc.addTransceiver("video", direction="recvonly")
+    offer = await _offer(pc)
+    # the offer promises another certificate than the one the peer will show
+    fingerprint = re.search(r"a=fingerprint:sha-256 (\S+)", offer)
+    assert fingerprint is not None
+    forged = ":".join("00" for _ in fingerprint.group(1).split(":"))
+    offer = offer.replace(fingerprint.group(1), forged)
+    resp = await client.post(
+        f"/whep/{stream.id}", data=offer, headers={"Content-Type": "application/sdp"}
+    )
+    assert resp.status == 201, await resp.text()
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
+        location = resp.headers["Location"]
+        await eventually(lambda: _ended(session_log, "whep", location, "dtls_failed"), within=10)
+        ended = "livecast_webrtc_sessions_ended_total"
+        assert await _counted(client, ended, kind="whep", reason="dtls_failed") == 1
+    finally:
+        await pc.close()
+
+
 async def test_a_connected_viewer_that_vanishes_ends_as_consent_expired(
     client: Client,
     stream: SellerStream,
@@ -320,6 +345,28 @@ async def test_shutdown_ends_sessions_as_server_shutdown(
         await client.close()
         assert _ended(session_log, "whep", viewer.location, "server_shutdown")
         assert _ended(session_log, "whip", publisher.location, "server_shutdown")
+    finally:
+        await viewer.close()
+        await publisher.close()
+
+
+async def test_another_nodes_pull_is_an_edge_session_it_may_end_without_a_token(
+    make_node: MakeNode, stream: SellerStream, session_log: pytest.LogCaptureFixture
+) -> None:
+    origin, edge = await make_node(), await make_node()
+    publisher = await publish(origin, stream.id, stream.seller_token)
+    viewer = await view(edge, stream.id)
+    try:
+        await viewer.frames(3)
+        (line,) = _lines(session_log, "edge session started")
+        assert f"stream={stream.id} " in line
+        assert await _counted(origin, "livecast_webrtc_sessions_started_total", kind="edge") == 1
+        assert await _counted(edge, "livecast_webrtc_sessions_started_total", kind="whep") == 1
+        assert (await edge.delete(viewer.location)).status == 200
+        # the edge lets its pull go with a DELETE at the origin (webrtc.edge_linger_s)
+        await eventually(lambda: bool(_lines(session_log, "edge session ended")), within=10)
+        (line,) = _lines(session_log, "edge session ended")
+        assert "reason=client_left (DELETE)" in line
     finally:
         await viewer.close()
         await publisher.close()
