@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,13 @@ __all__ = ["main"]
 log = logging.getLogger("livecast")
 
 Command = Callable[[argparse.Namespace], int]
+
+# Why ``serve`` could not open its port, by errno: said in one line, not a traceback.
+_LISTEN_ERRORS = {
+    errno.EADDRINUSE: "address already in use",
+    errno.EACCES: "permission denied",
+    errno.EADDRNOTAVAIL: "address not available on this machine",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,20 +118,32 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from livecast.access_log import access_log_options
     from livecast.app import ABORT, create_app
 
     app = create_app(settings)
     app[ABORT].stop = _stop_serving
     url = f"http://{settings.server.host}:{settings.server.port}"
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        loop=_new_event_loop(),
-        shutdown_timeout=settings.server.shutdown_timeout_s,
-        print=lambda _: log.info("livecast %s listening on %s", _version(), url),
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            loop=_new_event_loop(),
+            shutdown_timeout=settings.server.shutdown_timeout_s,
+            print=lambda _: log.info("livecast %s listening on %s", _version(), url),
+            **access_log_options(settings.server),
+        )
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        reason = _LISTEN_ERRORS[exc.errno]
+        print(
+            f"livecast: cannot listen on {settings.server.host}:{settings.server.port}: "
+            f"{reason}; choose another with --host / --port (server.host / server.port)",
+            file=sys.stderr,
+        )
+        return 1
     if app[ABORT].reason is not None:
         print(f"livecast: {app[ABORT].reason}", file=sys.stderr)
         return 1

@@ -70,6 +70,9 @@ class ServerSettings:
             "empty or an http(s) URL",
         ),
     )
+    # One INFO line per HTTP request on the "livecast.access" logger (token= query values
+    # and Authorization headers are never logged).
+    access_log: bool = True
 
     @property
     def node_url(self) -> str:

@@ -14,7 +14,8 @@
     └── TooManyRequests            429     rate_limited
 
 Handlers raise these; the error middleware turns them into
-``{"error": {"code": ..., "message": ...}}`` with the status. Each package adds its own
+``{"error": {"code": ..., "message": ...}}`` with the status and :attr:`ApiError.headers`
+(every 401 carries an RFC 6750 ``WWW-Authenticate: Bearer`` challenge). Each package adds its own
 codes (``sold_out``, ``hold_expired``) as instances of these classes, never new statuses.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "INVALID_TOKEN_CODES",
     "ApiError",
     "BadRequest",
     "Conflict",
@@ -33,7 +35,23 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "UnsupportedMediaType",
+    "bearer_challenge",
 ]
+
+
+# Unauthorized codes for a token that was sent but is not good (RFC 6750 "invalid_token");
+# any other 401 means no token was sent.
+INVALID_TOKEN_CODES = frozenset({"token_invalid", "token_expired"})
+_REALM = "livecast"
+
+
+def bearer_challenge(code: str) -> str:
+    """The ``WWW-Authenticate`` value of a 401 with error ``code`` (RFC 6750 3)."""
+    if code == "token_expired":
+        return f'Bearer realm="{_REALM}", error="invalid_token", error_description="token expired"'
+    if code in INVALID_TOKEN_CODES:
+        return f'Bearer realm="{_REALM}", error="invalid_token"'
+    return f'Bearer realm="{_REALM}"'
 
 
 class ApiError(Exception):
@@ -45,6 +63,11 @@ class ApiError(Exception):
         self.message = message
         self.code = code or self.default_code
         self.details = details
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the error response carries besides the JSON body."""
+        return {}
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -60,6 +83,10 @@ class BadRequest(ApiError):
 class Unauthorized(ApiError):
     status = 401
     default_code = "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": bearer_challenge(self.code)}
 
 
 class Forbidden(ApiError):

@@ -21,6 +21,7 @@ from livecast.errors import (
     PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
+    bearer_challenge,
 )
 from livecast.redisdb import UNAVAILABLE_ERRORS
 
@@ -113,13 +114,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return json_response(exc.to_json(), status=exc.status)
+        return json_response(exc.to_json(), status=exc.status, headers=exc.headers or None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = bearer_challenge(code)
         return error_response(exc.status, code, message, headers)
     except UNAVAILABLE_ERRORS as exc:
         # Redis is down or restarting: the request may be retried, and nothing a script

@@ -25,7 +25,9 @@ def build_openapi(fragments: list[Path], *, version: str) -> dict[str, Any]:
             "description": "Live-shopping streaming server: streams, live events, inventory, "
             'cart and checkout. Errors are {"error": {"code", "message"}}. Any route that '
             "needs Redis answers 503 redis_unavailable (with Retry-After) while Redis is "
-            "unreachable.",
+            "unreachable. Every 401 carries an RFC 6750 challenge, "
+            'WWW-Authenticate: Bearer realm="livecast", with error="invalid_token" when the '
+            "token sent is malformed, forged or expired (token_invalid, token_expired).",
         },
         "components": {
             "securitySchemes": {

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -224,3 +226,64 @@ def test_token_command_signs_with_the_data_dir_secret(tmp_path: Path) -> None:
         _livecast("token", "--data-dir", str(tmp_path), "--role", "boss", "--name", "x").returncode
         == 2
     )
+
+
+def test_a_busy_port_fails_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _livecast("serve", "--data-dir", str(tmp_path), "--port", str(port))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("livecast:")]
+    assert error.startswith(f"livecast: cannot listen on 127.0.0.1:{port}: address already in use")
+    assert "--port" in error
+
+
+ACCESS_LINE = re.compile(r'livecast\.access: 127\.0\.0\.1 "(\S+) (\S+)" (\d{3}) (\d+)B \d+\.\dms$')
+
+
+def _access_lines(output: str) -> list[tuple[str, str, int, int]]:
+    lines = []
+    for line in output.splitlines():
+        if "livecast.access" in line:
+            match = ACCESS_LINE.search(line)
+            assert match is not None, line
+            method, target, status, size = match.groups()
+            lines.append((method, target, int(status), int(size)))
+    return lines
+
+
+def test_the_access_log_keeps_tokens_out_and_can_be_turned_off(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    server = Server(tmp_path / "on")
+    servers.append(server)
+    server.wait_ready()
+    seller = _token(tmp_path / "on", "--role", "seller", "--name", "Ana", "--sub", "ana")
+    status, _ = _request("POST", f"{server.url}/api/streams", {"title": "Logged"}, seller)
+    assert status == 201
+    assert _request("GET", f"{server.url}/api/streams?state=live&token=s3cr3t")[0] == 200
+    assert _request("POST", f"{server.url}/api/streams", {"title": "Anonymous"})[0] == 401
+    assert server.stop() == 0
+    output = server.output()
+    lines = [line[:3] for line in _access_lines(output)]
+    assert ("POST", "/api/streams", 201) in lines
+    assert ("GET", "/api/streams?state=live&token=REDACTED", 200) in lines
+    ((_, _, _, size),) = [line for line in _access_lines(output) if line[2] == 401]
+    assert size > 0  # the JSON error
+    assert "s3cr3t" not in output
+    assert seller not in output
+    assert seller.rsplit(".", 1)[1] not in output  # not even the signature
+
+    config = tmp_path / "quiet.toml"
+    config.write_text("[server]\naccess_log = false\n")
+    quiet = Server(tmp_path / "off", "--config", str(config))
+    servers.append(quiet)
+    quiet.wait_ready()
+    assert _request("GET", f"{quiet.url}/api/streams")[0] == 200
+    assert quiet.stop() == 0
+    output = quiet.output()
+    assert "listening on" in output
+    assert _access_lines(output) == []

@@ -1,22 +1,25 @@
-"""What WHIP and WHEP share over HTTP: SDP bodies, session resources, CORS, ICE servers."""
+"""What WHIP and WHEP share over HTTP: SDP bodies, session resources and who may act on
+them, CORS, ICE servers."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from livecast.appkeys import SETTINGS
+from livecast.appkeys import SETTINGS, STREAMS
 from livecast.config import WebRtcSettings
-from livecast.errors import BadRequest, UnsupportedMediaType
-from livecast.http import read_body
-from livecast.ingest.hub import MediaHub
-from livecast.ingest.media import Session
+from livecast.errors import BadRequest, Forbidden, Unauthorized, UnsupportedMediaType
+from livecast.http import identity, read_body
+from livecast.ingest.keys import EDGE, MEDIA, SESSIONS
+from livecast.ingest.media import PUBLISHER, Session
 from livecast.ingest.sdp import parse_trickle
+from livecast.ingest.sessions import EndReason, SessionKind
 
 __all__ = [
     "SDP",
     "TRICKLE",
     "answer_response",
+    "authorize_session",
     "cors_headers",
     "delete_session",
     "endpoint_options",
@@ -71,17 +74,57 @@ def answer_response(request: web.Request, session: Session, answer: str) -> web.
     return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
 
 
-async def patch_session(request: web.Request, hub: MediaHub, role: str) -> web.Response:
+async def authorize_session(request: web.Request, role: str) -> Session:
+    """The session a PATCH or DELETE names, once the caller may act on it.
+
+    A publisher's (WHIP) session: whoever may publish the stream (its seller, a host or
+    seller granted it, an admin). A viewer's (WHEP) session opened with a token: that
+    token's subject, or whoever manages the stream. A viewer's session opened without a
+    token, or by another node's pull, is a capability URL: its 192-bit random id is the
+    credential, and whoever holds the URL may end it.
+
+    401 (``WWW-Authenticate: Bearer``) without a token where one is needed, or with a
+    bad one; 403 for the wrong identity; 404 for an unknown session only after that.
+    """
+    stream_id = request.match_info["stream_id"]
+    session_id = request.match_info["session_id"]
+    hub = request.app[MEDIA]
+    if role == PUBLISHER:
+        who = identity(request)
+        who.require_identity()
+        stream = await request.app[STREAMS].get(stream_id)
+        who.require_manage(stream.id, stream.seller_id)
+        return hub.session(session_id, role, stream_id)
+    puller = request.app[EDGE].tokens.verify(request.headers.get("Authorization"))
+    who = puller if puller is not None else identity(request)
+    session = hub.session(session_id, role, stream_id)
+    record = request.app[SESSIONS].get(session.id)
+    if record is not None and (not record.subject or record.kind is SessionKind.EDGE):
+        return session
+    if who.is_anonymous:
+        raise Unauthorized(
+            "this session was opened with a token: send it as 'Authorization: Bearer <token>'"
+        )
+    if record is not None and who.sub == record.subject:
+        return session
+    stream = await request.app[STREAMS].get(stream_id)
+    if who.can_manage(stream.id, stream.seller_id):
+        return session
+    raise Forbidden("this session was opened by someone else", code="forbidden")
+
+
+async def patch_session(request: web.Request, role: str) -> web.Response:
     """Trickle ICE candidates into a session; 422 for an ICE restart (RFC 9725 4.3.1)."""
-    session = hub.session(request.match_info["session_id"], role, request.match_info["stream_id"])
+    session = await authorize_session(request, role)
     fragment = parse_trickle(await read_sdp(request, TRICKLE))
-    await hub.patch(session, fragment, request.headers.get("If-Match"))
+    await request.app[MEDIA].patch(session, fragment, request.headers.get("If-Match"))
     return web.Response(status=204, headers={"ETag": session.etag})
 
 
-async def delete_session(request: web.Request, hub: MediaHub, role: str) -> web.Response:
-    session = hub.session(request.match_info["session_id"], role, request.match_info["stream_id"])
-    await hub.end(session)
+async def delete_session(request: web.Request, role: str) -> web.Response:
+    session = await authorize_session(request, role)
+    request.app[SESSIONS].mark(session, EndReason.CLIENT_LEFT, "DELETE")
+    await request.app[MEDIA].end(session)
     return web.Response(status=200)
 
 

@@ -3,7 +3,10 @@
 Per-stream media numbers are served at ``GET /api/streams/{id}/media``; this node's
 WHEP and WHIP session counts are the ``livecast_webrtc_viewers`` and
 ``livecast_webrtc_publishers`` gauges at ``/metrics``, its pulls from other nodes
-(:mod:`livecast.ingest.edge`) ``livecast_webrtc_edge_pulls``.
+(:mod:`livecast.ingest.edge`) ``livecast_webrtc_edge_pulls``. Every session's start and
+end (with its reason) is logged and counted by :class:`~livecast.ingest.sessions.SessionBook`;
+the ends this module causes (the stream ended, the origin moved, shutdown) are marked
+with their reason before they happen.
 
 Tasks owned here, cancelled at shutdown: the hub's watchdog, the origin heartbeat
 (:mod:`livecast.ingest.origin`), the edge relay's upkeep, and a check that ends the
@@ -29,9 +32,10 @@ from livecast.ingest import recordings, whep, whip
 from livecast.ingest._signaling import cors_headers
 from livecast.ingest.edge import EdgeRelay, EdgeTokens
 from livecast.ingest.hub import MediaHub
-from livecast.ingest.keys import EDGE, MEDIA, RECORDER
+from livecast.ingest.keys import EDGE, MEDIA, RECORDER, SESSIONS
 from livecast.ingest.origin import Origin, OriginRegistry
 from livecast.ingest.recorder import Recorder
+from livecast.ingest.sessions import EndReason, SessionBook
 from livecast.metrics import METRICS
 from livecast.streams.registry import Stream, StreamState
 
@@ -67,6 +71,17 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = Recorder(settings.recordings_dir, enabled=settings.webrtc.record)
     hub = MediaHub(settings.webrtc, publish_event, origins, recorder if recorder.enabled else None)
     edge_tokens = EdgeTokens(app[TOKENS], node.node_id)
+    book = SessionBook(hub, app[METRICS].registry)
+
+    async def close_stream(stream_id: str) -> None:
+        book.mark_stream(stream_id, EndReason.STREAM_ENDED)
+        await hub.close_stream(stream_id)
+
+    def lose_origin(stream_id: str) -> None:
+        media = hub.media(stream_id)
+        if media is not None and media.publisher is not None:
+            book.mark(media.publisher, EndReason.ORIGIN_MOVED)
+        hub.lose_origin(stream_id)
 
     async def has_ended(stream_id: str) -> bool:
         stream = await registry.find(stream_id)
@@ -82,13 +97,13 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             for stream_id in list(origins.claimed):
                 try:
                     if await has_ended(stream_id):
-                        await hub.close_stream(stream_id)
+                        await close_stream(stream_id)
                 except (RedisError, OSError) as exc:
                     log.warning("stream %s: could not check its state: %s", stream_id, exc)
 
     async def on_stream_change(stream: Stream, previous: StreamState) -> None:
         if stream.state is StreamState.ENDED:
-            await hub.close_stream(stream.id)
+            await close_stream(stream.id)
 
     async def end_stream(stream_id: str) -> None:
         try:
@@ -101,6 +116,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     app[MEDIA] = hub
     app[EDGE] = edge
     app[RECORDER] = recorder
+    app[SESSIONS] = book
     metrics = app[METRICS]
     metrics.gauge(
         "livecast_webrtc_viewers",
@@ -121,13 +137,14 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(hub.watchdog(), name="media-watchdog"),
         asyncio.create_task(follow_ends(), name="media-follow-ends"),
     ]
-    origins.start(hub.lose_origin)
+    origins.start(lose_origin)
     edge.start()
     try:
         yield
     finally:
         await cancel_and_wait(*tasks)
         await edge.close()
+        book.mark_all(EndReason.SERVER_SHUTDOWN)
         await hub.close()
         await recorder.close()
         await origins.close()
@@ -139,4 +156,5 @@ async def _close_sessions(app: web.Application) -> None:
         await edge.close()
     hub = app.get(MEDIA)
     if hub is not None:
+        app[SESSIONS].mark_all(EndReason.SERVER_SHUTDOWN)
         await hub.close()

@@ -8,9 +8,13 @@
 
     BadRequest 400          malformed_sdp        body is not an SDP offer / fragment
                             invalid_recording_name  no recording could have this name
-    Unauthorized 401        unauthorized         publishing needs a token
-    Forbidden 403           forbidden            token may not publish / watch this stream
-    NotFound 404            session_not_found    no such WHIP/WHEP session
+    Unauthorized 401        unauthorized         publishing, or a session URL opened with a
+                                                 token, needs a token
+                            token_invalid, token_expired  a bad token (never taken for none)
+    Forbidden 403           forbidden            token may not publish / watch this stream,
+                                                 or act on this session URL
+    NotFound 404            session_not_found    no such WHIP/WHEP session (once the caller
+                                                 passed the checks above)
                             recording_not_found  no such recording of the stream (on this node)
     Conflict 409            publisher_active     the stream already has a live publisher, here
                                                  or on another node (``origin_url`` names it)

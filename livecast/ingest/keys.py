@@ -1,5 +1,5 @@
-"""The typed app keys under which the app keeps this node's media sessions, pulls and
-recordings."""
+"""The typed app keys under which the app keeps this node's media sessions, their
+records, pulls and recordings."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from aiohttp import web
 from livecast.ingest.edge import EdgeRelay
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.recorder import Recorder
+from livecast.ingest.sessions import SessionBook
 
-__all__ = ["EDGE", "MEDIA", "RECORDER"]
+__all__ = ["EDGE", "MEDIA", "RECORDER", "SESSIONS"]
 
 MEDIA = web.AppKey("media", MediaHub)
 EDGE = web.AppKey("edge", EdgeRelay)
 RECORDER = web.AppKey("recorder", Recorder)
+SESSIONS = web.AppKey("sessions", SessionBook)

@@ -11,6 +11,10 @@ a viewer at a new keyframe instead of a recent one (an edge re-pulling uses it).
 (its token an edge token, :class:`~livecast.ingest.edge.EdgeTokens`) is never refused for
 ``max_viewers_per_stream``, nor counted in it: it serves a whole node's viewers.
 
+``PATCH`` and ``DELETE`` on a session URL opened with a token need that token's subject
+or a manager of the stream; a session opened without one (or by a pull) is a capability
+URL (:func:`~livecast.ingest._signaling.authorize_session`).
+
 ``GET /api/streams/{stream_id}/media`` reports the media state and viewer count.
 """
 
@@ -30,9 +34,10 @@ from livecast.ingest._signaling import (
     read_sdp,
     session_options,
 )
-from livecast.ingest.keys import EDGE, MEDIA
+from livecast.ingest.keys import EDGE, MEDIA, SESSIONS
 from livecast.ingest.media import VIEWER, MediaState
 from livecast.ingest.sdp import parse_offer
+from livecast.ingest.sessions import SessionKind
 from livecast.streams.registry import Stream, StreamState
 
 __all__ = ["require_watch", "routes"]
@@ -64,6 +69,8 @@ async def play(request: web.Request) -> web.Response:
     fresh = request.query.get("join") == "fresh"
     is_edge = puller is not None and puller.has_stream_grant(stream.id)
     session, answer = await request.app[MEDIA].play(stream.id, offer, fresh=fresh, edge=is_edge)
+    kind = SessionKind.EDGE if is_edge else SessionKind.WHEP
+    request.app[SESSIONS].opened(session, kind, who.sub, request.remote or "")
     return answer_response(request, session, answer)
 
 
@@ -74,12 +81,12 @@ async def options(request: web.Request) -> web.Response:
 
 @routes.patch("/whep/{stream_id}/{session_id}")
 async def patch(request: web.Request) -> web.Response:
-    return await patch_session(request, request.app[MEDIA], VIEWER)
+    return await patch_session(request, VIEWER)
 
 
 @routes.delete("/whep/{stream_id}/{session_id}")
 async def delete(request: web.Request) -> web.Response:
-    return await delete_session(request, request.app[MEDIA], VIEWER)
+    return await delete_session(request, VIEWER)
 
 
 @routes.route("OPTIONS", "/whep/{stream_id}/{session_id}")

@@ -6,6 +6,7 @@ answers 201 with the SDP answer (all candidates gathered), the session URL in
 ``Location``, an ``ETag`` and the ICE servers as ``Link: rel="ice-server"``. Publishing a
 scheduled stream makes it live. ``DELETE`` on the session URL stops publishing (viewers
 stay connected and wait for the publisher to return); ``PATCH`` trickles ICE candidates.
+Both need the same rights as publishing (:func:`~livecast.ingest._signaling.authorize_session`).
 
 A POST to a node that is not the stream's origin answers ``307 Temporary Redirect`` with
 ``Location`` the origin node's WHIP endpoint (RFC 9725 4.5), so a publisher that comes
@@ -29,9 +30,10 @@ from livecast.ingest._signaling import (
     session_options,
 )
 from livecast.ingest.errors import PublishedElsewhere
-from livecast.ingest.keys import MEDIA
+from livecast.ingest.keys import MEDIA, SESSIONS
 from livecast.ingest.media import PUBLISHER
 from livecast.ingest.sdp import parse_offer
+from livecast.ingest.sessions import EndReason, SessionKind
 from livecast.streams.registry import StreamState
 
 __all__ = ["routes"]
@@ -55,12 +57,14 @@ async def publish(request: web.Request) -> web.Response:
     except PublishedElsewhere as exc:
         location = exc.whip_url(stream.id)
         return json_response(exc.to_json(), status=307, headers={"Location": location})
+    request.app[SESSIONS].opened(session, SessionKind.WHIP, who.sub, request.remote or "")
     if stream.state is StreamState.SCHEDULED:
         try:
             await registry.transition(stream.id, StreamState.LIVE)
         except Conflict:
             current = await registry.get(stream.id)
             if current.state is not StreamState.LIVE:
+                request.app[SESSIONS].mark(session, EndReason.STREAM_ENDED)
                 await hub.end(session)
                 raise Conflict("this stream has ended", code="stream_ended") from None
     return answer_response(request, session, answer)
@@ -73,12 +77,12 @@ async def options(request: web.Request) -> web.Response:
 
 @routes.patch("/whip/{stream_id}/{session_id}")
 async def patch(request: web.Request) -> web.Response:
-    return await patch_session(request, request.app[MEDIA], PUBLISHER)
+    return await patch_session(request, PUBLISHER)
 
 
 @routes.delete("/whip/{stream_id}/{session_id}")
 async def delete(request: web.Request) -> web.Response:
-    return await delete_session(request, request.app[MEDIA], PUBLISHER)
+    return await delete_session(request, PUBLISHER)
 
 
 @routes.route("OPTIONS", "/whip/{stream_id}/{session_id}")

@@ -137,7 +137,7 @@ async def test_delete_ends_publisher_and_viewer_sessions(
         assert hub.viewer_count(stream.id) == 0
         assert (await client.delete(viewer.location)).status == 404
 
-        resp = await client.delete(publisher.location)
+        resp = await client.delete(publisher.location, headers=bearer(stream.seller_token))
         assert resp.status == 200
         assert hub.streams[stream.id].publisher is None
         assert not hub.sessions

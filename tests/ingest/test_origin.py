@@ -46,7 +46,7 @@ async def _whip(node: Client, stream: SellerStream) -> tuple[int, dict[str, obje
         allow_redirects=False,
     )
     if resp.status == 201:
-        await node.delete(resp.headers["Location"])
+        await node.delete(resp.headers["Location"], headers=bearer(stream.seller_token))
         return 201, {}
     body = dict(await resp.json())
     if "Location" in resp.headers:
@@ -116,7 +116,9 @@ async def test_publisher_returning_to_its_node_keeps_the_stream(
     publisher = await publish(node_a, stream.id, stream.seller_token)
     viewer = await view(node_a, stream.id)
     await viewer.frames(3)
-    assert (await node_a.delete(publisher.location)).status == 200
+    assert (
+        await node_a.delete(publisher.location, headers=bearer(stream.seller_token))
+    ).status == 200
     await publisher.close()
     try:
         media = node_a.app[MEDIA].streams[stream.id]
@@ -237,7 +239,9 @@ async def test_a_publisher_returning_through_another_node_is_sent_to_its_origin(
     viewer = await view(node_b, stream.id)
     try:
         await viewer.frames(3)
-        assert (await node_a.delete(publisher.location)).status == 200
+        assert (
+            await node_a.delete(publisher.location, headers=bearer(stream.seller_token))
+        ).status == 200
         await publisher.close()
 
         status, body = await _whip(node_b, stream)
@@ -311,7 +315,9 @@ async def test_a_node_that_lost_a_waiting_streams_claim_lets_it_go(
     try:
         source = hub_a.streams[stream.id].sources["video"]
         await eventually(lambda: source.frames_in >= 30, within=15)
-        assert (await node_a.delete(publisher.location)).status == 200
+        assert (
+            await node_a.delete(publisher.location, headers=bearer(stream.seller_token))
+        ).status == 200
     finally:
         await publisher.close()
     assert hub_a.streams[stream.id].state == "reconnecting"

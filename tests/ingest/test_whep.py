@@ -78,7 +78,7 @@ async def test_private_stream_needs_a_grant(client: Client, make_token: MakeToke
     member = make_token(Role.VIEWER, streams={stream_id})
     resp = await client.post(f"/whep/{stream_id}", data=offer, headers={**SDP, **bearer(member)})
     assert resp.status == 201
-    assert (await client.delete(resp.headers["Location"])).status == 200
+    assert (await client.delete(resp.headers["Location"], headers=bearer(member))).status == 200
 
 
 async def test_viewer_limit_and_media_status(client: Client, stream: SellerStream) -> None:

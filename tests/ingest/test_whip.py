@@ -71,7 +71,7 @@ async def test_publish_answers_201_with_session_url_etag_and_ice_servers(
     assert "Location" in resp.headers["Access-Control-Expose-Headers"]
     state = await (await client.get(f"/api/streams/{stream.id}")).json()
     assert state["state"] == "live"
-    assert (await client.delete(location)).status == 200
+    assert (await client.delete(location, headers=bearer(stream.seller_token))).status == 200
 
 
 async def test_options_advertises_sdp_and_cors(client: Client, stream: SellerStream) -> None:
@@ -131,7 +131,7 @@ async def test_a_host_granted_the_stream_or_an_admin_may_publish(
         f"/whip/{stream.id}", data=await _offer(), headers={**SDP, **bearer(token)}
     )
     assert resp.status == 201, await resp.text()
-    assert (await client.delete(resp.headers["Location"])).status == 200
+    assert (await client.delete(resp.headers["Location"], headers=bearer(token))).status == 200
 
 
 async def _refused(
@@ -201,7 +201,7 @@ async def test_patch_trickles_candidates_and_refuses_ice_restart(
         f"{ufrag}\r\n{pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\n{mid}\r\n"
         "a=candidate:1 1 udp 2130706431 192.0.2.77 50000 typ host\r\na=end-of-candidates\r\n"
     )
-    trickle = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    trickle = {"Content-Type": "application/trickle-ice-sdpfrag", **bearer(stream.seller_token)}
     resp = await client.patch(location, data=fragment, headers={**trickle, "If-Match": etag})
     assert resp.status == 204
     # the candidate reached the session's ICE agent
@@ -217,11 +217,13 @@ async def test_patch_trickles_candidates_and_refuses_ice_restart(
     resp = await client.patch(location, data=restart, headers={**trickle, "If-Match": "*"})
     assert resp.status == 422
     assert (await resp.json())["error"]["code"] == "ice_restart_unsupported"
-    resp = await client.patch(location, data=fragment, headers=SDP)
+    resp = await client.patch(
+        location, data=fragment, headers={**SDP, **bearer(stream.seller_token)}
+    )
     assert resp.status == 415
     resp = await client.patch(location + "x", data=fragment, headers=trickle)
     assert resp.status == 404
-    assert (await client.delete(location)).status == 200
+    assert (await client.delete(location, headers=bearer(stream.seller_token))).status == 200
 
 
 async def test_quiet_publisher_is_replaced(client: Client, stream: SellerStream) -> None:

@@ -7,6 +7,7 @@ viewer buys without leaving the video, and the host's numbers show the order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any
 
@@ -70,8 +71,17 @@ async def _go_live(
         await new_context(DESKTOP), f"{server.base_url}/studio/{stream_id}#token={seller}"
     )
     await studio.wait_for_function("() => document.querySelector('#preview').videoWidth > 0")
-    await studio.click("#go-live")
-    await expect(studio.locator("#state-pill")).to_have_text("Live", timeout=20_000)
+    posts: list[str] = []
+    studio.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    stream_url = f"{server.base_url}/api/streams/{stream_id}"
+    scheduled = (await server.call("GET", f"/api/streams/{stream_id}"))["state"] == "scheduled"
+    async with contextlib.AsyncExitStack() as stack:
+        if scheduled:  # WHIP makes it live, and the page reads that back
+            read_back = studio.expect_request(lambda r: r.method == "GET" and r.url == stream_url)
+            await stack.enter_async_context(read_back)
+        await studio.click("#go-live")
+        await expect(studio.locator("#state-pill")).to_have_text("Live", timeout=20_000)
+    assert f"{stream_url}/start" not in posts  # which would only be a 409
     return studio
 
 
@@ -117,7 +127,9 @@ async def test_studio_goes_live_and_viewers_see_moving_video(
     await expect(video).to_have_js_property("muted", False)
 
     # The server drops the viewer's session (as a network drop would): the page plays again.
-    async with server.http.delete(server.base_url + sessions[-1]) as resp:
+    # (The seller may end any session of their stream, whoever opened it.)
+    seller_auth = {"Authorization": f"Bearer {seller}"}
+    async with server.http.delete(server.base_url + sessions[-1], headers=seller_auth) as resp:
         assert resp.status in (200, 204)
     for _ in range(200):
         if len(sessions) > 1:

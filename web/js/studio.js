@@ -89,13 +89,9 @@ $('#go-live').addEventListener('click', async () => {
     showState(event.detail);
     if (event.detail === 'error') toast(publisher.lastError ? publisher.lastError.message : 'Could not go live.', 'error');
     if (event.detail === 'moved') await moveToOrigin();
+    // Publishing over WHIP made the scheduled stream live on the server: read that back.
     if (event.detail === 'live' && stream && stream.state === 'scheduled') {
-      try {
-        stream = await api.startStream(streamId, session.token);
-      } catch (err) {
-        if (err.code !== 'illegal_state') toast(friendlyError(err), 'error');
-        stream = await api.getStream(streamId, session.token).catch(() => stream);
-      }
+      stream = await api.getStream(streamId, session.token).catch(() => stream);
     }
   });
   await publisher.start(media);
