@@ -10,31 +10,50 @@ aiortc decodes every received frame and encodes every sent one. The relay needs 
   :func:`forward_keyframe_requests` routes the viewer's PLI/FIR to the relay instead of
   to an encoder that does not exist.
 
+Two more make the server talk to every standard WebRTC peer:
+
+* :func:`accept_any_dtls_peer` lets the DTLS handshake take a peer certificate of
+  either kind: aiortc offers only ECDSA cipher suites, so as DTLS client it cannot
+  reach a server whose certificate is RSA (GStreamer's ``webrtcbin``);
+* :func:`keep_consent_while_receiving` lets a publisher's authenticated media count as
+  its consent (RFC 7675): encoders such as FFmpeg's ``whip`` muxer answer ICE checks
+  only during the handshake, and aioice would end their session 30 s in while frames
+  still arrive.
+
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
-``_RTCRtpSender__encoder``); :func:`check_compatible` fails loudly at start-up if a
-different aiortc lays them out otherwise.
+``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router``) and aioice 0.13
+(``Connection.query_consent``); :func:`check_compatible` fails loudly at start-up if a
+different aiortc or aioice lays them out otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
+import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aioice import ice as aioice_ice
-from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aioice import stun
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
 __all__ = [
+    "DTLS_CIPHERS",
     "FrameSink",
+    "accept_any_dtls_peer",
     "cache_host_addresses",
     "check_compatible",
     "forward_keyframe_requests",
     "install_packer",
+    "keep_consent_while_receiving",
     "send_pli",
     "tap_receiver",
     "use_fast_clock",
@@ -199,13 +218,156 @@ def cache_host_addresses() -> None:
     aioice_ice.get_host_addresses = _cached_host_addresses
 
 
-def check_compatible() -> None:
-    """Raise if this aiortc does not have the attributes the hooks above replace."""
-    import inspect
+# -- DTLS ----------------------------------------------------------------------------------
 
+# ECDHE with either certificate kind, AEAD first. The suite decides the kind of the DTLS
+# *server's* certificate; aiortc's own list has only ECDSA suites, which fails as soon
+# as the server is the peer and its certificate is RSA ("no shared cipher"). Our own
+# certificate stays ECDSA, so as server the handshake picks an ECDSA suite as before.
+DTLS_CIPHERS = b":".join(
+    [
+        b"ECDHE-ECDSA-AES128-GCM-SHA256",
+        b"ECDHE-RSA-AES128-GCM-SHA256",
+        b"ECDHE-ECDSA-AES256-GCM-SHA384",
+        b"ECDHE-RSA-AES256-GCM-SHA384",
+        b"ECDHE-ECDSA-CHACHA20-POLY1305",
+        b"ECDHE-RSA-CHACHA20-POLY1305",
+        b"ECDHE-ECDSA-AES128-SHA",
+        b"ECDHE-RSA-AES128-SHA",
+        b"ECDHE-ECDSA-AES256-SHA",
+        b"ECDHE-RSA-AES256-SHA",
+    ]
+)
+
+_create_ssl_context = RTCCertificate._create_ssl_context
+
+
+def _ssl_context_for_any_peer(self: RTCCertificate, srtp_profiles: list[Any]) -> Any:
+    context = _create_ssl_context(self, srtp_profiles)
+    context.set_cipher_list(DTLS_CIPHERS)
+    return context
+
+
+def accept_any_dtls_peer() -> None:
+    """Let every DTLS handshake of this process take RSA as well as ECDSA peers."""
+    RTCCertificate._create_ssl_context = _ssl_context_for_any_peer  # type: ignore[method-assign]
+
+
+# -- ICE consent -----------------------------------------------------------------------------
+
+
+_P = TypeVar("_P")
+_R = TypeVar("_R")
+
+
+class _Received:
+    """How many packets the peer sent that passed SRTP authentication (RTP and RTCP)."""
+
+    __slots__ = ("packets",)
+
+    def __init__(self) -> None:
+        self.packets = 0
+
+    def counting(self, route: Callable[[_P], _R]) -> Callable[[_P], _R]:
+        def counted(packet: _P) -> _R:
+            self.packets += 1
+            return route(packet)
+
+        return counted
+
+
+def keep_consent_while_receiving(pc: RTCPeerConnection) -> None:
+    """Count ``pc``'s authenticated incoming media as the peer's consent (RFC 7675).
+
+    aioice asks for consent every 5 s (+-20 %) and ends the connection after six
+    unanswered checks in a row. Here a round also passes when packets that decrypted
+    with the session's SRTP keys arrived since the previous one: a peer that keeps
+    sending keeps the session, answering consent checks or not. A peer that does
+    neither for six rounds (about 30 s) loses it as before. Call after
+    ``setRemoteDescription`` and before ICE completes (``setLocalDescription`` starts
+    it).
+    """
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        dtls: RTCDtlsTransport = transceiver.receiver.transport
+        connection = dtls.transport._connection
+        if id(connection) in seen:  # bundled: one transport for every transceiver
+            continue
+        seen.add(id(connection))
+        received = _Received()
+        router = dtls._rtp_router
+        router.route_rtp = received.counting(router.route_rtp)  # type: ignore[method-assign,assignment]
+        router.route_rtcp = received.counting(router.route_rtcp)  # type: ignore[method-assign,assignment]
+        connection.query_consent = functools.partial(  # type: ignore[method-assign]
+            _query_consent_or_media, connection, received
+        )
+
+
+async def _query_consent_or_media(connection: aioice_ice.Connection, received: _Received) -> None:
+    """aioice's ``Connection.query_consent``, where arriving media also counts."""
+    assert connection.remote_password is not None
+    failures = 0
+    packets = received.packets
+    while True:
+        interval = aioice_ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random())
+        await asyncio.sleep(interval)
+        answered = False
+        for pair in connection._nominated.values():
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=connection.remote_password.encode("utf8"),
+                    retransmissions=0,
+                )
+                answered = True
+            except stun.TransactionError:
+                pass
+        if answered or received.packets != packets:
+            failures = 0
+        else:
+            failures += 1
+        packets = received.packets
+        if failures >= aioice_ice.CONSENT_FAILURES:
+            log.info(
+                "ICE consent expired: no answer to consent checks and no media for %d rounds",
+                failures,
+            )
+            connection._query_consent_task = None
+            await connection.close()
+            return
+
+
+def check_compatible() -> None:
+    """Raise if this aiortc or aioice does not have what the hooks above replace."""
+    problems = []
     receiver_src = inspect.getsource(RTCRtpReceiver.__init__)
     sender_src = inspect.getsource(RTCRtpSender.__init__)
     if "self.__jitter_buffer" not in receiver_src or "self.__encoder" not in sender_src:
-        raise RuntimeError("this aiortc version is not supported by the livecast relay")
+        problems.append("receiver jitter buffer or sender encoder")
     if not hasattr(RTCRtpSender, "_send_keyframe") or not hasattr(RTCRtpReceiver, "_send_rtcp_pli"):
-        raise RuntimeError("this aiortc version is not supported by the livecast relay")
+        problems.append("keyframe request methods")
+    if "set_cipher_list" not in inspect.getsource(_create_ssl_context):
+        problems.append("RTCCertificate._create_ssl_context")
+    if "self._rtp_router.route_rtp(" not in inspect.getsource(
+        RTCDtlsTransport._handle_rtp_data
+    ) or "self._rtp_router.route_rtcp(" not in inspect.getsource(
+        RTCDtlsTransport._handle_rtcp_data
+    ):
+        problems.append("RTCDtlsTransport routing")
+    connect_src = inspect.getsource(aioice_ice.Connection.connect)
+    consent_src = inspect.getsource(aioice_ice.Connection.query_consent)
+    if (
+        "self.query_consent()" not in connect_src
+        or "self._nominated" not in consent_src
+        or "self.build_request(pair, nominate=False)" not in consent_src
+        or not isinstance(getattr(aioice_ice, "CONSENT_INTERVAL", None), int | float)
+        or not isinstance(getattr(aioice_ice, "CONSENT_FAILURES", None), int)
+    ):
+        problems.append("aioice consent freshness")
+    if problems:
+        raise RuntimeError(
+            "this aiortc/aioice version is not supported by the livecast relay: "
+            + ", ".join(problems)
+        )
