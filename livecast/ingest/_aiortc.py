@@ -39,11 +39,14 @@ from typing import Any, TypeVar
 
 from aioice import ice as aioice_ice
 from aioice import stun
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock, rtcdtlstransport
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
+from OpenSSL import SSL
+
+from livecast.ingest import _dtls
 
 __all__ = [
     "DTLS_CIPHERS",
@@ -240,17 +243,50 @@ DTLS_CIPHERS = b":".join(
 )
 
 _create_ssl_context = RTCCertificate._create_ssl_context
+_system_dtls: _dtls.SystemDtls | None = None
 
 
 def _ssl_context_for_any_peer(self: RTCCertificate, srtp_profiles: list[Any]) -> Any:
+    if _system_dtls is not None:
+        profiles = b":".join(profile.openssl_profile for profile in srtp_profiles)
+        return _dtls.SystemDtlsContext(_system_dtls, self._cert, self._key, DTLS_CIPHERS, profiles)
     context = _create_ssl_context(self, srtp_profiles)
     context.set_cipher_list(DTLS_CIPHERS)
     return context
 
 
+class _SslModule:
+    """Stands in for ``OpenSSL.SSL`` inside ``aiortc.rtcdtlstransport``: a connection on
+    a system context is a :class:`~livecast.ingest._dtls.SystemDtlsConnection`, every
+    other name is pyOpenSSL's own (its exceptions too, which both raise)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(SSL, name)
+
+    @staticmethod
+    def Connection(context: Any) -> Any:
+        if isinstance(context, _dtls.SystemDtlsContext):
+            return _dtls.SystemDtlsConnection(context)
+        return SSL.Connection(context)
+
+
 def accept_any_dtls_peer() -> None:
-    """Let every DTLS handshake of this process take RSA as well as ECDSA peers."""
+    """Let every DTLS handshake of this process take any standard peer.
+
+    RSA as well as ECDSA certificates (:data:`DTLS_CIPHERS`); and, where the system
+    has OpenSSL 3, the handshake runs there (:mod:`livecast.ingest._dtls`), which still
+    accepts a peer certificate on P-224 (FFmpeg 8.1 with GnuTLS makes one).
+    """
+    global _system_dtls
+    if _system_dtls is None:
+        _system_dtls = _dtls.load()
+        if _system_dtls is None:
+            log.warning(
+                "no OpenSSL 3 on this system: DTLS runs on the bundled OpenSSL, which "
+                "refuses peers whose certificate is on P-224 (FFmpeg 8.1 built with GnuTLS)"
+            )
     RTCCertificate._create_ssl_context = _ssl_context_for_any_peer  # type: ignore[method-assign]
+    rtcdtlstransport.SSL = _SslModule()  # type: ignore[attr-defined,assignment]
 
 
 # -- ICE consent -----------------------------------------------------------------------------
@@ -350,6 +386,9 @@ def check_compatible() -> None:
         problems.append("keyframe request methods")
     if "set_cipher_list" not in inspect.getsource(_create_ssl_context):
         problems.append("RTCCertificate._create_ssl_context")
+    start_src = inspect.getsource(RTCDtlsTransport.start)
+    if "SSL.Connection(" not in start_src or "._create_ssl_context(" not in start_src:
+        problems.append("RTCDtlsTransport.start")
     if "self._rtp_router.route_rtp(" not in inspect.getsource(
         RTCDtlsTransport._handle_rtp_data
     ) or "self._rtp_router.route_rtcp(" not in inspect.getsource(
