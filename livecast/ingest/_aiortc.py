@@ -12,16 +12,20 @@ aiortc decodes every received frame and encodes every sent one. The relay needs 
 
 Two more make the server talk to every standard WebRTC peer:
 
-* :func:`accept_any_dtls_peer` lets the DTLS handshake take a peer certificate of
-  either kind: aiortc offers only ECDSA cipher suites, so as DTLS client it cannot
-  reach a server whose certificate is RSA (GStreamer's ``webrtcbin``);
+* :func:`accept_any_dtls_peer` lets the DTLS handshake take any standard peer
+  certificate: aiortc offers only ECDSA cipher suites, so as DTLS client it cannot
+  reach a server whose certificate is RSA (GStreamer's ``webrtcbin``); and it swaps
+  aiortc's ``SSL`` module for one whose connections run on the system's OpenSSL 3
+  (:mod:`livecast.ingest._dtls`), as the bundled OpenSSL 4 refuses P-224 peers
+  (FFmpeg 8.1 built with GnuTLS);
 * :func:`keep_consent_while_receiving` lets a publisher's authenticated media count as
   its consent (RFC 7675): encoders such as FFmpeg's ``whip`` muxer answer ICE checks
   only during the handshake, and aioice would end their session 30 s in while frames
   still arrive.
 
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
-``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router``) and aioice 0.13
+``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router``, the module global ``SSL`` of
+``aiortc.rtcdtlstransport``) and aioice 0.13
 (``Connection.query_consent``); :func:`check_compatible` fails loudly at start-up if a
 different aiortc or aioice lays them out otherwise.
 """
@@ -34,6 +38,7 @@ import inspect
 import logging
 import random
 import time
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -387,7 +392,11 @@ def check_compatible() -> None:
     if "set_cipher_list" not in inspect.getsource(_create_ssl_context):
         problems.append("RTCCertificate._create_ssl_context")
     start_src = inspect.getsource(RTCDtlsTransport.start)
-    if "SSL.Connection(" not in start_src or "._create_ssl_context(" not in start_src:
+    if (
+        "SSL.Connection(" not in start_src
+        or "._create_ssl_context(" not in start_src
+        or not isinstance(getattr(rtcdtlstransport, "SSL", None), types.ModuleType | _SslModule)
+    ):
         problems.append("RTCDtlsTransport.start")
     if "self._rtp_router.route_rtp(" not in inspect.getsource(
         RTCDtlsTransport._handle_rtp_data

@@ -14,7 +14,7 @@ from aiortc.rtp import RtpPacket
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL
 
-from livecast.ingest._aiortc import _FrameTap
+from livecast.ingest._aiortc import _FrameTap, check_compatible
 from livecast.ingest.keys import MEDIA
 from tests.conftest import Client, bearer
 from tests.ingest.conftest import SellerStream, eventually
@@ -219,3 +219,19 @@ async def test_dtls_with_rsa_or_ecdsa_peers_in_either_role(
     finally:
         await viewer.close()
         await pc.close()
+
+
+def test_the_start_up_check_passes_on_the_installed_aiortc_and_aioice() -> None:
+    check_compatible()
+
+
+async def _other_query_consent(self: aioice_ice.Connection) -> None:
+    return None
+
+
+def test_the_start_up_check_fails_when_a_hooked_method_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aioice_ice.Connection, "query_consent", _other_query_consent)
+    with pytest.raises(RuntimeError, match="aioice consent freshness"):
+        check_compatible()
