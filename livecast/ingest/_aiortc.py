@@ -285,7 +285,9 @@ def accept_any_dtls_peer() -> None:
     global _system_dtls
     if _system_dtls is None:
         _system_dtls = _dtls.load()
-        if _system_dtls is None:
+        if _system_dtls is not None:
+            log.info("DTLS runs on the system's OpenSSL (%s)", _system_dtls.version)
+        else:
             log.warning(
                 "no OpenSSL 3 on this system: DTLS runs on the bundled OpenSSL, which "
                 "refuses peers whose certificate is on P-224 (FFmpeg 8.1 built with GnuTLS)"

@@ -109,6 +109,7 @@ class SystemDtls:
             (libcrypto, "X509_free", None, [vp]),
             (libcrypto, "d2i_AutoPrivateKey", vp, [vp, ctypes.POINTER(vp), lg]),
             (libcrypto, "EVP_PKEY_free", None, [vp]),
+            (libcrypto, "OpenSSL_version", ctypes.c_char_p, [i]),
             (libcrypto, "ERR_clear_error", None, []),
             (libcrypto, "ERR_get_error", ctypes.c_ulong, []),
             (libcrypto, "ERR_error_string_n", None, [ctypes.c_ulong, ctypes.c_char_p, sz]),
@@ -116,6 +117,11 @@ class SystemDtls:
             function = getattr(lib, name)
             function.restype = restype
             function.argtypes = argtypes
+
+    @property
+    def version(self) -> str:
+        text: bytes = self.crypto.OpenSSL_version(0)  # OPENSSL_VERSION
+        return text.decode(errors="replace")
 
     def errors(self) -> list[str]:
         """Empty OpenSSL's error queue of this thread, as text."""
