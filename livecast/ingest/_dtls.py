@@ -252,7 +252,15 @@ class SystemDtlsConnection:
         self.system.crypto.ERR_clear_error()
         result = self.system.ssl.SSL_do_handshake(self._ssl)
         if result != 1:
-            self._raise(result)
+            try:
+                self._raise(result)
+            except SSL.WantReadError:
+                raise
+            except SSL.Error as exc:
+                # OpenSSL's words name the cause, an alert from the peer included
+                # ("tlsv1 alert ...", "no shared cipher"); aiortc logs only at debug
+                log.info("DTLS handshake failed: %s", "; ".join(map(str, exc.args[0])))
+                raise
 
     def bio_write(self, data: bytes) -> int:
         written: int = self.system.crypto.BIO_write(self._into_ssl, data, len(data))

@@ -132,3 +132,18 @@ def test_dtls_timers_run_while_a_flight_is_unanswered(system: _dtls.SystemDtls) 
     with pytest.raises(SSL.Error):
         client.bio_read(1500)
     assert first[0] == 22  # a handshake record
+
+
+def test_a_failed_handshake_is_logged_with_its_cause(
+    system: _dtls.SystemDtls, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = _identity("p256")
+    ecdsa_only = b"ECDHE-ECDSA-AES128-GCM-SHA256"
+    client = _dtls.SystemDtlsConnection(
+        _dtls.SystemDtlsContext(system, cert, key, ecdsa_only, SRTP_PROFILES)
+    )
+    server, _ = _connection(system, "rsa")  # an RSA server cannot use an ECDSA suite
+    with caplog.at_level("INFO", logger="livecast.ingest._dtls"), pytest.raises(SSL.Error):
+        _handshake(client, server)
+    said = [r.getMessage() for r in caplog.records if r.name == "livecast.ingest._dtls"]
+    assert any("no shared cipher" in line for line in said), said
