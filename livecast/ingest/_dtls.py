@@ -227,6 +227,7 @@ class SystemDtlsConnection:
         self._into_ssl = self.system.crypto.BIO_new(self.system.crypto.BIO_s_mem())
         self._from_ssl = self.system.crypto.BIO_new(self.system.crypto.BIO_s_mem())
         lib.SSL_set_bio(self._ssl, self._into_ssl, self._from_ssl)  # the SSL owns both
+        self._failure: list[str] = []
 
     def __del__(self) -> None:
         if self._ssl:
@@ -240,7 +241,11 @@ class SystemDtlsConnection:
             raise SSL.WantReadError()
         if error == _SSL_ERROR_ZERO_RETURN:
             raise SSL.ZeroReturnError()
-        raise SSL.Error(details)
+        # aiortc also reads (SSL_read) every handshake datagram and drops that error;
+        # the handshake call that follows then finds OpenSSL's queue empty
+        if details:
+            self._failure = details
+        raise SSL.Error(details or self._failure or [f"SSL_get_error {error}"])
 
     def set_connect_state(self) -> None:
         self.system.ssl.SSL_set_connect_state(self._ssl)

@@ -39,6 +39,7 @@ PUBLISHER_SCRIPT = HERE / "whip_muxer_publisher.py"
 PYAV19_CONSTRAINTS = HERE / "pyav19-constraints.txt"
 
 PUBLISH_S = 48.0  # frames flow for 45 s and more
+ROLE_PUBLISH_S = 5.0  # the other DTLS role: a short publish is enough
 CHECK_UNTIL_S = 45.0  # after the first frame
 WINDOW_S = 5.0
 FPS = 30
@@ -122,6 +123,38 @@ def _longest_gap(arrivals: list[float], until: float) -> float:
     return max((b - a for a, b in itertools.pairwise(inside)), default=0.0)
 
 
+Output = asyncio.Future[tuple[bytes, bytes]]
+
+
+async def _launch(
+    python: str, client: Client, stream: SellerStream, seconds: float, *flags: str
+) -> tuple[asyncio.subprocess.Process, Output]:
+    """Start the publisher; its (stdout, stderr) once it has exited."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    process = await asyncio.create_subprocess_exec(
+        python, str(PUBLISHER_SCRIPT), str(client.make_url(f"/whip/{stream.id}")),
+        stream.seller_token, str(seconds), *flags,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    return process, asyncio.ensure_future(process.communicate())
+
+
+async def _first_frame(viewer: Viewer, output: Output, row_name: str) -> None:
+    try:
+        await viewer.frames(1, within=FIRST_FRAME_WITHIN_S)
+    except TimeoutError:
+        await asyncio.wait([output], timeout=5)
+        said = output.result()[1].decode(errors="replace") if output.done() else ""
+        raise AssertionError(f"{row_name}: no frame; the publisher said:\n{said}") from None
+
+
+async def _stop(process: asyncio.subprocess.Process, output: Output, viewer: Viewer) -> None:
+    if process.returncode is None:
+        process.kill()
+        await output
+    await viewer.close()
+
+
 @pytest.mark.timeout(240)
 async def test_ffmpeg_whip_muxer_publishes_past_the_consent_window(
     client: Client, stream: SellerStream, publisher_python: tuple[str, str]
@@ -130,21 +163,10 @@ async def test_ffmpeg_whip_muxer_publishes_past_the_consent_window(
     loop = asyncio.get_running_loop()
     hub = client.app[MEDIA]
     viewer: Viewer = await view(client, stream.id)  # watching before the publisher starts
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     launched = loop.time()
-    process = await asyncio.create_subprocess_exec(
-        python, str(PUBLISHER_SCRIPT), str(client.make_url(f"/whip/{stream.id}")),
-        stream.seller_token, str(PUBLISH_S),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    output: asyncio.Future[tuple[bytes, bytes]] = asyncio.ensure_future(process.communicate())
+    process, output = await _launch(python, client, stream, PUBLISH_S)
     try:
-        try:
-            await viewer.frames(1, within=FIRST_FRAME_WITHIN_S)
-        except TimeoutError:
-            await asyncio.wait([output], timeout=5)
-            said = output.result()[1].decode(errors="replace") if output.done() else ""
-            raise AssertionError(f"{row_name}: no frame; the publisher said:\n{said}") from None
+        await _first_frame(viewer, output, row_name)
         first = viewer.arrivals[0]
         session = hub.streams[stream.id].publisher
         assert session is not None
@@ -164,10 +186,7 @@ async def test_ffmpeg_whip_muxer_publishes_past_the_consent_window(
         await eventually(lambda: session.closed, within=10)  # the muxer's DELETE
         session_s = time.monotonic() - session.created_at
     finally:
-        if process.returncode is None:
-            process.kill()
-            await output
-        await viewer.close()
+        await _stop(process, output, viewer)
 
     until = first + CHECK_UNTIL_S
     windows = _windows(viewer.arrivals, first, until)
@@ -192,3 +211,37 @@ async def test_ffmpeg_whip_muxer_publishes_past_the_consent_window(
     assert min(windows) >= MIN_WINDOW_SHARE * FPS * WINDOW_S, windows
     assert row.longest_gap_s <= MAX_GAP_S
     assert report["frames_sent"] == int(PUBLISH_S * FPS)
+
+
+@pytest.mark.timeout(120)
+async def test_ffmpeg_whip_muxer_as_dtls_client_publishes_too(
+    client: Client,
+    stream: SellerStream,
+    publisher_python: tuple[str, str],
+    request: pytest.FixtureRequest,
+) -> None:
+    """``whip_flags=dtls_active``: FFmpeg offers ``a=setup:active``, so the server is the
+    DTLS server and FFmpeg's certificate is the client's."""
+    row_name, python = publisher_python
+    if python == sys.executable:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="FFmpeg 8.1 (GnuTLS) as DTLS client signs with a P-224 key while its "
+                "ClientHello offers no P-224; OpenSSL refuses that ('wrong curve')",
+            )
+        )
+    hub = client.app[MEDIA]
+    viewer = await view(client, stream.id)
+    process, output = await _launch(python, client, stream, ROLE_PUBLISH_S, "--dtls-active")
+    try:
+        await _first_frame(viewer, output, row_name)
+        session = hub.streams[stream.id].publisher
+        assert session is not None
+        assert session.pc.getTransceivers()[0].receiver.transport._role == "server"
+        counters = await viewer.frames(len(viewer.counters) + 2 * FPS, within=10)
+        assert in_order(counters)
+        _, stderr = await asyncio.wait_for(output, timeout=30)
+        assert process.returncode == 0, stderr.decode(errors="replace")
+    finally:
+        await _stop(process, output, viewer)

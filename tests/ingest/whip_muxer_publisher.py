@@ -1,9 +1,10 @@
 """Publish over WHIP with FFmpeg's ``whip`` muxer, through PyAV: run as a script.
 
-``python whip_muxer_publisher.py URL TOKEN SECONDS`` encodes generated frames with PyAV
-itself (H.264 constrained baseline through libx264, Opus through libopus) at 30 fps in
-real time and muxes them into FFmpeg's WHIP muxer, which does the WHIP exchange, ICE,
-DTLS and SRTP. Video frame ``n`` shows ``n`` in binary, the same 16 blocks that
+``python whip_muxer_publisher.py URL TOKEN SECONDS [--dtls-active]`` encodes generated
+frames with PyAV itself (H.264 constrained baseline through libx264, Opus through
+libopus) at 30 fps in real time and muxes them into FFmpeg's WHIP muxer, which does the
+WHIP exchange, ICE, DTLS and SRTP; ``--dtls-active`` makes FFmpeg the DTLS client.
+Video frame ``n`` shows ``n`` in binary, the same 16 blocks that
 ``tests.ingest.peers.read_counter`` reads back. It imports only ``av`` and the standard
 library, so it runs in any interpreter that has a PyAV (the project's, or another
 PyAV's in its own venv). The token goes in the muxer's ``authorization`` option, which
@@ -55,11 +56,14 @@ def silence(samples: int) -> av.AudioFrame:
     return frame
 
 
-def main(url: str, token: str, seconds: float) -> int:
+def main(url: str, token: str, seconds: float, dtls_active: bool = False) -> int:
     if os.environ.get("WHIP_PUBLISHER_VERBOSE"):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         av.logging.set_level(av.logging.VERBOSE)
-    container = av.open(url, "w", format="whip", options={"authorization": token})
+    options = {"authorization": token}
+    if dtls_active:  # offer a=setup:active: FFmpeg is the DTLS client, the server its server
+        options["whip_flags"] = "dtls_active"
+    container = av.open(url, "w", format="whip", options=options)
     video = container.add_stream("libx264", rate=FPS)
     video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     video.time_base = Fraction(1, FPS)
@@ -108,4 +112,4 @@ def main(url: str, token: str, seconds: float) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+    sys.exit(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), "--dtls-active" in sys.argv[4:]))
