@@ -8,7 +8,8 @@ reuses it while the pin is unchanged. The publisher runs in a subprocess
 (``whip_muxer_publisher.py``), so either PyAV drives it.
 
 Each row writes its numbers (frames, fps, first-frame time, session duration) to
-``tests/_artifacts/interop/`` and prints them.
+``tests/_artifacts/interop/`` and prints them. A short publish per FFmpeg checks the
+other DTLS role too (FFmpeg as DTLS client, ``whip_flags=dtls_active``).
 """
 
 from __future__ import annotations
