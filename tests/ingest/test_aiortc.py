@@ -14,6 +14,7 @@ from aiortc.rtp import RtpPacket
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL
 
+from livecast.ingest import _aiortc, _dtls
 from livecast.ingest._aiortc import _FrameTap, check_compatible
 from livecast.ingest.keys import MEDIA
 from tests.conftest import Client, bearer
@@ -216,6 +217,12 @@ async def test_dtls_with_rsa_or_ecdsa_peers_in_either_role(
         counters = await viewer.frames(5, within=10)
         assert in_order(counters)
         assert pc.connectionState == "connected"
+        session = client.app[MEDIA].streams[stream.id].publisher
+        assert session is not None
+        server_side = session.pc.getTransceivers()[0].receiver.transport
+        assert server_side._role == ("client" if setup == "passive" else "server")
+        if _dtls.load() is not None:
+            assert isinstance(server_side._ssl, _dtls.SystemDtlsConnection)
     finally:
         await viewer.close()
         await pc.close()
@@ -235,3 +242,29 @@ def test_the_start_up_check_fails_when_a_hooked_method_changes(
     monkeypatch.setattr(aioice_ice.Connection, "query_consent", _other_query_consent)
     with pytest.raises(RuntimeError, match="aioice consent freshness"):
         check_compatible()
+
+
+async def test_without_a_system_openssl_the_bundled_one_still_takes_rsa_peers(
+    client: Client,
+    stream: SellerStream,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(_aiortc, "_system_dtls", None)
+    monkeypatch.setattr(_dtls, "load", lambda: None)
+    with caplog.at_level("WARNING", logger="livecast.ingest._aiortc"):
+        _aiortc.accept_any_dtls_peer()
+    assert any("P-224" in r.getMessage() for r in caplog.records)
+    pc = await _publish_with(client, stream, PeerCertificate("rsa"), "passive")
+    viewer = await view(client, stream.id)
+    try:
+        assert in_order(await viewer.frames(5, within=10))
+        dtls = pc.getTransceivers()[0].sender.transport
+        assert isinstance(dtls._ssl, SSL.Connection)  # the peer's own, pyOpenSSL
+        session = client.app[MEDIA].streams[stream.id].publisher
+        assert session is not None
+        server_side = session.pc.getTransceivers()[0].receiver.transport
+        assert isinstance(server_side._ssl, SSL.Connection)  # the bundled OpenSSL ran it
+    finally:
+        await viewer.close()
+        await pc.close()
