@@ -37,6 +37,7 @@ import functools
 import inspect
 import logging
 import random
+import re
 import time
 import types
 from collections.abc import Callable
@@ -400,6 +401,9 @@ def check_compatible() -> None:
         or not isinstance(getattr(rtcdtlstransport, "SSL", None), types.ModuleType | _SslModule)
     ):
         problems.append("RTCDtlsTransport.start")
+    used = set(re.findall(r"self\._ssl\.(\w+)", inspect.getsource(rtcdtlstransport)))
+    if missing := sorted(name for name in used if not hasattr(_dtls.SystemDtlsConnection, name)):
+        problems.append(f"SSL.Connection methods {', '.join(missing)}")
     if "self._rtp_router.route_rtp(" not in inspect.getsource(
         RTCDtlsTransport._handle_rtp_data
     ) or "self._rtp_router.route_rtcp(" not in inspect.getsource(

@@ -268,3 +268,11 @@ async def test_without_a_system_openssl_the_bundled_one_still_takes_rsa_peers(
     finally:
         await viewer.close()
         await pc.close()
+
+
+def test_the_start_up_check_fails_when_aiortc_needs_more_of_a_dtls_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(_dtls.SystemDtlsConnection, "export_keying_material")
+    with pytest.raises(RuntimeError, match="export_keying_material"):
+        check_compatible()
