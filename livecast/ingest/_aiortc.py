@@ -356,7 +356,8 @@ async def _query_consent_or_media(connection: aioice_ice.Connection, received: _
         interval = aioice_ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random())
         await asyncio.sleep(interval)
         answered = False
-        for pair in connection._nominated.values():
+        pairs = list(connection._nominated.values())
+        for pair in pairs:
             request = connection.build_request(pair, nominate=False)
             try:
                 await pair.protocol.request(
@@ -374,13 +375,20 @@ async def _query_consent_or_media(connection: aioice_ice.Connection, received: _
             failures += 1
         packets = received.packets
         if failures >= aioice_ice.CONSENT_FAILURES:
+            peers = ", ".join(_address(p.remote_addr) for p in pairs)
             log.info(
-                "ICE consent expired: no answer to consent checks and no media for %d rounds",
+                "ICE consent of %s expired: no answer to consent checks and no media for %d rounds",
+                peers or "a peer",
                 failures,
             )
             connection._query_consent_task = None
             await connection.close()
             return
+
+
+def _address(addr: tuple[Any, ...]) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def check_compatible() -> None:

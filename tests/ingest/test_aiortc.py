@@ -4,6 +4,7 @@ once, in order; ICE consent follows a publisher's media; DTLS takes any standard
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -124,14 +125,20 @@ async def test_a_publisher_that_keeps_sending_stays_live_without_answering_conse
 
 @pytest.mark.timeout(60)
 async def test_a_publisher_that_stops_sending_and_answering_loses_its_session(
-    client: Client, stream: SellerStream, fast_consent: None
+    client: Client,
+    stream: SellerStream,
+    fast_consent: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     publisher, viewer = await _connected(client, stream)
     session = client.app[MEDIA].streams[stream.id].publisher
     assert session is not None
     stop_answering_consent(publisher.pc)
     stop_sending(publisher.pc)
-    await eventually(lambda: session.closed, within=_rounds(aioice_ice.CONSENT_FAILURES) + 5)
+    with caplog.at_level("INFO", logger="livecast.ingest._aiortc"):
+        await eventually(lambda: session.closed, within=_rounds(aioice_ice.CONSENT_FAILURES) + 5)
+    said = [r.getMessage() for r in caplog.records if r.name == "livecast.ingest._aiortc"]
+    assert any(re.match(r"ICE consent of \S+:\d+ expired", line) for line in said), said
     media = await (await client.get(f"/api/streams/{stream.id}/media")).json()
     assert media["state"] == "reconnecting"  # the grace for the publisher to return runs
     await viewer.close()
