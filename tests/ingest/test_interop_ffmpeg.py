@@ -45,7 +45,7 @@ CHECK_UNTIL_S = 45.0  # after the first frame
 WINDOW_S = 5.0
 FPS = 30
 MIN_WINDOW_SHARE = 0.5  # every 5 s window brings at least half of its 150 frames
-MAX_GAP_S = 1.5  # and no pause longer than this between two frames
+MAX_GAP_S = 2.5  # and no pause longer than this (a loaded CI box stalls ~1 s at times)
 FIRST_FRAME_WITHIN_S = 10.0  # from launching the publisher
 
 
