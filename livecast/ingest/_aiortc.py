@@ -10,31 +10,59 @@ aiortc decodes every received frame and encodes every sent one. The relay needs 
   :func:`forward_keyframe_requests` routes the viewer's PLI/FIR to the relay instead of
   to an encoder that does not exist.
 
+Two more make the server talk to every standard WebRTC peer:
+
+* :func:`accept_any_dtls_peer` lets the DTLS handshake take any standard peer
+  certificate: aiortc offers only ECDSA cipher suites, so as DTLS client it cannot
+  reach a server whose certificate is RSA (GStreamer's ``webrtcbin``); and it swaps
+  aiortc's ``SSL`` module for one whose connections run on the system's OpenSSL 3
+  (:mod:`livecast.ingest._dtls`), as the bundled OpenSSL 4 refuses P-224 peers
+  (FFmpeg 8.1 built with GnuTLS);
+* :func:`keep_consent_while_receiving` lets a publisher's authenticated media count as
+  its consent (RFC 7675): encoders such as FFmpeg's ``whip`` muxer answer ICE checks
+  only during the handshake, and aioice would end their session 30 s in while frames
+  still arrive.
+
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
-``_RTCRtpSender__encoder``); :func:`check_compatible` fails loudly at start-up if a
-different aiortc lays them out otherwise.
+``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router``, the module global ``SSL`` of
+``aiortc.rtcdtlstransport``) and aioice 0.13
+(``Connection.query_consent``); :func:`check_compatible` fails loudly at start-up if a
+different aiortc or aioice lays them out otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
+import random
+import re
 import time
+import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aioice import ice as aioice_ice
-from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aioice import stun
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock, rtcdtlstransport
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
+from OpenSSL import SSL
+
+from livecast.ingest import _dtls
 
 __all__ = [
+    "DTLS_CIPHERS",
     "FrameSink",
+    "accept_any_dtls_peer",
     "cache_host_addresses",
     "check_compatible",
     "forward_keyframe_requests",
     "install_packer",
+    "keep_consent_while_receiving",
     "send_pli",
     "tap_receiver",
     "use_fast_clock",
@@ -199,13 +227,209 @@ def cache_host_addresses() -> None:
     aioice_ice.get_host_addresses = _cached_host_addresses
 
 
-def check_compatible() -> None:
-    """Raise if this aiortc does not have the attributes the hooks above replace."""
-    import inspect
+# -- DTLS ----------------------------------------------------------------------------------
 
+# ECDHE with either certificate kind, AEAD first. The suite decides the kind of the DTLS
+# *server's* certificate; aiortc's own list has only ECDSA suites, which fails as soon
+# as the server is the peer and its certificate is RSA ("no shared cipher"). Our own
+# certificate stays ECDSA, so as server the handshake picks an ECDSA suite as before.
+DTLS_CIPHERS = b":".join(
+    [
+        b"ECDHE-ECDSA-AES128-GCM-SHA256",
+        b"ECDHE-RSA-AES128-GCM-SHA256",
+        b"ECDHE-ECDSA-AES256-GCM-SHA384",
+        b"ECDHE-RSA-AES256-GCM-SHA384",
+        b"ECDHE-ECDSA-CHACHA20-POLY1305",
+        b"ECDHE-RSA-CHACHA20-POLY1305",
+        b"ECDHE-ECDSA-AES128-SHA",
+        b"ECDHE-RSA-AES128-SHA",
+        b"ECDHE-ECDSA-AES256-SHA",
+        b"ECDHE-RSA-AES256-SHA",
+    ]
+)
+
+_create_ssl_context = RTCCertificate._create_ssl_context
+_system_dtls: _dtls.SystemDtls | None = None
+
+
+def _ssl_context_for_any_peer(self: RTCCertificate, srtp_profiles: list[Any]) -> Any:
+    if _system_dtls is not None:
+        profiles = b":".join(profile.openssl_profile for profile in srtp_profiles)
+        return _dtls.SystemDtlsContext(_system_dtls, self._cert, self._key, DTLS_CIPHERS, profiles)
+    context = _create_ssl_context(self, srtp_profiles)
+    context.set_cipher_list(DTLS_CIPHERS)
+    return context
+
+
+class _SslModule:
+    """Stands in for ``OpenSSL.SSL`` inside ``aiortc.rtcdtlstransport``: a connection on
+    a system context is a :class:`~livecast.ingest._dtls.SystemDtlsConnection`, every
+    other name is pyOpenSSL's own (its exceptions too, which both raise)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(SSL, name)
+
+    @staticmethod
+    def Connection(context: Any) -> Any:
+        if isinstance(context, _dtls.SystemDtlsContext):
+            return _dtls.SystemDtlsConnection(context)
+        return SSL.Connection(context)
+
+
+def accept_any_dtls_peer() -> None:
+    """Let every DTLS handshake of this process take any standard peer.
+
+    RSA as well as ECDSA certificates (:data:`DTLS_CIPHERS`); and, where the system
+    has OpenSSL 3, the handshake runs there (:mod:`livecast.ingest._dtls`), which still
+    accepts a peer certificate on P-224 (FFmpeg 8.1 with GnuTLS makes one).
+    """
+    global _system_dtls
+    if _system_dtls is None:
+        _system_dtls = _dtls.load()
+        if _system_dtls is not None:
+            log.info("DTLS runs on the system's OpenSSL (%s)", _system_dtls.version)
+        else:
+            log.warning(
+                "no OpenSSL 3 on this system: DTLS runs on the bundled OpenSSL, which "
+                "refuses peers whose certificate is on P-224 (FFmpeg 8.1 built with GnuTLS)"
+            )
+    RTCCertificate._create_ssl_context = _ssl_context_for_any_peer  # type: ignore[method-assign]
+    rtcdtlstransport.SSL = _SslModule()  # type: ignore[attr-defined,assignment]
+
+
+# -- ICE consent -----------------------------------------------------------------------------
+
+
+_P = TypeVar("_P")
+_R = TypeVar("_R")
+
+
+class _Received:
+    """How many packets the peer sent that passed SRTP authentication (RTP and RTCP)."""
+
+    __slots__ = ("packets",)
+
+    def __init__(self) -> None:
+        self.packets = 0
+
+    def counting(self, route: Callable[[_P], _R]) -> Callable[[_P], _R]:
+        def counted(packet: _P) -> _R:
+            self.packets += 1
+            return route(packet)
+
+        return counted
+
+
+def keep_consent_while_receiving(pc: RTCPeerConnection) -> None:
+    """Count ``pc``'s authenticated incoming media as the peer's consent (RFC 7675).
+
+    aioice asks for consent every 5 s (+-20 %) and ends the connection after six
+    unanswered checks in a row. Here a round also passes when packets that decrypted
+    with the session's SRTP keys arrived since the previous one: a peer that keeps
+    sending keeps the session, answering consent checks or not. A peer that does
+    neither for six rounds (about 30 s) loses it as before. Call after
+    ``setRemoteDescription`` and before ICE completes (``setLocalDescription`` starts
+    it).
+    """
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        dtls: RTCDtlsTransport = transceiver.receiver.transport
+        connection = dtls.transport._connection
+        if id(connection) in seen:  # bundled: one transport for every transceiver
+            continue
+        seen.add(id(connection))
+        received = _Received()
+        router = dtls._rtp_router
+        router.route_rtp = received.counting(router.route_rtp)  # type: ignore[method-assign,assignment]
+        router.route_rtcp = received.counting(router.route_rtcp)  # type: ignore[method-assign,assignment]
+        connection.query_consent = functools.partial(  # type: ignore[method-assign]
+            _query_consent_or_media, connection, received
+        )
+
+
+async def _query_consent_or_media(connection: aioice_ice.Connection, received: _Received) -> None:
+    """aioice's ``Connection.query_consent``, where arriving media also counts."""
+    assert connection.remote_password is not None
+    failures = 0
+    packets = received.packets
+    while True:
+        interval = aioice_ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random())
+        await asyncio.sleep(interval)
+        answered = False
+        pairs = list(connection._nominated.values())
+        for pair in pairs:
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=connection.remote_password.encode("utf8"),
+                    retransmissions=0,
+                )
+                answered = True
+            except stun.TransactionError:
+                pass
+        if answered or received.packets != packets:
+            failures = 0
+        else:
+            failures += 1
+        packets = received.packets
+        if failures >= aioice_ice.CONSENT_FAILURES:
+            peers = ", ".join(_address(p.remote_addr) for p in pairs)
+            log.info(
+                "ICE consent of %s expired: no answer to consent checks and no media for %d rounds",
+                peers or "a peer",
+                failures,
+            )
+            connection._query_consent_task = None
+            await connection.close()
+            return
+
+
+def _address(addr: tuple[Any, ...]) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_compatible() -> None:
+    """Raise if this aiortc or aioice does not have what the hooks above replace."""
+    problems = []
     receiver_src = inspect.getsource(RTCRtpReceiver.__init__)
     sender_src = inspect.getsource(RTCRtpSender.__init__)
     if "self.__jitter_buffer" not in receiver_src or "self.__encoder" not in sender_src:
-        raise RuntimeError("this aiortc version is not supported by the livecast relay")
+        problems.append("receiver jitter buffer or sender encoder")
     if not hasattr(RTCRtpSender, "_send_keyframe") or not hasattr(RTCRtpReceiver, "_send_rtcp_pli"):
-        raise RuntimeError("this aiortc version is not supported by the livecast relay")
+        problems.append("keyframe request methods")
+    if "set_cipher_list" not in inspect.getsource(_create_ssl_context):
+        problems.append("RTCCertificate._create_ssl_context")
+    start_src = inspect.getsource(RTCDtlsTransport.start)
+    if (
+        "SSL.Connection(" not in start_src
+        or "._create_ssl_context(" not in start_src
+        or not isinstance(getattr(rtcdtlstransport, "SSL", None), types.ModuleType | _SslModule)
+    ):
+        problems.append("RTCDtlsTransport.start")
+    used = set(re.findall(r"self\._ssl\.(\w+)", inspect.getsource(rtcdtlstransport)))
+    if missing := sorted(name for name in used if not hasattr(_dtls.SystemDtlsConnection, name)):
+        problems.append(f"SSL.Connection methods {', '.join(missing)}")
+    if "self._rtp_router.route_rtp(" not in inspect.getsource(
+        RTCDtlsTransport._handle_rtp_data
+    ) or "self._rtp_router.route_rtcp(" not in inspect.getsource(
+        RTCDtlsTransport._handle_rtcp_data
+    ):
+        problems.append("RTCDtlsTransport routing")
+    connect_src = inspect.getsource(aioice_ice.Connection.connect)
+    consent_src = inspect.getsource(aioice_ice.Connection.query_consent)
+    if (
+        "self.query_consent()" not in connect_src
+        or "self._nominated" not in consent_src
+        or "self.build_request(pair, nominate=False)" not in consent_src
+        or not isinstance(getattr(aioice_ice, "CONSENT_INTERVAL", None), int | float)
+        or not isinstance(getattr(aioice_ice, "CONSENT_FAILURES", None), int)
+    ):
+        problems.append("aioice consent freshness")
+    if problems:
+        raise RuntimeError(
+            "this aiortc/aioice version is not supported by the livecast relay: "
+            + ", ".join(problems)
+        )

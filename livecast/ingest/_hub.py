@@ -83,6 +83,7 @@ class HubBase:
         _aiortc.check_compatible()
         _aiortc.use_fast_clock()
         _aiortc.cache_host_addresses()
+        _aiortc.accept_any_dtls_peer()
 
     # -- configuration ----------------------------------------------------------------
 

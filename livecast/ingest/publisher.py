@@ -96,6 +96,8 @@ class PublisherSide(HubBase):
                 transceiver = pc.addTransceiver(kind, direction="recvonly")
                 transceiver.setCodecPreferences(codec_preferences(kind, family))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+            # many encoders answer ICE consent checks only during the handshake
+            _aiortc.keep_consent_while_receiving(pc)
             for transceiver in pc.getTransceivers():
                 self.feed(media, transceiver)
             await pc.setLocalDescription(await pc.createAnswer())

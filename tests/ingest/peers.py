@@ -146,6 +146,7 @@ class Viewer:
     location: str
     counters: list[int] = field(default_factory=list)
     pts: list[int] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # loop time of each decoded frame
     audio_frames: int = 0
     video_codec: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -193,6 +194,7 @@ async def view(client: Client, stream_id: str, *, headers: dict[str, str] | None
                 if isinstance(frame, av.VideoFrame):
                     viewer.counters.append(read_counter(frame))
                     viewer.pts.append(frame.pts or 0)
+                    viewer.arrivals.append(asyncio.get_running_loop().time())
                 else:
                     viewer.audio_frames += 1
                 viewer._changed.set()
