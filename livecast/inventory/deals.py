@@ -186,6 +186,27 @@ class Deals:
             raise_for_status("unknown_deal", deal_id)
         return deal
 
+    async def end_for_stream(self, stream_id: str) -> int:
+        """End every deal of the stream still running or scheduled (its stream ended);
+        returns how many this call ended. A deal that cannot be ended is logged and the
+        others are ended all the same; it ends at its end time at the latest."""
+        found: list[Any] = await self._redis.zrange(self.stream_deals_key(stream_id), 0, -1)
+        ids = [text(i) for i in found]
+        if not ids:
+            return 0
+        skus: list[Any] = await self._redis.hmget(self.sku_index, ids)
+        ended = 0
+        for deal_id, sku in zip(ids, skus, strict=True):
+            if sku is None:
+                continue
+            try:
+                _, ended_now = await self._finish(deal_id, text(sku), "stream_ended", False)
+            except Exception:
+                log.exception("could not end deal %s of ended stream %s", deal_id, stream_id)
+                continue
+            ended += ended_now
+        return ended
+
     async def end_due(self, deal_id: str, sku: str | None = None) -> bool:
         """End a deal whose time is up, as the sweeper does; True only if this call ended
         it (another node, or the host, may have ended it first).

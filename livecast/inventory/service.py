@@ -59,16 +59,21 @@ class Inventory:
         return [dict(msgspec.to_builtins(d)) for d in deals]
 
     async def on_stream_state(self, stream: Stream, previous: StreamState) -> None:
-        """A stream that ends takes its deals and its pin with it."""
+        """A stream that ends takes its deals and its pin with it.
+
+        Each step stands alone: a deal that cannot be ended (logged) does not keep the
+        others running or the pin set. A deal left running still ends at its end time.
+        """
         if stream.state is not StreamState.ENDED:
             return
         try:
-            for deal in await self.deals.for_stream(stream.id, active_only=True):
-                await self.deals.end(deal.id, "stream_ended")
+            await self.deals.end_for_stream(stream.id)
+        except Exception:
+            log.exception("could not end the deals of ended stream %s", stream.id)
+        try:
             await self.pins.clear(stream.id)
         except Exception:
-            # The stream has ended either way; deals left open end at their time.
-            log.exception("could not close the deals and pin of ended stream %s", stream.id)
+            log.exception("could not clear the pin of ended stream %s", stream.id)
 
 
 INVENTORY = web.AppKey("inventory", Inventory)
