@@ -132,11 +132,12 @@ class Deals:
         sku: str,
         price: Money,
         quantity: int,
-        duration_s: int,
+        duration_s: float,
         per_buyer_limit: int,
-        start_in_s: int = 0,
+        start_in_s: float = 0,
     ) -> Deal:
-        """Carve ``quantity`` out of the SKU's free stock and open the deal.
+        """Carve ``quantity`` out of the SKU's free stock and open the deal, ``start_in_s``
+        from now for ``duration_s`` (both to the millisecond).
 
         The caller has checked the stream is live and the caller may manage it. Raises
         404 ``unknown_sku``, 409 ``insufficient_stock``, 422 ``currency_mismatch``.
@@ -152,8 +153,8 @@ class Deals:
                 quantity,
                 price.amount_minor,
                 price.currency,
-                start_in_s * 1000,
-                duration_s * 1000,
+                round(start_in_s * 1000),
+                round(duration_s * 1000),
                 per_buyer_limit,
             ],
         )
