@@ -28,6 +28,7 @@ from livecast.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
+from livecast.inventory.money import CURRENCY_PATTERN
 from livecast.redisdb import UNAVAILABLE_ERRORS
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "json_response",
     "read_json",
     "setup_error_responses",
+    "validation_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ _HTTP_CODES = {
     503: "unavailable",
     504: "timeout",
 }
+_CURRENCY_EXPECTED = f"`str` matching regex '{CURRENCY_PATTERN}'"
 # Headers of aiohttp's own errors worth keeping on ours.
 _KEPT_HEADERS = {"allow", "retry-after"}
 
@@ -102,9 +105,15 @@ async def read_json(request: web.Request, into: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=into, strict=True)
     except msgspec.ValidationError as exc:
-        raise Unprocessable(str(exc), code="invalid_field") from None
+        raise Unprocessable(validation_message(exc), code="invalid_field") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+def validation_message(exc: msgspec.ValidationError) -> str:
+    """msgspec's message for a value that failed validation, with the long patterns it
+    quotes (every ISO 4217 code) named instead."""
+    return str(exc).replace(_CURRENCY_EXPECTED, "an active ISO 4217 currency code")
 
 
 async def read_body(request: web.Request) -> bytes:
