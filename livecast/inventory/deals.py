@@ -208,6 +208,21 @@ class Deals:
             ended += ended_now
         return ended
 
+    async def running_streams(self) -> set[str]:
+        """The streams with a deal not yet ended (from ``deals:due``, which lists every
+        deal started since its index was written)."""
+        found: list[Any] = await self._redis.zrange(self.due_key, 0, -1)
+        ids = [text(i) for i in found]
+        if not ids:
+            return set()
+        skus: list[Any] = await self._redis.hmget(self.sku_index, ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for deal_id, sku in zip(ids, skus, strict=True):
+                if sku is not None:
+                    pipe.hget(self._reservations.base(text(sku)) + ":deal:" + deal_id, "stream")
+            streams: list[Any] = await pipe.execute()
+        return {text(stream) for stream in streams if stream is not None}
+
     async def end_due(self, deal_id: str, sku: str | None = None) -> bool:
         """End a deal whose time is up, as the sweeper does; True only if this call ended
         it (another node, or the host, may have ended it first).

@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -33,7 +34,7 @@ from livecast.inventory.notify import StockNotifier
 from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Reservations
 from livecast.inventory.sweeper import Sweeper
-from livecast.streams.registry import Stream, StreamState
+from livecast.streams.registry import Stream, StreamRegistry, StreamState
 
 __all__ = ["INVENTORY", "Inventory", "inventory_ctx"]
 
@@ -79,6 +80,13 @@ class Inventory:
 INVENTORY = web.AppKey("inventory", Inventory)
 
 
+async def _stream_has_ended(streams: StreamRegistry, stream_id: str) -> bool:
+    """For the sweeper: has this stream ended? (An unknown id has not: the deal ends at
+    its time.)"""
+    stream = await streams.find(stream_id)
+    return stream is not None and stream.state is StreamState.ENDED
+
+
 async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the services, run the sweeper and notifier, stop them at shutdown."""
     settings = app[SETTINGS].inventory
@@ -102,6 +110,7 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
         catalog_index_key=catalog.index_key,
         interval_s=settings.sweep_interval_s,
         full_interval_s=settings.full_sweep_interval_s,
+        stream_ended=partial(_stream_has_ended, app[STREAMS]),
     )
     pins = Pins(redis, keys, catalog, deals, events)
     notifier = StockNotifier(

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from livecast.appkeys import KEYS, REDIS
 from livecast.auth import Role
 from livecast.config import Settings
 from livecast.errors import ApiError
@@ -20,6 +21,7 @@ from livecast.inventory.deals import Deals
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Hold
 from livecast.inventory.service import INVENTORY
+from livecast.streams.registry import StreamRegistry, StreamState
 from tests.conftest import Client, MakeToken, bearer, make_settings
 from tests.ingest.conftest import eventually
 from tests.inventory.conftest import (
@@ -418,3 +420,34 @@ async def test_one_deal_that_cannot_end_does_not_keep_the_others_running(
     assert (good["state"], good["ended_reason"]) == ("ended", "stream_ended")
     assert await _stock(client, "GOOD-1") == (5, 0, 0)
     assert (await (await client.get(f"/api/streams/{stream_id}/pin")).json())["pin"] is None
+
+
+async def test_a_full_sweep_ends_the_deals_of_a_stream_that_ended_without_them(
+    client: Client, make_token: MakeToken, app: web.Application
+) -> None:
+    """The node ending a stream died before ending its deals: the next full sweep (on
+    any node) ends them; a deal on a stream still live keeps running."""
+    seller = make_token(Role.SELLER, sub="seller-so")
+    ended_stream = await create_live_stream(client, seller)
+    live_stream = await create_live_stream(client, seller)
+    await put_product(client, seller, "ORPHAN-1", 10)
+    deal_ids = []
+    for stream_id in (ended_stream, live_stream):
+        resp = await client.post(
+            f"/api/streams/{stream_id}/deals",
+            json=_deal_body("ORPHAN-1", quantity=3),
+            headers=bearer(seller),
+        )
+        assert resp.status == 201, await resp.text()
+        deal_ids.append((await resp.json())["id"])
+    # The stream's state moves, but no listener runs (that node is gone).
+    await StreamRegistry(app[REDIS], app[KEYS]).transition(ended_stream, StreamState.ENDED)
+    assert (await _deal(client, deal_ids[0]))["state"] == "active"
+
+    report = await app[INVENTORY].sweeper.sweep_once(full=True)
+    assert report.deals_ended == 1
+    orphan = await _deal(client, deal_ids[0])
+    assert (orphan["state"], orphan["ended_reason"]) == ("ended", "stream_ended")
+    assert (await _deal(client, deal_ids[1]))["state"] == "active"
+    assert await _stock(client, "ORPHAN-1") == (7, 3, 0)
+    assert (await app[INVENTORY].sweeper.sweep_once(full=True)).deals_ended == 0
