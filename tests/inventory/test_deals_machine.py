@@ -5,7 +5,8 @@ Steps: start a deal, reserve (several buyers, with and without a deal, with and 
 per-buyer limit, holds that last or expire soon), release, commit, end a deal, let time
 pass (short holds and short deals run out and the real sweeper expires and ends them),
 pin, end a stream (the stream registry's real transition, whose listener ends the
-stream's deals and clears its pin). The model predicts every outcome; where the Redis
+stream's deals and clears its pin), or end one on a node that dies before its listeners
+run (the next full sweep must end its deals). The model predicts every outcome; where the Redis
 clock decides (a short hold or deal at the edge of its time) the outcome must be the one
 the model gives for a moment between just before and just after the call.
 
@@ -120,6 +121,9 @@ class DealsMachine(RuleBasedStateMachine):
         self.holds: list[HoldModel] = []
         self.live: list[str] = []
         self.ended: list[str] = []
+        # Ended by a node that died before its listeners ran: the next full sweep ends
+        # their deals (their pins stay).
+        self.ended_unannounced: list[str] = []
         self.pinned: dict[str, str] = {}
         self.run(self._build(self.redis_url))
 
@@ -139,6 +143,7 @@ class DealsMachine(RuleBasedStateMachine):
             catalog_index_key=self.catalog.index_key,
             interval_s=1,
             full_interval_s=1,
+            stream_ended=self._stream_ended,
         )
         notifier = StockNotifier(
             self.redis,
@@ -158,7 +163,12 @@ class DealsMachine(RuleBasedStateMachine):
             notifier=notifier,
         )
         self.streams = StreamRegistry(self.redis, keys)
+        self.streams_without_listeners = StreamRegistry(self.redis, keys)
         self.streams.on_state_change(inventory.on_stream_state)
+
+    async def _stream_ended(self, stream_id: str) -> bool:
+        stream = await self.streams.find(stream_id)
+        return stream is not None and stream.state is StreamState.ENDED
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -478,15 +488,22 @@ class DealsMachine(RuleBasedStateMachine):
             return await self.sweeper.sweep_once(full=True)
 
         report = self.run(go())
+        orphans = [
+            d
+            for d in self.deals
+            if d.active and d.stream in self.ended_unannounced and d not in deals
+        ]
         assert report.expired == len(holds)
-        assert report.deals_ended == len(deals)
+        assert report.deals_ended == len(deals) + len(orphans)
         for hold in holds:
             self._give_back(hold, "expired")
-        for deal in deals:
+        for deal in deals + orphans:
             self._end(deal)
-        for deal in deals:
+        for deal, reason in [(d, "time") for d in deals] + [(d, "stream_ended") for d in orphans]:
             found = self.run(self.deal_service.get(deal.id))
-            assert (found.state.value, found.ended_reason) == ("ended", "time")
+            assert (found.state.value, found.ended_reason) == ("ended", reason)
+        self.ended += self.ended_unannounced
+        self.ended_unannounced.clear()
 
     @rule(pick=st.integers(0, 100), sku=st.sampled_from(SKUS))
     def pin(self, pick: int, sku: str) -> None:
@@ -508,6 +525,17 @@ class DealsMachine(RuleBasedStateMachine):
         for deal in self.deals:
             if deal.stream == stream:
                 self._end(deal)
+
+    @rule(pick=st.integers(0, 100), probe=st.integers(0, 1000))
+    def end_stream_and_die(self, pick: int, probe: int) -> None:
+        """The stream ends but the node dies before its listeners end its deals; time
+        passes and the next full sweep ends them."""
+        if not self.live:
+            return
+        stream = self.live.pop(pick % len(self.live))
+        self.run(self.streams_without_listeners.transition(stream, StreamState.ENDED))
+        self.ended_unannounced.append(stream)
+        self.time_passes(probe)
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -563,7 +591,8 @@ class DealsMachine(RuleBasedStateMachine):
         async def check() -> None:
             for stream in self.ended:
                 assert await self.deal_service.for_stream(stream, active_only=True) == []
-                assert await self.redis.get(self.pins.pin_key(stream)) is None
+                if stream not in self.pinned:
+                    assert await self.redis.get(self.pins.pin_key(stream)) is None
             for stream, sku in self.pinned.items():
                 raw: Any = await self.redis.get(self.pins.pin_key(stream))
                 assert raw is not None
