@@ -190,7 +190,7 @@ class Deals:
     async def end_for_stream(self, stream_id: str) -> int:
         """End every deal of the stream still running or scheduled (its stream ended);
         returns how many this call ended. A deal that cannot be ended is logged and the
-        others are ended all the same; it ends at its end time at the latest."""
+        others are ended all the same (the sweeper tries it again)."""
         found: list[Any] = await self._redis.zrange(self.stream_deals_key(stream_id), 0, -1)
         ids = [text(i) for i in found]
         if not ids:

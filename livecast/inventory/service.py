@@ -63,7 +63,8 @@ class Inventory:
         """A stream that ends takes its deals and its pin with it.
 
         Each step stands alone: a deal that cannot be ended (logged) does not keep the
-        others running or the pin set. A deal left running still ends at its end time.
+        others running or the pin set. A deal left running is ended by the next full
+        sweep of any node (:class:`~livecast.inventory.sweeper.Sweeper`).
         """
         if stream.state is not StreamState.ENDED:
             return
