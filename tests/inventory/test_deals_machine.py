@@ -6,9 +6,11 @@ per-buyer limit, holds that last or expire soon), release, commit, end a deal, l
 pass (short holds and short deals run out and the real sweeper expires and ends them),
 pin, end a stream (the stream registry's real transition, whose listener ends the
 stream's deals and clears its pin), or end one on a node that dies before its listeners
-run (the next full sweep must end its deals). The model predicts every outcome; where the Redis
-clock decides (a short hold or deal at the edge of its time) the outcome must be the one
-the model gives for a moment between just before and just after the call.
+run (the next full sweep must end its deals). The model predicts every outcome; where
+the Redis clock decides (a short hold or deal at the edge of its time) the outcome must
+be the one the model gives for a moment between just before and just after the call.
+
+Each example runs on its own event loop, Redis client and key prefix (deleted after).
 
 After every step: each counter equals the model's and none is negative, available +
 held + sold + in deals = total, each deal's counters match, no buyer is past a deal's
