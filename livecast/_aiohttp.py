@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web_protocol
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import Response, StreamResponse
 
@@ -44,14 +45,17 @@ def check_compatible() -> None:
     source = inspect.getsource(web_protocol.RequestHandler)
     if "self.handle_error(" not in source:
         raise RuntimeError("this aiohttp's RequestHandler does not answer errors there")
+    if LineTooLong(b"", 8190).args[1:2] != (8190,):
+        raise RuntimeError("this aiohttp's LineTooLong does not carry its limit second")
 
 
 def answer_errors_with(respond: ErrorResponder) -> None:
     """Answer parser errors, escaped exceptions and timeouts with ``respond(status,
     message)`` in every aiohttp server of the process (again: the latest wins).
 
-    The message is the parser's for a 4xx (what was wrong with the request) and never
-    the exception's for a 5xx, whose detail only the log gets.
+    The message is the parser's for a 4xx (what was wrong with the request; for a line
+    over the limit, which limit) and never the exception's for a 5xx, whose detail only
+    the log gets.
     """
     check_compatible()
     current = web_protocol.RequestHandler.handle_error
@@ -66,6 +70,9 @@ def answer_errors_with(respond: ErrorResponder) -> None:
     ) -> StreamResponse:
         original(self, request, status, exc, message)
         text = message if status < 500 and message else ""
+        if isinstance(exc, LineTooLong):
+            # Its own message quotes the first 100 bytes of the line as a Python repr.
+            text = f"the request line or a header is over {exc.args[1]} bytes"
         response = respond(status, text)
         response.force_close()
         return response
