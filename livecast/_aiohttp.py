@@ -15,6 +15,7 @@ an aiohttp version lays it out otherwise.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Final
@@ -33,8 +34,10 @@ _WRAPPED: Final = "__livecast_wrapped__"
 _PARAMETERS: Final = ("self", "request", "status", "exc", "message")
 
 
+@functools.cache
 def check_compatible() -> None:
-    """Raise if this aiohttp's ``RequestHandler.handle_error`` is not the one wrapped here."""
+    """Raise if this aiohttp's ``RequestHandler.handle_error`` is not the one wrapped here
+    (checked once per process: it reads aiohttp's source)."""
     handle_error = getattr(web_protocol.RequestHandler, "handle_error", None)
     if handle_error is None:
         raise RuntimeError("this aiohttp has no RequestHandler.handle_error")
