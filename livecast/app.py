@@ -23,7 +23,7 @@ from livecast.cart.service import setup as setup_cart
 from livecast.config import Settings
 from livecast.embedded_redis import EmbeddedRedis, Supervisor
 from livecast.events import EventPublisher
-from livecast.http import error_middleware
+from livecast.http import error_middleware, setup_error_responses
 from livecast.inventory import api as inventory_api
 from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
 from livecast.openapi import build_openapi, openapi_route
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
         middlewares=[metrics_middleware, error_middleware],
     )
+    setup_error_responses(app)
     app[SETTINGS] = settings
     app[ABORT] = Abort()
     app[METRICS] = Metrics()

@@ -1,18 +1,24 @@
 """The HTTP boundary: JSON in and out, errors as JSON, the caller's identity.
 
 Every request body is validated here, once, into a typed ``msgspec.Struct``; handlers
-trust what they receive. Every 4xx/5xx leaves as ``{"error": {"code", "message"}}``.
+trust what they receive. Every 4xx/5xx leaves as ``{"error": {"code", "message"}}``:
+what handlers raise, through :func:`error_middleware`; what aiohttp answers by itself
+(unknown route, wrong method, body too large, a bad ``Expect``, and requests its parser
+refuses before any middleware runs: a URL or header over 8 KB, a malformed header),
+through :func:`setup_error_responses`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from livecast import _aiohttp
 from livecast.appkeys import SETTINGS, TOKENS
 from livecast.auth import Identity, identity_from_request
 from livecast.errors import (
@@ -23,9 +29,19 @@ from livecast.errors import (
     UnsupportedMediaType,
     bearer_challenge,
 )
+from livecast.inventory.money import CURRENCY_PATTERN
 from livecast.redisdb import UNAVAILABLE_ERRORS
 
-__all__ = ["error_middleware", "error_response", "identity", "json_response", "read_json"]
+__all__ = [
+    "error_middleware",
+    "error_response",
+    "http_error_response",
+    "identity",
+    "json_response",
+    "read_json",
+    "setup_error_responses",
+    "validation_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +63,16 @@ _HTTP_CODES = {
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "unprocessable",
     429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+    504: "timeout",
 }
+_CURRENCY_EXPECTED = f"`str` matching regex '{CURRENCY_PATTERN}'"
+# Headers of aiohttp's own errors worth keeping on ours.
+_KEPT_HEADERS = {"allow", "retry-after"}
 
 
 def json_response(
@@ -83,9 +106,15 @@ async def read_json(request: web.Request, into: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=into, strict=True)
     except msgspec.ValidationError as exc:
-        raise Unprocessable(str(exc), code="invalid_field") from None
+        raise Unprocessable(validation_message(exc), code="invalid_field") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+def validation_message(exc: msgspec.ValidationError) -> str:
+    """msgspec's message for a value that failed validation, with the long patterns it
+    quotes (every ISO 4217 code) named instead."""
+    return str(exc).replace(_CURRENCY_EXPECTED, "an active ISO 4217 currency code")
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -118,12 +147,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = bearer_challenge(code)
-        return error_response(exc.status, code, message, headers)
+        return http_error_response(exc.status, _exception_message(exc), _kept_headers(exc))
     except UNAVAILABLE_ERRORS as exc:
         # Redis is down or restarting: the request may be retried, and nothing a script
         # does is half-applied (each one is atomic), so say so rather than 500.
@@ -134,3 +158,56 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")
+
+
+def http_error_response(
+    status: int, message: str = "", headers: dict[str, str] | None = None
+) -> web.Response:
+    """The JSON error for an HTTP status aiohttp chose (its code from the status), with
+    the status's reason phrase when there is no message."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    code = _code(status)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": bearer_challenge(code)}
+    return error_response(status, code, message or phrase, headers)
+
+
+def _code(status: int) -> str:
+    return _HTTP_CODES.get(status, "http_error")
+
+
+def _exception_message(exc: web.HTTPException) -> str:
+    # aiohttp's default text is "<status>: <reason>"; a text given on purpose is kept.
+    text = exc.text
+    return text if text and not text.startswith(f"{exc.status}:") else exc.reason
+
+
+def _kept_headers(response: web.StreamResponse) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
+
+
+async def _http_exception_as_json(request: web.Request, response: web.StreamResponse) -> None:
+    """An aiohttp error that reached no middleware (a bad ``Expect`` header is answered
+    before them) leaves in the JSON error shape too."""
+    if not isinstance(response, web.HTTPException) or response.status < 400:
+        return
+    if response.content_type == "application/json":
+        return
+    body = _encoder.encode(
+        {"error": {"code": _code(response.status), "message": _exception_message(response)}}
+    )
+    # The headers are prepared by now (signals run just before they are written).
+    response.body = body
+    response.headers[hdrs.CONTENT_TYPE] = "application/json"
+    response.headers[hdrs.CONTENT_LENGTH] = str(len(body))
+
+
+def setup_error_responses(app: web.Application) -> None:
+    """Send aiohttp's own errors in the JSON error shape: those that pass no middleware
+    (see :mod:`livecast._aiohttp` for the ones its HTTP parser answers; that part holds
+    for every aiohttp server of the process). Raises at start-up if aiohttp changed."""
+    _aiohttp.answer_errors_with(http_error_response)
+    app.on_response_prepare.append(_http_exception_as_json)

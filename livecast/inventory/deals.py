@@ -132,11 +132,12 @@ class Deals:
         sku: str,
         price: Money,
         quantity: int,
-        duration_s: int,
+        duration_s: float,
         per_buyer_limit: int,
-        start_in_s: int = 0,
+        start_in_s: float = 0,
     ) -> Deal:
-        """Carve ``quantity`` out of the SKU's free stock and open the deal.
+        """Carve ``quantity`` out of the SKU's free stock and open the deal, ``start_in_s``
+        from now for ``duration_s`` (both to the millisecond).
 
         The caller has checked the stream is live and the caller may manage it. Raises
         404 ``unknown_sku``, 409 ``insufficient_stock``, 422 ``currency_mismatch``.
@@ -152,8 +153,8 @@ class Deals:
                 quantity,
                 price.amount_minor,
                 price.currency,
-                start_in_s * 1000,
-                duration_s * 1000,
+                round(start_in_s * 1000),
+                round(duration_s * 1000),
                 per_buyer_limit,
             ],
         )
@@ -185,6 +186,42 @@ class Deals:
         if deal is None:
             raise_for_status("unknown_deal", deal_id)
         return deal
+
+    async def end_for_stream(self, stream_id: str) -> int:
+        """End every deal of the stream still running or scheduled (its stream ended);
+        returns how many this call ended. A deal that cannot be ended is logged and the
+        others are ended all the same (the sweeper tries it again)."""
+        found: list[Any] = await self._redis.zrange(self.stream_deals_key(stream_id), 0, -1)
+        ids = [text(i) for i in found]
+        if not ids:
+            return 0
+        skus: list[Any] = await self._redis.hmget(self.sku_index, ids)
+        ended = 0
+        for deal_id, sku in zip(ids, skus, strict=True):
+            if sku is None:
+                continue
+            try:
+                _, ended_now = await self._finish(deal_id, text(sku), "stream_ended", False)
+            except Exception:
+                log.exception("could not end deal %s of ended stream %s", deal_id, stream_id)
+                continue
+            ended += ended_now
+        return ended
+
+    async def running_streams(self) -> set[str]:
+        """The streams with a deal not yet ended (from ``deals:due``, which lists every
+        deal started since its index was written)."""
+        found: list[Any] = await self._redis.zrange(self.due_key, 0, -1)
+        ids = [text(i) for i in found]
+        if not ids:
+            return set()
+        skus: list[Any] = await self._redis.hmget(self.sku_index, ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for deal_id, sku in zip(ids, skus, strict=True):
+                if sku is not None:
+                    pipe.hget(self._reservations.base(text(sku)) + ":deal:" + deal_id, "stream")
+            streams: list[Any] = await pipe.execute()
+        return {text(stream) for stream in streams if stream is not None}
 
     async def end_due(self, deal_id: str, sku: str | None = None) -> bool:
         """End a deal whose time is up, as the sweeper does; True only if this call ended

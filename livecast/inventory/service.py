@@ -22,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -37,7 +38,7 @@ from livecast.inventory.ownership import Ownership
 from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Reservations
 from livecast.inventory.sweeper import Sweeper
-from livecast.streams.registry import Stream, StreamState
+from livecast.streams.registry import Stream, StreamRegistry, StreamState
 
 __all__ = ["INVENTORY", "Inventory", "inventory_ctx"]
 
@@ -64,19 +65,32 @@ class Inventory:
         return [dict(msgspec.to_builtins(d)) for d in deals]
 
     async def on_stream_state(self, stream: Stream, previous: StreamState) -> None:
-        """A stream that ends takes its deals and its pin with it."""
+        """A stream that ends takes its deals and its pin with it.
+
+        Each step stands alone: a deal that cannot be ended (logged) does not keep the
+        others running or the pin set. A deal left running is ended by the next full
+        sweep of any node (:class:`~livecast.inventory.sweeper.Sweeper`).
+        """
         if stream.state is not StreamState.ENDED:
             return
         try:
-            for deal in await self.deals.for_stream(stream.id, active_only=True):
-                await self.deals.end(deal.id, "stream_ended")
+            await self.deals.end_for_stream(stream.id)
+        except Exception:
+            log.exception("could not end the deals of ended stream %s", stream.id)
+        try:
             await self.pins.clear(stream.id)
         except Exception:
-            # The stream has ended either way; deals left open end at their time.
-            log.exception("could not close the deals and pin of ended stream %s", stream.id)
+            log.exception("could not clear the pin of ended stream %s", stream.id)
 
 
 INVENTORY = web.AppKey("inventory", Inventory)
+
+
+async def _stream_has_ended(streams: StreamRegistry, stream_id: str) -> bool:
+    """For the sweeper: has this stream ended? (An unknown id has not: the deal ends at
+    its time.)"""
+    stream = await streams.find(stream_id)
+    return stream is not None and stream.state is StreamState.ENDED
 
 
 async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -102,6 +116,7 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
         catalog_index_key=catalog.index_key,
         interval_s=settings.sweep_interval_s,
         full_interval_s=settings.full_sweep_interval_s,
+        stream_ended=partial(_stream_has_ended, app[STREAMS]),
     )
     pins = Pins(redis, keys, catalog, deals, events)
     notifier = StockNotifier(

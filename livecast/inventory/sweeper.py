@@ -13,7 +13,9 @@ expiry or deal end, ms), marked by the node that made a hold (batched by the not
 rescheduled after each sweep by ``due_reschedule.lua``. Every ``full_sweep_interval_s``
 the sweeper also walks every SKU of the catalog, so a mark lost to a crash between a
 reservation and its mark, or a deal left out of every index by a crash right after its
-carve, delays the return of its units by at most that long.
+carve, delays the return of its units by at most that long. The full sweep also ends the
+deals of streams that have ended (``stream_ended``): the stream's own end ends them, but
+a node that dies, or a Redis that fails, right then must not leave them running.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,7 @@ class Sweeper:
         catalog_index_key: str,
         interval_s: float,
         full_interval_s: float,
+        stream_ended: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._redis = redis
         self._reservations = reservations
@@ -64,6 +68,7 @@ class Sweeper:
         self._catalog_index_key = catalog_index_key
         self._interval_s = interval_s
         self._full_interval_s = full_interval_s
+        self._stream_ended = stream_ended
         self._reschedule = load_lua(redis, _HERE / "due_reschedule.lua")
         self.due_key = keys.key("holds", "due")
         self._running = True
@@ -127,9 +132,23 @@ class Sweeper:
                     ended += 1
             except Exception:
                 log.exception("could not end due deal %s; retrying next sweep", deal_id)
+        if full and self._stream_ended is not None:
+            ended += await self._end_deals_of_ended_streams()
         return SweepReport(
             skus=len(skus),
             expired=sum(e.expired for e in expiries),
             settled=settled,
             deals_ended=ended,
         )
+
+    async def _end_deals_of_ended_streams(self) -> int:
+        assert self._stream_ended is not None
+        ended = 0
+        for stream_id in await self._deals.running_streams():
+            try:
+                if await self._stream_ended(stream_id):
+                    log.warning("stream %s ended with deals running; ending them", stream_id)
+                    ended += await self._deals.end_for_stream(stream_id)
+            except Exception:
+                log.exception("could not end the deals of ended stream %s", stream_id)
+        return ended

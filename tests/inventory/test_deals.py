@@ -4,19 +4,26 @@ early and at the end time, and never overselling a deal."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
+from livecast.appkeys import KEYS, REDIS
 from livecast.auth import Role
+from livecast.config import Settings
 from livecast.errors import ApiError
 from livecast.events import EventPublisher
 from livecast.inventory.deals import Deals
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Hold
 from livecast.inventory.service import INVENTORY
-from tests.conftest import Client, MakeToken, bearer
+from livecast.streams.registry import StreamRegistry, StreamState
+from tests.conftest import Client, MakeToken, bearer, make_settings
+from tests.ingest.conftest import eventually
 from tests.inventory.conftest import (
     Services,
     assert_error,
@@ -24,6 +31,18 @@ from tests.inventory.conftest import (
     listen,
     put_product,
 )
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
+    """The app sweeps and announces every 50 ms, so deals end on time within a test."""
+    return make_settings(
+        redis_url,
+        key_prefix,
+        tmp_path,
+        inventory__sweep_interval_s=0.05,
+        inventory__event_interval_s=0.05,
+    )
 
 
 def _deal_body(sku: str, **change: Any) -> dict[str, Any]:
@@ -245,3 +264,190 @@ async def test_ten_thousand_attempts_on_a_deal_carved_from_larger_stock(
     levels = await services.reservations.stock("DEAL-1")
     assert levels is not None
     assert (levels.available, levels.held, levels.deal_reserved, levels.sold) == (3000, 0, 0, 0)
+
+
+# -- deals always end, sold out or not -------------------------------------------------------
+
+
+async def _sold_out_deal(
+    client: Client, make_token: MakeToken, sku: str, *, stream_id: str | None = None
+) -> tuple[str, str, dict[str, Any]]:
+    """A live stream with a 2-unit deal on ``sku`` (of 5 in stock) that two buyers emptied
+    over HTTP; returns the seller's token, the stream and the deal."""
+    seller = make_token(Role.SELLER, sub="seller-so")
+    stream_id = stream_id or await create_live_stream(client, seller)
+    await put_product(client, seller, sku, 5)
+    resp = await client.post(
+        f"/api/streams/{stream_id}/deals",
+        json=_deal_body(sku, quantity=2, per_buyer_limit=1),
+        headers=bearer(seller),
+    )
+    assert resp.status == 201, await resp.text()
+    deal: dict[str, Any] = await resp.json()
+    for n in range(3):
+        buyer = make_token(Role.VIEWER, sub=f"buyer-{sku}-{n}")
+        resp = await client.post(
+            "/api/cart/items",
+            json={"stream_id": stream_id, "sku": sku, "deal_id": deal["id"]},
+            headers=bearer(buyer),
+        )
+        if n < 2:
+            assert resp.status == 201, await resp.text()
+        else:
+            await assert_error(resp, 409, "sold_out")
+    return seller, stream_id, deal
+
+
+async def _deal(client: Client, deal_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/deals/{deal_id}")
+    assert resp.status == 200, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+async def _stock(client: Client, sku: str) -> tuple[int, int, int]:
+    product = await (await client.get(f"/api/products/{sku}")).json()
+    return product["stock"], product["in_deals"], product["held"]
+
+
+async def test_the_host_ends_a_sold_out_deal(client: Client, make_token: MakeToken) -> None:
+    seller, _, deal = await _sold_out_deal(client, make_token, "SOLD-1")
+    assert (await _deal(client, deal["id"]))["left"] == 0
+    resp = await client.post(f"/api/deals/{deal['id']}/end", headers=bearer(seller))
+    assert resp.status == 200, await resp.text()
+    ended = await resp.json()
+    assert (ended["state"], ended["ended_reason"], ended["left"]) == ("ended", "host", 0)
+    assert ended["ended_at"]
+    # Nothing came back (nothing was left); the two held units stay held.
+    assert await _stock(client, "SOLD-1") == (3, 0, 2)
+    resp = await client.post(f"/api/deals/{deal['id']}/end", headers=bearer(seller))
+    assert resp.status == 200
+
+
+async def test_a_sold_out_deal_ends_at_its_time(
+    client: Client, make_token: MakeToken, app: web.Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    seller = make_token(Role.SELLER, sub="seller-so")
+    stream_id = await create_live_stream(client, seller)
+    await put_product(client, seller, "SOLD-2", 5)
+    deal = await app[INVENTORY].deals.start(
+        stream_id=stream_id,
+        sku="SOLD-2",
+        price=Money(amount_minor=999, currency="EUR"),
+        quantity=1,
+        duration_s=1,
+        per_buyer_limit=1,
+    )
+    resp = await client.post(
+        "/api/cart/items",
+        json={"stream_id": stream_id, "sku": "SOLD-2", "deal_id": deal.id},
+        headers=bearer(make_token(Role.VIEWER, sub="buyer-t")),
+    )
+    assert resp.status == 201, await resp.text()
+    assert (await _deal(client, deal.id))["left"] == 0
+
+    async def ended_by_time() -> bool:
+        data = await _deal(client, deal.id)
+        return data["ended_reason"] == "time" and data["ended_at"] is not None
+
+    with caplog.at_level(logging.ERROR, logger="livecast.inventory"):
+        await eventually(ended_by_time, within=5)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert await _stock(client, "SOLD-2") == (4, 0, 1)
+    due = await app[INVENTORY].deals.due(2**62)
+    assert deal.id not in due
+
+
+async def test_ending_the_stream_ends_every_deal_and_clears_the_pin(
+    client: Client, make_token: MakeToken, app: web.Application
+) -> None:
+    seller, stream_id, sold_out = await _sold_out_deal(client, make_token, "SOLD-3")
+    await put_product(client, seller, "SOLD-4", 5)
+    resp = await client.post(
+        f"/api/streams/{stream_id}/deals", json=_deal_body("SOLD-4"), headers=bearer(seller)
+    )
+    assert resp.status == 201
+    open_deal = await resp.json()
+    resp = await client.post(
+        f"/api/streams/{stream_id}/pin", json={"sku": "SOLD-3"}, headers=bearer(seller)
+    )
+    assert resp.status == 200
+    async with listen(app, stream_id) as log:
+        resp = await client.post(f"/api/streams/{stream_id}/end", headers=bearer(seller))
+        assert resp.status == 200, await resp.text()
+        await log.wait_for("deal.ended", 2)
+        await log.wait_for("pin.cleared")
+    for deal_id in (sold_out["id"], open_deal["id"]):
+        data = await _deal(client, deal_id)
+        assert (data["state"], data["ended_reason"]) == ("ended", "stream_ended")
+    resp = await client.get(f"/api/streams/{stream_id}/deals?active=1")
+    assert (await resp.json())["deals"] == []
+    assert (await (await client.get(f"/api/streams/{stream_id}/pin")).json())["pin"] is None
+    assert await _stock(client, "SOLD-3") == (3, 0, 2)
+    assert await _stock(client, "SOLD-4") == (5, 0, 0)
+
+
+async def test_one_deal_that_cannot_end_does_not_keep_the_others_running(
+    client: Client,
+    make_token: MakeToken,
+    app: web.Application,
+    redis_client: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seller = make_token(Role.SELLER, sub="seller-so")
+    stream_id = await create_live_stream(client, seller)
+    deal_ids = []
+    for sku in ("BAD-1", "GOOD-1"):
+        await put_product(client, seller, sku, 5)
+        resp = await client.post(
+            f"/api/streams/{stream_id}/deals", json=_deal_body(sku), headers=bearer(seller)
+        )
+        assert resp.status == 201
+        deal_ids.append((await resp.json())["id"])
+    await client.post(
+        f"/api/streams/{stream_id}/pin", json={"sku": "GOOD-1"}, headers=bearer(seller)
+    )
+    # The first deal's record is damaged (its counter is not a number): its end fails.
+    reservations = app[INVENTORY].reservations
+    await redis_client.hset(
+        reservations.base("BAD-1") + ":deal:" + deal_ids[0], "remaining", "garbage"
+    )
+    with caplog.at_level(logging.ERROR, logger="livecast.inventory"):
+        resp = await client.post(f"/api/streams/{stream_id}/end", headers=bearer(seller))
+    assert resp.status == 200, await resp.text()
+    assert any(deal_ids[0] in r.getMessage() for r in caplog.records)
+    good = await _deal(client, deal_ids[1])
+    assert (good["state"], good["ended_reason"]) == ("ended", "stream_ended")
+    assert await _stock(client, "GOOD-1") == (5, 0, 0)
+    assert (await (await client.get(f"/api/streams/{stream_id}/pin")).json())["pin"] is None
+
+
+async def test_a_full_sweep_ends_the_deals_of_a_stream_that_ended_without_them(
+    client: Client, make_token: MakeToken, app: web.Application
+) -> None:
+    """The node ending a stream died before ending its deals: the next full sweep (on
+    any node) ends them; a deal on a stream still live keeps running."""
+    seller = make_token(Role.SELLER, sub="seller-so")
+    ended_stream = await create_live_stream(client, seller)
+    live_stream = await create_live_stream(client, seller)
+    await put_product(client, seller, "ORPHAN-1", 10)
+    deal_ids = []
+    for stream_id in (ended_stream, live_stream):
+        resp = await client.post(
+            f"/api/streams/{stream_id}/deals",
+            json=_deal_body("ORPHAN-1", quantity=3),
+            headers=bearer(seller),
+        )
+        assert resp.status == 201, await resp.text()
+        deal_ids.append((await resp.json())["id"])
+    # The stream's state moves, but no listener runs (that node is gone).
+    await StreamRegistry(app[REDIS], app[KEYS]).transition(ended_stream, StreamState.ENDED)
+    assert (await _deal(client, deal_ids[0]))["state"] == "active"
+
+    report = await app[INVENTORY].sweeper.sweep_once(full=True)
+    assert report.deals_ended == 1
+    orphan = await _deal(client, deal_ids[0])
+    assert (orphan["state"], orphan["ended_reason"]) == ("ended", "stream_ended")
+    assert (await _deal(client, deal_ids[1]))["state"] == "active"
+    assert await _stock(client, "ORPHAN-1") == (7, 3, 0)
+    assert (await app[INVENTORY].sweeper.sweep_once(full=True)).deals_ended == 0

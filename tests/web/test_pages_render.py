@@ -4,6 +4,7 @@ act through the server (the studio's fake camera preview, ending a stream from t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -190,3 +191,33 @@ async def test_control_panel_refuses_a_viewer(server: LiveServer, new_context: N
     await expect(page.locator("#toast")).to_contain_text("may not manage")
     stream = await server.call("GET", f"/api/streams/{stream_id}")
     assert stream["state"] == "live"
+
+
+async def test_prices_show_with_their_currency_s_digits(
+    server: LiveServer, new_context: NewContext
+) -> None:
+    """Amounts are minor units in ISO 4217 digits: yen have none, dinars three; the
+    browser's own locale data (IQD with 0 digits) is not what decides."""
+    seller = server.token(Role.SELLER, sub="seller-ana", name="Ana's Sneakers")
+    for sku, amount, currency in [("TEA-JP", 1500, "JPY"), ("DATES-KW", 12345, "KWD")]:
+        product = {"title": sku, "price": {"amount_minor": amount, "currency": currency}}
+        await server.call("PUT", f"/api/products/{sku}", seller, {**product, "stock": 5}, 201)
+    stream = await server.create_stream(seller, "Tea time", featured_skus=["TEA-JP", "DATES-KW"])
+    await server.call("POST", f"/api/streams/{stream['id']}/start", seller)
+    page = await (await new_context({**DESKTOP, "locale": "en-US"})).new_page()
+    await page.goto(f"{server.base_url}/control/{stream['id']}#token={seller}")
+    rows = page.locator("#product-list .product-row")
+    await expect(rows.nth(0)).to_contain_text("¥1,500")
+    await expect(rows.nth(1)).to_contain_text(re.compile(r"KWD\s12\.345"))
+    await expect(page.locator("#deal-price")).to_have_attribute("placeholder", "1999")
+
+    formatted = await page.evaluate(
+        """async () => {
+            const { formatMoney, parseMoney } = await import('/static/js/ui.js');
+            return [formatMoney(1000, 'IQD'), formatMoney(5, 'EUR'), formatMoney(7, 'ZZZ'),
+                    formatMoney(7, null), parseMoney('15', 'JPY'), parseMoney('1.5', 'JPY'),
+                    parseMoney('1.5', 'KWD'), parseMoney('2', 'ZZZ')];
+        }"""
+    )
+    assert formatted[0].replace("\xa0", " ") == "IQD 1.000"
+    assert formatted[1:] == ["€0.05", "", "", 15, None, 1500, None]

@@ -54,7 +54,7 @@ export function normalizeProduct(raw) {
     description: raw.description || '',
     imageUrl: raw.image_url || raw.image || '',
     amountMinor: price ? price.amount_minor : (raw.price_minor ?? raw.amount_minor ?? raw.price ?? null),
-    currency: (price && price.currency) || raw.currency || 'USD',
+    currency: (price && price.currency) || raw.currency || null,
     stock: raw.stock_left ?? raw.available ?? raw.stock ?? null,
   };
   return product;
@@ -168,7 +168,7 @@ export function normalizeCart(raw) {
       imageUrl: line.image_url || (line.product && line.product.image_url) || '',
       quantity: line.quantity ?? 1,
       unitMinor: price ? price.amount_minor : (line.unit_price_minor ?? line.price_minor ?? line.unit_price ?? null),
-      currency: (price && price.currency) || line.currency || 'USD',
+      currency: (price && price.currency) || line.currency || null,
       expiresAtMs: typeof expires === 'string' ? Date.parse(expires) : expires,
       dealId: line.deal_id || null,
     };
@@ -177,7 +177,7 @@ export function normalizeCart(raw) {
     : raw && raw.total && typeof raw.total === 'object' ? raw.total : null;
   const totalMinor = total ? total.amount_minor
     : (raw && (raw.total_minor ?? raw.total)) ?? items.reduce((sum, i) => sum + (i.unitMinor || 0) * i.quantity, 0);
-  const currency = (total && total.currency) || (raw && raw.currency) || (items[0] && items[0].currency) || 'USD';
+  const currency = (total && total.currency) || (raw && raw.currency) || (items[0] && items[0].currency) || null;
   const expired = ((raw && raw.expired) || []).map((e) => e.title || e.sku);
   return { items, totalMinor, currency, expired };
 }
@@ -187,7 +187,7 @@ export function normalizeOrder(raw) {
   return {
     id: raw.id || raw.order_id,
     totalMinor: total ? total.amount_minor : (raw.total_minor ?? raw.total ?? null),
-    currency: (total && total.currency) || raw.currency || 'USD',
+    currency: (total && total.currency) || raw.currency || null,
     units: raw.units ?? (raw.lines || raw.items || []).reduce((n, l) => n + (l.quantity || 1), 0),
   };
 }

@@ -4,7 +4,7 @@ import { api, normalizeDeal } from './api.js';
 import { currentSession, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
-import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, toast, newId, friendlyError } from './ui.js';
+import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, examplePrice, toast, newId, friendlyError } from './ui.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 let session = currentSession('host');
@@ -48,7 +48,7 @@ async function loadProducts() {
     renderProducts();
     return;
   }
-  const placeholder = (sku) => ({ sku, title: sku, amountMinor: null, currency: 'USD', stock: null, imageUrl: '', missing: true });
+  const placeholder = (sku) => ({ sku, title: sku, amountMinor: null, currency: null, stock: null, imageUrl: '', missing: true });
   try {
     const found = new Map((await api.getProducts(skus, session.token)).map((p) => [p.sku, p]));
     // Featured SKUs the catalog does not know stay listed, so the host sees what is missing.
@@ -80,7 +80,15 @@ function renderProducts() {
         : h('button', { class: 'btn btn-small btn-primary', type: 'button', onclick: () => pin(product.sku) }, 'Pin')));
     if (!product.missing) select.append(h('option', { value: product.sku }, `${product.title} (${product.sku})`));
   }
+  showDealPriceHint();
 }
+
+// The deal price is typed in the product's currency, with that currency's digits.
+function showDealPriceHint() {
+  const product = products.find((p) => p.sku === $('#deal-sku').value);
+  $('#deal-price').placeholder = examplePrice(product && product.currency);
+}
+$('#deal-sku').addEventListener('change', showDealPriceHint);
 
 async function pin(sku) {
   try {
@@ -119,10 +127,10 @@ $('#deal-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const sku = $('#deal-sku').value;
   const product = products.find((p) => p.sku === sku);
-  const currency = (product && product.currency) || 'USD';
+  const currency = (product && product.currency) || null;
   const priceMinor = parseMoney($('#deal-price').value, currency);
   if (!sku) { toast('Pick a product for the deal.', 'error'); return; }
-  if (priceMinor === null || priceMinor <= 0) { toast('Enter a price like 19.99.', 'error'); return; }
+  if (priceMinor === null || priceMinor <= 0) { toast(`Enter a price like ${examplePrice(currency)}.`, 'error'); return; }
   try {
     const deal = await api.startDeal(streamId, session.token, {
       sku, priceMinor, currency,
@@ -151,7 +159,7 @@ function renderDeals() {
     const clock = h('span', { class: 'countdown' });
     list.append(h('li', { class: 'deal-row', dataset: { deal: deal.id } },
       h('div', {},
-        h('p', { class: 'deal-row-title' }, '⚡ ', deal.title || deal.sku, ' · ', formatMoney(deal.amountMinor, deal.currency || 'USD')),
+        h('p', { class: 'deal-row-title' }, '⚡ ', deal.title || deal.sku, ' · ', formatMoney(deal.amountMinor, deal.currency)),
         h('p', { class: 'muted small' }, deal.left !== null ? `${deal.left} of ${deal.quantity ?? '?'} left` : '', ' · ends in ', clock)),
       h('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => endDeal(deal.id) }, 'End')));
     if (deal.endsAtMs) countdown(clock, deal.endsAtMs, () => { deal.state = 'ended'; renderDeals(); });
@@ -198,8 +206,8 @@ function showStats(raw) {
   // GMV is a list, one amount per currency sold in.
   show('#stat-gmv', s.gmv, (gmv) => {
     const amounts = Array.isArray(gmv) ? gmv : [gmv];
-    const currency = (products.find((p) => !p.missing) || {}).currency || 'USD';
-    return amounts.length ? amounts.map((m) => formatMoney(m.amount_minor, m.currency)).join(' + ') : formatMoney(0, currency);
+    const currency = (products.find((p) => !p.missing) || {}).currency || null;
+    return (amounts.length ? amounts.map((m) => formatMoney(m.amount_minor, m.currency)).join(' + ') : formatMoney(0, currency)) || '–';
   });
   show('#stat-conversion', s.conversion, (c) => `${(c * 100).toFixed(1)}%`);
   setText('#numbers-updated', `updated ${new Date().toLocaleTimeString()}`);

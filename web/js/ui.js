@@ -1,6 +1,8 @@
 // Small DOM helpers shared by the pages. Text from users is only ever set as textContent:
 // h() turns every string child into a Text node and has no way to set innerHTML.
 
+import { MINOR_DIGITS } from './currencies.js';
+
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
@@ -36,31 +38,46 @@ export function clear(node) {
   return node;
 }
 
-const moneyFormats = new Map();
-export function formatMoney(amountMinor, currency = 'USD') {
-  if (amountMinor === null || amountMinor === undefined || Number.isNaN(Number(amountMinor))) return '';
-  currency = currency || 'USD';
-  let format = moneyFormats.get(currency);
-  if (!format) {
-    try {
-      format = new Intl.NumberFormat(undefined, { style: 'currency', currency });
-    } catch {
-      format = new Intl.NumberFormat(undefined, { style: 'currency', currency: 'USD' });
-    }
-    moneyFormats.set(currency, format);
-  }
-  const digits = format.resolvedOptions().maximumFractionDigits;
-  return format.format(Number(amountMinor) / 10 ** digits);
+// Money is integer minor units plus an ISO 4217 code; the digits are ISO's (JPY 0, EUR 2,
+// KWD 3), never assumed. An amount without a known currency shows as nothing ('').
+export function minorDigits(currency) {
+  return Object.hasOwn(MINOR_DIGITS, currency || '') ? MINOR_DIGITS[currency] : null;
 }
 
-// Parse "12.50" into minor units for a currency, or null.
-export function parseMoney(text, currency = 'USD') {
+const moneyFormats = new Map();
+export function formatMoney(amountMinor, currency) {
+  if (amountMinor === null || amountMinor === undefined || !Number.isInteger(Number(amountMinor))) return '';
+  const digits = minorDigits(currency);
+  if (digits === null) return '';
+  let format = moneyFormats.get(currency);
+  if (!format) {
+    format = new Intl.NumberFormat(undefined, {
+      style: 'currency', currency, minimumFractionDigits: digits, maximumFractionDigits: digits,
+    });
+    moneyFormats.set(currency, format);
+  }
+  // The amount as an exact decimal string ("1999" in EUR is "19.99"), never divided as a float.
+  const minor = Number(amountMinor);
+  const units = String(Math.abs(minor)).padStart(digits + 1, '0');
+  const decimal = digits ? `${units.slice(0, -digits)}.${units.slice(-digits)}` : units;
+  return format.format(`${minor < 0 ? '-' : ''}${decimal}`);
+}
+
+// Parse "12.50" into minor units of a currency, or null (also for an unknown currency, or
+// more decimals than the currency has).
+export function parseMoney(text, currency) {
+  const digits = minorDigits(currency);
   const match = /^\s*(\d+)(?:[.,](\d+))?\s*$/.exec(text || '');
-  if (!match) return null;
-  const digits = new Intl.NumberFormat(undefined, { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
+  if (!match || digits === null) return null;
   const fraction = (match[2] || '').padEnd(digits, '0');
   if (fraction.length > digits) return null;
   return Number(match[1]) * 10 ** digits + Number(fraction || 0);
+}
+
+// An example price in a currency's digits, for hints: "19.99", "1999" (JPY), "19.990" (KWD).
+export function examplePrice(currency) {
+  const digits = minorDigits(currency) ?? 2;
+  return digits ? `19.${'99'.padEnd(digits, '0')}` : '1999';
 }
 
 export function formatCount(n) {

@@ -350,7 +350,7 @@ async function refreshCart() {
 }
 
 function renderCart() {
-  const cart = state.cart || { items: [], totalMinor: 0, currency: 'USD' };
+  const cart = state.cart || { items: [], totalMinor: 0, currency: null };
   const lines = clear($('#cart-lines'));
   for (const item of cart.items) {
     const timer = h('span', { class: 'hold-timer' });
@@ -364,7 +364,7 @@ function renderCart() {
     if (item.expiresAtMs) countdown(timer, item.expiresAtMs, () => refreshCart());
   }
   $('#cart-empty').hidden = cart.items.length > 0;
-  setText('#cart-total', formatMoney(cart.totalMinor, cart.currency));
+  setText('#cart-total', formatMoney(cart.totalMinor, cart.currency) || '–');
   $('#checkout').disabled = cart.items.length === 0;
   const count = cart.items.reduce((n, i) => n + i.quantity, 0);
   $('#cart-count').hidden = count === 0;
