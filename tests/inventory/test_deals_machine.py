@@ -43,6 +43,7 @@ from livecast.inventory.catalog import Catalog, ProductFields
 from livecast.inventory.deals import Deal, Deals
 from livecast.inventory.money import Money
 from livecast.inventory.notify import StockNotifier
+from livecast.inventory.ownership import Ownership
 from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Hold, Reservations
 from livecast.inventory.service import Inventory
@@ -156,6 +157,7 @@ class DealsMachine(RuleBasedStateMachine):
             due_key=self.sweeper.due_key,
             interval_s=1,
         )
+        self.streams = StreamRegistry(self.redis, keys)
         inventory = Inventory(
             reservations=self.reservations,
             catalog=self.catalog,
@@ -163,8 +165,15 @@ class DealsMachine(RuleBasedStateMachine):
             pins=self.pins,
             sweeper=self.sweeper,
             notifier=notifier,
+            ownership=Ownership(
+                self.redis,
+                self.reservations,
+                self.catalog,
+                self.deal_service,
+                self.pins,
+                self.streams,
+            ),
         )
-        self.streams = StreamRegistry(self.redis, keys)
         self.streams_without_listeners = StreamRegistry(self.redis, keys)
         self.streams.on_state_change(inventory.on_stream_state)
 
