@@ -8,16 +8,20 @@ aiortc decodes every received frame and encodes every sent one. The relay needs 
 * on a viewer's sender, :func:`install_packer` sets the sender's "encoder" to one that
   returns payloads the relay packetized once for every viewer, and
   :func:`forward_keyframe_requests` routes the viewer's PLI/FIR to the relay instead of
-  to an encoder that does not exist.
+  to an encoder that does not exist; :func:`switchable_codec` lets the relay change,
+  between two frames, which of the negotiated codecs the sender sends.
 
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
-``_RTCRtpSender__encoder``); :func:`check_compatible` fails loudly at start-up if a
-different aiortc lays them out otherwise.
+``_RTCRtpSender__encoder``, ``_RTCRtpSender__rtx_payload_type``);
+:func:`check_compatible` fails loudly at start-up if a different aiortc lays them out
+otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +29,9 @@ from typing import Any
 
 from aioice import ice as aioice_ice
 from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
@@ -36,6 +42,7 @@ __all__ = [
     "forward_keyframe_requests",
     "install_packer",
     "send_pli",
+    "switchable_codec",
     "tap_receiver",
     "use_fast_clock",
 ]
@@ -47,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _ENCODER_ATTR = "_RTCRtpSender__encoder"
+_RTX_ATTR = "_RTCRtpSender__rtx_payload_type"
 
 
 class _FrameTap(JitterBuffer):
@@ -144,6 +152,52 @@ def forward_keyframe_requests(sender: RTCRtpSender, on_request: Callable[[], Non
     sender._send_keyframe = on_request  # type: ignore[method-assign]
 
 
+def switchable_codec(sender: RTCRtpSender) -> Callable[[str], bool]:
+    """A function that makes ``sender`` send another of its negotiated codecs.
+
+    aiortc sends every packet with the payload type of the first negotiated codec, read
+    per packet from the codec object its send loop was started with. That object is
+    made this sender's own copy here, so ``use(mime_type)`` (``"video/vp8"``) can point
+    it, and the RTX payload type, at another negotiated codec; called from the track's
+    ``recv()``, it applies from the frame being returned on. ``use`` answers False when
+    the codec was not negotiated (or the sender has not started).
+    """
+    negotiated: list[RTCRtpCodecParameters] = []
+    current: list[RTCRtpCodecParameters] = []
+    start = sender.send
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        if not current and parameters.codecs:
+            negotiated.extend(parameters.codecs)
+            current.append(copy.copy(parameters.codecs[0]))
+            parameters = dataclasses.replace(parameters, codecs=[current[0], *negotiated[1:]])
+        await start(parameters)
+
+    def use(mime_type: str) -> bool:
+        wanted = mime_type.lower()
+        codec = next(
+            (c for c in negotiated if not is_rtx(c) and c.mimeType.lower() == wanted), None
+        )
+        if codec is None or not current:
+            return False
+        sending = current[0]
+        sending.mimeType, sending.payloadType = codec.mimeType, codec.payloadType
+        sending.parameters = codec.parameters
+        rtx = next(
+            (
+                c.payloadType
+                for c in negotiated
+                if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+            ),
+            None,
+        )
+        setattr(sender, _RTX_ATTR, rtx)
+        return True
+
+    sender.send = send  # type: ignore[method-assign]
+    return use
+
+
 def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> asyncio.Future[None]:
     return asyncio.ensure_future(receiver._send_rtcp_pli(media_ssrc))
 
@@ -205,7 +259,11 @@ def check_compatible() -> None:
 
     receiver_src = inspect.getsource(RTCRtpReceiver.__init__)
     sender_src = inspect.getsource(RTCRtpSender.__init__)
-    if "self.__jitter_buffer" not in receiver_src or "self.__encoder" not in sender_src:
+    if (
+        "self.__jitter_buffer" not in receiver_src
+        or "self.__encoder" not in sender_src
+        or "self.__rtx_payload_type" not in sender_src
+    ):
         raise RuntimeError("this aiortc version is not supported by the livecast relay")
     if not hasattr(RTCRtpSender, "_send_keyframe") or not hasattr(RTCRtpReceiver, "_send_rtcp_pli"):
         raise RuntimeError("this aiortc version is not supported by the livecast relay")

@@ -74,7 +74,8 @@ class HubBase:
             frame_buffer=settings.frame_buffer,
             keyframe_min_interval_s=settings.keyframe_min_interval_ms / 1000,
             keyframe_retry_s=settings.keyframe_retry_ms / 1000,
-            join_burst_frames=settings.join_burst_frames,
+            gop_cache_s=settings.gop_cache_s,
+            gop_cache_bytes=settings.gop_cache_bytes,
         )
         self.streams: dict[str, StreamMedia] = {}
         self.sessions: dict[str, Session] = {}

@@ -399,16 +399,7 @@ class EdgeRelay:
     def _video_preferences(self, first: str | None) -> list[RTCRtpCodecCapability]:
         order = [first] if first else []
         order += [c for c in self._settings.video_codecs if c not in order]
-        codecs: list[RTCRtpCodecCapability] = []
-        rtx: list[RTCRtpCodecCapability] = []
-        for family in order:
-            for codec in codec_preferences("video", family):
-                if codec.mimeType.lower() == "video/rtx":
-                    if not rtx:
-                        rtx.append(codec)
-                else:
-                    codecs.append(codec)
-        return codecs + rtx
+        return codec_preferences("video", *order)
 
     def _watch(self, pull: EdgePull) -> None:
         pc = pull.pc

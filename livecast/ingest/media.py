@@ -50,7 +50,8 @@ class Session:
     closed: bool = False
     tracks: tuple[ViewerTrack, ...] = ()
     drains: tuple[asyncio.Task[None], ...] = ()
-    video_codec: str | None = None
+    # publisher: its codec; viewer: the codecs its sender negotiated, the first sent first
+    video_codecs: tuple[str, ...] = ()
     edge: bool = False  # a viewer that is another node's pull
 
 

@@ -85,7 +85,7 @@ class PublisherSide(HubBase):
 
         pc = RTCPeerConnection(self.configuration())
         session = self._new_session(PUBLISHER, stream_id, pc, subject)
-        session.video_codec = video_codec
+        session.video_codecs = () if video_codec is None else (video_codec,)
         media.publisher = session  # reserved before the first await: one publisher
         drains: list[asyncio.Task[None]] = []
         pc.on("track", lambda track: drains.append(drain_track(track)))
@@ -118,11 +118,18 @@ class PublisherSide(HubBase):
         return session, pc.localDescription.sdp
 
     def _choose_publisher_codec(self, media: StreamMedia, offered: tuple[str, ...]) -> str:
-        if media.video_codec in offered and media.viewers:
-            return media.video_codec
-        for codec in self._settings.video_codecs:
-            if codec in offered:
+        """The first of ``webrtc.video_codecs`` the offer has, preferring the stream's
+        current codec, then one every viewer already negotiated (no viewer left out)."""
+        relayed = [c for c in self._settings.video_codecs if c in offered]
+        takers = [v.video_codecs for v in media.viewers.values() if v.video_codecs]
+        if media.video_codec in relayed:
+            relayed.remove(media.video_codec)
+            relayed.insert(0, media.video_codec)
+        for codec in relayed:
+            if all(codec in codecs for codecs in takers):
                 return codec
+        if relayed:
+            return relayed[0]
         wanted = ", ".join(self._settings.video_codecs)
         raise Unprocessable(
             f"the offer has no video codec this server relays ({wanted}; H.264 must use "
@@ -152,11 +159,12 @@ class PublisherSide(HubBase):
         return family
 
     def adopt_video_codec(self, media: StreamMedia, codec: str) -> None:
-        """The stream's video is ``codec`` from now on; viewers on another one leave."""
+        """The stream's video is ``codec`` from now on; viewers who did not negotiate it
+        leave (the others' senders switch to it at its first keyframe)."""
         if codec == media.video_codec:
             return
         for viewer in list(media.viewers.values()):
-            if viewer.video_codec is not None and viewer.video_codec != codec:
+            if viewer.video_codecs and codec not in viewer.video_codecs:
                 log.info("stream %s: viewer %s cannot take %s", media.stream_id, viewer.id, codec)
                 self._close_soon(viewer)
         media.video_codec = codec
