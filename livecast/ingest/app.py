@@ -5,7 +5,8 @@ WHEP and WHIP session counts are the ``livecast_webrtc_viewers`` and
 ``livecast_webrtc_publishers`` gauges at ``/metrics``, its pulls from other nodes
 (:mod:`livecast.ingest.edge`) ``livecast_webrtc_edge_pulls``.
 
-Tasks owned here, cancelled at shutdown: the hub's watchdog, the origin heartbeat
+Tasks owned here, cancelled at shutdown: the hub's watchdog (:meth:`MediaHub.start`,
+stopped by its ``close``), the origin heartbeat
 (:mod:`livecast.ingest.origin`), the edge relay's upkeep, and a check that ends the
 media of streams ended through another node. The recorder's writer threads are
 finalized and joined after the hub closed (:mod:`livecast.ingest.recorder`).
@@ -117,10 +118,8 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         "streams this node pulls from their origin node (WHEP sessions there)",
         lambda: sum(media.upstream is not None for media in hub.streams.values()),
     )
-    tasks = [
-        asyncio.create_task(hub.watchdog(), name="media-watchdog"),
-        asyncio.create_task(follow_ends(), name="media-follow-ends"),
-    ]
+    tasks = [asyncio.create_task(follow_ends(), name="media-follow-ends")]
+    hub.start()
     origins.start(hub.lose_origin)
     edge.start()
     try:

@@ -18,7 +18,9 @@ those viewers are disconnected, and reconnect on the new codec.
 Media state events (``media.state`` with ``state`` live / reconnecting / ended) are
 published through the app's EventPublisher whenever the publisher comes, goes quiet,
 leaves or the stream ends; ``idle`` when this node lost the stream's origin claim to
-another node.
+another node. An edge announces ``reconnecting`` too when its pull stops bringing media
+or the origin's record is gone (a dead origin tells nobody), and runs the reconnect
+grace like the origin does (:meth:`~livecast.ingest.publisher.PublisherSide.watchdog`).
 
 Several nodes: the node that accepts a publisher claims the stream's origin record
 (:mod:`livecast.ingest.origin`) before anything else, and keeps it while it is the

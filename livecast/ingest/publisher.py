@@ -177,8 +177,19 @@ class PublisherSide(HubBase):
 
     # -- watchdog ------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the :meth:`watchdog`; :meth:`close` stops it."""
+        self._watchdog = asyncio.create_task(self.watchdog(), name="media-watchdog")
+
     async def watchdog(self, interval_s: float = 0.5) -> None:
-        """Notice publishers that went quiet and streams whose grace ran out."""
+        """Notice publishers that went quiet and streams whose grace ran out.
+
+        The grace runs on every node where the stream is ``reconnecting``: on its origin,
+        and on edges that saw the origin's media stop (its node may have died, and no
+        other node would end the stream). Ending it is one state transition in Redis,
+        which one node wins; a node that is not the origin first checks that no node
+        has become the stream's origin since (that node decides then).
+        """
         grace = self._settings.reconnect_grace_s
         while True:
             await asyncio.sleep(interval_s)
@@ -198,7 +209,22 @@ class PublisherSide(HubBase):
                     and self._end_stream is not None
                 ):
                     media.state_since = now  # one attempt per grace period
-                    self._keep(asyncio.ensure_future(self._end_stream(media.stream_id)))
+                    self._keep(asyncio.ensure_future(self._grace_over(media)))
+
+    async def _grace_over(self, media: StreamMedia) -> None:
+        stream_id = media.stream_id
+        try:
+            if stream_id not in self.origins.claimed:
+                holder = await self.origins.lookup(stream_id)
+                if holder is not None:  # published again, or waiting, through that node
+                    if media.upstream is None and not media.viewers:
+                        self._set_state(media, MediaState.IDLE, announce=False)
+                        self.forget_if_idle(media)
+                    return
+            assert self._end_stream is not None
+            await self._end_stream(stream_id)
+        except Exception:
+            log.exception("stream %s: could not end it after the reconnect grace", stream_id)
 
 
 def drain_track(track: MediaStreamTrack) -> asyncio.Task[None]:
