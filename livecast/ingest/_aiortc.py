@@ -8,13 +8,11 @@ aiortc decodes every received frame and encodes every sent one. The relay needs 
 * on a viewer's sender, :func:`install_packer` sets the sender's "encoder" to one that
   returns payloads the relay packetized once for every viewer, and
   :func:`forward_keyframe_requests` routes the viewer's PLI/FIR to the relay instead of
-  to an encoder that does not exist; :func:`switchable_codec` lets the relay change,
-  between two frames, which of the negotiated codecs the sender sends.
+  to an encoder that does not exist.
 
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
-``_RTCRtpSender__encoder``, ``_RTCRtpSender__rtx_payload_type``);
-:func:`check_compatible` fails loudly at start-up if a different aiortc lays them out
-otherwise.
+``_RTCRtpSender__encoder``); :func:`check_compatible` fails loudly at start-up if a
+different aiortc lays them out otherwise.
 """
 
 from __future__ import annotations
@@ -161,7 +159,10 @@ def switchable_codec(sender: RTCRtpSender) -> Callable[[str], bool]:
     it, and the RTX payload type, at another negotiated codec; called from the track's
     ``recv()``, it applies from the frame being returned on. ``use`` answers False when
     the codec was not negotiated (or the sender has not started).
+    It also sets ``_RTCRtpSender__rtx_payload_type``, checked for here.
     """
+    if not hasattr(sender, _RTX_ATTR):
+        raise RuntimeError("this aiortc version is not supported by the livecast relay")
     negotiated: list[RTCRtpCodecParameters] = []
     current: list[RTCRtpCodecParameters] = []
     start = sender.send
@@ -259,11 +260,7 @@ def check_compatible() -> None:
 
     receiver_src = inspect.getsource(RTCRtpReceiver.__init__)
     sender_src = inspect.getsource(RTCRtpSender.__init__)
-    if (
-        "self.__jitter_buffer" not in receiver_src
-        or "self.__encoder" not in sender_src
-        or "self.__rtx_payload_type" not in sender_src
-    ):
+    if "self.__jitter_buffer" not in receiver_src or "self.__encoder" not in sender_src:
         raise RuntimeError("this aiortc version is not supported by the livecast relay")
     if not hasattr(RTCRtpSender, "_send_keyframe") or not hasattr(RTCRtpReceiver, "_send_rtcp_pli"):
         raise RuntimeError("this aiortc version is not supported by the livecast relay")

@@ -54,6 +54,11 @@ class Session:
     video_codecs: tuple[str, ...] = ()
     edge: bool = False  # a viewer that is another node's pull
 
+    @property
+    def video_codec(self) -> str | None:
+        """The video codec this session sends or is sent first (None: no video)."""
+        return self.video_codecs[0] if self.video_codecs else None
+
 
 class StreamMedia:
     """The media of one stream on this node."""

@@ -208,7 +208,7 @@ class Viewer:
     location: str
     counters: list[int] = field(default_factory=list)
     pts: list[int] = field(default_factory=list)
-    decoded_at: list[float] = field(default_factory=list)  # loop time of each counter
+    arrivals: list[float] = field(default_factory=list)  # loop time of each decoded frame
     audio_frames: int = 0
     video_codec: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -256,7 +256,7 @@ async def view(client: Client, stream_id: str, *, headers: dict[str, str] | None
                 if isinstance(frame, av.VideoFrame):
                     viewer.counters.append(read_counter(frame))
                     viewer.pts.append(frame.pts or 0)
-                    viewer.decoded_at.append(asyncio.get_running_loop().time())
+                    viewer.arrivals.append(asyncio.get_running_loop().time())
                 else:
                     viewer.audio_frames += 1
                 viewer._changed.set()

@@ -50,7 +50,7 @@ async def test_an_early_viewer_gets_whatever_codec_the_publisher_picks(
             counters = await viewer.frames(10, within=10)
             assert in_order(counters)
             # the publisher's first frame is its first keyframe
-            assert viewer.decoded_at[0] - publisher.video.sent_at[0] < 1.0
+            assert viewer.arrivals[0] - publisher.video.sent_at[0] < 1.0
             assert viewer.pc.connectionState == "connected"
             status = await (await client.get(f"/api/streams/{stream.id}/media")).json()
             assert (status["video_codec"], status["viewers"]) == (name, 1)
@@ -224,7 +224,7 @@ async def test_a_joiner_never_waits_for_an_encoder_that_ignores_keyframe_request
             await eventually(lambda: viewer.pc.connectionState == "connected", within=10)
             connected_at = loop.time()
             await viewer.frames(1, within=5)
-            first_frame_s = viewer.decoded_at[0] - connected_at
+            first_frame_s = viewer.arrivals[0] - connected_at
             assert viewer.counters[0] == 0  # the GOP's keyframe, 1.5 s old
             assert first_frame_s < 1.0, first_frame_s  # the next keyframe is 2.5 s away
             # the burst is packed 1 ms apart, then the timeline runs at 30 fps again
@@ -237,8 +237,8 @@ async def test_a_joiner_never_waits_for_an_encoder_that_ignores_keyframe_request
             # and the viewer is live: a frame is decoded soon after it was sent
             recent = [
                 at - track.sent_at[counter]
-                for counter, at in zip(viewer.counters, viewer.decoded_at, strict=True)
-                if at - viewer.decoded_at[0] > 1.0
+                for counter, at in zip(viewer.counters, viewer.arrivals, strict=True)
+                if at - viewer.arrivals[0] > 1.0
             ]
             assert recent
             assert sorted(recent)[len(recent) // 2] < 0.15, recent
