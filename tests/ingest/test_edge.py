@@ -443,3 +443,26 @@ async def test_a_publisher_back_through_another_node_within_the_grace_keeps_the_
     finally:
         await events.aclose()
         await viewer.close()
+
+
+async def test_an_edge_reports_its_origins_media_state(
+    make_node: MakeNode, stream: SellerStream
+) -> None:
+    node_a, node_b = await make_node(), await make_node()
+    first = await publish(node_a, stream.id, stream.seller_token)
+    viewer = await view(node_b, stream.id)
+    try:
+        await viewer.frames(5)
+        await eventually(lambda: _is(node_b, stream.id, "live"), within=5)
+        assert (await node_a.delete(first.location)).status == 200  # the host leaves
+        await first.close()
+        await eventually(lambda: _is(node_b, stream.id, "reconnecting"), within=5)
+        assert _pulling(node_b, stream.id)  # the origin lives: the pull stays
+        back = await publish(node_a, stream.id, stream.seller_token, start=1000)
+        try:
+            await viewer.until(lambda: viewer.counters[-1] >= 1000, within=10)
+            await eventually(lambda: _is(node_b, stream.id, "live"), within=5)
+        finally:
+            await back.close()
+    finally:
+        await viewer.close()
