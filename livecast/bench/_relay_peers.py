@@ -59,7 +59,13 @@ def _encode_clip(codec: str, bitrate: int) -> list[tuple[bytes, bool]]:
     encoder.gop_size = CLIP_FRAMES
     if codec == "h264":
         encoder.profile = "Baseline"
-        encoder.options = {"preset": "veryfast", "tune": "zerolatency", "bf": "0"}
+        # one keyframe per loop (2 s), as encoders set up for streaming send: no scene cuts
+        encoder.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "bf": "0",
+            "x264-params": "scenecut=0",
+        }
     else:
         encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     # a sliding gradient with a moving patch of noise: about 1 Mbit/s at 640x360

@@ -475,11 +475,12 @@ class EdgeRelay:
 
     def _follow_media(self, pull: EdgePull) -> None:
         """The stream is live here while the pull brings media, reconnecting once it
-        has brought none for ``publisher_stale_s``."""
+        has brought none for ``publisher_stale_s`` (not before it brought any: the
+        publisher may still be connecting)."""
         media = pull.media
         quiet_since = max(media.last_media_at, pull.connected_at)
         quiet = time.monotonic() - quiet_since > self._settings.publisher_stale_s
-        if quiet and media.state in (MediaState.LIVE, MediaState.IDLE):
+        if quiet and media.state == MediaState.LIVE:
             log.info("stream %s: no media from origin %s", pull.stream_id, pull.origin.url)
             self._hub.follow_origin(media, MediaState.RECONNECTING)
         elif not quiet and media.state in (MediaState.IDLE, MediaState.RECONNECTING):
