@@ -466,3 +466,22 @@ async def test_an_edge_reports_its_origins_media_state(
             await back.close()
     finally:
         await viewer.close()
+
+
+async def test_an_early_edge_viewer_gets_a_vp8_publishers_video_at_once(
+    make_node: MakeNode, stream: SellerStream
+) -> None:
+    node_a, node_b = await make_node(), await make_node()
+    viewer = await view(node_b, stream.id)  # before anyone publishes, anywhere
+    try:
+        await eventually(lambda: viewer.pc.connectionState == "connected", within=10)
+        publisher = await publish(node_a, stream.id, stream.seller_token, codec="video/VP8")
+        try:
+            assert in_order(await viewer.frames(10, within=10))
+            # the publisher's first frame is its first keyframe
+            assert viewer.arrivals[0] - publisher.video.sent_at[0] < 1.0
+            assert viewer.pc.connectionState == "connected"
+        finally:
+            await publisher.close()
+    finally:
+        await viewer.close()
