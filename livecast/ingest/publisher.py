@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from redis.exceptions import RedisError
 
 from livecast.errors import Conflict, Unprocessable
 from livecast.ingest import _aiortc
@@ -223,6 +224,8 @@ class PublisherSide(HubBase):
                     return
             assert self._end_stream is not None
             await self._end_stream(stream_id)
+        except (RedisError, OSError) as exc:  # tried again after another grace period
+            log.warning("stream %s: not ended after the reconnect grace: %s", stream_id, exc)
         except Exception:
             log.exception("stream %s: could not end it after the reconnect grace", stream_id)
 
