@@ -73,11 +73,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         stream = await registry.find(stream_id)
         return stream is None or stream.state is StreamState.ENDED
 
-    async def stream_state(stream_id: str) -> StreamState | None:
-        stream = await registry.find(stream_id)
-        return None if stream is None else stream.state
-
-    edge = EdgeRelay(hub, origins, settings.webrtc, edge_tokens, stream_state)
+    edge = EdgeRelay(hub, origins, settings.webrtc, edge_tokens, has_ended)
 
     async def follow_ends() -> None:
         """Close the media of this node's streams that were ended through another node

@@ -34,10 +34,8 @@ The stream's media state here follows the origin's as the pull sees it
 (:meth:`~livecast.ingest.hub.MediaHub.follow_origin`): ``live`` while media arrives,
 ``reconnecting`` once none has for ``webrtc.publisher_stale_s``, or the origin's record
 is gone (its node died: the record expired), or the pull dropped and no origin can be
-found, or viewers wait for a stream that is live while no node holds it (its origin
-died before they came); ``reconnecting`` is announced to viewers at once, since a dead
-origin cannot, and the hub's reconnect grace then ends the stream unless a publisher
-returns.
+found; ``reconnecting`` is announced to viewers at once, since a dead origin cannot,
+and the hub's reconnect grace then ends the stream unless a publisher returns.
 """
 
 from __future__ import annotations
@@ -68,7 +66,6 @@ from livecast.ingest.media import MediaState, StreamMedia
 from livecast.ingest.origin import Origin, OriginRegistry
 from livecast.ingest.publisher import drain_track
 from livecast.ingest.sdp import AUDIO_CODEC, codec_preferences
-from livecast.streams.registry import StreamState
 
 __all__ = ["EdgePull", "EdgeRelay", "EdgeTokens", "PullState"]
 
@@ -233,11 +230,11 @@ class EdgeRelay:
         origins: OriginRegistry,
         settings: WebRtcSettings,
         tokens: EdgeTokens,
-        stream_state: Callable[[str], Awaitable[StreamState | None]],
+        has_ended: Callable[[str], Awaitable[bool]],
     ) -> None:
         self.tokens = tokens
         self._hub = hub
-        self._stream_state = stream_state  # None: no such stream
+        self._has_ended = has_ended
         self._origins = origins
         self._settings = settings
         self._http: aiohttp.ClientSession | None = None
@@ -522,8 +519,7 @@ class EdgeRelay:
     async def _serve_waiting(self, stream_id: str) -> None:
         """Viewers here and nothing feeding them: pull from the origin if there is one;
         if there is none because the stream ended (its origin let go of it, or it was
-        ended through another node), end it here too; if the stream is live and no
-        node is its origin, that origin died: reconnecting, and the grace runs here."""
+        ended through another node), end it here too."""
         try:
             await self.prepare(stream_id)
             media = self._hub.streams.get(stream_id)
@@ -532,22 +528,11 @@ class EdgeRelay:
                 and media.upstream is None
                 and media.publisher is None
                 and stream_id not in self._origins.claimed
-                and stream_id not in self._opening
             ):
-                state = await self._stream_state(stream_id)
-                if state is None or state is StreamState.ENDED:
+                if await self._has_ended(stream_id):
                     await self._hub.close_stream(stream_id)
-                elif media.state == MediaState.LIVE:
+                elif media.state == MediaState.LIVE and stream_id not in self._opening:
                     # the pull dropped and none could be made again
-                    self._hub.follow_origin(media, MediaState.RECONNECTING)
-                elif (
-                    media.state == MediaState.IDLE
-                    and state is StreamState.LIVE
-                    and await self._origins.lookup(stream_id) is None
-                ):
-                    # live, yet no node holds it: its origin died before these viewers
-                    # came (the grace then ends it unless a publisher returns)
-                    log.info("stream %s is live with no origin", stream_id)
                     self._hub.follow_origin(media, MediaState.RECONNECTING)
         except (RedisError, OSError) as exc:
             self._redis_down(stream_id, exc)
