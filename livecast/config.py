@@ -241,9 +241,12 @@ class WebRtcSettings:
     frame_buffer: int = field(
         default=64, metadata=_check(lambda v: v >= 8 and v & (v - 1) == 0, "a power of two >= 8")
     )
-    # A joining viewer starts from the newest keyframe if it is at most this many frames
-    # old (a short catch-up burst); otherwise it waits for a fresh one.
-    join_burst_frames: int = field(default=8, metadata=_check(lambda v: v >= 0, ">= 0"))
+    # GOP cache: each stream's video since its last keyframe, kept while it spans at most
+    # this many seconds and bytes. A joining viewer starts from it at once (a catch-up
+    # burst), whatever the encoder does with keyframe requests; past either bound, joiners
+    # ask for a keyframe and wait for it.
+    gop_cache_s: float = field(default=10.0, metadata=_check(lambda v: v >= 0, ">= 0"))
+    gop_cache_bytes: int = field(default=8_000_000, metadata=_check(lambda v: v >= 0, ">= 0"))
     # A session whose peer connection is not up after this many seconds is closed.
     connect_timeout_s: float = field(default=20.0, metadata=_check(lambda v: v > 0, "> 0"))
     # A publisher that sent no media for this long is reported as reconnecting, and a

@@ -59,7 +59,13 @@ def _encode_clip(codec: str, bitrate: int) -> list[tuple[bytes, bool]]:
     encoder.gop_size = CLIP_FRAMES
     if codec == "h264":
         encoder.profile = "Baseline"
-        encoder.options = {"preset": "veryfast", "tune": "zerolatency", "bf": "0"}
+        # one keyframe per loop (2 s), as encoders set up for streaming send: no scene cuts
+        encoder.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "bf": "0",
+            "x264-params": "scenecut=0",
+        }
     else:
         encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     # a sliding gradient with a moving patch of noise: about 1 Mbit/s at 640x360
@@ -135,6 +141,7 @@ def publisher_main(
     codec: str,
     bitrate: int,
     audio: bool,
+    honour_keyframe_requests: bool,
     stop: Any,
     results: Any,
 ) -> None:
@@ -144,7 +151,19 @@ def publisher_main(
         kbps = round(sum(len(p) for p, _ in clip) * 8 * FPS / len(clip) / 1000, 1)
         full_rate_pps = _packets_per_second(codec, clip, len(sound) > 0)
         _run_in_loop(
-            _publish(base, stream_id, token, codec, clip, sound, kbps, full_rate_pps, stop, results)
+            _publish(
+                base,
+                stream_id,
+                token,
+                codec,
+                clip,
+                sound,
+                kbps,
+                full_rate_pps,
+                honour_keyframe_requests,
+                stop,
+                results,
+            )
         )
     except Exception as exc:
         results.put(("error", f"publisher: {type(exc).__name__}: {exc}"))
@@ -159,6 +178,7 @@ async def _publish(
     sound: list[bytes],
     kbps: float,
     full_rate_pps: float,
+    honour_keyframe_requests: bool,
     stop: Any,
     results: Any,
 ) -> None:
@@ -214,7 +234,8 @@ async def _publish(
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     video = LoopedTrack("video", [p for p, _ in clip], VIDEO_CLOCK, VIDEO_CLOCK // FPS, 1 / FPS)
     sender = pc.addTransceiver(video, direction="sendonly").sender
-    forward_keyframe_requests(sender, video.restart)
+    # an encoder that ignores keyframe requests (OBS, FFmpeg) keeps its 2 s interval
+    forward_keyframe_requests(sender, video.restart if honour_keyframe_requests else _ignore)
     mime = "video/h264" if codec == "h264" else "video/vp8"
     caps = [
         c
@@ -246,6 +267,10 @@ async def _publish(
     results.put(("publisher_ready", {"kbps": kbps, "full_rate_pps": full_rate_pps}))
     await _wait_event(stop)
     await pc.close()
+
+
+def _ignore() -> None:
+    pass
 
 
 # -- viewers --------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Starts ``livecast serve`` in its own process (embedded Redis, a throw-away data dir),
 one publisher process and ``--procs`` viewer processes, all real aiortc peers on
-loopback. The publisher sends a pre-encoded 640x360 30 fps clip (~1 Mbit/s, encoded
-once, its packets looped; a keyframe request restarts the loop at its keyframe, as an
-encoder would answer it) plus Opus audio. Viewers count packets and reassembled frames;
+loopback. The publisher sends a pre-encoded 640x360 30 fps clip (~1 Mbit/s, a keyframe
+every 2 s, encoded once, its packets looped; a keyframe request restarts the loop at its
+keyframe, as an encoder would answer it, unless ``--ignore-keyframe-requests``, as OBS
+and FFmpeg do) plus Opus audio. Viewers count packets and reassembled frames;
 they never decode. After every viewer has its first frame, the server's CPU time and
 each viewer's frames are measured over ``--seconds``. One JSON line is printed:
 
@@ -58,6 +59,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--codec", choices=["h264", "vp8"], default="h264")
     parser.add_argument("--bitrate", type=int, default=1_000_000, help="clip bitrate, bit/s")
     parser.add_argument("--no-audio", action="store_true", help="publish video only")
+    parser.add_argument(
+        "--ignore-keyframe-requests",
+        action="store_true",
+        help="the publisher keeps its 2 s keyframe interval whatever it is asked (as OBS does)",
+    )
     parser.add_argument("--procs", type=int, default=0, help="viewer processes (default: auto)")
     parser.add_argument("--join-concurrency", type=int, default=8, help="per viewer process")
     parser.add_argument(
@@ -112,6 +118,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                     args.codec,
                     args.bitrate,
                     not args.no_audio,
+                    not args.ignore_keyframe_requests,
                     stop,
                     results,
                 ),
@@ -228,6 +235,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "benchmark": "relay",
         "codec": args.codec,
         "audio": not args.no_audio,
+        "keyframe_requests_honoured": not args.ignore_keyframe_requests,
         "viewers": args.viewers,
         "viewer_processes": procs,
         "seconds": round(window, 2),

@@ -33,6 +33,8 @@ different aiortc or aioice lays them out otherwise.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import functools
 import inspect
 import logging
@@ -46,8 +48,10 @@ from typing import Any, TypeVar
 from aioice import ice as aioice_ice
 from aioice import stun
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock, rtcdtlstransport
+from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 from OpenSSL import SSL
@@ -64,6 +68,7 @@ __all__ = [
     "install_packer",
     "keep_consent_while_receiving",
     "send_pli",
+    "switchable_codec",
     "tap_receiver",
     "use_fast_clock",
 ]
@@ -75,6 +80,7 @@ log = logging.getLogger(__name__)
 
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _ENCODER_ATTR = "_RTCRtpSender__encoder"
+_RTX_ATTR = "_RTCRtpSender__rtx_payload_type"
 
 
 class _FrameTap(JitterBuffer):
@@ -170,6 +176,55 @@ def install_packer(sender: RTCRtpSender) -> None:
 def forward_keyframe_requests(sender: RTCRtpSender, on_request: Callable[[], None]) -> None:
     """Call ``on_request`` when the viewer sends PLI or FIR for this sender."""
     sender._send_keyframe = on_request  # type: ignore[method-assign]
+
+
+def switchable_codec(sender: RTCRtpSender) -> Callable[[str], bool]:
+    """A function that makes ``sender`` send another of its negotiated codecs.
+
+    aiortc sends every packet with the payload type of the first negotiated codec, read
+    per packet from the codec object its send loop was started with. That object is
+    made this sender's own copy here, so ``use(mime_type)`` (``"video/vp8"``) can point
+    it, and the RTX payload type, at another negotiated codec; called from the track's
+    ``recv()``, it applies from the frame being returned on. ``use`` answers False when
+    the codec was not negotiated (or the sender has not started).
+    It also sets ``_RTCRtpSender__rtx_payload_type``, checked for here.
+    """
+    if not hasattr(sender, _RTX_ATTR):
+        raise RuntimeError("this aiortc version is not supported by the livecast relay")
+    negotiated: list[RTCRtpCodecParameters] = []
+    current: list[RTCRtpCodecParameters] = []
+    start = sender.send
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        if not current and parameters.codecs:
+            negotiated.extend(parameters.codecs)
+            current.append(copy.copy(parameters.codecs[0]))
+            parameters = dataclasses.replace(parameters, codecs=[current[0], *negotiated[1:]])
+        await start(parameters)
+
+    def use(mime_type: str) -> bool:
+        wanted = mime_type.lower()
+        codec = next(
+            (c for c in negotiated if not is_rtx(c) and c.mimeType.lower() == wanted), None
+        )
+        if codec is None or not current:
+            return False
+        sending = current[0]
+        sending.mimeType, sending.payloadType = codec.mimeType, codec.payloadType
+        sending.parameters = codec.parameters
+        rtx = next(
+            (
+                c.payloadType
+                for c in negotiated
+                if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+            ),
+            None,
+        )
+        setattr(sender, _RTX_ATTR, rtx)
+        return True
+
+    sender.send = send  # type: ignore[method-assign]
+    return use
 
 
 def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> asyncio.Future[None]:

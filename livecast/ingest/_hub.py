@@ -74,11 +74,13 @@ class HubBase:
             frame_buffer=settings.frame_buffer,
             keyframe_min_interval_s=settings.keyframe_min_interval_ms / 1000,
             keyframe_retry_s=settings.keyframe_retry_ms / 1000,
-            join_burst_frames=settings.join_burst_frames,
+            gop_cache_s=settings.gop_cache_s,
+            gop_cache_bytes=settings.gop_cache_bytes,
         )
         self.streams: dict[str, StreamMedia] = {}
         self.sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         self._end_stream: Callable[[str], Awaitable[None]] | None = None
         _aiortc.check_compatible()
         _aiortc.use_fast_clock()
@@ -291,13 +293,20 @@ class HubBase:
 
     # -- state ---------------------------------------------------------------------------
 
-    def _set_state(self, media: StreamMedia, state: str) -> None:
+    def _set_state(self, media: StreamMedia, state: str, *, announce: bool = True) -> None:
         if media.state == state:
             return
         media.state = state
         media.state_since = time.monotonic()
-        data: dict[str, object] = {"state": state, "video_codec": media.video_codec}
-        self._keep(asyncio.ensure_future(self._emit(media.stream_id, data)))
+        if announce:
+            data: dict[str, object] = {"state": state, "video_codec": media.video_codec}
+            self._keep(asyncio.ensure_future(self._emit(media.stream_id, data)))
+
+    def follow_origin(self, media: StreamMedia, state: str) -> None:
+        """On an edge: the stream's media state as this node's pull sees it. Viewers
+        (on every node) are told ``reconnecting``: the origin may be dead and unable to
+        tell them. ``live`` is not announced: an origin that is alive says so itself."""
+        self._set_state(media, state, announce=state != MediaState.LIVE)
 
     async def _emit(self, stream_id: str, data: dict[str, object]) -> None:
         try:
@@ -323,4 +332,4 @@ class HubBase:
         for media in list(self.streams.values()):
             self._close_media(media)
         self.streams.clear()
-        await cancel_and_wait(*self._tasks)
+        await cancel_and_wait(self._watchdog, *self._tasks)

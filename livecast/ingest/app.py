@@ -8,7 +8,8 @@ end (with its reason) is logged and counted by :class:`~livecast.ingest.sessions
 the ends this module causes (the stream ended, the origin moved, shutdown) are marked
 with their reason before they happen.
 
-Tasks owned here, cancelled at shutdown: the hub's watchdog, the origin heartbeat
+Tasks owned here, cancelled at shutdown: the hub's watchdog (:meth:`MediaHub.start`,
+stopped by its ``close``), the origin heartbeat
 (:mod:`livecast.ingest.origin`), the edge relay's upkeep, and a check that ends the
 media of streams ended through another node. The recorder's writer threads are
 finalized and joined after the hub closed (:mod:`livecast.ingest.recorder`).
@@ -133,10 +134,8 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         "streams this node pulls from their origin node (WHEP sessions there)",
         lambda: sum(media.upstream is not None for media in hub.streams.values()),
     )
-    tasks = [
-        asyncio.create_task(hub.watchdog(), name="media-watchdog"),
-        asyncio.create_task(follow_ends(), name="media-follow-ends"),
-    ]
+    tasks = [asyncio.create_task(follow_ends(), name="media-follow-ends")]
+    hub.start()
     origins.start(lose_origin)
     edge.start()
     try:

@@ -29,6 +29,13 @@ Lifecycle, kept by :meth:`EdgeRelay.run` (owned by the app):
 * a pull that fails (refused, unreachable, never connected) is tried again after an
   exponential backoff with jitter (1 s doubling up to 30 s), by arriving viewers too,
   reset once a pull connects.
+
+The stream's media state here follows the origin's as the pull sees it
+(:meth:`~livecast.ingest.hub.MediaHub.follow_origin`): ``live`` while media arrives,
+``reconnecting`` once none has for ``webrtc.publisher_stale_s``, or the origin's record
+is gone (its node died: the record expired), or the pull dropped and no origin can be
+found; ``reconnecting`` is announced to viewers at once, since a dead origin cannot,
+and the hub's reconnect grace then ends the stream unless a publisher returns.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -54,7 +62,7 @@ from livecast.config import WebRtcSettings
 from livecast.errors import Unauthorized
 from livecast.ingest._hub import SHUTDOWN_CLOSE_S, close_within
 from livecast.ingest.hub import MediaHub
-from livecast.ingest.media import StreamMedia
+from livecast.ingest.media import MediaState, StreamMedia
 from livecast.ingest.origin import Origin, OriginRegistry
 from livecast.ingest.publisher import drain_track
 from livecast.ingest.sdp import AUDIO_CODEC, codec_preferences
@@ -165,6 +173,7 @@ class EdgePull:
         self.state = PullState.CONNECTING
         self.location: str | None = None  # the WHEP session URL at the origin
         self.idle_since: float | None = None  # loop time the last viewer left
+        self.connected_at = 0.0  # monotonic time the pull connected
         self.checked_at = 0.0  # loop time the origin record was last compared
         self.drains: list[asyncio.Task[None]] = []
         self._hub = hub
@@ -399,16 +408,7 @@ class EdgeRelay:
     def _video_preferences(self, first: str | None) -> list[RTCRtpCodecCapability]:
         order = [first] if first else []
         order += [c for c in self._settings.video_codecs if c not in order]
-        codecs: list[RTCRtpCodecCapability] = []
-        rtx: list[RTCRtpCodecCapability] = []
-        for family in order:
-            for codec in codec_preferences("video", family):
-                if codec.mimeType.lower() == "video/rtx":
-                    if not rtx:
-                        rtx.append(codec)
-                else:
-                    codecs.append(codec)
-        return codecs + rtx
+        return codec_preferences("video", *order)
 
     def _watch(self, pull: EdgePull) -> None:
         pc = pull.pc
@@ -418,6 +418,7 @@ class EdgeRelay:
             state = pc.connectionState
             if state == "connected" and pull.state is PullState.CONNECTING:
                 pull.move(PullState.CONNECTED)
+                pull.connected_at = time.monotonic()
                 self._connected(pull.stream_id)
                 pull.media.sources["video"].request_keyframe()
             elif state in ("failed", "closed") and pull.state is not PullState.CLOSED:
@@ -455,11 +456,11 @@ class EdgeRelay:
                     elif now - pull.idle_since >= linger:
                         self._close_soon(pull)
                         continue
-                    if pull.state is PullState.CONNECTED and now - pull.checked_at >= (
-                        _ORIGIN_CHECK_S
-                    ):
-                        pull.checked_at = now
-                        self._keep(self._check_origin(pull))
+                    if pull.state is PullState.CONNECTED:
+                        self._follow_media(pull)
+                        if now - pull.checked_at >= _ORIGIN_CHECK_S:
+                            pull.checked_at = now
+                            self._keep(self._check_origin(pull))
                     continue
                 if (
                     media.viewers
@@ -471,6 +472,19 @@ class EdgeRelay:
                 ):
                     self._attempts.setdefault(stream_id, _Attempts()).looked_up_at = now
                     self._keep(self._serve_waiting(stream_id))
+
+    def _follow_media(self, pull: EdgePull) -> None:
+        """The stream is live here while the pull brings media, reconnecting once it
+        has brought none for ``publisher_stale_s`` (not before it brought any: the
+        publisher may still be connecting)."""
+        media = pull.media
+        quiet_since = max(media.last_media_at, pull.connected_at)
+        quiet = time.monotonic() - quiet_since > self._settings.publisher_stale_s
+        if quiet and media.state == MediaState.LIVE:
+            log.info("stream %s: no media from origin %s", pull.stream_id, pull.origin.url)
+            self._hub.follow_origin(media, MediaState.RECONNECTING)
+        elif not quiet and media.state in (MediaState.IDLE, MediaState.RECONNECTING):
+            self._hub.follow_origin(media, MediaState.LIVE)
 
     def _forget_gone(self, present: Iterable[str], now: float) -> None:
         """Forget the pull attempts of streams no longer here, once their backoff is over."""
@@ -490,7 +504,15 @@ class EdgeRelay:
             log.exception("stream %s: could not look up the stream's origin", pull.stream_id)
             return
         self._redis_back()
-        if origin is not None and origin.node_id != pull.origin.node_id:
+        if pull.state is PullState.CLOSED:
+            return
+        if origin is None:
+            # its node died (or let the stream go): no media will come from it
+            log.info("stream %s: origin %s is gone", pull.stream_id, pull.origin.url)
+            if pull.media.state == MediaState.LIVE:
+                self._hub.follow_origin(pull.media, MediaState.RECONNECTING)
+            self._close_soon(pull)
+        elif origin.node_id != pull.origin.node_id:
             log.info("stream %s: origin moved to %s", pull.stream_id, origin.url)
             self._close_soon(pull)
 
@@ -506,9 +528,12 @@ class EdgeRelay:
                 and media.upstream is None
                 and media.publisher is None
                 and stream_id not in self._origins.claimed
-                and await self._has_ended(stream_id)
             ):
-                await self._hub.close_stream(stream_id)
+                if await self._has_ended(stream_id):
+                    await self._hub.close_stream(stream_id)
+                elif media.state == MediaState.LIVE and stream_id not in self._opening:
+                    # the pull dropped and none could be made again
+                    self._hub.follow_origin(media, MediaState.RECONNECTING)
         except (RedisError, OSError) as exc:
             self._redis_down(stream_id, exc)
             return

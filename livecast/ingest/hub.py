@@ -7,16 +7,20 @@ registry, session lifecycle, state events, origin claim and shutdown both sides 
 :mod:`livecast.ingest.publisher` (publishing, recording, the watchdog) and
 :mod:`livecast.ingest.viewer` (playing).
 
-The video codec of a stream is chosen once and kept while anyone is connected: by the
-publisher (first of ``webrtc.video_codecs`` it offers, preferring the one viewers already
-use), or by the first viewer who arrives before any publisher. A returning publisher
-that cannot send the viewers' codec is still accepted (the host comes first); viewers on
-the old codec are then disconnected, and reconnect on the new one.
+The video codec of a stream is chosen by its publisher: the first of
+``webrtc.video_codecs`` it offers, preferring the stream's current one, then one every
+viewer negotiated. Viewers negotiate every relayed codec they can receive (the stream's
+first), so a viewer who arrives before the publisher gets its video whatever codec it
+picks: the viewer's sender switches at the publisher's first keyframe. A publisher that
+cannot send a codec some viewer negotiated is still accepted (the host comes first);
+those viewers are disconnected, and reconnect on the new codec.
 
 Media state events (``media.state`` with ``state`` live / reconnecting / ended) are
 published through the app's EventPublisher whenever the publisher comes, goes quiet,
 leaves or the stream ends; ``idle`` when this node lost the stream's origin claim to
-another node.
+another node. An edge announces ``reconnecting`` too when its pull stops bringing media
+or the origin's record is gone (a dead origin tells nobody), and runs the reconnect
+grace like the origin does (:meth:`~livecast.ingest.publisher.PublisherSide.watchdog`).
 
 Several nodes: the node that accepts a publisher claims the stream's origin record
 (:mod:`livecast.ingest.origin`) before anything else, and keeps it while it is the

@@ -50,8 +50,14 @@ class Session:
     closed: bool = False
     tracks: tuple[ViewerTrack, ...] = ()
     drains: tuple[asyncio.Task[None], ...] = ()
-    video_codec: str | None = None
+    # publisher: its codec; viewer: the codecs its sender negotiated, the first sent first
+    video_codecs: tuple[str, ...] = ()
     edge: bool = False  # a viewer that is another node's pull
+
+    @property
+    def video_codec(self) -> str | None:
+        """The video codec this session sends or is sent first (None: no video)."""
+        return self.video_codecs[0] if self.video_codecs else None
 
 
 class StreamMedia:

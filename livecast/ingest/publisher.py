@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from redis.exceptions import RedisError
 
 from livecast.errors import Conflict, Unprocessable
 from livecast.ingest import _aiortc
@@ -85,7 +86,7 @@ class PublisherSide(HubBase):
 
         pc = RTCPeerConnection(self.configuration())
         session = self._new_session(PUBLISHER, stream_id, pc, subject)
-        session.video_codec = video_codec
+        session.video_codecs = () if video_codec is None else (video_codec,)
         media.publisher = session  # reserved before the first await: one publisher
         drains: list[asyncio.Task[None]] = []
         pc.on("track", lambda track: drains.append(drain_track(track)))
@@ -120,11 +121,18 @@ class PublisherSide(HubBase):
         return session, pc.localDescription.sdp
 
     def _choose_publisher_codec(self, media: StreamMedia, offered: tuple[str, ...]) -> str:
-        if media.video_codec in offered and media.viewers:
-            return media.video_codec
-        for codec in self._settings.video_codecs:
-            if codec in offered:
+        """The first of ``webrtc.video_codecs`` the offer has, preferring the stream's
+        current codec, then one every viewer already negotiated (no viewer left out)."""
+        relayed = [c for c in self._settings.video_codecs if c in offered]
+        takers = [v.video_codecs for v in media.viewers.values() if v.video_codecs]
+        if media.video_codec in relayed:
+            relayed.remove(media.video_codec)
+            relayed.insert(0, media.video_codec)
+        for codec in relayed:
+            if all(codec in codecs for codecs in takers):
                 return codec
+        if relayed:
+            return relayed[0]
         wanted = ", ".join(self._settings.video_codecs)
         raise Unprocessable(
             f"the offer has no video codec this server relays ({wanted}; H.264 must use "
@@ -154,11 +162,12 @@ class PublisherSide(HubBase):
         return family
 
     def adopt_video_codec(self, media: StreamMedia, codec: str) -> None:
-        """The stream's video is ``codec`` from now on; viewers on another one leave."""
+        """The stream's video is ``codec`` from now on; viewers who did not negotiate it
+        leave (the others' senders switch to it at its first keyframe)."""
         if codec == media.video_codec:
             return
         for viewer in list(media.viewers.values()):
-            if viewer.video_codec is not None and viewer.video_codec != codec:
+            if viewer.video_codecs and codec not in viewer.video_codecs:
                 log.info("stream %s: viewer %s cannot take %s", media.stream_id, viewer.id, codec)
                 self._close_soon(viewer)
         media.video_codec = codec
@@ -171,8 +180,19 @@ class PublisherSide(HubBase):
 
     # -- watchdog ------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the :meth:`watchdog`; :meth:`close` stops it."""
+        self._watchdog = asyncio.create_task(self.watchdog(), name="media-watchdog")
+
     async def watchdog(self, interval_s: float = 0.5) -> None:
-        """Notice publishers that went quiet and streams whose grace ran out."""
+        """Notice publishers that went quiet and streams whose grace ran out.
+
+        The grace runs on every node where the stream is ``reconnecting``: on its origin,
+        and on edges that saw the origin's media stop (its node may have died, and no
+        other node would end the stream). Ending it is one state transition in Redis,
+        which one node wins; a node that is not the origin first checks that no node
+        has become the stream's origin since (that node decides then).
+        """
         grace = self._settings.reconnect_grace_s
         while True:
             await asyncio.sleep(interval_s)
@@ -192,7 +212,24 @@ class PublisherSide(HubBase):
                     and self._end_stream is not None
                 ):
                     media.state_since = now  # one attempt per grace period
-                    self._keep(asyncio.ensure_future(self._end_stream(media.stream_id)))
+                    self._keep(asyncio.ensure_future(self._grace_over(media)))
+
+    async def _grace_over(self, media: StreamMedia) -> None:
+        stream_id = media.stream_id
+        try:
+            if stream_id not in self.origins.claimed:
+                holder = await self.origins.lookup(stream_id)
+                if holder is not None:  # published again, or waiting, through that node
+                    if media.upstream is None and not media.viewers:
+                        self._set_state(media, MediaState.IDLE, announce=False)
+                        self.forget_if_idle(media)
+                    return
+            assert self._end_stream is not None
+            await self._end_stream(stream_id)
+        except (RedisError, OSError) as exc:  # tried again after another grace period
+            log.warning("stream %s: not ended after the reconnect grace: %s", stream_id, exc)
+        except Exception:
+            log.exception("stream %s: could not end it after the reconnect grace", stream_id)
 
 
 def drain_track(track: MediaStreamTrack) -> asyncio.Task[None]:

@@ -11,15 +11,28 @@ Per viewer and frame there is no copy, no encode and no queue.
 A recorder, when recording is on, is handed each frame too (``MediaSource.tee``), on
 the same timeline (:mod:`livecast.ingest.recorder`).
 
+A video source also keeps a GOP cache: the frames since the last keyframe (the same
+objects the ring holds), as long as they stay within ``gop_cache_s`` and
+``gop_cache_bytes``. A joining viewer starts from it at once, whatever the encoder does
+with keyframe requests (OBS and FFmpeg ignore them): the cached frames go out as one
+burst, their timestamps packed 1 ms apart just before the newest one's, so the viewer's
+decoder runs through them and its jitter buffer plays the newest at once instead of
+replaying the GOP in real time; from then on the viewer gets the shared frames, live.
+Only a joiner with nothing cached (no keyframe yet, or a GOP past the bounds) asks the
+publisher for a keyframe and waits.
+
 Invariants:
 
 * a video viewer gets nothing until a keyframe, and from then on frames in order;
-* a viewer that falls more than ``frame_buffer`` frames behind skips to the next
-  keyframe (video) or to the newest frame (audio); memory never grows with a slow viewer;
+* a viewer's timestamps only grow (the catch-up burst ends on the newest frame's own);
+* a viewer that falls out of the ring and the GOP cache skips to the next keyframe
+  (video) or to the newest frame (audio); memory never grows with a slow viewer;
 * keyframe requests go up to the publisher at most every ``keyframe_min_interval``,
   however many viewers ask; a viewer still waiting asks again every ``keyframe_retry``;
 * when the publisher changes (drop and return), the timeline continues: timestamps
-  for viewers stay monotonic across publishers, advanced by the wall time in between.
+  for viewers stay monotonic across publishers, advanced by the wall time in between;
+  a viewer whose sender negotiated several codecs is switched to the new publisher's
+  at its first keyframe (``switch_codec``).
 
 Past one process: aiortc encrypts and sends on the event loop, so one process relays
 what one core can send (``livecast bench relay``). More viewers of one stream are served
@@ -52,6 +65,9 @@ _U32: Final = 0xFFFFFFFF
 # (encoded frame, timestamp on the source's timeline, keyframe, monotonic arrival time)
 FrameTee = Callable[[bytes, int, bool, float], None]
 
+# Timestamp step between the frames of a joiner's catch-up burst: 1 ms of a 90 kHz clock.
+_CATCH_UP_STEP = 90
+
 
 def is_keyframe(codec: str, data: bytes) -> bool:
     """Whether an encoded frame can be decoded on its own.
@@ -77,12 +93,13 @@ def is_keyframe(codec: str, data: bytes) -> bool:
 class EncodedFrame:
     """One frame, packetized once and shared by every viewer's sender."""
 
-    __slots__ = ("keyframe", "payloads", "timestamp")
+    __slots__ = ("codec", "keyframe", "payloads", "timestamp")
 
-    def __init__(self, payloads: list[bytes], timestamp: int, keyframe: bool) -> None:
+    def __init__(self, payloads: list[bytes], timestamp: int, keyframe: bool, codec: str) -> None:
         self.payloads = payloads
         self.timestamp = timestamp
         self.keyframe = keyframe
+        self.codec = codec
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +107,8 @@ class RelayTuning:
     frame_buffer: int = 64
     keyframe_min_interval_s: float = 0.2
     keyframe_retry_s: float = 0.5
-    join_burst_frames: int = 8
+    gop_cache_s: float = 10.0
+    gop_cache_bytes: int = 8_000_000
 
 
 class MediaSource:
@@ -98,6 +116,7 @@ class MediaSource:
 
     def __init__(self, kind: str, tuning: RelayTuning) -> None:
         self.kind = kind
+        self._video = kind == "video"
         self.codec: str | None = None  # "h264", "vp8", "opus" once a publisher negotiated
         self.clock_rate = 90_000 if kind == "video" else 48_000
         self._tuning = tuning
@@ -111,6 +130,12 @@ class MediaSource:
         self.epoch = 0  # bumped per publisher: viewers then wait for its first keyframe
         self._waiters: list[asyncio.Future[None]] = []
         self._picture_id = 0
+        # GOP cache (video): frames [_gop_start, head), since the last keyframe, within
+        # the bounds; empty when there is no keyframe yet or the GOP outgrew them
+        self._gop: list[EncodedFrame] = []
+        self._gop_start = -1
+        self._gop_bytes = 0
+        self._gop_since = 0.0
         # timeline: out = in + offset (mod 2**32); re-anchored when the publisher changes
         self._offset = 0
         self._last_out: int | None = None
@@ -134,6 +159,7 @@ class MediaSource:
         self._request_upstream = request_keyframe
         self._reanchor = True
         self.epoch += 1
+        self._drop_gop()  # the new publisher's frames start over at its first keyframe
 
     def detach(self) -> None:
         """The publisher left; viewers keep their cursors and wait for the next one."""
@@ -169,15 +195,39 @@ class MediaSource:
             keyframe = True
             payloads = [data]
         index = self.head
-        self._ring[index & self._mask] = EncodedFrame(payloads, out, keyframe)
+        frame = self._ring[index & self._mask] = EncodedFrame(payloads, out, keyframe, codec)
         if keyframe:
             self.last_keyframe = index
+        if self._video:
+            if keyframe:
+                self._gop = [frame]
+                self._gop_start = index
+                self._gop_bytes = len(data)
+                self._gop_since = now
+            elif self._gop:
+                self._gop_bytes += len(data)
+                self._gop.append(frame)
+            if self._gop and (
+                self._gop_bytes > self._tuning.gop_cache_bytes
+                or now - self._gop_since >= self._tuning.gop_cache_s
+            ):
+                self._drop_gop()
         self.head = index + 1
         self.frames_in += 1
         tee = self.tee
         if tee is not None:
             tee(data, out, keyframe, now)
         self._wake()
+
+    def _drop_gop(self) -> None:
+        self._gop = []
+        self._gop_start = -1
+        self._gop_bytes = 0
+
+    @property
+    def gop_cached(self) -> int:
+        """Frames a joiner would be sent at once (0: it waits for a keyframe)."""
+        return len(self._gop)
 
     def _wake(self) -> None:
         waiters = self._waiters
@@ -190,10 +240,16 @@ class MediaSource:
     # -- viewer side ----------------------------------------------------------------
 
     def frame(self, index: int) -> EncodedFrame | None:
-        """The frame at ``index`` if it is still kept."""
-        if index >= self.head or index < self.head - self._capacity:
+        """The frame at ``index`` if it is still kept (in the ring or the GOP cache)."""
+        head = self.head
+        if index >= head:
             return None
-        return self._ring[index & self._mask]
+        if index >= head - self._capacity:
+            return self._ring[index & self._mask]
+        start = self._gop_start
+        if 0 <= start <= index:
+            return self._gop[index - start]
+        return None
 
     def wait_frame(self) -> asyncio.Future[None]:
         """A future resolved by the next push.
@@ -206,15 +262,9 @@ class MediaSource:
         return waiter
 
     def join_index(self) -> int | None:
-        """Where a new video viewer may start without a keyframe request, if anywhere."""
-        key = self.last_keyframe
-        if (
-            key >= 0
-            and self.head - key <= self._tuning.join_burst_frames
-            and key >= (self.head - self._capacity)
-        ):
-            return key
-        return None
+        """Where a new video viewer may start without a keyframe request: the GOP
+        cache's keyframe, if one is cached."""
+        return self._gop_start if self._gop else None
 
     def next_keyframe(self, start: int) -> int | None:
         """The first kept keyframe at or after ``start``."""
@@ -264,8 +314,18 @@ class ViewerTrack(MediaStreamTrack):
     into RTP without encoding (see ``_aiortc.install_packer``).
     """
 
-    def __init__(self, source: MediaSource, *, join_burst: bool = True) -> None:
-        """``join_burst=False``: never start at a recent keyframe, only at a new one."""
+    def __init__(
+        self,
+        source: MediaSource,
+        *,
+        join_burst: bool = True,
+        codec: str | None = None,
+        switch_codec: Callable[[str], bool] | None = None,
+    ) -> None:
+        """``join_burst=False``: never start from the GOP cache, only at a new keyframe.
+        ``codec``: what the sender sends at first (None: whatever comes);
+        ``switch_codec(codec)`` makes it send another one it negotiated, or answers False.
+        """
         super().__init__()
         self.kind = source.kind
         self._source = source
@@ -273,13 +333,25 @@ class ViewerTrack(MediaStreamTrack):
         self._cursor = source.head
         self._epoch = source.epoch
         self._waiting_keyframe = self._video
+        self._starting = False  # the next frame starts a picture: check its codec
+        self._codec = codec
+        self._switch_codec = switch_codec
         self._last_request = -1e9
+        # catch-up burst: frames before _catch_up_end get timestamps packed before
+        # _catch_up_ts, the timestamp of frame _catch_up_end - 1
+        self._catch_up_end = 0
+        self._catch_up_ts = 0
         self.frames_sent = 0
         self.skips = 0
         if self._video:
             start = source.join_index() if join_burst else None
-            if start is not None:
+            newest = source.frame(source.head - 1)
+            if start is not None and newest is not None:
                 self._cursor = start
+                self._waiting_keyframe = False
+                self._starting = True
+                self._catch_up_end = source.head
+                self._catch_up_ts = newest.timestamp
             else:
                 self.request_keyframe()
 
@@ -292,6 +364,16 @@ class ViewerTrack(MediaStreamTrack):
         self._last_request = time.monotonic()
         self._source.request_keyframe()
 
+    def _takes(self, frame: EncodedFrame) -> bool:
+        """Whether the sender can send ``frame``'s codec, switching to it if need be."""
+        if self._codec is None or frame.codec == self._codec:
+            return True
+        if self._switch_codec is None or not self._switch_codec(frame.codec):
+            return False
+        log.info("%s viewer switches %s -> %s", self.kind, self._codec, frame.codec)
+        self._codec = frame.codec
+        return True
+
     async def recv(self) -> EncodedFrame:  # type: ignore[override]
         source = self._source
         while True:
@@ -303,6 +385,7 @@ class ViewerTrack(MediaStreamTrack):
                     # a new publisher: its stream starts over at a keyframe, and
                     # nothing before that keyframe decodes against what came before
                     self._epoch = source.epoch
+                    self._catch_up_end = 0
                     if self._video and not self._waiting_keyframe:
                         self._waiting_keyframe = True
                         self.request_keyframe()
@@ -317,10 +400,12 @@ class ViewerTrack(MediaStreamTrack):
                     else:
                         self._cursor = start
                         self._waiting_keyframe = False
+                        self._starting = True
                     continue
                 frame = source.frame(cursor)
                 if frame is None:  # fell out of the ring: skip ahead
                     self.skips += 1
+                    self._catch_up_end = 0
                     if self._video:
                         self._waiting_keyframe = True
                         self.request_keyframe()
@@ -328,6 +413,15 @@ class ViewerTrack(MediaStreamTrack):
                         self._cursor = source.head - 1
                     continue
                 self._cursor = cursor + 1
+                if self._starting:
+                    self._starting = False
+                    if not self._takes(frame):  # the hub closes a viewer in that case
+                        self._waiting_keyframe = True
+                        continue
                 self.frames_sent += 1
+                if cursor < self._catch_up_end:
+                    behind = self._catch_up_end - 1 - cursor
+                    timestamp = (self._catch_up_ts - behind * _CATCH_UP_STEP) & _U32
+                    return EncodedFrame(frame.payloads, timestamp, frame.keyframe, frame.codec)
                 return frame
             await source.wait_frame()

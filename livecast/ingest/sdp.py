@@ -24,6 +24,8 @@ __all__ = [
     "Offer",
     "TrickleFragment",
     "codec_preferences",
+    "family_of",
+    "mime_of",
     "parse_offer",
     "parse_trickle",
 ]
@@ -93,13 +95,19 @@ def parse_offer(text: str) -> Offer:
     return Offer(sdp=text, codecs=codecs, directions=directions, ice_ufrag=ufrag)
 
 
-def codec_preferences(kind: str, family: str) -> list[RTCRtpCodecCapability]:
-    """Capabilities that make aiortc negotiate only ``family`` (plus RTX for video)."""
-    mime = _MIME_BY_FAMILY[family]
+def codec_preferences(kind: str, *families: str) -> list[RTCRtpCodecCapability]:
+    """Capabilities that make aiortc negotiate only ``families``, in that order (plus
+    RTX for video): the first one the offer has is what a sender sends first."""
     capabilities = RTCRtpSender.getCapabilities(kind).codecs
-    chosen = [c for c in capabilities if c.mimeType.lower() == mime]
+    chosen = [
+        c for family in families for c in capabilities if c.mimeType.lower() == mime_of(family)
+    ]
     chosen += [c for c in capabilities if c.mimeType.lower() == f"{kind}/rtx"]
     return chosen
+
+
+def mime_of(family: str) -> str:
+    return _MIME_BY_FAMILY[family]
 
 
 def family_of(mime_type: str) -> str | None:

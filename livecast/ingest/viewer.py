@@ -1,18 +1,28 @@
 """The viewer side of :class:`~livecast.ingest.hub.MediaHub`: :class:`ViewerSide`.
 
-Accepting a WHEP viewer (or another node's pull) and choosing the video codec it gets.
+Accepting a WHEP viewer (or another node's pull) and choosing the video codecs it gets.
+
+A viewer negotiates every video codec this server relays that its offer can receive,
+the stream's current one first (so a viewer who arrives before the publisher, or stays
+through a publisher who comes back with another codec, needs no new offer): its sender
+sends the stream's codec and switches at the first keyframe of another one
+(:func:`~livecast.ingest._aiortc.switchable_codec`). Another node's pull negotiates the
+stream's codec only: its frame tap knows one codec per connection, so a codec change
+drops the pull and the edge pulls again.
 """
 
 from __future__ import annotations
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from collections.abc import Callable
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from livecast.errors import TooManyRequests, Unprocessable
 from livecast.ingest import _aiortc
 from livecast.ingest._hub import HubBase
 from livecast.ingest.media import VIEWER, Session, StreamMedia
 from livecast.ingest.relay import ViewerTrack
-from livecast.ingest.sdp import AUDIO_CODEC, Offer, codec_preferences
+from livecast.ingest.sdp import AUDIO_CODEC, Offer, codec_preferences, mime_of
 
 __all__ = ["ViewerSide"]
 
@@ -46,10 +56,10 @@ class ViewerSide(HubBase):
             raise TooManyRequests(
                 "this stream has as many viewers as it can take", code="stream_full"
             )
-        video_codec = None
+        video_codecs: tuple[str, ...] = ()
         try:
             if "video" in offer.codecs:
-                video_codec = self._choose_viewer_codec(media, offer.codecs["video"])
+                video_codecs = self._choose_viewer_codecs(media, offer.codecs["video"], edge)
             if "audio" in offer.codecs and AUDIO_CODEC not in offer.codecs["audio"]:
                 raise Unprocessable("this stream's audio is Opus", code="codec_unsupported")
         except Exception:
@@ -58,20 +68,25 @@ class ViewerSide(HubBase):
 
         pc = RTCPeerConnection(self.configuration())
         session = self._new_session(VIEWER, stream_id, pc, "")
-        session.video_codec = video_codec
+        session.video_codecs = video_codecs
         session.edge = edge
         media.viewers[session.id] = session
-        if video_codec is not None and media.video_codec is None:
-            media.video_codec = video_codec
+        if edge and media.video_codec is None:
+            media.video_codec = video_codecs[0] if video_codecs else None
         tracks: list[ViewerTrack] = []
         try:
             for kind in offer.kinds:
-                family = video_codec if kind == "video" else AUDIO_CODEC
-                assert family is not None
-                track = ViewerTrack(media.sources[kind], join_burst=not fresh)
+                families = video_codecs if kind == "video" else (AUDIO_CODEC,)
+                transceiver = pc.addTransceiver(kind, direction="sendonly")
+                track = ViewerTrack(
+                    media.sources[kind],
+                    join_burst=not fresh,
+                    codec=families[0],
+                    switch_codec=_switcher(transceiver.sender) if kind == "video" else None,
+                )
                 tracks.append(track)
-                transceiver = pc.addTransceiver(track, direction="sendonly")
-                transceiver.setCodecPreferences(codec_preferences(kind, family))
+                transceiver.sender.replaceTrack(track)
+                transceiver.setCodecPreferences(codec_preferences(kind, *families))
                 _aiortc.install_packer(transceiver.sender)
                 _aiortc.forward_keyframe_requests(transceiver.sender, track.request_keyframe)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
@@ -88,18 +103,31 @@ class ViewerSide(HubBase):
         self._watch(session, media)
         return session, pc.localDescription.sdp
 
-    def _choose_viewer_codec(self, media: StreamMedia, offered: tuple[str, ...]) -> str:
-        if media.video_codec is not None:
-            if media.video_codec in offered:
-                return media.video_codec
+    def _choose_viewer_codecs(
+        self, media: StreamMedia, offered: tuple[str, ...], edge: bool
+    ) -> tuple[str, ...]:
+        """The video codecs to negotiate, the one to send first first: the stream's, if
+        it has one yet, then every other one this server relays that the offer has."""
+        relayed = tuple(c for c in self._settings.video_codecs if c in offered)
+        current = media.video_codec
+        if current is not None:
+            if current not in offered:
+                raise Unprocessable(
+                    f"this stream is {current.upper()} and the offer cannot receive it",
+                    code="codec_unsupported",
+                    stream_codec=current,
+                )
+            if edge:
+                return (current,)
+            return (current, *(c for c in relayed if c != current))
+        if not relayed:
             raise Unprocessable(
-                f"this stream is {media.video_codec.upper()} and the offer cannot receive it",
-                code="codec_unsupported",
-                stream_codec=media.video_codec,
+                "the offer has no video codec this server relays", code="codec_unsupported"
             )
-        for codec in self._settings.video_codecs:
-            if codec in offered:
-                return codec
-        raise Unprocessable(
-            "the offer has no video codec this server relays", code="codec_unsupported"
-        )
+        return relayed[:1] if edge else relayed
+
+
+def _switcher(sender: RTCRtpSender) -> Callable[[str], bool]:
+    """``switch(codec family)``: make ``sender`` send that negotiated codec from now on."""
+    use = _aiortc.switchable_codec(sender)
+    return lambda family: use(mime_of(family))

@@ -8,9 +8,14 @@ from tests.bench._run import run_bench
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("codec", ["h264", "vp8"])
-def test_relay_bench_viewers_get_frames_and_it_reports_its_figures(codec: str) -> None:
-    report = run_bench("relay", "--viewers", "2", "--seconds", "2", "--codec", codec)
+@pytest.mark.parametrize(
+    ("codec", "extra"), [("h264", ()), ("vp8", ()), ("h264", ("--ignore-keyframe-requests",))]
+)
+def test_relay_bench_viewers_get_frames_and_it_reports_its_figures(
+    codec: str, extra: tuple[str, ...]
+) -> None:
+    report = run_bench("relay", "--viewers", "2", "--seconds", "2", "--codec", codec, *extra)
+    assert report["keyframe_requests_honoured"] == (not extra)
     for key in (
         "viewers_per_core",
         "server_cpu_per_viewer",

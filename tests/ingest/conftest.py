@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from livecast.aio import cancel_and_wait
 from livecast.app import create_app
 from livecast.auth import Role
 from livecast.config import Settings
+from livecast.ingest.keys import MEDIA
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer, free_port, make_settings
 
 
@@ -82,3 +84,23 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float 
         if loop.time() > deadline:
             raise AssertionError(f"still not true after {within} s")
         await asyncio.sleep(0.05)
+
+
+async def kill_node(node: Client) -> None:
+    """Leave ``node`` as ``kill -9`` would leave it to everyone else: its origin
+    heartbeat and watchdog stop, it publishes no more events, and its peer connections
+    go silent without a goodbye (no DTLS close, no RTCP BYE): what they send is dropped
+    and what reaches them is ignored."""
+    hub = node.app[MEDIA]
+    await cancel_and_wait(hub.origins._heartbeat, hub._watchdog)
+
+    async def silent(stream_id: str, event_type: str, data: dict[str, object]) -> None:
+        return None
+
+    hub._publish_event = silent
+    for session in list(hub.sessions.values()):
+        for transceiver in session.pc.getTransceivers():
+            connection = transceiver.sender.transport.transport._connection
+            for protocol in connection._protocols:
+                protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
+                protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 from aiortc import (
@@ -18,6 +20,7 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from tests.conftest import Client, bearer
 
@@ -68,15 +71,73 @@ class CounterTrack(VideoStreamTrack):
         super().__init__()
         self.counter = start
         self.sent = 0
+        self.sent_at: list[float] = []  # loop time each frame was handed to the encoder
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
+        self.sent_at.append(asyncio.get_running_loop().time())
         frame = draw_counter(self.counter & 0xFFFF)
         frame.pts = pts
         frame.time_base = time_base
         self.counter += 1
         self.sent += 1
         return frame
+
+
+class FixedGopTrack(MediaStreamTrack):
+    """30 fps H.264 whose frame ``n`` shows ``n``, encoded beforehand with a keyframe
+    every ``gop`` frames and never another: an encoder that ignores keyframe requests,
+    as OBS's and FFmpeg's do (the sender packs these packets as they are)."""
+
+    kind = "video"
+
+    def __init__(self, gop: int, frames: int) -> None:
+        super().__init__()
+        self._packets = _encode_fixed_gop(gop, frames)
+        self.counter = 0
+        self.sent = 0
+        self.sent_at: list[float] = []
+        self._start = 0.0
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.counter >= len(self._packets):
+            self.stop()
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if not self.sent_at:
+            self._start = loop.time()
+        delay = self._start + self.counter / 30 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self._packets[self.counter])
+        packet.pts = self.counter * 3000
+        packet.time_base = fractions.Fraction(1, 90_000)
+        self.sent_at.append(loop.time())
+        self.counter += 1
+        self.sent += 1
+        return packet
+
+
+def _encode_fixed_gop(gop: int, frames: int) -> list[bytes]:
+    encoder = av.CodecContext.create("libx264", "w")
+    assert isinstance(encoder, av.VideoCodecContext)
+    encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 30)
+    encoder.profile = "Baseline"
+    encoder.options = {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        # keyframes on the fixed interval only, each with its SPS/PPS
+        "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1",
+    }
+    packets: list[bytes] = []
+    for index in range(frames):
+        frame = draw_counter(index)
+        frame.pts = index
+        packets.extend(bytes(p) for p in encoder.encode(frame))
+    packets.extend(bytes(p) for p in encoder.encode(None))
+    assert len(packets) == frames
+    return packets
 
 
 def _prefer(pc: RTCPeerConnection, kind: str, mime: str) -> None:
@@ -102,7 +163,7 @@ def new_pc() -> RTCPeerConnection:
 @dataclass
 class Publisher:
     pc: RTCPeerConnection
-    video: CounterTrack
+    video: CounterTrack | FixedGopTrack
     location: str
 
     async def close(self) -> None:
@@ -118,11 +179,12 @@ async def publish(
     start: int = 0,
     audio: bool = True,
     endpoint: str | None = None,
+    video: CounterTrack | FixedGopTrack | None = None,
 ) -> Publisher:
     """Publish through ``client``'s WHIP endpoint of the stream, or the absolute URL
-    ``endpoint`` (another node's, say)."""
+    ``endpoint`` (another node's, say); ``video``: a track of the test's own."""
     pc = new_pc()
-    video = CounterTrack(start)
+    video = CounterTrack(start) if video is None else video
     pc.addTransceiver(video, direction="sendonly")
     if audio:
         pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
@@ -215,8 +277,17 @@ async def view(client: Client, stream_id: str, *, headers: dict[str, str] | None
     answer = await resp.text()
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     viewer.location = resp.headers["Location"]
-    viewer.video_codec = "h264" if "H264/90000" in answer else "vp8"
+    viewer.video_codec = first_video_codec(answer)
     return viewer
+
+
+def first_video_codec(answer: str) -> str:
+    """The codec a sender sends first: the first of the answer's video section
+    ("h264", "vp8"; "" with no video)."""
+    for media in SessionDescription.parse(answer).media:
+        if media.kind == "video" and media.rtp.codecs:
+            return media.rtp.codecs[0].mimeType.split("/")[1].lower()
+    return ""
 
 
 def in_order(counters: list[int]) -> bool:

@@ -8,18 +8,21 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
+import msgpack
 import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from livecast.aio import cancel_and_wait
 from livecast.app import create_app
-from livecast.appkeys import TOKENS
+from livecast.appkeys import EVENTS, TOKENS
 from livecast.auth import Role
 from livecast.config import Settings
 from livecast.embedded_redis import EmbeddedRedis
 from livecast.ingest.edge import PullState
 from livecast.ingest.keys import MEDIA
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer
-from tests.ingest.conftest import MakeNode, SellerStream, eventually
+from tests.ingest.conftest import MakeNode, SellerStream, eventually, kill_node
 from tests.ingest.peers import Viewer, in_order, publish, view
 
 EDGE_LINGER_S = 0.5  # webrtc.edge_linger_s in these tests
@@ -159,6 +162,7 @@ async def test_edge_viewer_waiting_before_the_host_goes_live_and_private_streams
         await viewer.close()
 
 
+@pytest.mark.parametrize("settings", [{"webrtc__gop_cache_s": 0.0}], indirect=True)
 async def test_a_late_edge_viewers_keyframe_request_reaches_the_publisher(
     make_node: MakeNode, stream: SellerStream
 ) -> None:
@@ -167,7 +171,7 @@ async def test_a_late_edge_viewers_keyframe_request_reaches_the_publisher(
     first = await view(node_b, stream.id)
     try:
         await first.frames(5)
-        await first.until(lambda: first.counters[-1] >= 45)  # well past the join burst
+        await first.until(lambda: first.counters[-1] >= 45)  # no GOP cache to start from
         origin_video = node_a.app[MEDIA].streams[stream.id].sources["video"]
         edge_video = node_b.app[MEDIA].streams[stream.id].sources["video"]
         asked_at_origin = origin_video.keyframe_requests_sent
@@ -339,5 +343,145 @@ async def test_an_edge_warns_once_while_redis_is_down(
         logged = [r for r in caplog.records if r.name == "livecast.ingest.edge"]
         assert [r.levelno for r in logged] == [logging.WARNING], [r.getMessage() for r in logged]
         assert logged[0].exc_info is None
+    finally:
+        await viewer.close()
+
+
+async def _events(node: Client, stream_id: str, redis_url: str) -> PubSub:
+    """What every viewer of the stream is told, on every node."""
+    events = aioredis.Redis.from_url(redis_url).pubsub()
+    await events.subscribe(node.app[EVENTS].channel(stream_id))
+    return events
+
+
+async def _told(events: PubSub, within: float) -> list[tuple[str, str]]:
+    """``(type, state)`` of the state events published within ``within`` seconds."""
+    told: list[tuple[str, str]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        message = await events.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            event = msgpack.unpackb(message["data"])
+            if event["type"] in ("media.state", "stream.state"):
+                told.append((event["type"], event["data"]["state"]))
+    return told
+
+
+async def _media_state(node: Client, stream_id: str) -> str:
+    status = await (await node.get(f"/api/streams/{stream_id}/media")).json()
+    return str(status["state"])
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__reconnect_grace_s": 3.0}], indirect=True)
+async def test_a_dead_origins_edges_tell_their_viewers_and_end_the_stream_once(
+    make_node: MakeNode, stream: SellerStream, redis_url: str
+) -> None:
+    node_a, node_b, node_c = await make_node(), await make_node(), await make_node()
+    publisher = await publish(node_a, stream.id, stream.seller_token)
+    viewers = [await view(node_b, stream.id), await view(node_c, stream.id)]
+    events = await _events(node_a, stream.id, redis_url)
+    try:
+        for viewer in viewers:
+            await viewer.frames(5)
+        # an edge reports the origin's media state, not its own idleness
+        await eventually(lambda: _is(node_b, stream.id, "live"), within=5)
+        await kill_node(node_a)
+        await publisher.close()  # and the host never comes back
+
+        # within the quiet time (1 s) and a tick, not after the origin record expired
+        told = await _told(events, within=2.0)
+        assert ("media.state", "reconnecting") in told, told
+        assert await _media_state(node_b, stream.id) == "reconnecting"
+        assert all(v.pc.connectionState == "connected" for v in viewers)
+
+        # the grace (3 s) runs out: one node ends the stream, every viewer is told
+        told += await _told(events, within=6.0)
+        assert told.count(("stream.state", "ended")) == 1, told
+        assert ("media.state", "ended") in told, told
+        for viewer in viewers:
+            await eventually(lambda v=viewer: v.pc.connectionState == "closed", within=5)  # type: ignore[misc]
+        stream_now = await (await node_b.get(f"/api/streams/{stream.id}")).json()
+        assert stream_now["state"] == "ended"
+    finally:
+        await events.aclose()
+        for viewer in viewers:
+            await viewer.close()
+        await publisher.close()
+
+
+async def _is(node: Client, stream_id: str, state: str) -> bool:
+    return await _media_state(node, stream_id) == state
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__reconnect_grace_s": 4.0}], indirect=True)
+async def test_a_publisher_back_through_another_node_within_the_grace_keeps_the_stream(
+    make_node: MakeNode, stream: SellerStream, redis_url: str
+) -> None:
+    node_a, node_b, node_c = await make_node(), await make_node(), await make_node()
+    first = await publish(node_a, stream.id, stream.seller_token)
+    viewer = await view(node_b, stream.id)
+    events = await _events(node_a, stream.id, redis_url)
+    try:
+        await viewer.frames(5)
+        await kill_node(node_a)
+        await first.close()
+        await eventually(lambda: _is(node_b, stream.id, "reconnecting"), within=5)
+        await asyncio.sleep(ORIGIN_TTL_S)  # A's record expires: C may take the stream
+        second = await publish(node_c, stream.id, stream.seller_token, start=5000)
+        try:
+            counters = await viewer.until(lambda: viewer.counters[-1] >= 5000, within=10)
+            assert in_order(counters)
+            await eventually(lambda: _is(node_b, stream.id, "live"), within=5)
+            told = await _told(events, within=4.0)  # past the grace B started
+            assert ("stream.state", "ended") not in told, told
+            stream_now = await (await node_b.get(f"/api/streams/{stream.id}")).json()
+            assert stream_now["state"] == "live"
+            assert viewer.pc.connectionState == "connected"
+        finally:
+            await second.close()
+    finally:
+        await events.aclose()
+        await viewer.close()
+
+
+async def test_an_edge_reports_its_origins_media_state(
+    make_node: MakeNode, stream: SellerStream
+) -> None:
+    node_a, node_b = await make_node(), await make_node()
+    first = await publish(node_a, stream.id, stream.seller_token)
+    viewer = await view(node_b, stream.id)
+    try:
+        await viewer.frames(5)
+        await eventually(lambda: _is(node_b, stream.id, "live"), within=5)
+        assert (await node_a.delete(first.location)).status == 200  # the host leaves
+        await first.close()
+        await eventually(lambda: _is(node_b, stream.id, "reconnecting"), within=5)
+        assert _pulling(node_b, stream.id)  # the origin lives: the pull stays
+        back = await publish(node_a, stream.id, stream.seller_token, start=1000)
+        try:
+            await viewer.until(lambda: viewer.counters[-1] >= 1000, within=10)
+            await eventually(lambda: _is(node_b, stream.id, "live"), within=5)
+        finally:
+            await back.close()
+    finally:
+        await viewer.close()
+
+
+async def test_an_early_edge_viewer_gets_a_vp8_publishers_video_at_once(
+    make_node: MakeNode, stream: SellerStream
+) -> None:
+    node_a, node_b = await make_node(), await make_node()
+    viewer = await view(node_b, stream.id)  # before anyone publishes, anywhere
+    try:
+        await eventually(lambda: viewer.pc.connectionState == "connected", within=10)
+        publisher = await publish(node_a, stream.id, stream.seller_token, codec="video/VP8")
+        try:
+            assert in_order(await viewer.frames(10, within=10))
+            # the publisher's first frame is its first keyframe
+            assert viewer.arrivals[0] - publisher.video.sent_at[0] < 1.0
+            assert viewer.pc.connectionState == "connected"
+        finally:
+            await publisher.close()
     finally:
         await viewer.close()

@@ -39,7 +39,9 @@ async def _media_states(events: PubSub, count: int) -> list[str]:
     return states
 
 
+@pytest.mark.parametrize("settings", [{"webrtc__gop_cache_s": 0.0}], indirect=True)
 async def test_late_joiner_gets_a_keyframe_on_request(client: Client, stream: SellerStream) -> None:
+    """With no GOP cache, a joiner asks the publisher for a keyframe."""
     publisher = await publish(client, stream.id, stream.seller_token, codec="video/VP8")
     first = await view(client, stream.id)
     try:
