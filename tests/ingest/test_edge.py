@@ -454,7 +454,9 @@ async def test_an_edge_reports_its_origins_media_state(
     try:
         await viewer.frames(5)
         await eventually(lambda: _is(node_b, stream.id, "live"), within=5)
-        assert (await node_a.delete(first.location)).status == 200  # the host leaves
+        assert (
+            await node_a.delete(first.location, headers=bearer(stream.seller_token))
+        ).status == 200  # the host leaves
         await first.close()
         await eventually(lambda: _is(node_b, stream.id, "reconnecting"), within=5)
         assert _pulling(node_b, stream.id)  # the origin lives: the pull stays
