@@ -34,7 +34,8 @@ class PaymentState(StrEnum):
 class Payment(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     provider: str
-    amount: Money
+    # None for a payment voided before it was ever authorized.
+    amount: Money | None
     state: PaymentState
     decline_reason: str = ""
 
@@ -59,7 +60,9 @@ class PaymentProvider(Protocol):
         ...
 
     async def void(self, payment_id: str) -> Payment:
-        """Let an authorization go; nothing is charged."""
+        """Let an authorization go; nothing is charged. Also for a payment never
+        authorized (the checkout stopped before it reached the provider): that id then
+        stays voided, so an authorization arriving late for it is declined."""
         ...
 
 
@@ -111,12 +114,24 @@ class TestPaymentProvider:
         assert stored is not None
         if stored.state is PaymentState.DECLINED:
             raise PaymentDeclined(stored)
+        if stored.state is PaymentState.VOIDED:
+            raise PaymentDeclined(
+                msgspec.structs.replace(stored, decline_reason="the payment was voided")
+            )
         return stored
 
     async def capture(self, payment_id: str) -> Payment:
         return await self._move(payment_id, PaymentState.CAPTURED)
 
     async def void(self, payment_id: str) -> Payment:
+        voided = Payment(
+            id=payment_id,
+            provider=self.name,
+            amount=None,
+            state=PaymentState.VOIDED,
+        )
+        # Never authorized: keep the id voided, so a late authorization is refused.
+        await self._redis.set(self._key(payment_id), self._encoder.encode(voided), nx=True)
         return await self._move(payment_id, PaymentState.VOIDED)
 
     async def _move(self, payment_id: str, target: PaymentState) -> Payment:

@@ -2,8 +2,8 @@
 
 ``setup(app)`` adds the cart, checkout, order and stats routes and a cleanup context
 that builds the services from ``app[SETTINGS]`` and ``app[REDIS]`` (after the Redis and
-inventory contexts) and owns the webhook delivery task: started at start-up, cancelled
-and awaited at shutdown.
+inventory contexts) and owns the webhook delivery and checkout recovery tasks: started at
+start-up, cancelled and awaited at shutdown.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
             payments=payments,
             stats=sales,
             webhooks=webhooks,
+            lease_s=settings.cart.checkout_lease_s,
+            recovery_interval_s=settings.cart.recovery_interval_s,
         ),
         payments=payments,
         sales=sales,
@@ -104,8 +106,10 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         audience=_ChatAudience(app[CHAT].history),
     )
     stopping = asyncio.Event()
+    checkout = app[CART].checkout
     tasks = [
         asyncio.create_task(webhooks.run(), name="webhook-delivery"),
+        asyncio.create_task(checkout.recover(), name="checkout-recovery"),
         asyncio.create_task(
             _push_stats(app, settings.cart.stats_push_interval_s, stopping), name="stats-push"
         ),
@@ -115,6 +119,7 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         # Stopped as well as cancelled: see WebhookDispatcher.stop.
         webhooks.stop()
+        checkout.stop()
         stopping.set()
         await cancel_and_wait(*tasks)
 

@@ -371,6 +371,23 @@ class Reservations:
             )
         return list(await asyncio.gather(*(self._commit_one(r.sku, r.hold_id, txn) for r in refs)))
 
+    async def decision(self, txn: str) -> str | None:
+        """The recorded outcome of ``txn`` (``commit`` or ``abort``), or None if undecided."""
+        recorded = await self._redis.get(self.txn_key(txn))
+        return _text(recorded) if recorded is not None else None
+
+    async def decide(self, txn: str, outcome: str) -> str:
+        """Record ``outcome`` for ``txn`` unless one is recorded; return the one that holds.
+        A checkout's recovery decides ``abort`` so a commit still in flight cannot land."""
+        return await self._decide(txn, outcome)
+
+    async def abort_holds(self, refs: Sequence[HoldRef], txn: str) -> None:
+        """Undo ``txn``'s prepare of these holds (held again); idempotent, and a no-op for a
+        hold the txn never prepared or already committed."""
+        await self._abort_all(refs, txn)
+        for ref in refs:
+            self._touched(ref.sku, None)
+
     async def _decide(self, txn: str, outcome: str) -> str:
         """Record ``outcome`` for ``txn`` unless one is recorded; return the one that holds."""
         key = self.txn_key(txn)
