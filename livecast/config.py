@@ -105,6 +105,9 @@ class RedisSettings:
     connect_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     command_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     max_connections: int = field(default=64, metadata=_check(lambda v: v >= 4, ">= 4"))
+    # Seconds a command waits for a free connection when all max_connections are busy,
+    # before the request fails with 503 (a reachable but saturated Redis).
+    pool_timeout_s: float = field(default=10.0, metadata=_check(lambda v: v > 0, "> 0"))
 
 
 @dataclass(frozen=True, slots=True)

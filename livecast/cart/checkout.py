@@ -14,12 +14,12 @@ holds retries off); the same key again:
 
 The journal. Before the payment provider is called, the record becomes ``paying`` and
 holds everything needed to finish or undo the checkout from Redis alone: the order id,
-the buyer, the cart lines (each hold's SKU and id) and the total. The record key is
-listed in ``<prefix>{checkouts}:open`` (a sorted set scored by when its lease runs out)
-until the checkout is done, declined or voided. Every step after that is idempotent by
-the order id: the provider's authorization, capture and void, the all-or-nothing commit
-of the holds (the order id is its txn, and ``<prefix>txn:<order id>`` its one decision),
-the order record, the stats marker, the webhook event ids.
+the buyer, the cart lines (each hold's SKU and id) and the total. It is listed in
+``<prefix>{checkouts}:open`` (a sorted set of ``<record key>#<order id>`` scored by when
+its lease runs out) until the checkout is done, declined or voided. Every step after that
+is idempotent by the order id: the provider's authorization, capture and void, the
+all-or-nothing commit of the holds (the order id is its txn, and ``<prefix>txn:<order id>``
+its one decision), the order record, the stats marker, the webhook event ids.
 
 Recovery. Every node runs :meth:`Checkout.recover`: each interval it takes the lease of
 every open checkout whose lease ran out and settles it, by the txn's decision:
@@ -67,7 +67,7 @@ from redis.exceptions import RedisError
 from livecast.auth import Identity
 from livecast.cart.cart import CartEntry, CartStore
 from livecast.cart.orders import Order, OrderLine, OrderStatus, OrderStore
-from livecast.cart.payments import PaymentDeclined, PaymentProvider
+from livecast.cart.payments import PaymentDeclined, PaymentProvider, PaymentState
 from livecast.cart.stats import SalesStats
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.errors import ApiError, Conflict, Unprocessable
@@ -169,6 +169,7 @@ class Checkout:
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Record)
         self._release_lease = load_lua(redis, _HERE / "lease_release.lua")
+        self._forget_record = load_lua(redis, _HERE / "record_forget.lua")
         self.open_key = keys.key("{checkouts}", "open")
         self._running = True
 
@@ -209,13 +210,15 @@ class Checkout:
                     # An earlier run under this key was undone; this one starts over.
                     record = await self._record(record_key, fingerprint)
         except _NothingHappened as exc:
-            await self._forget(record_key)
+            await self._forget(record_key, record.order_id)
             raise exc.error from None
         except BaseException:
             # Stopped midway (Redis, the provider, a cancelled request): the recovery
             # pass may settle it as soon as the lease is given back.
             with contextlib.suppress(RedisError, OSError):
-                await self._redis.zadd(self.open_key, {record_key: 0}, xx=True)
+                await self._redis.zadd(
+                    self.open_key, {_member(record_key, record.order_id): 0}, xx=True
+                )
             raise
         finally:
             await self._release_lease(keys=[lease_key], args=[token])
@@ -250,12 +253,10 @@ class Checkout:
     async def _save(self, record_key: str, record: _Record) -> None:
         await self._redis.set(record_key, self._encoder.encode(record), px=_RECORD_TTL_MS)
 
-    async def _forget(self, record_key: str) -> None:
+    async def _forget(self, record_key: str, order_id: str) -> None:
         """Drop the record (the key may be used afresh) and its open-checkout entry."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(record_key)
-            pipe.zrem(self.open_key, record_key)
-            await pipe.execute()
+        await self._forget_record(keys=[record_key], args=[order_id])
+        await self._redis.zrem(self.open_key, _member(record_key, order_id))
 
     async def _run(
         self, buyer: Identity, record: _Record, request: CheckoutRequest, record_key: str
@@ -294,7 +295,7 @@ class Checkout:
         )
         # Listed as open first: a journal is never out of the recovery pass's sight.
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.open_key, {record_key: now_ms + self._lease_ms})
+            pipe.zadd(self.open_key, {_member(record_key, order_id): now_ms + self._lease_ms})
             pipe.set(record_key, self._encoder.encode(journaled), px=_RECORD_TTL_MS)
             await pipe.execute()
         return await self._pay(journaled, record_key, request.card_number)
@@ -317,11 +318,15 @@ class Checkout:
                     order_id, record.total, buyer=record.buyer_id, card_number=card_number
                 )
             except PaymentDeclined as exc:
+                if exc.payment.state is PaymentState.VOIDED:
+                    # This run outlived its lease and the recovery pass voided it.
+                    await self._undo(record, record_key)
+                    raise _Undone from None
                 declined = msgspec.structs.replace(
                     record, status=_Status.DECLINED, decline_reason=str(exc)
                 )
                 await self._save(record_key, declined)
-                await self._redis.zrem(self.open_key, record_key)
+                await self._redis.zrem(self.open_key, _member(record_key, order_id))
                 raise PaymentRequired(f"payment declined: {exc}") from None
             try:
                 committed = await self._reservations.commit_holds(refs, txn=order_id)
@@ -342,7 +347,7 @@ class Checkout:
         """The txn's decision is ``abort``: holds held again, payment voided, record gone."""
         await self._reservations.abort_holds(_refs(record), record.order_id)
         await self._payments.void(record.order_id)
-        await self._forget(record_key)
+        await self._forget(record_key, record.order_id)
 
     async def _finish(self, record: _Record, record_key: str, order: Order) -> Order:
         """After the order is stored: count it, enqueue its events, clear its lines from
@@ -366,7 +371,7 @@ class Checkout:
         done = msgspec.structs.replace(record, status=_Status.DONE)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(record_key, self._encoder.encode(done), px=_RECORD_TTL_MS)
-            pipe.zrem(self.open_key, record_key)
+            pipe.zrem(self.open_key, _member(record_key, record.order_id))
             await pipe.execute()
         return order
 
@@ -489,14 +494,14 @@ class Checkout:
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         due: Any = await self._redis.zrangebyscore(self.open_key, "-inf", now_ms, start=0, num=100)
         finished = voided = 0
-        for raw_key in due:
-            record_key = raw_key.decode()
+        for raw_member in due:
+            record_key, _, order_id = raw_member.decode().rpartition("#")
             token = new_id(16)
             lease_key = record_key + ":lease"
             if not await self._lease(lease_key, token):
                 continue
             try:
-                outcome = await self._settle(record_key)
+                outcome = await self._settle(record_key, order_id)
             except Exception:
                 log.exception("could not settle checkout %s; retrying next pass", record_key)
                 continue
@@ -510,11 +515,12 @@ class Checkout:
                 log.info("recovered checkout %s: payment voided, holds held again", record_key)
         return RecoveryReport(finished=finished, voided=voided)
 
-    async def _settle(self, record_key: str) -> str:
+    async def _settle(self, record_key: str, order_id: str) -> str:
         raw = await self._redis.get(record_key)
         record = self._decoder.decode(raw) if raw is not None else None
-        if record is None or record.status is not _Status.PAYING:
-            await self._redis.zrem(self.open_key, record_key)
+        if record is None or record.order_id != order_id or record.status is not _Status.PAYING:
+            # Settled already (done, declined, undone and maybe started over).
+            await self._redis.zrem(self.open_key, _member(record_key, order_id))
             return "closed"
         stored = await self._orders.find(record.order_id)
         if stored is not None:
@@ -526,6 +532,12 @@ class Checkout:
             return "finished"
         await self._undo(record, record_key)
         return "voided"
+
+
+def _member(record_key: str, order_id: str) -> str:
+    """A checkout's entry in the open set: its record key and its order id, so settling
+    an older attempt never touches a newer one under the same key."""
+    return f"{record_key}#{order_id}"
 
 
 def _refs(record: _Record) -> list[HoldRef]:
