@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from livecast.appkeys import KEYS, REDIS
+from livecast.app import create_app
+from livecast.appkeys import KEYS, REDIS, TOKENS
+from livecast.auth import Role
 from livecast.cart import payments
 from livecast.cart.payments import Payment
 from livecast.cart.service import CART
@@ -25,7 +27,7 @@ from livecast.config import Settings
 from livecast.inventory.money import Money
 from livecast.inventory.service import INVENTORY
 from tests.cart.conftest import Shop, new_buyer, sub_of
-from tests.conftest import MakeToken, bearer, make_settings
+from tests.conftest import AiohttpClient, MakeToken, bearer, make_settings
 from tests.ingest.conftest import eventually
 
 
@@ -270,3 +272,88 @@ async def test_a_node_that_outlives_its_lease_starts_over_after_the_void(
     assert list(ledger.values()) == ["voided"]
     assert [o["id"] for o in await _orders(shop, buyer)] == [order["id"]]
     assert await shop.stock("LAMP") == {"stock": 1, "held": 0, "sold": 1}
+
+
+async def _committed_holds(shop: Shop, sku: str) -> dict[str, tuple[str, int]]:
+    """Committed holds of ``sku``: hold id -> (its order id, units)."""
+    redis = shop.app[REDIS]
+    base = shop.app[INVENTORY].reservations.base(sku)
+    found: dict[str, tuple[str, int]] = {}
+    async for key in redis.scan_iter(match=base + ":hold:*"):
+        state, txn, qty = cast(list[Any], await redis.hmget(key, ["state", "txn", "qty"]))
+        if state == b"committed":
+            found[key.decode().rsplit(":", 1)[1]] = (txn.decode(), int(qty))
+    return found
+
+
+async def test_a_starved_pool_loses_no_paid_order(
+    aiohttp_client: AiohttpClient,
+    redis_url: str,
+    key_prefix: str,
+    tmp_path: Path,
+    make_token: MakeToken,
+) -> None:
+    """Four Redis connections, short command timeouts, and 120 buyers checking out at once
+    over HTTP: whatever fails midway is settled, every committed hold belongs to an order
+    its buyer sees, every captured payment is an order, and the stock adds up."""
+    app = create_app(
+        make_settings(
+            redis_url,
+            key_prefix,
+            tmp_path,
+            redis__max_connections=4,
+            redis__command_timeout_s=0.15,
+            cart__checkout_lease_s=0.5,
+            cart__recovery_interval_s=0.05,
+        )
+    )
+    client = await aiohttp_client(app)
+    seller = app[TOKENS].issue(
+        sub="s-1", name="S", role=Role.SELLER, streams=frozenset(), ttl_s=600
+    )
+    resp = await client.post("/api/streams", json={"title": "Drop"}, headers=bearer(seller))
+    stream_id = (await resp.json())["id"]
+    await client.post(f"/api/streams/{stream_id}/start", headers=bearer(seller))
+    shop = Shop(client=client, app=app, seller=seller, stream_id=stream_id)
+    await shop.product("HOT", price=2500, stock=90)
+    buyers = [
+        app[TOKENS].issue(sub=f"b-{n}", name="B", role=Role.VIEWER, streams=frozenset(), ttl_s=600)
+        for n in range(120)
+    ]
+
+    async def add(buyer: str) -> None:
+        for _ in range(20):  # a retry with the same hold id holds nothing twice
+            resp = await shop.add(buyer, "HOT", hold_id="h-" + sub_of(buyer, shop))
+            if resp.status != 503:
+                assert resp.status in (201, 409), await resp.text()
+                return
+        raise AssertionError("add-to-cart never got through")
+
+    await asyncio.gather(*(add(b) for b in buyers))
+    first = await asyncio.gather(*(shop.checkout(b, "pay") for b in buyers))
+    assert {r.status for r in first} <= {201, 409, 422, 503}, [r.status for r in first]
+
+    async def settled() -> bool:
+        return await _open_checkouts(shop) == 0
+
+    await eventually(settled, within=20)
+    orders = {o["id"]: o for b in buyers for o in await _orders(shop, b)}
+    committed = await _committed_holds(shop, "HOT")
+    assert {txn for txn, _ in committed.values()} == set(orders)
+    ledger = await _ledger(shop)
+    assert {p for p, state in ledger.items() if state == "captured"} == set(orders)
+    assert set(ledger.values()) <= {"captured", "voided"}
+    sold = sum(o["units"] for o in orders.values())
+    stock = await shop.stock("HOT")
+    assert stock["sold"] == sold == len(committed)
+    assert stock["stock"] + stock["held"] + stock["sold"] == 90
+
+    # Every buyer's retry answers with their order, or a clear 4xx (nothing to buy).
+    again = await asyncio.gather(*(shop.checkout(b, "pay") for b in buyers))
+    for buyer, resp in zip(buyers, again, strict=True):
+        mine = await _orders(shop, buyer)
+        if mine:
+            assert resp.status == 201, await resp.text()
+            assert [(await resp.json())["id"]] == [o["id"] for o in mine]
+        else:
+            assert resp.status in (409, 422), await resp.text()
