@@ -16,6 +16,7 @@ BENCHMARKS = {
     "relay": "livecast.bench.relay",
     "fanout": "livecast.bench.fanout",
     "reserve": "livecast.bench.reserve",
+    "checkout": "livecast.bench.checkout",
 }
 
 
