@@ -435,7 +435,7 @@ class Checkout:
             lines.append(
                 OrderLine(
                     sku=entry.sku,
-                    title=entry.title,
+                    title=hold.title or entry.title,
                     quantity=hold.qty,
                     unit_price=hold.price,
                     line_total=Money(

@@ -2,8 +2,8 @@
 
 ``setup(app)`` adds the cart, checkout, order and stats routes and a cleanup context
 that builds the services from ``app[SETTINGS]`` and ``app[REDIS]`` (after the Redis and
-inventory contexts) and owns the webhook delivery and checkout recovery tasks: started at
-start-up, cancelled and awaited at shutdown.
+inventory contexts) and owns the webhook delivery, checkout recovery and add-to-cart tally
+tasks: started at start-up, cancelled and awaited at shutdown.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from livecast.cart.checkout import Checkout
 from livecast.cart.orders import OrderStore
 from livecast.cart.payments import PaymentProvider, TestPaymentProvider
 from livecast.cart.stats import Audience, AudienceSource, SalesStats
+from livecast.cart.tally import AddToCartTally
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.chat import CHAT, ChatHistory
 from livecast.inventory.service import INVENTORY
@@ -46,6 +47,7 @@ class CartService:
     sales: SalesStats
     webhooks: WebhookDispatcher
     audience: AudienceSource
+    tally: AddToCartTally
 
 
 CART = web.AppKey("cart", CartService)
@@ -81,7 +83,8 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         decline_card=settings.payments.test_decline_card,
         decline_amount_minor=settings.payments.test_decline_amount_minor,
     )
-    carts = CartStore(redis, keys, max_lines=settings.cart.max_lines)
+    reservations = app[INVENTORY].reservations
+    carts = CartStore(redis, keys, max_lines=settings.cart.max_lines, batcher=reservations.batcher)
     orders = OrderStore(redis, keys)
     sales = SalesStats(redis, keys)
     app[CART] = CartService(
@@ -92,7 +95,7 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
             keys,
             carts=carts,
             orders=orders,
-            reservations=app[INVENTORY].reservations,
+            reservations=reservations,
             streams=app[STREAMS],
             payments=payments,
             stats=sales,
@@ -104,12 +107,14 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         sales=sales,
         webhooks=webhooks,
         audience=_ChatAudience(app[CHAT].history),
+        tally=AddToCartTally(sales),
     )
     stopping = asyncio.Event()
     checkout = app[CART].checkout
     tasks = [
         asyncio.create_task(webhooks.run(), name="webhook-delivery"),
         asyncio.create_task(checkout.recover(), name="checkout-recovery"),
+        asyncio.create_task(app[CART].tally.run(), name="add-to-cart-tally"),
         asyncio.create_task(
             _push_stats(app, settings.cart.stats_push_interval_s, stopping), name="stats-push"
         ),
@@ -120,8 +125,13 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         # Stopped as well as cancelled: see WebhookDispatcher.stop.
         webhooks.stop()
         checkout.stop()
+        app[CART].tally.stop()
         stopping.set()
         await cancel_and_wait(*tasks)
+        try:
+            await app[CART].tally.flush()
+        except (RedisError, OSError):
+            log.warning("add-to-cart counts of the last interval were not added to the stats")
 
 
 async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio.Event) -> None:
@@ -142,6 +152,7 @@ async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio
                 if not await redis.set(lock, "1", nx=True, px=lock_ms):
                     continue
                 audience = await service.audience.audience(stream.id)
+                await service.tally.flush()
                 stats = await service.sales.stream_stats(stream.id, audience)
                 await app[EVENTS].publish(stream.id, "stats", msgspec.to_builtins(stats))
         except (RedisError, OSError):

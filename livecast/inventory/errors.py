@@ -6,7 +6,8 @@
     Conflict (409)        sold_out, insufficient_stock, over_limit, deal_not_started,
                           deal_ended, hold_expired, hold_conflict, not_held, not_prepared,
                           below_committed, deal_exists, stream_not_live, commit_failed
-    Unprocessable (422)   invalid_quantity, currency_mismatch, invalid_field
+    Unprocessable (422)   invalid_quantity, currency_mismatch, invalid_field,
+                          deal_not_in_stream
 
 Each Lua script answers with a status word; :func:`raise_for_status` turns a status other
 than ``ok`` into the matching error, so the words are the codes clients see.
@@ -21,7 +22,7 @@ from livecast.errors import ApiError, Conflict, NotFound, Unprocessable
 __all__ = ["raise_for_status"]
 
 _NOT_FOUND = {"unknown_sku", "unknown_hold", "unknown_deal"}
-_UNPROCESSABLE = {"invalid_quantity", "currency_mismatch", "invalid_field"}
+_UNPROCESSABLE = {"invalid_quantity", "currency_mismatch", "invalid_field", "deal_not_in_stream"}
 
 _MESSAGES = {
     "unknown_sku": "no product with this SKU",
@@ -39,6 +40,7 @@ _MESSAGES = {
     "below_committed": "stock cannot go below what is held, sold or in live deals",
     "deal_exists": "a deal with this id exists",
     "currency_mismatch": "the price's currency differs from the product's",
+    "deal_not_in_stream": "the deal runs on another stream",
 }
 
 

@@ -152,6 +152,10 @@ class Hold:
     # The commit that prepared or committed it ('' for none, or a single-hold commit);
     # known only when read with :meth:`Reservations.get_hold`.
     txn: str = ""
+    # The product's title when the hold was made ('' for holds made before it was kept).
+    title: str = ""
+    # The server time of a reserve's answer (0 when read with get_hold).
+    answered_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,14 +231,16 @@ class Reservations:
         ttl_s: float | None = None,
         per_user_limit: int = 0,
         deal_id: str | None = None,
+        stream_id: str | None = None,
     ) -> Hold:
         """Hold ``qty`` units of ``sku`` for ``user`` until checkout or expiry.
 
         ``per_user_limit`` (0: none) caps the user's units held plus bought of this SKU;
-        a deal's own per-buyer limit applies to its units as well. Raises 404
-        ``unknown_sku``/``unknown_deal``, 409 ``sold_out``, ``insufficient_stock``,
-        ``over_limit``, ``deal_not_started``, ``deal_ended``, ``hold_conflict``, 422
-        ``invalid_quantity``/``invalid_field``.
+        a deal's own per-buyer limit applies to its units as well; with ``stream_id`` the
+        deal must run on that stream. Raises 404 ``unknown_sku``/``unknown_deal``, 409
+        ``sold_out``, ``insufficient_stock``, ``over_limit``, ``deal_not_started``,
+        ``deal_ended``, ``hold_conflict``, 422 ``invalid_quantity``/``invalid_field``/
+        ``deal_not_in_stream``.
         """
         if type(qty) is not int or not 1 <= qty <= self.max_qty:
             raise Unprocessable(
@@ -257,7 +263,7 @@ class Reservations:
         reply = await self.batcher.call_grouped(
             self._reserve,
             self.base(sku),
-            (hold_id, qty, user, ttl_ms, per_user_limit, deal_id or ""),
+            (hold_id, qty, user, ttl_ms, per_user_limit, deal_id or "", stream_id or ""),
         )
         status = reply[0]
         if status == b"ok":
@@ -276,6 +282,8 @@ class Reservations:
                 deal_id=deal_id,
                 expires_at_ms=expires,
                 left=reply[7],
+                title=_text(reply[8]),
+                answered_at_ms=reply[9],
             )
         if status == b"exists":
             return self._hold_from_reply(sku, hold_id, reply, replayed=True)
@@ -297,6 +305,8 @@ class Reservations:
             deal_id=deal or None,
             expires_at_ms=int(reply[3]),
             replayed=replayed,
+            title=_text(reply[8]),
+            answered_at_ms=int(reply[9]),
         )
 
     async def release(self, sku: str, hold_id: str) -> HoldState:
@@ -435,7 +445,7 @@ class Reservations:
             return None
         raw: list[Any] = await self._redis.hmget(
             self.base(sku) + ":hold:" + hold_id,
-            ["state", "qty", "user", "expires", "price_minor", "currency", "deal", "txn"],
+            ["state", "qty", "user", "expires", "price_minor", "currency", "deal", "txn", "title"],
         )
         if raw[0] is None:
             return None
@@ -448,6 +458,7 @@ class Reservations:
             deal_id=_text(raw[6]) or None,
             expires_at_ms=int(raw[3]),
             txn=_text(raw[7]) if raw[7] is not None else "",
+            title=_text(raw[8]) if raw[8] is not None else "",
         )
 
     async def stock(self, sku: str) -> StockLevels | None:

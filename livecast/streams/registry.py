@@ -92,6 +92,11 @@ class StreamRegistry:
     def _stream_key(self, stream_id: str) -> str:
         return self._keys.key("{streams}", "stream", stream_id)
 
+    def state_key(self, stream_id: str) -> tuple[str, str]:
+        """The hash and field that hold the stream's state (``live``...), for a caller that
+        reads it beside other commands in one pipeline."""
+        return self._stream_key(stream_id), "state"
+
     def _index_keys(self) -> list[str]:
         return [self._keys.key("{streams}", "state", s.value) for s in StreamState]
 
