@@ -570,3 +570,65 @@ async def test_holds_bought_or_being_bought_elsewhere_are_refused_before_paying(
     assert resp.status == 201, await resp.text()
     assert len(await _payments(shop)) == 2
     assert await shop.stock("KAYAK") == {"stock": 1, "held": 0, "sold": 2}
+
+
+async def test_a_lost_add_to_cart_answer_leaves_the_hold_in_the_cart(
+    shop: Shop, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reservation runs, then its answer is lost (503): the hold is already a line of
+    the buyer's cart, never units held in nobody's cart; the retry with the same hold id
+    answers with that hold and holds nothing more."""
+    await shop.product("RUG", price=9900, stock=3)
+    buyer = new_buyer(make_token)
+    reservations = shop.app[INVENTORY].reservations
+    real = reservations.reserve
+    drops: list[str] = []
+
+    async def reserve_then_drop(*args: Any, **kwargs: Any) -> Any:
+        hold = await real(*args, **kwargs)
+        if not drops:
+            drops.append(hold.hold_id)
+            raise RedisConnectionError("Connection closed by server.")
+        return hold
+
+    monkeypatch.setattr(reservations, "reserve", reserve_then_drop)
+    resp = await shop.add(buyer, "RUG", 2, hold_id="rug-1")
+    assert resp.status == 503, await resp.text()
+    assert await shop.stock("RUG") == {"stock": 1, "held": 2, "sold": 0}
+    cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
+    assert [(line["hold_id"], line["state"], line["quantity"]) for line in cart["lines"]] == [
+        ("rug-1", "held", 2)
+    ]
+    assert cart["lines"][0]["title"] == "Product RUG"
+
+    resp = await shop.add(buyer, "RUG", 2, hold_id="rug-1")
+    assert resp.status == 201, await resp.text()
+    assert await shop.stock("RUG") == {"stock": 1, "held": 2, "sold": 0}
+    resp = await shop.checkout(buyer, "rug")
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["lines"][0]["title"] == "Product RUG"
+
+
+async def test_refused_add_to_cart_leaves_no_line_and_no_hold(
+    shop: Shop, make_token: MakeToken
+) -> None:
+    await shop.product("LAST", price=500, stock=1)
+    first, second = new_buyer(make_token), new_buyer(make_token)
+    assert (await shop.add(first, "LAST")).status == 201
+    cart_key = shop.app[KEYS].key("cart", sub_of(second, shop))
+    for body, status, code in [
+        ({"sku": "LAST"}, 409, "sold_out"),
+        ({"sku": "NOPE"}, 404, "unknown_sku"),
+        ({"sku": "LAST", "deal_id": "no-such-deal"}, 404, "unknown_deal"),
+        ({"sku": "LAST", "stream_id": "no-such-stream"}, 404, "stream_not_found"),
+    ]:
+        resp = await shop.client.post(
+            "/api/cart/items",
+            json={"stream_id": shop.stream_id, "quantity": 1, **body},
+            headers=bearer(second),
+        )
+        await error_is(resp, status, code)
+        assert await shop.app[REDIS].hlen(cart_key) == 0
+    assert await shop.stock("LAST") == {"stock": 0, "held": 1, "sold": 0}
+    cart = await (await shop.client.get("/api/cart", headers=bearer(second))).json()
+    assert (cart["lines"], cart["expired"]) == ([], [])
