@@ -79,7 +79,7 @@ class CartStore:
         await self._redis.hset(self._key(buyer_id), entry.hold_id, self._encoder.encode(entry))
 
     async def entries(self, buyer_id: str) -> list[CartEntry]:
-        raw = await self._redis.hgetall(self._key(buyer_id))
+        raw = await self._batcher.command("HGETALL", self._key(buyer_id))
         return sorted((self._decoder.decode(v) for v in raw.values()), key=lambda e: e.hold_id)
 
     async def find(self, buyer_id: str, hold_id: str) -> CartEntry | None:
@@ -92,4 +92,4 @@ class CartStore:
 
     async def remove(self, buyer_id: str, *hold_ids: str) -> None:
         if hold_ids:
-            await self._redis.hdel(self._key(buyer_id), *hold_ids)
+            await self._batcher.command("HDEL", self._key(buyer_id), *hold_ids)

@@ -101,6 +101,9 @@ class _Status(StrEnum):
     DECLINED = "declined"
 
 
+_RUNNABLE = frozenset({_Status.PENDING, _Status.PAYING})
+
+
 class _Record(msgspec.Struct, kw_only=True):
     fingerprint: str
     order_id: str
@@ -111,6 +114,8 @@ class _Record(msgspec.Struct, kw_only=True):
     buyer_name: str = ""
     lines: list[CartEntry] = []
     total: Money | None = None
+    # Server time of the journal: the order's creation time.
+    journaled_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +173,11 @@ class Checkout:
         self._recovery_interval_s = recovery_interval_s
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Record)
+        # Most commands ride in the batched pipelines of the reservations.
+        self._batcher = reservations.batcher
         self._release_lease = load_lua(redis, _HERE / "lease_release.lua")
+        # A stream's seller never changes.
+        self._sellers: dict[str, str] = {}
         self._forget_record = load_lua(redis, _HERE / "record_forget.lua")
         self.open_key = keys.key("{checkouts}", "open")
         self._running = True
@@ -183,7 +192,11 @@ class Checkout:
         token = new_id(16)
         deadline = asyncio.get_running_loop().time() + self._wait_s
         while True:
-            record = await self._record(record_key, fingerprint)
+            record, created, leased = await self._open(record_key, lease_key, token, fingerprint)
+            if record.fingerprint == fingerprint and record.status in _RUNNABLE and leased:
+                break
+            if leased:
+                await self._give_back(lease_key, token)
             if record.fingerprint != fingerprint:
                 raise Unprocessable(
                     "this Idempotency-Key was used with a different request",
@@ -193,8 +206,6 @@ class Checkout:
                 return CheckoutResult(await self._orders.get(record.order_id), replayed=True)
             if record.status is _Status.DECLINED:
                 raise PaymentRequired(f"payment declined: {record.decline_reason}")
-            if await self._lease(lease_key, token):
-                break
             if asyncio.get_running_loop().time() > deadline:
                 raise Conflict(
                     "a checkout with this Idempotency-Key is still running; retry shortly",
@@ -204,11 +215,11 @@ class Checkout:
         try:
             while True:
                 try:
-                    order = await self._run(buyer, record, request, record_key)
+                    order = await self._run(buyer, record, request, record_key, created)
                     break
                 except _Undone:
                     # An earlier run under this key was undone; this one starts over.
-                    record = await self._record(record_key, fingerprint)
+                    record, created = await self._record(record_key, fingerprint)
         except _NothingHappened as exc:
             await self._forget(record_key, record.order_id)
             raise exc.error from None
@@ -221,8 +232,39 @@ class Checkout:
                 )
             raise
         finally:
-            await self._release_lease(keys=[lease_key], args=[token])
+            await self._give_back(lease_key, token)
         return CheckoutResult(order, replayed=False)
+
+    async def _open(
+        self, record_key: str, lease_key: str, token: str, fingerprint: str
+    ) -> tuple[_Record, bool, bool]:
+        """Create (or read) the key's record and try to take its lease, in one round trip:
+        the record, whether this call created it, whether it holds the lease."""
+        candidate = _Record(
+            fingerprint=fingerprint, order_id=f"ord_{new_id(12)}", status=_Status.PENDING
+        )
+        try:
+            created, raw, leased = await asyncio.gather(
+                self._batcher.command(
+                    "SET", record_key, self._encoder.encode(candidate), "NX", "PX", _RECORD_TTL_MS
+                ),
+                self._batcher.command("GET", record_key),
+                self._batcher.command("SET", lease_key, token, "NX", "PX", self._lease_ms),
+            )
+        except BaseException:
+            # The lease may be set with its reply lost: see _lease.
+            with contextlib.suppress(RedisError, OSError):
+                await self._give_back(lease_key, token)
+            raise
+        if created:
+            return candidate, True, bool(leased)
+        if raw is None:
+            record, made = await self._record(record_key, fingerprint)
+            return record, made, bool(leased)
+        return self._decoder.decode(raw), False, bool(leased)
+
+    async def _give_back(self, lease_key: str, token: str) -> None:
+        await self._batcher.call(self._release_lease, (lease_key, token))
 
     async def _lease(self, lease_key: str, token: str) -> bool:
         """Take the key's lease for this run, if no other run holds it."""
@@ -233,45 +275,57 @@ class Checkout:
             # the connection dropped): a lease nobody runs under would hold this key's
             # retries off until it expires.
             with contextlib.suppress(RedisError, OSError):
-                await self._release_lease(keys=[lease_key], args=[token])
+                await self._give_back(lease_key, token)
             raise
 
-    async def _record(self, record_key: str, fingerprint: str) -> _Record:
+    async def _record(self, record_key: str, fingerprint: str) -> tuple[_Record, bool]:
+        """The key's record, created if there is none; and whether this call created it."""
         candidate = _Record(
             fingerprint=fingerprint, order_id=f"ord_{new_id(12)}", status=_Status.PENDING
         )
-        created = await self._redis.set(
-            record_key, self._encoder.encode(candidate), nx=True, px=_RECORD_TTL_MS
+        created = await self._batcher.command(
+            "SET", record_key, self._encoder.encode(candidate), "NX", "PX", _RECORD_TTL_MS
         )
         if created:
-            return candidate
-        raw = await self._redis.get(record_key)
+            return candidate, True
+        raw = await self._batcher.command("GET", record_key)
         if raw is None:  # expired or deleted between the two calls: try again
             return await self._record(record_key, fingerprint)
-        return self._decoder.decode(raw)
+        return self._decoder.decode(raw), False
 
     async def _save(self, record_key: str, record: _Record) -> None:
-        await self._redis.set(record_key, self._encoder.encode(record), px=_RECORD_TTL_MS)
+        await self._batcher.command(
+            "SET", record_key, self._encoder.encode(record), "PX", _RECORD_TTL_MS
+        )
 
     async def _forget(self, record_key: str, order_id: str) -> None:
         """Drop the record (the key may be used afresh) and its open-checkout entry."""
-        await self._forget_record(keys=[record_key], args=[order_id])
-        await self._redis.zrem(self.open_key, _member(record_key, order_id))
+        await self._batcher.call(self._forget_record, (record_key, order_id))
+        await self._batcher.command("ZREM", self.open_key, _member(record_key, order_id))
 
     async def _run(
-        self, buyer: Identity, record: _Record, request: CheckoutRequest, record_key: str
+        self,
+        buyer: Identity,
+        record: _Record,
+        request: CheckoutRequest,
+        record_key: str,
+        created: bool,
     ) -> Order:
         if record.status is _Status.PAYING:
-            return await self._pay(record, record_key, request.card_number)
+            return await self._pay(record, record_key, request.card_number, fresh=False)
         order_id = record.order_id
-        stored = await self._orders.find(order_id)
-        if stored is not None:
-            # A record written before the journal existed, whose run stored the order.
-            return await self._finish(record, record_key, stored)
-        entries = await self._carts.entries(buyer.sub)
+        if not created:
+            stored = await self._orders.find(order_id)
+            if stored is not None:
+                # A record written before the journal existed, whose run stored the order.
+                return await self._finish(record, record_key, stored)
+        entries, (seconds, micros) = await asyncio.gather(
+            self._carts.entries(buyer.sub), self._batcher.command("TIME")
+        )
         if not entries:
             raise _NothingHappened(Unprocessable("the cart is empty", code="empty_cart"))
-        holds, now_ms = await self._live_holds(entries, order_id)
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        holds = await self._live_holds(entries, order_id, now_ms)
         currencies = {hold.price.currency for hold in holds}
         if len(currencies) > 1:
             raise _NothingHappened(
@@ -292,21 +346,29 @@ class Checkout:
             buyer_name=buyer.name,
             lines=entries,
             total=total,
+            journaled_at_ms=now_ms,
         )
-        # Listed as open first: a journal is never out of the recovery pass's sight.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.open_key, {_member(record_key, order_id): now_ms + self._lease_ms})
-            pipe.set(record_key, self._encoder.encode(journaled), px=_RECORD_TTL_MS)
-            await pipe.execute()
-        return await self._pay(journaled, record_key, request.card_number)
+        # Both are written before the provider is called, so money never moves unseen.
+        await asyncio.gather(
+            self._batcher.command(
+                "ZADD", self.open_key, now_ms + self._lease_ms, _member(record_key, order_id)
+            ),
+            self._save(record_key, journaled),
+        )
+        return await self._pay(journaled, record_key, request.card_number, fresh=True)
 
-    async def _pay(self, record: _Record, record_key: str, card_number: str | None) -> Order:
-        """Run (or resume) a journaled checkout for the buyer: authorize, commit, finish."""
+    async def _pay(
+        self, record: _Record, record_key: str, card_number: str | None, *, fresh: bool
+    ) -> Order:
+        """Run (or resume) a journaled checkout for the buyer: authorize, commit, finish.
+        A ``fresh`` journal, just written by this run, has nothing to resume."""
         order_id = record.order_id
-        stored = await self._orders.find(order_id)
-        if stored is not None:
-            return await self._finish(record, record_key, stored)
-        decision = await self._reservations.decision(order_id)
+        decision = None
+        if not fresh:
+            stored = await self._orders.find(order_id)
+            if stored is not None:
+                return await self._finish(record, record_key, stored)
+            decision = await self._reservations.decision(order_id)
         if decision == "abort":
             await self._undo(record, record_key)
             raise _Undone
@@ -335,12 +397,14 @@ class Checkout:
                 raise _NothingHappened(exc) from None
         else:
             committed = await self._reservations.commit_holds(refs, txn=order_id)
-        return await self._complete(record, record_key, committed)
+        return await self._complete(record, record_key, committed, fresh=fresh)
 
-    async def _complete(self, record: _Record, record_key: str, committed: list[Hold]) -> Order:
+    async def _complete(
+        self, record: _Record, record_key: str, committed: list[Hold], *, fresh: bool
+    ) -> Order:
         """The holds are committed: take the money, store the order, finish."""
         await self._payments.capture(record.order_id)
-        order = await self._store_order(record, committed)
+        order = await self._store_order(record, committed, fresh=fresh)
         return await self._finish(record, record_key, order)
 
     async def _undo(self, record: _Record, record_key: str) -> None:
@@ -352,9 +416,8 @@ class Checkout:
     async def _finish(self, record: _Record, record_key: str, order: Order) -> Order:
         """After the order is stored: count it, enqueue its events, clear its lines from
         the cart, record the key done. Idempotent, so a resumed checkout repeats it."""
-        for stream_id in order.stream_ids:
-            mine = [line for line in order.lines if line.stream_id == stream_id]
-            await self._stats.count_order(
+        counted = [
+            self._stats.count_order(
                 stream_id,
                 order.id,
                 units=sum(line.quantity for line in mine),
@@ -364,26 +427,31 @@ class Checkout:
                 ),
                 buyer_id=order.buyer_id,
             )
+            for stream_id in order.stream_ids
+            if (mine := [line for line in order.lines if line.stream_id == stream_id])
+        ]
         payload = msgspec.to_builtins(order)
-        await self._webhooks.enqueue("order.created", payload, event_id=f"evt_{order.id}_created")
-        await self._webhooks.enqueue("order.paid", payload, event_id=f"evt_{order.id}_paid")
-        await self._carts.remove(order.buyer_id, *(line.hold_id for line in order.lines))
+        await asyncio.gather(
+            *counted,
+            self._webhooks.enqueue("order.created", payload, event_id=f"evt_{order.id}_created"),
+            self._webhooks.enqueue("order.paid", payload, event_id=f"evt_{order.id}_paid"),
+        )
+        # Last, once everything above is done: the cart, the record, the open set.
         done = msgspec.structs.replace(record, status=_Status.DONE)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(record_key, self._encoder.encode(done), px=_RECORD_TTL_MS)
-            pipe.zrem(self.open_key, _member(record_key, record.order_id))
-            await pipe.execute()
+        await asyncio.gather(
+            self._carts.remove(order.buyer_id, *(line.hold_id for line in order.lines)),
+            self._save(record_key, done),
+        )
+        await self._batcher.command("ZREM", self.open_key, _member(record_key, record.order_id))
         return order
 
-    async def _live_holds(self, entries: list[CartEntry], order_id: str) -> tuple[list[Hold], int]:
-        """The cart's holds, if all are still this order's to commit, and the server time.
-        A hold this order (its id is the commit's txn) prepared or committed in an
-        earlier, interrupted run passes: committing it again is a no-op."""
+    async def _live_holds(self, entries: list[CartEntry], order_id: str, now_ms: int) -> list[Hold]:
+        """The cart's holds, if all are still this order's to commit. A hold this order
+        (its id is the commit's txn) prepared or committed in an earlier, interrupted run
+        passes: committing it again is a no-op."""
         found = await asyncio.gather(
             *(self._reservations.get_hold(e.sku, e.hold_id) for e in entries)
         )
-        seconds, micros = await self._redis.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
         gone = [
             e.hold_id
             for e, hold in zip(entries, found, strict=True)
@@ -421,13 +489,14 @@ class Checkout:
                     holds=busy,
                 )
             )
-        return held, now_ms
+        return held
 
-    async def _store_order(self, record: _Record, committed: list[Hold]) -> Order:
+    async def _store_order(self, record: _Record, committed: list[Hold], *, fresh: bool) -> Order:
         assert record.total is not None
-        existing = await self._orders.find(record.order_id)
-        if existing is not None:
-            return existing
+        if not fresh:
+            existing = await self._orders.find(record.order_id)
+            if existing is not None:
+                return existing
         by_id = {hold.hold_id: hold for hold in committed}
         lines = []
         for entry in record.lines:
@@ -450,11 +519,17 @@ class Checkout:
         stream_ids = list(dict.fromkeys(line.stream_id for line in lines))
         sellers = []
         for stream_id in stream_ids:
-            stream = await self._streams.find(stream_id)
-            if stream is not None:
-                sellers.append(stream.seller_id)
-        seconds, micros = await self._redis.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
+            seller = self._sellers.get(stream_id)
+            if seller is None:
+                stream = await self._streams.find(stream_id)
+                if stream is None:
+                    continue
+                seller = self._sellers[stream_id] = stream.seller_id
+            sellers.append(seller)
+        now_ms = record.journaled_at_ms
+        if not now_ms:
+            seconds, micros = await self._batcher.command("TIME")
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
         order = Order(
             id=record.order_id,
             status=OrderStatus.PAID,
@@ -528,7 +603,7 @@ class Checkout:
             return "finished"
         if await self._reservations.decide(record.order_id, "abort") == "commit":
             committed = await self._reservations.commit_holds(_refs(record), txn=record.order_id)
-            await self._complete(record, record_key, committed)
+            await self._complete(record, record_key, committed, fresh=False)
             return "finished"
         await self._undo(record, record_key)
         return "voided"

@@ -77,15 +77,16 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         poll_interval_s=hooks.poll_interval_s,
         observe=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
     )
+    reservations = app[INVENTORY].reservations
     payments = TestPaymentProvider(
         redis,
         keys,
         decline_card=settings.payments.test_decline_card,
         decline_amount_minor=settings.payments.test_decline_amount_minor,
+        batcher=reservations.batcher,
     )
-    reservations = app[INVENTORY].reservations
     carts = CartStore(redis, keys, max_lines=settings.cart.max_lines, batcher=reservations.batcher)
-    orders = OrderStore(redis, keys)
+    orders = OrderStore(redis, keys, batcher=reservations.batcher)
     sales = SalesStats(redis, keys)
     app[CART] = CartService(
         carts=carts,

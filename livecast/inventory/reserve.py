@@ -96,6 +96,17 @@ __all__ = [
 _HERE = Path(__file__).parent
 _HOLD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _USER = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+_HOLD_FIELDS = (
+    "state",
+    "qty",
+    "user",
+    "expires",
+    "price_minor",
+    "currency",
+    "deal",
+    "txn",
+    "title",
+)
 
 
 def is_hold_id(value: str) -> bool:
@@ -336,8 +347,18 @@ class Reservations:
         status = reply[0]
         if status != b"ok":
             raise_for_status(status.decode(), f"{sku}/{hold_id}", state=_text(reply[1]))
-        hold = await self.get_hold(sku, hold_id)
-        assert hold is not None
+        deal = _text(reply[5])
+        hold = Hold(
+            sku=sku,
+            hold_id=hold_id,
+            state=HoldState.COMMITTED,
+            qty=int(reply[2]),
+            price=Money(amount_minor=int(reply[3]), currency=_text(reply[4])),
+            deal_id=deal or None,
+            expires_at_ms=int(reply[6]),
+            txn=txn,
+            title=_text(reply[7]),
+        )
         self._touched(sku, hold)
         return hold
 
@@ -383,7 +404,7 @@ class Reservations:
 
     async def decision(self, txn: str) -> str | None:
         """The recorded outcome of ``txn`` (``commit`` or ``abort``), or None if undecided."""
-        recorded = await self._redis.get(self.txn_key(txn))
+        recorded = await self.batcher.command("GET", self.txn_key(txn))
         return _text(recorded) if recorded is not None else None
 
     async def decide(self, txn: str, outcome: str) -> str:
@@ -401,9 +422,15 @@ class Reservations:
     async def _decide(self, txn: str, outcome: str) -> str:
         """Record ``outcome`` for ``txn`` unless one is recorded; return the one that holds."""
         key = self.txn_key(txn)
-        if await self._redis.set(key, outcome, nx=True, px=self._retention_ms):
+        # One round trip: the GET, queued with the SET, reads the winner when ours lost.
+        written, recorded = await asyncio.gather(
+            self.batcher.command("SET", key, outcome, "NX", "PX", self._retention_ms),
+            self.batcher.command("GET", key),
+        )
+        if written:
             return outcome
-        recorded = await self._redis.get(key)
+        if recorded is None:  # sent in another batch than the SET: read it again
+            recorded = await self.batcher.command("GET", key)
         return _text(recorded) if recorded is not None else outcome
 
     async def _abort_all(self, refs: Sequence[HoldRef], txn: str) -> None:
@@ -443,9 +470,8 @@ class Reservations:
     async def get_hold(self, sku: str, hold_id: str) -> Hold | None:
         if not is_sku(sku) or not _HOLD_ID.match(hold_id):
             return None
-        raw: list[Any] = await self._redis.hmget(
-            self.base(sku) + ":hold:" + hold_id,
-            ["state", "qty", "user", "expires", "price_minor", "currency", "deal", "txn", "title"],
+        raw: list[Any] = await self.batcher.command(
+            "HMGET", self.base(sku) + ":hold:" + hold_id, *_HOLD_FIELDS
         )
         if raw[0] is None:
             return None

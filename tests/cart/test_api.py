@@ -181,18 +181,24 @@ async def test_a_lease_taken_with_its_reply_lost_does_not_hold_off_the_retry(
     await shop.product("JUG", price=1500, stock=2)
     buyer = new_buyer(make_token)
     await shop.add(buyer, "JUG")
-    redis = shop.app[CART].checkout._redis
-    real_set = redis.set
+    redis = shop.app[REDIS]
+    batcher = shop.app[INVENTORY].reservations.batcher
+    real_command = batcher.command
     drops: list[str] = []
 
-    async def set_then_drop(name: str, *args: Any, **kwargs: Any) -> Any:
-        result = await real_set(name, *args, **kwargs)
-        if name.endswith(":lease") and not drops:
-            drops.append(name)
-            raise RedisConnectionError("Connection closed by server.")
-        return result
+    def set_then_drop(*args: Any) -> Any:
+        sent = real_command(*args)
+        if args[0] != "SET" or not args[1].endswith(":lease") or drops:
+            return sent
+        drops.append(args[1])
 
-    monkeypatch.setattr(redis, "set", set_then_drop)
+        async def lost() -> Any:
+            await sent
+            raise RedisConnectionError("Connection closed by server.")
+
+        return asyncio.ensure_future(lost())
+
+    monkeypatch.setattr(batcher, "command", set_then_drop)
     resp = await shop.checkout(buyer, "lost-lease")
     assert resp.status == 503, await resp.text()
     assert drops
