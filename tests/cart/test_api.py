@@ -638,3 +638,22 @@ async def test_refused_add_to_cart_leaves_no_line_and_no_hold(
     assert await shop.stock("LAST") == {"stock": 0, "held": 1, "sold": 0}
     cart = await (await shop.client.get("/api/cart", headers=bearer(second))).json()
     assert (cart["lines"], cart["expired"]) == ([], [])
+
+
+async def test_a_cart_never_passes_its_line_limit_under_concurrent_adds(
+    shop: Shop, make_token: MakeToken
+) -> None:
+    """Sixty adds at once from one buyer: the cart keeps exactly ``max_lines`` lines, the
+    others are 409 ``cart_full`` and hold nothing."""
+    await shop.product("BEAD", price=100, stock=100)
+    buyer = new_buyer(make_token)
+    limit = shop.app[CART].carts.max_lines
+    responses = await asyncio.gather(*(shop.add(buyer, "BEAD") for _ in range(limit + 10)))
+    statuses = [r.status for r in responses]
+    assert statuses.count(201) == limit, statuses
+    for resp in responses:
+        if resp.status != 201:
+            await error_is(resp, 409, "cart_full")
+    cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
+    assert len(cart["lines"]) == limit
+    assert await shop.stock("BEAD") == {"stock": 100 - limit, "held": limit, "sold": 0}
