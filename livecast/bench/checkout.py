@@ -12,6 +12,8 @@ of trivial requests (``GET /healthz``) in the same run gives the yardstick:
     adds_per_core_s, checkouts_per_core_s   requests / server CPU seconds of the phase
     add_cpu_us, checkout_cpu_us, trivial_cpu_us   server CPU per request
     add_cpu_ratio, checkout_cpu_ratio      CPU per request / CPU per trivial request
+    add_phase, checkout_phase              wall time and the CPU seconds of the server, of
+                                           the crowd and of (embedded) Redis in the phase
     add_ms_p50/p99, checkout_ms_p50/p99    latency seen by the buyers, queueing included
 
 A buyer answered 503 retries with the same key. Once the recovery pass has settled
@@ -95,7 +97,8 @@ def _orchestrate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
     try:
-        report = _run(_crowd(args, port, server, secret, redis_url, prefix))
+        redis_pid = embedded.pid if embedded is not None else None
+        report = _run(_crowd(args, port, server, redis_pid, secret, redis_url, prefix))
     finally:
         server.terminate()
         try:
@@ -137,9 +140,14 @@ def _cpu_s(pid: int) -> float:
 class _Phase:
     """Latencies and answers of one phase, and the server CPU it took."""
 
-    def __init__(self, name: str, pid: int) -> None:
+    def __init__(self, name: str, pid: int, redis_pid: int | None) -> None:
         self.name = name
         self._pid = pid
+        self._redis_pid = redis_pid
+        # The crowd's (this process's) and Redis's CPU over the phase: when either is near
+        # a whole core, latencies measure them rather than the server.
+        self.client_cpu_s = 0.0
+        self.redis_cpu_s = 0.0
         self.latencies: list[float] = []
         self.statuses: dict[str, int] = {}
         self.cpu_s = 0.0
@@ -156,9 +164,21 @@ class _Phase:
                 self.latencies.append(clock() - started)
                 self.statuses[outcome] = self.statuses.get(outcome, 0) + 1
 
-        cpu0, began = _cpu_s(self._pid), clock()
+        me, redis = os.getpid(), self._redis_pid
+        cpu0, client0, redis0 = _cpu_s(self._pid), _cpu_s(me), _cpu_s(redis) if redis else 0.0
+        began = clock()
         await asyncio.gather(*(worker() for _ in range(min(inflight, count))))
         self.wall_s, self.cpu_s = clock() - began, _cpu_s(self._pid) - cpu0
+        self.client_cpu_s = _cpu_s(me) - client0
+        self.redis_cpu_s = (_cpu_s(redis) if redis else 0.0) - redis0
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "wall_s": round(self.wall_s, 2),
+            "server_cpu_s": round(self.cpu_s, 2),
+            "client_cpu_s": round(self.client_cpu_s, 2),
+            "redis_cpu_s": round(self.redis_cpu_s, 2),
+        }
 
     def pct_ms(self, p: float) -> float:
         ordered = sorted(self.latencies)
@@ -177,6 +197,7 @@ async def _crowd(
     args: argparse.Namespace,
     port: int,
     server: subprocess.Popen[bytes],
+    redis_pid: int | None,
     secret: str,
     redis_url: str,
     prefix: str,
@@ -214,7 +235,7 @@ async def _crowd(
         redis = await open_redis(redis_url, RedisSettings(url=redis_url))
         keys = KeySpace(prefix)
         try:
-            trivial = _Phase("trivial", pid)
+            trivial = _Phase("trivial", pid, redis_pid)
 
             async def healthz(_: int) -> str:
                 async with http.get("/healthz") as resp:
@@ -224,7 +245,7 @@ async def _crowd(
             await trivial.run(args.trivial, args.inflight, healthz)
 
             added: list[int] = []
-            adds = _Phase("add", pid)
+            adds = _Phase("add", pid, redis_pid)
             add_body = {"stream_id": stream_id, "sku": _SKU, "quantity": 1}
 
             async def add(n: int) -> str:
@@ -238,7 +259,7 @@ async def _crowd(
 
             await adds.run(args.buyers, args.inflight, add)
 
-            checkouts = _Phase("checkout", pid)
+            checkouts = _Phase("checkout", pid, redis_pid)
 
             retries = 0
 
@@ -291,6 +312,8 @@ async def _crowd(
         "checkout_cpu_us": checkout_us,
         "add_cpu_ratio": round(add_us / trivial_us, 2) if trivial_us else None,
         "checkout_cpu_ratio": round(checkout_us / trivial_us, 2) if trivial_us else None,
+        "add_phase": adds.figures(),
+        "checkout_phase": checkouts.figures(),
         **books,
     }
 
