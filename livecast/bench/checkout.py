@@ -3,8 +3,9 @@
 Two processes on loopback and a Redis (embedded unless ``--redis-url``): ``livecast
 serve`` as a user runs it (settings from ``LIVECAST_*`` variables), and this process as
 the crowd (uvloop, one aiohttp session, ``--inflight`` requests at a time). A seller
-creates a live stream and one product with ``--units`` units; then every buyer adds one
-unit to the cart, and every buyer who got one checks out with its own Idempotency-Key.
+creates a live stream and one product with ``--units`` units; every buyer opens the watch
+page (which loads the cart: ``join_cpu_us``); then every buyer adds one unit to the cart,
+and every buyer who got one checks out with its own Idempotency-Key.
 
 The server's CPU (user + system, from ``/proc``) is read around each phase, and a phase
 of trivial requests (``GET /healthz``) in the same run gives the yardstick:
@@ -244,6 +245,17 @@ async def _crowd(
 
             await trivial.run(args.trivial, args.inflight, healthz)
 
+            # Every buyer opens the watch page first, which loads the cart.
+            joins = _Phase("join", pid, redis_pid)
+
+            async def join(n: int) -> str:
+                headers = {"Authorization": f"Bearer {buyers[n]}"}
+                async with http.get("/api/cart", headers=headers) as resp:
+                    await resp.read()
+                    return str(resp.status)
+
+            await joins.run(args.buyers, args.inflight, join)
+
             added: list[int] = []
             adds = _Phase("add", pid, redis_pid)
             add_body = {"stream_id": stream_id, "sku": _SKU, "quantity": 1}
@@ -305,6 +317,7 @@ async def _crowd(
         "checkouts_per_core_s": checkouts.per_core_s(len(added)),
         "checkout_ms_p50": checkouts.pct_ms(0.50),
         "checkout_ms_p99": checkouts.pct_ms(0.99),
+        "join_cpu_us": joins.cpu_us(args.buyers),
         "trivial_requests": args.trivial,
         "trivial_cpu_us": trivial_us,
         "trivial_per_core_s": trivial.per_core_s(args.trivial),

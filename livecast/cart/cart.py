@@ -80,7 +80,9 @@ class CartStore:
 
     async def entries(self, buyer_id: str) -> list[CartEntry]:
         raw = await self._batcher.command("HGETALL", self._key(buyer_id))
-        return sorted((self._decoder.decode(v) for v in raw.values()), key=lambda e: e.hold_id)
+        # A map (RESP3) or a flat field, value... list (RESP2), as the connection speaks.
+        values = raw.values() if isinstance(raw, dict) else raw[1::2]
+        return sorted((self._decoder.decode(v) for v in values), key=lambda e: e.hold_id)
 
     async def find(self, buyer_id: str, hold_id: str) -> CartEntry | None:
         raw = await self._redis.hget(self._key(buyer_id), hold_id)

@@ -28,7 +28,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["ScriptBatcher"]
 
@@ -161,13 +161,31 @@ class ScriptBatcher:
             entry.settle(reply)
 
     async def _execute(self, batch: list[_Entry]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry in batch:
-                if entry.script is None:
-                    pipe.execute_command(*entry.args)
-                else:
-                    pipe.execute_command("EVALSHA", entry.script.sha, 1, entry.key, *entry.args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        """Write the batch on one pooled connection and read its replies, raw (an error
+        reply is its exception, in its place). No client-side reply parsing: HGETALL
+        answers a flat list, TIME two strings, SET ``b"OK"`` or None."""
+        commands = [
+            entry.args
+            if entry.script is None
+            else ("EVALSHA", entry.script.sha, 1, entry.key, *entry.args)
+            for entry in batch
+        ]
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # Replies may be left unread on it: never hand it out again.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
         return replies
 
     async def _resend_unloaded(self, batch: list[_Entry], replies: list[Any]) -> list[Any]:
