@@ -35,8 +35,9 @@ __all__ = [
 _SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _STREAM_GRANT = re.compile(r"^(\*|[A-Za-z0-9_-]{1,64})$")
 _ALGORITHM = "HS256"
-# Verified tokens remembered per issuer; a token is checked once, not on every request.
-_VERIFIED_CACHE = 10_000
+# Verified tokens remembered per issuer (the oldest go first): a token is checked once,
+# not on every request. About 450 bytes each.
+_VERIFIED_CACHE = 50_000
 _SECRET_FILE = "token-secret"
 
 
@@ -152,7 +153,7 @@ class TokenIssuer:
             del self._verified[token]
         identity = self._verify(token)
         if len(self._verified) >= _VERIFIED_CACHE:
-            self._verified.clear()
+            del self._verified[next(iter(self._verified))]
         self._verified[token] = identity
         return identity
 

@@ -73,19 +73,20 @@ async def _now_ms(request: web.Request) -> int:
 
 @routes.post("/api/cart/items")
 async def add_item(request: web.Request) -> web.Response:
-    """Two round trips to Redis: the stream's state read and the cart line staged, in one
-    pipeline; then the reservation (with every other reservation of the SKU made in the
-    same loop tick). A refusal drops the staged line again; a reservation whose answer was
-    lost keeps it, so its hold is never in nobody's cart."""
+    """Two round trips to Redis: the stream's state and seller read and the cart line
+    staged, in one pipeline; then the reservation (with every other reservation of the SKU
+    made in the same loop tick), which also checks the stream may sell the product. A
+    refusal drops the staged line again; a reservation whose answer was lost keeps it, so
+    its hold is never in nobody's cart."""
     buyer = _buyer(request)
     body = await read_json(request, AddItem)
     service = request.app[CART]
     reservations = request.app[INVENTORY].reservations
     hold_id = body.hold_id or new_id()
     entry = CartEntry(hold_id=hold_id, sku=body.sku, stream_id=body.stream_id, deal_id=body.deal_id)
-    state_key, state_field = request.app[STREAMS].state_key(body.stream_id)
-    state, staged = await asyncio.gather(
-        reservations.batcher.command("HGET", state_key, state_field),
+    stream_key = request.app[STREAMS].hash_key(body.stream_id)
+    (state, seller), staged = await asyncio.gather(
+        reservations.batcher.command("HMGET", stream_key, "state", "seller_id"),
         service.carts.stage(buyer.sub, entry),
     )
     try:
@@ -110,6 +111,7 @@ async def add_item(request: web.Request) -> web.Response:
             hold_id,
             deal_id=body.deal_id,
             stream_id=body.stream_id,
+            seller_id=seller.decode(),
         )
     except ApiError:
         if staged == b"added":

@@ -5,11 +5,14 @@
 -- Idempotent by hold id: a replay returns the hold already made and reserves nothing.
 -- The hold keeps the product's title and price as they were (what the buyer added).
 -- KEYS[1] the SKU's key base "<prefix>{sku:<SKU>}"; every key used shares its hash tag.
--- ARGV: 7 per reservation: hold_id, qty, user, ttl_ms, per_user_limit (0: none),
---       deal_id ('': none), stream_id (a deal must run on it; '': not checked)
+-- ARGV: 8 per reservation: hold_id, qty, user, ttl_ms, per_user_limit (0: none),
+--       deal_id ('': none), stream_id and its seller ('': not checked): a deal must run
+--       on that stream, and a product another seller owns must be granted to the stream
+--       or its seller (the grants hash, {sku}:grants, field seller:<id> or stream:<id>)
 -- Returns one reply per reservation:
 --   {status, state, qty, expires_ms, price_minor, currency, deal_id, left, title, now_ms}
--- status: ok | exists | hold_conflict | unknown_sku | unknown_deal | deal_not_in_stream |
+-- status: ok | exists | hold_conflict | unknown_sku | product_not_granted | unknown_deal |
+--         deal_not_in_stream |
 --         deal_ended | deal_not_started | over_limit | sold_out | insufficient_stock | error
 local base = KEYS[1]
 local product = base .. ':product'
@@ -20,7 +23,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 -- Counters are read once, kept here, and written back once at the end.
 local p = redis.call('HMGET', product, 'available', 'price_minor', 'currency', 'held', 'deal_reserved',
-  'title')
+  'title', 'owner')
 local currency = p[3]
 local available, held, carved = tonumber(p[1]), tonumber(p[4]), tonumber(p[5])
 local product_dirty = false
@@ -44,7 +47,21 @@ local function load_deal(deal_id)
   return d
 end
 
-local function reserve_one(hold_id, qty, user, ttl, limit, deal_id, stream_id)
+local granted = {}
+
+-- Whether a stream of this seller may sell the product: no owner, its owner, or a grant.
+local function may_sell(stream_id, seller)
+  local owner = p[7]
+  if stream_id == '' or not owner or owner == '' or owner == seller then return true end
+  local key = seller .. ' ' .. stream_id
+  if granted[key] == nil then
+    local g = redis.call('HMGET', base .. ':grants', 'seller:' .. seller, 'stream:' .. stream_id)
+    granted[key] = (g[1] or g[2]) and true or false
+  end
+  return granted[key]
+end
+
+local function reserve_one(hold_id, qty, user, ttl, limit, deal_id, stream_id, seller)
   local hold = base .. ':hold:' .. hold_id
   local h = redis.call('HMGET', hold, 'state', 'qty', 'user', 'deal', 'expires', 'price_minor',
     'currency', 'title')
@@ -55,6 +72,7 @@ local function reserve_one(hold_id, qty, user, ttl, limit, deal_id, stream_id)
       h[8] or '', now}
   end
   if not currency then return {'unknown_sku'} end
+  if not may_sell(stream_id, seller) then return {'product_not_granted'} end
   if limit > 0 then
     local mine = tonumber(redis.call('HGET', users, user) or '0')
     if mine + qty > limit then return {'over_limit', '', mine} end
@@ -102,9 +120,9 @@ local function reserve_one(hold_id, qty, user, ttl, limit, deal_id, stream_id)
 end
 
 local replies = {}
-for i = 1, #ARGV, 7 do
+for i = 1, #ARGV, 8 do
   local ok, reply = pcall(reserve_one, ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2],
-    tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6])
+    tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6], ARGV[i + 7])
   if not ok then reply = {'error', tostring(reply)} end
   replies[#replies + 1] = reply
 end

@@ -243,15 +243,17 @@ class Reservations:
         per_user_limit: int = 0,
         deal_id: str | None = None,
         stream_id: str | None = None,
+        seller_id: str = "",
     ) -> Hold:
         """Hold ``qty`` units of ``sku`` for ``user`` until checkout or expiry.
 
         ``per_user_limit`` (0: none) caps the user's units held plus bought of this SKU;
-        a deal's own per-buyer limit applies to its units as well; with ``stream_id`` the
-        deal must run on that stream. Raises 404 ``unknown_sku``/``unknown_deal``, 409
-        ``sold_out``, ``insufficient_stock``, ``over_limit``, ``deal_not_started``,
-        ``deal_ended``, ``hold_conflict``, 422 ``invalid_quantity``/``invalid_field``/
-        ``deal_not_in_stream``.
+        a deal's own per-buyer limit applies to its units as well. With ``stream_id`` (of
+        seller ``seller_id``) the deal must run on that stream, and a product another
+        seller owns must be granted to that stream or seller. Raises 404 ``unknown_sku``/
+        ``unknown_deal``, 409 ``sold_out``, ``insufficient_stock``, ``over_limit``,
+        ``deal_not_started``, ``deal_ended``, ``hold_conflict``, ``product_not_granted``,
+        422 ``invalid_quantity``/``invalid_field``/``deal_not_in_stream``.
         """
         if type(qty) is not int or not 1 <= qty <= self.max_qty:
             raise Unprocessable(
@@ -274,7 +276,16 @@ class Reservations:
         reply = await self.batcher.call_grouped(
             self._reserve,
             self.base(sku),
-            (hold_id, qty, user, ttl_ms, per_user_limit, deal_id or "", stream_id or ""),
+            (
+                hold_id,
+                qty,
+                user,
+                ttl_ms,
+                per_user_limit,
+                deal_id or "",
+                stream_id or "",
+                seller_id,
+            ),
         )
         status = reply[0]
         if status == b"ok":
