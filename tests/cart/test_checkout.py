@@ -24,6 +24,7 @@ from livecast.cart import payments
 from livecast.cart.payments import Payment
 from livecast.cart.service import CART
 from livecast.config import Settings
+from livecast.embedded_redis import EmbeddedRedis
 from livecast.inventory.money import Money
 from livecast.inventory.service import INVENTORY
 from tests.cart.conftest import Shop, new_buyer, sub_of
@@ -357,3 +358,69 @@ async def test_a_starved_pool_loses_no_paid_order(
             assert [(await resp.json())["id"]] == [o["id"] for o in mine]
         else:
             assert resp.status in (409, 422), await resp.text()
+
+
+@pytest.mark.parametrize("step", ["authorized", "committed"])
+async def test_a_checkout_stopped_by_a_redis_restart_is_settled_after_it(
+    aiohttp_client: AiohttpClient,
+    tmp_path_factory: pytest.TempPathFactory,
+    key_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    """Redis restarts (from its append-only file) while a checkout is midway: once it is
+    back, the recovery pass voids or finishes that checkout, and the retry pays once."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("restarting"))
+    await asyncio.to_thread(server.start)
+    try:
+        app = create_app(
+            make_settings(
+                server.url,
+                key_prefix,
+                tmp_path,
+                cart__checkout_lease_s=0.5,
+                cart__recovery_interval_s=0.05,
+            )
+        )
+        client = await aiohttp_client(app)
+        issue = app[TOKENS].issue
+        seller = issue(sub="s-1", name="S", role=Role.SELLER, streams=frozenset(), ttl_s=600)
+        resp = await client.post("/api/streams", json={"title": "Drop"}, headers=bearer(seller))
+        stream_id = (await resp.json())["id"]
+        await client.post(f"/api/streams/{stream_id}/start", headers=bearer(seller))
+        shop = Shop(client=client, app=app, seller=seller, stream_id=stream_id)
+        await shop.product("KILN", price=45000, stock=2)
+        buyer = issue(sub="b-1", name="B", role=Role.VIEWER, streams=frozenset(), ttl_s=600)
+        assert (await shop.add(buyer, "KILN")).status == 201
+        freeze = Freeze()
+        _install(shop, step, freeze, monkeypatch)
+
+        stopped = asyncio.create_task(shop.checkout(buyer, "k1"))
+        async with asyncio.timeout(10):
+            await freeze.hit.wait()
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        freeze.release.set()
+        assert (await stopped).status == 503
+
+        async def settled() -> bool:
+            try:
+                return await _open_checkouts(shop) == 0
+            except (RedisConnectionError, OSError):
+                return False  # the old connections find Redis gone once
+
+        await eventually(settled, within=15)
+        expected = "captured" if step == "committed" else "voided"
+        assert list((await _ledger(shop)).values()) == [expected]
+
+        resp = await shop.checkout(buyer, "k1")
+        assert resp.status == 201, await resp.text()
+        order = await resp.json()
+        assert [o["id"] for o in await _orders(shop, buyer)] == [order["id"]]
+        ledger = await _ledger(shop)
+        assert ledger.pop(order["id"]) == "captured"
+        assert list(ledger.values()) == ([] if step == "committed" else ["voided"])
+        assert await shop.stock("KILN") == {"stock": 1, "held": 0, "sold": 1}
+    finally:
+        await asyncio.to_thread(server.stop)
