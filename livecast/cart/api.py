@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Annotated, Any
 
@@ -85,10 +84,13 @@ async def add_item(request: web.Request) -> web.Response:
     hold_id = body.hold_id or new_id()
     entry = CartEntry(hold_id=hold_id, sku=body.sku, stream_id=body.stream_id, deal_id=body.deal_id)
     stream_key = request.app[STREAMS].hash_key(body.stream_id)
-    (state, seller), staged = await asyncio.gather(
-        reservations.batcher.command("HMGET", stream_key, "state", "seller_id"),
-        service.carts.stage(buyer.sub, entry),
-    )
+    # Both queued now, so both go out in the same pipeline.
+    stream_read = reservations.batcher.command("HMGET", stream_key, "state", "seller_id")
+    staging = service.carts.stage(buyer.sub, entry)
+    try:
+        state, seller = await stream_read
+    finally:
+        staged = await staging
     try:
         if state is None:
             raise NotFound(f"no stream {body.stream_id!r}", code="stream_not_found")
