@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
-from livecast.appkeys import REDIS, STREAMS
+from livecast.appkeys import STREAMS
 from livecast.auth import Identity, Role
 from livecast.cart.cart import CartEntry
 from livecast.cart.checkout import CheckoutRequest
@@ -63,11 +64,6 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> dict[str, Any]:
         "expires_at": iso_time(hold.expires_at_ms),
         "seconds_left": max(0, (hold.expires_at_ms - now_ms) // 1000),
     }
-
-
-async def _now_ms(request: web.Request) -> int:
-    seconds, micros = await request.app[REDIS].time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 @routes.post("/api/cart/items")
@@ -130,12 +126,18 @@ async def get_cart(request: web.Request) -> web.Response:
     buyer = _buyer(request)
     carts = request.app[CART].carts
     reservations = request.app[INVENTORY].reservations
-    now_ms = await _now_ms(request)
+    clock = reservations.batcher.command("TIME")
+    entries = await carts.entries(buyer.sub)
+    seconds, micros = await clock
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    holds = await asyncio.gather(*(reservations.get_hold(e.sku, e.hold_id) for e in entries))
     lines: list[dict[str, Any]] = []
     expired: list[dict[str, str]] = []
     totals: dict[str, int] = {}
-    for entry in await carts.entries(buyer.sub):
-        hold = await reservations.get_hold(entry.sku, entry.hold_id)
+    for entry, hold in zip(entries, holds, strict=True):
+        if hold is None:
+            # Its add-to-cart failed, or is still on its way: settle which, for good.
+            hold = await reservations.hold_or_void(entry.sku, buyer.sub, entry.hold_id)
         # A hold a checkout is committing stays a line: if that checkout aborts, it is
         # held again and the buyer must still see it (and be able to remove it).
         if hold is None or (
@@ -182,6 +184,9 @@ async def remove_item(request: web.Request) -> web.Response:
         raise NotFound(f"no hold {hold_id!r} in your cart", code="not_in_cart")
     reservations = request.app[INVENTORY].reservations
     hold = await reservations.get_hold(entry.sku, hold_id)
+    if hold is None:
+        # Its add-to-cart failed, or is still on its way: settle which, for good.
+        hold = await reservations.hold_or_void(entry.sku, buyer.sub, hold_id)
     if hold is not None and hold.state is HoldState.PREPARING:
         raise _in_checkout(hold_id)
     if hold is not None and hold.state is HoldState.HELD:

@@ -219,6 +219,7 @@ class Reservations:
         self._commit = load_lua(redis, _HERE / "commit.lua")
         self._prepare = load_lua(redis, _HERE / "prepare.lua")
         self._abort = load_lua(redis, _HERE / "abort.lua")
+        self._void = load_lua(redis, _HERE / "hold_void.lua")
         self._expire = load_lua(redis, _HERE / "expire.lua", prelude=give_back)
         # What changed since the notifier and sweeper last looked: SKU -> earliest new
         # hold expiry (0 if none), deal id -> SKU. Plain dicts: a set item per call.
@@ -477,6 +478,16 @@ class Reservations:
             stuck=[(_text(h), _text(t)) for h, t in zip(stuck, txns, strict=True)],
             deals_due=[_text(d) for d in deals_due],
         )
+
+    async def hold_or_void(self, sku: str, user: str, hold_id: str) -> Hold | None:
+        """The hold, or, if there is none, None for good: the id is taken (``hold_void.lua``)
+        so a reservation still on its way for it finds it used and holds nothing."""
+        if not is_sku(sku) or not _HOLD_ID.match(hold_id) or not _USER.match(user):
+            return None
+        voided = await self.batcher.call(
+            self._void, (self.base(sku), hold_id, user, self._retention_arg)
+        )
+        return None if voided else await self.get_hold(sku, hold_id)
 
     async def get_hold(self, sku: str, hold_id: str) -> Hold | None:
         if not is_sku(sku) or not _HOLD_ID.match(hold_id):

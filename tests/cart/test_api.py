@@ -15,6 +15,7 @@ from livecast.auth import Role
 from livecast.cart.cart import CartEntry
 from livecast.cart.payments import PaymentState
 from livecast.cart.service import CART
+from livecast.errors import ApiError
 from livecast.inventory.service import INVENTORY
 from tests.cart.conftest import Shop, new_buyer, sub_of
 from tests.conftest import MakeToken, bearer
@@ -657,3 +658,27 @@ async def test_a_cart_never_passes_its_line_limit_under_concurrent_adds(
     cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
     assert len(cart["lines"]) == limit
     assert await shop.stock("BEAD") == {"stock": 100 - limit, "held": limit, "sold": 0}
+
+
+async def test_a_cart_read_between_an_adds_line_and_its_hold_leaves_no_stray_hold(
+    shop: Shop, make_token: MakeToken
+) -> None:
+    """An add-to-cart writes its line, then reserves. A cart read in between finds a line
+    with no hold: it drops the line and takes the hold id for good, so the reservation
+    still on its way is refused and holds nothing for a line that is gone."""
+    await shop.product("ORB", price=700, stock=3)
+    buyer = new_buyer(make_token)
+    sub = sub_of(buyer, shop)
+    entry = CartEntry(hold_id="late-1", sku="ORB", stream_id=shop.stream_id)
+    assert await shop.app[CART].carts.stage(sub, entry) == b"added"
+
+    cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
+    assert cart["lines"] == []
+    assert cart["expired"] == [{"hold_id": "late-1", "sku": "ORB", "title": "ORB"}]
+    with pytest.raises(ApiError) as refused:
+        await shop.app[INVENTORY].reservations.reserve(
+            "ORB", 1, sub, "late-1", stream_id=shop.stream_id, seller_id="seller-1"
+        )
+    assert refused.value.code == "hold_conflict"
+    assert await shop.stock("ORB") == {"stock": 3, "held": 0, "sold": 0}
+    assert await shop.app[CART].carts.entries(sub) == []
