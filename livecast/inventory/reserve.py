@@ -24,13 +24,16 @@ Time is always the Redis server's ``TIME``, never a node's clock.
 
 One script per operation (the ``.lua`` files beside this module):
 
-* ``reserve.lua``: check stock (or deal quantity and window) and per-user limits, create
-  the hold. Idempotent by hold id: a replay (redis-py or a client retrying on timeout)
-  returns the hold already made and reserves nothing more.
+* ``reserve.lua``: check stock (or deal quantity and window), per-user limits and, for a
+  stream's sale, that the stream may sell the product; create the hold (with the
+  product's title and price as they are). Idempotent by hold id: a replay (a client
+  retrying on timeout) returns the hold already made and reserves nothing more.
 * ``release.lua``, ``expire.lua``: give units back (to the deal while it is live, else to
   free stock). Expiry is idempotent, so any number of nodes may sweep at once.
 * ``commit.lua``: ``held -> committed``; checkout calls it.
 * ``prepare.lua``, ``abort.lua``: the two-phase commit below.
+* ``hold_void.lua``: takes a hold id that has no hold for good (a cart dropping a line
+  whose reservation may still be on its way), so that reservation holds nothing.
 
 A hold moves ``held -> committed | released | expired`` (:class:`HoldState`); during a
 multi-SKU commit it is briefly ``preparing``, a sub-state of held that neither expires
