@@ -2,7 +2,7 @@
 pass, the buyer's retry returns the order, and money and stock reconcile.
 
 The node "dies" mid-checkout: right after a step applied, the step blocks (the node is
-frozen and stops refreshing nothing; its lease runs out) and later fails (it is gone).
+frozen; its lease runs out) and later fails (it is gone).
 Faults come through a payment-provider subclass and wrappers around livecast's own stores,
 over the real Redis; nothing of Redis is mocked.
 """
