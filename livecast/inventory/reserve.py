@@ -318,6 +318,10 @@ class Reservations:
         details: dict[str, Any] = {"sku": sku}
         if status in (b"over_limit", b"insufficient_stock") and len(reply) > 2:
             details["have" if status == b"over_limit" else "left"] = reply[2]
+        if status in (b"product_not_granted", b"deal_not_in_stream"):
+            details["stream_id"] = stream_id
+        if status == b"deal_not_in_stream":
+            details["deal_id"] = deal_id
         return raise_for_status(status.decode(), sku, **details)
 
     def _hold_from_reply(self, sku: str, hold_id: str, reply: Any, *, replayed: bool) -> Hold:
