@@ -37,6 +37,9 @@ __all__ = [
 _SUBJECT = re.compile(SUBJECT_PATTERN)
 _STREAM_GRANT = re.compile(r"^(\*|[A-Za-z0-9_-]{1,64})$")
 _ALGORITHM = "HS256"
+# Verified tokens remembered per issuer (the oldest go first): a token is checked once,
+# not on every request. About 450 bytes each.
+_VERIFIED_CACHE = 50_000
 _SECRET_FILE = "token-secret"
 
 
@@ -99,6 +102,8 @@ class TokenIssuer:
     def __init__(self, secret: str, *, issuer: str = "livecast") -> None:
         self._secret = secret
         self._issuer = issuer
+        # token -> its identity, for tokens that verified; each use checks the expiry.
+        self._verified: dict[str, Identity] = {}
 
     def sub_issuer(self, name: str) -> TokenIssuer:
         """An issuer with the same secret under ``<issuer>/<name>``: tokens of one kind
@@ -140,6 +145,21 @@ class TokenIssuer:
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> Identity:
+        """The token's identity; 401 ``token_expired`` or ``token_invalid``. A token that
+        verified is remembered (tokens cannot be revoked, only expire), so a buyer's
+        requests cost one HMAC check, not one each."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at > time.time():
+                return known
+            del self._verified[token]
+        identity = self._verify(token)
+        if len(self._verified) >= _VERIFIED_CACHE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = identity
+        return identity
+
+    def _verify(self, token: str) -> Identity:
         try:
             claims = jwt.decode(
                 token,

@@ -108,6 +108,9 @@ class RedisSettings:
     connect_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     command_timeout_s: float = field(default=5.0, metadata=_check(lambda v: v > 0, "> 0"))
     max_connections: int = field(default=64, metadata=_check(lambda v: v >= 4, ">= 4"))
+    # Seconds a command waits for a free connection when all max_connections are busy,
+    # before the request fails with 503 (a reachable but saturated Redis).
+    pool_timeout_s: float = field(default=10.0, metadata=_check(lambda v: v > 0, "> 0"))
     # When the embedded Redis fsyncs its append-only file: "always" (before answering each
     # write), "everysec" or "no" (when the OS chooses). See the README, "Where data lives".
     embedded_appendfsync: str = field(
@@ -137,6 +140,11 @@ class CartSettings:
     max_lines: int = field(default=50, metadata=_check(lambda v: 1 <= v <= 500, "1-500"))
     # Seconds between the live numbers pushed to a live stream's hosts (the `stats` event).
     stats_push_interval_s: float = field(default=3.0, metadata=_check(lambda v: v >= 0.5, ">= 0.5"))
+    # A running checkout's lease: past it (its node died, or it stopped midway), the
+    # recovery pass of any node finishes the checkout or voids its payment.
+    checkout_lease_s: float = field(default=10.0, metadata=_check(lambda v: v >= 0.2, ">= 0.2"))
+    # How often each node looks for checkouts left midway.
+    recovery_interval_s: float = field(default=1.0, metadata=_check(lambda v: v > 0, "> 0"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,11 +70,12 @@ class KeySpace:
 async def open_redis(url: str, settings: RedisSettings) -> aioredis.Redis:
     """Connect to ``url`` and check the server answers; fail fast and clearly if not."""
     # A blocking pool: past max_connections a caller waits for a free connection (up
-    # to the command timeout) instead of failing at once, as the default pool does.
+    # to pool_timeout_s) instead of failing at once, as the default pool does. A burst
+    # of buyers then queues for connections rather than failing steps midway.
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=settings.max_connections,
-        timeout=settings.command_timeout_s,
+        timeout=settings.pool_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
         socket_timeout=settings.command_timeout_s,
         retry=Retry(NoBackoff(), 0),

@@ -113,7 +113,7 @@ async def _bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
             url,
             args.ceiling_calls,
             lambda n: (reserve.sha, "1", base, f"c{run}-{n}", "1", f"u{n % 1000}", "3600000",
-                       "0", ""),
+                       "0", "", "", ""),
         )  # fmt: skip
     finally:
         await reservations.batcher.aclose()

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
-from livecast.appkeys import REDIS, STREAMS
+from livecast.appkeys import STREAMS
 from livecast.auth import Identity, Role
 from livecast.cart.cart import CartEntry
 from livecast.cart.checkout import CheckoutRequest
 from livecast.cart.orders import Order
 from livecast.cart.service import CART
-from livecast.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from livecast.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from livecast.http import identity, json_response, read_body, read_json
 from livecast.ids import SKU_PATTERN, STREAM_ID_PATTERN, new_id
 from livecast.inventory.reserve import Hold, HoldState
@@ -28,6 +29,7 @@ routes = web.RouteTableDef()
 
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_LIVE = StreamState.LIVE.value.encode()
 
 
 class AddItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -49,7 +51,7 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> dict[str, Any]:
     return {
         "hold_id": entry.hold_id,
         "sku": entry.sku,
-        "title": entry.title,
+        "title": hold.title or entry.title,
         "stream_id": entry.stream_id,
         "deal_id": hold.deal_id,
         "quantity": hold.qty,
@@ -64,57 +66,59 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> dict[str, Any]:
     }
 
 
-async def _now_ms(request: web.Request) -> int:
-    seconds, micros = await request.app[REDIS].time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
 @routes.post("/api/cart/items")
 async def add_item(request: web.Request) -> web.Response:
+    """Two round trips to Redis: the stream's state and seller read and the cart line
+    staged, in one pipeline; then the reservation (with every other reservation of the SKU
+    made in the same loop tick), which also checks the stream may sell the product. A
+    refusal drops the staged line again; a reservation whose answer was lost keeps it, so
+    its hold is never in nobody's cart."""
     buyer = _buyer(request)
     body = await read_json(request, AddItem)
-    stream = await request.app[STREAMS].get(body.stream_id)
-    if stream.state is not StreamState.LIVE:
-        raise Conflict(f"stream {stream.id!r} is {stream.state.value}", code="stream_not_live")
-    product = await request.app[INVENTORY].catalog.get(body.sku)
-    await request.app[INVENTORY].ownership.require_sellable(stream, product)
-    if body.deal_id is not None:
-        # A deal's stream never changes, so checking before reserving is race-free; the
-        # sale is credited to the cart line's stream.
-        deal_stream = await request.app[INVENTORY].deals.stream_of(body.deal_id)
-        if deal_stream != stream.id:
-            raise Unprocessable(
-                f"deal {body.deal_id!r} runs on another stream, not on {stream.id!r}",
-                code="deal_not_in_stream",
-                deal_id=body.deal_id,
-                stream_id=stream.id,
-            )
-    carts = request.app[CART].carts
+    service = request.app[CART]
+    reservations = request.app[INVENTORY].reservations
     hold_id = body.hold_id or new_id()
-    line = await carts.find(buyer.sub, hold_id)
-    if line is not None and line.sku != body.sku:
-        # Hold ids are unique per SKU only; in a cart they name one line.
-        raise Conflict(
-            f"hold id {hold_id!r} is already a line for {line.sku} in your cart",
-            code="hold_conflict",
+    entry = CartEntry(hold_id=hold_id, sku=body.sku, stream_id=body.stream_id, deal_id=body.deal_id)
+    stream_key = request.app[STREAMS].hash_key(body.stream_id)
+    # Both queued now, so both go out in the same pipeline.
+    stream_read = reservations.batcher.command("HMGET", stream_key, "state", "seller_id")
+    staging = service.carts.stage(buyer.sub, entry)
+    try:
+        state, seller = await stream_read
+    finally:
+        staged = await staging
+    try:
+        if state is None:
+            raise NotFound(f"no stream {body.stream_id!r}", code="stream_not_found")
+        if state != _LIVE:
+            raise Conflict(f"stream {body.stream_id!r} is {state.decode()}", code="stream_not_live")
+        if staged == b"cart_full":
+            raise Conflict(
+                f"the cart holds at most {service.carts.max_lines} lines", code="cart_full"
+            )
+        if isinstance(staged, list):
+            # Hold ids are unique per SKU only; in a cart they name one line.
+            raise Conflict(
+                f"hold id {hold_id!r} is already a line for {staged[1].decode()} in your cart",
+                code="hold_conflict",
+            )
+        hold = await reservations.reserve(
+            body.sku,
+            body.quantity,
+            buyer.sub,
+            hold_id,
+            deal_id=body.deal_id,
+            stream_id=body.stream_id,
+            seller_id=seller.decode(),
         )
-    if line is None and await carts.size(buyer.sub) >= carts.max_lines:
-        raise Conflict(f"the cart holds at most {carts.max_lines} lines", code="cart_full")
-    hold = await request.app[INVENTORY].reservations.reserve(
-        body.sku, body.quantity, buyer.sub, hold_id, deal_id=body.deal_id
-    )
-    entry = CartEntry(
-        hold_id=hold_id,
-        sku=body.sku,
-        stream_id=stream.id,
-        title=product.title,
-        deal_id=body.deal_id,
-    )
-    await carts.add(buyer.sub, entry)
+    except ApiError:
+        if staged == b"added":
+            await service.carts.drop(buyer.sub, hold_id)
+        raise
     if not hold.replayed:
-        await request.app[CART].sales.add_to_cart(stream.id)
+        service.tally.count(body.stream_id)
         request.app[METRICS].add_to_carts.inc()
-    return json_response(_line(entry, hold, await _now_ms(request)), status=201)
+    return json_response(_line(entry, hold, hold.answered_at_ms), status=201)
 
 
 @routes.get("/api/cart")
@@ -122,19 +126,26 @@ async def get_cart(request: web.Request) -> web.Response:
     buyer = _buyer(request)
     carts = request.app[CART].carts
     reservations = request.app[INVENTORY].reservations
-    now_ms = await _now_ms(request)
+    clock = reservations.batcher.command("TIME")
+    entries = await carts.entries(buyer.sub)
+    seconds, micros = await clock
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    holds = await asyncio.gather(*(reservations.get_hold(e.sku, e.hold_id) for e in entries))
     lines: list[dict[str, Any]] = []
     expired: list[dict[str, str]] = []
     totals: dict[str, int] = {}
-    for entry in await carts.entries(buyer.sub):
-        hold = await reservations.get_hold(entry.sku, entry.hold_id)
+    for entry, hold in zip(entries, holds, strict=True):
+        if hold is None:
+            # Its add-to-cart failed, or is still on its way: settle which, for good.
+            hold = await reservations.hold_or_void(entry.sku, buyer.sub, entry.hold_id)
         # A hold a checkout is committing stays a line: if that checkout aborts, it is
         # held again and the buyer must still see it (and be able to remove it).
         if hold is None or (
             hold.state is not HoldState.PREPARING
             and (hold.state is not HoldState.HELD or hold.expires_at_ms <= now_ms)
         ):
-            expired.append({"hold_id": entry.hold_id, "sku": entry.sku, "title": entry.title})
+            title = entry.title or (hold.title if hold is not None else "") or entry.sku
+            expired.append({"hold_id": entry.hold_id, "sku": entry.sku, "title": title})
             continue
         line = _line(entry, hold, now_ms)
         lines.append(line)
@@ -173,6 +184,9 @@ async def remove_item(request: web.Request) -> web.Response:
         raise NotFound(f"no hold {hold_id!r} in your cart", code="not_in_cart")
     reservations = request.app[INVENTORY].reservations
     hold = await reservations.get_hold(entry.sku, hold_id)
+    if hold is None:
+        # Its add-to-cart failed, or is still on its way: settle which, for good.
+        hold = await reservations.hold_or_void(entry.sku, buyer.sub, hold_id)
     if hold is not None and hold.state is HoldState.PREPARING:
         raise _in_checkout(hold_id)
     if hold is not None and hold.state is HoldState.HELD:
@@ -261,4 +275,5 @@ async def stream_stats(request: web.Request) -> web.Response:
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])
     caller.require_manage(stream.id, stream.seller_id)
     audience = await request.app[CART].audience.audience(stream.id)
+    await request.app[CART].tally.flush()
     return json_response(await request.app[CART].sales.stream_stats(stream.id, audience))

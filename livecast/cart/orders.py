@@ -10,6 +10,7 @@ buyer and by stream::
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 from typing import cast
 
@@ -17,6 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livecast.errors import NotFound
+from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace
 
@@ -55,9 +57,13 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OrderStore:
-    def __init__(self, redis: aioredis.Redis, keys: KeySpace) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: KeySpace, *, batcher: ScriptBatcher | None = None
+    ) -> None:
         self._redis = redis
         self._keys = keys
+        # Writes and single reads ride in the app's batched pipelines.
+        self._batcher = batcher or ScriptBatcher(redis)
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(Order)
 
@@ -73,20 +79,20 @@ class OrderStore:
         after a crash finds no record and saves again, so the record never lacks them.
         """
         await self.index(order, created_ms)
-        await self._redis.set(self._key(order.id), self._encoder.encode(order))
+        await self._batcher.command("SET", self._key(order.id), self._encoder.encode(order))
 
     async def index(self, order: Order, created_ms: int) -> None:
         """List the order under its buyer and its streams (the first half of :meth:`save`)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._keys.key("orders", "buyer", order.buyer_id), {order.id: created_ms})
-            for stream_id in order.stream_ids:
-                pipe.zadd(self._keys.key("orders", "stream", stream_id), {order.id: created_ms})
-            await pipe.execute()
+        indexes = [self._keys.key("orders", "buyer", order.buyer_id)]
+        indexes += [self._keys.key("orders", "stream", s) for s in order.stream_ids]
+        await asyncio.gather(
+            *(self._batcher.command("ZADD", index, created_ms, order.id) for index in indexes)
+        )
 
     async def find(self, order_id: str) -> Order | None:
         if not order_id.startswith("ord_") or len(order_id) > 64:
             return None
-        raw = await self._redis.get(self._key(order_id))
+        raw = await self._batcher.command("GET", self._key(order_id))
         return self._decoder.decode(raw) if raw is not None else None
 
     async def get(self, order_id: str) -> Order:

@@ -11,15 +11,19 @@ configured amount, so the decline path can be exercised end to end.
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
+from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
-from livecast.redisdb import KeySpace
+from livecast.redisdb import KeySpace, load_lua
+
+_HERE = Path(__file__).parent
 
 __all__ = ["Payment", "PaymentDeclined", "PaymentProvider", "PaymentState", "TestPaymentProvider"]
 
@@ -34,7 +38,8 @@ class PaymentState(StrEnum):
 class Payment(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     provider: str
-    amount: Money
+    # None for a payment voided before it was ever authorized.
+    amount: Money | None
     state: PaymentState
     decline_reason: str = ""
 
@@ -59,7 +64,9 @@ class PaymentProvider(Protocol):
         ...
 
     async def void(self, payment_id: str) -> Payment:
-        """Let an authorization go; nothing is charged."""
+        """Let an authorization go; nothing is charged. Also for a payment never
+        authorized (the checkout stopped before it reached the provider): that id then
+        stays voided, so an authorization arriving late for it is declined."""
         ...
 
 
@@ -75,9 +82,13 @@ class TestPaymentProvider:
         *,
         decline_card: str,
         decline_amount_minor: int,
+        batcher: ScriptBatcher | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
+        # Its commands ride in the app's batched pipelines.
+        self._batcher = batcher or ScriptBatcher(redis)
+        self._cas = load_lua(redis, _HERE / "payment_move.lua")
         self._decline_card = decline_card
         self._decline_amount_minor = decline_amount_minor
         self._decoder = msgspec.json.Decoder(Payment)
@@ -87,7 +98,7 @@ class TestPaymentProvider:
         return self._keys.key("payments", "test", payment_id)
 
     async def get(self, payment_id: str) -> Payment | None:
-        raw = await self._redis.get(self._key(payment_id))
+        raw = await self._batcher.command("GET", self._key(payment_id))
         return self._decoder.decode(raw) if raw is not None else None
 
     async def authorize(
@@ -106,40 +117,50 @@ class TestPaymentProvider:
             decline_reason=reason,
         )
         # First write wins: a replay gets the payment as it was first decided.
-        await self._redis.set(self._key(payment_id), self._encoder.encode(payment), nx=True)
-        stored = await self.get(payment_id)
-        assert stored is not None
+        key = self._key(payment_id)
+        _, raw = await asyncio.gather(
+            self._batcher.command("SET", key, self._encoder.encode(payment), "NX"),
+            self._batcher.command("GET", key),
+        )
+        if raw is None:  # sent in another batch than the SET: read it again
+            raw = await self._batcher.command("GET", key)
+        stored = self._decoder.decode(raw)
         if stored.state is PaymentState.DECLINED:
             raise PaymentDeclined(stored)
+        if stored.state is PaymentState.VOIDED:
+            raise PaymentDeclined(
+                msgspec.structs.replace(stored, decline_reason="the payment was voided")
+            )
         return stored
 
     async def capture(self, payment_id: str) -> Payment:
         return await self._move(payment_id, PaymentState.CAPTURED)
 
     async def void(self, payment_id: str) -> Payment:
+        voided = Payment(
+            id=payment_id,
+            provider=self.name,
+            amount=None,
+            state=PaymentState.VOIDED,
+        )
+        # Never authorized: keep the id voided, so a late authorization is refused.
+        await self._batcher.command(
+            "SET", self._key(payment_id), self._encoder.encode(voided), "NX"
+        )
         return await self._move(payment_id, PaymentState.VOIDED)
 
     async def _move(self, payment_id: str, target: PaymentState) -> Payment:
-        """authorized -> captured | voided, checked and written atomically (WATCH/MULTI)."""
+        """authorized -> captured | voided, checked and written atomically (compare and set)."""
         key = self._key(payment_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if raw is None:
-                        raise LookupError(f"no payment {payment_id}")
-                    payment = self._decoder.decode(raw)
-                    if payment.state is target:
-                        return payment
-                    if payment.state is not PaymentState.AUTHORIZED:
-                        raise ValueError(
-                            f"payment {payment_id} is {payment.state}, cannot become {target}"
-                        )
-                    moved = msgspec.structs.replace(payment, state=target)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, self._encoder.encode(moved))
-                    await pipe.execute()
-                    return moved
-                except WatchError:
-                    continue
+        while True:
+            raw = await self._batcher.command("GET", key)
+            if raw is None:
+                raise LookupError(f"no payment {payment_id}")
+            payment = self._decoder.decode(raw)
+            if payment.state is target:
+                return payment
+            if payment.state is not PaymentState.AUTHORIZED:
+                raise ValueError(f"payment {payment_id} is {payment.state}, cannot become {target}")
+            moved = msgspec.structs.replace(payment, state=target)
+            if await self._batcher.call(self._cas, (key, raw, self._encoder.encode(moved))):
+                return moved

@@ -2,8 +2,8 @@
 
 ``setup(app)`` adds the cart, checkout, order and stats routes and a cleanup context
 that builds the services from ``app[SETTINGS]`` and ``app[REDIS]`` (after the Redis and
-inventory contexts) and owns the webhook delivery task: started at start-up, cancelled
-and awaited at shutdown.
+inventory contexts) and owns the webhook delivery, checkout recovery and add-to-cart tally
+tasks: started at start-up, cancelled and awaited at shutdown.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from livecast.cart.checkout import Checkout
 from livecast.cart.orders import OrderStore
 from livecast.cart.payments import PaymentProvider, TestPaymentProvider
 from livecast.cart.stats import Audience, AudienceSource, SalesStats
+from livecast.cart.tally import AddToCartTally
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.chat import CHAT, ChatHistory
 from livecast.inventory.service import INVENTORY
@@ -46,6 +47,7 @@ class CartService:
     sales: SalesStats
     webhooks: WebhookDispatcher
     audience: AudienceSource
+    tally: AddToCartTally
 
 
 CART = web.AppKey("cart", CartService)
@@ -77,14 +79,16 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
         max_in_flight_per_endpoint=hooks.max_in_flight_per_endpoint,
         observe=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
     )
+    reservations = app[INVENTORY].reservations
     payments = TestPaymentProvider(
         redis,
         keys,
         decline_card=settings.payments.test_decline_card,
         decline_amount_minor=settings.payments.test_decline_amount_minor,
+        batcher=reservations.batcher,
     )
-    carts = CartStore(redis, keys, max_lines=settings.cart.max_lines)
-    orders = OrderStore(redis, keys)
+    carts = CartStore(redis, keys, max_lines=settings.cart.max_lines, batcher=reservations.batcher)
+    orders = OrderStore(redis, keys, batcher=reservations.batcher)
     sales = SalesStats(redis, keys)
     app[CART] = CartService(
         carts=carts,
@@ -94,20 +98,26 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
             keys,
             carts=carts,
             orders=orders,
-            reservations=app[INVENTORY].reservations,
+            reservations=reservations,
             streams=app[STREAMS],
             payments=payments,
             stats=sales,
             webhooks=webhooks,
+            lease_s=settings.cart.checkout_lease_s,
+            recovery_interval_s=settings.cart.recovery_interval_s,
         ),
         payments=payments,
         sales=sales,
         webhooks=webhooks,
         audience=_ChatAudience(app[CHAT].history),
+        tally=AddToCartTally(sales),
     )
     stopping = asyncio.Event()
+    checkout = app[CART].checkout
     tasks = [
         asyncio.create_task(webhooks.run(), name="webhook-delivery"),
+        asyncio.create_task(checkout.recover(), name="checkout-recovery"),
+        asyncio.create_task(app[CART].tally.run(), name="add-to-cart-tally"),
         asyncio.create_task(
             _push_stats(app, settings.cart.stats_push_interval_s, stopping), name="stats-push"
         ),
@@ -117,8 +127,14 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         # Stopped as well as cancelled: see WebhookDispatcher.stop.
         webhooks.stop()
+        checkout.stop()
+        app[CART].tally.stop()
         stopping.set()
         await cancel_and_wait(*tasks)
+        try:
+            await app[CART].tally.flush()
+        except (RedisError, OSError):
+            log.warning("add-to-cart counts of the last interval were not added to the stats")
 
 
 async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio.Event) -> None:
@@ -139,6 +155,7 @@ async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio
                 if not await redis.set(lock, "1", nx=True, px=lock_ms):
                     continue
                 audience = await service.audience.audience(stream.id)
+                await service.tally.flush()
                 stats = await service.sales.stream_stats(stream.id, audience)
                 await app[EVENTS].publish(stream.id, "stats", msgspec.to_builtins(stats))
         except (RedisError, OSError):

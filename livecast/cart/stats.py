@@ -77,8 +77,8 @@ class SalesStats:
     def _key(self, stream_id: str, *parts: str) -> str:
         return self._keys.key("{st:" + stream_id + "}", *parts)
 
-    async def add_to_cart(self, stream_id: str) -> None:
-        await self._redis.hincrby(self._key(stream_id, "stats"), "add_to_carts", 1)
+    async def add_to_cart(self, stream_id: str, count: int = 1) -> None:
+        await self._redis.hincrby(self._key(stream_id, "stats"), "add_to_carts", count)
 
     async def count_order(
         self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str

@@ -1,5 +1,8 @@
 """Script calls batched per event-loop tick: one pipeline of EVALSHAs per tick.
 
+Other commands a request needs beside its scripts (:meth:`ScriptBatcher.command`) ride in
+the same pipeline.
+
 A single un-pipelined EVALSHA costs a full round trip and a wake-up on each side; with
 hundreds of buyers tapping at once most of that is waiting. :class:`ScriptBatcher`
 collects the calls made while the loop runs one tick and sends them as one
@@ -25,17 +28,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["ScriptBatcher"]
 
 
 class _Entry:
-    """One EVALSHA in the pipeline: a plain call, or a group of calls on one key."""
+    """One command in the pipeline: an EVALSHA (a plain call, or a group of calls on one
+    key), or, with no script, any other command."""
 
     __slots__ = ("args", "futures", "grouped", "key", "script")
 
-    def __init__(self, script: AsyncScript, key: Any, grouped: bool) -> None:
+    def __init__(self, script: AsyncScript | None, key: Any, grouped: bool) -> None:
         self.script = script
         self.key = key
         self.grouped = grouped
@@ -87,6 +91,15 @@ class ScriptBatcher:
         """Queue ``EVALSHA script 1 *keys_and_args`` (one key); the future gets the reply."""
         entry = _Entry(script, keys_and_args[0], grouped=False)
         entry.args.extend(keys_and_args[1:])
+        self._pending.append(entry)
+        return self._enqueue(entry)
+
+    def command(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue any other command (``"HGET", key, field``) in the same pipeline, so a
+        request that also reads or writes a key beside its scripts pays no round trip
+        of its own for it."""
+        entry = _Entry(None, None, grouped=False)
+        entry.args.extend(args)
         self._pending.append(entry)
         return self._enqueue(entry)
 
@@ -148,15 +161,36 @@ class ScriptBatcher:
             entry.settle(reply)
 
     async def _execute(self, batch: list[_Entry]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry in batch:
-                pipe.execute_command("EVALSHA", entry.script.sha, 1, entry.key, *entry.args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        """Write the batch on one pooled connection and read its replies, raw (an error
+        reply is its exception, in its place). No client-side reply parsing: HGETALL
+        answers a flat list, TIME two strings, SET ``b"OK"`` or None."""
+        commands = [
+            entry.args
+            if entry.script is None
+            else ("EVALSHA", entry.script.sha, 1, entry.key, *entry.args)
+            for entry in batch
+        ]
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # Replies may be left unread on it: never hand it out again.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
         return replies
 
     async def _resend_unloaded(self, batch: list[_Entry], replies: list[Any]) -> list[Any]:
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        scripts = {batch[i].script.sha: batch[i].script for i in missing}
+        scripts = {script.sha: script for i in missing if (script := batch[i].script) is not None}
         for script in scripts.values():
             await self._redis.script_load(script.script)
         again = await self._execute([batch[i] for i in missing])

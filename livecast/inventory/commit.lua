@@ -3,15 +3,16 @@
 -- a txn id (the second phase of a multi-SKU commit, see prepare.lua) it must have been
 -- prepared by that txn; a prepared hold does not expire.
 -- KEYS[1] the SKU's key base; ARGV: hold_id, txn, retention_ms
--- Returns {status, state, qty, price_minor, currency, deal_id}
+-- Returns {status, state, qty, price_minor, currency, deal_id, expires_ms, title}
 local base = KEYS[1]
 local hold_id, txn, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local hold = base .. ':hold:' .. hold_id
-local h = redis.call('HMGET', hold, 'state', 'qty', 'user', 'deal', 'expires', 'txn', 'price_minor', 'currency')
+local h = redis.call('HMGET', hold, 'state', 'qty', 'user', 'deal', 'expires', 'txn', 'price_minor',
+  'currency', 'title')
 if not h[1] then return {'unknown_hold', ''} end
 local qty = tonumber(h[2])
 local function answer(status, state)
-  return {status, state, qty, tonumber(h[7]), h[8], h[4]}
+  return {status, state, qty, tonumber(h[7]), h[8], h[4], tonumber(h[5]), h[9] or ''}
 end
 if h[1] == 'committed' then
   if h[6] == txn then return answer('ok', 'committed') end

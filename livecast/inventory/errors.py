@@ -8,7 +8,8 @@
                           deal_ended, hold_expired, hold_conflict, not_held, not_prepared,
                           below_committed, deal_exists, stream_not_live, commit_failed,
                           too_many_grants
-    Unprocessable (422)   invalid_quantity, currency_mismatch, invalid_field
+    Unprocessable (422)   invalid_quantity, currency_mismatch, invalid_field,
+                          deal_not_in_stream
 
 Each Lua script answers with a status word; :func:`raise_for_status` turns a status other
 than ``ok`` into the matching error, so the words are the codes clients see.
@@ -24,7 +25,7 @@ __all__ = ["raise_for_status"]
 
 _FORBIDDEN = {"not_product_owner", "product_not_granted", "deals_not_granted"}
 _NOT_FOUND = {"unknown_sku", "unknown_hold", "unknown_deal", "unknown_grant"}
-_UNPROCESSABLE = {"invalid_quantity", "currency_mismatch", "invalid_field"}
+_UNPROCESSABLE = {"invalid_quantity", "currency_mismatch", "invalid_field", "deal_not_in_stream"}
 
 _MESSAGES = {
     "unknown_sku": "no product with this SKU",
@@ -48,6 +49,7 @@ _MESSAGES = {
     "not allowed it",
     "unknown_grant": "no such grant on this product",
     "too_many_grants": "this product has as many grants as it may have",
+    "deal_not_in_stream": "the deal runs on another stream",
 }
 
 

@@ -24,13 +24,16 @@ Time is always the Redis server's ``TIME``, never a node's clock.
 
 One script per operation (the ``.lua`` files beside this module):
 
-* ``reserve.lua``: check stock (or deal quantity and window) and per-user limits, create
-  the hold. Idempotent by hold id: a replay (redis-py or a client retrying on timeout)
-  returns the hold already made and reserves nothing more.
+* ``reserve.lua``: check stock (or deal quantity and window), per-user limits and, for a
+  stream's sale, that the stream may sell the product; create the hold (with the
+  product's title and price as they are). Idempotent by hold id: a replay (a client
+  retrying on timeout) returns the hold already made and reserves nothing more.
 * ``release.lua``, ``expire.lua``: give units back (to the deal while it is live, else to
   free stock). Expiry is idempotent, so any number of nodes may sweep at once.
 * ``commit.lua``: ``held -> committed``; checkout calls it.
 * ``prepare.lua``, ``abort.lua``: the two-phase commit below.
+* ``hold_void.lua``: takes a hold id that has no hold for good (a cart dropping a line
+  whose reservation may still be on its way), so that reservation holds nothing.
 
 A hold moves ``held -> committed | released | expired`` (:class:`HoldState`); during a
 multi-SKU commit it is briefly ``preparing``, a sub-state of held that neither expires
@@ -96,6 +99,17 @@ __all__ = [
 _HERE = Path(__file__).parent
 _HOLD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _USER = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+_HOLD_FIELDS = (
+    "state",
+    "qty",
+    "user",
+    "expires",
+    "price_minor",
+    "currency",
+    "deal",
+    "txn",
+    "title",
+)
 
 
 def is_hold_id(value: str) -> bool:
@@ -152,6 +166,10 @@ class Hold:
     # The commit that prepared or committed it ('' for none, or a single-hold commit);
     # known only when read with :meth:`Reservations.get_hold`.
     txn: str = ""
+    # The product's title when the hold was made ('' for holds made before it was kept).
+    title: str = ""
+    # The server time of a reserve's answer (0 when read with get_hold).
+    answered_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +222,7 @@ class Reservations:
         self._commit = load_lua(redis, _HERE / "commit.lua")
         self._prepare = load_lua(redis, _HERE / "prepare.lua")
         self._abort = load_lua(redis, _HERE / "abort.lua")
+        self._void = load_lua(redis, _HERE / "hold_void.lua")
         self._expire = load_lua(redis, _HERE / "expire.lua", prelude=give_back)
         # What changed since the notifier and sweeper last looked: SKU -> earliest new
         # hold expiry (0 if none), deal id -> SKU. Plain dicts: a set item per call.
@@ -227,14 +246,18 @@ class Reservations:
         ttl_s: float | None = None,
         per_user_limit: int = 0,
         deal_id: str | None = None,
+        stream_id: str | None = None,
+        seller_id: str = "",
     ) -> Hold:
         """Hold ``qty`` units of ``sku`` for ``user`` until checkout or expiry.
 
         ``per_user_limit`` (0: none) caps the user's units held plus bought of this SKU;
-        a deal's own per-buyer limit applies to its units as well. Raises 404
-        ``unknown_sku``/``unknown_deal``, 409 ``sold_out``, ``insufficient_stock``,
-        ``over_limit``, ``deal_not_started``, ``deal_ended``, ``hold_conflict``, 422
-        ``invalid_quantity``/``invalid_field``.
+        a deal's own per-buyer limit applies to its units as well. With ``stream_id`` (of
+        seller ``seller_id``) the deal must run on that stream, and a product another
+        seller owns must be granted to that stream or seller. Raises 404 ``unknown_sku``/
+        ``unknown_deal``, 409 ``sold_out``, ``insufficient_stock``, ``over_limit``,
+        ``deal_not_started``, ``deal_ended``, ``hold_conflict``, ``product_not_granted``,
+        422 ``invalid_quantity``/``invalid_field``/``deal_not_in_stream``.
         """
         if type(qty) is not int or not 1 <= qty <= self.max_qty:
             raise Unprocessable(
@@ -257,7 +280,16 @@ class Reservations:
         reply = await self.batcher.call_grouped(
             self._reserve,
             self.base(sku),
-            (hold_id, qty, user, ttl_ms, per_user_limit, deal_id or ""),
+            (
+                hold_id,
+                qty,
+                user,
+                ttl_ms,
+                per_user_limit,
+                deal_id or "",
+                stream_id or "",
+                seller_id,
+            ),
         )
         status = reply[0]
         if status == b"ok":
@@ -276,6 +308,8 @@ class Reservations:
                 deal_id=deal_id,
                 expires_at_ms=expires,
                 left=reply[7],
+                title=_text(reply[8]),
+                answered_at_ms=reply[9],
             )
         if status == b"exists":
             return self._hold_from_reply(sku, hold_id, reply, replayed=True)
@@ -284,6 +318,10 @@ class Reservations:
         details: dict[str, Any] = {"sku": sku}
         if status in (b"over_limit", b"insufficient_stock") and len(reply) > 2:
             details["have" if status == b"over_limit" else "left"] = reply[2]
+        if status in (b"product_not_granted", b"deal_not_in_stream"):
+            details["stream_id"] = stream_id
+        if status == b"deal_not_in_stream":
+            details["deal_id"] = deal_id
         return raise_for_status(status.decode(), sku, **details)
 
     def _hold_from_reply(self, sku: str, hold_id: str, reply: Any, *, replayed: bool) -> Hold:
@@ -297,6 +335,8 @@ class Reservations:
             deal_id=deal or None,
             expires_at_ms=int(reply[3]),
             replayed=replayed,
+            title=_text(reply[8]),
+            answered_at_ms=int(reply[9]),
         )
 
     async def release(self, sku: str, hold_id: str) -> HoldState:
@@ -326,8 +366,18 @@ class Reservations:
         status = reply[0]
         if status != b"ok":
             raise_for_status(status.decode(), f"{sku}/{hold_id}", state=_text(reply[1]))
-        hold = await self.get_hold(sku, hold_id)
-        assert hold is not None
+        deal = _text(reply[5])
+        hold = Hold(
+            sku=sku,
+            hold_id=hold_id,
+            state=HoldState.COMMITTED,
+            qty=int(reply[2]),
+            price=Money(amount_minor=int(reply[3]), currency=_text(reply[4])),
+            deal_id=deal or None,
+            expires_at_ms=int(reply[6]),
+            txn=txn,
+            title=_text(reply[7]),
+        )
         self._touched(sku, hold)
         return hold
 
@@ -371,12 +421,35 @@ class Reservations:
             )
         return list(await asyncio.gather(*(self._commit_one(r.sku, r.hold_id, txn) for r in refs)))
 
+    async def decision(self, txn: str) -> str | None:
+        """The recorded outcome of ``txn`` (``commit`` or ``abort``), or None if undecided."""
+        recorded = await self.batcher.command("GET", self.txn_key(txn))
+        return _text(recorded) if recorded is not None else None
+
+    async def decide(self, txn: str, outcome: str) -> str:
+        """Record ``outcome`` for ``txn`` unless one is recorded; return the one that holds.
+        A checkout's recovery decides ``abort`` so a commit still in flight cannot land."""
+        return await self._decide(txn, outcome)
+
+    async def abort_holds(self, refs: Sequence[HoldRef], txn: str) -> None:
+        """Undo ``txn``'s prepare of these holds (held again); idempotent, and a no-op for a
+        hold the txn never prepared or already committed."""
+        await self._abort_all(refs, txn)
+        for ref in refs:
+            self._touched(ref.sku, None)
+
     async def _decide(self, txn: str, outcome: str) -> str:
         """Record ``outcome`` for ``txn`` unless one is recorded; return the one that holds."""
         key = self.txn_key(txn)
-        if await self._redis.set(key, outcome, nx=True, px=self._retention_ms):
+        # One round trip: the GET, queued with the SET, reads the winner when ours lost.
+        written, recorded = await asyncio.gather(
+            self.batcher.command("SET", key, outcome, "NX", "PX", self._retention_ms),
+            self.batcher.command("GET", key),
+        )
+        if written:
             return outcome
-        recorded = await self._redis.get(key)
+        if recorded is None:  # sent in another batch than the SET: read it again
+            recorded = await self.batcher.command("GET", key)
         return _text(recorded) if recorded is not None else outcome
 
     async def _abort_all(self, refs: Sequence[HoldRef], txn: str) -> None:
@@ -413,12 +486,21 @@ class Reservations:
             deals_due=[_text(d) for d in deals_due],
         )
 
+    async def hold_or_void(self, sku: str, user: str, hold_id: str) -> Hold | None:
+        """The hold, or, if there is none, None for good: the id is taken (``hold_void.lua``)
+        so a reservation still on its way for it finds it used and holds nothing."""
+        if not is_sku(sku) or not _HOLD_ID.match(hold_id) or not _USER.match(user):
+            return None
+        voided = await self.batcher.call(
+            self._void, (self.base(sku), hold_id, user, self._retention_arg)
+        )
+        return None if voided else await self.get_hold(sku, hold_id)
+
     async def get_hold(self, sku: str, hold_id: str) -> Hold | None:
         if not is_sku(sku) or not _HOLD_ID.match(hold_id):
             return None
-        raw: list[Any] = await self._redis.hmget(
-            self.base(sku) + ":hold:" + hold_id,
-            ["state", "qty", "user", "expires", "price_minor", "currency", "deal", "txn"],
+        raw: list[Any] = await self.batcher.command(
+            "HMGET", self.base(sku) + ":hold:" + hold_id, *_HOLD_FIELDS
         )
         if raw[0] is None:
             return None
@@ -431,6 +513,7 @@ class Reservations:
             deal_id=_text(raw[6]) or None,
             expires_at_ms=int(raw[3]),
             txn=_text(raw[7]) if raw[7] is not None else "",
+            title=_text(raw[8]) if raw[8] is not None else "",
         )
 
     async def stock(self, sku: str) -> StockLevels | None:

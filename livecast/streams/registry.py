@@ -108,6 +108,11 @@ class StreamRegistry:
     def _stream_key(self, stream_id: str) -> str:
         return self._keys.key("{streams}", "stream", stream_id)
 
+    def hash_key(self, stream_id: str) -> str:
+        """The stream's hash (fields named as :class:`Stream`'s: ``state``, ``seller_id``...),
+        for a caller that reads a field beside other commands in one pipeline."""
+        return self._stream_key(stream_id)
+
     def _index_keys(self) -> list[str]:
         return [self._keys.key("{streams}", "state", s.value) for s in StreamState]
 

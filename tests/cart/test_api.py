@@ -4,82 +4,29 @@ stock exact under races, declines and refusals that change nothing."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import KEYS, REDIS, TOKENS
+from livecast.appkeys import KEYS, REDIS
 from livecast.auth import Role
 from livecast.cart.cart import CartEntry
 from livecast.cart.payments import PaymentState
 from livecast.cart.service import CART
+from livecast.errors import ApiError
 from livecast.inventory.service import INVENTORY
-from tests.conftest import Client, MakeToken, bearer
+from tests.cart.conftest import Shop, new_buyer, sub_of
+from tests.conftest import MakeToken, bearer
 
 DECLINE_CARD = "4000000000000002"
-
-
-@dataclass
-class Shop:
-    client: Client
-    app: web.Application
-    seller: str
-    stream_id: str
-
-    async def product(self, sku: str, *, price: int, stock: int, currency: str = "EUR") -> None:
-        resp = await self.client.put(
-            f"/api/products/{sku}",
-            json={
-                "title": f"Product {sku}",
-                "price": {"amount_minor": price, "currency": currency},
-                "stock": stock,
-            },
-            headers=bearer(self.seller),
-        )
-        assert resp.status in (200, 201), await resp.text()
-
-    async def add(self, buyer: str, sku: str, qty: int = 1, **extra: Any) -> Any:
-        body = {"stream_id": self.stream_id, "sku": sku, "quantity": qty, **extra}
-        return await self.client.post("/api/cart/items", json=body, headers=bearer(buyer))
-
-    async def stock(self, sku: str) -> dict[str, int]:
-        resp = await self.client.get(f"/api/products/{sku}")
-        data: dict[str, Any] = await resp.json()
-        return {k: data[k] for k in ("stock", "held", "sold")}
-
-    async def checkout(self, buyer: str, key: str | None, body: Any = None) -> Any:
-        headers = bearer(buyer)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return await self.client.post("/api/checkout", json=body, headers=headers)
-
-
-@pytest.fixture
-async def shop(client: Client, app: web.Application, make_token: MakeToken) -> Shop:
-    seller = make_token(Role.SELLER, sub="seller-1", name="Ana")
-    resp = await client.post("/api/streams", json={"title": "Drop"}, headers=bearer(seller))
-    stream_id = (await resp.json())["id"]
-    await client.post(f"/api/streams/{stream_id}/start", headers=bearer(seller))
-    return Shop(client=client, app=app, seller=seller, stream_id=stream_id)
-
-
-def _buyer(make_token: MakeToken, name: str = "buyer") -> str:
-    return make_token(Role.VIEWER, sub=f"{name}-{uuid.uuid4().hex[:6]}", name=name.title())
-
-
-def _sub(token: str, shop: Shop) -> str:
-    return shop.app[TOKENS].verify(token).sub
 
 
 async def test_add_view_checkout(shop: Shop, make_token: MakeToken) -> None:
     await shop.product("TEE-M", price=1999, stock=5)
     await shop.product("CAP", price=1500, stock=2)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     resp = await shop.add(buyer, "TEE-M", 2)
     assert resp.status == 201, await resp.text()
     line = await resp.json()
@@ -108,7 +55,9 @@ async def test_add_view_checkout(shop: Shop, make_token: MakeToken) -> None:
         resp = await shop.client.get(f"/api/orders/{order['id']}", headers=bearer(token))
         assert resp.status == 200
         assert (await resp.json()) == order
-    resp = await shop.client.get(f"/api/orders/{order['id']}", headers=bearer(_buyer(make_token)))
+    resp = await shop.client.get(
+        f"/api/orders/{order['id']}", headers=bearer(new_buyer(make_token))
+    )
     assert resp.status == 403
     resp = await shop.client.get(
         "/api/orders", params={"stream": shop.stream_id}, headers=bearer(shop.seller)
@@ -131,7 +80,7 @@ async def test_concurrent_checkouts_with_one_key_make_one_order(
     shop: Shop, make_token: MakeToken
 ) -> None:
     await shop.product("LAMP", price=4900, stock=10)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     await shop.add(buyer, "LAMP", 2)
     responses = await asyncio.gather(*(shop.checkout(buyer, "same-key") for _ in range(8)))
     bodies = [await r.json() for r in responses]
@@ -150,7 +99,7 @@ async def test_retry_after_a_dropped_connection_makes_one_order(
     shop: Shop, make_token: MakeToken
 ) -> None:
     await shop.product("MUG", price=900, stock=3)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     await shop.add(buyer, "MUG")
     # the client gives up before the answer arrives; the server carries on
     with pytest.raises(TimeoutError):
@@ -173,7 +122,7 @@ async def test_retry_after_the_server_lost_redis_mid_checkout_makes_one_order(
     the buyer's retry with the same key finishes that checkout, once."""
     await shop.product("VASE", price=3100, stock=4)
     await shop.product("BOWL", price=1200, stock=4)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     await shop.add(buyer, "VASE")
     await shop.add(buyer, "BOWL", 2)
     service = shop.app[CART]
@@ -231,20 +180,26 @@ async def test_a_lease_taken_with_its_reply_lost_does_not_hold_off_the_retry(
     a cancelled request does the same): the retry with the same key runs at once, not
     after the lease expires."""
     await shop.product("JUG", price=1500, stock=2)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     await shop.add(buyer, "JUG")
-    redis = shop.app[CART].checkout._redis
-    real_set = redis.set
+    redis = shop.app[REDIS]
+    batcher = shop.app[INVENTORY].reservations.batcher
+    real_command = batcher.command
     drops: list[str] = []
 
-    async def set_then_drop(name: str, *args: Any, **kwargs: Any) -> Any:
-        result = await real_set(name, *args, **kwargs)
-        if name.endswith(":lease") and not drops:
-            drops.append(name)
-            raise RedisConnectionError("Connection closed by server.")
-        return result
+    def set_then_drop(*args: Any) -> Any:
+        sent = real_command(*args)
+        if args[0] != "SET" or not args[1].endswith(":lease") or drops:
+            return sent
+        drops.append(args[1])
 
-    monkeypatch.setattr(redis, "set", set_then_drop)
+        async def lost() -> Any:
+            await sent
+            raise RedisConnectionError("Connection closed by server.")
+
+        return asyncio.ensure_future(lost())
+
+    monkeypatch.setattr(batcher, "command", set_then_drop)
     resp = await shop.checkout(buyer, "lost-lease")
     assert resp.status == 503, await resp.text()
     assert drops
@@ -266,8 +221,8 @@ async def test_checkout_racing_hold_expiry_keeps_stock_exact(
     reservations = shop.app[INVENTORY].reservations
     statuses = []
     for i in range(25):
-        buyer = _buyer(make_token, f"racer{i}")
-        sub = _sub(buyer, shop)
+        buyer = new_buyer(make_token, f"racer{i}")
+        sub = sub_of(buyer, shop)
         # from already expired by checkout time, through racing it, to surely in time
         ttl_s = 0.001 if i == 0 else (1.0 if i == 24 else 0.002 * i)
         hold = await reservations.reserve("SCARF", 2, sub, f"h{i}", ttl_s=ttl_s)
@@ -296,7 +251,7 @@ async def test_declined_payment_leaves_holds_as_they_were(
     shop: Shop, make_token: MakeToken
 ) -> None:
     await shop.product("BOOT", price=12000, stock=4)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     await shop.add(buyer, "BOOT", 2)
     resp = await shop.checkout(buyer, "k1", {"card_number": DECLINE_CARD})
     assert resp.status == 402
@@ -312,7 +267,7 @@ async def test_declined_payment_leaves_holds_as_they_were(
 async def test_refusals_change_nothing(shop: Shop, make_token: MakeToken) -> None:
     await shop.product("SOCK", price=500, stock=10)
     await shop.product("USD-HAT", price=2000, stock=10, currency="USD")
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
 
     async def error(resp: Any, status: int, code: str) -> None:
         assert resp.status == status, await resp.text()
@@ -334,7 +289,7 @@ async def test_refusals_change_nothing(shop: Shop, make_token: MakeToken) -> Non
     )
     cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
     hold_id = cart["lines"][0]["hold_id"]
-    other = _buyer(make_token, "other")
+    other = new_buyer(make_token, "other")
     await error(
         await shop.client.delete(f"/api/cart/items/{hold_id}", headers=bearer(other)),
         404,
@@ -379,7 +334,7 @@ async def test_hold_ids_cannot_take_another_hold(shop: Shop, make_token: MakeTok
     this buyer's id again for another SKU, is refused and holds nothing more."""
     await shop.product("JUG", price=800, stock=5)
     await shop.product("CUP", price=400, stock=5)
-    ann, bob = _buyer(make_token, "ann"), _buyer(make_token, "bob")
+    ann, bob = new_buyer(make_token, "ann"), new_buyer(make_token, "bob")
     first = await shop.add(ann, "JUG", 2, hold_id="mine-1")
     assert first.status == 201
     replay = await shop.add(ann, "JUG", 2, hold_id="mine-1")
@@ -414,13 +369,13 @@ async def test_add_to_cart_needs_a_live_stream(shop: Shop, make_token: MakeToken
     )
     assert resp.status == 201, await resp.text()
     deal_id = (await resp.json())["id"]
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     assert (await shop.add(buyer, "KITE", 1, deal_id=deal_id)).status == 201
     await error_is(await shop.add(buyer, "KITE", 1, deal_id=deal_id), 409, "over_limit")
     await shop.client.post(f"/api/streams/{shop.stream_id}/end", headers=bearer(shop.seller))
     for extra in ({"deal_id": deal_id}, {}):
         await error_is(
-            await shop.add(_buyer(make_token), "KITE", 1, **extra), 409, "stream_not_live"
+            await shop.add(new_buyer(make_token), "KITE", 1, **extra), 409, "stream_not_live"
         )
     # the deal's 2 unheld units went back to free stock when the stream ended
     assert await shop.stock("KITE") == {"stock": 5, "held": 1, "sold": 0}
@@ -433,8 +388,8 @@ async def error_is(resp: Any, status: int, code: str) -> None:
 
 async def test_expired_holds_leave_the_cart_and_say_so(shop: Shop, make_token: MakeToken) -> None:
     await shop.product("PEN", price=300, stock=5)
-    buyer = _buyer(make_token)
-    sub = _sub(buyer, shop)
+    buyer = new_buyer(make_token)
+    sub = sub_of(buyer, shop)
     hold = await shop.app[INVENTORY].reservations.reserve("PEN", 1, sub, "short-hold", ttl_s=0.05)
     await shop.app[CART].carts.add(sub, _entry_for("PEN", hold.hold_id, shop.stream_id))
     await asyncio.sleep(0.1)
@@ -456,7 +411,7 @@ def _entry_for(sku: str, hold_id: str, stream_id: str) -> CartEntry:
 
 async def test_metrics_count_orders(shop: Shop, make_token: MakeToken) -> None:
     await shop.product("GLOVE", price=1250, stock=3)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     await shop.add(buyer, "GLOVE", 2)
     assert (await shop.checkout(buyer, "m1")).status == 201
     assert (await shop.checkout(buyer, "m2")).status == 422
@@ -479,7 +434,7 @@ async def test_order_and_stats_payloads_match_the_openapi_schemas(
         return set(schemas[name]["properties"])
 
     await shop.product("BELT", price=2200, stock=2)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     await shop.add(buyer, "BELT")
     order = await (await shop.checkout(buyer, "schema")).json()
     assert set(order) == fields("Order")
@@ -516,7 +471,7 @@ async def test_a_deal_is_bought_only_on_its_own_stream(shop: Shop, make_token: M
     other_stream = (await resp.json())["id"]
     await shop.client.post(f"/api/streams/{other_stream}/start", headers=bearer(shop.seller))
     deal_id = await _start_deal(shop, shop.stream_id, "DRUM")
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     body = {"stream_id": other_stream, "sku": "DRUM", "deal_id": deal_id}
     resp = await shop.client.post("/api/cart/items", json=body, headers=bearer(buyer))
     await error_is(resp, 422, "deal_not_in_stream")
@@ -542,7 +497,7 @@ async def test_a_line_being_checked_out_is_not_dropped(shop: Shop, make_token: M
     hold, removing its line is 409 and reading the cart keeps it; once that checkout
     aborts, the hold is held again, still in the cart, and removing it gives it back."""
     await shop.product("OAR", price=4500, stock=4)
-    buyer = _buyer(make_token)
+    buyer = new_buyer(make_token)
     resp = await shop.add(buyer, "OAR", 2)
     hold_id = (await resp.json())["hold_id"]
     reservations = shop.app[INVENTORY].reservations
@@ -585,8 +540,8 @@ async def test_holds_bought_or_being_bought_elsewhere_are_refused_before_paying(
     before clearing the cart), or another checkout is committing, is a clear 409 up front:
     the payment provider is never called."""
     await shop.product("KAYAK", price=30000, stock=3)
-    buyer = _buyer(make_token)
-    sub = _sub(buyer, shop)
+    buyer = new_buyer(make_token)
+    sub = sub_of(buyer, shop)
     resp = await shop.add(buyer, "KAYAK")
     entry = await shop.app[CART].carts.find(sub, (await resp.json())["hold_id"])
     assert entry is not None
@@ -622,3 +577,108 @@ async def test_holds_bought_or_being_bought_elsewhere_are_refused_before_paying(
     assert resp.status == 201, await resp.text()
     assert len(await _payments(shop)) == 2
     assert await shop.stock("KAYAK") == {"stock": 1, "held": 0, "sold": 2}
+
+
+async def test_a_lost_add_to_cart_answer_leaves_the_hold_in_the_cart(
+    shop: Shop, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reservation runs, then its answer is lost (503): the hold is already a line of
+    the buyer's cart, never units held in nobody's cart; the retry with the same hold id
+    answers with that hold and holds nothing more."""
+    await shop.product("RUG", price=9900, stock=3)
+    buyer = new_buyer(make_token)
+    reservations = shop.app[INVENTORY].reservations
+    real = reservations.reserve
+    drops: list[str] = []
+
+    async def reserve_then_drop(*args: Any, **kwargs: Any) -> Any:
+        hold = await real(*args, **kwargs)
+        if not drops:
+            drops.append(hold.hold_id)
+            raise RedisConnectionError("Connection closed by server.")
+        return hold
+
+    monkeypatch.setattr(reservations, "reserve", reserve_then_drop)
+    resp = await shop.add(buyer, "RUG", 2, hold_id="rug-1")
+    assert resp.status == 503, await resp.text()
+    assert await shop.stock("RUG") == {"stock": 1, "held": 2, "sold": 0}
+    cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
+    assert [(line["hold_id"], line["state"], line["quantity"]) for line in cart["lines"]] == [
+        ("rug-1", "held", 2)
+    ]
+    assert cart["lines"][0]["title"] == "Product RUG"
+
+    resp = await shop.add(buyer, "RUG", 2, hold_id="rug-1")
+    assert resp.status == 201, await resp.text()
+    assert await shop.stock("RUG") == {"stock": 1, "held": 2, "sold": 0}
+    resp = await shop.checkout(buyer, "rug")
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["lines"][0]["title"] == "Product RUG"
+
+
+async def test_refused_add_to_cart_leaves_no_line_and_no_hold(
+    shop: Shop, make_token: MakeToken
+) -> None:
+    await shop.product("LAST", price=500, stock=1)
+    first, second = new_buyer(make_token), new_buyer(make_token)
+    assert (await shop.add(first, "LAST")).status == 201
+    cart_key = shop.app[KEYS].key("cart", sub_of(second, shop))
+    for body, status, code in [
+        ({"sku": "LAST"}, 409, "sold_out"),
+        ({"sku": "NOPE"}, 404, "unknown_sku"),
+        ({"sku": "LAST", "deal_id": "no-such-deal"}, 404, "unknown_deal"),
+        ({"sku": "LAST", "stream_id": "no-such-stream"}, 404, "stream_not_found"),
+    ]:
+        resp = await shop.client.post(
+            "/api/cart/items",
+            json={"stream_id": shop.stream_id, "quantity": 1, **body},
+            headers=bearer(second),
+        )
+        await error_is(resp, status, code)
+        assert await shop.app[REDIS].hlen(cart_key) == 0
+    assert await shop.stock("LAST") == {"stock": 0, "held": 1, "sold": 0}
+    cart = await (await shop.client.get("/api/cart", headers=bearer(second))).json()
+    assert (cart["lines"], cart["expired"]) == ([], [])
+
+
+async def test_a_cart_never_passes_its_line_limit_under_concurrent_adds(
+    shop: Shop, make_token: MakeToken
+) -> None:
+    """Sixty adds at once from one buyer: the cart keeps exactly ``max_lines`` lines, the
+    others are 409 ``cart_full`` and hold nothing."""
+    await shop.product("BEAD", price=100, stock=100)
+    buyer = new_buyer(make_token)
+    limit = shop.app[CART].carts.max_lines
+    responses = await asyncio.gather(*(shop.add(buyer, "BEAD") for _ in range(limit + 10)))
+    statuses = [r.status for r in responses]
+    assert statuses.count(201) == limit, statuses
+    for resp in responses:
+        if resp.status != 201:
+            await error_is(resp, 409, "cart_full")
+    cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
+    assert len(cart["lines"]) == limit
+    assert await shop.stock("BEAD") == {"stock": 100 - limit, "held": limit, "sold": 0}
+
+
+async def test_a_cart_read_between_an_adds_line_and_its_hold_leaves_no_stray_hold(
+    shop: Shop, make_token: MakeToken
+) -> None:
+    """An add-to-cart writes its line, then reserves. A cart read in between finds a line
+    with no hold: it drops the line and takes the hold id for good, so the reservation
+    still on its way is refused and holds nothing for a line that is gone."""
+    await shop.product("ORB", price=700, stock=3)
+    buyer = new_buyer(make_token)
+    sub = sub_of(buyer, shop)
+    entry = CartEntry(hold_id="late-1", sku="ORB", stream_id=shop.stream_id)
+    assert await shop.app[CART].carts.stage(sub, entry) == b"added"
+
+    cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
+    assert cart["lines"] == []
+    assert cart["expired"] == [{"hold_id": "late-1", "sku": "ORB", "title": "ORB"}]
+    with pytest.raises(ApiError) as refused:
+        await shop.app[INVENTORY].reservations.reserve(
+            "ORB", 1, sub, "late-1", stream_id=shop.stream_id, seller_id="seller-1"
+        )
+    assert refused.value.code == "hold_conflict"
+    assert await shop.stock("ORB") == {"stock": 3, "held": 0, "sold": 0}
+    assert await shop.app[CART].carts.entries(sub) == []

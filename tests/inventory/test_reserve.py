@@ -4,11 +4,12 @@ replays change nothing, limits hold across holds, multi-SKU commits are all or n
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from livecast.errors import ApiError
-from livecast.inventory.reserve import Hold, HoldRef, HoldState
+from livecast.inventory.reserve import Hold, HoldRef, HoldState, StockLevels
 from tests.inventory.conftest import Services
 
 
@@ -243,3 +244,32 @@ async def test_stuck_commit_is_settled_by_its_decision(services: Services) -> No
     assert one.state is HoldState.HELD
     assert two is not None
     assert two.state is HoldState.COMMITTED
+
+
+async def test_a_stream_reserves_another_sellers_product_only_with_a_grant(
+    services: Services,
+) -> None:
+    """A product owned by another seller (its ``owner`` field) is reserved for a stream
+    only if the owner granted it to the stream or its seller; the check is part of the
+    reservation, so a refusal holds nothing."""
+    await services.add_product("LOOM", 5)
+    reservations = services.reservations
+    base = reservations.base("LOOM")
+    await services.redis.hset(base + ":product", "owner", "maker")
+
+    def reserve(hold_id: str, stream_id: str, seller_id: str) -> Any:
+        return reservations.reserve(
+            "LOOM", 1, "ann", hold_id, stream_id=stream_id, seller_id=seller_id
+        )
+
+    with pytest.raises(ApiError) as refused:
+        await reserve("h1", "st-1", "reseller")
+    assert refused.value.code == "product_not_granted"
+    assert (await reservations.stock("LOOM")) == StockLevels(5, 0, 0, 0)
+
+    assert (await reserve("h2", "st-2", "maker")).state is HoldState.HELD  # the owner's stream
+    await services.redis.hset(base + ":grants", "stream:st-1", "0 1 maker")
+    assert (await reserve("h3", "st-1", "reseller")).state is HoldState.HELD
+    await services.redis.hset(base + ":grants", "seller:other", "1 1 maker")
+    assert (await reserve("h4", "st-9", "other")).state is HoldState.HELD
+    assert (await reservations.stock("LOOM")) == StockLevels(2, 3, 0, 0)
