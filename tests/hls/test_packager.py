@@ -1,0 +1,200 @@
+"""The packager fed with real libx264 and libopus output: playlist grammar, numbering,
+part durations, discontinuities, blocking-reload answers, and that what it makes decodes."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import av
+import pytest
+
+from livecast.errors import BadRequest
+from livecast.hls.packager import Packager, PackagerSettings
+from tests.hls.media import Frame, h264_frames, opus_frames
+from tests.ingest.peers import read_counter
+
+_PART = re.compile(
+    r'#EXT-X-PART:DURATION=([\d.]+),URI="part-(\w+)-(\d+)-(\d+)\.m4s"(,INDEPENDENT=YES)?'
+)
+
+
+def feed(
+    packager: Packager, video: list[Frame], audio: list[Frame], *, base: float = 100.0
+) -> None:
+    """Push frames in arrival order, as the relay would."""
+    events = [(f.at, 0, f) for f in video] + [(f.at, 1, f) for f in audio]
+    for at, kind, frame in sorted(events, key=lambda e: (e[0], e[1])):
+        push = packager.push_audio if kind else packager.push_video
+        push(frame.data, frame.timestamp, frame.keyframe, base + at)
+
+
+def text(packager: Packager) -> str:
+    playlist = packager.playlist()
+    assert playlist is not None
+    return playlist.body.decode()
+
+
+def decode(data: bytes) -> tuple[list[int], int]:
+    """The counters of the decoded video frames, and the decoded audio samples."""
+    counters: list[int] = []
+    samples = 0
+    with av.open(io.BytesIO(data), "r") as container:
+        for frame in container.decode(*container.streams):
+            if isinstance(frame, av.VideoFrame):
+                counters.append(read_counter(frame))
+            else:
+                assert isinstance(frame, av.AudioFrame)
+                samples += frame.samples
+    return counters, samples
+
+
+def all_bytes(packager: Packager) -> bytes:
+    init = packager.file(packager.segments[0].init_name)
+    assert init is not None
+    return init + b"".join(s.data or b"" for s in packager.segments)
+
+
+def test_segments_decode_to_every_frame_in_order_with_aac_audio() -> None:
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=True)
+    feed(packager, h264_frames(150, gop=30), opus_frames(5.0))
+    assert [s.msn for s in packager.segments] == [0, 1, 2, 3]
+    counters, samples = decode(all_bytes(packager))
+    assert counters == list(range(120))  # four complete 1 s segments
+    # AAC frames of 1024 samples covering those 4 s (the encoder's priming aside)
+    assert 4 * 48_000 - 3 * 1024 <= samples <= 4 * 48_000 + 1024
+
+
+def test_playlist_grammar_parts_and_preload_hint() -> None:
+    settings = PackagerSettings(part_s=0.3, segment_s=1.0, window=3)
+    packager = Packager(settings, audio=True)
+    feed(packager, h264_frames(200, gop=30), opus_frames(7.0))
+    lines = text(packager).splitlines()
+    assert lines[0] == "#EXTM3U"
+    tags = {line.split(":", 1)[0] for line in lines}
+    for tag in (
+        "#EXT-X-TARGETDURATION",
+        "#EXT-X-PART-INF",
+        "#EXT-X-SERVER-CONTROL",
+        "#EXT-X-MEDIA-SEQUENCE",
+        "#EXT-X-MAP",
+        "#EXT-X-PROGRAM-DATE-TIME",
+        "#EXT-X-PRELOAD-HINT",
+    ):
+        assert tag in tags, tag
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.900" in lines
+    assert "#EXT-X-PART-INF:PART-TARGET=0.300" in lines
+    assert "#EXT-X-ENDLIST" not in lines
+    # a bounded window: three complete segments, numbered on from the first listed
+    segments = [line for line in lines if line.startswith("seg-")]
+    assert len(segments) == 3
+    first = int(next(line for line in lines if "MEDIA-SEQUENCE" in line).split(":")[1])
+    assert segments == [f"seg-{packager.run}-{msn}.m4s" for msn in range(first, first + 3)]
+    # parts: within PART-TARGET, numbered 0.. per segment, independent at each keyframe
+    parts = [_PART.fullmatch(line) for line in lines if line.startswith("#EXT-X-PART:")]
+    assert parts
+    assert all(parts)
+    by_segment: dict[int, list[int]] = {}
+    for match in parts:
+        assert match is not None
+        assert match[2] == packager.run
+        assert 0 < float(match[1]) <= 0.3
+        msn, index = int(match[3]), int(match[4])
+        by_segment.setdefault(msn, []).append(index)
+        assert (match[5] is not None) == (index == 0)  # keyframes only start segments
+    for indexes in by_segment.values():
+        assert indexes == list(range(len(indexes)))
+    # a complete segment's EXTINF is the sum of its parts, within the target duration
+    target = int(next(line for line in lines if "TARGETDURATION" in line).split(":")[1])
+    for segment in packager.segments:
+        assert segment.duration == pytest.approx(sum(p.duration for p in segment.parts))
+        assert round(segment.duration) <= target
+    # the hint names the part that comes next, and that part then exists
+    last_msn, last_index = max((m, i) for m, idx in by_segment.items() for i in idx)
+    hint = (
+        f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-{packager.run}-{last_msn}-{last_index + 1}.m4s"'
+    )
+    assert lines[-1] == hint
+    more = h264_frames(230, gop=30)[200:]
+    feed(packager, more, [], base=100.0)
+    assert packager.file(f"part-{packager.run}-{last_msn}-{last_index + 1}.m4s") is not None
+
+
+def test_publisher_drop_and_return_continues_after_a_discontinuity() -> None:
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=True)
+    feed(packager, h264_frames(75, gop=15), opus_frames(2.5))
+    packager.publisher_changed()
+    # the new publisher: another encoder, its own timestamps, arriving 4 s later
+    feed(packager, h264_frames(75, gop=15, start_ts=123_456), opus_frames(2.5), base=106.5)
+    lines = text(packager).splitlines()
+    assert lines.count("#EXT-X-DISCONTINUITY") == 1
+    after = lines.index("#EXT-X-DISCONTINUITY")
+    # the same encoder settings: the same parameter sets, so the same init segment
+    assert lines[after + 1].startswith("#EXT-X-PROGRAM-DATE-TIME:")
+    # each side decodes on its own, all its frames in order
+    cut = next(i for i, s in enumerate(packager.segments) if s.discontinuity)
+    before, rest = packager.segments[:cut], packager.segments[cut:]
+    assert before
+    assert rest
+    for run in (before, rest):
+        init = packager.file(run[0].init_name)
+        assert init is not None
+        counters, samples = decode(init + b"".join(s.data or b"" for s in run))
+        assert counters == list(range(len(counters)))
+        assert len(counters) >= 30
+        assert samples > 0
+
+
+def test_blocking_answers_are_the_playlist_when_that_part_appeared() -> None:
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
+    video = h264_frames(120, gop=30)
+    feed(packager, video[:50], [])
+    msn, index = packager.next_part()
+    assert packager.blocking_playlist(msn, index) is None  # not there yet
+    feed(packager, video[50:], [])
+    answer = packager.blocking_playlist(msn, index)
+    assert answer is not None
+    body = answer.body.decode()
+    # it ends with the part asked for, however many parts came since
+    last_part = [line for line in body.splitlines() if line.startswith("#EXT-X-PART:")][-1]
+    assert f'URI="part-{packager.run}-{msn}-{index}.m4s"' in last_part
+    assert packager.blocking_playlist(msn, index) == answer  # identical bytes, same ETag
+    assert answer != packager.playlist()
+    # a part index past a complete segment's last part is the next segment's first
+    done = packager.segments[-1]
+    assert packager.blocking_playlist(done.msn, len(done.parts) + 3) == (
+        packager.blocking_playlist(done.msn + 1, 0)
+    )
+    # the whole segment
+    assert packager.blocking_playlist(done.msn, None) is not None
+    newest = packager.next_part()[0]
+    assert packager.blocking_playlist(newest + 2, 0) is None
+    with pytest.raises(BadRequest):
+        packager.blocking_playlist(newest + 3, 0)
+
+
+def test_a_stall_longer_than_a_part_keeps_parts_within_the_target() -> None:
+    packager = Packager(PackagerSettings(part_s=0.4, segment_s=1.0), audio=False)
+    video = h264_frames(90, gop=30)
+    stalled = [
+        Frame(f.data, f.timestamp + (90_000 if i >= 40 else 0), f.keyframe, f.at + (i >= 40))
+        for i, f in enumerate(video)
+    ]
+    feed(packager, stalled, [])
+    durations = [p.duration for s in packager.segments for p in s.parts]
+    assert durations
+    assert max(durations) <= 0.4
+    counters, _ = decode(all_bytes(packager))
+    assert counters == list(range(len(counters)))
+    assert len(counters) >= 60
+
+
+def test_the_end_lists_endlist_and_keeps_every_frame() -> None:
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
+    feed(packager, h264_frames(50, gop=30), [])
+    packager.finish()
+    lines = text(packager).splitlines()
+    assert lines[-1] == "#EXT-X-ENDLIST"
+    assert not any(line.startswith("#EXT-X-PRELOAD-HINT") for line in lines)
+    counters, _ = decode(all_bytes(packager))
+    assert counters == list(range(50))
