@@ -25,11 +25,13 @@ class Frame:
     at: float  # seconds from the start, when it "arrives"
 
 
-def h264_frames(count: int, *, gop: int = 15, start_ts: int = 1000) -> list[Frame]:
-    """``count`` frames at 30 fps showing their counter, a keyframe every ``gop``."""
+def h264_frames(
+    count: int, *, gop: int = 15, start_ts: int = 1000, size: tuple[int, int] = (WIDTH, HEIGHT)
+) -> list[Frame]:
+    """``count`` frames at 30 fps of ``size`` showing their counter, a keyframe every ``gop``."""
     encoder = av.CodecContext.create("libx264", "w")
     assert isinstance(encoder, VideoCodecContext)
-    encoder.width, encoder.height = WIDTH, HEIGHT
+    encoder.width, encoder.height = size
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, FPS)
     encoder.gop_size = gop
@@ -38,6 +40,8 @@ def h264_frames(count: int, *, gop: int = 15, start_ts: int = 1000) -> list[Fram
     frames: list[Frame] = []
     for n in range(count):
         picture = draw_counter(n)
+        if size != (WIDTH, HEIGHT):
+            picture = picture.reformat(width=size[0], height=size[1])
         picture.pts = n
         for packet in encoder.encode(picture):
             index = len(frames)

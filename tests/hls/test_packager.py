@@ -198,3 +198,26 @@ def test_the_end_lists_endlist_and_keeps_every_frame() -> None:
     assert not any(line.startswith("#EXT-X-PRELOAD-HINT") for line in lines)
     counters, _ = decode(all_bytes(packager))
     assert counters == list(range(50))
+
+
+def test_new_parameter_sets_start_a_segment_with_a_new_init() -> None:
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
+    feed(packager, h264_frames(45, gop=15), [])
+    # the publisher's encoder goes to a larger picture mid-segment, on the same timeline
+    larger = h264_frames(75, gop=15, start_ts=1000 + 45 * 3000, size=(320, 192))
+    feed(packager, [Frame(f.data, f.timestamp, f.keyframe, f.at + 1.5) for f in larger], [])
+    lines = text(packager).splitlines()
+    maps = [line for line in lines if line.startswith("#EXT-X-MAP:")]
+    assert len(maps) == 2
+    assert "#EXT-X-DISCONTINUITY" not in lines
+    for init_name in {s.init_name for s in packager.segments}:
+        init = packager.file(init_name)
+        assert init is not None
+        run = [s for s in packager.segments if s.init_name == init_name]
+        with av.open(io.BytesIO(init + b"".join(s.data or b"" for s in run)), "r") as container:
+            frames = list(container.decode(video=0))
+        assert frames
+        width = frames[0].width
+        assert width == (160 if init_name == packager.segments[0].init_name else 320)
+        counters = [read_counter(f) for f in frames]
+        assert counters == list(range(counters[0], counters[0] + len(counters)))
