@@ -17,6 +17,7 @@ BENCHMARKS = {
     "fanout": "livecast.bench.fanout",
     "reserve": "livecast.bench.reserve",
     "webhooks": "livecast.bench.webhooks",
+    "hls": "livecast.bench.hls",
 }
 
 
