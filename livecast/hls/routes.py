@@ -6,8 +6,9 @@
   503 with ``Retry-After``); nonsense values are 400 and wait for nothing.
 * Init segments, segments and parts are immutable: cached by anyone for a year. A
   request for the part the playlist hints (``EXT-X-PRELOAD-HINT``) waits for it.
-* Playlists may be cached for about a part's duration; every answer has an ETag and
-  ``Access-Control-Allow-Origin: *``.
+* Playlists may be cached for about a part's duration, blocking answers for as long
+  as their segment stays in the window (they never change); every answer has an ETag
+  and ``Access-Control-Allow-Origin: *``.
 
 Public streams play anonymously; a private stream needs a token that may watch it
 (signed, expiring playback URLs that a CDN can pass through are still to come).
@@ -120,7 +121,8 @@ async def playlist(request: web.Request) -> web.StreamResponse:
             found = packager.blocking_playlist(msn, part)
         if found is None:
             return _unavailable(f"segment {msn} part {part} did not come in time")
-        max_age = packager.target_duration
+        # the answer for (msn, part) never changes while msn is in the window
+        max_age = packager.target_duration * packager.settings.window
     assert found is not None
     headers = {"ETag": found.etag, "Cache-Control": f"public, max-age={max_age}"}
     if request.headers.get("If-None-Match") == found.etag:
