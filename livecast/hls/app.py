@@ -18,6 +18,7 @@ from livecast.hls import routes
 from livecast.hls.keys import PACKAGING
 from livecast.hls.packaging import Packaging
 from livecast.ingest.keys import MEDIA
+from livecast.metrics import METRICS
 
 __all__ = ["OPENAPI", "setup"]
 
@@ -35,6 +36,11 @@ def setup(app: web.Application) -> None:
 async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
     packaging = Packaging(app[SETTINGS].hls, app[MEDIA])
     app[PACKAGING] = packaging
+    app[METRICS].gauge(
+        "livecast_hls_streams",
+        "streams this node packages as LL-HLS (ended ones while their playlist lingers)",
+        lambda: len(packaging.streams),
+    )
     task = asyncio.create_task(packaging.run(), name="hls-packaging")
     try:
         yield

@@ -81,6 +81,8 @@ async def test_a_whip_publisher_plays_as_ll_hls(
     assert len(counters) >= 3 * 20
     assert counters == sorted(counters)
     assert samples >= 48_000
+    metrics = await (await client.get("/metrics")).text()
+    assert "\nlivecast_hls_streams 1.0\n" in metrics
 
 
 async def test_blocking_reload_answers_when_the_hinted_part_appears(
