@@ -276,6 +276,9 @@ class HlsSettings:
     )
     # Complete segments listed in the playlist.
     window_segments: int = field(default=6, metadata=_check(lambda v: 2 <= v <= 100, "2..100"))
+    # A VP8 stream is decoded and encoded to H.264 once (one encoder per stream, in a
+    # thread of its own) so HLS players can play it. false: VP8 streams have no HLS.
+    transcode_vp8: bool = True
 
 
 @dataclass(frozen=True, slots=True)

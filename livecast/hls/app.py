@@ -46,4 +46,4 @@ async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_and_wait(task)
-        packaging.close()
+        await packaging.close()

@@ -1,12 +1,17 @@
 """The packaging follows the node's streams: a publisher's drop and return continues the
-playlist after a discontinuity, and the stream's end ends the playlist."""
+playlist after a discontinuity, the stream's end ends the playlist, and a VP8 stream
+is encoded once to H.264."""
 
 from __future__ import annotations
+
+import io
+
+import av
 
 from tests.conftest import Client, bearer
 from tests.hls.test_routes import complete_segments, playlist_text
 from tests.ingest.conftest import SellerStream, eventually
-from tests.ingest.peers import publish
+from tests.ingest.peers import publish, read_counter
 
 
 async def test_drop_and_return_continues_the_playlist_after_a_discontinuity(
@@ -66,3 +71,26 @@ async def test_the_streams_end_ends_the_playlist(client: Client, stream: SellerS
     resp = await client.get(f"/hls/{stream.id}/index.m3u8?_HLS_msn={msn}&_HLS_part=0")
     assert resp.status == 200
     assert await resp.text() == text
+
+
+async def test_a_vp8_publisher_is_encoded_once_to_h264_and_plays(
+    client: Client, stream: SellerStream
+) -> None:
+    sender = await publish(client, stream.id, stream.seller_token, codec="video/VP8")
+    try:
+        lines = await complete_segments(client, stream.id, 2)
+    finally:
+        await sender.close()
+    init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
+    data = b""
+    for name in [init, *(line for line in lines if line.startswith("seg-"))]:
+        resp = await client.get(f"/hls/{stream.id}/{name}")
+        assert resp.status == 200
+        data += await resp.read()
+    counters = []
+    with av.open(io.BytesIO(data), "r") as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        for frame in container.decode(video=0):
+            counters.append(read_counter(frame))
+    assert len(counters) >= 30
+    assert counters == sorted(counters)
