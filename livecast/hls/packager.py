@@ -156,6 +156,7 @@ class Packager:
         self._inits: dict[str, bytes] = {}
         self._init_name = ""
         self._init_sets: tuple[bytes, bytes] | None = None
+        self._init_count = 0
         # what is served
         self.segments: list[Segment] = []  # complete, oldest first
         self._parts: dict[str, Part] = {}
@@ -287,7 +288,8 @@ class Packager:
         audio = None
         if self._aac is not None:
             audio = _fmp4.AudioTrack(self._aac.audio_specific_config, SAMPLE_RATE, CHANNELS)
-        self._init_name = f"init-{self.run}-{len(self._inits)}.mp4"
+        self._init_count += 1
+        self._init_name = f"init-{self.run}-{self._init_count - 1}.mp4"
         self._inits[self._init_name] = _fmp4.init_segment(video, audio)
         self._init_sets = sets
 
@@ -360,6 +362,8 @@ class Packager:
             for part in gone.parts:
                 self._parts.pop(part.name, None)
                 self._renditions.pop((part.msn, part.index), None)
+            if gone.init_name != self.segments[0].init_name:
+                self._inits.pop(gone.init_name, None)  # no listed segment needs it
         self._dirty = True
 
     def _ask_keyframe(self, arrived: float) -> None:

@@ -47,6 +47,7 @@ class Packaged:
     transcoder: Vp8ToH264 | None = None  # a VP8 stream's one encoder to H.264
     ended_at: float | None = None
     public: bool = False  # known public: players need no token check
+    public_checked_at: float = 0.0
 
 
 class Packaging:

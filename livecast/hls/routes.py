@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -42,6 +43,8 @@ _FILE = re.compile(
     r"|part-[0-9a-f]{8}-(?P<msn>\d{1,12})-(?P<index>\d{1,6})\.m4s"
 )
 _NUMBER = re.compile(r"\d{1,12}")
+# a public stream's visibility is looked up again this often (it may turn private)
+_PUBLIC_RECHECK_S: Final = 5.0
 
 
 async def _packaged(request: web.Request) -> Packaged:
@@ -51,10 +54,12 @@ async def _packaged(request: web.Request) -> Packaged:
     packaged = packaging.streams.get(stream_id) if packaging is not None else None
     if packaged is None:
         raise NotFound("this stream is not packaged as HLS on this node", code="hls_not_found")
-    if not packaged.public:
+    now = time.monotonic()
+    if not packaged.public or now - packaged.public_checked_at > _PUBLIC_RECHECK_S:
         stream = await request.app[STREAMS].get(stream_id)
         require_watch(identity(request), stream)
         packaged.public = stream.public
+        packaged.public_checked_at = now
     return packaged
 
 

@@ -221,3 +221,16 @@ def test_new_parameter_sets_start_a_segment_with_a_new_init() -> None:
         assert width == (160 if init_name == packager.segments[0].init_name else 320)
         counters = [read_counter(f) for f in frames]
         assert counters == list(range(counters[0], counters[0] + len(counters)))
+
+
+def test_init_segments_no_listed_segment_needs_are_let_go() -> None:
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=2), audio=False)
+    small = h264_frames(45, gop=15)
+    feed(packager, small, [])
+    first_init = packager.segments[0].init_name
+    larger = h264_frames(150, gop=15, start_ts=1000 + 45 * 3000, size=(320, 192))
+    feed(packager, [Frame(f.data, f.timestamp, f.keyframe, f.at + 1.5) for f in larger], [])
+    assert all(s.init_name != first_init for s in packager.segments)
+    assert packager.file(first_init) is None
+    assert packager.file(packager.segments[0].init_name) is not None
+    assert f'#EXT-X-MAP:URI="{first_init}"' not in text(packager)

@@ -202,3 +202,20 @@ async def test_ffmpeg_hls_demuxer_plays_the_playlist(
     assert len(counters) == 45
     assert counters == sorted(counters)
     assert samples > 0
+
+
+async def test_a_stream_made_private_stops_playing_anonymously(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    await complete_segments(client, stream.id, 1)
+    resp = await client.patch(
+        f"/api/streams/{stream.id}", json={"public": False}, headers=bearer(stream.seller_token)
+    )
+    assert resp.status == 200, await resp.text()
+
+    async def refused() -> bool:
+        return (await client.get(f"/hls/{stream.id}/index.m3u8")).status == 401
+
+    await eventually(refused, within=10.0)
+    resp = await client.get(f"/hls/{stream.id}/index.m3u8", headers=bearer(stream.seller_token))
+    assert resp.status == 200
