@@ -166,7 +166,7 @@ class Packager:
         self._segment_ends: dict[int, tuple[int, int]] = {}
         self._latest: tuple[int, int] | None = None
         self._current: Playlist | None = None
-        self._waiters: list[asyncio.Future[None]] = []
+        self._next_change: asyncio.Future[None] | None = None
         self._dirty = False
         self.ended = False
 
@@ -383,10 +383,9 @@ class Packager:
         self._current = playlist
         if self._latest is not None:
             self._renditions[self._latest] = playlist
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        change, self._next_change = self._next_change, None
+        if change is not None and not change.done():
+            change.set_result(None)
 
     @property
     def target_duration(self) -> int:
@@ -504,10 +503,15 @@ class Packager:
         return (msn, index) > latest and msn <= self.next_part()[0] + 1
 
     def changed(self) -> asyncio.Future[None]:
-        """Resolved when the playlist changes next (a part was made, the stream ended)."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        return waiter
+        """Resolved when the playlist changes next (a part was made, the stream ended).
+
+        One future shared by every waiting request: await it through
+        ``asyncio.shield`` so that one request giving up does not cancel it for all.
+        """
+        change = self._next_change
+        if change is None or change.done():
+            change = self._next_change = asyncio.get_running_loop().create_future()
+        return change
 
 
 def _rfc3339(unix: float) -> str:

@@ -86,7 +86,7 @@ async def _until(packager: Packager, ready: Callable[[], bool], within: float) -
         if remaining <= 0:
             return False
         try:
-            await asyncio.wait_for(packager.changed(), remaining)
+            await asyncio.wait_for(asyncio.shield(packager.changed()), remaining)
         except TimeoutError:
             return ready()
     return True

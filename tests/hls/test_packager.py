@@ -3,6 +3,7 @@ part durations, discontinuities, blocking-reload answers, and that what it makes
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 
@@ -234,3 +235,15 @@ def test_init_segments_no_listed_segment_needs_are_let_go() -> None:
     assert packager.file(first_init) is None
     assert packager.file(packager.segments[0].init_name) is not None
     assert f'#EXT-X-MAP:URI="{first_init}"' not in text(packager)
+
+
+async def test_one_waiter_giving_up_does_not_cancel_the_change_for_others() -> None:
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
+    video = h264_frames(40, gop=30)
+    feed(packager, video[:20], [])
+    patient = asyncio.ensure_future(asyncio.shield(packager.changed()))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(packager.changed()), 0.01)
+    feed(packager, video[20:], [])
+    await asyncio.wait_for(patient, 1.0)  # resolved by the next part
+    assert not packager.changed().done()  # and the next change is a new one
