@@ -1,8 +1,9 @@
-"""The few ISO BMFF boxes a CMAF stream needs, written by hand (ISO/IEC 14496-12, -15).
+"""The few ISO BMFF boxes fragmented MP4 for HLS needs, written by hand (ISO/IEC 14496-12, -15).
 
 An init segment (``ftyp`` + ``moov`` with one ``trak`` per track and ``mvex``) and
 fragments (``moof`` + ``mdat``), one fragment per partial segment, with one ``traf``
-per track that has samples in it. Video is H.264 in ``avc1`` (parameter sets in the
+per track that has samples in it: video and audio travel together in one file (CMAF
+proper would put each track in its own; players take both, and one playlist is simpler). Video is H.264 in ``avc1`` (parameter sets in the
 ``avcC`` record, samples length-prefixed); audio is AAC-LC in ``mp4a``. There are no
 B-frames in what WebRTC publishers send, so decode time is presentation time and no
 composition offsets are written.
@@ -163,7 +164,8 @@ def _trak(track_id: int, timescale: int, handler: bytes, entry: bytes, size: byt
 
 def init_segment(video: VideoTrack, audio: AudioTrack | None) -> bytes:
     """``ftyp`` + ``moov`` for a video track (id 1) and optionally an audio track (id 2)."""
-    ftyp = _box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6", b"cmfc", b"mp41", b"hlsf")
+    # no "cmfc": CMAF tracks are one per file, and these carry video and audio together
+    ftyp = _box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6", b"mp41")
     mvhd = _full_box(
         b"mvhd",
         0,
