@@ -1,12 +1,13 @@
-"""The few ISO BMFF boxes fragmented MP4 for HLS needs, written by hand (ISO/IEC 14496-12, -15).
+"""The few ISO BMFF boxes fragmented MP4 for HLS needs, written by hand (ISO/IEC 14496-12).
 
 An init segment (``ftyp`` + ``moov`` with one ``trak`` per track and ``mvex``) and
 fragments (``moof`` + ``mdat``), one fragment per partial segment, with one ``traf``
 per track that has samples in it: video and audio travel together in one file (CMAF
-proper would put each track in its own; players take both, and one playlist is simpler). Video is H.264 in ``avc1`` (parameter sets in the
-``avcC`` record, samples length-prefixed); audio is AAC-LC in ``mp4a``. There are no
-B-frames in what WebRTC publishers send, so decode time is presentation time and no
-composition offsets are written.
+proper would put each track in its own; players take both, and one playlist is
+simpler). Video is H.264 in ``avc1`` (ISO/IEC 14496-15: parameter sets in the ``avcC``
+record, samples length-prefixed); audio is AAC-LC in ``mp4a``. There are no B-frames in
+what WebRTC publishers send, so decode time is presentation time and no composition
+offsets are written.
 """
 
 from __future__ import annotations
