@@ -8,6 +8,7 @@ import io
 
 import av
 
+from livecast.hls.keys import PACKAGING
 from tests.conftest import Client, bearer
 from tests.hls.test_routes import complete_segments, playlist_text
 from tests.ingest.conftest import SellerStream, eventually
@@ -94,3 +95,22 @@ async def test_a_vp8_publisher_is_encoded_once_to_h264_and_plays(
             counters.append(read_counter(frame))
     assert len(counters) >= 30
     assert counters == sorted(counters)
+
+
+async def test_a_blocking_request_gives_up_while_the_publisher_is_away(
+    client: Client, stream: SellerStream
+) -> None:
+    sender = await publish(client, stream.id, stream.seller_token)
+    try:
+        await complete_segments(client, stream.id, 1)
+    finally:
+        await sender.close()
+    packager = client.app[PACKAGING].packager(stream.id)
+    assert packager is not None
+    msn, index = packager.next_part()
+    resp = await client.get(f"/hls/{stream.id}/index.m3u8?_HLS_msn={msn}&_HLS_part={index + 1}")
+    # bounded by three target durations: then 503, not to be cached, try again soon
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "hls_unavailable"
+    assert resp.headers["Retry-After"] == "1"
+    assert resp.headers["Cache-Control"] == "no-store"
