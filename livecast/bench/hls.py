@@ -48,7 +48,7 @@ from livecast.bench.relay import _cpu_seconds, _free_port, _percentile, _prepare
 
 __all__ = ["main"]
 
-_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-(\d+)-(\d+)\.m4s)"')
+_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-\d+\.m4s)"')
 _NGINX = """
 daemon off;
 master_process off;
@@ -283,13 +283,15 @@ async def _players(base: str, count: int, start: Any, window_over: Any, results:
     async def player(http: aiohttp.ClientSession) -> None:
         status, body = await get(http, "index.m3u8")
         while not done:
-            hint = _HINT.search(body.decode())
+            text = body.decode()
+            hint = _HINT.search(text)
             if status != 200 or hint is None:
                 stats["errors"] += counting
                 await asyncio.sleep(0.2)
                 status, body = await get(http, "index.m3u8")
                 continue
-            name, msn, index = hint[1], hint[2], hint[3]
+            name = hint[1]
+            msn, index = _next_part(text)
             (status, body), (part_status, _part) = await asyncio.gather(
                 get(http, f"index.m3u8?_HLS_msn={msn}&_HLS_part={index}"), get(http, name)
             )
@@ -315,6 +317,21 @@ async def _players(base: str, count: int, start: Any, window_over: Any, results:
         for task in tasks:
             task.cancel()
     results.put(("players_report", {**stats, "asked": dict(stats["asked"])}))
+
+
+def _next_part(playlist: str) -> tuple[int, int]:
+    """(msn, index) of the part after the newest listed, as a player computes it."""
+    msn, parts, complete = -1, 0, False
+    for line in playlist.splitlines():
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            msn = int(line.split(":", 1)[1]) - 1
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):  # one per segment, first of its tags
+            msn, parts, complete = msn + 1, 0, False
+        elif line.startswith("#EXT-X-PART:"):
+            parts += 1
+        elif line.startswith("seg-"):
+            complete = True
+    return (msn + 1, 0) if complete else (msn, parts)
 
 
 def _part_ends(playlist: str) -> dict[str, float]:

@@ -15,7 +15,9 @@ Layout (RFC 8216bis, CMAF fMP4):
   that would make it longer (a single frame longer than a part, a stall, gets the
   previous frame's duration and the next part starts at its true time); a part that
   starts a segment starts at a keyframe and is ``INDEPENDENT=YES``;
-* a segment's bytes are its parts' bytes; both are immutable once made;
+* a segment's bytes are its parts' bytes; both are immutable once made; parts are
+  numbered through the run (not per segment), so the hinted next part exists whether
+  or not a keyframe makes it the first of a new segment;
 * the init segment (``EXT-X-MAP``) changes when the parameter sets do; a publisher's
   drop and return continues the playlist after an ``EXT-X-DISCONTINUITY``;
 * the playlist keeps ``window`` complete segments and lists parts for the newest ones
@@ -69,7 +71,8 @@ class PackagerSettings:
 @dataclass(slots=True)
 class Part:
     msn: int
-    index: int
+    index: int  # within its segment
+    number: int  # within the run: what its name carries
     duration: float  # seconds
     independent: bool
     data: bytes
@@ -152,6 +155,7 @@ class Packager:
         self._segment_start = 0
         self._last_request = -math.inf
         self._fragments = 0
+        self._parts_made = 0
         # init segments by name; the current one
         self._inits: dict[str, bytes] = {}
         self._init_name = ""
@@ -333,11 +337,13 @@ class Packager:
         part = Part(
             msn=segment.msn,
             index=index,
+            number=self._parts_made,
             duration=(end - self._part_start) / VIDEO_CLOCK,
             independent=self._part_independent,
             data=data,
-            name=f"part-{self.run}-{segment.msn}-{index}.m4s",
+            name=f"part-{self.run}-{self._parts_made}.m4s",
         )
+        self._parts_made += 1
         segment.parts.append(part)
         segment.duration += part.duration
         self._parts[part.name] = part
@@ -436,8 +442,8 @@ class Packager:
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         elif listed:
-            msn, index = self.next_part()
-            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-{self.run}-{msn}-{index}.m4s"')
+            hint = f"part-{self.run}-{self._parts_made}.m4s"
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
         body = ("\n".join(lines) + "\n").encode()
         return Playlist(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
 
@@ -495,12 +501,10 @@ class Packager:
                 return segment.data
         return None
 
-    def may_come(self, msn: int, index: int) -> bool:
-        """Whether part (msn, index) is not there yet but may be made soon (a hinted part)."""
-        if self.ended:
-            return False
-        latest = self._latest or (-1, -1)
-        return (msn, index) > latest and msn <= self.next_part()[0] + 1
+    def may_come(self, number: int) -> bool:
+        """Whether part ``number`` is not made yet but comes next (the hinted part) or
+        right after it."""
+        return not self.ended and self._parts_made <= number <= self._parts_made + 1
 
     def changed(self) -> asyncio.Future[None]:
         """Resolved when the playlist changes next (a part was made, the stream ended).

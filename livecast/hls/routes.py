@@ -40,7 +40,7 @@ PLAYLIST_TYPE: Final = "application/vnd.apple.mpegurl"
 _IMMUTABLE: Final = "public, max-age=31536000, immutable"
 _FILE = re.compile(
     r"init-[0-9a-f]{8}-\d{1,6}\.mp4|seg-[0-9a-f]{8}-\d{1,12}\.m4s"
-    r"|part-[0-9a-f]{8}-(?P<msn>\d{1,12})-(?P<index>\d{1,6})\.m4s"
+    r"|part-[0-9a-f]{8}-(?P<part>\d{1,12})\.m4s"
 )
 _NUMBER = re.compile(r"\d{1,12}")
 # a public stream's visibility is looked up again this often (it may turn private)
@@ -144,12 +144,12 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     packaged = await _packaged(request)
     packager = packaged.packager
     data = packager.file(name)
-    if data is None and match["msn"] is not None and name.startswith(f"part-{packager.run}-"):
-        msn, index = int(match["msn"]), int(match["index"])
-        if packager.may_come(msn, index):
+    if data is None and match["part"] is not None and name.startswith(f"part-{packager.run}-"):
+        number = int(match["part"])
+        if packager.may_come(number):
             await _until(
                 packager,
-                lambda: packager.file(name) is not None or not packager.may_come(msn, index),
+                lambda: packager.file(name) is not None or not packager.may_come(number),
                 _wait_limit(packager),
             )
             data = packager.file(name)

@@ -12,12 +12,12 @@ import pytest
 
 from livecast.errors import BadRequest
 from livecast.hls.packager import Packager, PackagerSettings
+from tests.hls import playlists
 from tests.hls.media import Frame, h264_frames, opus_frames
+from tests.hls.playlists import hint, last_part
 from tests.ingest.peers import read_counter
 
-_PART = re.compile(
-    r'#EXT-X-PART:DURATION=([\d.]+),URI="part-(\w+)-(\d+)-(\d+)\.m4s"(,INDEPENDENT=YES)?'
-)
+_PART = re.compile(r'#EXT-X-PART:DURATION=([\d.]+),URI="part-(\w+)-(\d+)\.m4s"(,INDEPENDENT=YES)?')
 
 
 def feed(
@@ -91,34 +91,31 @@ def test_playlist_grammar_parts_and_preload_hint() -> None:
     assert len(segments) == 3
     first = int(next(line for line in lines if "MEDIA-SEQUENCE" in line).split(":")[1])
     assert segments == [f"seg-{packager.run}-{msn}.m4s" for msn in range(first, first + 3)]
-    # parts: within PART-TARGET, numbered 0.. per segment, independent at each keyframe
-    parts = [_PART.fullmatch(line) for line in lines if line.startswith("#EXT-X-PART:")]
-    assert parts
-    assert all(parts)
-    by_segment: dict[int, list[int]] = {}
-    for match in parts:
-        assert match is not None
-        assert match[2] == packager.run
-        assert 0 < float(match[1]) <= 0.3
-        msn, index = int(match[3]), int(match[4])
-        by_segment.setdefault(msn, []).append(index)
-        assert (match[5] is not None) == (index == 0)  # keyframes only start segments
-    for indexes in by_segment.values():
-        assert indexes == list(range(len(indexes)))
+    # parts: within PART-TARGET, numbered through the run, independent at each keyframe
+    numbers = []
+    for _msn, parts, _complete in playlists.segments(text(packager)):
+        for index, line in enumerate(parts):
+            match = _PART.fullmatch(line)
+            assert match is not None, line
+            assert match[2] == packager.run
+            assert 0 < float(match[1]) <= 0.3
+            numbers.append(int(match[3]))
+            assert (match[4] is not None) == (index == 0)  # keyframes only start segments
+    assert numbers
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     # a complete segment's EXTINF is the sum of its parts, within the target duration
     target = int(next(line for line in lines if "TARGETDURATION" in line).split(":")[1])
     for segment in packager.segments:
         assert segment.duration == pytest.approx(sum(p.duration for p in segment.parts))
         assert round(segment.duration) <= target
     # the hint names the part that comes next, and that part then exists
-    last_msn, last_index = max((m, i) for m, idx in by_segment.items() for i in idx)
-    hint = (
-        f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-{packager.run}-{last_msn}-{last_index + 1}.m4s"'
-    )
-    assert lines[-1] == hint
+    hinted = f"part-{packager.run}-{numbers[-1] + 1}.m4s"
+    assert lines[-1] == f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hinted}"'
+    assert hinted == hint(text(packager))
+    assert packager.file(hinted) is None
     more = h264_frames(230, gop=30)[200:]
     feed(packager, more, [], base=100.0)
-    assert packager.file(f"part-{packager.run}-{last_msn}-{last_index + 1}.m4s") is not None
+    assert packager.file(hinted) is not None
 
 
 def test_publisher_drop_and_return_continues_after_a_discontinuity() -> None:
@@ -155,10 +152,8 @@ def test_blocking_answers_are_the_playlist_when_that_part_appeared() -> None:
     feed(packager, video[50:], [])
     answer = packager.blocking_playlist(msn, index)
     assert answer is not None
-    body = answer.body.decode()
     # it ends with the part asked for, however many parts came since
-    last_part = [line for line in body.splitlines() if line.startswith("#EXT-X-PART:")][-1]
-    assert f'URI="part-{packager.run}-{msn}-{index}.m4s"' in last_part
+    assert last_part(answer.body.decode()) == (msn, index)
     assert packager.blocking_playlist(msn, index) == answer  # identical bytes, same ETag
     assert answer != packager.playlist()
     # a part index past a complete segment's last part is the next segment's first
