@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from livecast import __version__, chat, health, ingest, pages
+from livecast import __version__, chat, health, hls, ingest, pages
 from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
 from livecast.auth import TokenIssuer, load_or_create_secret
@@ -43,6 +43,7 @@ OPENAPI_FRAGMENTS = [
     _PACKAGE / "cart" / "openapi.json",
     _PACKAGE / "chat" / "openapi.json",
     _PACKAGE / "ingest" / "openapi.json",
+    _PACKAGE / "hls" / "openapi.json",
     _PACKAGE / "pages.openapi.json",
 ]
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_cart(app)
     app.add_routes([metrics_route()])
     ingest.setup(app)
+    hls.setup(app)
     app.add_routes([openapi_route(build_openapi(OPENAPI_FRAGMENTS, version=__version__))])
     pages.setup(app)
     return app

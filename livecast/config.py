@@ -277,6 +277,25 @@ class WebRtcSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HlsSettings:
+    # Package the streams this node holds as LL-HLS at /hls/{stream id}/index.m3u8.
+    enabled: bool = True
+    # Longest partial segment, in seconds (EXT-X-PART-INF PART-TARGET).
+    part_duration_s: float = field(
+        default=0.5, metadata=_check(lambda v: 0.1 <= v <= 2.0, "between 0.1 and 2.0")
+    )
+    # A segment ends at the first keyframe after this many seconds (one is asked for).
+    segment_duration_s: float = field(
+        default=2.0, metadata=_check(lambda v: 0.5 <= v <= 10.0, "between 0.5 and 10.0")
+    )
+    # Complete segments listed in the playlist.
+    window_segments: int = field(default=6, metadata=_check(lambda v: 2 <= v <= 100, "2..100"))
+    # A VP8 stream is decoded and encoded to H.264 once (one encoder per stream, in a
+    # thread of its own) so HLS players can play it. false: VP8 streams have no HLS.
+    transcode_vp8: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class InventorySettings:
     # Seconds a reservation (hold) lasts before its units go back to stock.
     hold_ttl_s: float = field(default=600.0, metadata=_check(lambda v: v > 0, "> 0"))
@@ -311,6 +330,7 @@ class Settings:
     dev: DevSettings = field(default_factory=DevSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
+    hls: HlsSettings = field(default_factory=HlsSettings)
 
     @property
     def data_dir(self) -> Path:

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "reserve": "livecast.bench.reserve",
     "webhooks": "livecast.bench.webhooks",
     "checkout": "livecast.bench.checkout",
+    "hls": "livecast.bench.hls",
 }
 
 

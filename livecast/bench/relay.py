@@ -94,6 +94,8 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             **os.environ,
             "LIVECAST_AUTH_SECRET": secret,
             "LIVECAST_WEBRTC_MAX_VIEWERS_PER_STREAM": str(args.viewers + 10),
+            # the relay alone: HLS packaging (AAC, VP8 to H.264) has its own bench
+            "LIVECAST_HLS_ENABLED": "false",
         }
         env.pop("LIVECAST_CONFIG", None)
         with log_path.open("wb") as log_file:

@@ -147,6 +147,8 @@ class MediaSource:
         self.keyframe_requests_sent = 0
         # also given every frame, on the source's timeline (the recorder); None: nothing
         self.tee: FrameTee | None = None
+        # also given every frame, on the same timeline: the LL-HLS packager (livecast.hls)
+        self.packager_tee: FrameTee | None = None
 
     # -- publisher side -------------------------------------------------------------
 
@@ -217,6 +219,9 @@ class MediaSource:
         tee = self.tee
         if tee is not None:
             tee(data, out, keyframe, now)
+        packager_tee = self.packager_tee
+        if packager_tee is not None:
+            packager_tee(data, out, keyframe, now)
         self._wake()
 
     def _drop_gop(self) -> None:

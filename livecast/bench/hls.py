@@ -1,0 +1,349 @@
+"""``livecast bench hls``: LL-HLS players on one origin, with or without a CDN in front.
+
+Starts ``livecast serve`` in its own process, a WHIP publisher process sending a
+pre-encoded 640x360 30 fps H.264 clip with Opus (the relay benchmark's), and ``--procs``
+player processes running ``--players`` simulated LL-HLS players between them. Each
+player does what hls.js in low-latency mode does at the live edge: a blocking playlist
+reload for the hinted part (``_HLS_msn``/``_HLS_part``) and, at the same time, a GET of
+that part; then again with the next hint. With ``--cdn``, Debian's nginx runs on
+loopback in front of the origin (``proxy_cache`` with ``proxy_cache_lock``, honouring
+the origin's cache headers) and the players go through it. One JSON line is printed:
+
+``requests_per_s``, ``bytes_per_s``     what the players got, over ``--seconds``
+``origin_cores``                        the server's CPU use (cores) in that window
+``requests_per_s_per_origin_core``      and ``bytes_per_s_per_origin_core``
+``origin_requests``, ``objects``        requests that reached the origin (with ``--cdn``:
+                                        from nginx's log), distinct URLs asked for
+``origin_requests_per_object``          about 1 behind the CDN; ``players`` without it
+``part_age_ms_p50/p95``                 when a player has a part, how long after the end
+                                        of its media (the segment's program date time, the
+                                        wall time its first frame reached the origin, plus
+                                        the part's end offset): packaging and delivery
+                                        latency, not glass to glass
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from livecast.bench._relay_peers import publisher_main
+from livecast.bench.relay import _cpu_seconds, _free_port, _percentile, _prepare, _tail
+
+__all__ = ["main"]
+
+_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-\d+\.m4s)"')
+_NGINX = """
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 16384; }}
+http {{
+    log_format origin '$upstream_cache_status $upstream_addr $request_uri';
+    access_log {dir}/access.log origin;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    proxy_cache_path {dir}/cache levels=1:2 keys_zone=hls:10m max_size=256m use_temp_path=off;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location /hls/ {{
+            proxy_pass http://127.0.0.1:{origin_port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache hls;
+            proxy_cache_key $request_uri;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 15s;
+            proxy_cache_lock_age 15s;
+            proxy_read_timeout 30s;
+        }}
+    }}
+}}
+"""
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="livecast bench hls", description=__doc__.split("\n")[0])
+    parser.add_argument("--players", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--cdn", action="store_true", help="nginx (proxy_cache) in front")
+    parser.add_argument("--bitrate", type=int, default=1_000_000, help="clip bitrate, bit/s")
+    parser.add_argument("--procs", type=int, default=0, help="player processes (default: auto)")
+    args = parser.parse_args(list(argv))
+    if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600:
+        parser.error("--players must be 1-5000 and --seconds 1-600")
+    if args.cdn and shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        parser.error("--cdn needs nginx (apt-get install nginx-light)")
+    procs = args.procs or max(1, min(4, math.ceil(args.players / 400)))
+    result = _run(args, procs)
+    print(json.dumps(result), flush=True)
+    return 0 if result.get("error") is None else 1
+
+
+def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    secret = secrets.token_urlsafe(48)
+    port = _free_port()
+    origin = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
+        log_path = Path(tmp) / "server.log"
+        env = {**os.environ, "LIVECAST_AUTH_SECRET": secret}
+        env.pop("LIVECAST_CONFIG", None)
+        with log_path.open("wb") as log_file:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "livecast", "serve", "--port", str(port), "--data-dir", tmp],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        nginx: subprocess.Popen[bytes] | None = None
+        access_log = Path(tmp) / "nginx" / "access.log"
+        publisher: Any = None
+        players: list[Any] = []
+        stop = ctx.Event()
+        try:
+            stream_id, token = asyncio.run(_prepare(origin, secret))
+            results: Any = ctx.Queue()
+            publisher = ctx.Process(
+                target=publisher_main,
+                args=(origin, stream_id, token, "h264", args.bitrate, True, stop, results),
+                daemon=True,
+            )
+            publisher.start()
+            kind, payload = results.get(timeout=120)
+            if kind != "publisher_ready":
+                raise RuntimeError(f"publisher failed: {payload}")
+            asyncio.run(_wait_playlist(f"{origin}/hls/{stream_id}/index.m3u8"))
+            base = origin
+            if args.cdn:
+                nginx, base = _start_nginx(Path(tmp) / "nginx", port)
+            start = ctx.Event()
+            window_over = ctx.Event()
+            shares = [
+                args.players // procs + (1 if i < args.players % procs else 0) for i in range(procs)
+            ]
+            for share in shares:
+                process = ctx.Process(
+                    target=players_main,
+                    args=(f"{base}/hls/{stream_id}", share, start, window_over, results),
+                    daemon=True,
+                )
+                process.start()
+                players.append(process)
+            time.sleep(2.0)  # every player reaches the live edge
+            if args.cdn:
+                access_log.write_bytes(b"")  # count the window only
+            cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
+            start.set()
+            time.sleep(args.seconds)
+            window_over.set()
+            cpu1, wall1 = _cpu_seconds(server.pid), time.monotonic()
+            reports: list[dict[str, Any]] = []
+            while len(reports) < procs:
+                kind, payload = results.get(timeout=60)
+                if kind == "players_report":
+                    reports.append(payload)
+                elif kind == "error":
+                    raise RuntimeError(payload)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}", "server_log": _tail(log_path)}
+        finally:
+            stop.set()
+            for process in [publisher, *players]:
+                if process is not None:
+                    process.join(timeout=15)
+                    if process.is_alive():
+                        process.terminate()
+            if nginx is not None:
+                nginx.terminate()
+                nginx.wait(timeout=15)
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        window = wall1 - wall0
+        cores = (cpu1 - cpu0) / window
+        requests = sum(r["requests"] for r in reports)
+        received = sum(r["bytes"] for r in reports)
+        asked: Counter[str] = Counter()
+        for report in reports:
+            asked.update(report["asked"])
+        if args.cdn:
+            origin_counts: Counter[str] = Counter()
+            for line in access_log.read_text().splitlines():
+                _status, upstream, uri = line.split(" ", 2)
+                if upstream != "-":
+                    origin_counts[uri.split("/hls/", 1)[1].split("/", 1)[1]] += 1
+            origin_requests = sum(origin_counts.values())
+        else:
+            origin_requests = requests
+        ages = sorted(age for r in reports for age in r["part_ages_ms"])
+        errors = sum(r["errors"] for r in reports)
+    return {
+        "benchmark": "hls",
+        "players": args.players,
+        "player_processes": procs,
+        "cdn": args.cdn,
+        "seconds": round(window, 2),
+        "requests": requests,
+        "requests_per_s": round(requests / window, 1),
+        "bytes_per_s": round(received / window),
+        "origin_cores": round(cores, 3),
+        "requests_per_s_per_origin_core": round(requests / window / cores, 1) if cores else None,
+        "bytes_per_s_per_origin_core": round(received / window / cores) if cores else None,
+        "origin_requests": origin_requests,
+        "objects": len(asked),
+        "origin_requests_per_object": round(origin_requests / len(asked), 2) if asked else None,
+        "parts_received": len(ages),
+        "part_age_ms_p50": round(_percentile(ages, 0.50), 1),
+        "part_age_ms_p95": round(_percentile(ages, 0.95), 1),
+        "errors": errors,
+    }
+
+
+async def _wait_playlist(url: str) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            async with http.get(url) as resp:
+                if resp.status == 200 and "#EXTINF" in await resp.text():
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("no HLS playlist with a complete segment after 30 s")
+
+
+def _start_nginx(directory: Path, origin_port: int) -> tuple[subprocess.Popen[bytes], str]:
+    directory.mkdir()
+    port = _free_port()
+    conf = directory / "nginx.conf"
+    conf.write_text(_NGINX.format(dir=directory, port=port, origin_port=origin_port))
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = subprocess.Popen(
+        [binary, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+# -- the players (their own processes) ---------------------------------------------------
+
+
+def players_main(base: str, count: int, start: Any, window_over: Any, results: Any) -> None:
+    try:
+        asyncio.run(_players(base, count, start, window_over, results))
+    except Exception as exc:
+        results.put(("error", f"players: {type(exc).__name__}: {exc}"))
+
+
+async def _players(base: str, count: int, start: Any, window_over: Any, results: Any) -> None:
+    import aiohttp
+
+    stats: dict[str, Any] = {
+        "requests": 0,
+        "bytes": 0,
+        "errors": 0,
+        "part_ages_ms": [],
+        "asked": Counter(),
+    }
+    counting = False
+    done = False
+
+    async def get(http: aiohttp.ClientSession, path: str) -> tuple[int, bytes]:
+        async with http.get(f"{base}/{path}") as resp:
+            body = await resp.read()
+        if counting:
+            stats["requests"] += 1
+            stats["bytes"] += len(body)
+            stats["asked"][path] += 1
+        return resp.status, body
+
+    async def player(http: aiohttp.ClientSession) -> None:
+        status, body = await get(http, "index.m3u8")
+        while not done:
+            text = body.decode()
+            hint = _HINT.search(text)
+            if status != 200 or hint is None:
+                stats["errors"] += counting
+                await asyncio.sleep(0.2)
+                status, body = await get(http, "index.m3u8")
+                continue
+            name = hint[1]
+            msn, index = _next_part(text)
+            (status, body), (part_status, _part) = await asyncio.gather(
+                get(http, f"index.m3u8?_HLS_msn={msn}&_HLS_part={index}"), get(http, name)
+            )
+            if counting and part_status == 200 and status == 200:
+                ends = _part_ends(body.decode())
+                if name in ends:
+                    stats["part_ages_ms"].append((time.time() - ends[name]) * 1000)
+
+    async def follow_window() -> None:
+        nonlocal counting, done
+        await asyncio.to_thread(start.wait)
+        counting = True
+        await asyncio.to_thread(window_over.wait)
+        counting = False
+        done = True
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        tasks = [asyncio.ensure_future(player(http)) for _ in range(count)]
+        await follow_window()
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
+    results.put(("players_report", {**stats, "asked": dict(stats["asked"])}))
+
+
+def _next_part(playlist: str) -> tuple[int, int]:
+    """(msn, index) of the part after the newest listed, as a player computes it."""
+    msn, parts, complete = -1, 0, False
+    for line in playlist.splitlines():
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            msn = int(line.split(":", 1)[1]) - 1
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):  # one per segment, first of its tags
+            msn, parts, complete = msn + 1, 0, False
+        elif line.startswith("#EXT-X-PART:"):
+            parts += 1
+        elif line.startswith("seg-"):
+            complete = True
+    return (msn + 1, 0) if complete else (msn, parts)
+
+
+def _part_ends(playlist: str) -> dict[str, float]:
+    """Each listed part's name and the unix time its last frame reached the origin."""
+    ends: dict[str, float] = {}
+    at = 0.0
+    for line in playlist.splitlines():
+        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            stamp = line.split(":", 1)[1].replace("Z", "+00:00")
+            at = dt.datetime.fromisoformat(stamp).timestamp()
+        elif line.startswith("#EXT-X-PART:"):
+            duration = float(line.split("DURATION=", 1)[1].split(",", 1)[0])
+            at += duration
+            ends[line.split('URI="', 1)[1].split('"', 1)[0]] = at
+    return ends

@@ -1,0 +1,7 @@
+"""LL-HLS from the node that holds a stream's media: CMAF parts, blocking playlists."""
+
+from livecast.hls.app import setup
+from livecast.hls.packager import Packager, PackagerSettings
+from livecast.hls.packaging import Packaging
+
+__all__ = ["Packager", "PackagerSettings", "Packaging", "setup"]

@@ -1,0 +1,49 @@
+"""Wiring: the LL-HLS routes, and the packaging of this node's streams built from settings.
+
+The packaging follows the media hub (:mod:`livecast.ingest`), so it starts after it
+and stops before it: its task is cancelled and every playlist ended at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from livecast.aio import cancel_and_wait
+from livecast.appkeys import SETTINGS
+from livecast.hls import routes
+from livecast.hls.keys import PACKAGING
+from livecast.hls.packaging import Packaging
+from livecast.ingest.keys import MEDIA
+from livecast.metrics import METRICS
+
+__all__ = ["OPENAPI", "setup"]
+
+OPENAPI = Path(__file__).parent / "openapi.json"
+
+
+def setup(app: web.Application) -> None:
+    """Add the /hls routes and, when ``hls.enabled``, the packaging of this node's streams."""
+    app.add_routes(routes.routes)
+    app.on_response_prepare.append(routes.cors_headers)
+    if app[SETTINGS].hls.enabled:
+        app.cleanup_ctx.append(_packaging_ctx)
+
+
+async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
+    packaging = Packaging(app[SETTINGS].hls, app[MEDIA])
+    app[PACKAGING] = packaging
+    app[METRICS].gauge(
+        "livecast_hls_streams",
+        "streams this node packages as LL-HLS (ended ones while their playlist lingers)",
+        lambda: len(packaging.streams),
+    )
+    task = asyncio.create_task(packaging.run(), name="hls-packaging")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(task)
+        await packaging.close()

@@ -1,0 +1,168 @@
+"""The LL-HLS endpoints: ``/hls/{stream id}/index.m3u8`` and the files it names.
+
+* The playlist answers at once, or, with ``_HLS_msn`` (and ``_HLS_part``), when that
+  segment (part) exists: the playlist as it was made then, so identical blocking
+  requests get identical bytes. The wait is bounded by three target durations (then
+  503 with ``Retry-After``); nonsense values are 400 and wait for nothing.
+* Init segments, segments and parts are immutable: cached by anyone for a year. A
+  request for the part the playlist hints (``EXT-X-PRELOAD-HINT``) waits for it.
+* Playlists may be cached for about a part's duration, blocking answers for as long
+  as their segment stays in the window (they never change); every answer has an ETag
+  and ``Access-Control-Allow-Origin: *``.
+
+Public streams play anonymously; a private stream needs a token that may watch it
+(signed, expiring playback URLs that a CDN can pass through are still to come).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Final
+
+from aiohttp import web
+
+from livecast.appkeys import STREAMS
+from livecast.errors import BadRequest, NotFound
+from livecast.hls.keys import PACKAGING
+from livecast.hls.packager import Packager, Playlist
+from livecast.hls.packaging import Packaged
+from livecast.http import error_response, identity
+from livecast.ingest.whep import require_watch
+
+__all__ = ["cors_headers", "routes"]
+
+routes = web.RouteTableDef()
+
+PLAYLIST_TYPE: Final = "application/vnd.apple.mpegurl"
+_IMMUTABLE: Final = "public, max-age=31536000, immutable"
+_FILE = re.compile(
+    r"init-[0-9a-f]{8}-\d{1,6}\.mp4|seg-[0-9a-f]{8}-\d{1,12}\.m4s"
+    r"|part-[0-9a-f]{8}-(?P<part>\d{1,12})\.m4s"
+)
+_NUMBER = re.compile(r"\d{1,12}")
+# a public stream's visibility is looked up again this often (it may turn private)
+_PUBLIC_RECHECK_S: Final = 5.0
+
+
+async def _packaged(request: web.Request) -> Packaged:
+    """The stream's packaging here, once the caller may watch it; 404 if none."""
+    stream_id = request.match_info["stream_id"]
+    packaging = request.app.get(PACKAGING)
+    packaged = packaging.streams.get(stream_id) if packaging is not None else None
+    if packaged is None:
+        raise NotFound("this stream is not packaged as HLS on this node", code="hls_not_found")
+    now = time.monotonic()
+    if not packaged.public or now - packaged.public_checked_at > _PUBLIC_RECHECK_S:
+        stream = await request.app[STREAMS].get(stream_id)
+        require_watch(identity(request), stream)
+        packaged.public = stream.public
+        packaged.public_checked_at = now
+    return packaged
+
+
+def _query_number(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not _NUMBER.fullmatch(raw):
+        raise BadRequest(
+            f"{name} must be a whole number, not {raw[:20]!r}", code="invalid_hls_request"
+        )
+    return int(raw)
+
+
+def _wait_limit(packager: Packager) -> float:
+    return 3.0 * packager.target_duration
+
+
+async def _until(packager: Packager, ready: Callable[[], bool], within: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not ready():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(asyncio.shield(packager.changed()), remaining)
+        except TimeoutError:
+            return ready()
+    return True
+
+
+def _unavailable(message: str) -> web.Response:
+    return error_response(
+        503, "hls_unavailable", message, {"Retry-After": "1", "Cache-Control": "no-store"}
+    )
+
+
+@routes.get("/hls/{stream_id}/index.m3u8")
+async def playlist(request: web.Request) -> web.StreamResponse:
+    msn = _query_number(request, "_HLS_msn")
+    part = _query_number(request, "_HLS_part")
+    if part is not None and msn is None:
+        raise BadRequest("_HLS_part needs _HLS_msn", code="invalid_hls_request")
+    packaged = await _packaged(request)
+    packager = packaged.packager
+    found: Playlist | None
+    if msn is None:
+        found = packager.playlist()
+        if found is None and not await _until(
+            packager, lambda: packager.playlist() is not None, _wait_limit(packager)
+        ):
+            return _unavailable("no part is ready yet")
+        found = packager.playlist()
+        max_age = max(1, round(packager.settings.part_s))
+    else:
+        found = packager.blocking_playlist(msn, part)  # 400 before any wait
+        if found is None:
+            await _until(
+                packager,
+                lambda: packager.blocking_playlist(msn, part) is not None,
+                _wait_limit(packager),
+            )
+            found = packager.blocking_playlist(msn, part)
+        if found is None:
+            return _unavailable(f"segment {msn} part {part} did not come in time")
+        # the answer for (msn, part) never changes while msn is in the window
+        max_age = packager.target_duration * packager.settings.window
+    assert found is not None
+    headers = {"ETag": found.etag, "Cache-Control": f"public, max-age={max_age}"}
+    if request.headers.get("If-None-Match") == found.etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=found.body, content_type=PLAYLIST_TYPE, headers=headers)
+
+
+@routes.get("/hls/{stream_id}/{name}")
+async def media_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    match = _FILE.fullmatch(name)
+    if match is None:
+        raise NotFound("no such HLS file", code="hls_not_found")
+    packaged = await _packaged(request)
+    packager = packaged.packager
+    data = packager.file(name)
+    if data is None and match["part"] is not None and name.startswith(f"part-{packager.run}-"):
+        number = int(match["part"])
+        if packager.may_come(number):
+            await _until(
+                packager,
+                lambda: packager.file(name) is not None or not packager.may_come(number),
+                _wait_limit(packager),
+            )
+            data = packager.file(name)
+    if data is None:
+        raise NotFound("no such HLS file (or no longer)", code="hls_not_found")
+    headers = {"ETag": f'"{name}"', "Cache-Control": _IMMUTABLE}
+    if request.headers.get("If-None-Match") == headers["ETag"]:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, content_type="video/mp4", headers=headers)
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Players on any origin may fetch playlists and media (hls.js uses fetch/XHR)."""
+    if request.path.startswith("/hls/"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After"

@@ -1,0 +1,116 @@
+"""The packaging follows the node's streams: a publisher's drop and return continues the
+playlist after a discontinuity, the stream's end ends the playlist, and a VP8 stream
+is encoded once to H.264."""
+
+from __future__ import annotations
+
+import io
+
+import av
+
+from livecast.hls.keys import PACKAGING
+from tests.conftest import Client, bearer
+from tests.hls.test_routes import complete_segments, playlist_text
+from tests.ingest.conftest import SellerStream, eventually
+from tests.ingest.peers import publish, read_counter
+
+
+async def test_drop_and_return_continues_the_playlist_after_a_discontinuity(
+    client: Client, stream: SellerStream
+) -> None:
+    first = await publish(client, stream.id, stream.seller_token)
+    try:
+        lines = await complete_segments(client, stream.id, 2)
+    finally:
+        await first.close()
+    before = [line for line in lines if line.startswith("seg-")]
+    second = await publish(client, stream.id, stream.seller_token, start=1000)
+    try:
+
+        async def continued() -> bool:
+            text = await playlist_text(client, stream.id)
+            if "#EXT-X-DISCONTINUITY\n" not in text:
+                return False
+            after = text.split("#EXT-X-DISCONTINUITY\n", 1)[1]
+            return after.count("\nseg-") >= 1
+
+        await eventually(continued, within=20.0)
+        text = await playlist_text(client, stream.id)
+    finally:
+        await second.close()
+    lines = text.splitlines()
+    segments = [line for line in lines if line.startswith("seg-")]
+    # the same playlist, numbered on: the first publisher's segments are still listed
+    assert before[0] in segments
+    run = before[0].split("-")[1]
+    assert all(name.split("-")[1] == run for name in segments)
+    numbers = [int(name.split("-")[2].split(".")[0]) for name in segments]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert lines.count("#EXT-X-DISCONTINUITY") == 1
+
+
+async def test_the_streams_end_ends_the_playlist(client: Client, stream: SellerStream) -> None:
+    sender = await publish(client, stream.id, stream.seller_token)
+    try:
+        await complete_segments(client, stream.id, 1)
+        resp = await client.post(
+            f"/api/streams/{stream.id}/end", headers=bearer(stream.seller_token)
+        )
+        assert resp.status == 200, await resp.text()
+
+        async def ended() -> bool:
+            return (await playlist_text(client, stream.id)).endswith("#EXT-X-ENDLIST\n")
+
+        await eventually(ended, within=10.0)
+    finally:
+        await sender.close()
+    text = await playlist_text(client, stream.id)
+    assert "#EXT-X-PRELOAD-HINT" not in text
+    # a blocking request for what will never come answers at once with the ended list
+    last = [line for line in text.splitlines() if line.startswith("seg-")][-1]
+    msn = int(last.split("-")[2].split(".")[0]) + 1
+    resp = await client.get(f"/hls/{stream.id}/index.m3u8?_HLS_msn={msn}&_HLS_part=0")
+    assert resp.status == 200
+    assert await resp.text() == text
+
+
+async def test_a_vp8_publisher_is_encoded_once_to_h264_and_plays(
+    client: Client, stream: SellerStream
+) -> None:
+    sender = await publish(client, stream.id, stream.seller_token, codec="video/VP8")
+    try:
+        lines = await complete_segments(client, stream.id, 2)
+    finally:
+        await sender.close()
+    init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
+    data = b""
+    for name in [init, *(line for line in lines if line.startswith("seg-"))]:
+        resp = await client.get(f"/hls/{stream.id}/{name}")
+        assert resp.status == 200
+        data += await resp.read()
+    counters = []
+    with av.open(io.BytesIO(data), "r") as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        for frame in container.decode(video=0):
+            counters.append(read_counter(frame))
+    assert len(counters) >= 30
+    assert counters == sorted(counters)
+
+
+async def test_a_blocking_request_gives_up_while_the_publisher_is_away(
+    client: Client, stream: SellerStream
+) -> None:
+    sender = await publish(client, stream.id, stream.seller_token)
+    try:
+        await complete_segments(client, stream.id, 1)
+    finally:
+        await sender.close()
+    packager = client.app[PACKAGING].packager(stream.id)
+    assert packager is not None
+    msn, index = packager.next_part()
+    resp = await client.get(f"/hls/{stream.id}/index.m3u8?_HLS_msn={msn}&_HLS_part={index + 1}")
+    # bounded by three target durations: then 503, not to be cached, try again soon
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "hls_unavailable"
+    assert resp.headers["Retry-After"] == "1"
+    assert resp.headers["Cache-Control"] == "no-store"

@@ -1,0 +1,220 @@
+"""/hls/... over real HTTP, fed by a real WHIP publisher (an aiortc peer sending H.264
+and Opus): the playlist, blocking reload, the files and their caching, bad requests,
+private streams, and that the stream decodes, also through FFmpeg's HLS demuxer."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+
+import av
+import pytest
+
+from livecast.auth import Role
+from tests.conftest import Client, MakeToken, bearer
+from tests.hls.playlists import hint, last_part, next_part
+from tests.ingest.conftest import SellerStream, eventually
+from tests.ingest.peers import Publisher, publish, read_counter
+
+
+@pytest.fixture
+async def publisher(client: Client, stream: SellerStream) -> AsyncIterator[Publisher]:
+    sender = await publish(client, stream.id, stream.seller_token)
+    yield sender
+    await sender.close()
+
+
+async def playlist_text(client: Client, stream_id: str, query: str = "") -> str:
+    resp = await client.get(f"/hls/{stream_id}/index.m3u8{query}")
+    assert resp.status == 200, await resp.text()
+    return await resp.text()
+
+
+async def complete_segments(client: Client, stream_id: str, count: int) -> list[str]:
+    """Wait until the playlist lists ``count`` complete segments; its lines then."""
+    lines: list[str] = []
+
+    async def enough() -> bool:
+        nonlocal lines
+        resp = await client.get(f"/hls/{stream_id}/index.m3u8")
+        if resp.status != 200:
+            return False
+        lines = (await resp.text()).splitlines()
+        return sum(line.startswith("seg-") for line in lines) >= count
+
+    await eventually(enough, within=20.0)
+    return lines
+
+
+async def test_a_whip_publisher_plays_as_ll_hls(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    lines = await complete_segments(client, stream.id, 3)
+    init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
+    segments = [line for line in lines if line.startswith("seg-")]
+    data = b""
+    for name in [init, *segments]:
+        resp = await client.get(f"/hls/{stream.id}/{name}")
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert resp.headers["Content-Type"] == "video/mp4"
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        again = await client.get(
+            f"/hls/{stream.id}/{name}", headers={"If-None-Match": resp.headers["ETag"]}
+        )
+        assert again.status == 304
+        data += await resp.read()
+    counters: list[int] = []
+    samples = 0
+    with av.open(io.BytesIO(data), "r") as container:
+        assert [s.codec_context.name for s in container.streams] == ["h264", "aac"]
+        for frame in container.decode(*container.streams):
+            if isinstance(frame, av.VideoFrame):
+                counters.append(read_counter(frame))
+            else:
+                assert isinstance(frame, av.AudioFrame)
+                samples += frame.samples
+    # three segments of the publisher's picture, in order, with their sound
+    assert len(counters) >= 3 * 20
+    assert counters == sorted(counters)
+    assert samples >= 48_000
+    metrics = await (await client.get("/metrics")).text()
+    assert "\nlivecast_hls_streams 1.0\n" in metrics
+
+
+async def test_blocking_reload_answers_when_the_hinted_part_appears(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    await complete_segments(client, stream.id, 1)
+    text = await playlist_text(client, stream.id)
+    msn, index = next_part(text)
+    name = hint(text)
+    query = f"?_HLS_msn={msn}&_HLS_part={index}"
+    blocked = asyncio.ensure_future(client.get(f"/hls/{stream.id}/index.m3u8{query}"))
+    hinted = asyncio.ensure_future(client.get(f"/hls/{stream.id}/{name}"))
+    resp = await blocked
+    assert resp.status == 200
+    body = await resp.text()
+    # the playlist as it was when that part appeared: it ends with it (the next
+    # segment's first if a keyframe began one), and that part is the hinted one
+    assert last_part(body) in ((msn, index), (msn + 1, 0))
+    parts = [line for line in body.splitlines() if line.startswith("#EXT-X-PART:")]
+    assert f'URI="{name}"' in parts[-1]
+    assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    # the same request again gets the same bytes, however many parts came since
+    await eventually(lambda: _newer(client, stream.id, body))
+    same = await client.get(f"/hls/{stream.id}/index.m3u8{query}")
+    assert await same.text() == body
+    assert same.headers["ETag"] == resp.headers["ETag"]
+    # the request for the hinted part was answered once it was made
+    part = await hinted
+    assert part.status == 200
+    assert len(await part.read()) > 0
+
+
+async def _newer(client: Client, stream_id: str, body: str) -> bool:
+    resp = await client.get(f"/hls/{stream_id}/index.m3u8")
+    return await resp.text() != body
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["?_HLS_msn=abc", "?_HLS_msn=-1", "?_HLS_part=1", "?_HLS_msn=1.5", "?_HLS_msn=99999"],
+)
+async def test_nonsense_blocking_values_are_400_at_once(
+    client: Client, stream: SellerStream, publisher: Publisher, query: str
+) -> None:
+    await complete_segments(client, stream.id, 1)
+    resp = await client.get(f"/hls/{stream.id}/index.m3u8{query}")
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "invalid_hls_request"
+    assert error["message"]
+
+
+async def test_unknown_streams_and_files_are_404(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    resp = await client.get("/hls/nosuchstream/index.m3u8")
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "hls_not_found"
+    await complete_segments(client, stream.id, 1)
+    for name in (
+        "passwd",
+        "seg-00000000-0.m4s",
+        "part-deadbeef-0.m4s",
+        "part-deadbeef-0-0.m4s",
+        "../index.m3u8",
+    ):
+        resp = await client.get(f"/hls/{stream.id}/{name}")
+        assert resp.status == 404, name
+
+
+async def test_a_private_stream_needs_a_token_that_may_watch_it(
+    client: Client, make_token: MakeToken
+) -> None:
+    seller = make_token(Role.SELLER, sub="seller-7")
+    resp = await client.post(
+        "/api/streams", json={"title": "Members only", "public": False}, headers=bearer(seller)
+    )
+    stream_id = (await resp.json())["id"]
+    sender = await publish(client, stream_id, seller)
+    try:
+        member = bearer(make_token(Role.VIEWER, streams={stream_id}))
+
+        async def playing() -> bool:
+            resp = await client.get(f"/hls/{stream_id}/index.m3u8", headers=member)
+            return resp.status == 200
+
+        await eventually(playing, within=20.0)
+        anonymous = await client.get(f"/hls/{stream_id}/index.m3u8")
+        assert anonymous.status == 401
+        stranger = bearer(make_token(Role.VIEWER))
+        resp = await client.get(f"/hls/{stream_id}/index.m3u8", headers=stranger)
+        assert resp.status == 403
+    finally:
+        await sender.close()
+
+
+async def test_ffmpeg_hls_demuxer_plays_the_playlist(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    await complete_segments(client, stream.id, 2)
+    url = str(client.make_url(f"/hls/{stream.id}/index.m3u8"))
+
+    def play(frames: int) -> tuple[list[int], int]:
+        counters: list[int] = []
+        samples = 0
+        with av.open(url, "r", timeout=10.0) as container:
+            for frame in container.decode(*container.streams):
+                if isinstance(frame, av.VideoFrame):
+                    counters.append(read_counter(frame))
+                    if len(counters) >= frames:
+                        break
+                elif isinstance(frame, av.AudioFrame):
+                    samples += frame.samples
+        return counters, samples
+
+    counters, samples = await asyncio.to_thread(play, 45)
+    assert len(counters) == 45
+    assert counters == sorted(counters)
+    assert samples > 0
+
+
+async def test_a_stream_made_private_stops_playing_anonymously(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    await complete_segments(client, stream.id, 1)
+    resp = await client.patch(
+        f"/api/streams/{stream.id}", json={"public": False}, headers=bearer(stream.seller_token)
+    )
+    assert resp.status == 200, await resp.text()
+
+    async def refused() -> bool:
+        return (await client.get(f"/hls/{stream.id}/index.m3u8")).status == 401
+
+    await eventually(refused, within=10.0)
+    resp = await client.get(f"/hls/{stream.id}/index.m3u8", headers=bearer(stream.seller_token))
+    assert resp.status == 200
