@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             results: Any = ctx.Queue()
             publisher = ctx.Process(
                 target=publisher_main,
-                args=(origin, stream_id, token, "h264", args.bitrate, True, stop, results),
+                args=(origin, stream_id, token, "h264", args.bitrate, True, True, stop, results),
                 daemon=True,
             )
             publisher.start()
