@@ -47,6 +47,52 @@ export function signOut(kind = 'viewer') {
   localStorage.removeItem(STORAGE[kind]);
 }
 
+// Who a page chats as, for its chat list.
+export function chatter(session) {
+  return session ? { sub: session.sub, name: session.name, role: session.role } : null;
+}
+
+const STATUS_TEXT = { connecting: 'connecting…', reconnecting: 'reconnecting…', refused: 'stopped', failed: 'stopped' };
+
+// How the page's live events are doing, in its #events-status; and when they stopped for
+// good ('stopped' from LiveEvents), why, in its #live-stopped notice. A refused or expired
+// token is forgotten and the notice offers a new sign-in; onSession(session) runs with the
+// new one, and the events start again.
+export function showLiveState(live, kind, onSession) {
+  const status = $('#events-status');
+  live.addEventListener('status', (event) => {
+    status.dataset.status = event.detail;
+    status.textContent = STATUS_TEXT[event.detail] || '';
+  });
+  const box = $('#live-stopped');
+  const button = $('button', box);
+  live.addEventListener('stopped', (event) => {
+    const { status, error } = event.detail;
+    const refused = status === 'refused';
+    const again = kind === 'host' ? 'paste a new token' : 'sign in again to chat and shop';
+    let text;
+    if (refused) {
+      text = error.code === 'token_expired' ? `Your sign-in has expired: ${again}.` : `Your sign-in was refused: ${again}.`;
+      signOut(kind);
+    } else if (error.code === 'stream_not_found') {
+      text = 'This stream no longer exists.';
+    } else {
+      text = `Live updates stopped (${error.message}). Reload the page to start them again.`;
+    }
+    $('.text', box).textContent = text;
+    button.hidden = !refused;
+    box.hidden = false;
+    box.dataset.code = error.code;
+  });
+  button.addEventListener('click', async () => {
+    const session = await signIn(kind, $('.text', box).textContent);
+    if (!session) return;
+    box.hidden = true;
+    onSession(session);
+    live.setToken(session.token);
+  });
+}
+
 // Show the sign-in dialog; resolves with a session, or null if dismissed.
 export async function signIn(kind = 'viewer', reason = '') {
   let dev = { mint_viewer_tokens: false };

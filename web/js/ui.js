@@ -85,6 +85,11 @@ export function formatCount(n) {
   return new Intl.NumberFormat(undefined, { notation: n >= 10000 ? 'compact' : 'standard' }).format(n);
 }
 
+// The viewer count on a page (watch, studio): the hello's `viewers`, then `viewers` events.
+export function setViewers(count) {
+  setText('#viewer-count .n', formatCount(count));
+}
+
 export function formatClock(ms) {
   const total = Math.max(0, Math.ceil(ms / 1000));
   const minutes = Math.floor(total / 60);
