@@ -3,7 +3,7 @@
 // page sends shows at once as "sending…" and turns into "sent" on its acknowledgement; the
 // same message arriving from the server fills that line in rather than adding a second one.
 
-import { h, clear } from './ui.js';
+import { h, clear, toast, friendlyError } from './ui.js';
 
 const MAX_MESSAGES = 200;
 
@@ -15,6 +15,21 @@ export class ChatView {
     this.actions = actions;
     this.self = self;
     this.seen = new Set();
+  }
+
+  // Keep this list in step with a page's live events: messages, deletions, and what the
+  // page sends. A refused message is explained and goes back into the (empty) input box,
+  // so it is not lost.
+  follow(live, input) {
+    live.addEventListener('chat.message', (event) => this.add(event.detail));
+    live.addEventListener('chat.deleted', (event) => this.remove(event.detail));
+    live.addEventListener('chat.outgoing', (event) => {
+      const outgoing = event.detail;
+      this.outgoing(outgoing);
+      if (outgoing.state !== 'failed') return;
+      toast(friendlyError(outgoing.error), 'error');
+      if (!input.value) input.value = outgoing.text;
+    });
   }
 
   /** @param {import('./wire.js').ChatMessage[]} messages a fresh history; lines still sending stay */

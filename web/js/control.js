@@ -263,13 +263,8 @@ function startEvents() {
     renderDeals();
     renderProducts();
   });
-  live.addEventListener('chat.message', (event) => chat.add(event.detail));
   live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slowModeS));
-  live.addEventListener('chat.deleted', (event) => chat.remove(event.detail));
-  live.addEventListener('chat.outgoing', (event) => {
-    chat.outgoing(event.detail);
-    if (event.detail.state === 'failed') toast(friendlyError(event.detail.error), 'error');
-  });
+  chat.follow(live, $('#chat-input'));
   live.addEventListener('pin.set', (event) => { pinnedSku = event.detail.sku; renderProducts(); });
   live.addEventListener('pin.cleared', () => { pinnedSku = null; renderProducts(); });
   live.addEventListener('deal.started', (event) => upsertDeal(event.detail));

@@ -178,12 +178,7 @@ function startEvents() {
     if (!event.detail.recovered) chat.reset(event.detail.chat);
     setViewers(event.detail.viewers);
   });
-  live.addEventListener('chat.message', (event) => chat.add(event.detail));
-  live.addEventListener('chat.deleted', (event) => chat.remove(event.detail));
-  live.addEventListener('chat.outgoing', (event) => {
-    chat.outgoing(event.detail);
-    if (event.detail.state === 'failed') toast(friendlyError(event.detail.error), 'error');
-  });
+  chat.follow(live, $('#chat-input'));
   live.addEventListener('viewers', (event) => setViewers(event.detail.count));
   live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
   live.start();

@@ -174,6 +174,8 @@ const KIND_ERRORS = {
   word_filtered: 'That message contains a word this chat does not allow.',
   empty: 'Type a message first.',
   unauthorized: 'Sign in to do that.',
+  stream_ended: 'The stream has ended, so the chat is closed.',
+  token_expired: 'Your sign-in has expired.',
 };
 export function friendlyError(err) {
   return KIND_ERRORS[err && err.code] || (err && err.message) || 'Something went wrong.';

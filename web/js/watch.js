@@ -115,8 +115,7 @@ live.addEventListener('hello', (event) => {
   setDeal(hello.deals.find((deal) => deal.state === 'active') || null);
   setPin(hello.pin);
 });
-live.addEventListener('chat.message', (event) => chat.add(event.detail));
-live.addEventListener('chat.deleted', (event) => chat.remove(event.detail));
+chat.follow(live, $('#chat-input'));
 live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slowModeS));
 live.addEventListener('likes', (event) => setLikes(event.detail.total));
 live.addEventListener('viewers', (event) => setViewers(event.detail.count));
@@ -129,15 +128,6 @@ live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
 live.addEventListener('deal.ended', (event) => { if (state.deal && state.deal.id === event.detail.id) setDeal(null); });
 live.addEventListener('stock', (event) => updateStock(event.detail));
 live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
-// A refused message goes back into the box, so it is not lost.
-live.addEventListener('chat.outgoing', (event) => {
-  const outgoing = event.detail;
-  chat.outgoing(outgoing);
-  if (outgoing.state !== 'failed') return;
-  toast(friendlyError(outgoing.error), 'error');
-  const input = $('#chat-input');
-  if (!input.value) input.value = outgoing.text;
-});
 showLiveState(live, 'viewer', useSession);
 // Refused: watching goes on anonymously; chatting or shopping asks for a new sign-in.
 live.addEventListener('stopped', (event) => {
