@@ -159,3 +159,28 @@ async def test_the_control_panel_shows_what_the_server_refuses(
     await expect(control.locator("#toast")).to_have_attribute("data-kind", "error")
     await expect(control.locator("#chat .chat-msg", has_text="one more thing")).to_have_count(0)
     await expect(control.locator("#chat-input")).to_have_value("one more thing")
+
+
+async def test_a_panel_opened_with_an_expired_token_asks_for_a_new_one(
+    server: LiveServer, new_context: NewContext
+) -> None:
+    """An old control link: the page sees the token has expired, says so in the sign-in
+    dialog instead of opening a socket with it, and works with the token pasted there."""
+    stream_id, seller = await _seller_stream(server)
+    await server.call("POST", f"/api/streams/{stream_id}/start", seller)
+    expired = server.app[TOKENS].issue(
+        sub="flow-seller", name="Ana", role=Role.SELLER, ttl_s=600, now=time.time() - 3600
+    )
+    page = await (await new_context(DESKTOP)).new_page()
+    sockets = _count_sockets(page)
+    await page.goto(f"{server.base_url}/control/{stream_id}#token={expired}")
+
+    dialog = page.locator("#signin")
+    await expect(dialog).to_contain_text("Your sign-in has expired: paste a new token.")
+    assert sockets == []
+    await page.fill("#signin input[name=token]", seller)
+    await page.click("#signin button[value=token]")
+    await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+    await expect(page.locator("#events-status")).to_have_attribute("data-status", "open")
+    assert len(sockets) == 1, sockets
+    assert expired not in sockets[0]

@@ -1,8 +1,8 @@
 // Every REST call the pages make, in one place, so a changed path or field is a one-line fix.
-// Errors come back as ApiError with the server's stable code and human message. Bodies the
-// live events also carry (deals, stats) are read by the same readers, in wire.js.
+// Errors come back as ApiError with the server's stable code and human message. Products,
+// deals and stats are read by the readers in wire.js, which the live events share.
 
-import { toDeal, toStats } from './wire.js';
+import { toDeal, toProduct, toStats } from './wire.js';
 
 export class ApiError extends Error {
   // details: the error's other fields, such as {sku, have} for over_limit.
@@ -46,23 +46,6 @@ async function request(method, path, { token, body, headers = {}, query } = {}) 
   return data;
 }
 
-// --- products: one shape for the pages, whatever the catalog calls its fields ---------------
-
-export function normalizeProduct(raw) {
-  if (!raw) return null;
-  const price = raw.price && typeof raw.price === 'object' ? raw.price : null;
-  const product = {
-    sku: raw.sku,
-    title: raw.title || raw.name || raw.sku,
-    description: raw.description || '',
-    imageUrl: raw.image_url || raw.image || '',
-    amountMinor: price ? price.amount_minor : (raw.price_minor ?? raw.amount_minor ?? raw.price ?? null),
-    currency: (price && price.currency) || raw.currency || null,
-    stock: raw.stock_left ?? raw.available ?? raw.stock ?? null,
-  };
-  return product;
-}
-
 // --- the API ------------------------------------------------------------------------------
 
 export const api = {
@@ -83,7 +66,7 @@ export const api = {
   getProducts: async (skus, token) => {
     if (!skus.length) return [];
     const data = await request('GET', '/api/products', { token, query: { sku: skus } });
-    return (data.products || data.items || []).map(normalizeProduct);
+    return data.products.map(toProduct);
   },
 
   // deals and pins (what is pinned and running now comes with the live events' hello)

@@ -17,9 +17,34 @@ export function claims(token) {
   }
 }
 
+// Expired by this device's clock (the server may say so even when this says not).
+export function tokenExpired(token) {
+  const c = claims(token);
+  return Boolean(c && c.exp && c.exp * 1000 <= Date.now());
+}
+
+// What a page says when the server (or this device's clock) finds its token expired
+// (code token_expired) or refuses it (any other code).
+export function signInProblem(kind, code = 'token_expired') {
+  const what = code === 'token_expired' ? 'has expired' : 'was refused';
+  return `Your sign-in ${what}: ${kind === 'host' ? 'paste a new token' : 'sign in again to chat and shop'}.`;
+}
+
+let droppedExpired = false;
+
+// True when the token this page was opened with (or had stored) had expired: the page
+// says so rather than silently going without it.
+export function hadExpiredSession() {
+  return droppedExpired;
+}
+
 function sessionFrom(token) {
   const c = claims(token);
-  if (!c || !c.sub || (c.exp && c.exp * 1000 < Date.now())) return null;
+  if (!c || !c.sub) return null;
+  if (tokenExpired(token)) {
+    droppedExpired = true;
+    return null;
+  }
   return { token, sub: c.sub, name: c.name || c.sub, role: c.role || 'viewer', streams: c.streams || [], expiresAt: (c.exp || 0) * 1000 };
 }
 
@@ -69,10 +94,9 @@ export function showLiveState(live, kind, onSession) {
   live.addEventListener('stopped', (event) => {
     const { status, error } = event.detail;
     const refused = status === 'refused';
-    const again = kind === 'host' ? 'paste a new token' : 'sign in again to chat and shop';
     let text;
     if (refused) {
-      text = error.code === 'token_expired' ? `Your sign-in has expired: ${again}.` : `Your sign-in was refused: ${again}.`;
+      text = signInProblem(kind, error.code);
       signOut(kind);
     } else if (error.code === 'stream_not_found') {
       text = 'This stream no longer exists.';

@@ -1,7 +1,7 @@
 // The host's control panel: products and stock, pin, flash deals, live numbers, moderation.
 
 import { api } from './api.js';
-import { chatter, currentSession, showLiveState, signIn } from './auth.js';
+import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, examplePrice, toast, friendlyError } from './ui.js';
@@ -13,6 +13,7 @@ let products = [];
 let pinnedSku = null;
 let deals = [];
 let live = null;
+let statsTimer = null;
 
 // --- stream state --------------------------------------------------------------------------------
 
@@ -251,7 +252,14 @@ $('#chat-form').addEventListener('submit', (event) => {
 
 function startEvents() {
   live = new LiveEvents(streamId, { token: session.token });
-  showLiveState(live, 'host', (signedIn) => { session = signedIn; chat.self = chatter(session); });
+  showLiveState(live, 'host', (signedIn) => {
+    session = signedIn;
+    chat.self = chatter(session);
+    pollStats();
+    statsTimer = setInterval(pollStats, 3000);
+  });
+  // A refused token is refused by the REST API too: stop asking for numbers with it.
+  live.addEventListener('stopped', (event) => { if (event.detail.status === 'refused') clearInterval(statsTimer); });
   /** @param {CustomEvent<import('./wire.js').Hello>} event */
   live.addEventListener('hello', (event) => {
     const hello = event.detail;
@@ -280,7 +288,7 @@ function startEvents() {
 // --- start ---------------------------------------------------------------------------------------
 
 async function main() {
-  if (!session) session = await signIn('host', 'The control panel needs a host or seller token for this stream.');
+  if (!session) session = await signIn('host', hadExpiredSession() ? signInProblem('host') : 'The control panel needs a host or seller token for this stream.');
   if (!session) return;
   try {
     stream = await api.getStream(streamId, session.token);
@@ -293,7 +301,7 @@ async function main() {
   await loadProducts();
   startEvents();
   pollStats();
-  setInterval(pollStats, 3000);
+  statsTimer = setInterval(pollStats, 3000);
   document.body.dataset.ready = 'true';
 }
 

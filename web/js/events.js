@@ -22,7 +22,7 @@
 // connection with the same client id, so the server never posts one twice.
 // 'chat.outgoing' events carry each change of an OutgoingChat.
 
-import { claims } from './auth.js';
+import { tokenExpired } from './auth.js';
 import { EVENT_READERS, toError } from './wire.js';
 
 const SUBPROTOCOL = 'livecast.v1.json';
@@ -106,8 +106,7 @@ export class LiveEvents extends EventTarget {
 
   connect() {
     if (this.stopped) return;
-    const exp = this.token ? (claims(this.token) || {}).exp : null;
-    if (exp && exp * 1000 <= Date.now()) {
+    if (this.token && tokenExpired(this.token)) {
       this.halt('refused', { code: 'token_expired', message: 'token has expired', retryAfterMs: null });
       return;
     }

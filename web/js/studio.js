@@ -1,7 +1,7 @@
 // The seller's page: pick camera and microphone, preview, go live over WHIP, watch the chat.
 
 import { api } from './api.js';
-import { chatter, currentSession, showLiveState, signIn } from './auth.js';
+import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
 import { WhipPublisher } from './whip.js';
@@ -197,7 +197,7 @@ $('#chat-form').addEventListener('submit', (event) => {
 async function main() {
   $('#watch-link').href = `/watch/${encodeURIComponent(streamId)}`;
   $('#control-link').href = `/control/${encodeURIComponent(streamId)}`;
-  if (!session) session = await signIn('host', 'The studio needs the host token printed by `livecast demo` or `livecast token --role seller`.');
+  if (!session) session = await signIn('host', hadExpiredSession() ? signInProblem('host') : 'The studio needs the host token printed by `livecast demo` or `livecast token --role seller`.');
   if (!session) {
     setText('#preview-text', 'Sign in with a host token to go live.');
     return;

@@ -1,7 +1,7 @@
 // The viewer's page: video (WHEP), chat, likes, pinned product, flash deal, cart, checkout.
 
 import { api, normalizeCart, normalizeOrder } from './api.js';
-import { chatter, currentSession, showLiveState, signIn } from './auth.js';
+import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
 import { WhepPlayer } from './whep.js';
@@ -401,6 +401,7 @@ async function main() {
     }
     toast(friendlyError(err), 'error');
   }
+  if (hadExpiredSession()) toast(signInProblem('viewer'), 'error');
   live.start();
   if (!state.stream || state.stream.state !== 'ended') player.start();
   refreshCart();

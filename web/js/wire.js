@@ -101,6 +101,23 @@ export function toMoney(raw) {
   return { amountMinor: raw.amount_minor, currency: raw.currency };
 }
 
+/**
+ * A catalog product (inventory/catalog.py Product), from GET /api/products.
+ * @returns {{sku: string, title: string, description: string, imageUrl: string | null,
+ *   amountMinor: number, currency: string, stock: number}}
+ */
+export function toProduct(raw) {
+  return {
+    sku: raw.sku,
+    title: raw.title,
+    description: raw.description,
+    imageUrl: raw.image_url,
+    amountMinor: raw.price.amount_minor,
+    currency: raw.price.currency,
+    stock: raw.stock,
+  };
+}
+
 /** A Deal from deal.started / deal.ended, a hello, a pin, or the REST API. @returns {Deal} */
 export function toDeal(raw) {
   return {
