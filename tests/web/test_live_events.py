@@ -15,7 +15,7 @@ from playwright.async_api import Page, WebSocket, expect
 from livecast.appkeys import TOKENS
 from livecast.auth import Identity, Role
 from livecast.chat.service import CHAT
-from tests.web.conftest import DESKTOP, PHONE, LiveServer, NewContext
+from tests.web.conftest import DESKTOP, PHONE, LiveServer, NewContext, screenshot
 from tests.web.test_flow import _join_as, _open, _seller_stream
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -62,6 +62,7 @@ async def test_an_expired_token_is_said_plainly_and_not_retried(
     await expect(page.locator("#events-status")).to_have_attribute("data-status", "refused")
     assert len(sockets) == 1, sockets
     assert await page.evaluate("localStorage.getItem('livecast.token')") is None
+    await screenshot(page, "watch-sign-in-expired")
 
     # Signing in again starts the live events with the new token.
     await notice.locator("button", has_text="Sign in again").click()
@@ -159,6 +160,7 @@ async def test_the_control_panel_shows_what_the_server_refuses(
     await expect(control.locator("#toast")).to_have_attribute("data-kind", "error")
     await expect(control.locator("#chat .chat-msg", has_text="one more thing")).to_have_count(0)
     await expect(control.locator("#chat-input")).to_have_value("one more thing")
+    await screenshot(control, "control-chat-closed")
 
 
 async def test_a_panel_opened_with_an_expired_token_asks_for_a_new_one(
