@@ -186,3 +186,37 @@ async def test_a_panel_opened_with_an_expired_token_asks_for_a_new_one(
     await expect(page.locator("#events-status")).to_have_attribute("data-status", "open")
     assert len(sockets) == 1, sockets
     assert expired not in sockets[0]
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (1001, "open"),  # the node is shutting down: another one answers
+        (1013, "open"),  # too far behind: come back and recover
+        (1008, "Your sign-in was refused: sign in again to chat and shop."),
+        (1003, "Live updates stopped (bye). Reload the page to start them again."),
+    ],
+)
+async def test_each_close_code_is_followed_as_the_server_means_it(
+    server: LiveServer, new_context: NewContext, code: int, outcome: str
+) -> None:
+    stream_id, seller = await _seller_stream(server)
+    await server.call("POST", f"/api/streams/{stream_id}/start", seller)
+    viewer = await _join_as(server, new_context, stream_id, "Mia")
+    sockets = _count_sockets(viewer)
+    status = viewer.locator("#events-status")
+    # Page time from here on is the test's: a retry the close schedules is run by run_for.
+    await viewer.clock.install()
+
+    await server.app[CHAT].hub.close_sockets(code=code, message=b"bye")
+    if outcome == "open":
+        await expect(status).to_have_attribute("data-status", "reconnecting")
+        await expect(status).to_have_attribute("data-status", "open", timeout=15_000)
+        assert len(sockets) == 1, sockets
+        await expect(viewer.locator("#live-stopped")).to_be_hidden()
+    else:
+        await expect(viewer.locator("#live-stopped .text")).to_have_text(outcome)
+        await expect(status).to_have_attribute("data-status", re.compile("^(refused|failed)$"))
+        await viewer.clock.run_for(60_000)
+        await expect(status).to_have_attribute("data-status", re.compile("^(refused|failed)$"))
+        assert sockets == []
