@@ -38,7 +38,8 @@ export class ChatView {
     clear(this.list);
     this.seen.clear();
     for (const message of messages) this.add(message);
-    this.list.append(...sending);
+    // One whose acknowledgement was lost may be in the history already: that line stands.
+    for (const line of sending) if (!this.lineOf(line.dataset.clientId)) this.list.append(line);
   }
 
   /** @param {import('./wire.js').ChatMessage} message */
