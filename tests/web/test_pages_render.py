@@ -30,8 +30,10 @@ async def _render_hostile_chat(page: Page) -> None:
     await page.evaluate(
         """async (text) => {
             const { ChatView } = await import('/static/js/chat.js');
-            new ChatView(document.querySelector('#chat')).add(
-                { id: 'm-xss', text, user: { name: text, sub: 'u-x', role: 'viewer' } });
+            const { toChatMessage } = await import('/static/js/wire.js');
+            new ChatView(document.querySelector('#chat')).add(toChatMessage({
+                id: '1700000000000-0', text, ts: 1700000000000, client_id: 'c-xss',
+                user: { id: 'u-x', name: text, role: 'viewer' } }));
         }""",
         XSS,
     )

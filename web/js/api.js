@@ -1,5 +1,8 @@
 // Every REST call the pages make, in one place, so a changed path or field is a one-line fix.
-// Errors come back as ApiError with the server's stable code and human message.
+// Errors come back as ApiError with the server's stable code and human message. Products,
+// deals and stats are read by the readers in wire.js, which the live events share.
+
+import { toDeal, toProduct, toStats } from './wire.js';
 
 export class ApiError extends Error {
   // details: the error's other fields, such as {sku, have} for over_limit.
@@ -43,45 +46,6 @@ async function request(method, path, { token, body, headers = {}, query } = {}) 
   return data;
 }
 
-// --- products: one shape for the pages, whatever the catalog calls its fields ---------------
-
-export function normalizeProduct(raw) {
-  if (!raw) return null;
-  const price = raw.price && typeof raw.price === 'object' ? raw.price : null;
-  const product = {
-    sku: raw.sku,
-    title: raw.title || raw.name || raw.sku,
-    description: raw.description || '',
-    imageUrl: raw.image_url || raw.image || '',
-    amountMinor: price ? price.amount_minor : (raw.price_minor ?? raw.amount_minor ?? raw.price ?? null),
-    currency: (price && price.currency) || raw.currency || null,
-    stock: raw.stock_left ?? raw.available ?? raw.stock ?? null,
-  };
-  return product;
-}
-
-// Fields a payload lacks are null (deal.updated carries only the numbers), so merging an
-// update into a known deal never overwrites what it knows with a default.
-export function normalizeDeal(raw) {
-  if (!raw) return null;
-  const price = raw.price && typeof raw.price === 'object' ? raw.price : null;
-  const endsAt = raw.ends_at_ms ?? raw.ends_at ?? null;
-  return {
-    id: raw.id || raw.deal_id,
-    sku: raw.sku,
-    title: raw.title || (raw.product && raw.product.title) || null,
-    imageUrl: raw.image_url || (raw.product && raw.product.image_url) || null,
-    amountMinor: price ? price.amount_minor : (raw.price_minor ?? raw.deal_price_minor ?? null),
-    currency: (price && price.currency) || raw.currency || null,
-    listMinor: (raw.regular_price && raw.regular_price.amount_minor) ?? raw.list_price_minor ?? null,
-    quantity: raw.quantity ?? null,
-    left: raw.left ?? raw.remaining ?? raw.stock_left ?? null,
-    perBuyerLimit: raw.per_buyer_limit ?? raw.per_user_limit ?? null,
-    endsAtMs: typeof endsAt === 'string' ? Date.parse(endsAt) : endsAt,
-    state: raw.state || null,
-  };
-}
-
 // --- the API ------------------------------------------------------------------------------
 
 export const api = {
@@ -102,15 +66,10 @@ export const api = {
   getProducts: async (skus, token) => {
     if (!skus.length) return [];
     const data = await request('GET', '/api/products', { token, query: { sku: skus } });
-    return (data.products || data.items || []).map(normalizeProduct);
+    return data.products.map(toProduct);
   },
 
-  // deals and pins
-  getPin: (streamId) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/pin`).then((d) => d.pin),
-  listDeals: async (streamId, token, { active = false } = {}) => {
-    const data = await request('GET', `/api/streams/${encodeURIComponent(streamId)}/deals`, { token, query: active ? { active: 1 } : undefined });
-    return (data.deals || []).map(normalizeDeal);
-  },
+  // deals and pins (what is pinned and running now comes with the live events' hello)
   startDeal: (streamId, token, deal) => request('POST', `/api/streams/${encodeURIComponent(streamId)}/deals`, {
     token,
     body: {
@@ -120,7 +79,7 @@ export const api = {
       duration_s: deal.durationS,
       per_buyer_limit: deal.perBuyerLimit,
     },
-  }).then(normalizeDeal),
+  }).then(toDeal),
   endDeal: (dealId, token) => request('POST', `/api/deals/${encodeURIComponent(dealId)}/end`, { token }),
   pin: (streamId, token, sku) => request('POST', `/api/streams/${encodeURIComponent(streamId)}/pin`, { token, body: { sku } }),
   unpin: (streamId, token) => request('DELETE', `/api/streams/${encodeURIComponent(streamId)}/pin`, { token }),
@@ -137,7 +96,7 @@ export const api = {
   }),
 
   // numbers for hosts
-  getStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/stats`, { token }),
+  getStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/stats`, { token }).then(toStats),
 
   // chat moderation (hosts)
   // A message's id is its chat offset.

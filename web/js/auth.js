@@ -17,9 +17,34 @@ export function claims(token) {
   }
 }
 
+// Expired by this device's clock (the server may say so even when this says not).
+export function tokenExpired(token) {
+  const c = claims(token);
+  return Boolean(c && c.exp && c.exp * 1000 <= Date.now());
+}
+
+// What a page says when the server (or this device's clock) finds its token expired
+// (code token_expired) or refuses it (any other code).
+export function signInProblem(kind, code = 'token_expired') {
+  const what = code === 'token_expired' ? 'has expired' : 'was refused';
+  return `Your sign-in ${what}: ${kind === 'host' ? 'paste a new token' : 'sign in again to chat and shop'}.`;
+}
+
+let droppedExpired = false;
+
+// True when the token this page was opened with (or had stored) had expired: the page
+// says so rather than silently going without it.
+export function hadExpiredSession() {
+  return droppedExpired;
+}
+
 function sessionFrom(token) {
   const c = claims(token);
-  if (!c || !c.sub || (c.exp && c.exp * 1000 < Date.now())) return null;
+  if (!c || !c.sub) return null;
+  if (tokenExpired(token)) {
+    droppedExpired = true;
+    return null;
+  }
   return { token, sub: c.sub, name: c.name || c.sub, role: c.role || 'viewer', streams: c.streams || [], expiresAt: (c.exp || 0) * 1000 };
 }
 
@@ -45,6 +70,51 @@ export function currentSession(kind = 'viewer') {
 
 export function signOut(kind = 'viewer') {
   localStorage.removeItem(STORAGE[kind]);
+}
+
+// Who a page chats as, for its chat list.
+export function chatter(session) {
+  return session ? { sub: session.sub, name: session.name, role: session.role } : null;
+}
+
+const STATUS_TEXT = { connecting: 'connecting…', reconnecting: 'reconnecting…', refused: 'stopped', failed: 'stopped' };
+
+// How the page's live events are doing, in its #events-status; and when they stopped for
+// good ('stopped' from LiveEvents), why, in its #live-stopped notice. A refused or expired
+// token is forgotten and the notice offers a new sign-in; onSession(session) runs with the
+// new one, and the events start again.
+export function showLiveState(live, kind, onSession) {
+  const status = $('#events-status');
+  live.addEventListener('status', (event) => {
+    status.dataset.status = event.detail;
+    status.textContent = STATUS_TEXT[event.detail] || '';
+  });
+  const box = $('#live-stopped');
+  const button = $('button', box);
+  live.addEventListener('stopped', (event) => {
+    const { status, error } = event.detail;
+    const refused = status === 'refused';
+    let text;
+    if (refused) {
+      text = signInProblem(kind, error.code);
+      signOut(kind);
+    } else if (error.code === 'stream_not_found') {
+      text = 'This stream no longer exists.';
+    } else {
+      text = `Live updates stopped (${error.message}). Reload the page to start them again.`;
+    }
+    $('.text', box).textContent = text;
+    button.hidden = !refused;
+    box.hidden = false;
+    box.dataset.code = error.code;
+  });
+  button.addEventListener('click', async () => {
+    const session = await signIn(kind, $('.text', box).textContent);
+    if (!session) return;
+    box.hidden = true;
+    onSession(session);
+    live.setToken(session.token);
+  });
 }
 
 // Show the sign-in dialog; resolves with a session, or null if dismissed.

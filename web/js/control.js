@@ -1,10 +1,10 @@
 // The host's control panel: products and stock, pin, flash deals, live numbers, moderation.
 
-import { api, normalizeDeal } from './api.js';
-import { currentSession, signIn } from './auth.js';
+import { api } from './api.js';
+import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
-import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, examplePrice, toast, newId, friendlyError } from './ui.js';
+import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, examplePrice, toast, friendlyError } from './ui.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 let session = currentSession('host');
@@ -13,6 +13,7 @@ let products = [];
 let pinnedSku = null;
 let deals = [];
 let live = null;
+let statsTimer = null;
 
 // --- stream state --------------------------------------------------------------------------------
 
@@ -111,14 +112,12 @@ async function unpin() {
   }
 }
 
-function updateProductStock(raw) {
-  const product = products.find((p) => p.sku === raw.sku);
-  if (!product || raw.deal_id) return;
-  const left = raw.sold_out ? 0 : raw.left ?? raw.stock_left ?? raw.available;
-  if (left !== undefined) {
-    product.stock = left;
-    renderProducts();
-  }
+/** @param {import('./wire.js').Stock} stock */
+function updateProductStock(stock) {
+  const product = products.find((p) => p.sku === stock.sku);
+  if (!product) return;
+  product.stock = stock.soldOut ? 0 : stock.left;
+  renderProducts();
 }
 
 // --- flash deals ---------------------------------------------------------------------------------
@@ -145,11 +144,19 @@ $('#deal-form').addEventListener('submit', async (event) => {
   }
 });
 
+/** @param {import('./wire.js').Deal} deal */
 function upsertDeal(deal) {
-  if (!deal || !deal.id) return;
   const index = deals.findIndex((d) => d.id === deal.id);
-  if (index >= 0) deals[index] = { ...deals[index], ...Object.fromEntries(Object.entries(deal).filter(([, v]) => v !== null && v !== undefined)) };
+  if (index >= 0) deals[index] = deal;
   else deals.push(deal);
+  renderDeals();
+}
+
+/** @param {import('./wire.js').DealUpdate} update */
+function updateDeal(update) {
+  const deal = deals.find((d) => d.id === update.id);
+  if (!deal) return;
+  deal.left = update.left;
   renderDeals();
 }
 
@@ -160,9 +167,9 @@ function renderDeals() {
     list.append(h('li', { class: 'deal-row', dataset: { deal: deal.id } },
       h('div', {},
         h('p', { class: 'deal-row-title' }, '⚡ ', deal.title || deal.sku, ' · ', formatMoney(deal.amountMinor, deal.currency)),
-        h('p', { class: 'muted small' }, deal.left !== null ? `${deal.left} of ${deal.quantity ?? '?'} left` : '', ' · ends in ', clock)),
+        h('p', { class: 'muted small' }, `${deal.left} of ${deal.quantity} left`, ' · ends in ', clock)),
       h('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => endDeal(deal.id) }, 'End')));
-    if (deal.endsAtMs) countdown(clock, deal.endsAtMs, () => { deal.state = 'ended'; renderDeals(); });
+    countdown(clock, deal.endsAtMs, () => { deal.state = 'ended'; renderDeals(); });
   }
 }
 
@@ -177,39 +184,22 @@ async function endDeal(id) {
   }
 }
 
-async function loadDeals() {
-  try {
-    deals = await api.listDeals(streamId, session.token);
-    renderDeals();
-    const pin = await api.getPin(streamId);
-    if (pin && pinnedSku === null) {
-      pinnedSku = pin.sku;
-      renderProducts();
-    }
-  } catch { /* inventory not on this server: the form reports errors when used */ }
-}
-
 // --- numbers -------------------------------------------------------------------------------------
 
-// Numbers from GET /stats or a pushed 'stats' event; a field the payload lacks keeps its
-// last value (different sources may report different subsets).
-function showStats(raw) {
-  const s = raw.stats || raw;
-  const show = (selector, value, format) => {
-    if (value !== undefined && value !== null) setText(selector, format(value));
-  };
-  show('#stat-viewers', s.viewers_now ?? s.viewers, formatCount);
-  show('#stat-peak', s.viewers_peak ?? s.peak_viewers, (n) => `peak ${formatCount(n)}`);
-  show('#stat-likes', s.likes, formatCount);
-  show('#stat-carts', s.add_to_carts, formatCount);
-  show('#stat-orders', s.orders, formatCount);
+// Numbers from GET /stats or a pushed 'stats' event.
+/** @param {import('./wire.js').Stats} stats */
+function showStats(stats) {
+  setText('#stat-viewers', formatCount(stats.viewersNow));
+  setText('#stat-peak', `peak ${formatCount(stats.viewersPeak)}`);
+  setText('#stat-likes', formatCount(stats.likes));
+  setText('#stat-carts', formatCount(stats.addToCarts));
+  setText('#stat-orders', formatCount(stats.orders));
   // GMV is a list, one amount per currency sold in.
-  show('#stat-gmv', s.gmv, (gmv) => {
-    const amounts = Array.isArray(gmv) ? gmv : [gmv];
-    const currency = (products.find((p) => !p.missing) || {}).currency || null;
-    return (amounts.length ? amounts.map((m) => formatMoney(m.amount_minor, m.currency)).join(' + ') : formatMoney(0, currency)) || '–';
-  });
-  show('#stat-conversion', s.conversion, (c) => `${(c * 100).toFixed(1)}%`);
+  const currency = (products.find((p) => !p.missing) || {}).currency || null;
+  setText('#stat-gmv', (stats.gmv.length
+    ? stats.gmv.map((m) => formatMoney(m.amountMinor, m.currency)).join(' + ')
+    : formatMoney(0, currency)) || '–');
+  setText('#stat-conversion', `${(stats.conversion * 100).toFixed(1)}%`);
   setText('#numbers-updated', `updated ${new Date().toLocaleTimeString()}`);
 }
 
@@ -241,7 +231,6 @@ async function moderate(action, done) {
 }
 
 function showSlowMode(seconds) {
-  if (seconds === undefined || seconds === null) return;
   const select = $('#slow-mode');
   if (![...select.options].some((o) => o.value === String(seconds))) {
     select.append(h('option', { value: String(seconds) }, `${seconds} s`));
@@ -257,47 +246,49 @@ $('#chat-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const text = $('#chat-input').value.trim();
   if (!text) return;
-  if (live && live.sendChat(text, newId())) $('#chat-input').value = '';
-  else toast('Chat is reconnecting. Try again in a moment.', 'error');
+  if (live && live.sendChat(text)) $('#chat-input').value = '';
+  else toast('Chat is not connected. Reload the page to chat.', 'error');
 });
 
 function startEvents() {
   live = new LiveEvents(streamId, { token: session.token });
-  live.addEventListener('status', (event) => {
-    $('#events-status').dataset.status = event.detail;
-    setText('#events-status', event.detail === 'open' ? '' : `${event.detail}…`);
+  showLiveState(live, 'host', (signedIn) => {
+    session = signedIn;
+    chat.self = chatter(session);
+    pollStats();
+    statsTimer = setInterval(pollStats, 3000);
   });
+  // A refused token is refused by the REST API too: stop asking for numbers with it.
+  live.addEventListener('stopped', (event) => { if (event.detail.status === 'refused') clearInterval(statsTimer); });
+  /** @param {CustomEvent<import('./wire.js').Hello>} event */
   live.addEventListener('hello', (event) => {
-    const snap = event.detail;
-    if (!snap.recovered) chat.reset(snap.chat || snap.history || snap.messages || []);
-    showSlowMode(snap.slow_mode_s);
-    if (snap.stream && snap.stream.state && stream.state !== snap.stream.state) { stream.state = snap.stream.state; showStream(); }
-    const pinned = snap.pinned || snap.pin;
-    if (pinned) pinnedSku = pinned.sku || (pinned.product && pinned.product.sku);
-    for (const raw of snap.deals || []) upsertDeal(normalizeDeal(raw));
+    const hello = event.detail;
+    if (!hello.recovered) chat.reset(hello.chat);
+    showSlowMode(hello.slowModeS);
+    if (stream.state !== hello.stream.state) { stream.state = hello.stream.state; showStream(); }
+    pinnedSku = hello.pin ? hello.pin.sku : null;
+    deals = hello.deals;
+    renderDeals();
     renderProducts();
   });
-  live.addEventListener('chat.message', (event) => chat.add(event.detail));
-  live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slow_mode_s));
-  live.addEventListener('chat.deleted', (event) => chat.remove(event.detail));
-  live.addEventListener('pin.set', (event) => { pinnedSku = event.detail.sku || (event.detail.product && event.detail.product.sku); renderProducts(); });
+  live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slowModeS));
+  chat.follow(live, $('#chat-input'));
+  live.addEventListener('pin.set', (event) => { pinnedSku = event.detail.sku; renderProducts(); });
   live.addEventListener('pin.cleared', () => { pinnedSku = null; renderProducts(); });
-  live.addEventListener('deal.started', (event) => upsertDeal({ ...normalizeDeal(event.detail), state: 'active' }));
-  live.addEventListener('deal.updated', (event) => upsertDeal(normalizeDeal(event.detail)));
-  live.addEventListener('deal.ended', (event) => {
-    const deal = deals.find((d) => d.id === (event.detail.id || event.detail.deal_id));
-    if (deal) { deal.state = 'ended'; renderDeals(); }
-  });
+  live.addEventListener('deal.started', (event) => upsertDeal(event.detail));
+  live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
+  live.addEventListener('deal.ended', (event) => upsertDeal(event.detail));
   live.addEventListener('stock', (event) => updateProductStock(event.detail));
   live.addEventListener('stats', (event) => showStats(event.detail));
   live.addEventListener('stream.state', (event) => { stream.state = event.detail.state; showStream(); });
+  live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
   live.start();
 }
 
 // --- start ---------------------------------------------------------------------------------------
 
 async function main() {
-  if (!session) session = await signIn('host', 'The control panel needs a host or seller token for this stream.');
+  if (!session) session = await signIn('host', hadExpiredSession() ? signInProblem('host') : 'The control panel needs a host or seller token for this stream.');
   if (!session) return;
   try {
     stream = await api.getStream(streamId, session.token);
@@ -306,11 +297,11 @@ async function main() {
     return;
   }
   showStream();
+  chat.self = chatter(session);
   await loadProducts();
-  loadDeals();
   startEvents();
   pollStats();
-  setInterval(pollStats, 3000);
+  statsTimer = setInterval(pollStats, 3000);
   document.body.dataset.ready = 'true';
 }
 

@@ -1,11 +1,11 @@
 // The seller's page: pick camera and microphone, preview, go live over WHIP, watch the chat.
 
 import { api } from './api.js';
-import { currentSession, signIn } from './auth.js';
+import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
 import { WhipPublisher } from './whip.js';
-import { h, $, clear, setText, formatCount, toast, newId, friendlyError } from './ui.js';
+import { h, $, clear, setText, setViewers, toast, friendlyError } from './ui.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 let session = currentSession('host');
@@ -170,33 +170,26 @@ const chat = new ChatView($('#chat'));
 let live = null;
 
 function startEvents() {
+  chat.self = chatter(session);
   live = new LiveEvents(streamId, { token: session.token });
-  live.addEventListener('status', (event) => {
-    $('#events-status').dataset.status = event.detail;
-    setText('#events-status', event.detail === 'open' ? '' : `${event.detail}…`);
-  });
+  showLiveState(live, 'host', (signedIn) => { session = signedIn; chat.self = chatter(session); });
+  /** @param {CustomEvent<import('./wire.js').Hello>} event */
   live.addEventListener('hello', (event) => {
-    if (!event.detail.recovered) chat.reset(event.detail.chat || event.detail.history || event.detail.messages || []);
+    if (!event.detail.recovered) chat.reset(event.detail.chat);
     setViewers(event.detail.viewers);
   });
-  live.addEventListener('chat.message', (event) => chat.add(event.detail));
-  live.addEventListener('chat.deleted', (event) => chat.remove(event.detail));
-  live.addEventListener('viewers', (event) => setViewers(event.detail));
+  chat.follow(live, $('#chat-input'));
+  live.addEventListener('viewers', (event) => setViewers(event.detail.count));
   live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
   live.start();
-}
-
-function setViewers(value) {
-  const n = typeof value === 'object' && value !== null ? (value.count ?? value.now) : value;
-  if (n !== undefined && n !== null) setText('#viewer-count .n', formatCount(n));
 }
 
 $('#chat-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const text = $('#chat-input').value.trim();
   if (!text) return;
-  if (live && live.sendChat(text, newId())) $('#chat-input').value = '';
-  else toast('Chat is reconnecting. Try again in a moment.', 'error');
+  if (live && live.sendChat(text)) $('#chat-input').value = '';
+  else toast('Chat is not connected. Reload the page to chat.', 'error');
 });
 
 // --- start -------------------------------------------------------------------------------------
@@ -204,7 +197,7 @@ $('#chat-form').addEventListener('submit', (event) => {
 async function main() {
   $('#watch-link').href = `/watch/${encodeURIComponent(streamId)}`;
   $('#control-link').href = `/control/${encodeURIComponent(streamId)}`;
-  if (!session) session = await signIn('host', 'The studio needs the host token printed by `livecast demo` or `livecast token --role seller`.');
+  if (!session) session = await signIn('host', hadExpiredSession() ? signInProblem('host') : 'The studio needs the host token printed by `livecast demo` or `livecast token --role seller`.');
   if (!session) {
     setText('#preview-text', 'Sign in with a host token to go live.');
     return;

@@ -85,6 +85,11 @@ export function formatCount(n) {
   return new Intl.NumberFormat(undefined, { notation: n >= 10000 ? 'compact' : 'standard' }).format(n);
 }
 
+// The viewer count on a page (watch, studio): the hello's `viewers`, then `viewers` events.
+export function setViewers(count) {
+  setText('#viewer-count .n', formatCount(count));
+}
+
 export function formatClock(ms) {
   const total = Math.max(0, Math.ceil(ms / 1000));
   const minutes = Math.floor(total / 60);
@@ -169,6 +174,8 @@ const KIND_ERRORS = {
   word_filtered: 'That message contains a word this chat does not allow.',
   empty: 'Type a message first.',
   unauthorized: 'Sign in to do that.',
+  stream_ended: 'The stream has ended, so the chat is closed.',
+  token_expired: 'Your sign-in has expired.',
 };
 export function friendlyError(err) {
   return KIND_ERRORS[err && err.code] || (err && err.message) || 'Something went wrong.';

@@ -1,32 +1,37 @@
 // The viewer's page: video (WHEP), chat, likes, pinned product, flash deal, cart, checkout.
 
-import { api, normalizeProduct, normalizeDeal, normalizeCart, normalizeOrder } from './api.js';
-import { currentSession, signIn } from './auth.js';
+import { api, normalizeCart, normalizeOrder } from './api.js';
+import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
 import { WhepPlayer } from './whep.js';
-import { h, $, clear, setText, countdown, formatMoney, formatCount, initials, toast, newId, friendlyError } from './ui.js';
+import { h, $, clear, setText, countdown, formatMoney, formatCount, setViewers, initials, toast, newId, friendlyError } from './ui.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 let session = currentSession('viewer');
 const video = $('#video');
-const chat = new ChatView($('#chat'), { selfSub: session && session.sub });
+const chat = new ChatView($('#chat'), { self: chatter(session) });
 const live = new LiveEvents(streamId, { token: session && session.token });
 const player = new WhepPlayer(video, streamId, { token: session && session.token });
-const state = { stream: null, pin: null, deal: null, likes: 0, pendingLikes: 0, cart: null };
+const state = { stream: null, media: null, pin: null, deal: null, likes: 0, pendingLikes: 0, cart: null };
 
 // --- identity --------------------------------------------------------------------------------
 
 async function requireSession(reason) {
   if (session) return session;
-  session = await signIn('viewer', reason);
-  if (session) {
-    chat.selfSub = session.sub;
-    live.setToken(session.token);
-    player.token = session.token;
-    refreshCart();
+  const signedIn = await signIn('viewer', reason);
+  if (signedIn) {
+    useSession(signedIn);
+    live.setToken(signedIn.token);
   }
-  return session;
+  return signedIn;
+}
+
+function useSession(signedIn) {
+  session = signedIn;
+  chat.self = chatter(session);
+  player.token = session.token;
+  refreshCart();
 }
 
 // --- stream header and stage -----------------------------------------------------------------
@@ -54,7 +59,7 @@ function updateStage() {
   if (streamState === 'ended') text = 'This stream has ended. Thanks for watching!';
   else if (streamState === 'scheduled') text = 'The stream has not started yet. Stay here: it will start playing by itself.';
   else if (streamState === 'not_found') text = 'This stream does not exist.';
-  else if (streamState === 'reconnecting') text = 'The host is reconnecting…';
+  else if (state.media === 'reconnecting') text = 'The host is reconnecting…';
   else if (player.state === 'reconnecting') text = 'Reconnecting…';
   else if (player.state !== 'playing') text = 'Connecting…';
   else if (videoStalled) text = 'Waiting for the host’s video…';
@@ -99,85 +104,53 @@ $('#unmute').addEventListener('click', () => {
 
 // --- live events -----------------------------------------------------------------------------
 
-live.addEventListener('status', (event) => {
-  $('#events-status').dataset.status = event.detail;
-  setText('#events-status', event.detail === 'open' ? '' : event.detail === 'reconnecting' ? 'reconnecting…' : 'connecting…');
-});
+/** @param {CustomEvent<import('./wire.js').Hello>} event */
 live.addEventListener('hello', (event) => {
-  const snap = event.detail;
-  if (snap.stream && snap.stream.state) showState(snap.stream.state);
-  if (!snap.recovered) chat.reset(snap.chat || snap.history || snap.messages || []);
-  setViewers(snap.viewers);
-  setLikes(snap.likes);
-  showSlowMode(snap.slow_mode_s);
-  setPin(snap.pin || snap.pinned || null);
-  const deals = (snap.deals || []).map(normalizeDeal).filter((d) => d && (d.state || 'active') === 'active');
-  setDeal(deals[0] || null);
-  syncShopping();
+  const hello = event.detail;
+  showState(hello.stream.state);
+  if (!hello.recovered) chat.reset(hello.chat);
+  setViewers(hello.viewers);
+  setLikes(hello.likes);
+  showSlowMode(hello.slowModeS);
+  setDeal(hello.deals.find((deal) => deal.state === 'active') || null);
+  setPin(hello.pin);
 });
-
-// The pinned card and running deal as the REST API has them, for a snapshot that lacks
-// them. An event that arrives while the request is out wins: it is newer.
-let shoppingVersion = 0;
-async function syncShopping() {
-  const version = ++shoppingVersion;
-  const [pin, deals] = await Promise.all([
-    api.getPin(streamId).catch(() => undefined),
-    api.listDeals(streamId, null, { active: true }).catch(() => undefined),
-  ]);
-  if (version !== shoppingVersion) return;
-  if (pin !== undefined && !state.pin && pin) setPin(pin);
-  const active = (deals || []).filter((d) => d.state === 'active' && (!d.endsAtMs || d.endsAtMs > Date.now()));
-  if (deals !== undefined && !state.deal && active.length) setDeal(active[0]);
-}
-live.addEventListener('chat.message', (event) => chat.add(event.detail));
-live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slow_mode_s));
+chat.follow(live, $('#chat-input'));
+live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slowModeS));
+live.addEventListener('likes', (event) => setLikes(event.detail.total));
+live.addEventListener('viewers', (event) => setViewers(event.detail.count));
+live.addEventListener('stream.state', (event) => showState(event.detail.state));
+live.addEventListener('media.state', (event) => { state.media = event.detail.state; updateStage(); });
+live.addEventListener('pin.set', (event) => setPin(event.detail));
+live.addEventListener('pin.cleared', () => setPin(null));
+live.addEventListener('deal.started', (event) => { if (event.detail.state === 'active') setDeal(event.detail); });
+live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
+live.addEventListener('deal.ended', (event) => { if (state.deal && state.deal.id === event.detail.id) setDeal(null); });
+live.addEventListener('stock', (event) => updateStock(event.detail));
+live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
+showLiveState(live, 'viewer', useSession);
+// Refused: watching goes on anonymously; chatting or shopping asks for a new sign-in.
+live.addEventListener('stopped', (event) => {
+  if (event.detail.status !== 'refused') return;
+  session = null;
+  player.token = null;
+});
 
 function showSlowMode(seconds) {
-  if (seconds === undefined || seconds === null) return;
   $('#chat-input').placeholder = seconds > 0 ? `Slow mode: one message every ${seconds} s` : 'Say something…';
 }
-live.addEventListener('chat.deleted', (event) => chat.remove(event.detail));
-live.addEventListener('likes', (event) => setLikes(event.detail));
-live.addEventListener('viewers', (event) => setViewers(event.detail));
-live.addEventListener('stream.state', (event) => showState(event.detail.state));
-live.addEventListener('pin.set', (event) => { shoppingVersion += 1; setPin(event.detail); });
-live.addEventListener('pin.cleared', () => { shoppingVersion += 1; setPin(null); });
-live.addEventListener('deal.started', (event) => { shoppingVersion += 1; setDeal({ ...normalizeDeal(event.detail), state: 'active' }); });
-live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
-live.addEventListener('deal.ended', (event) => {
-  const id = event.detail.id || event.detail.deal_id;
-  if (state.deal && (!id || state.deal.id === id)) setDeal(null);
-});
-live.addEventListener('stock', (event) => updateStock(event.detail));
-const CHAT_REFUSALS = new Set(['rate_limited', 'slow_mode', 'banned', 'timed_out', 'too_long', 'links_not_allowed', 'word_filtered', 'empty']);
-let lastSent = '';
-live.addEventListener('error', (event) => {
-  const detail = event.detail || {};
-  toast(friendlyError(detail), 'error');
-  // A refused message goes back into the box, so it is not lost.
-  const input = $('#chat-input');
-  if (CHAT_REFUSALS.has(detail.code) && lastSent && !input.value) input.value = lastSent;
-});
 
-function setViewers(value) {
-  const n = typeof value === 'object' && value !== null ? (value.count ?? value.now ?? value.viewers) : value;
-  if (n === undefined || n === null) return;
-  setText('#viewer-count .n', formatCount(n));
-}
-
-function setLikes(value) {
-  const n = typeof value === 'object' && value !== null ? (value.total ?? value.count) : value;
-  if (n === undefined || n === null) return;
-  state.likes = Math.max(n, 0);
+function setLikes(total) {
+  state.likes = Math.max(total, 0);
   setText('#like-count', formatCount(state.likes + state.pendingLikes));
 }
 
 // --- pinned product ----------------------------------------------------------------------------
 
-function setPin(raw) {
+/** @param {import('./wire.js').Pin | null} pin */
+function setPin(pin) {
   const card = $('#product-card');
-  state.pin = raw ? normalizeProduct(raw.product ? { ...raw.product, ...raw } : raw) : null;
+  state.pin = pin;
   if (!state.pin) {
     card.hidden = true;
     return;
@@ -190,10 +163,7 @@ function setPin(raw) {
   $('.product-title', card).title = p.title;
   setText($('.product-price', card), formatMoney(p.amountMinor, p.currency));
   renderPinStock();
-  if (raw.deal && !state.deal) {
-    const deal = normalizeDeal(raw.deal);
-    if (deal.state === 'active') setDeal(deal);
-  }
+  if (p.deal && p.deal.state === 'active' && !state.deal) setDeal(p.deal);
   card.hidden = false;
   card.classList.remove('pop');
   void card.offsetWidth;
@@ -206,7 +176,7 @@ function renderPinStock() {
   const left = state.pin.stock;
   const soldOut = left === 0;
   card.classList.toggle('sold-out', soldOut);
-  setText($('.product-stock', card), left === null || left === undefined ? '' : soldOut ? 'Sold out' : left <= 10 ? `Only ${left} left!` : `${left} in stock`);
+  setText($('.product-stock', card), soldOut ? 'Sold out' : left <= 10 ? `Only ${left} left!` : `${left} in stock`);
   $('.add-to-cart', card).disabled = soldOut;
   setText($('.add-to-cart', card), soldOut ? 'Sold out' : 'Add to cart');
 }
@@ -217,6 +187,7 @@ $('#product-card .add-to-cart').addEventListener('click', () => {
 
 // --- flash deal --------------------------------------------------------------------------------
 
+/** @param {import('./wire.js').Deal | null} deal */
 function setDeal(deal) {
   const banner = $('#deal-banner');
   state.deal = deal;
@@ -232,16 +203,10 @@ function setDeal(deal) {
   banner.hidden = false;
 }
 
-function updateDeal(raw) {
-  if (!state.deal) return;
-  const id = raw.id || raw.deal_id;
-  if (id && id !== state.deal.id) return;
-  const update = normalizeDeal({ ...raw, sku: raw.sku || state.deal.sku });
-  if (update.left !== null) state.deal.left = update.left;
-  if (update.endsAtMs && update.endsAtMs !== state.deal.endsAtMs) {
-    state.deal.endsAtMs = update.endsAtMs;
-    countdown($('#deal-banner .countdown'), update.endsAtMs);
-  }
+/** @param {import('./wire.js').DealUpdate} update */
+function updateDeal(update) {
+  if (!state.deal || update.id !== state.deal.id) return;
+  state.deal.left = update.left;
   renderDealLeft();
 }
 
@@ -250,17 +215,16 @@ function renderDealLeft() {
   const left = state.deal.left;
   const soldOut = left === 0;
   banner.classList.toggle('sold-out', soldOut);
-  setText($('.left', banner), soldOut ? 'SOLD OUT' : left !== null ? `${left} left` : '');
+  setText($('.left', banner), soldOut ? 'SOLD OUT' : `${left} left`);
   $('.deal-buy', banner).disabled = soldOut;
   setText($('.deal-buy', banner), soldOut ? 'Sold out' : 'Grab it');
 }
 
-function updateStock(raw) {
-  const left = raw.left ?? raw.stock_left ?? raw.available;
-  const soldOut = raw.sold_out === true;
-  // Regular stock of a SKU; a deal's own quantity arrives as deal.updated.
-  if (state.pin && raw.sku === state.pin.sku) {
-    state.pin.stock = soldOut ? 0 : left ?? state.pin.stock;
+// Regular stock of a SKU; a deal's own quantity arrives as deal.updated.
+/** @param {import('./wire.js').Stock} stock */
+function updateStock(stock) {
+  if (state.pin && stock.sku === state.pin.sku) {
+    state.pin.stock = stock.soldOut ? 0 : stock.left;
     renderPinStock();
   }
 }
@@ -307,12 +271,8 @@ $('#chat-form').addEventListener('submit', async (event) => {
   const text = input.value.trim();
   if (!text) return;
   if (!(await requireSession('Pick a name to chat.'))) return;
-  if (live.sendChat(text, newId())) {
-    lastSent = text;
-    input.value = '';
-  } else {
-    toast('Chat is reconnecting. Try again in a moment.', 'error');
-  }
+  if (live.sendChat(text)) input.value = '';
+  else toast('Chat is not connected. Reload the page to chat.', 'error');
 });
 
 // --- cart and checkout -------------------------------------------------------------------------
@@ -431,7 +391,7 @@ $('#checkout').addEventListener('click', async () => {
 
 async function main() {
   try {
-    showStream(await api.getStream(streamId, session && session.token));
+    showStream(await api.getStream(streamId));
   } catch (err) {
     if (err.status === 404) {
       state.stream = { state: 'not_found' };
@@ -441,8 +401,9 @@ async function main() {
     }
     toast(friendlyError(err), 'error');
   }
+  if (hadExpiredSession()) toast(signInProblem('viewer'), 'error');
   live.start();
-  if (state.stream.state !== 'ended') player.start();
+  if (!state.stream || state.stream.state !== 'ended') player.start();
   refreshCart();
   document.body.dataset.ready = 'true';
 }

@@ -1,0 +1,239 @@
+// What the server sends, as the pages read it: one reader per event payload and REST body,
+// each naming the server's fields exactly once (livecast/chat/wire.py and socket.py, the
+// Structs in livecast/inventory/ and livecast/cart/stats.py, media.state in
+// livecast/ingest/). A field the server renames is a one-line change here; no page reads a
+// server field name itself.
+
+/**
+ * @typedef {{amountMinor: number, currency: string}} Money
+ *
+ * @typedef {object} Deal  a flash deal (inventory/deals.py Deal)
+ * @property {string} id
+ * @property {string} sku
+ * @property {string} title
+ * @property {string | null} imageUrl
+ * @property {number} amountMinor     deal price
+ * @property {string} currency
+ * @property {number} listMinor       regular price, same currency
+ * @property {number} quantity
+ * @property {number} left
+ * @property {number} sold
+ * @property {number} perBuyerLimit
+ * @property {'scheduled' | 'active' | 'ended'} state
+ * @property {number} endsAtMs
+ * @property {string | null} endedReason
+ *
+ * @typedef {object} DealUpdate  deal.updated: the numbers only
+ * @property {string} id
+ * @property {string} sku
+ * @property {number} left
+ * @property {number} sold
+ * @property {boolean} soldOut
+ *
+ * @typedef {object} Pin  the pinned card (inventory/pins.py PinCard)
+ * @property {string} sku
+ * @property {string} title
+ * @property {string | null} imageUrl
+ * @property {number} amountMinor
+ * @property {string} currency
+ * @property {number} stock
+ * @property {boolean} soldOut
+ * @property {Deal | null} deal       the stream's running deal on this SKU
+ *
+ * @typedef {{sku: string, left: number, soldOut: boolean}} Stock
+ *
+ * @typedef {object} ChatMessage
+ * @property {string} id              its chat offset
+ * @property {string} text
+ * @property {number} ts              server time, epoch ms
+ * @property {string} clientId        the sender's client id
+ * @property {string} sub             author's subject
+ * @property {string} name            author's display name
+ * @property {'viewer' | 'seller' | 'host' | 'admin'} role
+ *
+ * @typedef {{id: string}} ChatDeleted
+ * @typedef {{slowModeS: number}} ChatSettings
+ * @typedef {{total: number}} Likes
+ * @typedef {{count: number}} Viewers
+ * @typedef {{clientId: string, offset: string, duplicate: boolean}} ChatAck
+ *
+ * @typedef {object} StreamInfo
+ * @property {string} id
+ * @property {string} title
+ * @property {string} sellerName
+ * @property {'scheduled' | 'live' | 'ended'} state
+ *
+ * @typedef {object} StreamState  stream.state
+ * @property {'scheduled' | 'live' | 'ended'} state
+ * @property {'scheduled' | 'live' | 'ended'} previous
+ *
+ * @typedef {{state: 'idle' | 'live' | 'reconnecting' | 'ended', videoCodec: string | null}} MediaState
+ *
+ * @typedef {object} Stats  live numbers for hosts (cart/stats.py StreamStats)
+ * @property {number} viewersNow
+ * @property {number} viewersPeak
+ * @property {number} likes
+ * @property {number} addToCarts
+ * @property {number} orders
+ * @property {Money[]} gmv            one amount per currency sold in
+ * @property {number} conversion      0..1
+ *
+ * @typedef {object} LiveError  an `error` event, or why the client stopped
+ * @property {string} code
+ * @property {string} message
+ * @property {number | null} retryAfterMs
+ *
+ * @typedef {object} Hello  the snapshot sent first on every connection
+ * @property {StreamInfo} stream
+ * @property {{sub: string, name: string, role: string, moderator: boolean} | null} you
+ * @property {Pin | null} pin
+ * @property {Deal[]} deals           running deals
+ * @property {number} likes
+ * @property {number} viewers
+ * @property {ChatMessage[]} chat     the last messages; empty when recovered
+ * @property {number} slowModeS
+ * @property {string} offset          newest chat offset it covers
+ * @property {boolean} recovered      true: the missed chat events follow, chat is not reset
+ */
+
+/** @returns {Money} */
+export function toMoney(raw) {
+  return { amountMinor: raw.amount_minor, currency: raw.currency };
+}
+
+/**
+ * A catalog product (inventory/catalog.py Product), from GET /api/products.
+ * @returns {{sku: string, title: string, description: string, imageUrl: string | null,
+ *   amountMinor: number, currency: string, stock: number}}
+ */
+export function toProduct(raw) {
+  return {
+    sku: raw.sku,
+    title: raw.title,
+    description: raw.description,
+    imageUrl: raw.image_url,
+    amountMinor: raw.price.amount_minor,
+    currency: raw.price.currency,
+    stock: raw.stock,
+  };
+}
+
+/** A Deal from deal.started / deal.ended, a hello, a pin, or the REST API. @returns {Deal} */
+export function toDeal(raw) {
+  return {
+    id: raw.id,
+    sku: raw.sku,
+    title: raw.title,
+    imageUrl: raw.image_url,
+    amountMinor: raw.price.amount_minor,
+    currency: raw.price.currency,
+    listMinor: raw.regular_price.amount_minor,
+    quantity: raw.quantity,
+    left: raw.left,
+    sold: raw.sold,
+    perBuyerLimit: raw.per_buyer_limit,
+    state: raw.state,
+    endsAtMs: raw.ends_at_ms,
+    endedReason: raw.ended_reason ?? null,
+  };
+}
+
+/** @returns {DealUpdate} */
+export function toDealUpdate(raw) {
+  return { id: raw.id, sku: raw.sku, left: raw.left, sold: raw.sold, soldOut: raw.sold_out };
+}
+
+/** pin.set, the hello's `pinned`, or GET /api/streams/{id}/pin. @returns {Pin} */
+export function toPin(raw) {
+  return {
+    sku: raw.sku,
+    title: raw.title,
+    imageUrl: raw.image_url,
+    amountMinor: raw.price.amount_minor,
+    currency: raw.price.currency,
+    stock: raw.stock_left,
+    soldOut: raw.sold_out,
+    deal: raw.deal ? toDeal(raw.deal) : null,
+  };
+}
+
+/** @returns {Stock} */
+export function toStock(raw) {
+  return { sku: raw.sku, left: raw.left, soldOut: raw.sold_out };
+}
+
+/** A chat.message event, or a message of the hello's history. @returns {ChatMessage} */
+export function toChatMessage(raw) {
+  return {
+    id: raw.id,
+    text: raw.text,
+    ts: raw.ts,
+    clientId: raw.client_id,
+    sub: raw.user.id,
+    name: raw.user.name,
+    role: raw.user.role,
+  };
+}
+
+/** @returns {Stats} */
+export function toStats(raw) {
+  return {
+    viewersNow: raw.viewers_now,
+    viewersPeak: raw.viewers_peak,
+    likes: raw.likes,
+    addToCarts: raw.add_to_carts,
+    orders: raw.orders,
+    gmv: raw.gmv.map(toMoney),
+    conversion: raw.conversion,
+  };
+}
+
+/** @returns {LiveError} */
+export function toError(raw) {
+  return { code: raw.code, message: raw.message, retryAfterMs: raw.retry_after_ms ?? null };
+}
+
+/** @returns {Hello} */
+export function toHello(raw) {
+  const you = raw.you;
+  return {
+    stream: {
+      id: raw.stream.id,
+      title: raw.stream.title,
+      sellerName: raw.stream.seller_name,
+      state: raw.stream.state,
+    },
+    you: you ? { sub: you.id, name: you.name, role: you.role, moderator: you.moderator } : null,
+    pin: raw.pinned ? toPin(raw.pinned) : null,
+    deals: raw.deals.map(toDeal),
+    likes: raw.likes,
+    viewers: raw.viewers,
+    chat: raw.chat.map(toChatMessage),
+    slowModeS: raw.slow_mode_s,
+    offset: raw.offset,
+    recovered: raw.recovered,
+  };
+}
+
+// Each server event type and the reader of its `data`. A type not listed here is not
+// dispatched to the pages.
+export const EVENT_READERS = {
+  hello: toHello,
+  'chat.message': toChatMessage,
+  'chat.deleted': (raw) => ({ id: raw.id }),
+  'chat.settings': (raw) => ({ slowModeS: raw.slow_mode_s }),
+  'chat.ack': (raw) => ({ clientId: raw.client_id, offset: raw.offset, duplicate: raw.duplicate }),
+  likes: (raw) => ({ total: raw.total }),
+  viewers: (raw) => ({ count: raw.count }),
+  'pin.set': toPin,
+  'pin.cleared': (raw) => ({ sku: raw.sku }),
+  'deal.started': toDeal,
+  'deal.updated': toDealUpdate,
+  'deal.ended': toDeal,
+  stock: toStock,
+  'stream.state': (raw) => ({ state: raw.state, previous: raw.previous }),
+  'media.state': (raw) => ({ state: raw.state, videoCodec: raw.video_codec }),
+  stats: toStats,
+  error: toError,
+  pong: () => ({}),
+};
