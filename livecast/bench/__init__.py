@@ -16,6 +16,7 @@ BENCHMARKS = {
     "relay": "livecast.bench.relay",
     "fanout": "livecast.bench.fanout",
     "reserve": "livecast.bench.reserve",
+    "soak": "livecast.bench.soak",
 }
 
 

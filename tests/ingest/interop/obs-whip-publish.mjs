@@ -77,9 +77,15 @@ function readRecords(path) {
 }
 
 const records = readRecords(args.media);
-const lastDts = records[records.length - 1].dtsUs;
-// one frame period past the last record, so that the next loop continues the timeline
-const clipUs = lastDts + (records.length > 1 ? lastDts / (records.length - 1) : 33333);
+// the clip lasts one frame period past its last frame of each kind, so that the next loop
+// continues the timeline
+let clipUs = 0;
+for (const kind of ['video', 'audio']) {
+  const dts = records.filter((record) => record.kind === kind).map((record) => record.dtsUs);
+  if (dts.length === 0) continue;
+  const period = dts.length > 1 ? (dts[dts.length - 1] - dts[0]) / (dts.length - 1) : 33333;
+  clipUs = Math.max(clipUs, dts[dts.length - 1] + period);
+}
 
 // -- Setup(): the peer connection and its two tracks --------------------------------------------
 
