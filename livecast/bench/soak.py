@@ -20,6 +20,11 @@ on stdout:
 ``rss_mb``                  the server's RSS, ``[seconds, MB]`` at each progress line
 ``rss_growth_mb``           last RSS sample minus the first
 ``server_cores``            the server's mean CPU use over the run
+``load_avg_max``            the machine's highest 1-minute load average seen (``cores`` for
+                            scale): losses on a machine busier than its cores are the
+                            machine's as much as the server's
+
+Progress lines also give each window's ``source_fps`` and the viewers' ``packets_lost``.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class _Viewer:
     reconnects: int = 0
     _last_pts: int | None = None
     _lost_before: int = 0  # packets lost by the sessions before this one
+    _pc: Any = None  # the current session's peer connection
 
     async def run(self, stop: asyncio.Event) -> None:
         import aiohttp
@@ -113,7 +119,7 @@ class _Viewer:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
         from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         ended = asyncio.Event()
         drains: list[asyncio.Task[None]] = []
 
@@ -154,11 +160,12 @@ class _Viewer:
             await asyncio.wait({stopping, ending}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             ending.cancel()
-            await self._update_packets_lost(pc, final=True)
+            await self.update_packets_lost(final=True)
         finally:
             for task in drains:
                 task.cancel()
             await pc.close()
+            self._pc = None
 
     def _count_video(self, pts: int | None) -> None:
         self.frames += 1
@@ -170,10 +177,13 @@ class _Viewer:
                 self.frames_lost += max(0, round(gap / FRAME_TICKS) - 1)
         self._last_pts = pts
 
-    async def _update_packets_lost(self, pc: Any, *, final: bool = False) -> None:
+    async def update_packets_lost(self, *, final: bool = False) -> None:
+        """``packets_lost`` from the receivers' statistics (RTCP's cumulative count)."""
+        if self._pc is None:
+            return
         lost = 0
         with contextlib.suppress(Exception):
-            report = await pc.getStats()
+            report = await self._pc.getStats()
             lost = sum(
                 int(getattr(stats, "packetsLost", 0) or 0)
                 for stats in report.values()
@@ -265,7 +275,8 @@ async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str
             viewers = [_Viewer(base, stream_id) for _ in range(viewer_count)]
             tasks += [asyncio.ensure_future(v.run(stop)) for v in viewers]
             cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
-            frames_in0 = (await _media_status(base, stream_id))["video_frames_in"]
+            frames_in0 = window_in0 = (await _media_status(base, stream_id))["video_frames_in"]
+            load_max = 0.0
             frames0 = [0] * viewer_count
             rss: list[list[float]] = [[0.0, round(_rss_kb(server.pid) / 1024, 1)]]
             deadline = started + seconds
@@ -276,19 +287,26 @@ async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str
                 rss.append([round(elapsed, 1), round(_rss_kb(server.pid) / 1024, 1)])
                 window = [v.frames - f for v, f in zip(viewers, frames0, strict=True)]
                 frames0 = [v.frames for v in viewers]
+                total_in = (await _media_status(base, stream_id))["video_frames_in"]
+                source_window, window_in0 = total_in - window_in0, total_in
+                for viewer in viewers:
+                    await viewer.update_packets_lost()
+                load = os.getloadavg()[0]
+                load_max = max(load_max, load)
                 progress = {
                     "t": round(elapsed, 1),
                     "rss_mb": rss[-1][1],
+                    "source_fps": round(source_window / interval, 1),
                     "fps": [round(n / interval, 1) for n in window],
                     "frames_lost": sum(v.frames_lost for v in viewers),
+                    "packets_lost": sum(v.packets_lost for v in viewers),
                     "reconnects": publisher.restarts + sum(v.reconnects for v in viewers),
+                    "load_avg_1m": round(load, 2),
                 }
                 print(json.dumps(progress), file=sys.stderr, flush=True)
             wall = time.monotonic() - wall0
             cores = (_cpu_seconds(server.pid) - cpu0) / wall
             status = await _media_status(base, stream_id)
-            for viewer in viewers:
-                viewer.packets_lost = max(viewer.packets_lost, viewer._lost_before)
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks), 60)
         except Exception as exc:
@@ -326,6 +344,10 @@ async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str
         "rss_mb": rss,
         "rss_growth_mb": round(rss[-1][1] - rss[0][1], 1),
         "server_cores": round(cores, 3),
+        # the machine's 1-minute load average, highest at a progress line: losses on a
+        # machine busier than its cores say more about the machine than the server
+        "load_avg_max": round(load_max, 2),
+        "cores": os.cpu_count(),
     }
 
 
