@@ -5,8 +5,8 @@ WHEP and WHIP session counts are the ``livecast_webrtc_viewers`` and
 ``livecast_webrtc_publishers`` gauges at ``/metrics``, its pulls from other nodes
 (:mod:`livecast.ingest.edge`) ``livecast_webrtc_edge_pulls``. Every session's start and
 end (with its reason) is logged and counted by :class:`~livecast.ingest.sessions.SessionBook`;
-the ends this module causes (the stream ended, the origin moved, shutdown) are marked
-with their reason before they happen.
+the ends this module causes (the stream ended, the origin moved, shutdown) and a quiet
+publisher's (the hub's watchdog) are marked with their reason before they happen.
 
 Tasks owned here, cancelled at shutdown: the hub's watchdog (:meth:`MediaHub.start`,
 stopped by its ``close``), the origin heartbeat
@@ -114,6 +114,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
 
     registry.on_state_change(on_stream_change)
     hub.on_grace_expired(end_stream)
+    hub.on_publisher_stale(lambda publisher: book.mark(publisher, EndReason.PUBLISHER_STALE))
     app[MEDIA] = hub
     app[EDGE] = edge
     app[RECORDER] = recorder

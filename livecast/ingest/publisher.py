@@ -40,6 +40,11 @@ class PublisherSide(HubBase):
         """Called with a stream id whose publisher stayed away past ``reconnect_grace_s``."""
         self._end_stream = end_stream
 
+    def on_publisher_stale(self, going: Callable[[Session], None]) -> None:
+        """Called with a publisher session just before it is closed for having sent no
+        media for ``publisher_stale_s`` (by the watchdog, or to let a new one in)."""
+        self._going_stale = going
+
     # -- publishing ---------------------------------------------------------------------
 
     async def publish(self, stream_id: str, offer: Offer, subject: str) -> tuple[Session, str]:
@@ -80,7 +85,7 @@ class PublisherSide(HubBase):
             raise
         if current is not None:
             log.info("stream %s: replacing quiet publisher %s", stream_id, current.id)
-            self._close_soon(current)
+            self._close_stale(current)
         if media.upstream is not None:  # this node was an edge of a node now gone
             self._keep(asyncio.ensure_future(media.upstream.close()))
 
@@ -173,10 +178,17 @@ class PublisherSide(HubBase):
         media.video_codec = codec
 
     def _is_stale(self, media: StreamMedia, publisher: Session) -> bool:
+        """Whether ``publisher`` has sent no media for ``publisher_stale_s`` (counted
+        from when it connected, or was accepted if it has not yet)."""
         if publisher.closed:
             return True
-        quiet_since = max(media.last_media_at, publisher.created_at)
+        quiet_since = max(media.last_media_at, publisher.created_at, publisher.connected_at)
         return time.monotonic() - quiet_since > self._settings.publisher_stale_s
+
+    def _close_stale(self, publisher: Session) -> None:
+        if self._going_stale is not None and not publisher.closed:
+            self._going_stale(publisher)
+        self._close_soon(publisher)
 
     # -- watchdog ------------------------------------------------------------------------
 
@@ -185,7 +197,11 @@ class PublisherSide(HubBase):
         self._watchdog = asyncio.create_task(self.watchdog(), name="media-watchdog")
 
     async def watchdog(self, interval_s: float = 0.5) -> None:
-        """Notice publishers that went quiet and streams whose grace ran out.
+        """Close publishers that went quiet; end streams whose grace ran out.
+
+        A connected publisher that has sent no media for ``publisher_stale_s`` (its
+        encoder stopped, though its peer connection may still answer ICE consent) is
+        closed, as if it had left: the stream turns ``reconnecting`` and its grace runs.
 
         The grace runs on every node where the stream is ``reconnecting``: on its origin,
         and on edges that saw the origin's media stop (its node may have died, and no
@@ -200,11 +216,13 @@ class PublisherSide(HubBase):
             for media in list(self.streams.values()):
                 publisher = media.publisher
                 if publisher is not None and publisher.connected:
-                    quiet = self._is_stale(media, publisher)
-                    if quiet and media.state == MediaState.LIVE:
-                        self._set_state(media, MediaState.RECONNECTING)
-                    elif not quiet and media.state == MediaState.RECONNECTING:
-                        self._set_state(media, MediaState.LIVE)
+                    if self._is_stale(media, publisher):
+                        log.info(
+                            "stream %s: the publisher sent no media for %s s; closing it",
+                            media.stream_id,
+                            self._settings.publisher_stale_s,
+                        )
+                        self._close_stale(publisher)
                 elif (
                     media.state == MediaState.RECONNECTING
                     and grace > 0

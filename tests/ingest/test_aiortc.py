@@ -124,6 +124,8 @@ async def test_a_publisher_that_keeps_sending_stays_live_without_answering_conse
 
 
 @pytest.mark.timeout(60)
+# longer than the consent rounds take: a quiet publisher is closed after it otherwise
+@pytest.mark.parametrize("settings", [{"webrtc__publisher_stale_s": 30.0}], indirect=True)
 async def test_a_publisher_that_stops_sending_and_answering_loses_its_session(
     client: Client,
     stream: SellerStream,
