@@ -83,6 +83,8 @@ class HubBase:
         self._watchdog: asyncio.Task[None] | None = None
         self._end_stream: Callable[[str], Awaitable[None]] | None = None
         self._going_stale: Callable[[Session], None] | None = None
+        self._live_streams: Callable[[], Awaitable[list[str]]] | None = None
+        self._orphans_failing = False  # Redis did not answer the last look for them
         _aiortc.check_compatible()
         _aiortc.use_fast_clock()
         _aiortc.cache_host_addresses()

@@ -32,13 +32,23 @@ __all__ = ["PublisherSide", "drain_track"]
 
 log = logging.getLogger(__name__)
 
+# How often each node looks for live streams whose origin died unseen.
+_ORPHANS_EVERY_S = 2.0
+
 
 class PublisherSide(HubBase):
     """Publishing: :meth:`publish`, :meth:`feed`, :meth:`adopt_video_codec`, :meth:`watchdog`."""
 
-    def on_grace_expired(self, end_stream: Callable[[str], Awaitable[None]]) -> None:
-        """Called with a stream id whose publisher stayed away past ``reconnect_grace_s``."""
+    def on_grace_expired(
+        self,
+        end_stream: Callable[[str], Awaitable[None]],
+        live_streams: Callable[[], Awaitable[list[str]]] | None = None,
+    ) -> None:
+        """``end_stream`` is called with a stream id whose publisher stayed away past
+        ``reconnect_grace_s``; ``live_streams()`` lists every live stream's id, so that
+        this node ends those whose origin died with nobody watching here."""
         self._end_stream = end_stream
+        self._live_streams = live_streams
 
     def on_publisher_stale(self, going: Callable[[Session], None]) -> None:
         """Called with a publisher session just before it is closed for having sent no
@@ -208,11 +218,24 @@ class PublisherSide(HubBase):
         other node would end the stream). Ending it is one state transition in Redis,
         which one node wins; a node that is not the origin first checks that no node
         has become the stream's origin since (that node decides then).
+
+        A stream whose origin died while nobody watched it on another node has no edge
+        to notice: every :data:`_ORPHANS_EVERY_S` each node also ends the live streams
+        that had an origin, have none now, and have had none past the record's TTL and
+        the grace (:meth:`~livecast.ingest.origin.OriginRegistry.orphaned`). A stream
+        made live without media (a chat-only pre-show) never had an origin, and stays.
         """
         grace = self._settings.reconnect_grace_s
+        loop = asyncio.get_running_loop()
+        orphans_at = loop.time() + _ORPHANS_EVERY_S
+        sweeping: asyncio.Future[None] | None = None
         while True:
             await asyncio.sleep(interval_s)
             now = time.monotonic()
+            if grace > 0 and loop.time() >= orphans_at and (sweeping is None or sweeping.done()):
+                orphans_at = loop.time() + _ORPHANS_EVERY_S
+                sweeping = asyncio.ensure_future(self._end_orphans(grace))
+                self._keep(sweeping)
             for media in list(self.streams.values()):
                 publisher = media.publisher
                 if publisher is not None and publisher.connected:
@@ -231,6 +254,33 @@ class PublisherSide(HubBase):
                 ):
                     media.state_since = now  # one attempt per grace period
                     self._keep(asyncio.ensure_future(self._grace_over(media)))
+
+    async def _end_orphans(self, grace: float) -> None:
+        """End the live streams whose origin died and whose grace is over since."""
+        if self._live_streams is None or self._end_stream is None:
+            return
+        try:
+            live = await self._live_streams()
+            candidates = [s for s in live if s not in self.origins.claimed]
+            for stream_id, away_s in (await self.origins.orphaned(candidates, grace)).items():
+                log.info(
+                    "stream %s: no origin for %.1f s, no publisher back within the "
+                    "reconnect grace; ending it",
+                    stream_id,
+                    away_s,
+                )
+                await self._end_stream(stream_id)
+        except (RedisError, OSError) as exc:  # tried again at the next sweep
+            if not self._orphans_failing:
+                log.warning("cannot look for streams whose origin died: %s", exc)
+            self._orphans_failing = True
+            return
+        except Exception:
+            log.exception("could not look for streams whose origin died")
+            return
+        if self._orphans_failing:
+            self._orphans_failing = False
+            log.info("streams whose origin died can be looked for again")
 
     async def _grace_over(self, media: StreamMedia) -> None:
         stream_id = media.stream_id
