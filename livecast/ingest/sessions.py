@@ -17,8 +17,9 @@ for ``publisher_stale_s``). Otherwise it is read from the peer connection's publ
 and events as it happens: a DTLS transport that went ``failed``; ICE that never
 completed (unreachable peer, connect timeout); an ICE agent that closed itself under a
 connected session (the peer stopped answering consent checks, RFC 7675); a peer that
-closed DTLS itself; a viewer dropped because the stream's video codec changed. The
-alert a peer sent when DTLS failed is not in aiortc's public state, so it is not named.
+closed DTLS itself; a viewer dropped because the stream's video codec changed. A DTLS
+failure names its cause (:func:`livecast.ingest._aiortc.dtls_failure`): OpenSSL's
+reason, the peer's alert included, or a certificate that does not match its fingerprint.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from enum import StrEnum
 from aiortc import RTCDtlsTransport
 from prometheus_client import CollectorRegistry, Counter
 
+from livecast.ingest import _aiortc
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.media import PUBLISHER, MediaState, Session
 
@@ -225,6 +227,7 @@ def _follow_dtls(dtls: RTCDtlsTransport, record: SessionRecord) -> None:
             return
         if dtls.state == "failed":
             record.reason = EndReason.DTLS_FAILED
+            record.detail = _aiortc.dtls_failure(dtls)
         elif dtls.state == "closed":
             # The ICE agent closes itself (dropping its candidates) only when consent
             # expired; DTLS then closes under a transport that still says "completed".

@@ -261,6 +261,8 @@ async def test_a_peer_whose_certificate_does_not_match_ends_as_dtls_failed(
         await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
         location = resp.headers["Location"]
         await eventually(lambda: _ended(session_log, "whep", location, "dtls_failed"), within=10)
+        (line,) = _lines(session_log, "whep session ended")
+        assert "(the peer's certificate does not match the fingerprint in its SDP)" in line
         ended = "livecast_webrtc_sessions_ended_total"
         assert await _counted(client, ended, kind="whep", reason="dtls_failed") == 1
     finally:
