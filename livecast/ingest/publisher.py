@@ -229,9 +229,13 @@ class PublisherSide(HubBase):
         loop = asyncio.get_running_loop()
         orphans_at = loop.time() + _ORPHANS_EVERY_S
         sweeping: asyncio.Future[None] | None = None
+        now = time.monotonic()
         while True:
             await asyncio.sleep(interval_s)
-            now = time.monotonic()
+            before, now = now, time.monotonic()
+            # a tick that came late found the loop busy: the media that arrived meanwhile
+            # is still queued, so quiet is not judged until the next one
+            on_time = now - before < 2 * interval_s
             if grace > 0 and loop.time() >= orphans_at and (sweeping is None or sweeping.done()):
                 orphans_at = loop.time() + _ORPHANS_EVERY_S
                 sweeping = asyncio.ensure_future(self._end_orphans(grace))
@@ -239,7 +243,7 @@ class PublisherSide(HubBase):
             for media in list(self.streams.values()):
                 publisher = media.publisher
                 if publisher is not None and publisher.connected:
-                    if self._is_stale(media, publisher):
+                    if on_time and self._is_stale(media, publisher):
                         log.info(
                             "stream %s: the publisher sent no media for %s s; closing it",
                             media.stream_id,
