@@ -16,11 +16,12 @@ so a release decided earlier cannot undo a claim made since.
 Nodes that are not a stream's origin read the record to find where to pull the stream's
 media from (:mod:`livecast.ingest.edge`).
 
-Each claim and refresh also notes when the stream last had an origin (``origin_seen.lua``,
-in Redis's clock, kept a day past the reconnect grace). A live stream with that note but
-no record had its origin die (or let go at shutdown) and no publisher has come back
-since; a live stream without it never had media published (made live through the REST
-API for a chat-only pre-show, or an encoder still being set up).
+An origin that accepts a publisher also notes when the stream last had an origin
+(:meth:`OriginRegistry.note_published`, ``origin_seen.lua``, in Redis's clock, kept a
+day past the reconnect grace), and its heartbeat renews the note with the claim. A live
+stream with that note but no record had its origin die (or let go at shutdown) and no
+publisher has come back since; a live stream without it never had a publisher (made
+live through the REST API for a chat-only pre-show, or its encoder refused).
 :meth:`OriginRegistry.orphaned` finds the first kind once the grace is over, so any node
 can end them (:meth:`~livecast.ingest.publisher.PublisherSide.watchdog`).
 """
@@ -116,15 +117,7 @@ class OriginRegistry:
     async def claim(self, stream_id: str) -> Origin | None:
         """Make this node the stream's origin; the node that already is, if another.
         Call inside :meth:`exclusive`."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await self._claim(
-                keys=[self._key(stream_id)], args=[self._record, self._ttl_ms], client=pipe
-            )
-            # also when another node holds it: the stream has an origin either way
-            await self._seen(
-                keys=[self._seen_key(stream_id)], args=[self._seen_ttl_ms], client=pipe
-            )
-            holder, _ = await pipe.execute()
+        holder = await self._claim(keys=[self._key(stream_id)], args=[self._record, self._ttl_ms])
         if holder is not None:
             return Origin.from_record(holder)
         self.claimed.add(stream_id)
@@ -135,6 +128,12 @@ class OriginRegistry:
         Call inside :meth:`exclusive`, after checking the claim is no longer needed."""
         self.claimed.discard(stream_id)
         await self._release(keys=[self._key(stream_id)], args=[self._record])
+
+    async def note_published(self, stream_id: str) -> None:
+        """This node accepted a publisher of the stream (it holds the claim): from now
+        on, a stream without an origin record is one whose origin went away. The
+        heartbeat keeps the note fresh while the claim lasts."""
+        await self._seen(keys=[self._seen_key(stream_id)], args=[self._seen_ttl_ms, ""])
 
     async def lookup(self, stream_id: str) -> Origin | None:
         """The stream's origin node, if any node has a live claim."""
@@ -214,7 +213,9 @@ class OriginRegistry:
                 )
             for stream_id in claimed:
                 await self._seen(
-                    keys=[self._seen_key(stream_id)], args=[self._seen_ttl_ms], client=pipe
+                    keys=[self._seen_key(stream_id)],
+                    args=[self._seen_ttl_ms, "refresh"],
+                    client=pipe,
                 )
             replies = await pipe.execute(raise_on_error=False)
         holders = replies[: len(claimed)]

@@ -128,12 +128,24 @@ class PublisherSide(HubBase):
         if video_codec is not None:
             self.adopt_video_codec(media, video_codec)
         self._watch(session, media)
+        self._keep(asyncio.ensure_future(self._note_published(stream_id)))
         if self._recorder is not None:
             try:
                 self._recorder.record(stream_id, media.sources["video"], media.sources["audio"])
             except Exception:
                 log.exception("stream %s: could not start recording", stream_id)
         return session, pc.localDescription.sdp
+
+    async def _note_published(self, stream_id: str) -> None:
+        try:
+            await self.origins.note_published(stream_id)
+        except (RedisError, OSError) as exc:  # the heartbeat cannot renew what is not there
+            log.warning(
+                "stream %s: not noted as published; if this node dies, only viewers on "
+                "other nodes can end it: %s",
+                stream_id,
+                exc,
+            )
 
     def _choose_publisher_codec(self, media: StreamMedia, offered: tuple[str, ...]) -> str:
         """The first of ``webrtc.video_codecs`` the offer has, preferring the stream's

@@ -493,7 +493,7 @@ async def test_an_early_edge_viewer_gets_a_vp8_publishers_video_at_once(
 async def test_a_dead_origin_with_nobody_watching_elsewhere_still_ends_the_stream(
     make_node: MakeNode, stream: SellerStream, redis_url: str
 ) -> None:
-    node_a, node_b = await make_node(), await make_node()
+    node_a, node_b = await make_node(video_codecs=("h264",)), await make_node()
     # a chat-only pre-show: live through the REST API, no encoder ever connects
     resp = await node_a.post(
         "/api/streams", json={"title": "Pre-show"}, headers=bearer(stream.seller_token)
@@ -501,6 +501,9 @@ async def test_a_dead_origin_with_nobody_watching_elsewhere_still_ends_the_strea
     pre_show = (await resp.json())["id"]
     resp = await node_a.post(f"/api/streams/{pre_show}/start", headers=bearer(stream.seller_token))
     assert resp.status == 200, await resp.text()
+    # ... but one that A refused (A claimed the stream while it looked at the offer)
+    with pytest.raises(AssertionError, match="WHIP answered 422"):
+        await publish(node_a, pre_show, stream.seller_token, codec="video/VP8")
     publisher = await publish(node_a, stream.id, stream.seller_token)
     events = await _events(node_a, stream.id, redis_url)
     try:
