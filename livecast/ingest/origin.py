@@ -141,10 +141,10 @@ class OriginRegistry:
         return None if raw is None else Origin.from_record(raw)
 
     async def orphaned(self, stream_ids: Iterable[str], grace_s: float) -> dict[str, float]:
-        """Of ``stream_ids``, those that had an origin, have none now, and have had none
-        for longer than the claim's TTL plus ``grace_s`` (the record expires after the
-        TTL; the grace counts from then): how many seconds since an origin last answered
-        for each. A stream that never had an origin is never one of them."""
+        """Of ``stream_ids``, those noted as published that have no origin now, and
+        have had none for longer than the claim's TTL plus ``grace_s`` (the record
+        expires after the TTL; the grace counts from then): how many seconds since an
+        origin last answered for each. A stream never published is never one of them."""
         ids = list(stream_ids)
         if not ids:
             return {}

@@ -233,9 +233,9 @@ class PublisherSide(HubBase):
 
         A stream whose origin died while nobody watched it on another node has no edge
         to notice: every :data:`_ORPHANS_EVERY_S` each node also ends the live streams
-        that had an origin, have none now, and have had none past the record's TTL and
-        the grace (:meth:`~livecast.ingest.origin.OriginRegistry.orphaned`). A stream
-        made live without media (a chat-only pre-show) never had an origin, and stays.
+        whose origin had accepted a publisher and that have had no origin past the
+        record's TTL and the grace (:meth:`~livecast.ingest.origin.OriginRegistry.orphaned`).
+        A stream made live with no publisher (a chat-only pre-show) stays.
         """
         grace = self._settings.reconnect_grace_s
         loop = asyncio.get_running_loop()
