@@ -24,8 +24,8 @@ Two more make the server talk to every standard WebRTC peer:
   still arrive.
 
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
-``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router``, the module global ``SSL`` of
-``aiortc.rtcdtlstransport``) and aioice 0.13
+``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router`` and ``_ssl``, the module
+global ``SSL`` of ``aiortc.rtcdtlstransport``) and aioice 0.13
 (``Connection.query_consent``); :func:`check_compatible` fails loudly at start-up if a
 different aiortc or aioice lays them out otherwise.
 """
@@ -352,6 +352,20 @@ def accept_any_dtls_peer() -> None:
     rtcdtlstransport.SSL = _SslModule()  # type: ignore[attr-defined,assignment]
 
 
+def dtls_failure(dtls: RTCDtlsTransport) -> str:
+    """Why ``dtls`` went ``failed``, as far as can be told ("" if not): OpenSSL's words
+    for a handshake that failed on the system's OpenSSL (an alert from the peer
+    included), or what aiortc refused after a handshake that succeeded."""
+    connection = dtls._ssl
+    if isinstance(connection, _dtls.SystemDtlsConnection) and connection.failure:
+        return connection.failure
+    if dtls.encrypted and connection is not None:
+        if not connection.get_selected_srtp_profile():
+            return "no SRTP profile in common"
+        return "the peer's certificate does not match the fingerprint in its SDP"
+    return ""
+
+
 # -- ICE consent -----------------------------------------------------------------------------
 
 
@@ -464,6 +478,11 @@ def check_compatible() -> None:
         or not isinstance(getattr(rtcdtlstransport, "SSL", None), types.ModuleType | _SslModule)
     ):
         problems.append("RTCDtlsTransport.start")
+    handshake_src = inspect.getsource(RTCDtlsTransport._do_handshake)
+    if "self._ssl.do_handshake()" not in handshake_src or "self.encrypted = True" not in (
+        handshake_src
+    ):
+        problems.append("RTCDtlsTransport._do_handshake")
     used = set(re.findall(r"self\._ssl\.(\w+)", inspect.getsource(rtcdtlstransport)))
     if missing := sorted(name for name in used if not hasattr(_dtls.SystemDtlsConnection, name)):
         problems.append(f"SSL.Connection methods {', '.join(missing)}")

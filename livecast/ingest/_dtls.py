@@ -228,6 +228,7 @@ class SystemDtlsConnection:
         self._from_ssl = self.system.crypto.BIO_new(self.system.crypto.BIO_s_mem())
         lib.SSL_set_bio(self._ssl, self._into_ssl, self._from_ssl)  # the SSL owns both
         self._failure: list[str] = []
+        self.failure = ""  # why the handshake failed, in OpenSSL's words
 
     def __del__(self) -> None:
         if self._ssl:
@@ -264,7 +265,8 @@ class SystemDtlsConnection:
             except SSL.Error as exc:
                 # OpenSSL's words name the cause, an alert from the peer included
                 # ("tlsv1 alert ...", "no shared cipher"); aiortc logs only at debug
-                log.info("DTLS handshake failed: %s", "; ".join(map(str, exc.args[0])))
+                self.failure = "; ".join(map(str, exc.args[0]))
+                log.info("DTLS handshake failed: %s", self.failure)
                 raise
 
     def bio_write(self, data: bytes) -> int:

@@ -82,6 +82,9 @@ class HubBase:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._end_stream: Callable[[str], Awaitable[None]] | None = None
+        self._going_stale: Callable[[Session], None] | None = None
+        self._live_streams: Callable[[], Awaitable[list[str]]] | None = None
+        self._orphans_failing = False  # Redis did not answer the last look for them
         _aiortc.check_compatible()
         _aiortc.use_fast_clock()
         _aiortc.cache_host_addresses()
@@ -150,6 +153,7 @@ class HubBase:
             state = pc.connectionState
             if state == "connected" and not session.connected:
                 session.connected = True
+                session.connected_at = time.monotonic()
                 if session.role == PUBLISHER:
                     self._set_state(media, MediaState.LIVE)
                     media.sources["video"].request_keyframe()

@@ -79,9 +79,10 @@ async def authorize_session(request: web.Request, role: str) -> Session:
 
     A publisher's (WHIP) session: whoever may publish the stream (its seller, a host or
     seller granted it, an admin). A viewer's (WHEP) session opened with a token: that
-    token's subject, or whoever manages the stream. A viewer's session opened without a
-    token, or by another node's pull, is a capability URL: its 192-bit random id is the
-    credential, and whoever holds the URL may end it.
+    token's subject, or whoever manages the stream; another node's pull: an edge token of
+    that node (:class:`~livecast.ingest.edge.EdgeTokens`), or whoever manages the stream.
+    A viewer's session opened without a token is a capability URL: its 192-bit random id
+    is the credential, and whoever holds the URL may end it.
 
     401 (``WWW-Authenticate: Bearer``) without a token where one is needed, or with a
     bad one; 403 for the wrong identity; 404 for an unknown session only after that.
@@ -99,13 +100,15 @@ async def authorize_session(request: web.Request, role: str) -> Session:
     who = puller if puller is not None else identity(request)
     session = hub.session(session_id, role, stream_id)
     record = request.app[SESSIONS].get(session.id)
-    if record is not None and (not record.subject or record.kind is SessionKind.EDGE):
+    if record is not None and not record.subject:
         return session
     if who.is_anonymous:
         raise Unauthorized(
             "this session was opened with a token: send it as 'Authorization: Bearer <token>'"
         )
-    if record is not None and who.sub == record.subject:
+    # a pull's session is only for the node that pulls (a viewer's token may say any sub)
+    pulled = record is not None and record.kind is SessionKind.EDGE
+    if record is not None and who.sub == record.subject and pulled == (puller is not None):
         return session
     stream = await request.app[STREAMS].get(stream_id)
     if who.can_manage(stream.id, stream.seller_id):

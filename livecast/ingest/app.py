@@ -5,8 +5,8 @@ WHEP and WHIP session counts are the ``livecast_webrtc_viewers`` and
 ``livecast_webrtc_publishers`` gauges at ``/metrics``, its pulls from other nodes
 (:mod:`livecast.ingest.edge`) ``livecast_webrtc_edge_pulls``. Every session's start and
 end (with its reason) is logged and counted by :class:`~livecast.ingest.sessions.SessionBook`;
-the ends this module causes (the stream ended, the origin moved, shutdown) are marked
-with their reason before they happen.
+the ends this module causes (the stream ended, the origin moved, shutdown) and a quiet
+publisher's (the hub's watchdog) are marked with their reason before they happen.
 
 Tasks owned here, cancelled at shutdown: the hub's watchdog (:meth:`MediaHub.start`,
 stopped by its ``close``), the origin heartbeat
@@ -68,7 +68,13 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[SETTINGS]
     node = Origin(node_id=new_id(9), url=settings.server.node_url)
-    origins = OriginRegistry(app[REDIS], app[KEYS], node, settings.webrtc.origin_ttl_s)
+    origins = OriginRegistry(
+        app[REDIS],
+        app[KEYS],
+        node,
+        settings.webrtc.origin_ttl_s,
+        grace_s=settings.webrtc.reconnect_grace_s,
+    )
     recorder = Recorder(settings.recordings_dir, enabled=settings.webrtc.record)
     hub = MediaHub(settings.webrtc, publish_event, origins, recorder if recorder.enabled else None)
     edge_tokens = EdgeTokens(app[TOKENS], node.node_id)
@@ -113,7 +119,12 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("stream %s: not ended after reconnect grace: %s", stream_id, exc.message)
 
     registry.on_state_change(on_stream_change)
-    hub.on_grace_expired(end_stream)
+
+    async def live_streams() -> list[str]:
+        return await registry.ids(StreamState.LIVE)
+
+    hub.on_grace_expired(end_stream, live_streams)
+    hub.on_publisher_stale(lambda publisher: book.mark(publisher, EndReason.PUBLISHER_STALE))
     app[MEDIA] = hub
     app[EDGE] = edge
     app[RECORDER] = recorder

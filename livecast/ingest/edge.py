@@ -12,8 +12,10 @@ the source, go up the pull as PLI to the origin, which forwards them to the publ
 The pull authenticates with a short-lived edge token (:class:`EdgeTokens`) granted that
 one stream, signed with the deployment's shared ``auth.secret`` under an issuer of its
 own, so private streams cascade too, and the origin can tell a pull from a viewer: pulls
-are exempt from ``max_viewers_per_stream``. Its video codec is the origin's; edge viewers
-negotiate it, since the first viewer's answer waits for the pull's.
+are exempt from ``max_viewers_per_stream``. Its ``DELETE`` carries a fresh one: the
+pull's session URL at the origin needs an edge token of the node that opened it. Its
+video codec is the origin's; edge viewers negotiate it, since the first viewer's answer
+waits for the pull's.
 
 Lifecycle, kept by :meth:`EdgeRelay.run` (owned by the app):
 
@@ -166,6 +168,7 @@ class EdgePull:
         pc: RTCPeerConnection,
         hub: MediaHub,
         http: aiohttp.ClientSession,
+        tokens: EdgeTokens,
     ) -> None:
         self.media = media
         self.origin = origin
@@ -178,6 +181,7 @@ class EdgePull:
         self.drains: list[asyncio.Task[None]] = []
         self._hub = hub
         self._http = http
+        self._tokens = tokens
 
     @property
     def stream_id(self) -> str:
@@ -208,13 +212,15 @@ class EdgePull:
 
     async def delete(self) -> None:
         """End the pull's session at the origin (best effort: it also times out there),
-        once."""
+        once, with a fresh edge token (the session URL needs the token it was opened
+        with, whose subject is this node)."""
         location, self.location = self.location, None
         if location is None:
             return
         timeout = aiohttp.ClientTimeout(total=_DELETE_TIMEOUT_S)
+        headers = {"Authorization": f"Bearer {self._tokens.issue(self.stream_id)}"}
         try:
-            async with self._http.delete(location, timeout=timeout) as resp:
+            async with self._http.delete(location, headers=headers, timeout=timeout) as resp:
                 if resp.status not in (200, 204, 404):
                     log.info("stream %s: origin answered %s to DELETE", self.stream_id, resp.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -347,7 +353,7 @@ class EdgeRelay:
             return
         assert self._http is not None
         pc = RTCPeerConnection(hub.configuration())
-        pull = EdgePull(media, origin, pc, hub, self._http)
+        pull = EdgePull(media, origin, pc, hub, self._http, self.tokens)
         media.upstream = pull  # reserved before the first await: one pull per stream
         try:
             video = pc.addTransceiver("video", direction="recvonly")

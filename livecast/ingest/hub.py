@@ -20,7 +20,9 @@ published through the app's EventPublisher whenever the publisher comes, goes qu
 leaves or the stream ends; ``idle`` when this node lost the stream's origin claim to
 another node. An edge announces ``reconnecting`` too when its pull stops bringing media
 or the origin's record is gone (a dead origin tells nobody), and runs the reconnect
-grace like the origin does (:meth:`~livecast.ingest.publisher.PublisherSide.watchdog`).
+grace like the origin does (:meth:`~livecast.ingest.publisher.PublisherSide.watchdog`);
+a stream whose origin died with no edge to notice is ended by any node's watchdog once
+its record has been gone past the grace.
 
 Several nodes: the node that accepts a publisher claims the stream's origin record
 (:mod:`livecast.ingest.origin`) before anything else, and keeps it while it is the

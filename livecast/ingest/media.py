@@ -47,6 +47,7 @@ class Session:
     subject: str = ""
     created_at: float = 0.0
     connected: bool = False
+    connected_at: float = 0.0  # monotonic time it connected
     closed: bool = False
     tracks: tuple[ViewerTrack, ...] = ()
     drains: tuple[asyncio.Task[None], ...] = ()

@@ -15,6 +15,15 @@ so a release decided earlier cannot undo a claim made since.
 
 Nodes that are not a stream's origin read the record to find where to pull the stream's
 media from (:mod:`livecast.ingest.edge`).
+
+An origin that accepts a publisher also notes when the stream last had an origin
+(:meth:`OriginRegistry.note_published`, ``origin_seen.lua``, in Redis's clock, kept a
+day past the reconnect grace), and its heartbeat renews the note with the claim. A live
+stream with that note but no record had its origin die (or let go at shutdown) and no
+publisher has come back since; a live stream without it never had a publisher (made
+live through the REST API for a chat-only pre-show, or its encoder refused).
+:meth:`OriginRegistry.orphaned` finds the first kind once the grace is over, so any node
+can end them (:meth:`~livecast.ingest.publisher.PublisherSide.watchdog`).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +47,9 @@ __all__ = ["Origin", "OriginRegistry"]
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
+# How long past the reconnect grace a stream's last origin stays noted: a deployment
+# down for longer than this as a whole forgets which of its live streams had an origin.
+_SEEN_KEPT_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +71,32 @@ class Origin:
 class OriginRegistry:
     """This node's origin claims, and the lookup of other nodes' claims."""
 
-    def __init__(self, redis: aioredis.Redis, keys: KeySpace, node: Origin, ttl_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: KeySpace,
+        node: Origin,
+        ttl_s: float,
+        grace_s: float = 0.0,
+    ) -> None:
         self.node = node
         self.claimed: set[str] = set()  # streams this node is the origin of
         self._redis = redis
         self._keys = keys
         self._record = node.record()
         self._ttl_ms = int(ttl_s * 1000)
+        self._seen_ttl_ms = int((ttl_s + grace_s + _SEEN_KEPT_S) * 1000)
         self._claim = load_lua(redis, _HERE / "origin_claim.lua")
         self._release = load_lua(redis, _HERE / "origin_release.lua")
+        self._seen = load_lua(redis, _HERE / "origin_seen.lua")
         self._heartbeat: asyncio.Task[None] | None = None
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # stream -> lock, its users
 
     def _key(self, stream_id: str) -> str:
         return self._keys.key("media", "origin", stream_id)
+
+    def _seen_key(self, stream_id: str) -> str:
+        return self._keys.key("media", "origin_seen", stream_id)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, stream_id: str) -> AsyncIterator[None]:
@@ -105,10 +129,41 @@ class OriginRegistry:
         self.claimed.discard(stream_id)
         await self._release(keys=[self._key(stream_id)], args=[self._record])
 
+    async def note_published(self, stream_id: str) -> None:
+        """This node accepted a publisher of the stream (it holds the claim): from now
+        on, a stream without an origin record is one whose origin went away. The
+        heartbeat keeps the note fresh while the claim lasts."""
+        await self._seen(keys=[self._seen_key(stream_id)], args=[self._seen_ttl_ms, ""])
+
     async def lookup(self, stream_id: str) -> Origin | None:
         """The stream's origin node, if any node has a live claim."""
         raw = await self._redis.get(self._key(stream_id))
         return None if raw is None else Origin.from_record(raw)
+
+    async def orphaned(self, stream_ids: Iterable[str], grace_s: float) -> dict[str, float]:
+        """Of ``stream_ids``, those noted as published that have no origin now, and
+        have had none for longer than the claim's TTL plus ``grace_s`` (the record
+        expires after the TTL; the grace counts from then): how many seconds since an
+        origin last answered for each. A stream never published is never one of them."""
+        ids = list(stream_ids)
+        if not ids:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for stream_id in ids:
+                pipe.exists(self._key(stream_id))
+                pipe.get(self._seen_key(stream_id))
+            (seconds, micros), *replies = await pipe.execute()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        over_s = self._ttl_ms / 1000 + grace_s
+        orphans: dict[str, float] = {}
+        for stream_id, has_origin, seen in zip(ids, replies[::2], replies[1::2], strict=True):
+            if has_origin or seen is None:
+                continue
+            away_s = (now_ms - int(seen)) / 1000
+            if away_s > over_s:
+                orphans[stream_id] = away_s
+        return orphans
 
     def start(self, on_lost: Callable[[str], None]) -> None:
         """Start the heartbeat; :meth:`close` stops it."""
@@ -156,7 +211,14 @@ class OriginRegistry:
                 await self._claim(
                     keys=[self._key(stream_id)], args=[self._record, self._ttl_ms], client=pipe
                 )
-            holders = await pipe.execute(raise_on_error=False)
+            for stream_id in claimed:
+                await self._seen(
+                    keys=[self._seen_key(stream_id)],
+                    args=[self._seen_ttl_ms, "refresh"],
+                    client=pipe,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        holders = replies[: len(claimed)]
         for stream_id, holder in zip(claimed, holders, strict=True):
             if isinstance(holder, Exception):
                 log.warning("stream %s: origin claim not refreshed: %s", stream_id, holder)

@@ -32,13 +32,28 @@ __all__ = ["PublisherSide", "drain_track"]
 
 log = logging.getLogger(__name__)
 
+# How often each node looks for live streams whose origin died unseen.
+_ORPHANS_EVERY_S = 2.0
+
 
 class PublisherSide(HubBase):
     """Publishing: :meth:`publish`, :meth:`feed`, :meth:`adopt_video_codec`, :meth:`watchdog`."""
 
-    def on_grace_expired(self, end_stream: Callable[[str], Awaitable[None]]) -> None:
-        """Called with a stream id whose publisher stayed away past ``reconnect_grace_s``."""
+    def on_grace_expired(
+        self,
+        end_stream: Callable[[str], Awaitable[None]],
+        live_streams: Callable[[], Awaitable[list[str]]] | None = None,
+    ) -> None:
+        """``end_stream`` is called with a stream id whose publisher stayed away past
+        ``reconnect_grace_s``; ``live_streams()`` lists every live stream's id, so that
+        this node ends those whose origin died with nobody watching here."""
         self._end_stream = end_stream
+        self._live_streams = live_streams
+
+    def on_publisher_stale(self, going: Callable[[Session], None]) -> None:
+        """Called with a publisher session just before it is closed for having sent no
+        media for ``publisher_stale_s`` (by the watchdog, or to let a new one in)."""
+        self._going_stale = going
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -80,7 +95,7 @@ class PublisherSide(HubBase):
             raise
         if current is not None:
             log.info("stream %s: replacing quiet publisher %s", stream_id, current.id)
-            self._close_soon(current)
+            self._close_stale(current)
         if media.upstream is not None:  # this node was an edge of a node now gone
             self._keep(asyncio.ensure_future(media.upstream.close()))
 
@@ -113,12 +128,24 @@ class PublisherSide(HubBase):
         if video_codec is not None:
             self.adopt_video_codec(media, video_codec)
         self._watch(session, media)
+        self._keep(asyncio.ensure_future(self._note_published(stream_id)))
         if self._recorder is not None:
             try:
                 self._recorder.record(stream_id, media.sources["video"], media.sources["audio"])
             except Exception:
                 log.exception("stream %s: could not start recording", stream_id)
         return session, pc.localDescription.sdp
+
+    async def _note_published(self, stream_id: str) -> None:
+        try:
+            await self.origins.note_published(stream_id)
+        except (RedisError, OSError) as exc:  # the heartbeat cannot renew what is not there
+            log.warning(
+                "stream %s: not noted as published; if this node dies, only viewers on "
+                "other nodes can end it: %s",
+                stream_id,
+                exc,
+            )
 
     def _choose_publisher_codec(self, media: StreamMedia, offered: tuple[str, ...]) -> str:
         """The first of ``webrtc.video_codecs`` the offer has, preferring the stream's
@@ -173,10 +200,17 @@ class PublisherSide(HubBase):
         media.video_codec = codec
 
     def _is_stale(self, media: StreamMedia, publisher: Session) -> bool:
+        """Whether ``publisher`` has sent no media for ``publisher_stale_s`` (counted
+        from when it connected, or was accepted if it has not yet)."""
         if publisher.closed:
             return True
-        quiet_since = max(media.last_media_at, publisher.created_at)
+        quiet_since = max(media.last_media_at, publisher.created_at, publisher.connected_at)
         return time.monotonic() - quiet_since > self._settings.publisher_stale_s
+
+    def _close_stale(self, publisher: Session) -> None:
+        if self._going_stale is not None and not publisher.closed:
+            self._going_stale(publisher)
+        self._close_soon(publisher)
 
     # -- watchdog ------------------------------------------------------------------------
 
@@ -185,26 +219,49 @@ class PublisherSide(HubBase):
         self._watchdog = asyncio.create_task(self.watchdog(), name="media-watchdog")
 
     async def watchdog(self, interval_s: float = 0.5) -> None:
-        """Notice publishers that went quiet and streams whose grace ran out.
+        """Close publishers that went quiet; end streams whose grace ran out.
+
+        A connected publisher that has sent no media for ``publisher_stale_s`` (its
+        encoder stopped, though its peer connection may still answer ICE consent) is
+        closed, as if it had left: the stream turns ``reconnecting`` and its grace runs.
 
         The grace runs on every node where the stream is ``reconnecting``: on its origin,
         and on edges that saw the origin's media stop (its node may have died, and no
         other node would end the stream). Ending it is one state transition in Redis,
         which one node wins; a node that is not the origin first checks that no node
         has become the stream's origin since (that node decides then).
+
+        A stream whose origin died while nobody watched it on another node has no edge
+        to notice: every :data:`_ORPHANS_EVERY_S` each node also ends the live streams
+        whose origin had accepted a publisher and that have had no origin past the
+        record's TTL and the grace (:meth:`~livecast.ingest.origin.OriginRegistry.orphaned`).
+        A stream made live with no publisher (a chat-only pre-show) stays.
         """
         grace = self._settings.reconnect_grace_s
+        loop = asyncio.get_running_loop()
+        orphans_at = loop.time() + _ORPHANS_EVERY_S
+        sweeping: asyncio.Future[None] | None = None
+        now = time.monotonic()
         while True:
             await asyncio.sleep(interval_s)
-            now = time.monotonic()
+            before, now = now, time.monotonic()
+            # a tick that came late found the loop busy: the media that arrived meanwhile
+            # is still queued, so quiet is not judged until the next one
+            on_time = now - before < 2 * interval_s
+            if grace > 0 and loop.time() >= orphans_at and (sweeping is None or sweeping.done()):
+                orphans_at = loop.time() + _ORPHANS_EVERY_S
+                sweeping = asyncio.ensure_future(self._end_orphans(grace))
+                self._keep(sweeping)
             for media in list(self.streams.values()):
                 publisher = media.publisher
                 if publisher is not None and publisher.connected:
-                    quiet = self._is_stale(media, publisher)
-                    if quiet and media.state == MediaState.LIVE:
-                        self._set_state(media, MediaState.RECONNECTING)
-                    elif not quiet and media.state == MediaState.RECONNECTING:
-                        self._set_state(media, MediaState.LIVE)
+                    if on_time and self._is_stale(media, publisher):
+                        log.info(
+                            "stream %s: the publisher sent no media for %s s; closing it",
+                            media.stream_id,
+                            self._settings.publisher_stale_s,
+                        )
+                        self._close_stale(publisher)
                 elif (
                     media.state == MediaState.RECONNECTING
                     and grace > 0
@@ -213,6 +270,33 @@ class PublisherSide(HubBase):
                 ):
                     media.state_since = now  # one attempt per grace period
                     self._keep(asyncio.ensure_future(self._grace_over(media)))
+
+    async def _end_orphans(self, grace: float) -> None:
+        """End the live streams whose origin died and whose grace is over since."""
+        if self._live_streams is None or self._end_stream is None:
+            return
+        try:
+            live = await self._live_streams()
+            candidates = [s for s in live if s not in self.origins.claimed]
+            for stream_id, away_s in (await self.origins.orphaned(candidates, grace)).items():
+                log.info(
+                    "stream %s: no origin for %.1f s, no publisher back within the "
+                    "reconnect grace; ending it",
+                    stream_id,
+                    away_s,
+                )
+                await self._end_stream(stream_id)
+        except (RedisError, OSError) as exc:  # tried again at the next sweep
+            if not self._orphans_failing:
+                log.warning("cannot look for streams whose origin died: %s", exc)
+            self._orphans_failing = True
+            return
+        except Exception:
+            log.exception("could not look for streams whose origin died")
+            return
+        if self._orphans_failing:
+            self._orphans_failing = False
+            log.info("streams whose origin died can be looked for again")
 
     async def _grace_over(self, media: StreamMedia) -> None:
         stream_id = media.stream_id

@@ -12,13 +12,14 @@ URL is a capability) and remote address, the end with its :class:`EndReason`; an
 ``livecast_webrtc_sessions_ended_total{kind,reason}`` counters.
 
 How a reason is known: whoever ends a session on purpose says why first (:meth:`mark`:
-``DELETE``, the stream ended, shutdown, the origin moved). Otherwise it is read from the
-peer connection's public state and events as it happens: a DTLS transport that went
-``failed``; ICE that never completed (unreachable peer, connect timeout); an ICE agent
-that closed itself under a connected session (the peer stopped answering consent checks,
-RFC 7675); a peer that closed DTLS itself; a publisher replaced after going quiet
-(``publisher_stale_s``); a viewer dropped because the stream's video codec changed. The
-alert a peer sent when DTLS failed is not in aiortc's public state, so it is not named.
+``DELETE``, the stream ended, shutdown, the origin moved, a publisher that sent no media
+for ``publisher_stale_s``). Otherwise it is read from the peer connection's public state
+and events as it happens: a DTLS transport that went ``failed``; ICE that never
+completed (unreachable peer, connect timeout); an ICE agent that closed itself under a
+connected session (the peer stopped answering consent checks, RFC 7675); a peer that
+closed DTLS itself; a viewer dropped because the stream's video codec changed. A DTLS
+failure names its cause (:func:`livecast.ingest._aiortc.dtls_failure`): OpenSSL's
+reason, the peer's alert included, or a certificate that does not match its fingerprint.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from enum import StrEnum
 from aiortc import RTCDtlsTransport
 from prometheus_client import CollectorRegistry, Counter
 
+from livecast.ingest import _aiortc
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.media import PUBLISHER, MediaState, Session
 
@@ -54,7 +56,7 @@ class EndReason(StrEnum):
     CONSENT_EXPIRED = "consent_expired"  # connected, then stopped answering ICE consent
     ICE_FAILED = "ice_failed"  # ICE never completed (unreachable, or connect timeout)
     DTLS_FAILED = "dtls_failed"  # ICE completed, the DTLS handshake did not
-    PUBLISHER_STALE = "publisher_stale"  # sent nothing for publisher_stale_s, replaced
+    PUBLISHER_STALE = "publisher_stale"  # sent no media for publisher_stale_s
     CODEC_CHANGED = "codec_changed"  # a returning publisher changed the video codec
     ORIGIN_MOVED = "origin_moved"  # another node took over the stream's origin
     STREAM_ENDED = "stream_ended"
@@ -204,9 +206,6 @@ class SessionBook:
         media = self._hub.media(session.stream_id)
         if media is not None and media.state == MediaState.ENDED:
             return EndReason.STREAM_ENDED  # however this node learnt it (an edge, too)
-        replaced = media is not None and media.publisher not in (None, session)
-        if session.role == PUBLISHER and replaced:
-            return EndReason.PUBLISHER_STALE  # the hub replaces a publisher once it went quiet
         if (
             session.role != PUBLISHER
             and media is not None
@@ -228,6 +227,7 @@ def _follow_dtls(dtls: RTCDtlsTransport, record: SessionRecord) -> None:
             return
         if dtls.state == "failed":
             record.reason = EndReason.DTLS_FAILED
+            record.detail = _aiortc.dtls_failure(dtls)
         elif dtls.state == "closed":
             # The ICE agent closes itself (dropping its candidates) only when consent
             # expired; DTLS then closes under a transport that still says "completed".

@@ -11,9 +11,9 @@ a viewer at a new keyframe instead of a recent one (an edge re-pulling uses it).
 (its token an edge token, :class:`~livecast.ingest.edge.EdgeTokens`) is never refused for
 ``max_viewers_per_stream``, nor counted in it: it serves a whole node's viewers.
 
-``PATCH`` and ``DELETE`` on a session URL opened with a token need that token's subject
-or a manager of the stream; a session opened without one (or by a pull) is a capability
-URL (:func:`~livecast.ingest._signaling.authorize_session`).
+``PATCH`` and ``DELETE`` on a session URL opened with a token (a pull's edge token too)
+need that token's subject or a manager of the stream; a session opened without one is a
+capability URL (:func:`~livecast.ingest._signaling.authorize_session`).
 
 ``GET /api/streams/{stream_id}/media`` reports the media state and viewer count.
 """

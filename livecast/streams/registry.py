@@ -185,6 +185,11 @@ class StreamRegistry:
             rows = await pipe.execute()
         return [_decode(row) for row in rows if row]
 
+    async def ids(self, state: StreamState) -> list[str]:
+        """The id of every stream in ``state``, however many."""
+        key = self._keys.key("{streams}", "state", state.value)
+        return [i.decode() for i in cast(list[bytes], await self._redis.zrange(key, 0, -1))]
+
     async def update(self, stream_id: str, changes: dict[str, Any]) -> Stream:
         """Change editable fields (title, description, scheduled_start_ms, featured_skus,
         public); 409 once the stream has ended."""

@@ -124,6 +124,8 @@ async def test_a_publisher_that_keeps_sending_stays_live_without_answering_conse
 
 
 @pytest.mark.timeout(60)
+# longer than the consent rounds take: a quiet publisher is closed after it otherwise
+@pytest.mark.parametrize("settings", [{"webrtc__publisher_stale_s": 30.0}], indirect=True)
 async def test_a_publisher_that_stops_sending_and_answering_loses_its_session(
     client: Client,
     stream: SellerStream,
@@ -173,7 +175,7 @@ class PeerCertificate(RTCCertificate):
     """A peer's certificate (RSA or ECDSA) and DTLS settings of its own, as another
     WebRTC stack has them; unlike the server's, not aiortc's."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, suites: bytes = _PEER_SUITES) -> None:
         key: Any = (
             rsa.generate_private_key(public_exponent=65537, key_size=2048)
             if kind == "rsa"
@@ -181,13 +183,14 @@ class PeerCertificate(RTCCertificate):
         )
         super().__init__(key=key, cert=generate_certificate(key))
         self.kind = kind
+        self.suites = suites
 
     def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
         context = SSL.Context(SSL.DTLS_METHOD)
         context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *a: True)
         context.use_certificate(self._cert)
         context.use_privatekey(self._key)
-        context.set_cipher_list(_PEER_SUITES)
+        context.set_cipher_list(self.suites)
         context.set_tlsext_use_srtp(b":".join(p.openssl_profile for p in srtp_profiles))
         return context
 
@@ -232,6 +235,27 @@ async def test_dtls_with_rsa_or_ecdsa_peers_in_either_role(
             assert isinstance(server_side._ssl, _dtls.SystemDtlsConnection)
     finally:
         await viewer.close()
+        await pc.close()
+
+
+@pytest.mark.skipif(_dtls.load() is None, reason="needs the system's OpenSSL 3")
+async def test_a_failed_dtls_handshake_ends_the_session_with_openssls_reason(
+    client: Client, stream: SellerStream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="livecast.ingest.sessions")
+    # a DTLS client offering only RSA suites, which the server's ECDSA certificate cannot use
+    peer = PeerCertificate("rsa", suites=b"ECDHE-RSA-AES128-GCM-SHA256")
+    pc = await _publish_with(client, stream, peer, "active")
+    try:
+
+        def ended() -> list[str]:
+            said = [r.getMessage() for r in caplog.records]
+            return [line for line in said if line.startswith("whip session ended")]
+
+        await eventually(lambda: bool(ended()), within=10)
+        (line,) = ended()
+        assert re.search(r"reason=dtls_failed \(.*no shared cipher.*\)", line), line
+    finally:
         await pc.close()
 
 

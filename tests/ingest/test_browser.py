@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -86,6 +87,14 @@ window.watchFrames = () => {
 };
 </script>
 """
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The ingest tests' settings, but a publisher is closed as quiet only after 5 s: a
+    browser's encoder may stall for a moment on a loaded box."""
+    webrtc = dataclasses.replace(settings.webrtc, publisher_stale_s=5.0)
+    return dataclasses.replace(settings, webrtc=webrtc)
 
 
 @pytest.fixture

@@ -487,3 +487,38 @@ async def test_an_early_edge_viewer_gets_a_vp8_publishers_video_at_once(
             await publisher.close()
     finally:
         await viewer.close()
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__reconnect_grace_s": 2.0}], indirect=True)
+async def test_a_dead_origin_with_nobody_watching_elsewhere_still_ends_the_stream(
+    make_node: MakeNode, stream: SellerStream, redis_url: str
+) -> None:
+    node_a, node_b = await make_node(video_codecs=("h264",)), await make_node()
+    # a chat-only pre-show: live through the REST API, no encoder ever connects
+    resp = await node_a.post(
+        "/api/streams", json={"title": "Pre-show"}, headers=bearer(stream.seller_token)
+    )
+    pre_show = (await resp.json())["id"]
+    resp = await node_a.post(f"/api/streams/{pre_show}/start", headers=bearer(stream.seller_token))
+    assert resp.status == 200, await resp.text()
+    # ... but one that A refused (A claimed the stream while it looked at the offer)
+    with pytest.raises(AssertionError, match="WHIP answered 422"):
+        await publish(node_a, pre_show, stream.seller_token, codec="video/VP8")
+    publisher = await publish(node_a, stream.id, stream.seller_token)
+    events = await _events(node_a, stream.id, redis_url)
+    try:
+        await eventually(lambda: _is(node_a, stream.id, "live"), within=5)
+        await kill_node(node_a)  # nobody watches on B
+        await publisher.close()  # and the host never comes back
+        # A's record expires (1 s), the grace runs out (2 s), B's next look (every 2 s)
+        told = await _told(events, within=10.0)
+        assert told.count(("stream.state", "ended")) == 1, told
+        stream_now = await (await node_b.get(f"/api/streams/{stream.id}")).json()
+        assert stream_now["state"] == "ended"
+        assert stream.id not in node_b.app[MEDIA].streams  # B never held any of it
+        # B looked at the pre-show too, as long past its going live: it had no origin
+        pre_show_now = await (await node_b.get(f"/api/streams/{pre_show}")).json()
+        assert pre_show_now["state"] == "live"
+    finally:
+        await events.aclose()
+        await publisher.close()

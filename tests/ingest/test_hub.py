@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 
+import av
 import msgpack
 import pytest
 import redis.asyncio as aioredis
@@ -17,7 +18,26 @@ from livecast.ingest import _hub
 from livecast.ingest.keys import MEDIA
 from tests.conftest import Client, MakeToken, bearer
 from tests.ingest.conftest import SellerStream, eventually
-from tests.ingest.peers import Viewer, in_order, new_pc, publish, view
+from tests.ingest.peers import CounterTrack, Viewer, in_order, new_pc, publish, view
+from tests.ingest.test_sessions import _counted, _ended
+
+
+class StallingTrack(CounterTrack):
+    """Video that stops producing frames once :meth:`stall` is called: an encoder that
+    froze, while the peer connection stays up (it still answers ICE consent and sends
+    RTCP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    async def recv(self) -> av.VideoFrame:
+        await self._flowing.wait()
+        return await super().recv()
 
 
 def _reached(viewer: Viewer, counter: int) -> Callable[[], bool]:
@@ -295,3 +315,41 @@ async def test_shutdown_abandons_a_peer_connection_that_never_closes(
     finally:
         await viewer.close()
         await publisher.close()
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__reconnect_grace_s": 2.0}], indirect=True)
+async def test_a_publisher_that_stops_sending_media_is_closed_and_the_grace_runs(
+    client: Client, stream: SellerStream, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="livecast.ingest.sessions")
+    events = aioredis.Redis.from_url(redis_url).pubsub()
+    await events.subscribe(client.app[EVENTS].channel(stream.id))
+    video = StallingTrack()
+    publisher = await publish(client, stream.id, stream.seller_token, video=video, audio=False)
+    viewer = await view(client, stream.id)
+    try:
+        await viewer.frames(5)
+        hub = client.app[MEDIA]
+        session = hub.streams[stream.id].publisher
+        assert session is not None
+        video.stall()
+        # publisher_stale_s (1 s) later the server closes it; its connection was up
+        await eventually(lambda: session.closed, within=10)
+        await eventually(lambda: _ended(caplog, "whip", publisher.location, "publisher_stale"))
+        ended = "livecast_webrtc_sessions_ended_total"
+        assert await _counted(client, ended, kind="whip", reason="publisher_stale") == 1
+        await eventually(lambda: publisher.pc.connectionState == "closed", within=10)
+        assert viewer.pc.connectionState == "connected"  # viewers wait through the grace
+
+        # nobody comes back within the grace (2 s): the stream ends
+        async def ended_stream() -> bool:
+            body = await (await client.get(f"/api/streams/{stream.id}")).json()
+            return bool(body["state"] == "ended")
+
+        await eventually(ended_stream, within=10)
+        await eventually(lambda: viewer.pc.connectionState == "closed", within=10)
+        assert await _media_states(events, 3) == ["live", "reconnecting", "ended"]
+    finally:
+        await viewer.close()
+        await publisher.close()
+        await events.aclose()

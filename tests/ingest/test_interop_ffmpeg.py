@@ -15,6 +15,7 @@ other DTLS role too (FFmpeg as DTLS client, ``whip_flags=dtls_active``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from livecast.config import Settings
 from livecast.ingest.keys import MEDIA
 from tests.conftest import Client
 from tests.ingest.conftest import SellerStream, eventually
@@ -59,6 +61,15 @@ class Row:
     longest_gap_s: float
     fewest_frames_in_5s: int
     session_s: float
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The ingest tests' settings, but a publisher is closed as quiet only after 5 s,
+    past the longest pause a row allows (:data:`MAX_GAP_S`): an encoder in another
+    process may stall on a loaded box."""
+    webrtc = dataclasses.replace(settings.webrtc, publisher_stale_s=5.0)
+    return dataclasses.replace(settings, webrtc=webrtc)
 
 
 def _python312() -> str | None:

@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from livecast.appkeys import TOKENS
 from livecast.auth import Role
-from livecast.ingest.keys import MEDIA
+from livecast.ingest.keys import EDGE, MEDIA
 from livecast.ingest.sessions import short_id
 from tests.conftest import Client, MakeToken, bearer
 from tests.ingest.conftest import MakeNode, SellerStream, eventually
@@ -261,6 +261,8 @@ async def test_a_peer_whose_certificate_does_not_match_ends_as_dtls_failed(
         await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
         location = resp.headers["Location"]
         await eventually(lambda: _ended(session_log, "whep", location, "dtls_failed"), within=10)
+        (line,) = _lines(session_log, "whep session ended")
+        assert "(the peer's certificate does not match the fingerprint in its SDP)" in line
         ended = "livecast_webrtc_sessions_ended_total"
         assert await _counted(client, ended, kind="whep", reason="dtls_failed") == 1
     finally:
@@ -350,8 +352,11 @@ async def test_shutdown_ends_sessions_as_server_shutdown(
         await publisher.close()
 
 
-async def test_another_nodes_pull_is_an_edge_session_it_may_end_without_a_token(
-    make_node: MakeNode, stream: SellerStream, session_log: pytest.LogCaptureFixture
+async def test_another_nodes_pull_is_an_edge_session_only_that_node_may_end(
+    make_node: MakeNode,
+    stream: SellerStream,
+    session_log: pytest.LogCaptureFixture,
+    make_token: MakeToken,
 ) -> None:
     origin, edge = await make_node(), await make_node()
     publisher = await publish(origin, stream.id, stream.seller_token)
@@ -360,6 +365,16 @@ async def test_another_nodes_pull_is_an_edge_session_it_may_end_without_a_token(
         await viewer.frames(3)
         (line,) = _lines(session_log, "edge session started")
         assert f"stream={stream.id} " in line
+        (pull,) = origin.app[MEDIA].streams[stream.id].viewers.values()
+        url = f"/whep/{stream.id}/{pull.id}"
+        await _refused(await origin.delete(url), 401, "unauthorized")
+        # a viewer's token naming the pulling node's subject is still a viewer's
+        pulling_node = f"edge:{edge.app[MEDIA].origins.node.node_id}"
+        lookalike = make_token(Role.VIEWER, sub=pulling_node)
+        await _refused(await origin.delete(url, headers=bearer(lookalike)), 403)
+        another_node = origin.app[EDGE].tokens.issue(stream.id)  # the origin's own sub
+        await _refused(await origin.delete(url, headers=bearer(another_node)), 403)
+        assert pull.id in origin.app[MEDIA].sessions
         assert await _counted(origin, "livecast_webrtc_sessions_started_total", kind="edge") == 1
         assert await _counted(edge, "livecast_webrtc_sessions_started_total", kind="whep") == 1
         assert (await edge.delete(viewer.location)).status == 200

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from livecast.appkeys import STREAMS
 from livecast.auth import Role
+from livecast.streams.registry import StreamState
 from tests.conftest import Client, MakeToken, bearer
 
 
@@ -79,6 +81,8 @@ async def test_lifecycle_scheduled_live_ended(client: Client, make_token: MakeTo
     )
     resp = await client.get("/api/streams", params={"state": "live"})
     assert [s["id"] for s in (await resp.json())["streams"]] == [sid]
+    registry = client.app[STREAMS]
+    assert await registry.ids(StreamState.LIVE) == [sid]  # every one, unpaged
 
     resp = await client.post(f"/api/streams/{sid}/end", headers=bearer(seller))
     ended = await resp.json()
@@ -101,6 +105,8 @@ async def test_lifecycle_scheduled_live_ended(client: Client, make_token: MakeTo
     assert (await resp.json())["streams"] == []
     resp = await client.get("/api/streams", params={"state": "ended"})
     assert [s["id"] for s in (await resp.json())["streams"]] == [sid]
+    assert await registry.ids(StreamState.LIVE) == []
+    assert await registry.ids(StreamState.ENDED) == [sid]
 
 
 async def test_scheduled_stream_can_be_cancelled(client: Client, make_token: MakeToken) -> None:
