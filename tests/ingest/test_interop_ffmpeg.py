@@ -15,7 +15,6 @@ other DTLS role too (FFmpeg as DTLS client, ``whip_flags=dtls_active``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -35,6 +34,7 @@ from livecast.ingest.keys import MEDIA
 from tests.conftest import Client
 from tests.ingest.conftest import SellerStream, eventually
 from tests.ingest.peers import Viewer, in_order, view
+from tests.ingest.thirdparty import tolerating_stalls
 
 HERE = Path(__file__).parent
 ARTIFACTS = HERE.parent / "_artifacts"
@@ -65,11 +65,7 @@ class Row:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """The ingest tests' settings, but a publisher is closed as quiet only after 5 s,
-    past the longest pause a row allows (:data:`MAX_GAP_S`): an encoder in another
-    process may stall on a loaded box."""
-    webrtc = dataclasses.replace(settings.webrtc, publisher_stale_s=5.0)
-    return dataclasses.replace(settings, webrtc=webrtc)
+    return tolerating_stalls(settings)
 
 
 def _python312() -> str | None:

@@ -15,10 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from livecast.config import Settings
 from tests.conftest import Client
 from tests.ingest.conftest import SellerStream
 from tests.ingest.peers import view
-from tests.ingest.thirdparty import SURVIVES_S, answered, run_publisher, watch_past_consent
+from tests.ingest.thirdparty import (
+    SURVIVES_S,
+    answered,
+    run_publisher,
+    tolerating_stalls,
+    watch_past_consent,
+)
 
 PUBLISH_S = 46
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -27,6 +34,11 @@ SCRIPT = Path(__file__).parent / "interop" / "gst_whip_publish.py"
 ELEMENTS = ("webrtcbin", "nicesrc", "dtlssrtpenc", "x264enc", "opusenc", "rtph264pay", "rtpopuspay")
 
 pytestmark = pytest.mark.timeout(110)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return tolerating_stalls(settings)
 
 
 @pytest.fixture(scope="module")

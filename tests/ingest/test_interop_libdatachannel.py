@@ -23,10 +23,18 @@ from livecast.bench._publishers import (
     install_node_publisher,
     write_media_file,
 )
+from livecast.config import Settings
 from tests.conftest import Client
 from tests.ingest.conftest import SellerStream
 from tests.ingest.peers import draw_counter, in_order, view
-from tests.ingest.thirdparty import FPS, SURVIVES_S, answered, run_publisher, watch_past_consent
+from tests.ingest.thirdparty import (
+    FPS,
+    SURVIVES_S,
+    answered,
+    run_publisher,
+    tolerating_stalls,
+    watch_past_consent,
+)
 
 PUBLISH_S = 46
 WIDTH, HEIGHT = 320, 192
@@ -55,6 +63,11 @@ def write_counter_clip(path: Path, seconds: int) -> None:
     frames = (counter_picture(i, noise) for i in range(seconds * FPS))
     video = encode_h264(frames, width=WIDTH, height=HEIGHT, fps=FPS, keyframe_interval_s=2.0)
     write_media_file(path, video, encode_opus(seconds), fps=FPS)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return tolerating_stalls(settings)
 
 
 @pytest.fixture(scope="module")

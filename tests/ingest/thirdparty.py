@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from livecast.config import Settings
 from tests.conftest import Client
 from tests.ingest.conftest import eventually
 from tests.ingest.peers import Viewer
@@ -19,6 +21,18 @@ FPS = 30
 WINDOW_FRAMES = 5 * FPS
 # the session must still be up this long after the publisher's POST (consent lasts 30 s)
 SURVIVES_S = 35
+
+
+# A publisher in another process may stall this long on a loaded box; the interop tests
+# close a publisher as quiet only past it.
+PUBLISHER_STALE_S = 5.0
+
+
+def tolerating_stalls(settings: Settings) -> Settings:
+    """The ingest tests' settings, but a publisher is closed as quiet only after
+    :data:`PUBLISHER_STALE_S`, past the longest pause an interop row allows."""
+    webrtc = dataclasses.replace(settings.webrtc, publisher_stale_s=PUBLISHER_STALE_S)
+    return dataclasses.replace(settings, webrtc=webrtc)
 
 
 @dataclass
