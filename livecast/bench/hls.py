@@ -30,12 +30,9 @@ import datetime as dt
 import json
 import math
 import multiprocessing as mp
-import os
 import re
-import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from livecast.bench._relay_peers import publisher_main
-from livecast.bench.relay import _cpu_seconds, _free_port, _percentile, _prepare, _tail
+from livecast.bench._server import cpu_seconds, free_port, percentile, prepare, start_server
 
 __all__ = ["main"]
 
@@ -103,27 +100,16 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    secret = secrets.token_urlsafe(48)
-    port = _free_port()
-    origin = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
-        log_path = Path(tmp) / "server.log"
-        env = {**os.environ, "LIVECAST_AUTH_SECRET": secret}
-        env.pop("LIVECAST_CONFIG", None)
-        with log_path.open("wb") as log_file:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "livecast", "serve", "--port", str(port), "--data-dir", tmp],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        server = start_server(Path(tmp))
+        origin = server.base
         nginx: subprocess.Popen[bytes] | None = None
         access_log = Path(tmp) / "nginx" / "access.log"
         publisher: Any = None
         players: list[Any] = []
         stop = ctx.Event()
         try:
-            stream_id, token = asyncio.run(_prepare(origin, secret))
+            stream_id, token = asyncio.run(prepare(server))
             results: Any = ctx.Queue()
             publisher = ctx.Process(
                 target=publisher_main,
@@ -137,7 +123,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             asyncio.run(_wait_playlist(f"{origin}/hls/{stream_id}/index.m3u8"))
             base = origin
             if args.cdn:
-                nginx, base = _start_nginx(Path(tmp) / "nginx", port)
+                nginx, base = _start_nginx(Path(tmp) / "nginx", server.port)
             start = ctx.Event()
             window_over = ctx.Event()
             shares = [
@@ -154,11 +140,11 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             time.sleep(2.0)  # every player reaches the live edge
             if args.cdn:
                 access_log.write_bytes(b"")  # count the window only
-            cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
             start.set()
             time.sleep(args.seconds)
             window_over.set()
-            cpu1, wall1 = _cpu_seconds(server.pid), time.monotonic()
+            cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
             reports: list[dict[str, Any]] = []
             while len(reports) < procs:
                 kind, payload = results.get(timeout=60)
@@ -167,7 +153,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 elif kind == "error":
                     raise RuntimeError(payload)
         except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}", "server_log": _tail(log_path)}
+            return server.failure(exc)
         finally:
             stop.set()
             for process in [publisher, *players]:
@@ -178,12 +164,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             if nginx is not None:
                 nginx.terminate()
                 nginx.wait(timeout=15)
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            server.stop()
         window = wall1 - wall0
         cores = (cpu1 - cpu0) / window
         requests = sum(r["requests"] for r in reports)
@@ -218,8 +199,8 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "objects": len(asked),
         "origin_requests_per_object": round(origin_requests / len(asked), 2) if asked else None,
         "parts_received": len(ages),
-        "part_age_ms_p50": round(_percentile(ages, 0.50), 1),
-        "part_age_ms_p95": round(_percentile(ages, 0.95), 1),
+        "part_age_ms_p50": round(percentile(ages, 0.50), 1),
+        "part_age_ms_p95": round(percentile(ages, 0.95), 1),
         "errors": errors,
     }
 
@@ -238,7 +219,7 @@ async def _wait_playlist(url: str) -> None:
 
 def _start_nginx(directory: Path, origin_port: int) -> tuple[subprocess.Popen[bytes], str]:
     directory.mkdir()
-    port = _free_port()
+    port = free_port()
     conf = directory / "nginx.conf"
     conf.write_text(_NGINX.format(dir=directory, port=port, origin_port=origin_port))
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
