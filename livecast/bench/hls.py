@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main
 from livecast.bench._server import cpu_seconds, free_port, percentile, prepare, start_server
 
@@ -126,10 +127,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 nginx, base = _start_nginx(Path(tmp) / "nginx", server.port)
             start = ctx.Event()
             window_over = ctx.Event()
-            shares = [
-                args.players // procs + (1 if i < args.players % procs else 0) for i in range(procs)
-            ]
-            for share in shares:
+            for share in shares(args.players, procs):
                 process = ctx.Process(
                     target=players_main,
                     args=(f"{base}/hls/{stream_id}", share, start, window_over, results),
@@ -145,22 +143,12 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             time.sleep(args.seconds)
             window_over.set()
             cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
-            reports: list[dict[str, Any]] = []
-            while len(reports) < procs:
-                kind, payload = results.get(timeout=60)
-                if kind == "players_report":
-                    reports.append(payload)
-                elif kind == "error":
-                    raise RuntimeError(payload)
+            reports = collect(results, "players_report", procs)
         except Exception as exc:
             return server.failure(exc)
         finally:
             stop.set()
-            for process in [publisher, *players]:
-                if process is not None:
-                    process.join(timeout=15)
-                    if process.is_alive():
-                        process.terminate()
+            join_all([publisher, *players])
             if nginx is not None:
                 nginx.terminate()
                 nginx.wait(timeout=15)

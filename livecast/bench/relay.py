@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main, viewers_main
 from livecast.bench._server import (
     cpu_seconds,
@@ -132,10 +133,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             rss_before = rss_kb(server.pid)
             start = ctx.Event()
             window_over = ctx.Event()
-            shares = [
-                args.viewers // procs + (1 if i < args.viewers % procs else 0) for i in range(procs)
-            ]
-            for share in shares:
+            for share in shares(args.viewers, procs):
                 process = ctx.Process(
                     target=viewers_main,
                     args=(
@@ -190,22 +188,12 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             window_over.set()
             if profiler is not None:
                 profiler.wait(timeout=30)
-            reports: list[dict[str, Any]] = []
-            while len(reports) < procs:
-                kind, payload = results.get(timeout=60)
-                if kind == "viewers_report":
-                    reports.append(payload)
-                elif kind == "error":
-                    raise RuntimeError(payload)
+            reports = collect(results, "viewers_report", procs)
         except Exception as exc:
             return server.failure(exc)
         finally:
             stop.set()
-            for process in [publisher, *viewers]:
-                if process is not None:
-                    process.join(timeout=15)
-                    if process.is_alive():
-                        process.terminate()
+            join_all([publisher, *viewers])
             server.stop()
     cores = (cpu1 - cpu0) / (wall1 - wall0)
     window = wall1 - wall0
