@@ -31,7 +31,6 @@ import json
 import math
 import multiprocessing as mp
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -40,45 +39,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._nginx import nginx_binary, start_nginx
 from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main
-from livecast.bench._server import cpu_seconds, free_port, percentile, prepare, start_server
+from livecast.bench._server import cpu_seconds, percentile, prepare, start_server
 
 __all__ = ["main"]
 
 _HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-\d+\.m4s)"')
-_NGINX = """
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 16384; }}
-http {{
-    log_format origin '$upstream_cache_status $upstream_addr $request_uri';
-    access_log {dir}/access.log origin;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    proxy_cache_path {dir}/cache levels=1:2 keys_zone=hls:10m max_size=256m use_temp_path=off;
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location /hls/ {{
-            proxy_pass http://127.0.0.1:{origin_port};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache hls;
-            proxy_cache_key $request_uri;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 15s;
-            proxy_cache_lock_age 15s;
-            proxy_read_timeout 30s;
-        }}
-    }}
-}}
-"""
 
 
 def main(argv: Sequence[str]) -> int:
@@ -91,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600:
         parser.error("--players must be 1-5000 and --seconds 1-600")
-    if args.cdn and shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+    if args.cdn and nginx_binary() is None:
         parser.error("--cdn needs nginx (apt-get install nginx-light)")
     procs = args.procs or max(1, min(4, math.ceil(args.players / 400)))
     result = _run(args, procs)
@@ -124,7 +92,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             asyncio.run(_wait_playlist(f"{origin}/hls/{stream_id}/index.m3u8"))
             base = origin
             if args.cdn:
-                nginx, base = _start_nginx(Path(tmp) / "nginx", server.port)
+                nginx, base = start_nginx(Path(tmp) / "nginx", server.port)
             start = ctx.Event()
             window_over = ctx.Event()
             for share in shares(args.players, procs):
@@ -203,18 +171,6 @@ async def _wait_playlist(url: str) -> None:
                     return
             await asyncio.sleep(0.1)
     raise RuntimeError("no HLS playlist with a complete segment after 30 s")
-
-
-def _start_nginx(directory: Path, origin_port: int) -> tuple[subprocess.Popen[bytes], str]:
-    directory.mkdir()
-    port = free_port()
-    conf = directory / "nginx.conf"
-    conf.write_text(_NGINX.format(dir=directory, port=port, origin_port=origin_port))
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    process = subprocess.Popen(
-        [binary, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
-    )
-    return process, f"http://127.0.0.1:{port}"
 
 
 # -- the players (their own processes) ---------------------------------------------------
