@@ -72,7 +72,7 @@ def start_server(
     return Server(process, port, log_path, secret)
 
 
-async def prepare(server: Server) -> tuple[str, str]:
+async def create_stream(server: Server) -> tuple[str, str]:
     """Wait until the server is ready, then create a stream as a seller: its id and the
     seller's token."""
     import aiohttp

@@ -42,7 +42,7 @@ from typing import Any
 from livecast.bench._nginx import nginx_binary, start_nginx
 from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main
-from livecast.bench._server import cpu_seconds, percentile, prepare, start_server
+from livecast.bench._server import cpu_seconds, create_stream, percentile, start_server
 
 __all__ = ["main"]
 
@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         players: list[Any] = []
         stop = ctx.Event()
         try:
-            stream_id, token = asyncio.run(prepare(server))
+            stream_id, token = asyncio.run(create_stream(server))
             results: Any = ctx.Queue()
             publisher = ctx.Process(
                 target=publisher_main,

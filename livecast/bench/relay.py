@@ -44,9 +44,9 @@ from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main, viewers_main
 from livecast.bench._server import (
     cpu_seconds,
+    create_stream,
     media_status,
     percentile,
-    prepare,
     rss_kb,
     start_server,
 )
@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         viewers: list[Any] = []
         stop = ctx.Event()
         try:
-            stream_id, token = asyncio.run(prepare(server))
+            stream_id, token = asyncio.run(create_stream(server))
             results: Any = ctx.Queue()
             publisher = ctx.Process(
                 target=publisher_main,

@@ -49,7 +49,7 @@ from livecast.bench._publishers import (
     write_media_file,
 )
 from livecast.bench._relay_peers import CLIP_FRAMES, FPS, _encode_clip
-from livecast.bench._server import cpu_seconds, media_status, prepare, rss_kb, start_server
+from livecast.bench._server import cpu_seconds, create_stream, media_status, rss_kb, start_server
 
 __all__ = ["main"]
 
@@ -254,7 +254,7 @@ async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         try:
-            stream_id, token = await prepare(server)
+            stream_id, token = await create_stream(server)
             loop = asyncio.get_running_loop()
             started = loop.time()
             publisher = _Publisher(node, f"{base}/whip/{stream_id}", token, media)
