@@ -42,9 +42,10 @@ from typing import IO, Any, cast
 
 import msgspec
 
+from livecast.bench._server import cpu_seconds, rss_kb
+
 __all__ = ["main"]
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PROTOCOL = {"json": "livecast.v1.json", "msgpack": "livecast.v1.msgpack"}
 # The text of every benchmark message: "#<sender> <sequence> <send time ns>#".
 _MARK = re.compile(rb"#(\d+) (\d+) (\d+)#")
@@ -102,7 +103,7 @@ def _orchestrate(args: argparse.Namespace) -> int:
             )
             ready = json.loads(_line(server))
             time.sleep(0.5)
-            rss_before = _rss_kb(server.pid)
+            rss_before = rss_kb(server.pid)
             client = _spawn(
                 "client",
                 "--port", str(ready["port"]),
@@ -117,7 +118,7 @@ def _orchestrate(args: argparse.Namespace) -> int:
             )  # fmt: skip
             assert _line(client) == "connected"
             time.sleep(1.0)
-            rss_after = _rss_kb(server.pid)
+            rss_after = rss_kb(server.pid)
             redis_pid = embedded.pid if embedded is not None else None
             _say(client, "go")
             assert _line(client) == "start"
@@ -209,17 +210,7 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 def _cpu_s(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return 0.0 if pid is None else cpu_seconds(pid)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -30,12 +30,8 @@ import datetime as dt
 import json
 import math
 import multiprocessing as mp
-import os
 import re
-import secrets
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -43,44 +39,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._nginx import nginx_binary, start_nginx
+from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main
-from livecast.bench.relay import _cpu_seconds, _free_port, _percentile, _prepare, _tail
+from livecast.bench._server import cpu_seconds, create_stream, percentile, start_server
 
 __all__ = ["main"]
 
 _HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-\d+\.m4s)"')
-_NGINX = """
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 16384; }}
-http {{
-    log_format origin '$upstream_cache_status $upstream_addr $request_uri';
-    access_log {dir}/access.log origin;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    proxy_cache_path {dir}/cache levels=1:2 keys_zone=hls:10m max_size=256m use_temp_path=off;
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location /hls/ {{
-            proxy_pass http://127.0.0.1:{origin_port};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache hls;
-            proxy_cache_key $request_uri;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 15s;
-            proxy_cache_lock_age 15s;
-            proxy_read_timeout 30s;
-        }}
-    }}
-}}
-"""
 
 
 def main(argv: Sequence[str]) -> int:
@@ -93,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600:
         parser.error("--players must be 1-5000 and --seconds 1-600")
-    if args.cdn and shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+    if args.cdn and nginx_binary() is None:
         parser.error("--cdn needs nginx (apt-get install nginx-light)")
     procs = args.procs or max(1, min(4, math.ceil(args.players / 400)))
     result = _run(args, procs)
@@ -103,27 +69,16 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    secret = secrets.token_urlsafe(48)
-    port = _free_port()
-    origin = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
-        log_path = Path(tmp) / "server.log"
-        env = {**os.environ, "LIVECAST_AUTH_SECRET": secret}
-        env.pop("LIVECAST_CONFIG", None)
-        with log_path.open("wb") as log_file:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "livecast", "serve", "--port", str(port), "--data-dir", tmp],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        server = start_server(Path(tmp))
+        origin = server.base
         nginx: subprocess.Popen[bytes] | None = None
         access_log = Path(tmp) / "nginx" / "access.log"
         publisher: Any = None
         players: list[Any] = []
         stop = ctx.Event()
         try:
-            stream_id, token = asyncio.run(_prepare(origin, secret))
+            stream_id, token = asyncio.run(create_stream(server))
             results: Any = ctx.Queue()
             publisher = ctx.Process(
                 target=publisher_main,
@@ -137,13 +92,10 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             asyncio.run(_wait_playlist(f"{origin}/hls/{stream_id}/index.m3u8"))
             base = origin
             if args.cdn:
-                nginx, base = _start_nginx(Path(tmp) / "nginx", port)
+                nginx, base = start_nginx(Path(tmp) / "nginx", server.port)
             start = ctx.Event()
             window_over = ctx.Event()
-            shares = [
-                args.players // procs + (1 if i < args.players % procs else 0) for i in range(procs)
-            ]
-            for share in shares:
+            for share in shares(args.players, procs):
                 process = ctx.Process(
                     target=players_main,
                     args=(f"{base}/hls/{stream_id}", share, start, window_over, results),
@@ -154,36 +106,21 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             time.sleep(2.0)  # every player reaches the live edge
             if args.cdn:
                 access_log.write_bytes(b"")  # count the window only
-            cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
             start.set()
             time.sleep(args.seconds)
             window_over.set()
-            cpu1, wall1 = _cpu_seconds(server.pid), time.monotonic()
-            reports: list[dict[str, Any]] = []
-            while len(reports) < procs:
-                kind, payload = results.get(timeout=60)
-                if kind == "players_report":
-                    reports.append(payload)
-                elif kind == "error":
-                    raise RuntimeError(payload)
+            cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
+            reports = collect(results, "players_report", procs)
         except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}", "server_log": _tail(log_path)}
+            return server.failure(exc)
         finally:
             stop.set()
-            for process in [publisher, *players]:
-                if process is not None:
-                    process.join(timeout=15)
-                    if process.is_alive():
-                        process.terminate()
+            join_all([publisher, *players])
             if nginx is not None:
                 nginx.terminate()
                 nginx.wait(timeout=15)
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            server.stop()
         window = wall1 - wall0
         cores = (cpu1 - cpu0) / window
         requests = sum(r["requests"] for r in reports)
@@ -218,8 +155,8 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "objects": len(asked),
         "origin_requests_per_object": round(origin_requests / len(asked), 2) if asked else None,
         "parts_received": len(ages),
-        "part_age_ms_p50": round(_percentile(ages, 0.50), 1),
-        "part_age_ms_p95": round(_percentile(ages, 0.95), 1),
+        "part_age_ms_p50": round(percentile(ages, 0.50), 1),
+        "part_age_ms_p95": round(percentile(ages, 0.95), 1),
         "errors": errors,
     }
 
@@ -234,18 +171,6 @@ async def _wait_playlist(url: str) -> None:
                     return
             await asyncio.sleep(0.1)
     raise RuntimeError("no HLS playlist with a complete segment after 30 s")
-
-
-def _start_nginx(directory: Path, origin_port: int) -> tuple[subprocess.Popen[bytes], str]:
-    directory.mkdir()
-    port = _free_port()
-    conf = directory / "nginx.conf"
-    conf.write_text(_NGINX.format(dir=directory, port=port, origin_port=origin_port))
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    process = subprocess.Popen(
-        [binary, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
-    )
-    return process, f"http://127.0.0.1:{port}"
 
 
 # -- the players (their own processes) ---------------------------------------------------

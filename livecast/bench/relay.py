@@ -30,22 +30,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import multiprocessing as mp
-import os
-import secrets
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main, viewers_main
+from livecast.bench._server import (
+    cpu_seconds,
+    create_stream,
+    media_status,
+    percentile,
+    rss_kb,
+    start_server,
+)
 
 __all__ = ["main"]
 
@@ -85,31 +89,21 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    secret = secrets.token_urlsafe(48)
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
-        log_path = Path(tmp) / "server.log"
-        env = {
-            **os.environ,
-            "LIVECAST_AUTH_SECRET": secret,
-            "LIVECAST_WEBRTC_MAX_VIEWERS_PER_STREAM": str(args.viewers + 10),
-            # the relay alone: HLS packaging (AAC, VP8 to H.264) has its own bench
-            "LIVECAST_HLS_ENABLED": "false",
-        }
-        env.pop("LIVECAST_CONFIG", None)
-        with log_path.open("wb") as log_file:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "livecast", "serve", "--port", str(port), "--data-dir", tmp],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        server = start_server(
+            Path(tmp),
+            env={
+                "LIVECAST_WEBRTC_MAX_VIEWERS_PER_STREAM": str(args.viewers + 10),
+                # the relay alone: HLS packaging (AAC, VP8 to H.264) has its own bench
+                "LIVECAST_HLS_ENABLED": "false",
+            },
+        )
+        base = server.base
         publisher: Any = None
         viewers: list[Any] = []
         stop = ctx.Event()
         try:
-            stream_id, token = asyncio.run(_prepare(base, secret))
+            stream_id, token = asyncio.run(create_stream(server))
             results: Any = ctx.Queue()
             publisher = ctx.Process(
                 target=publisher_main,
@@ -133,16 +127,13 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             publisher_kbps = payload["kbps"]
             full_rate_pps = payload["full_rate_pps"]
             time.sleep(1.0)
-            base_cpu0, base_wall0 = _cpu_seconds(server.pid), time.monotonic()
+            base_cpu0, base_wall0 = cpu_seconds(server.pid), time.monotonic()
             time.sleep(3.0)
-            baseline = (_cpu_seconds(server.pid) - base_cpu0) / (time.monotonic() - base_wall0)
-            rss_before = _rss_kb(server.pid)
+            baseline = (cpu_seconds(server.pid) - base_cpu0) / (time.monotonic() - base_wall0)
+            rss_before = rss_kb(server.pid)
             start = ctx.Event()
             window_over = ctx.Event()
-            shares = [
-                args.viewers // procs + (1 if i < args.viewers % procs else 0) for i in range(procs)
-            ]
-            for share in shares:
+            for share in shares(args.viewers, procs):
                 process = ctx.Process(
                     target=viewers_main,
                     args=(
@@ -168,7 +159,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 elif kind == "error":
                     raise RuntimeError(payload)
             time.sleep(1.0)  # let the join burst settle
-            rss_after = _rss_kb(server.pid)
+            rss_after = rss_kb(server.pid)
             profiler = None
             if args.profile:
                 profiler = subprocess.Popen(
@@ -188,37 +179,22 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            status0 = asyncio.run(_media_status(base, stream_id))
-            cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
+            status0 = asyncio.run(media_status(base, stream_id))
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
             start.set()
             time.sleep(args.seconds)
-            cpu1, wall1 = _cpu_seconds(server.pid), time.monotonic()
-            status1 = asyncio.run(_media_status(base, stream_id))
+            cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
+            status1 = asyncio.run(media_status(base, stream_id))
             window_over.set()
             if profiler is not None:
                 profiler.wait(timeout=30)
-            reports: list[dict[str, Any]] = []
-            while len(reports) < procs:
-                kind, payload = results.get(timeout=60)
-                if kind == "viewers_report":
-                    reports.append(payload)
-                elif kind == "error":
-                    raise RuntimeError(payload)
+            reports = collect(results, "viewers_report", procs)
         except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}", "server_log": _tail(log_path)}
+            return server.failure(exc)
         finally:
             stop.set()
-            for process in [publisher, *viewers]:
-                if process is not None:
-                    process.join(timeout=15)
-                    if process.is_alive():
-                        process.terminate()
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            join_all([publisher, *viewers])
+            server.stop()
     cores = (cpu1 - cpu0) / (wall1 - wall0)
     window = wall1 - wall0
     delivered_pps = sum(r["packets"] + r["lost"] for r in reports) / window
@@ -252,13 +228,13 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "viewers_per_core_at_full_rate": round(projected, 1) if projected else None,
         "fps_per_viewer_min": round(min(fps), 2),
         "fps_per_viewer_mean": round(sum(fps) / len(fps), 2),
-        "first_frame_ms_p50": round(_percentile(first, 0.50), 1),
-        "first_frame_ms_p95": round(_percentile(first, 0.95), 1),
+        "first_frame_ms_p50": round(percentile(first, 0.50), 1),
+        "first_frame_ms_p95": round(percentile(first, 0.95), 1),
         "first_frame_ms_max": round(first[-1], 1),
-        "answer_ms_p50": round(_percentile(answered, 0.50), 1),
-        "connected_ms_p50": round(_percentile(connected, 0.50), 1),
-        "first_frame_after_connect_ms_p50": round(_percentile(after_connect, 0.50), 1),
-        "first_frame_after_connect_ms_p95": round(_percentile(after_connect, 0.95), 1),
+        "answer_ms_p50": round(percentile(answered, 0.50), 1),
+        "connected_ms_p50": round(percentile(connected, 0.50), 1),
+        "first_frame_after_connect_ms_p50": round(percentile(after_connect, 0.50), 1),
+        "first_frame_after_connect_ms_p95": round(percentile(after_connect, 0.95), 1),
         "source_fps": round((status1["video_frames_in"] - status0["video_frames_in"]) / window, 2),
         "keyframe_requests": status1["keyframe_requests"] - status0["keyframe_requests"],
         "viewers_waiting_keyframe": status1["viewers_waiting_keyframe"],
@@ -267,72 +243,3 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "rss_per_viewer_kb": round((rss_after - rss_before) / args.viewers, 1),
         "server_rss_mb": round(rss_after / 1024, 1),
     }
-
-
-async def _prepare(base: str, secret: str) -> tuple[str, str]:
-    import aiohttp
-
-    from livecast.auth import Role, TokenIssuer
-
-    token = TokenIssuer(secret).issue(
-        sub="bench-seller", name="Bench", role=Role.SELLER, ttl_s=3600
-    )
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
-                        break
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("server did not become ready")
-        async with http.post(
-            f"{base}/api/streams", json={"title": "bench"}, headers=headers
-        ) as resp:
-            if resp.status != 201:
-                raise RuntimeError(f"could not create a stream: {resp.status} {await resp.text()}")
-            stream_id = (await resp.json())["id"]
-    return stream_id, token
-
-
-async def _media_status(base: str, stream_id: str) -> dict[str, Any]:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{base}/api/streams/{stream_id}/media") as resp,
-    ):
-        status: dict[str, Any] = await resp.json()
-        return status
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

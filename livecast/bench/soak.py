@@ -34,8 +34,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +49,7 @@ from livecast.bench._publishers import (
     write_media_file,
 )
 from livecast.bench._relay_peers import CLIP_FRAMES, FPS, _encode_clip
-from livecast.bench.relay import _cpu_seconds, _free_port, _media_status, _prepare, _rss_kb, _tail
+from livecast.bench._server import cpu_seconds, create_stream, media_status, rss_kb, start_server
 
 __all__ = ["main"]
 
@@ -248,25 +246,15 @@ def _write_clip(path: Path) -> None:
 
 async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str, Any]:
     node = install_node_publisher()
-    secret = secrets.token_urlsafe(48)
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="livecast-soak-") as tmp:
         media = Path(tmp) / "clip.media"
         await asyncio.to_thread(_write_clip, media)
-        log_path = Path(tmp) / "server.log"
-        env = {**os.environ, "LIVECAST_AUTH_SECRET": secret}
-        env.pop("LIVECAST_CONFIG", None)
-        with log_path.open("wb") as log_file:
-            server = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "livecast", "serve", "--port", str(port),
-                "--data-dir", str(Path(tmp) / "data"),
-                env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        server = start_server(Path(tmp), data_dir=Path(tmp) / "data")
+        base = server.base
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         try:
-            stream_id, token = await _prepare(base, secret)
+            stream_id, token = await create_stream(server)
             loop = asyncio.get_running_loop()
             started = loop.time()
             publisher = _Publisher(node, f"{base}/whip/{stream_id}", token, media)
@@ -274,20 +262,20 @@ async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str
             await _until_live(base, stream_id, within=30)
             viewers = [_Viewer(base, stream_id) for _ in range(viewer_count)]
             tasks += [asyncio.ensure_future(v.run(stop)) for v in viewers]
-            cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
-            frames_in0 = window_in0 = (await _media_status(base, stream_id))["video_frames_in"]
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            frames_in0 = window_in0 = (await media_status(base, stream_id))["video_frames_in"]
             load_max = 0.0
             frames0 = [0] * viewer_count
-            rss: list[list[float]] = [[0.0, round(_rss_kb(server.pid) / 1024, 1)]]
+            rss: list[list[float]] = [[0.0, round(rss_kb(server.pid) / 1024, 1)]]
             deadline = started + seconds
             last = loop.time()
             while (now := loop.time()) < deadline:
                 await asyncio.sleep(min(progress_s, deadline - now))
                 elapsed, interval, last = loop.time() - started, loop.time() - last, loop.time()
-                rss.append([round(elapsed, 1), round(_rss_kb(server.pid) / 1024, 1)])
+                rss.append([round(elapsed, 1), round(rss_kb(server.pid) / 1024, 1)])
                 window = [v.frames - f for v, f in zip(viewers, frames0, strict=True)]
                 frames0 = [v.frames for v in viewers]
-                total_in = (await _media_status(base, stream_id))["video_frames_in"]
+                total_in = (await media_status(base, stream_id))["video_frames_in"]
                 source_window, window_in0 = total_in - window_in0, total_in
                 for viewer in viewers:
                     await viewer.update_packets_lost()
@@ -305,23 +293,18 @@ async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str
                 }
                 print(json.dumps(progress), file=sys.stderr, flush=True)
             wall = time.monotonic() - wall0
-            cores = (_cpu_seconds(server.pid) - cpu0) / wall
-            status = await _media_status(base, stream_id)
+            cores = (cpu_seconds(server.pid) - cpu0) / wall
+            status = await media_status(base, stream_id)
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks), 60)
         except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}", "server_log": _tail(log_path)}
+            return server.failure(exc)
         finally:
             stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            server.terminate()
-            try:
-                await asyncio.wait_for(server.wait(), 15)
-            except TimeoutError:
-                server.kill()
-                await server.wait()
+            await asyncio.to_thread(server.stop)
     fps = [round(v.frames / wall, 2) for v in viewers]
     return {
         "benchmark": "soak",
@@ -354,7 +337,7 @@ async def _run(seconds: float, viewer_count: int, progress_s: float) -> dict[str
 async def _until_live(base: str, stream_id: str, within: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while (await _media_status(base, stream_id))["state"] != "live":
+    while (await media_status(base, stream_id))["state"] != "live":
         if loop.time() > deadline:
             raise RuntimeError(f"the publisher was not live within {within:.0f} s")
         await asyncio.sleep(0.2)

@@ -6,8 +6,6 @@ requests get identical, cacheable answers."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Client, free_port
+from livecast.bench._nginx import nginx_binary, start_nginx
+from tests.conftest import Client
 from tests.hls.playlists import hint, next_part
 from tests.hls.test_routes import complete_segments
 from tests.ingest.conftest import SellerStream
@@ -24,59 +23,17 @@ from tests.ingest.peers import publish
 PLAYERS = 200
 ROUNDS = 3
 
-_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    log_format origin '$upstream_cache_status $upstream_addr $request_uri';
-    access_log {dir}/access.log origin;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    proxy_cache_path {dir}/cache levels=1:2 keys_zone=hls:10m max_size=256m use_temp_path=off;
-    server {{
-        listen 127.0.0.1:{port};
-        location /hls/ {{
-            proxy_pass http://127.0.0.1:{origin_port};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache hls;
-            proxy_cache_key $request_uri;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 15s;
-            proxy_cache_lock_age 15s;
-            proxy_read_timeout 30s;
-        }}
-    }}
-}}
-"""
-
 
 @pytest.fixture
 def nginx(client: Client, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """nginx on loopback caching ``client``'s origin; its base URL and access log."""
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if binary is None:
+    if nginx_binary() is None:
         pytest.fail("nginx is not installed: apt-get install nginx-light (.ci/run does)")
-    port = free_port()
     origin_port = client.make_url("/").port
-    directory = tmp_path / "nginx"
-    directory.mkdir()
-    conf = directory / "nginx.conf"
-    conf.write_text(_CONF.format(dir=directory, port=port, origin_port=origin_port))
-    process = subprocess.Popen(
-        [binary, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
-    )
+    assert origin_port is not None
+    process, base = start_nginx(tmp_path / "nginx", origin_port)
     try:
-        yield f"http://127.0.0.1:{port}", directory / "access.log"
+        yield base, tmp_path / "nginx" / "access.log"
     finally:
         process.terminate()
         process.wait(10)

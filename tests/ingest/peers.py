@@ -34,7 +34,10 @@ _CHROMA = bytes([128]) * (WIDTH * HEIGHT // 4)
 
 
 def draw_counter(counter: int) -> av.VideoFrame:
-    """A frame whose 16 blocks spell ``counter`` in binary (white = 1)."""
+    """A frame whose 16 blocks spell ``counter`` in binary (white = 1).
+
+    ``whip_muxer_publisher.py`` draws the same frame with its own copy of this code: it
+    runs in interpreters that have PyAV and nothing of this repository."""
     frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
     rows = []
     for row in range(_ROWS):

@@ -18,14 +18,7 @@ import pytest
 from livecast.config import Settings
 from tests.conftest import Client
 from tests.ingest.conftest import SellerStream
-from tests.ingest.peers import view
-from tests.ingest.thirdparty import (
-    SURVIVES_S,
-    answered,
-    run_publisher,
-    tolerating_stalls,
-    watch_past_consent,
-)
+from tests.ingest.thirdparty import SURVIVES_S, publish_and_watch, tolerating_stalls
 
 PUBLISH_S = 46
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -68,24 +61,16 @@ async def test_webrtcbin_stays_live_past_the_consent_window_while_a_viewer_decod
         gstreamer, str(SCRIPT), "--url", str(client.make_url(f"/whip/{stream.id}")),
         "--token", stream.seller_token, "--seconds", str(PUBLISH_S),
     ]  # fmt: skip
-    async with run_publisher(*command) as publisher:
-        answered_at = await answered(publisher)
-        viewer = await view(client, stream.id)
-        try:
-            watched = await watch_past_consent(client, stream.id, viewer, publisher, answered_at)
-            audio_frames = viewer.audio_frames
-            frames = len(viewer.counters)
-        finally:
-            await viewer.close()
-        done = await publisher.finished(within=PUBLISH_S + 20)
+    run = await publish_and_watch(client, stream.id, command, PUBLISH_S)
+    publisher, done, watched = run.publisher, run.done, run.watched
 
     assert done["delete_status"] == 200, publisher.output()
     assert done["ok"], publisher.output()
     assert publisher.process.returncode == 0
     assert watched.fps >= 25, watched
     assert min(watched.rates) >= 15, watched
-    assert audio_frames >= (SURVIVES_S - 5) * 50, audio_frames
+    assert run.audio_frames >= (SURVIVES_S - 5) * 50, run.audio_frames
     print(
-        f"{done['gstreamer']}: {frames} frames, {watched.fps:.1f} fps, "
+        f"{done['gstreamer']}: {len(run.counters)} frames, {watched.fps:.1f} fps, "
         f"first frame {watched.first_frame_s:.2f} s after the answer"
     )

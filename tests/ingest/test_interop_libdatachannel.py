@@ -26,15 +26,8 @@ from livecast.bench._publishers import (
 from livecast.config import Settings
 from tests.conftest import Client
 from tests.ingest.conftest import SellerStream
-from tests.ingest.peers import draw_counter, in_order, view
-from tests.ingest.thirdparty import (
-    FPS,
-    SURVIVES_S,
-    answered,
-    run_publisher,
-    tolerating_stalls,
-    watch_past_consent,
-)
+from tests.ingest.peers import draw_counter, in_order
+from tests.ingest.thirdparty import FPS, SURVIVES_S, publish_and_watch, tolerating_stalls
 
 PUBLISH_S = 46
 WIDTH, HEIGHT = 320, 192
@@ -84,16 +77,9 @@ async def test_obs_stack_stays_live_past_the_consent_window_while_a_viewer_decod
         str(node), str(NODE_PUBLISHER), "--url", str(client.make_url(f"/whip/{stream.id}")),
         "--token", stream.seller_token, "--media", str(media), "--seconds", str(PUBLISH_S),
     ]  # fmt: skip
-    async with run_publisher(*command) as publisher:
-        answered_at = await answered(publisher)
-        viewer = await view(client, stream.id)
-        try:
-            watched = await watch_past_consent(client, stream.id, viewer, publisher, answered_at)
-            counters = list(viewer.counters)
-            audio_frames = viewer.audio_frames
-        finally:
-            await viewer.close()
-        done = await publisher.finished(within=PUBLISH_S + 20)
+    run = await publish_and_watch(client, stream.id, command, PUBLISH_S)
+    publisher, done, watched = run.publisher, run.done, run.watched
+    counters = run.counters
 
     assert done["delete_status"] == 200, publisher.output()
     assert done["ok"], publisher.output()
@@ -103,7 +89,7 @@ async def test_obs_stack_stays_live_past_the_consent_window_while_a_viewer_decod
     assert in_order(counters), "frames reordered or repeated"
     missing = counters[-1] - counters[0] + 1 - len(counters)
     assert missing <= len(counters) // 100, f"{missing} of {len(counters)} frames lost"
-    assert audio_frames >= (SURVIVES_S - 5) * 50, audio_frames
+    assert run.audio_frames >= (SURVIVES_S - 5) * 50, run.audio_frames
     print(
         f"libdatachannel {done['library']}: {len(counters)} frames, {watched.fps:.1f} fps, "
         f"{missing} lost, first frame {watched.first_frame_s:.2f} s after the answer"

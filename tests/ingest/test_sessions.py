@@ -4,9 +4,11 @@ counted with its reason; real peers over real HTTP."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 
 import aioice.ice
 import pytest
@@ -19,7 +21,7 @@ from livecast.ingest.keys import EDGE, MEDIA
 from livecast.ingest.sessions import short_id
 from tests.conftest import Client, MakeToken, bearer
 from tests.ingest.conftest import MakeNode, SellerStream, eventually
-from tests.ingest.peers import _offer, new_pc, publish, view
+from tests.ingest.peers import Publisher, Viewer, _offer, new_pc, publish, view
 
 # Signed with some other secret.
 FORGED = (
@@ -53,6 +55,24 @@ def _expired(client: Client, sub: str, role: Role) -> str:
     )
 
 
+@contextlib.asynccontextmanager
+async def _watched(
+    stream: SellerStream, client: Client, viewed_on: Client | None = None
+) -> AsyncIterator[tuple[Publisher, Viewer]]:
+    """A publisher on ``client`` and a viewer (on ``viewed_on``, else the same node) that
+    has decoded its first frames; both closed on the way out."""
+    publisher = await publish(client, stream.id, stream.seller_token)
+    try:
+        viewer = await view(viewed_on or client, stream.id)
+        try:
+            await viewer.frames(3)
+            yield publisher, viewer
+        finally:
+            await viewer.close()
+    finally:
+        await publisher.close()
+
+
 async def _vanish(pc: RTCPeerConnection) -> None:
     """Drop off the network without a word: no DELETE, no DTLS close, no ICE answers."""
     await pc.getTransceivers()[0].receiver.transport.transport.stop()
@@ -64,10 +84,7 @@ async def _vanish(pc: RTCPeerConnection) -> None:
 async def test_a_publishers_session_url_needs_the_rights_publishing_needs(
     client: Client, stream: SellerStream, make_token: MakeToken
 ) -> None:
-    publisher = await publish(client, stream.id, stream.seller_token)
-    viewer = await view(client, stream.id)
-    try:
-        await viewer.frames(3)
+    async with _watched(stream, client) as (publisher, viewer):
         url = publisher.location
         other_seller = make_token(Role.SELLER, sub="seller-2")
         a_viewer = make_token(Role.VIEWER)
@@ -99,9 +116,6 @@ async def test_a_publishers_session_url_needs_the_rights_publishing_needs(
         assert resp.status == 204, await resp.text()
         assert (await client.delete(url, headers=bearer(producer))).status == 200
         assert hub.streams[stream.id].publisher is None
-    finally:
-        await viewer.close()
-        await publisher.close()
 
 
 async def test_a_viewers_session_url_obeys_the_token_it_was_opened_with(
@@ -176,6 +190,10 @@ def _ended(caplog: pytest.LogCaptureFixture, kind: str, location: str, reason: s
     )
 
 
+STARTED = "livecast_webrtc_sessions_started_total"
+ENDED = "livecast_webrtc_sessions_ended_total"
+
+
 async def _counted(client: Client, metric: str, **labels: str) -> float:
     text = await (await client.get("/metrics")).text()
     wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
@@ -193,10 +211,7 @@ def session_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 async def test_a_deleted_session_is_logged_and_counted_as_client_left(
     client: Client, stream: SellerStream, session_log: pytest.LogCaptureFixture
 ) -> None:
-    publisher = await publish(client, stream.id, stream.seller_token)
-    viewer = await view(client, stream.id)
-    try:
-        await viewer.frames(3)
+    async with _watched(stream, client) as (publisher, viewer):
         for kind, location in (("whip", publisher.location), ("whep", viewer.location)):
             session = location.rsplit("/", 1)[1]
             (line,) = _lines(session_log, f"session={short_id(session)} ")
@@ -214,13 +229,9 @@ async def test_a_deleted_session_is_logged_and_counted_as_client_left(
         assert "remote=127.0.0.1" in line
         assert re.search(r"connected=\d+\.\ds$", line)
         for kind in ("whip", "whep"):
-            assert await _counted(client, "livecast_webrtc_sessions_started_total", kind=kind) == 1
-            ended = "livecast_webrtc_sessions_ended_total"
-            assert await _counted(client, ended, kind=kind, reason="client_left") == 1
-            assert await _counted(client, ended, kind=kind, reason="ice_failed") == 0
-    finally:
-        await viewer.close()
-        await publisher.close()
+            assert await _counted(client, STARTED, kind=kind) == 1
+            assert await _counted(client, ENDED, kind=kind, reason="client_left") == 1
+            assert await _counted(client, ENDED, kind=kind, reason="ice_failed") == 0
 
 
 @pytest.mark.parametrize("settings", [{"webrtc__connect_timeout_s": 1.0}], indirect=True)
@@ -238,8 +249,7 @@ async def test_a_peer_that_vanishes_before_connecting_ends_as_ice_failed(
     await eventually(lambda: _ended(session_log, "whep", location, "ice_failed"), within=10)
     (line,) = _lines(session_log, "whep session ended")
     assert line.endswith("connected=never")
-    ended = "livecast_webrtc_sessions_ended_total"
-    assert await _counted(client, ended, kind="whep", reason="ice_failed") == 1
+    assert await _counted(client, ENDED, kind="whep", reason="ice_failed") == 1
 
 
 async def test_a_peer_whose_certificate_does_not_match_ends_as_dtls_failed(
@@ -263,8 +273,7 @@ async def test_a_peer_whose_certificate_does_not_match_ends_as_dtls_failed(
         await eventually(lambda: _ended(session_log, "whep", location, "dtls_failed"), within=10)
         (line,) = _lines(session_log, "whep session ended")
         assert "(the peer's certificate does not match the fingerprint in its SDP)" in line
-        ended = "livecast_webrtc_sessions_ended_total"
-        assert await _counted(client, ended, kind="whep", reason="dtls_failed") == 1
+        assert await _counted(client, ENDED, kind="whep", reason="dtls_failed") == 1
     finally:
         await pc.close()
 
@@ -277,20 +286,13 @@ async def test_a_connected_viewer_that_vanishes_ends_as_consent_expired(
 ) -> None:
     # RFC 7675 gives up after 30 s of unanswered consent checks; this test, after ~2 s
     monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.1)
-    publisher = await publish(client, stream.id, stream.seller_token)
-    viewer = await view(client, stream.id)
-    try:
-        await viewer.frames(3)
+    async with _watched(stream, client) as (_, viewer):
         await _vanish(viewer.pc)
         await eventually(
             lambda: _ended(session_log, "whep", viewer.location, "consent_expired"), within=15
         )
         assert client.app[MEDIA].viewer_count(stream.id) == 0
-        ended = "livecast_webrtc_sessions_ended_total"
-        assert await _counted(client, ended, kind="whep", reason="consent_expired") == 1
-    finally:
-        await viewer.close()
-        await publisher.close()
+        assert await _counted(client, ENDED, kind="whep", reason="consent_expired") == 1
 
 
 async def test_a_quiet_publisher_replaced_by_a_new_one_ends_as_stale(
@@ -309,9 +311,8 @@ async def test_a_quiet_publisher_replaced_by_a_new_one_ends_as_stale(
             lambda: _ended(session_log, "whip", first.location, "publisher_stale"), within=10
         )
         await viewer.until(lambda: viewer.counters[-1] >= 1000)
-        ended = "livecast_webrtc_sessions_ended_total"
-        assert await _counted(client, ended, kind="whip", reason="publisher_stale") == 1
-        assert await _counted(client, "livecast_webrtc_sessions_started_total", kind="whip") == 2
+        assert await _counted(client, ENDED, kind="whip", reason="publisher_stale") == 1
+        assert await _counted(client, STARTED, kind="whip") == 2
     finally:
         await viewer.close()
         await first.close()
@@ -322,34 +323,22 @@ async def test_a_quiet_publisher_replaced_by_a_new_one_ends_as_stale(
 async def test_ending_the_stream_ends_its_sessions_as_stream_ended(
     client: Client, stream: SellerStream, session_log: pytest.LogCaptureFixture
 ) -> None:
-    publisher = await publish(client, stream.id, stream.seller_token)
-    viewer = await view(client, stream.id)
-    try:
-        await viewer.frames(3)
+    async with _watched(stream, client) as (publisher, viewer):
         resp = await client.post(
             f"/api/streams/{stream.id}/end", headers=bearer(stream.seller_token)
         )
         assert resp.status == 200, await resp.text()
         await eventually(lambda: _ended(session_log, "whep", viewer.location, "stream_ended"))
         await eventually(lambda: _ended(session_log, "whip", publisher.location, "stream_ended"))
-    finally:
-        await viewer.close()
-        await publisher.close()
 
 
 async def test_shutdown_ends_sessions_as_server_shutdown(
     client: Client, stream: SellerStream, session_log: pytest.LogCaptureFixture
 ) -> None:
-    publisher = await publish(client, stream.id, stream.seller_token)
-    viewer = await view(client, stream.id)
-    try:
-        await viewer.frames(3)
+    async with _watched(stream, client) as (publisher, viewer):
         await client.close()
         assert _ended(session_log, "whep", viewer.location, "server_shutdown")
         assert _ended(session_log, "whip", publisher.location, "server_shutdown")
-    finally:
-        await viewer.close()
-        await publisher.close()
 
 
 async def test_another_nodes_pull_is_an_edge_session_only_that_node_may_end(
@@ -359,10 +348,7 @@ async def test_another_nodes_pull_is_an_edge_session_only_that_node_may_end(
     make_token: MakeToken,
 ) -> None:
     origin, edge = await make_node(), await make_node()
-    publisher = await publish(origin, stream.id, stream.seller_token)
-    viewer = await view(edge, stream.id)
-    try:
-        await viewer.frames(3)
+    async with _watched(stream, origin, edge) as (_, viewer):
         (line,) = _lines(session_log, "edge session started")
         assert f"stream={stream.id} " in line
         (pull,) = origin.app[MEDIA].streams[stream.id].viewers.values()
@@ -375,13 +361,10 @@ async def test_another_nodes_pull_is_an_edge_session_only_that_node_may_end(
         another_node = origin.app[EDGE].tokens.issue(stream.id)  # the origin's own sub
         await _refused(await origin.delete(url, headers=bearer(another_node)), 403)
         assert pull.id in origin.app[MEDIA].sessions
-        assert await _counted(origin, "livecast_webrtc_sessions_started_total", kind="edge") == 1
-        assert await _counted(edge, "livecast_webrtc_sessions_started_total", kind="whep") == 1
+        assert await _counted(origin, STARTED, kind="edge") == 1
+        assert await _counted(edge, STARTED, kind="whep") == 1
         assert (await edge.delete(viewer.location)).status == 200
         # the edge lets its pull go with a DELETE at the origin (webrtc.edge_linger_s)
         await eventually(lambda: bool(_lines(session_log, "edge session ended")), within=10)
         (line,) = _lines(session_log, "edge session ended")
         assert "reason=client_left (DELETE)" in line
-    finally:
-        await viewer.close()
-        await publisher.close()

@@ -14,7 +14,7 @@ from typing import Any
 from livecast.config import Settings
 from tests.conftest import Client
 from tests.ingest.conftest import eventually
-from tests.ingest.peers import Viewer
+from tests.ingest.peers import Viewer, view
 
 FPS = 30
 # frames per measured window: 5 s at the publisher's rate
@@ -144,3 +144,33 @@ async def answered(publisher: ScriptPublisher) -> float:
     await eventually(ready, within=20)
     assert publisher.event("answered") is not None, publisher.output()
     return asyncio.get_running_loop().time()
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a viewer saw of a publisher script's whole run, and how the script ended."""
+
+    publisher: ScriptPublisher
+    done: dict[str, Any]  # the script's ``done`` event
+    watched: Watched
+    counters: list[int]  # the viewer's frames' counters, in the order it decoded them
+    audio_frames: int
+
+
+async def publish_and_watch(
+    client: Client, stream_id: str, command: list[str], publish_s: float
+) -> Published:
+    """Run the publisher ``command``; once it has its answer, an aiortc viewer decodes
+    until past the consent window (:func:`watch_past_consent`); then the script must
+    end, within 20 s of its ``publish_s``."""
+    async with run_publisher(*command) as publisher:
+        answered_at = await answered(publisher)
+        viewer = await view(client, stream_id)
+        try:
+            watched = await watch_past_consent(client, stream_id, viewer, publisher, answered_at)
+            counters = list(viewer.counters)
+            audio_frames = viewer.audio_frames
+        finally:
+            await viewer.close()
+        done = await publisher.finished(within=publish_s + 20)
+    return Published(publisher, done, watched, counters, audio_frames)

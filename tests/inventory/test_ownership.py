@@ -21,11 +21,6 @@ from tests.redis_both import redis_url as redis_url  # grant.lua's keys share on
 _PRICE = {"amount_minor": 2500, "currency": "EUR"}
 
 
-def _deal(sku: str, quantity: int = 3) -> dict[str, Any]:
-    return {"sku": sku, "price": {"amount_minor": 999, "currency": "EUR"},
-            "quantity": quantity, "duration_s": 60}  # fmt: skip
-
-
 async def _product(client: Client, sku: str) -> dict[str, Any]:
     resp = await client.get(f"/api/products/{sku}")
     assert resp.status == 200, await resp.text()
@@ -53,6 +48,14 @@ async def _pin(client: Client, token: str, stream_id: str, sku: str) -> Any:
 async def _add_to_cart(client: Client, buyer: str, stream_id: str, sku: str) -> Any:
     body = {"stream_id": stream_id, "sku": sku, "quantity": 1}
     return await client.post("/api/cart/items", json=body, headers=bearer(buyer))
+
+
+async def _start_deal(
+    client: Client, token: str, stream_id: str, sku: str, quantity: int = 3
+) -> Any:
+    body = {"sku": sku, "price": {"amount_minor": 999, "currency": "EUR"},
+            "quantity": quantity, "duration_s": 60}  # fmt: skip
+    return await client.post(f"/api/streams/{stream_id}/deals", json=body, headers=bearer(token))
 
 
 async def test_only_the_owner_and_admins_change_a_product(
@@ -231,16 +234,12 @@ async def test_a_stream_sells_its_sellers_products_and_granted_ones(
 
     # Her own product: everything.
     assert (await _pin(client, influencer, live, "IVY-1")).status == 200
-    resp = await client.post(
-        f"/api/streams/{live}/deals", json=_deal("IVY-1"), headers=bearer(influencer)
-    )
+    resp = await _start_deal(client, influencer, live, "IVY-1")
     assert resp.status == 201, await resp.text()
 
     # Another seller's product, without consent: nothing, and nothing changes.
     await assert_error(await _pin(client, influencer, live, "BAG-1"), 403, "product_not_granted")
-    resp = await client.post(
-        f"/api/streams/{live}/deals", json=_deal("BAG-1"), headers=bearer(influencer)
-    )
+    resp = await _start_deal(client, influencer, live, "BAG-1")
     await assert_error(resp, 403, "deals_not_granted")
     await assert_error(await _add_to_cart(client, buyer, live, "BAG-1"), 403, "product_not_granted")
     bag = await _product(client, "BAG-1")
@@ -251,9 +250,7 @@ async def test_a_stream_sells_its_sellers_products_and_granted_ones(
     await _grant(client, ana, "BAG-1", f"stream:{live}")
     assert (await _pin(client, influencer, live, "BAG-1")).status == 200
     assert (await _add_to_cart(client, buyer, live, "BAG-1")).status == 201
-    resp = await client.post(
-        f"/api/streams/{live}/deals", json=_deal("BAG-1"), headers=bearer(influencer)
-    )
+    resp = await _start_deal(client, influencer, live, "BAG-1")
     await assert_error(resp, 403, "deals_not_granted")
     await assert_error(
         await _pin(client, influencer, other_live, "BAG-1"), 403, "product_not_granted"
@@ -261,9 +258,7 @@ async def test_a_stream_sells_its_sellers_products_and_granted_ones(
 
     # Allowed to run deals, for every stream of hers.
     await _grant(client, ana, "BAG-1", "seller:ivy", deals=True)
-    resp = await client.post(
-        f"/api/streams/{other_live}/deals", json=_deal("BAG-1"), headers=bearer(influencer)
-    )
+    resp = await _start_deal(client, influencer, other_live, "BAG-1")
     assert resp.status == 201, await resp.text()
     assert (await _add_to_cart(client, buyer, other_live, "BAG-1")).status == 201
     bag = await _product(client, "BAG-1")
@@ -285,9 +280,7 @@ async def test_taking_a_right_back_ends_its_deals_and_pins_at_once(
     live = await create_live_stream(client, ivy)
     await _grant(client, ana, "LAMP-1", "seller:ivy", deals=True)
     assert (await _pin(client, ivy, live, "LAMP-1")).status == 200
-    resp = await client.post(
-        f"/api/streams/{live}/deals", json=_deal("LAMP-1", 4), headers=bearer(ivy)
-    )
+    resp = await _start_deal(client, ivy, live, "LAMP-1", 4)
     deal = await resp.json()
     assert (await _product(client, "LAMP-1"))["in_deals"] == 4
 
@@ -368,7 +361,7 @@ async def test_products_stored_before_owners_keep_selling_and_admins_adopt_them(
     )
     assert resp.status == 200
     assert (await _pin(client, ivy, live, "OLD-1")).status == 200
-    resp = await client.post(f"/api/streams/{live}/deals", json=_deal("OLD-1"), headers=bearer(ivy))
+    resp = await _start_deal(client, ivy, live, "OLD-1")
     assert resp.status == 201, await resp.text()
     buyer = make_token(Role.VIEWER)
     assert (await _add_to_cart(client, buyer, live, "OLD-1")).status == 201
@@ -411,9 +404,7 @@ async def test_a_pin_or_deal_that_lost_its_right_while_starting_is_undone(
     live = await create_live_stream(client, ivy)
     await _grant(client, ana, "RACE-1", "seller:ivy", deals=True)
     assert (await _pin(client, ivy, live, "RACE-1")).status == 200
-    resp = await client.post(
-        f"/api/streams/{live}/deals", json=_deal("RACE-1", 4), headers=bearer(ivy)
-    )
+    resp = await _start_deal(client, ivy, live, "RACE-1", 4)
     assert resp.status == 201
     # The grant goes between the check and the start: as if a revocation had raced them
     # and read the stream's pin and deals before they were written.

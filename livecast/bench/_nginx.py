@@ -1,0 +1,72 @@
+"""Debian's nginx on loopback as the CDN in front of an origin's ``/hls/``.
+
+``proxy_cache`` with ``proxy_cache_lock``, honouring the origin's cache headers: identical
+requests that arrive together make one origin request. The access log has one line per
+request, ``<cache status> <upstream address> <uri>``, the address ``-`` for a request
+the cache answered.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from livecast.bench._server import free_port
+
+CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 16384; }}
+http {{
+    log_format origin '$upstream_cache_status $upstream_addr $request_uri';
+    access_log {dir}/access.log origin;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    proxy_cache_path {dir}/cache levels=1:2 keys_zone=hls:10m max_size=256m use_temp_path=off;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location /hls/ {{
+            proxy_pass http://127.0.0.1:{origin_port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache hls;
+            proxy_cache_key $request_uri;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 15s;
+            proxy_cache_lock_age 15s;
+            proxy_read_timeout 30s;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    """nginx on the PATH, or Debian's (``/usr/sbin`` is not on every user's PATH)."""
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+
+
+def start_nginx(directory: Path, origin_port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx on a free loopback port in front of ``origin_port``, its configuration,
+    logs and cache in ``directory`` (created; the access log is ``access.log``); the
+    process and its base URL. Raises ``FileNotFoundError`` without nginx."""
+    binary = nginx_binary()
+    if binary is None:
+        raise FileNotFoundError("nginx is not installed (apt-get install nginx-light)")
+    directory.mkdir()
+    port = free_port()
+    conf = directory / "nginx.conf"
+    conf.write_text(CONF.format(dir=directory, port=port, origin_port=origin_port))
+    process = subprocess.Popen(
+        [binary, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
+    )
+    return process, f"http://127.0.0.1:{port}"

@@ -1,0 +1,146 @@
+"""The ``livecast serve`` process a benchmark measures, and how it is measured.
+
+A benchmark starts the server in its own process on a free loopback port (embedded Redis,
+a throw-away data dir, its log in a file), waits for ``/readyz`` and creates a stream as a
+seller; it reads the server's CPU seconds and RSS from ``/proc`` around its window, and on
+failure reports the tail of the server's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Server:
+    """A ``livecast serve`` process on loopback, started by :func:`start_server`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    secret: str = field(repr=False)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        """Terminate the server; kill it if it has not exited within 15 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def failure(self, exc: Exception) -> dict[str, Any]:
+        """A benchmark's JSON result for a run that failed with ``exc``."""
+        return {"error": f"{type(exc).__name__}: {exc}", "server_log": tail(self.log_path)}
+
+
+def start_server(
+    workdir: Path, *, data_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> Server:
+    """``livecast serve`` on a free loopback port with a fresh auth secret, logging to
+    ``workdir/server.log``; ``env`` adds ``LIVECAST_*`` settings (the config file is not
+    read). Its data dir is ``data_dir``, or ``workdir`` itself."""
+    secret = secrets.token_urlsafe(48)
+    port = free_port()
+    log_path = workdir / "server.log"
+    server_env = {**os.environ, "LIVECAST_AUTH_SECRET": secret, **(env or {})}
+    server_env.pop("LIVECAST_CONFIG", None)
+    command = [sys.executable, "-m", "livecast", "serve", "--port", str(port)]
+    command += ["--data-dir", str(data_dir or workdir)]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    return Server(process, port, log_path, secret)
+
+
+async def create_stream(server: Server) -> tuple[str, str]:
+    """Wait until the server is ready, then create a stream as a seller: its id and the
+    seller's token."""
+    import aiohttp
+
+    from livecast.auth import Role, TokenIssuer
+
+    token = TokenIssuer(server.secret).issue(
+        sub="bench-seller", name="Bench", role=Role.SELLER, ttl_s=3600
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{server.base}/readyz") as resp:
+                    if resp.status == 200:
+                        break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("server did not become ready")
+        async with http.post(
+            f"{server.base}/api/streams", json={"title": "bench"}, headers=headers
+        ) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"could not create a stream: {resp.status} {await resp.text()}")
+            stream_id = (await resp.json())["id"]
+    return stream_id, token
+
+
+async def media_status(base: str, stream_id: str) -> dict[str, Any]:
+    """The stream's ``/media`` status: its state and the relay's counters."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/api/streams/{stream_id}/media") as resp,
+    ):
+        status: dict[str, Any] = await resp.json()
+        return status
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0-1) of sorted ``values``, nearest rank; NaN for none."""
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
