@@ -37,12 +37,15 @@ class _Entry:
     """One command in the pipeline: an EVALSHA (a plain call, or a group of calls on one
     key), or, with no script, any other command."""
 
-    __slots__ = ("args", "futures", "grouped", "key", "script")
+    __slots__ = ("args", "futures", "grouped", "key", "numkeys", "script")
 
-    def __init__(self, script: AsyncScript | None, key: Any, grouped: bool) -> None:
+    def __init__(
+        self, script: AsyncScript | None, key: Any, grouped: bool, numkeys: int = 1
+    ) -> None:
         self.script = script
         self.key = key
         self.grouped = grouped
+        self.numkeys = numkeys
         self.args: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
 
@@ -87,9 +90,12 @@ class ScriptBatcher:
         self.scripts_sent = 0
         self.calls_sent = 0
 
-    def call(self, script: AsyncScript, keys_and_args: Sequence[Any]) -> asyncio.Future[Any]:
-        """Queue ``EVALSHA script 1 *keys_and_args`` (one key); the future gets the reply."""
-        entry = _Entry(script, keys_and_args[0], grouped=False)
+    def call(
+        self, script: AsyncScript, keys_and_args: Sequence[Any], *, numkeys: int = 1
+    ) -> asyncio.Future[Any]:
+        """Queue ``EVALSHA script numkeys *keys_and_args`` (the first ``numkeys`` items are
+        keys, one by default); the future gets the reply."""
+        entry = _Entry(script, keys_and_args[0], grouped=False, numkeys=numkeys)
         entry.args.extend(keys_and_args[1:])
         self._pending.append(entry)
         return self._enqueue(entry)
@@ -167,7 +173,7 @@ class ScriptBatcher:
         commands = [
             entry.args
             if entry.script is None
-            else ("EVALSHA", entry.script.sha, 1, entry.key, *entry.args)
+            else ("EVALSHA", entry.script.sha, entry.numkeys, entry.key, *entry.args)
             for entry in batch
         ]
         pool = self._redis.connection_pool
