@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from hiredis import pack_command
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 __all__ = ["ScriptBatcher"]
 
@@ -171,15 +172,21 @@ class ScriptBatcher:
         reply is its exception, in its place). No client-side reply parsing: HGETALL
         answers a flat list, TIME two strings, SET ``b"OK"`` or None."""
         commands = [
-            entry.args
+            tuple(entry.args)
             if entry.script is None
             else ("EVALSHA", entry.script.sha, entry.numkeys, entry.key, *entry.args)
             for entry in batch
         ]
+        # Packed here by hiredis in one C call per command: the client's own packing
+        # encodes every argument in Python first, the larger part of a batch's cost.
+        try:
+            packed = b"".join([pack_command(command) for command in commands])
+        except TypeError as exc:
+            raise DataError(str(exc)) from None
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await connection.send_packed_command(connection.pack_commands(commands))
+            await connection.send_packed_command(packed)
             replies: list[Any] = []
             for _ in commands:
                 try:
