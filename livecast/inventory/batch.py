@@ -23,6 +23,7 @@ sent again, which is safe because a script that got ``NOSCRIPT`` did not run.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.commands.core import AsyncScript
 from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["ScriptBatcher"]
 
@@ -188,11 +190,18 @@ class ScriptBatcher:
         try:
             await connection.send_packed_command(packed)
             replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+            # One deadline (the command timeout) for all the batch's replies, instead of
+            # a timeout context per reply, which cost as much as reading the reply.
+            # ``math.inf`` tells redis-py to set none of its own per read.
+            async with asyncio.timeout(connection.socket_timeout):
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        replies.append(exc)
+        except TimeoutError:
+            await connection.disconnect()
+            raise RedisTimeoutError(f"no reply from Redis to a batch of {len(commands)}") from None
         except BaseException:
             # Replies may be left unread on it: never hand it out again.
             await connection.disconnect()
