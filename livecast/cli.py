@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -110,6 +111,20 @@ def _load(args: argparse.Namespace, **flags: Any) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
+async def _tune_gc(app: web.Application) -> None:
+    """Once started, keep the cyclic garbage collector off the hot paths.
+
+    Every request allocates thousands of short-lived objects (futures, headers, log
+    records), so the default threshold (700 allocations) ran a young collection every
+    few requests, and each older collection walked everything loaded at start-up. The
+    start-up heap is frozen (never collected, as it lives until exit) and young
+    collections run every 10,000 allocations; cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = _load(
         args,
@@ -123,6 +138,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = create_app(settings)
     app[ABORT].stop = _stop_serving
+    app.on_startup.append(_tune_gc)
     url = f"http://{settings.server.host}:{settings.server.port}"
     try:
         web.run_app(

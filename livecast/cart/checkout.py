@@ -521,10 +521,14 @@ class Checkout:
         for stream_id in stream_ids:
             seller = self._sellers.get(stream_id)
             if seller is None:
-                stream = await self._streams.find(stream_id)
-                if stream is None:
+                # In the batched pipeline: a sale's first checkouts all arrive before the
+                # first answer fills the cache.
+                raw = await self._batcher.command(
+                    "HGET", self._streams.hash_key(stream_id), "seller_id"
+                )
+                if raw is None:
                     continue
-                seller = self._sellers[stream_id] = stream.seller_id
+                seller = self._sellers[stream_id] = raw.decode()
             sellers.append(seller)
         now_ms = record.journaled_at_ms
         if not now_ms:

@@ -89,7 +89,7 @@ async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     carts = CartStore(redis, keys, max_lines=settings.cart.max_lines, batcher=reservations.batcher)
     orders = OrderStore(redis, keys, batcher=reservations.batcher)
-    sales = SalesStats(redis, keys)
+    sales = SalesStats(redis, keys, batcher=reservations.batcher)
     app[CART] = CartService(
         carts=carts,
         orders=orders,

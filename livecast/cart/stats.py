@@ -31,6 +31,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livecast.cart.orders import OrderStore
+from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
@@ -68,9 +69,14 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SalesStats:
-    def __init__(self, redis: aioredis.Redis, keys: KeySpace) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: KeySpace, *, batcher: ScriptBatcher | None = None
+    ) -> None:
         self._redis = redis
         self._keys = keys
+        # Counting an order rides in the app's batched pipelines, beside the checkout's
+        # other commands of the same step.
+        self._batcher = batcher or ScriptBatcher(redis)
         self._orders = OrderStore(redis, keys)
         self._count_order = load_lua(redis, _HERE / "stats_order.lua")
 
@@ -84,14 +90,20 @@ class SalesStats:
         self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str
     ) -> None:
         """Count the order's part bought from ``stream_id``; an order counted before is not."""
-        await self._count_order(
-            keys=[
+        await self._batcher.call(
+            self._count_order,
+            (
                 self._key(stream_id, "counted-orders"),
                 self._key(stream_id, "stats"),
                 self._key(stream_id, "buyer-ids"),
                 self._key(stream_id, "counted", order_id),
-            ],
-            args=[order_id, units, amount.amount_minor, amount.currency, buyer_id],
+                order_id,
+                units,
+                amount.amount_minor,
+                amount.currency,
+                buyer_id,
+            ),
+            numkeys=4,
         )
 
     async def stream_stats(self, stream_id: str, audience: Audience) -> StreamStats:

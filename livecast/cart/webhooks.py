@@ -172,8 +172,17 @@ class WebhookDispatcher:
     ) -> WebhookEvent:
         """Store the event's deliveries durably; they are sent by :meth:`run`.
 
-        An ``event_id`` enqueued before (within 7 days) is not enqueued again.
+        An ``event_id`` enqueued before (within 7 days) is not enqueued again. With no
+        endpoint configured nothing is stored and Redis is not asked at all (a checkout
+        calls this twice per order); the event's time is then this node's clock.
         """
+        if not self._urls:
+            return WebhookEvent(
+                id=event_id or f"evt_{new_id(12)}",
+                type=event_type,
+                created_at=iso_time(int(time.time() * 1000)) or "",
+                data=dict(data),
+            )
         seconds, micros = await self._redis.time()
         event = WebhookEvent(
             id=event_id or f"evt_{new_id(12)}",
@@ -181,8 +190,6 @@ class WebhookDispatcher:
             created_at=iso_time(int(seconds) * 1000 + int(micros) // 1000) or "",
             data=dict(data),
         )
-        if not self._urls:
-            return event
         body = self._encoder.encode(event).decode()
         args: list[Any] = [_EVENT_MARKER_TTL_MS]
         queues = []

@@ -23,12 +23,15 @@ sent again, which is safe because a script that got ``NOSCRIPT`` did not run.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from hiredis import pack_command
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["ScriptBatcher"]
 
@@ -37,12 +40,15 @@ class _Entry:
     """One command in the pipeline: an EVALSHA (a plain call, or a group of calls on one
     key), or, with no script, any other command."""
 
-    __slots__ = ("args", "futures", "grouped", "key", "script")
+    __slots__ = ("args", "futures", "grouped", "key", "numkeys", "script")
 
-    def __init__(self, script: AsyncScript | None, key: Any, grouped: bool) -> None:
+    def __init__(
+        self, script: AsyncScript | None, key: Any, grouped: bool, numkeys: int = 1
+    ) -> None:
         self.script = script
         self.key = key
         self.grouped = grouped
+        self.numkeys = numkeys
         self.args: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
 
@@ -87,9 +93,12 @@ class ScriptBatcher:
         self.scripts_sent = 0
         self.calls_sent = 0
 
-    def call(self, script: AsyncScript, keys_and_args: Sequence[Any]) -> asyncio.Future[Any]:
-        """Queue ``EVALSHA script 1 *keys_and_args`` (one key); the future gets the reply."""
-        entry = _Entry(script, keys_and_args[0], grouped=False)
+    def call(
+        self, script: AsyncScript, keys_and_args: Sequence[Any], *, numkeys: int = 1
+    ) -> asyncio.Future[Any]:
+        """Queue ``EVALSHA script numkeys *keys_and_args`` (the first ``numkeys`` items are
+        keys, one by default); the future gets the reply."""
+        entry = _Entry(script, keys_and_args[0], grouped=False, numkeys=numkeys)
         entry.args.extend(keys_and_args[1:])
         self._pending.append(entry)
         return self._enqueue(entry)
@@ -165,21 +174,34 @@ class ScriptBatcher:
         reply is its exception, in its place). No client-side reply parsing: HGETALL
         answers a flat list, TIME two strings, SET ``b"OK"`` or None."""
         commands = [
-            entry.args
+            tuple(entry.args)
             if entry.script is None
-            else ("EVALSHA", entry.script.sha, 1, entry.key, *entry.args)
+            else ("EVALSHA", entry.script.sha, entry.numkeys, entry.key, *entry.args)
             for entry in batch
         ]
+        # Packed here by hiredis in one C call per command: the client's own packing
+        # encodes every argument in Python first, the larger part of a batch's cost.
+        try:
+            packed = b"".join([pack_command(command) for command in commands])
+        except TypeError as exc:
+            raise DataError(str(exc)) from None
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await connection.send_packed_command(connection.pack_commands(commands))
+            await connection.send_packed_command(packed)
             replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+            # One deadline (the command timeout) for all the batch's replies, instead of
+            # a timeout context per reply, which cost as much as reading the reply.
+            # ``math.inf`` tells redis-py to set none of its own per read.
+            async with asyncio.timeout(connection.socket_timeout):
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        replies.append(exc)
+        except TimeoutError:
+            await connection.disconnect()
+            raise RedisTimeoutError(f"no reply from Redis to a batch of {len(commands)}") from None
         except BaseException:
             # Replies may be left unread on it: never hand it out again.
             await connection.disconnect()
