@@ -194,9 +194,15 @@ async def test_a_panel_opened_with_an_expired_token_asks_for_a_new_one(
     [
         (CloseCode.GOING_AWAY, "open"),  # the node is shutting down: another one answers
         (CloseCode.TRY_AGAIN_LATER, "open"),  # too far behind: come back and recover
+        (CloseCode.SERVICE_RESTART, "open"),  # live events were interrupted: recover
+        (CloseCode.INTERNAL_ERROR, "open"),  # a server fault: try again with backoff
         (CloseCode.POLICY_VIOLATION, "Your sign-in was refused: sign in again to chat and shop."),
         (
             CloseCode.UNSUPPORTED_DATA,
+            "Live updates stopped (bye). Reload the page to start them again.",
+        ),
+        (
+            CloseCode.MESSAGE_TOO_BIG,
             "Live updates stopped (bye). Reload the page to start them again.",
         ),
     ],
@@ -212,6 +218,8 @@ async def test_each_close_code_is_followed_as_the_server_means_it(
     # Page time from here on is the test's: a retry the close schedules is run by run_for.
     await viewer.clock.install()
 
+    # The page does what the registry says of the code.
+    assert (outcome == "open") == code.reconnect
     await server.app[CHAT].hub.close_sockets(code=code, message=b"bye")
     if outcome == "open":
         await expect(status).to_have_attribute("data-status", "reconnecting")
