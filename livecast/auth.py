@@ -21,6 +21,7 @@ import jwt
 from aiohttp import web
 
 from livecast.display_text import check_line
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Forbidden, Unauthorized
 from livecast.ids import SUBJECT_PATTERN
 
@@ -169,9 +170,9 @@ class TokenIssuer:
                 options={"require": ["exp", "iat", "sub", "iss"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("token has expired", code="token_expired") from None
+            raise Unauthorized("token has expired", code=ErrorCode.TOKEN_EXPIRED) from None
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"token is not valid: {exc}", code="token_invalid") from None
+            raise Unauthorized(f"token is not valid: {exc}", code=ErrorCode.TOKEN_INVALID) from None
         try:
             role = Role(str(claims.get("role")))
             streams = claims.get("streams", [])
@@ -182,7 +183,7 @@ class TokenIssuer:
             if not isinstance(name, str) or not isinstance(sub, str) or not _SUBJECT.match(sub):
                 raise ValueError("name")
         except (ValueError, KeyError):
-            raise Unauthorized("token claims are malformed", code="token_invalid") from None
+            raise Unauthorized("token claims are malformed", code=ErrorCode.TOKEN_INVALID) from None
         return Identity(
             sub=sub, name=name, role=role, streams=frozenset(streams), expires_at=int(claims["exp"])
         )
@@ -193,7 +194,7 @@ class TokenIssuer:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized(
-                "Authorization header must be 'Bearer <token>'", code="token_invalid"
+                "Authorization header must be 'Bearer <token>'", code=ErrorCode.TOKEN_INVALID
             )
         return self.verify(token.strip())
 

@@ -1,27 +1,34 @@
-"""Errors a client can cause, each with an HTTP status and a stable code.
+"""Errors a client can cause: each carries an :class:`~livecast.error_codes.ErrorCode`,
+whose registered HTTP status it is answered with.
 
 ::
 
-    ApiError                       status  default code
-    ├── BadRequest                 400     bad_request       (malformed JSON/SDP, wrong types)
-    ├── Unauthorized               401     unauthorized      (missing, expired or forged token)
-    ├── Forbidden                  403     forbidden         (valid token, wrong role or stream)
-    ├── NotFound                   404     not_found         (unknown id)
-    ├── Conflict                   409     conflict          (illegal state change, busy resource)
-    ├── PayloadTooLarge            413     payload_too_large
-    ├── UnsupportedMediaType       415     unsupported_media_type
-    ├── Unprocessable              422     unprocessable     (well-formed but not acceptable)
-    └── TooManyRequests            429     rate_limited
+    ApiError                       default code            status
+    ├── BadRequest                 bad_request             400
+    ├── Unauthorized               unauthorized            401
+    ├── Forbidden                  forbidden               403
+    ├── NotFound                   not_found               404
+    ├── Conflict                   conflict                409
+    ├── PayloadTooLarge            payload_too_large       413
+    ├── UnsupportedMediaType       unsupported_media_type  415
+    ├── Unprocessable              unprocessable           422
+    ├── TooManyRequests            rate_limited            429
+    ├── InternalError              internal                500
+    └── ServiceUnavailable         redis_unavailable       503
 
-Handlers raise these; the error middleware turns them into
-``{"error": {"code": ..., "message": ...}}`` with the status and :attr:`ApiError.headers`
-(every 401 carries an RFC 6750 ``WWW-Authenticate: Bearer`` challenge). Each package adds its own
-codes (``sold_out``, ``hold_expired``) as instances of these classes, never new statuses.
+Handlers raise these with a code of the class's status (``NotFound("...",
+code=ErrorCode.UNKNOWN_SKU)``; ``tests/test_error_codes.py`` checks that they agree); the
+error middleware turns them into ``{"error": {"code": ..., "message": ...}}`` with the
+status and :attr:`ApiError.headers` (every 401 carries an RFC 6750 ``WWW-Authenticate:
+Bearer`` challenge). :meth:`ApiError.of` builds the error of any code, for codes that
+come from a Lua script's status word.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from livecast.error_codes import ErrorCode
 
 __all__ = [
     "INVALID_TOKEN_CODES",
@@ -29,8 +36,10 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "InternalError",
     "NotFound",
     "PayloadTooLarge",
+    "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
@@ -41,13 +50,13 @@ __all__ = [
 
 # Unauthorized codes for a token that was sent but is not good (RFC 6750 "invalid_token");
 # any other 401 means no token was sent.
-INVALID_TOKEN_CODES = frozenset({"token_invalid", "token_expired"})
+INVALID_TOKEN_CODES = frozenset({ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED})
 _REALM = "livecast"
 
 
-def bearer_challenge(code: str) -> str:
+def bearer_challenge(code: ErrorCode) -> str:
     """The ``WWW-Authenticate`` value of a 401 with error ``code`` (RFC 6750 3)."""
-    if code == "token_expired":
+    if code is ErrorCode.TOKEN_EXPIRED:
         return f'Bearer realm="{_REALM}", error="invalid_token", error_description="token expired"'
     if code in INVALID_TOKEN_CODES:
         return f'Bearer realm="{_REALM}", error="invalid_token"'
@@ -55,14 +64,23 @@ def bearer_challenge(code: str) -> str:
 
 
 class ApiError(Exception):
-    status: ClassVar[int] = 400
-    default_code: ClassVar[str] = "bad_request"
+    default_code: ClassVar[ErrorCode] = ErrorCode.BAD_REQUEST
 
-    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.details = details
+
+    @classmethod
+    def of(cls, code: ErrorCode, message: str, **details: Any) -> ApiError:
+        """The error of ``code``, as the class of its status (so ``except NotFound`` sees it)."""
+        kind = _BY_STATUS.get(code.status, ApiError)
+        return kind(message, code=code, **details)
+
+    @property
+    def status(self) -> int:
+        return self.code.status
 
     @property
     def headers(self) -> dict[str, str]:
@@ -76,13 +94,11 @@ class ApiError(Exception):
 
 
 class BadRequest(ApiError):
-    status = 400
-    default_code = "bad_request"
+    default_code = ErrorCode.BAD_REQUEST
 
 
 class Unauthorized(ApiError):
-    status = 401
-    default_code = "unauthorized"
+    default_code = ErrorCode.UNAUTHORIZED
 
     @property
     def headers(self) -> dict[str, str]:
@@ -90,35 +106,58 @@ class Unauthorized(ApiError):
 
 
 class Forbidden(ApiError):
-    status = 403
-    default_code = "forbidden"
+    default_code = ErrorCode.FORBIDDEN
 
 
 class NotFound(ApiError):
-    status = 404
-    default_code = "not_found"
+    default_code = ErrorCode.NOT_FOUND
 
 
 class Conflict(ApiError):
-    status = 409
-    default_code = "conflict"
+    default_code = ErrorCode.CONFLICT
 
 
 class PayloadTooLarge(ApiError):
-    status = 413
-    default_code = "payload_too_large"
+    default_code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class UnsupportedMediaType(ApiError):
-    status = 415
-    default_code = "unsupported_media_type"
+    default_code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
 
 
 class Unprocessable(ApiError):
-    status = 422
-    default_code = "unprocessable"
+    default_code = ErrorCode.UNPROCESSABLE
 
 
 class TooManyRequests(ApiError):
-    status = 429
-    default_code = "rate_limited"
+    default_code = ErrorCode.RATE_LIMITED
+
+
+class InternalError(ApiError):
+    """A defect, logged; on a socket the ``error`` event says so and the socket stays open."""
+
+    default_code = ErrorCode.INTERNAL
+
+
+class ServiceUnavailable(ApiError):
+    """Redis did not answer: nothing was changed, and the same request may be sent again."""
+
+    default_code = ErrorCode.REDIS_UNAVAILABLE
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    kind.default_code.status: kind
+    for kind in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Unprocessable,
+        TooManyRequests,
+        InternalError,
+        ServiceUnavailable,
+    )
+}

@@ -8,6 +8,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from livecast.appkeys import REDIS
+from livecast.error_codes import ErrorCode
 from livecast.http import error_response, json_response
 
 __all__ = ["routes"]
@@ -28,5 +29,5 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             await request.app[REDIS].ping()
     except (RedisError, OSError, TimeoutError) as exc:
-        return error_response(503, "redis_unavailable", f"Redis does not answer: {exc}")
+        return error_response(ErrorCode.REDIS_UNAVAILABLE, f"Redis does not answer: {exc}")
     return json_response({"status": "ready"})

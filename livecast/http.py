@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 from livecast import _aiohttp
 from livecast.appkeys import SETTINGS, TOKENS
 from livecast.auth import Identity, identity_from_request
+from livecast.error_codes import ErrorCode
 from livecast.errors import (
     ApiError,
     BadRequest,
@@ -51,24 +52,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _IDENTITY = web.RequestKey("identity", Identity)
 _encoder = msgspec.json.Encoder()
 
-# Codes for errors aiohttp raises itself (routing, body size).
+# Codes for the errors aiohttp answers by itself (routing, body size, parser, timeouts).
 _HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    411: "length_required",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    417: "expectation_failed",
-    422: "unprocessable",
-    429: "rate_limited",
-    500: "internal",
-    503: "unavailable",
-    504: "timeout",
+    code.status: code
+    for code in (
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.METHOD_NOT_ALLOWED,
+        ErrorCode.CONFLICT,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode.EXPECTATION_FAILED,
+        ErrorCode.UNPROCESSABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.INTERNAL,
+        ErrorCode.TIMEOUT,
+    )
 }
 _CURRENCY_EXPECTED = f"`str` matching regex '{CURRENCY_PATTERN}'"
 # Headers of aiohttp's own errors worth keeping on ours.
@@ -84,10 +85,11 @@ def json_response(
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    code: ErrorCode, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
+    """The JSON error of ``code``, with its registered status."""
     return json_response(
-        {"error": {"code": code, "message": message}}, status=status, headers=headers
+        {"error": {"code": code, "message": message}}, status=code.status, headers=headers
     )
 
 
@@ -106,9 +108,9 @@ async def read_json(request: web.Request, into: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=into, strict=True)
     except msgspec.ValidationError as exc:
-        raise Unprocessable(validation_message(exc), code="invalid_field") from None
+        raise Unprocessable(validation_message(exc), code=ErrorCode.INVALID_FIELD) from None
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
+        raise BadRequest(f"body is not valid JSON: {exc}", code=ErrorCode.MALFORMED_JSON) from None
 
 
 def validation_message(exc: msgspec.ValidationError) -> str:
@@ -153,11 +155,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # does is half-applied (each one is atomic), so say so rather than 500.
         log.warning("Redis unavailable for %s %s: %s", request.method, request.path, exc)
         return error_response(
-            503, "redis_unavailable", "storage is unavailable; try again", {"Retry-After": "1"}
+            ErrorCode.REDIS_UNAVAILABLE, "storage is unavailable; try again", {"Retry-After": "1"}
         )
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal server error")
+        return error_response(ErrorCode.INTERNAL, "internal server error")
 
 
 def http_error_response(
@@ -172,11 +174,17 @@ def http_error_response(
     code = _code(status)
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": bearer_challenge(code)}
-    return error_response(status, code, message or phrase, headers)
+    return json_response(
+        {"error": {"code": code, "message": message or phrase}}, status=status, headers=headers
+    )
 
 
-def _code(status: int) -> str:
-    return _HTTP_CODES.get(status, "http_error")
+def _code(status: int) -> ErrorCode:
+    """The code of a status aiohttp chose; one it never chooses gets its class's."""
+    found = _HTTP_CODES.get(status)
+    if found is not None:
+        return found
+    return ErrorCode.INTERNAL if status >= 500 else ErrorCode.BAD_REQUEST
 
 
 def _exception_message(exc: web.HTTPException) -> str:

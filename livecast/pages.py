@@ -39,6 +39,7 @@ from livecast.appkeys import SETTINGS, STREAMS, TOKENS
 from livecast.auth import Role
 from livecast.chat import CHAT
 from livecast.display_text import check_line
+from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound, Unprocessable
 from livecast.http import identity, json_response, read_json
 from livecast.ids import is_stream_id, new_id
@@ -146,14 +147,14 @@ def _page_handler(filename: str) -> Callable[[web.Request], Awaitable[web.Stream
 async def _static(request: web.Request) -> web.StreamResponse:
     relative = PurePosixPath(request.match_info["path"])
     if relative.is_absolute() or any(part in {"", ".", ".."} for part in relative.parts):
-        raise NotFound("no such file", code="not_found")
+        raise NotFound("no such file", code=ErrorCode.NOT_FOUND)
     if any(part.startswith(".") for part in relative.parts):
-        raise NotFound("no such file", code="not_found")
+        raise NotFound("no such file", code=ErrorCode.NOT_FOUND)
     content_type = CONTENT_TYPES.get(relative.suffix)
     root: Path = request.app[_WEB_ROOT]
     path = root.joinpath(*relative.parts)
     if content_type is None or not path.is_file() or root not in path.resolve().parents:
-        raise NotFound("no such file", code="not_found")
+        raise NotFound("no such file", code=ErrorCode.NOT_FOUND)
     headers = _PAGE_HEADERS if relative.suffix == ".html" else _COMMON_HEADERS
     response = web.FileResponse(path, headers=headers)
     mime, _, charset = content_type.partition("; charset=")
@@ -199,11 +200,11 @@ async def _mint_dev_token(request: web.Request) -> web.Response:
     """A viewer identity for a display name; the route does not exist unless dev mode is on."""
     settings = request.app[SETTINGS]
     if not settings.dev.mint_viewer_tokens:
-        raise NotFound(f"no route {request.path}", code="not_found")
+        raise NotFound(f"no route {request.path}", code=ErrorCode.NOT_FOUND)
     body = await read_json(request, MintToken)
     name = " ".join(body.name.split())
     if not name:
-        raise Unprocessable("name must not be blank", code="invalid_field")
+        raise Unprocessable("name must not be blank", code=ErrorCode.INVALID_FIELD)
     sub = f"dev-{new_id(6)}"
     ttl = settings.auth.default_ttl_s
     token = request.app[TOKENS].issue(sub=sub, name=name, role=Role.VIEWER, ttl_s=ttl)

@@ -15,6 +15,7 @@ from livecast.cart.cart import CartEntry
 from livecast.cart.checkout import CheckoutRequest
 from livecast.cart.orders import Order
 from livecast.cart.service import CART
+from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from livecast.http import identity, json_response, read_body, read_json
 from livecast.ids import SKU_PATTERN, STREAM_ID_PATTERN, new_id
@@ -89,18 +90,20 @@ async def add_item(request: web.Request) -> web.Response:
         staged = await staging
     try:
         if state is None:
-            raise NotFound(f"no stream {body.stream_id!r}", code="stream_not_found")
+            raise NotFound(f"no stream {body.stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
         if state != _LIVE:
-            raise Conflict(f"stream {body.stream_id!r} is {state.decode()}", code="stream_not_live")
+            raise Conflict(
+                f"stream {body.stream_id!r} is {state.decode()}", code=ErrorCode.STREAM_NOT_LIVE
+            )
         if staged == b"cart_full":
             raise Conflict(
-                f"the cart holds at most {service.carts.max_lines} lines", code="cart_full"
+                f"the cart holds at most {service.carts.max_lines} lines", code=ErrorCode.CART_FULL
             )
         if isinstance(staged, list):
             # Hold ids are unique per SKU only; in a cart they name one line.
             raise Conflict(
                 f"hold id {hold_id!r} is already a line for {staged[1].decode()} in your cart",
-                code="hold_conflict",
+                code=ErrorCode.HOLD_CONFLICT,
             )
         hold = await reservations.reserve(
             body.sku,
@@ -166,7 +169,7 @@ async def get_cart(request: web.Request) -> web.Response:
 def _in_checkout(hold_id: str) -> Conflict:
     return Conflict(
         f"hold {hold_id!r} is being checked out; retry once that checkout has finished",
-        code="hold_in_checkout",
+        code=ErrorCode.HOLD_IN_CHECKOUT,
         holds=[hold_id],
     )
 
@@ -181,7 +184,7 @@ async def remove_item(request: web.Request) -> web.Response:
     carts = request.app[CART].carts
     entry = await carts.find(buyer.sub, hold_id)
     if entry is None:
-        raise NotFound(f"no hold {hold_id!r} in your cart", code="not_in_cart")
+        raise NotFound(f"no hold {hold_id!r} in your cart", code=ErrorCode.NOT_IN_CART)
     reservations = request.app[INVENTORY].reservations
     hold = await reservations.get_hold(entry.sku, hold_id)
     if hold is None:
@@ -209,12 +212,12 @@ async def checkout(request: web.Request) -> web.Response:
     if key is None:
         raise BadRequest(
             "send an Idempotency-Key header (a fresh random string per checkout attempt)",
-            code="missing_idempotency_key",
+            code=ErrorCode.MISSING_IDEMPOTENCY_KEY,
         )
     if not _IDEMPOTENCY_KEY.match(key):
         raise BadRequest(
             "Idempotency-Key must be 1-255 printable ASCII characters",
-            code="invalid_idempotency_key",
+            code=ErrorCode.INVALID_IDEMPOTENCY_KEY,
         )
     if request.can_read_body:
         body = await read_json(request, CheckoutRequest)
@@ -258,7 +261,7 @@ async def list_orders(request: web.Request) -> web.Response:
     caller = _buyer(request)
     raw_limit = request.query.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
-        raise BadRequest("limit must be an integer from 1 to 500", code="invalid_query")
+        raise BadRequest("limit must be an integer from 1 to 500", code=ErrorCode.INVALID_QUERY)
     stream_id = request.query.get("stream")
     if stream_id is None:
         orders = await request.app[CART].orders.for_buyer(caller.sub, limit=int(raw_limit))

@@ -70,6 +70,7 @@ from livecast.cart.orders import Order, OrderLine, OrderStatus, OrderStore
 from livecast.cart.payments import PaymentDeclined, PaymentProvider, PaymentState
 from livecast.cart.stats import SalesStats
 from livecast.cart.webhooks import WebhookDispatcher
+from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, Conflict, Unprocessable
 from livecast.ids import new_id
 from livecast.inventory.money import Money
@@ -86,8 +87,7 @@ _RECORD_TTL_MS = 7 * 86_400 * 1000
 
 
 class PaymentRequired(ApiError):
-    status = 402
-    default_code = "payment_declined"
+    default_code = ErrorCode.PAYMENT_DECLINED
 
 
 class CheckoutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -200,7 +200,7 @@ class Checkout:
             if record.fingerprint != fingerprint:
                 raise Unprocessable(
                     "this Idempotency-Key was used with a different request",
-                    code="idempotency_key_reused",
+                    code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
                 )
             if record.status is _Status.DONE:
                 return CheckoutResult(await self._orders.get(record.order_id), replayed=True)
@@ -209,7 +209,7 @@ class Checkout:
             if asyncio.get_running_loop().time() > deadline:
                 raise Conflict(
                     "a checkout with this Idempotency-Key is still running; retry shortly",
-                    code="checkout_in_progress",
+                    code=ErrorCode.CHECKOUT_IN_PROGRESS,
                 )
             await asyncio.sleep(0.05)
         try:
@@ -323,7 +323,7 @@ class Checkout:
             self._carts.entries(buyer.sub), self._batcher.command("TIME")
         )
         if not entries:
-            raise _NothingHappened(Unprocessable("the cart is empty", code="empty_cart"))
+            raise _NothingHappened(Unprocessable("the cart is empty", code=ErrorCode.EMPTY_CART))
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         holds = await self._live_holds(entries, order_id, now_ms)
         currencies = {hold.price.currency for hold in holds}
@@ -332,7 +332,7 @@ class Checkout:
                 Unprocessable(
                     f"the cart mixes currencies ({', '.join(sorted(currencies))}); "
                     "check out one currency at a time",
-                    code="mixed_currencies",
+                    code=ErrorCode.MIXED_CURRENCIES,
                 )
             )
         total = Money(
@@ -463,7 +463,7 @@ class Checkout:
             raise _NothingHappened(
                 Conflict(
                     "some items are no longer held for you; remove them and try again",
-                    code="hold_expired",
+                    code=ErrorCode.HOLD_EXPIRED,
                     holds=gone,
                 )
             )
@@ -475,7 +475,7 @@ class Checkout:
                 Conflict(
                     "some items were already bought in another order; "
                     "remove them from the cart and try again",
-                    code="hold_committed",
+                    code=ErrorCode.HOLD_COMMITTED,
                     holds=bought,
                 )
             )
@@ -485,7 +485,7 @@ class Checkout:
                 Conflict(
                     "some items are being checked out by another checkout; "
                     "retry once it has finished",
-                    code="hold_in_checkout",
+                    code=ErrorCode.HOLD_IN_CHECKOUT,
                     holds=busy,
                 )
             )

@@ -17,6 +17,7 @@ from typing import cast
 import msgspec
 import redis.asyncio as aioredis
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
 from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
@@ -98,7 +99,7 @@ class OrderStore:
     async def get(self, order_id: str) -> Order:
         order = await self.find(order_id)
         if order is None:
-            raise NotFound(f"no order {order_id!r}", code="order_not_found")
+            raise NotFound(f"no order {order_id!r}", code=ErrorCode.ORDER_NOT_FOUND)
         return order
 
     async def for_stream(self, stream_id: str, *, limit: int = 100) -> list[Order]:

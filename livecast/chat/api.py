@@ -14,6 +14,7 @@ from aiohttp import web
 from livecast.appkeys import STREAMS
 from livecast.chat.service import CHAT
 from livecast.chat.wire import is_offset
+from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
 from livecast.http import identity, json_response, read_json
 from livecast.streams.registry import Stream
@@ -60,7 +61,7 @@ async def delete_message(request: web.Request) -> web.Response:
     stream = await _managed_stream(request)
     offset = request.match_info["offset"]
     if not is_offset(offset):
-        raise NotFound(f"no chat message {offset!r}", code="message_not_found")
+        raise NotFound(f"no chat message {offset!r}", code=ErrorCode.MESSAGE_NOT_FOUND)
     deletion = await request.app[CHAT].history.delete(stream.id, offset)
     return json_response({"deleted": offset, "offset": deletion})
 
@@ -84,7 +85,7 @@ async def unban_user(request: web.Request) -> web.Response:
     stream = await _managed_stream(request)
     user = request.match_info["user"]
     if not await request.app[CHAT].moderation.unban(stream.id, user):
-        raise NotFound(f"{user!r} is not banned", code="ban_not_found")
+        raise NotFound(f"{user!r} is not banned", code=ErrorCode.BAN_NOT_FOUND)
     return web.Response(status=204)
 
 

@@ -27,6 +27,7 @@ from livecast.auth import Identity
 from livecast.chat._keys import LiveKeys
 from livecast.chat.wire import parse_offset
 from livecast.config import ChatSettings
+from livecast.error_codes import ErrorCode
 from livecast.errors import Forbidden, NotFound, TooManyRequests, Unprocessable
 from livecast.events import EventPublisher
 from livecast.redisdb import KeySpace, load_lua
@@ -128,17 +129,19 @@ class ChatHistory:
         author.require_identity()
         text = _clean(text)
         if not text:
-            raise Unprocessable("message is empty", code="empty")
+            raise Unprocessable("message is empty", code=ErrorCode.EMPTY)
         limit = self._settings.max_message_chars
         if len(text) > limit:
-            raise Unprocessable(f"message is over {limit} characters", code="too_long")
+            raise Unprocessable(f"message is over {limit} characters", code=ErrorCode.TOO_LONG)
         if not is_host and _LINK.search(text.translate(_UNJOIN)):
-            raise Unprocessable("only hosts may post links", code="links_not_allowed")
+            raise Unprocessable("only hosts may post links", code=ErrorCode.LINKS_NOT_ALLOWED)
         tokens = word_tokens(text)
         if not is_host:
             for word in self._banned_words:
                 if f" {word} " in tokens:
-                    raise Unprocessable("message contains a banned word", code="word_filtered")
+                    raise Unprocessable(
+                        "message contains a banned word", code=ErrorCode.WORD_FILTERED
+                    )
         keys = self.keys(stream_id)
         status, detail = await self._post(
             keys=[
@@ -174,21 +177,25 @@ class ChatHistory:
         if status == "dup":
             return PostResult(detail, duplicate=True)
         if status == "banned":
-            raise Forbidden("you are banned from this chat", code="banned")
+            raise Forbidden("you are banned from this chat", code=ErrorCode.BANNED)
         if status == "timed_out":
             raise Forbidden(
-                "you are timed out in this chat", code="timed_out", retry_after_ms=int(detail)
+                "you are timed out in this chat",
+                code=ErrorCode.TIMED_OUT,
+                retry_after_ms=int(detail),
             )
         if status == "word_filtered":
-            raise Unprocessable("message contains a banned word", code="word_filtered")
+            raise Unprocessable("message contains a banned word", code=ErrorCode.WORD_FILTERED)
         if status == "slow_mode":
             raise TooManyRequests(
                 "slow mode: wait before your next message",
-                code="slow_mode",
+                code=ErrorCode.SLOW_MODE,
                 retry_after_ms=int(detail),
             )
         raise TooManyRequests(
-            "too many messages; wait a little", code="rate_limited", retry_after_ms=int(detail)
+            "too many messages; wait a little",
+            code=ErrorCode.RATE_LIMITED,
+            retry_after_ms=int(detail),
         )
 
     async def delete(self, stream_id: str, offset: str) -> str:
@@ -204,7 +211,7 @@ class ChatHistory:
             ],
         )
         if not result:
-            raise NotFound(f"no chat message {offset!r}", code="message_not_found")
+            raise NotFound(f"no chat message {offset!r}", code=ErrorCode.MESSAGE_NOT_FOUND)
         return cast(bytes, result).decode()
 
     async def snapshot(self, stream_id: str, *, with_chat: bool = True) -> Snapshot:

@@ -46,6 +46,7 @@ from livecast.aio import cancel_and_wait
 from livecast.chat._keys import LiveKeys
 from livecast.chat.wire import encode_event, parse_offset, ws_frame
 from livecast.config import ChatSettings
+from livecast.error_codes import CloseCode
 from livecast.events import EventPublisher
 from livecast.redisdb import KeySpace, load_lua
 
@@ -60,9 +61,6 @@ _encode_json = msgspec.json.Encoder().encode
 # Events only a stream's hosts receive: sales numbers are the seller's business.
 HOST_ONLY_EVENTS = frozenset({"stats"})
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_TRY_AGAIN = 1013
-CLOSE_SERVICE_RESTART = 1012
 # Events a viewer may accumulate while its hello is being prepared.
 _MAX_PENDING = 10_000
 
@@ -166,7 +164,9 @@ class Hub:
         self._reader = asyncio.create_task(self._read_loop(), name="chat-hub-reader")
         self._ticker = asyncio.create_task(self._tick_loop(), name="chat-hub-ticker")
 
-    async def close_sockets(self, code: int = CLOSE_GOING_AWAY, message: bytes = b"") -> None:
+    async def close_sockets(
+        self, code: CloseCode = CloseCode.GOING_AWAY, message: bytes = b""
+    ) -> None:
         """Close every local socket (at shutdown: 1001)."""
         viewers = [v for local in self._streams.values() for v in local.viewers]
         await asyncio.gather(
@@ -256,7 +256,9 @@ class Hub:
     def add_likes(self, stream_id: str, count: int) -> None:
         self._likes[stream_id] = self._likes.get(stream_id, 0) + count
 
-    def drop(self, viewer: Viewer, code: int = CLOSE_TRY_AGAIN, message: bytes = b"") -> None:
+    def drop(
+        self, viewer: Viewer, code: CloseCode = CloseCode.TRY_AGAIN_LATER, message: bytes = b""
+    ) -> None:
         """Stop sending to a viewer and close its socket in the background."""
         if viewer.dropped:
             return
@@ -337,7 +339,9 @@ class Hub:
         if behind:
             for viewer in behind:
                 self.dropped_viewers += 1
-                self.drop(viewer, CLOSE_TRY_AGAIN, b"too far behind; reconnect to recover")
+                self.drop(
+                    viewer, CloseCode.TRY_AGAIN_LATER, b"too far behind; reconnect to recover"
+                )
 
     def _send_to_hosts(
         self, local: _LocalStream, events: list[dict[str, Any]], raw: list[bytes]
@@ -418,7 +422,7 @@ class Hub:
                 local.subscribed.set_exception(ConnectionError("live events unavailable"))
             for viewer in local.viewers:
                 viewer.dropped = True
-                self._spawn(viewer.ws.close(code=CLOSE_SERVICE_RESTART, message=b"reconnect"))
+                self._spawn(viewer.ws.close(code=CloseCode.SERVICE_RESTART, message=b"reconnect"))
         with contextlib.suppress(RedisError, OSError):
             await pubsub.aclose()
         while True:

@@ -20,11 +20,10 @@ order; without it (no ``since``, or recovery impossible) ``chat`` is the fresh h
 
 Client frames: ``chat.send``, ``like``, ``ping``, ``auth``; hosts also ``chat.delete``,
 ``mod.ban``, ``mod.unban``, ``mod.slow``, ``mod.words``. A bad frame gets an ``error``
-event (``malformed``, ``unknown_type``, ``invalid_field``, ``unauthorized``,
-``forbidden``, or a chat refusal code) and changes nothing. Close codes: 1009 for a
-frame over ``chat.max_frame_bytes``, 1002 for a protocol violation, 1003 for a text
-frame on the msgpack subprotocol or a binary one on JSON, 1008 for a bad ``auth`` token
-or too many bad frames, 1013 for a viewer too far behind, 1001 at shutdown.
+event (``malformed_json``, ``unknown_type``, ``invalid_field``, ``unauthorized``,
+``forbidden``, or a chat refusal code; ``redis_unavailable`` when Redis did not answer)
+and changes nothing. The codes, and the close codes with whether the client should
+reconnect, are :mod:`livecast.error_codes`.
 """
 
 from __future__ import annotations
@@ -33,12 +32,11 @@ import logging
 import time
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from livecast.appkeys import STREAMS, TOKENS
 from livecast.auth import Identity
-from livecast.chat.errors import InternalError, ServiceUnavailable
 from livecast.chat.hub import Viewer
 from livecast.chat.service import CHAT, ChatService
 from livecast.chat.wire import (
@@ -58,7 +56,17 @@ from livecast.chat.wire import (
     error_event,
     is_offset,
 )
-from livecast.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from livecast.error_codes import CloseCode, ErrorCode
+from livecast.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InternalError,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from livecast.http import identity
 from livecast.redisdb import UNAVAILABLE_ERRORS
 from livecast.streams.registry import Stream, StreamState
@@ -68,6 +76,10 @@ __all__ = ["routes"]
 log = logging.getLogger(__name__)
 # Redis cannot serve now, or the socket's own transport failed: the client may come back.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, OSError)
+# Refusals of a frame that count towards ``chat.max_bad_frames``.
+_BAD_FRAME_CODES = frozenset(
+    {ErrorCode.MALFORMED_JSON, ErrorCode.UNKNOWN_TYPE, ErrorCode.INVALID_FIELD}
+)
 
 routes = web.RouteTableDef()
 
@@ -79,7 +91,7 @@ async def stream_socket(request: web.Request) -> web.StreamResponse:
     async with service.admission:
         stream = await request.app[STREAMS].find(stream_id)
     if stream is None:
-        raise NotFound(f"no stream {stream_id!r}", code="stream_not_found")
+        raise NotFound(f"no stream {stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
     caller = identity(request, allow_query=True)
     _check_protocols(request)
     since = request.query.get("since")
@@ -106,11 +118,11 @@ async def stream_socket(request: web.Request) -> web.StreamResponse:
         await session.serve()
     except _UNAVAILABLE as exc:
         log.warning("live events socket for %s failed: %s", stream_id, exc)
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"live events unavailable")
+        await ws.close(code=CloseCode.TRY_AGAIN_LATER, message=b"live events unavailable")
     except Exception:
         # The upgrade is done: an HTTP error page written now would corrupt the socket.
         log.exception("live events socket for %s failed", stream_id)
-        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+        await ws.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
     finally:
         service.hub.leave(viewer)
     return ws
@@ -127,7 +139,7 @@ def _check_protocols(request: web.Request) -> None:
     if offered and not set(offered) & set(PROTOCOLS):
         raise BadRequest(
             f"none of the subprotocols {offered} is supported; use one of {list(PROTOCOLS)}",
-            code="unsupported_subprotocol",
+            code=ErrorCode.UNSUPPORTED_SUBPROTOCOL,
         )
 
 
@@ -223,7 +235,7 @@ class _Session:
             elif message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 expected = "binary (msgpack)" if binary else "text (JSON)"
                 await ws.close(
-                    code=WSCloseCode.UNSUPPORTED_DATA,
+                    code=CloseCode.UNSUPPORTED_DATA,
                     message=f"this subprotocol takes {expected} frames".encode(),
                 )
                 return
@@ -239,17 +251,17 @@ class _Session:
                     async with self.service.admission:
                         await self.handle(frame)
             except ApiError as exc:
-                if exc.code in ("malformed", "unknown_type", "invalid_field"):
+                if exc.code in _BAD_FRAME_CODES:
                     self.bad_frames += 1
                 self.viewer.send_event(error_event(self.stream.id, exc))
                 if self.bad_frames >= self.service.settings.max_bad_frames:
                     await ws.close(
-                        code=WSCloseCode.POLICY_VIOLATION, message=b"too many invalid frames"
+                        code=CloseCode.POLICY_VIOLATION, message=b"too many invalid frames"
                     )
                     return
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("frame on %s not handled: %s", self.stream.id, exc)
-                unavailable = ServiceUnavailable("try again in a moment", code="unavailable")
+                unavailable = ServiceUnavailable("try again in a moment")
                 self.viewer.send_event(error_event(self.stream.id, unavailable))
             except RedisError:
                 # A defect (WRONGTYPE, a script error): a retry cannot help. The frame fails;
@@ -258,7 +270,7 @@ class _Session:
                 failed = InternalError("this could not be done; it has been logged")
                 self.viewer.send_event(error_event(self.stream.id, failed))
             except _PolicyClose as exc:
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode())
+                await ws.close(code=CloseCode.POLICY_VIOLATION, message=str(exc).encode())
                 return
 
     async def handle(self, frame: ClientFrame) -> None:
@@ -296,7 +308,7 @@ class _Session:
     async def _moderate(self, frame: ClientFrame) -> None:
         self._require_identity("moderate")
         if not self.is_host:
-            raise Forbidden("only hosts of this stream may moderate", code="forbidden")
+            raise Forbidden("only hosts of this stream may moderate", code=ErrorCode.FORBIDDEN)
         moderation = self.service.moderation
         stream_id = self.stream.id
         result: dict[str, Any]
@@ -314,7 +326,7 @@ class _Session:
         elif isinstance(frame, ModWords):
             result = {"words": await moderation.set_words(stream_id, frame.words)}
         else:  # pragma: no cover - every frame type is handled above
-            raise BadRequest("unhandled frame", code="unknown_type")
+            raise BadRequest("unhandled frame", code=ErrorCode.UNKNOWN_TYPE)
         self.viewer.send_event({"type": "mod.ack", "stream": stream_id, "data": result})
 
     def _likes_allowed(self, count: int) -> int:
@@ -330,23 +342,23 @@ class _Session:
         """Chat closes with the stream; the ended stream's history stays readable."""
         stream = await self.app[STREAMS].find(self.stream.id)
         if stream is None or stream.state is StreamState.ENDED:
-            raise Conflict("the stream has ended; chat is closed", code="stream_ended")
+            raise Conflict("the stream has ended; chat is closed", code=ErrorCode.STREAM_ENDED)
 
     def _require_identity(self, action: str) -> None:
         if self.caller.expires_at and self.caller.expires_at < time.time():
             raise Unauthorized(
-                "your token has expired: reconnect with a new one", code="token_expired"
+                "your token has expired: reconnect with a new one", code=ErrorCode.TOKEN_EXPIRED
             )
         if self.caller.is_anonymous:
             raise Unauthorized(
                 f"anonymous viewers may not {action}: connect with ?token= or send an auth frame",
-                code="unauthorized",
+                code=ErrorCode.UNAUTHORIZED,
             )
 
     async def _authenticate(self, frame: Auth) -> None:
         if not self.caller.is_anonymous:
             raise BadRequest(
-                "this connection already has an identity", code="already_authenticated"
+                "this connection already has an identity", code=ErrorCode.ALREADY_AUTHENTICATED
             )
         try:
             caller = self.app[TOKENS].verify(frame.token)

@@ -22,7 +22,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from livecast.errors import ApiError, BadRequest
+from livecast.error_codes import ErrorCode
+from livecast.errors import ApiError, BadRequest, Unprocessable
 
 __all__ = [
     "CLIENT_FRAMES",
@@ -133,8 +134,9 @@ _msgpack_encoder = msgspec.msgpack.Encoder()
 def decode_client_frame(payload: bytes | str, *, binary: bool) -> ClientFrame:
     """Validate one client frame.
 
-    Raises :class:`BadRequest` with code ``malformed`` (not JSON/msgpack, or not an
-    object with a string ``type``), ``unknown_type``, or ``invalid_field``.
+    Raises :class:`BadRequest` with code ``malformed_json`` (not JSON/msgpack, or not an
+    object with a string ``type``) or ``unknown_type``, :class:`Unprocessable` with
+    ``invalid_field``.
     """
     try:
         if isinstance(payload, str):
@@ -145,19 +147,21 @@ def decode_client_frame(payload: bytes | str, *, binary: bool) -> ClientFrame:
             raw = _json_decoder.decode(payload)
     except msgspec.DecodeError as exc:
         kind = "msgpack" if binary else "JSON"
-        raise BadRequest(f"frame is not valid {kind}: {exc}", code="malformed") from None
+        raise BadRequest(
+            f"frame is not valid {kind}: {exc}", code=ErrorCode.MALFORMED_JSON
+        ) from None
     except RecursionError:
         # A few KB of "[[[[..." nests deeper than the decoder may recurse.
-        raise BadRequest("frame is nested too deeply", code="malformed") from None
+        raise BadRequest("frame is nested too deeply", code=ErrorCode.MALFORMED_JSON) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-        raise BadRequest('a frame is an object with a string "type"', code="malformed")
+        raise BadRequest('a frame is an object with a string "type"', code=ErrorCode.MALFORMED_JSON)
     cls = CLIENT_FRAMES.get(raw["type"])
     if cls is None:
-        raise BadRequest(f"unknown frame type {raw['type']!r}", code="unknown_type")
+        raise BadRequest(f"unknown frame type {raw['type']!r}", code=ErrorCode.UNKNOWN_TYPE)
     try:
         return msgspec.convert(raw, type=cls, strict=True)
     except msgspec.ValidationError as exc:
-        raise BadRequest(str(exc), code="invalid_field") from None
+        raise Unprocessable(str(exc), code=ErrorCode.INVALID_FIELD) from None
 
 
 def encode_event(event: dict[str, Any], *, binary: bool) -> bytes:

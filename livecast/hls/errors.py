@@ -1,16 +1,8 @@
-"""Codes the LL-HLS endpoints answer with; every one is an instance of a foundation class.
+"""Errors of the LL-HLS package: none of its own.
 
-::
-
-    BadRequest 400          invalid_hls_request  _HLS_msn/_HLS_part not whole numbers,
-                                                 _HLS_part without _HLS_msn, or a segment
-                                                 more than two past the newest one
-    Unauthorized 401        unauthorized         a private stream, and no token
-    Forbidden 403           forbidden            the token may not watch this stream
-    NotFound 404            hls_not_found        the stream is not packaged on this node, or
-                                                 the file is not (or no longer) there
-    (503)                   hls_unavailable      no part yet, or a blocking request's part
-                                                 did not come in time (``Retry-After``)
+Its codes (``invalid_hls_request``, ``hls_not_found``, ``hls_unavailable``) are in
+:mod:`livecast.error_codes` with every other code, each with its status and meaning; the
+endpoints raise the shared classes of :mod:`livecast.errors` with them.
 """
 
 from __future__ import annotations

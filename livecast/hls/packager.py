@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest
 from livecast.hls import _fmp4
 from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder
@@ -466,12 +467,14 @@ class Packager:
         Raises :class:`BadRequest` for a segment too far ahead (RFC 8216bis 6.2.5.2).
         """
         if msn < 0 or (part is not None and part < 0):
-            raise BadRequest("_HLS_msn and _HLS_part are not negative", code="invalid_hls_request")
+            raise BadRequest(
+                "_HLS_msn and _HLS_part are not negative", code=ErrorCode.INVALID_HLS_REQUEST
+            )
         open_msn = self.next_part()[0]
         if msn > open_msn + _MSN_AHEAD:
             raise BadRequest(
                 f"_HLS_msn {msn} is more than {_MSN_AHEAD} past the newest segment {open_msn}",
-                code="invalid_hls_request",
+                code=ErrorCode.INVALID_HLS_REQUEST,
             )
         if self.ended:
             return self._current

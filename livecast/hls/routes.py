@@ -25,6 +25,7 @@ from typing import Final
 from aiohttp import web
 
 from livecast.appkeys import STREAMS
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, NotFound
 from livecast.hls.keys import PACKAGING
 from livecast.hls.packager import Packager, Playlist
@@ -53,7 +54,9 @@ async def _packaged(request: web.Request) -> Packaged:
     packaging = request.app.get(PACKAGING)
     packaged = packaging.streams.get(stream_id) if packaging is not None else None
     if packaged is None:
-        raise NotFound("this stream is not packaged as HLS on this node", code="hls_not_found")
+        raise NotFound(
+            "this stream is not packaged as HLS on this node", code=ErrorCode.HLS_NOT_FOUND
+        )
     now = time.monotonic()
     if not packaged.public or now - packaged.public_checked_at > _PUBLIC_RECHECK_S:
         stream = await request.app[STREAMS].get(stream_id)
@@ -69,7 +72,7 @@ def _query_number(request: web.Request, name: str) -> int | None:
         return None
     if not _NUMBER.fullmatch(raw):
         raise BadRequest(
-            f"{name} must be a whole number, not {raw[:20]!r}", code="invalid_hls_request"
+            f"{name} must be a whole number, not {raw[:20]!r}", code=ErrorCode.INVALID_HLS_REQUEST
         )
     return int(raw)
 
@@ -94,7 +97,7 @@ async def _until(packager: Packager, ready: Callable[[], bool], within: float) -
 
 def _unavailable(message: str) -> web.Response:
     return error_response(
-        503, "hls_unavailable", message, {"Retry-After": "1", "Cache-Control": "no-store"}
+        ErrorCode.HLS_UNAVAILABLE, message, {"Retry-After": "1", "Cache-Control": "no-store"}
     )
 
 
@@ -103,7 +106,7 @@ async def playlist(request: web.Request) -> web.StreamResponse:
     msn = _query_number(request, "_HLS_msn")
     part = _query_number(request, "_HLS_part")
     if part is not None and msn is None:
-        raise BadRequest("_HLS_part needs _HLS_msn", code="invalid_hls_request")
+        raise BadRequest("_HLS_part needs _HLS_msn", code=ErrorCode.INVALID_HLS_REQUEST)
     packaged = await _packaged(request)
     packager = packaged.packager
     found: Playlist | None
@@ -140,7 +143,7 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     match = _FILE.fullmatch(name)
     if match is None:
-        raise NotFound("no such HLS file", code="hls_not_found")
+        raise NotFound("no such HLS file", code=ErrorCode.HLS_NOT_FOUND)
     packaged = await _packaged(request)
     packager = packaged.packager
     data = packager.file(name)
@@ -154,7 +157,7 @@ async def media_file(request: web.Request) -> web.StreamResponse:
             )
             data = packager.file(name)
     if data is None:
-        raise NotFound("no such HLS file (or no longer)", code="hls_not_found")
+        raise NotFound("no such HLS file (or no longer)", code=ErrorCode.HLS_NOT_FOUND)
     headers = {"ETag": f'"{name}"', "Cache-Control": _IMMUTABLE}
     if request.headers.get("If-None-Match") == headers["ETag"]:
         return web.Response(status=304, headers=headers)

@@ -20,6 +20,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from livecast.aio import cancel_and_wait
 from livecast.config import WebRtcSettings
+from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound, Unprocessable
 from livecast.ingest import _aiortc
 from livecast.ingest.errors import PreconditionFailed
@@ -118,7 +119,7 @@ class HubBase:
     def session(self, session_id: str, role: str, stream_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None or session.role != role or session.stream_id != stream_id:
-            raise NotFound("no such session (it may have ended)", code="session_not_found")
+            raise NotFound("no such session (it may have ended)", code=ErrorCode.SESSION_NOT_FOUND)
         return session
 
     def stream_media(self, stream_id: str) -> StreamMedia:
@@ -181,7 +182,9 @@ class HubBase:
                     current_ufrag = line.split(":", 1)[1].strip()
                     break
         if if_match == "*" or (fragment.ice_ufrag and fragment.ice_ufrag != current_ufrag):
-            raise Unprocessable("ICE restarts are not supported", code="ice_restart_unsupported")
+            raise Unprocessable(
+                "ICE restarts are not supported", code=ErrorCode.ICE_RESTART_UNSUPPORTED
+            )
         mids = [t.mid for t in session.pc.getTransceivers()]
         for mid, candidate in fragment.candidates:
             candidate.sdpMid = mid or (mids[0] if mids else None)

@@ -8,6 +8,7 @@ from multidict import CIMultiDict
 
 from livecast.appkeys import SETTINGS, STREAMS
 from livecast.config import WebRtcSettings
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Forbidden, Unauthorized, UnsupportedMediaType
 from livecast.http import identity, read_body
 from livecast.ingest.keys import EDGE, MEDIA, SESSIONS
@@ -45,7 +46,7 @@ async def read_sdp(request: web.Request, content_type: str = SDP) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest("SDP must be UTF-8 text", code="malformed_sdp") from None
+        raise BadRequest("SDP must be UTF-8 text", code=ErrorCode.MALFORMED_SDP) from None
 
 
 def ice_server_links(settings: WebRtcSettings) -> list[str]:
@@ -113,7 +114,7 @@ async def authorize_session(request: web.Request, role: str) -> Session:
     stream = await request.app[STREAMS].get(stream_id)
     if who.can_manage(stream.id, stream.seller_id):
         return session
-    raise Forbidden("this session was opened by someone else", code="forbidden")
+    raise Forbidden("this session was opened by someone else", code=ErrorCode.FORBIDDEN)
 
 
 async def patch_session(request: web.Request, role: str) -> web.Response:

@@ -61,6 +61,7 @@ from yarl import URL
 from livecast.aio import cancel_and_wait
 from livecast.auth import ANONYMOUS, Identity, Role, TokenIssuer
 from livecast.config import WebRtcSettings
+from livecast.error_codes import ErrorCode
 from livecast.errors import Unauthorized
 from livecast.ingest._hub import SHUTDOWN_CLOSE_S, close_within
 from livecast.ingest.hub import MediaHub
@@ -321,7 +322,7 @@ class EdgeRelay:
                 log.warning("stream %s: origin %s refused the pull: %s", stream_id, origin.url, exc)
             else:
                 log.info("stream %s: origin %s refused the pull: %s", stream_id, origin.url, exc)
-            if exc.status == 409 and exc.code == "stream_ended":
+            if exc.status == 409 and exc.code == ErrorCode.STREAM_ENDED:
                 await self._hub.close_stream(stream_id)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             self._back_off(stream_id)

@@ -21,6 +21,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from redis.exceptions import RedisError
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import Conflict, Unprocessable
 from livecast.ingest import _aiortc
 from livecast.ingest._hub import HubBase
@@ -68,7 +69,7 @@ class PublisherSide(HubBase):
             if direction not in ("sendonly", "sendrecv"):
                 raise Unprocessable(
                     f"the {kind} section is {direction}; a publisher must send",
-                    code="wrong_direction",
+                    code=ErrorCode.WRONG_DIRECTION,
                 )
         async with self.origins.exclusive(stream_id):
             holder = await self.origins.claim(stream_id)
@@ -77,7 +78,7 @@ class PublisherSide(HubBase):
         if holder is not None:  # this node's previous run, whose claim has not expired
             raise Conflict(
                 "this stream is published through another node",
-                code="publisher_active",
+                code=ErrorCode.PUBLISHER_ACTIVE,
                 origin_url=holder.url,
             )
         media = self.stream_media(stream_id)
@@ -86,10 +87,12 @@ class PublisherSide(HubBase):
             if "video" in offer.codecs:
                 video_codec = self._choose_publisher_codec(media, offer.codecs["video"])
             if "audio" in offer.codecs and AUDIO_CODEC not in offer.codecs["audio"]:
-                raise Unprocessable("audio must be Opus", code="codec_unsupported")
+                raise Unprocessable("audio must be Opus", code=ErrorCode.CODEC_UNSUPPORTED)
             current = media.publisher
             if current is not None and not self._is_stale(media, current):
-                raise Conflict("this stream already has a publisher", code="publisher_active")
+                raise Conflict(
+                    "this stream already has a publisher", code=ErrorCode.PUBLISHER_ACTIVE
+                )
         except Exception:
             self.forget_if_idle(media)
             raise
@@ -164,7 +167,7 @@ class PublisherSide(HubBase):
         raise Unprocessable(
             f"the offer has no video codec this server relays ({wanted}; H.264 must use "
             "packetization-mode=1 with a baseline profile)",
-            code="codec_unsupported",
+            code=ErrorCode.CODEC_UNSUPPORTED,
         )
 
     def feed(self, media: StreamMedia, transceiver: RTCRtpTransceiver) -> str | None:

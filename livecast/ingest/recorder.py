@@ -50,6 +50,7 @@ from av.container import OutputContainer
 from av.stream import Stream
 from av.video.codeccontext import VideoCodecContext
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, NotFound
 from livecast.ids import is_stream_id
 from livecast.ingest._bitstream import h264_parameter_sets, h264_picture_size, vp8_picture_size
@@ -366,7 +367,7 @@ class Recorder:
 
     def directory(self, stream_id: str) -> Path:
         if not is_stream_id(stream_id):
-            raise NotFound("no such stream", code="stream_not_found")
+            raise NotFound("no such stream", code=ErrorCode.STREAM_NOT_FOUND)
         return self.root / stream_id
 
     # -- fed by the media hub ----------------------------------------------------------
@@ -457,11 +458,11 @@ class Recorder:
     def file(self, stream_id: str, name: str) -> Path:
         """The path of one recorded file; 400 for a name no recording has, 404 if absent."""
         if not _NAME.fullmatch(name):
-            raise BadRequest("not a recording name", code="invalid_recording_name")
+            raise BadRequest("not a recording name", code=ErrorCode.INVALID_RECORDING_NAME)
         directory = self.directory(stream_id)
         path = directory / name
         if path.parent != directory or not path.is_file():
-            raise NotFound("no such recording", code="recording_not_found")
+            raise NotFound("no such recording", code=ErrorCode.RECORDING_NOT_FOUND)
         return path
 
 

@@ -17,6 +17,7 @@ from aiortc.rtcpeerconnection import find_common_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Unprocessable
 
 __all__ = [
@@ -52,34 +53,40 @@ class Offer:
 def parse_offer(text: str) -> Offer:
     """Validate an SDP offer: 400 ``malformed_sdp``, 422 ``no_media``/``duplicate_media``."""
     if not text.startswith("v=0"):
-        raise BadRequest("body is not an SDP offer (it must start with v=0)", code="malformed_sdp")
+        raise BadRequest(
+            "body is not an SDP offer (it must start with v=0)", code=ErrorCode.MALFORMED_SDP
+        )
     try:
         description = SessionDescription.parse(text)
     except Exception as exc:  # aiortc's parser raises whatever the line makes it raise
-        raise BadRequest(f"SDP does not parse: {exc}", code="malformed_sdp") from None
+        raise BadRequest(f"SDP does not parse: {exc}", code=ErrorCode.MALFORMED_SDP) from None
     codecs: dict[str, tuple[str, ...]] = {}
     directions: dict[str, str] = {}
     ufrag = ""
     for media in description.media:
         # aiortc refuses any section without ICE credentials, data channels included
         if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
-            raise BadRequest(f"{media.kind} section lacks ice-ufrag/ice-pwd", code="malformed_sdp")
+            raise BadRequest(
+                f"{media.kind} section lacks ice-ufrag/ice-pwd", code=ErrorCode.MALFORMED_SDP
+            )
         if media.kind not in ("audio", "video"):
             continue
         if media.kind in codecs:
             raise Unprocessable(
                 f"the offer has more than one {media.kind} section; send one of each at most",
-                code="duplicate_media",
+                code=ErrorCode.DUPLICATE_MEDIA,
             )
         if media.dtls is None or not media.dtls.fingerprints:
             raise BadRequest(
-                f"{media.kind} section lacks a DTLS fingerprint or a=setup", code="malformed_sdp"
+                f"{media.kind} section lacks a DTLS fingerprint or a=setup",
+                code=ErrorCode.MALFORMED_SDP,
             )
         if not media.rtp.muxId:
-            raise BadRequest(f"{media.kind} section lacks a=mid", code="malformed_sdp")
+            raise BadRequest(f"{media.kind} section lacks a=mid", code=ErrorCode.MALFORMED_SDP)
         if not media.rtcp_mux:
             raise BadRequest(
-                f"{media.kind} section lacks a=rtcp-mux (WebRTC requires it)", code="malformed_sdp"
+                f"{media.kind} section lacks a=rtcp-mux (WebRTC requires it)",
+                code=ErrorCode.MALFORMED_SDP,
             )
         ufrag = ufrag or media.ice.usernameFragment
         common = find_common_codecs(CODECS[media.kind], media.rtp.codecs)
@@ -91,7 +98,7 @@ def parse_offer(text: str) -> Offer:
         codecs[media.kind] = tuple(families)
         directions[media.kind] = media.direction or "sendrecv"
     if not codecs:
-        raise Unprocessable("the offer has no audio or video section", code="no_media")
+        raise Unprocessable("the offer has no audio or video section", code=ErrorCode.NO_MEDIA)
     return Offer(sdp=text, codecs=codecs, directions=directions, ice_ufrag=ufrag)
 
 
@@ -146,12 +153,16 @@ def parse_trickle(text: str) -> TrickleFragment:
                 # aioice asserts, rather than raises ValueError, on too few fields
                 candidate = candidate_from_sdp(value)
             except (ValueError, IndexError, AssertionError):
-                raise BadRequest(f"bad candidate {value[:80]!r}", code="malformed_sdp") from None
+                raise BadRequest(
+                    f"bad candidate {value[:80]!r}", code=ErrorCode.MALFORMED_SDP
+                ) from None
             candidates.append((mid, candidate))
         elif line == "a=end-of-candidates":
             end = True
         elif line.startswith(("m=", "a=", "c=")):
             continue
         else:
-            raise BadRequest(f"not an SDP fragment line: {line[:80]!r}", code="malformed_sdp")
+            raise BadRequest(
+                f"not an SDP fragment line: {line[:80]!r}", code=ErrorCode.MALFORMED_SDP
+            )
     return TrickleFragment(ufrag, pwd, tuple(candidates), end)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import TooManyRequests, Unprocessable
 from livecast.ingest import _aiortc
 from livecast.ingest._hub import HubBase
@@ -47,21 +48,21 @@ class ViewerSide(HubBase):
             if direction not in ("recvonly", "sendrecv"):
                 raise Unprocessable(
                     f"the {kind} section is {direction}; a viewer must receive",
-                    code="wrong_direction",
+                    code=ErrorCode.WRONG_DIRECTION,
                 )
         media = self.stream_media(stream_id)
         watching = sum(not v.edge for v in media.viewers.values())
         if not edge and watching >= self._settings.max_viewers_per_stream:
             self.forget_if_idle(media)
             raise TooManyRequests(
-                "this stream has as many viewers as it can take", code="stream_full"
+                "this stream has as many viewers as it can take", code=ErrorCode.STREAM_FULL
             )
         video_codecs: tuple[str, ...] = ()
         try:
             if "video" in offer.codecs:
                 video_codecs = self._choose_viewer_codecs(media, offer.codecs["video"], edge)
             if "audio" in offer.codecs and AUDIO_CODEC not in offer.codecs["audio"]:
-                raise Unprocessable("this stream's audio is Opus", code="codec_unsupported")
+                raise Unprocessable("this stream's audio is Opus", code=ErrorCode.CODEC_UNSUPPORTED)
         except Exception:
             self.forget_if_idle(media)
             raise
@@ -114,7 +115,7 @@ class ViewerSide(HubBase):
             if current not in offered:
                 raise Unprocessable(
                     f"this stream is {current.upper()} and the offer cannot receive it",
-                    code="codec_unsupported",
+                    code=ErrorCode.CODEC_UNSUPPORTED,
                     stream_codec=current,
                 )
             if edge:
@@ -122,7 +123,7 @@ class ViewerSide(HubBase):
             return (current, *(c for c in relayed if c != current))
         if not relayed:
             raise Unprocessable(
-                "the offer has no video codec this server relays", code="codec_unsupported"
+                "the offer has no video codec this server relays", code=ErrorCode.CODEC_UNSUPPORTED
             )
         return relayed[:1] if edge else relayed
 

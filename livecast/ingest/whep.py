@@ -24,6 +24,7 @@ from aiohttp import web
 
 from livecast.appkeys import STREAMS
 from livecast.auth import Identity
+from livecast.error_codes import ErrorCode
 from livecast.errors import Conflict, Forbidden
 from livecast.http import identity, json_response
 from livecast.ingest._signaling import (
@@ -52,7 +53,7 @@ def require_watch(who: Identity, stream: Stream) -> None:
     if who.can_manage(stream.id, stream.seller_id):
         return
     who.require_identity()
-    raise Forbidden("this stream is private", code="forbidden")
+    raise Forbidden("this stream is private", code=ErrorCode.FORBIDDEN)
 
 
 @routes.post("/whep/{stream_id}")
@@ -63,7 +64,7 @@ async def play(request: web.Request) -> web.Response:
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])
     require_watch(who, stream)
     if stream.state is StreamState.ENDED:
-        raise Conflict("this stream has ended", code="stream_ended")
+        raise Conflict("this stream has ended", code=ErrorCode.STREAM_ENDED)
     offer = parse_offer(await read_sdp(request))
     await edge.prepare(stream.id)
     fresh = request.query.get("join") == "fresh"

@@ -19,6 +19,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from livecast.appkeys import STREAMS
+from livecast.error_codes import ErrorCode
 from livecast.errors import Conflict
 from livecast.http import identity, json_response
 from livecast.ingest._signaling import (
@@ -49,7 +50,7 @@ async def publish(request: web.Request) -> web.Response:
     stream = await registry.get(request.match_info["stream_id"])
     who.require_manage(stream.id, stream.seller_id)
     if stream.state is StreamState.ENDED:
-        raise Conflict("this stream has ended", code="stream_ended")
+        raise Conflict("this stream has ended", code=ErrorCode.STREAM_ENDED)
     offer = parse_offer(await read_sdp(request))
     hub = request.app[MEDIA]
     try:
@@ -66,7 +67,7 @@ async def publish(request: web.Request) -> web.Response:
             if current.state is not StreamState.LIVE:
                 request.app[SESSIONS].mark(session, EndReason.STREAM_ENDED)
                 await hub.end(session)
-                raise Conflict("this stream has ended", code="stream_ended") from None
+                raise Conflict("this stream has ended", code=ErrorCode.STREAM_ENDED) from None
     return answer_response(request, session, answer)
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from livecast.appkeys import SETTINGS, STREAMS
 from livecast.auth import Identity, Role
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
 from livecast.http import identity, json_response, read_body, read_json
 from livecast.ids import is_sku
@@ -56,7 +57,7 @@ class PinBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def _sku(request: web.Request) -> str:
     sku = request.match_info["sku"]
     if not is_sku(sku):
-        raise Unprocessable(f"{sku!r} is not a SKU", code="invalid_field")
+        raise Unprocessable(f"{sku!r} is not a SKU", code=ErrorCode.INVALID_FIELD)
     return sku
 
 
@@ -74,7 +75,7 @@ async def put_product(request: web.Request) -> web.Response:
     sku = _sku(request)
     body = await read_json(request, ProductFields)
     if not body.title.strip():
-        raise Unprocessable("title must not be blank", code="invalid_field")
+        raise Unprocessable("title must not be blank", code=ErrorCode.INVALID_FIELD)
     inventory = request.app[INVENTORY]
     product, created, owner_before = await inventory.catalog.put(sku, body, editor=editor)
     if not created and product.owner != owner_before:
@@ -91,10 +92,10 @@ async def get_product(request: web.Request) -> web.Response:
 async def get_products(request: web.Request) -> web.Response:
     skus = request.query.getall("sku", [])
     if not skus or len(skus) > _MAX_LOOKUP:
-        raise BadRequest(f"give 1 to {_MAX_LOOKUP} ?sku= parameters", code="invalid_query")
+        raise BadRequest(f"give 1 to {_MAX_LOOKUP} ?sku= parameters", code=ErrorCode.INVALID_QUERY)
     bad = [s for s in skus if not is_sku(s)]
     if bad:
-        raise BadRequest(f"not SKUs: {', '.join(map(repr, bad))}", code="invalid_query")
+        raise BadRequest(f"not SKUs: {', '.join(map(repr, bad))}", code=ErrorCode.INVALID_QUERY)
     found = await request.app[INVENTORY].catalog.find_many(skus)
     wanted = list(dict.fromkeys(skus))
     return json_response(
@@ -147,17 +148,19 @@ async def import_catalog(request: web.Request) -> web.Response:
     kind = request.content_type
     if kind not in _JSON_LINES | _CSV:
         raise UnsupportedMediaType(
-            "send application/x-ndjson (JSON lines) or text/csv", code="unsupported_media_type"
+            "send application/x-ndjson (JSON lines) or text/csv",
+            code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         )
     try:
         text = (await read_body(request)).decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise BadRequest("body is not UTF-8", code="malformed_body") from None
+        malformed = ErrorCode.MALFORMED_CSV if kind in _CSV else ErrorCode.MALFORMED_JSON
+        raise BadRequest("body is not UTF-8", code=malformed) from None
     max_rows = request.app[SETTINGS].inventory.import_max_rows
     parse = parse_csv if kind in _CSV else parse_json_lines
     parsed = parse(text, max_rows=max_rows)
     if not parsed:
-        raise Unprocessable("no rows to import", code="empty_import")
+        raise Unprocessable("no rows to import", code=ErrorCode.EMPTY_IMPORT)
     inventory = request.app[INVENTORY]
     report = await import_rows(
         inventory.catalog, parsed, editor=editor, owner_changed=inventory.ownership.enforce
@@ -177,7 +180,7 @@ def _require_live(stream: Stream, action: str) -> None:
     if not stream.is_live:
         raise Conflict(
             f"stream {stream.id!r} is {stream.state.value}; {action} needs a live stream",
-            code="stream_not_live",
+            code=ErrorCode.STREAM_NOT_LIVE,
         )
 
 
@@ -189,7 +192,7 @@ async def start_deal(request: web.Request) -> web.Response:
     max_duration = request.app[SETTINGS].inventory.max_deal_duration_s
     if body.duration_s > max_duration:
         raise Unprocessable(
-            f"duration_s must be at most {max_duration} seconds", code="invalid_field"
+            f"duration_s must be at most {max_duration} seconds", code=ErrorCode.INVALID_FIELD
         )
     ownership = request.app[INVENTORY].ownership
     await ownership.require(stream, body.sku, Right.DEALS)
@@ -211,7 +214,7 @@ async def list_deals(request: web.Request) -> web.Response:
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])
     active = request.query.get("active", "0")
     if active not in {"0", "1", "true", "false"}:
-        raise BadRequest("active must be 0/1 or true/false", code="invalid_query")
+        raise BadRequest("active must be 0/1 or true/false", code=ErrorCode.INVALID_QUERY)
     deals = await request.app[INVENTORY].deals.for_stream(
         stream.id, active_only=active in {"1", "true"}
     )

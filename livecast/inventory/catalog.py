@@ -23,6 +23,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livecast.display_text import check_line, check_multiline
+from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
 from livecast.ids import SKU_PATTERN, SUBJECT_PATTERN, is_sku
 from livecast.inventory._private import text
@@ -178,7 +179,7 @@ class Catalog:
     async def get(self, sku: str) -> Product:
         product = await self.find(sku)
         if product is None:
-            raise NotFound(f"no product with SKU {sku!r}", code="unknown_sku")
+            raise NotFound(f"no product with SKU {sku!r}", code=ErrorCode.UNKNOWN_SKU)
         return product
 
     async def find(self, sku: str) -> Product | None:
@@ -206,7 +207,7 @@ class Catalog:
         if (change.delta is None) == (change.set is None):
             raise_for_status("invalid_field", 'send exactly one of "delta" or "set"')
         if not is_sku(sku):
-            raise NotFound(f"no product with SKU {sku!r}", code="unknown_sku")
+            raise NotFound(f"no product with SKU {sku!r}", code=ErrorCode.UNKNOWN_SKU)
         mode, n = ("set", change.set) if change.set is not None else ("delta", change.delta)
         reply = await self._stock(keys=[self._reservations.base(sku)], args=[mode, n, editor or ""])
         status = reply[0].decode()

@@ -33,6 +33,7 @@ import msgspec
 from livecast.config import Settings
 from livecast.display_text import check_line, check_multiline
 from livecast.embedded_redis import DataDirBusy, EmbeddedRedis
+from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, BadRequest, PayloadTooLarge
 from livecast.ids import is_subject
 from livecast.inventory.catalog import (
@@ -97,7 +98,7 @@ class ImportReport(msgspec.Struct, frozen=True):
 Parsed = list[tuple[int, ImportRow | RowError]]
 
 
-def _row_error(row: int, sku: Any, code: str, message: str) -> RowError:
+def _row_error(row: int, sku: Any, code: ErrorCode, message: str) -> RowError:
     return RowError(row=row, sku=sku if isinstance(sku, str) else None, code=code, message=message)
 
 
@@ -111,9 +112,9 @@ def parse_json_lines(text: str, *, max_rows: int) -> Parsed:
             parsed.append((number, decoder.decode(line)))
         except msgspec.ValidationError as exc:
             sku = _guess_sku(line)
-            parsed.append((number, _row_error(number, sku, "invalid_field", str(exc))))
+            parsed.append((number, _row_error(number, sku, ErrorCode.INVALID_FIELD, str(exc))))
         except msgspec.DecodeError as exc:
-            parsed.append((number, _row_error(number, None, "malformed_json", str(exc))))
+            parsed.append((number, _row_error(number, None, ErrorCode.MALFORMED_JSON, str(exc))))
     return parsed
 
 
@@ -131,21 +132,21 @@ def parse_csv(text: str, *, max_rows: int) -> Parsed:
     try:
         columns = reader.fieldnames or []
     except csv.Error as exc:
-        raise BadRequest(f"CSV header is malformed: {exc}", code="malformed_csv") from None
+        raise BadRequest(f"CSV header is malformed: {exc}", code=ErrorCode.MALFORMED_CSV) from None
     if len(set(columns)) != len(columns):
-        raise BadRequest("CSV header names a column twice", code="malformed_csv")
+        raise BadRequest("CSV header names a column twice", code=ErrorCode.MALFORMED_CSV)
     header = set(columns)
     if not header >= _CSV_REQUIRED:
         missing = ", ".join(sorted(_CSV_REQUIRED - header))
-        raise BadRequest(f"CSV header lacks columns: {missing}", code="malformed_csv")
+        raise BadRequest(f"CSV header lacks columns: {missing}", code=ErrorCode.MALFORMED_CSV)
     if header - _CSV_KNOWN:
         unknown = ", ".join(sorted(header - _CSV_KNOWN))
-        raise BadRequest(f"CSV header has unknown columns: {unknown}", code="malformed_csv")
+        raise BadRequest(f"CSV header has unknown columns: {unknown}", code=ErrorCode.MALFORMED_CSV)
     parsed: Parsed = []
     try:
         rows = list(reader)
     except csv.Error as exc:
-        raise BadRequest(f"CSV is malformed: {exc}", code="malformed_csv") from None
+        raise BadRequest(f"CSV is malformed: {exc}", code=ErrorCode.MALFORMED_CSV) from None
     _check_count(len(rows), max_rows)
     for number, raw in enumerate(rows, 2):
         parsed.append((number, _csv_row(number, raw)))
@@ -155,14 +156,18 @@ def parse_csv(text: str, *, max_rows: int) -> Parsed:
 def _csv_row(number: int, raw: dict[str | Any, Any]) -> ImportRow | RowError:
     sku = raw.get("sku")
     if None in raw or any(v is None for v in raw.values()):
-        return _row_error(number, sku, "invalid_field", "row has a different number of columns")
+        return _row_error(
+            number, sku, ErrorCode.INVALID_FIELD, "row has a different number of columns"
+        )
     price, stock = raw["price_minor"].strip(), (raw.get("stock") or "").strip()
     if not _WHOLE.match(price):
         return _row_error(
-            number, sku, "invalid_field", f"price_minor {price!r} is not a whole number"
+            number, sku, ErrorCode.INVALID_FIELD, f"price_minor {price!r} is not a whole number"
         )
     if stock and not _WHOLE.match(stock):
-        return _row_error(number, sku, "invalid_field", f"stock {stock!r} is not a whole number")
+        return _row_error(
+            number, sku, ErrorCode.INVALID_FIELD, f"stock {stock!r} is not a whole number"
+        )
     data: dict[str, Any] = {
         "sku": sku,
         "title": raw["title"],
@@ -175,7 +180,7 @@ def _csv_row(number: int, raw: dict[str | Any, Any]) -> ImportRow | RowError:
     try:
         return msgspec.convert(data, ImportRow, strict=True)
     except msgspec.ValidationError as exc:
-        return _row_error(number, sku, "invalid_field", str(exc))
+        return _row_error(number, sku, ErrorCode.INVALID_FIELD, str(exc))
 
 
 def _check_count(rows: int, max_rows: int) -> None:
@@ -201,7 +206,7 @@ async def import_rows(
             errors.append(item)
             continue
         if not item.title.strip():
-            errors.append(_row_error(number, item.sku, "invalid_field", "title is blank"))
+            errors.append(_row_error(number, item.sku, ErrorCode.INVALID_FIELD, "title is blank"))
             continue
         fields = ProductFields(
             title=item.title.strip(),

@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
@@ -297,20 +298,20 @@ class Deals:
         sku = await self._sku_of(deal_id)
         found = await self._redis.hget(self._reservations.base(sku) + ":deal:" + deal_id, "stream")
         if found is None:
-            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
+            raise NotFound(f"no deal {deal_id!r}", code=ErrorCode.UNKNOWN_DEAL)
         return text(found)
 
     async def _sku_of(self, deal_id: str) -> str:
         sku = await self._redis.hget(self.sku_index, deal_id) if len(deal_id) <= 64 else None
         if sku is None:
-            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
+            raise NotFound(f"no deal {deal_id!r}", code=ErrorCode.UNKNOWN_DEAL)
         return text(sku)
 
     async def get(self, deal_id: str) -> Deal:
         sku = await self._sku_of(deal_id)
         deal = await self._load(deal_id, sku, await self._now_ms())
         if deal is None:
-            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
+            raise NotFound(f"no deal {deal_id!r}", code=ErrorCode.UNKNOWN_DEAL)
         return deal
 
     async def _load(self, deal_id: str, sku: str, now_ms: int) -> Deal | None:

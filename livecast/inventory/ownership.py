@@ -37,6 +37,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound, Unprocessable
 from livecast.ids import STREAM_ID_PATTERN, SUBJECT_PATTERN, is_sku
 from livecast.inventory._private import text
@@ -188,7 +189,7 @@ class Ownership:
     async def _check_grantee(self, grantee: str) -> None:
         kind, who = _parse_grantee(grantee)
         if kind == "stream" and await self._streams.find(who) is None:
-            raise NotFound(f"no stream {who!r}", code="stream_not_found")
+            raise NotFound(f"no stream {who!r}", code=ErrorCode.STREAM_NOT_FOUND)
 
     # --- the stream's side: what it may sell ----------------------------------------------
 
@@ -281,7 +282,7 @@ def _parse_grantee(grantee: str) -> tuple[str, str]:
     if not _GRANTEE.match(grantee):
         raise Unprocessable(
             f"grantee {grantee!r} must be seller:<subject> or stream:<stream id>",
-            code="invalid_field",
+            code=ErrorCode.INVALID_FIELD,
         )
     kind, _, who = grantee.partition(":")
     return kind, who

@@ -78,6 +78,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import Conflict, Unprocessable
 from livecast.ids import is_sku
 from livecast.inventory._private import text as _text
@@ -262,21 +263,23 @@ class Reservations:
         if type(qty) is not int or not 1 <= qty <= self.max_qty:
             raise Unprocessable(
                 f"quantity must be a whole number from 1 to {self.max_qty}",
-                code="invalid_quantity",
+                code=ErrorCode.INVALID_QUANTITY,
             )
         if not is_sku(sku):
             raise_for_status("unknown_sku", sku)
         if not _HOLD_ID.match(hold_id):
-            raise Unprocessable("hold id must be 1-64 of A-Z a-z 0-9 _ -", code="invalid_field")
+            raise Unprocessable(
+                "hold id must be 1-64 of A-Z a-z 0-9 _ -", code=ErrorCode.INVALID_FIELD
+            )
         if not _USER.match(user):
-            raise Unprocessable("user must be a subject id", code="invalid_field")
+            raise Unprocessable("user must be a subject id", code=ErrorCode.INVALID_FIELD)
         if deal_id is not None and not _HOLD_ID.match(deal_id):
             raise_for_status("unknown_deal", deal_id)
         if type(per_user_limit) is not int or per_user_limit < 0:
-            raise Unprocessable("per-user limit must be 0 or more", code="invalid_field")
+            raise Unprocessable("per-user limit must be 0 or more", code=ErrorCode.INVALID_FIELD)
         ttl_ms = self._ttl_ms if ttl_s is None else int(ttl_s * 1000)
         if ttl_ms <= 0:
-            raise Unprocessable("hold ttl must be positive", code="invalid_field")
+            raise Unprocessable("hold ttl must be positive", code=ErrorCode.INVALID_FIELD)
         reply = await self.batcher.call_grouped(
             self._reserve,
             self.base(sku),
@@ -389,11 +392,13 @@ class Reservations:
         commits nothing if any hold cannot be committed.
         """
         if not refs:
-            raise Unprocessable("nothing to commit", code="invalid_quantity")
+            raise Unprocessable("nothing to commit", code=ErrorCode.INVALID_QUANTITY)
         if not _HOLD_ID.match(txn):
-            raise Unprocessable("txn id must be 1-64 of A-Z a-z 0-9 _ -", code="invalid_field")
+            raise Unprocessable(
+                "txn id must be 1-64 of A-Z a-z 0-9 _ -", code=ErrorCode.INVALID_FIELD
+            )
         if len(set(refs)) != len(refs):
-            raise Unprocessable("a hold is listed twice", code="invalid_field")
+            raise Unprocessable("a hold is listed twice", code=ErrorCode.INVALID_FIELD)
         for ref in refs:
             self._check_ref(ref.sku, ref.hold_id)
         window = str(self._prepare_ms)
@@ -404,19 +409,24 @@ class Reservations:
             )
         )
         failed = [
-            {"sku": ref.sku, "hold_id": ref.hold_id, "code": _text(status), "state": _text(st)}
+            {
+                "sku": ref.sku,
+                "hold_id": ref.hold_id,
+                "code": ErrorCode.of(_text(status)),
+                "state": _text(st),
+            }
             for ref, (status, st) in zip(refs, replies, strict=True)
             if status != b"ok"
         ]
         if not failed:
             decided = await self._decide(txn, "commit")
             if decided != "commit":
-                failed = [{"sku": "", "hold_id": "", "code": "aborted", "state": ""}]
+                failed = [{"sku": "", "hold_id": "", "code": ErrorCode.ABORTED, "state": ""}]
         if failed:
             await self._abort_all(refs, txn)
             raise Conflict(
                 "the holds could not all be committed; none was",
-                code="commit_failed",
+                code=ErrorCode.COMMIT_FAILED,
                 failed=failed,
             )
         return list(await asyncio.gather(*(self._commit_one(r.sku, r.hold_id, txn) for r in refs)))

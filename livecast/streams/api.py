@@ -11,6 +11,7 @@ from aiohttp import web
 from livecast.appkeys import STREAMS
 from livecast.auth import Role
 from livecast.display_text import check_line, check_multiline
+from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Unprocessable
 from livecast.http import identity, json_response, read_json
 from livecast.ids import SKU_PATTERN
@@ -57,14 +58,15 @@ def _epoch_ms(moment: dt.datetime | None) -> int | None:
         return None
     if moment.tzinfo is None:
         raise Unprocessable(
-            "scheduled_start needs a time zone, e.g. 2026-11-22T18:00:00Z", code="invalid_field"
+            "scheduled_start needs a time zone, e.g. 2026-11-22T18:00:00Z",
+            code=ErrorCode.INVALID_FIELD,
         )
     return int(moment.timestamp() * 1000)
 
 
 def _title(value: str) -> str:
     if not value.strip():
-        raise Unprocessable("title must not be blank", code="invalid_field")
+        raise Unprocessable("title must not be blank", code=ErrorCode.INVALID_FIELD)
     return value.strip()
 
 
@@ -94,10 +96,12 @@ async def list_streams(request: web.Request) -> web.Response:
             state = StreamState(raw_state)
         except ValueError:
             choices = ", ".join(s.value for s in StreamState)
-            raise BadRequest(f"state must be one of {choices}", code="invalid_query") from None
+            raise BadRequest(
+                f"state must be one of {choices}", code=ErrorCode.INVALID_QUERY
+            ) from None
     raw_limit = request.query.get("limit", "50")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
-        raise BadRequest("limit must be an integer from 1 to 200", code="invalid_query")
+        raise BadRequest("limit must be an integer from 1 to 200", code=ErrorCode.INVALID_QUERY)
     streams = await request.app[STREAMS].list_streams(state, limit=int(raw_limit))
     caller = identity(request)
     visible = [s for s in streams if s.public or caller.can_manage(s.id, s.seller_id)]
@@ -124,14 +128,14 @@ async def patch_stream(request: web.Request) -> web.Response:
         changes["description"] = body.description
     if body.scheduled_start is not msgspec.UNSET:
         if body.scheduled_start is None:
-            raise Unprocessable("scheduled_start cannot be cleared", code="invalid_field")
+            raise Unprocessable("scheduled_start cannot be cleared", code=ErrorCode.INVALID_FIELD)
         changes["scheduled_start_ms"] = _epoch_ms(body.scheduled_start)
     if body.featured_skus is not msgspec.UNSET:
         changes["featured_skus"] = list(dict.fromkeys(body.featured_skus))
     if body.public is not msgspec.UNSET:
         changes["public"] = body.public
     if not changes:
-        raise Unprocessable("nothing to change", code="empty_patch")
+        raise Unprocessable("nothing to change", code=ErrorCode.EMPTY_PATCH)
     return json_response(await registry.update(stream.id, changes))
 
 

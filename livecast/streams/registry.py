@@ -23,6 +23,7 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 
+from livecast.error_codes import ErrorCode
 from livecast.errors import Conflict, NotFound
 from livecast.ids import is_stream_id, new_id
 from livecast.redisdb import KeySpace, load_lua
@@ -154,7 +155,7 @@ class StreamRegistry:
     async def get(self, stream_id: str) -> Stream:
         stream = await self.find(stream_id)
         if stream is None:
-            raise NotFound(f"no stream {stream_id!r}", code="stream_not_found")
+            raise NotFound(f"no stream {stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
         return stream
 
     async def find(self, stream_id: str) -> Stream | None:
@@ -194,7 +195,7 @@ class StreamRegistry:
         """Change editable fields (title, description, scheduled_start_ms, featured_skus,
         public); 409 once the stream has ended."""
         if not is_stream_id(stream_id):
-            raise NotFound(f"no stream {stream_id!r}", code="stream_not_found")
+            raise NotFound(f"no stream {stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
         if "featured_skus" in changes:
             seller_id = (await self.get(stream_id)).seller_id
             await self._check_featuring(seller_id, stream_id, changes["featured_skus"])
@@ -217,7 +218,7 @@ class StreamRegistry:
     async def transition(self, stream_id: str, target: StreamState) -> Stream:
         """Move the stream to ``target``; 409 if its state does not allow that."""
         if not is_stream_id(stream_id):
-            raise NotFound(f"no stream {stream_id!r}", code="stream_not_found")
+            raise NotFound(f"no stream {stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
         allowed = [s.value for s in _ENTERED_FROM[target]]
         keys = [self._stream_key(stream_id), *self._index_keys()]
         status: bytes
@@ -233,11 +234,11 @@ class StreamRegistry:
     @staticmethod
     def _check_status(stream_id: str, status: bytes, state: bytes, action: str) -> None:
         if status == b"not_found":
-            raise NotFound(f"no stream {stream_id!r}", code="stream_not_found")
+            raise NotFound(f"no stream {stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
         if status == b"illegal":
             raise Conflict(
                 f"stream {stream_id!r} is {state.decode()}; cannot {action}",
-                code="illegal_state",
+                code=ErrorCode.ILLEGAL_STATE,
             )
 
     async def _now_ms(self) -> int:

@@ -9,12 +9,15 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import WSMsgType
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from livecast.app import create_app
 from livecast.appkeys import EVENTS
 from livecast.auth import Role
+from livecast.chat.history import ChatHistory
 from livecast.chat.hub import Hub
 from livecast.config import Settings
+from livecast.error_codes import ErrorCode
 from tests.chat.conftest import JSON, MSGPACK, Connect, Socket, _connect
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer
 
@@ -177,10 +180,10 @@ async def test_bad_input_gets_error_events_and_changes_nothing(
     alice = make_token(Role.VIEWER, sub="alice", name="Alice")
     json_socket = await connect(token=alice)
     cases: list[tuple[str | bytes, str]] = [
-        ("{not json", "malformed"),
-        ("[1, 2]", "malformed"),
-        ('{"type": 5}', "malformed"),
-        ("[" * 3000, "malformed"),
+        ("{not json", "malformed_json"),
+        ("[1, 2]", "malformed_json"),
+        ('{"type": 5}', "malformed_json"),
+        ("[" * 3000, "malformed_json"),
         ('{"type": "shout", "text": "x"}', "unknown_type"),
         ('{"type": "chat.send", "text": 5, "client_id": "a"}', "invalid_field"),
         ('{"type": "chat.send", "text": "hi"}', "invalid_field"),
@@ -210,8 +213,8 @@ async def test_bad_input_gets_error_events_and_changes_nothing(
 
     msgpack_socket = await connect(token=alice, binary=True)
     for payload_bytes, code in [
-        (b"\xc1", "malformed"),
-        (b"\x91" * 3000, "malformed"),
+        (b"\xc1", "malformed_json"),
+        (b"\x91" * 3000, "malformed_json"),
         (msgspec.msgpack.encode({"type": "nope"}), "unknown_type"),
         (
             msgspec.msgpack.encode({"type": "chat.send", "text": b"x", "client_id": "a"}),
@@ -444,3 +447,22 @@ async def test_a_frame_that_meets_a_redis_defect_fails_alone(
     assert error["data"]["code"] == "internal"
     await client.app[EVENTS].publish(stream_id, "deal.updated", {"n": 1})
     assert (await sender.expect("deal.updated"))["data"] == {"n": 1}
+
+
+async def test_a_frame_redis_cannot_serve_gets_the_rest_code(
+    connect: Connect, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis down is ``redis_unavailable`` on the socket as over REST: send it again."""
+    sender = await connect(token=make_token(Role.VIEWER, sub="alice", name="Alice"))
+
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(ChatHistory, "post", unreachable)
+    await sender.send({"type": "chat.send", "text": "hi", "client_id": "c1"})
+    error = await sender.expect("error")
+    assert error["data"]["code"] == "redis_unavailable"
+    assert ErrorCode.REDIS_UNAVAILABLE.retry
+    monkeypatch.undo()
+    await sender.send({"type": "chat.send", "text": "hi", "client_id": "c1"})
+    assert (await sender.expect("chat.ack"))["data"]["client_id"] == "c1"

@@ -19,10 +19,10 @@ def test_frames_decode_from_both_encodings() -> None:
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
-        (b"", "malformed"),
-        (b"null", "malformed"),
-        (b'{"type": ["like"]}', "malformed"),
-        (b"[" * 3000, "malformed"),
+        (b"", "malformed_json"),
+        (b"null", "malformed_json"),
+        (b'{"type": ["like"]}', "malformed_json"),
+        (b"[" * 3000, "malformed_json"),
         (b'{"type": "LIKE"}', "unknown_type"),
         (b'{"type": "like", "count": 1.5}', "invalid_field"),
         (b'{"type": "like", "count": true}', "invalid_field"),

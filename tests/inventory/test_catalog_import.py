@@ -120,6 +120,15 @@ async def test_bad_imports_are_refused_whole(client: Client, make_token: MakeTok
         422,
         "empty_import",
     )
+    # A body that is not UTF-8 is malformed in the format it was sent as.
+    for kind, code in (("text/csv", "malformed_csv"), ("application/x-ndjson", "malformed_json")):
+        await assert_error(
+            await client.post(
+                url, data=b'{"sku": "\xff"}', headers={**bearer(seller), "Content-Type": kind}
+            ),
+            400,
+            code,
+        )
     viewer = make_token(Role.VIEWER)
     await assert_error(
         await client.post(

@@ -15,6 +15,7 @@ from playwright.async_api import Page, WebSocket, expect
 from livecast.appkeys import TOKENS
 from livecast.auth import Identity, Role
 from livecast.chat.service import CHAT
+from livecast.error_codes import CloseCode
 from tests.web.conftest import DESKTOP, PHONE, LiveServer, NewContext, screenshot
 from tests.web.test_flow import _join_as, _open, _seller_stream
 
@@ -121,7 +122,7 @@ async def test_a_server_restart_is_recovered_with_since_and_no_duplicates(
 
     # The server closes every socket with 1012 and a message is posted before anyone is back.
     chat = server.app[CHAT]
-    await chat.hub.close_sockets(code=1012, message=b"restart")
+    await chat.hub.close_sockets(code=CloseCode.SERVICE_RESTART, message=b"restart")
     jon = Identity(sub="jon", name="Jon", role=Role.VIEWER)
     await chat.history.post(stream_id, jon, "said during the restart", "c-restart", is_host=False)
 
@@ -191,14 +192,23 @@ async def test_a_panel_opened_with_an_expired_token_asks_for_a_new_one(
 @pytest.mark.parametrize(
     ("code", "outcome"),
     [
-        (1001, "open"),  # the node is shutting down: another one answers
-        (1013, "open"),  # too far behind: come back and recover
-        (1008, "Your sign-in was refused: sign in again to chat and shop."),
-        (1003, "Live updates stopped (bye). Reload the page to start them again."),
+        (CloseCode.GOING_AWAY, "open"),  # the node is shutting down: another one answers
+        (CloseCode.TRY_AGAIN_LATER, "open"),  # too far behind: come back and recover
+        (CloseCode.SERVICE_RESTART, "open"),  # live events were interrupted: recover
+        (CloseCode.INTERNAL_ERROR, "open"),  # a server fault: try again with backoff
+        (CloseCode.POLICY_VIOLATION, "Your sign-in was refused: sign in again to chat and shop."),
+        (
+            CloseCode.UNSUPPORTED_DATA,
+            "Live updates stopped (bye). Reload the page to start them again.",
+        ),
+        (
+            CloseCode.MESSAGE_TOO_BIG,
+            "Live updates stopped (bye). Reload the page to start them again.",
+        ),
     ],
 )
 async def test_each_close_code_is_followed_as_the_server_means_it(
-    server: LiveServer, new_context: NewContext, code: int, outcome: str
+    server: LiveServer, new_context: NewContext, code: CloseCode, outcome: str
 ) -> None:
     stream_id, seller = await _seller_stream(server)
     await server.call("POST", f"/api/streams/{stream_id}/start", seller)
@@ -208,6 +218,8 @@ async def test_each_close_code_is_followed_as_the_server_means_it(
     # Page time from here on is the test's: a retry the close schedules is run by run_for.
     await viewer.clock.install()
 
+    # The page does what the registry says of the code.
+    assert (outcome == "open") == code.reconnect
     await server.app[CHAT].hub.close_sockets(code=code, message=b"bye")
     if outcome == "open":
         await expect(status).to_have_attribute("data-status", "reconnecting")
