@@ -212,6 +212,7 @@ class Checkout:
                     code="checkout_in_progress",
                 )
             await asyncio.sleep(0.05)
+        given_back = False
         try:
             while True:
                 try:
@@ -220,6 +221,12 @@ class Checkout:
                 except _Undone:
                     # An earlier run under this key was undone; this one starts over.
                     record, created = await self._record(record_key, fingerprint)
+            # Done: off the open set and the lease given back, in one batch.
+            await asyncio.gather(
+                self._batcher.command("ZREM", self.open_key, _member(record_key, order.id)),
+                self._give_back(lease_key, token),
+            )
+            given_back = True
         except _NothingHappened as exc:
             await self._forget(record_key, record.order_id)
             raise exc.error from None
@@ -232,7 +239,8 @@ class Checkout:
                 )
             raise
         finally:
-            await self._give_back(lease_key, token)
+            if not given_back:
+                await self._give_back(lease_key, token)
         return CheckoutResult(order, replayed=False)
 
     async def _open(
@@ -415,7 +423,9 @@ class Checkout:
 
     async def _finish(self, record: _Record, record_key: str, order: Order) -> Order:
         """After the order is stored: count it, enqueue its events, clear its lines from
-        the cart, record the key done. Idempotent, so a resumed checkout repeats it."""
+        the cart, record the key done. Idempotent, so a resumed checkout repeats it. The
+        caller then takes the checkout off the open set (the buyer's run with its lease
+        given back, in one batch)."""
         counted = [
             self._stats.count_order(
                 stream_id,
@@ -436,13 +446,12 @@ class Checkout:
             self._webhooks.enqueue("order.created", payload, event_id=f"evt_{order.id}_created"),
             self._webhooks.enqueue("order.paid", payload, event_id=f"evt_{order.id}_paid"),
         )
-        # Last, once everything above is done: the cart, the record, the open set.
+        # Last, once everything above is done: the cart and the record (then the open set).
         done = msgspec.structs.replace(record, status=_Status.DONE)
         await asyncio.gather(
             self._carts.remove(order.buyer_id, *(line.hold_id for line in order.lines)),
             self._save(record_key, done),
         )
-        await self._batcher.command("ZREM", self.open_key, _member(record_key, record.order_id))
         return order
 
     async def _live_holds(self, entries: list[CartEntry], order_id: str, now_ms: int) -> list[Hold]:
@@ -604,13 +613,14 @@ class Checkout:
         stored = await self._orders.find(record.order_id)
         if stored is not None:
             await self._finish(record, record_key, stored)
-            return "finished"
-        if await self._reservations.decide(record.order_id, "abort") == "commit":
+        elif await self._reservations.decide(record.order_id, "abort") == "commit":
             committed = await self._reservations.commit_holds(_refs(record), txn=record.order_id)
             await self._complete(record, record_key, committed, fresh=False)
-            return "finished"
-        await self._undo(record, record_key)
-        return "voided"
+        else:
+            await self._undo(record, record_key)
+            return "voided"
+        await self._redis.zrem(self.open_key, _member(record_key, order_id))
+        return "finished"
 
 
 def _member(record_key: str, order_id: str) -> str:
