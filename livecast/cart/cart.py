@@ -79,7 +79,14 @@ class CartStore:
         await self._redis.hset(self._key(buyer_id), entry.hold_id, self._encoder.encode(entry))
 
     async def entries(self, buyer_id: str) -> list[CartEntry]:
-        raw = await self._batcher.command("HGETALL", self._key(buyer_id))
+        return self.decode_entries(await self.read_entries(buyer_id))
+
+    def read_entries(self, buyer_id: str) -> asyncio.Future[Any]:
+        """Queue the cart's read with the loop tick's other commands (a coroutine would
+        be scheduled after the tick's batch is sent); :meth:`decode_entries` reads its reply."""
+        return self._batcher.command("HGETALL", self._key(buyer_id))
+
+    def decode_entries(self, raw: Any) -> list[CartEntry]:
         # A map (RESP3) or a flat field, value... list (RESP2), as the connection speaks.
         values = raw.values() if isinstance(raw, dict) else raw[1::2]
         return sorted((self._decoder.decode(v) for v in values), key=lambda e: e.hold_id)

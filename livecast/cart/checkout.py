@@ -130,6 +130,10 @@ class RecoveryReport:
     voided: int
 
 
+# A buyer's cart lines and the server's time (ms) when they were read.
+_Cart = tuple[list[CartEntry], int]
+
+
 class _Undone(Exception):
     """The journaled checkout was undone (payment voided, holds held again)."""
 
@@ -192,7 +196,9 @@ class Checkout:
         token = new_id(16)
         deadline = asyncio.get_running_loop().time() + self._wait_s
         while True:
-            record, created, leased = await self._open(record_key, lease_key, token, fingerprint)
+            record, leased, cart = await self._open(
+                buyer.sub, record_key, lease_key, token, fingerprint
+            )
             if record.fingerprint == fingerprint and record.status in _RUNNABLE and leased:
                 break
             if leased:
@@ -212,14 +218,22 @@ class Checkout:
                     code=ErrorCode.CHECKOUT_IN_PROGRESS,
                 )
             await asyncio.sleep(0.05)
+        given_back = False
         try:
             while True:
                 try:
-                    order = await self._run(buyer, record, request, record_key, created)
+                    order = await self._run(buyer, record, request, record_key, cart)
                     break
                 except _Undone:
                     # An earlier run under this key was undone; this one starts over.
-                    record, created = await self._record(record_key, fingerprint)
+                    record, _ = await self._record(record_key, fingerprint)
+                    cart = None
+            # Done: off the open set and the lease given back, in one batch.
+            await asyncio.gather(
+                self._batcher.command("ZREM", self.open_key, _member(record_key, order.id)),
+                self._give_back(lease_key, token),
+            )
+            given_back = True
         except _NothingHappened as exc:
             await self._forget(record_key, record.order_id)
             raise exc.error from None
@@ -232,24 +246,29 @@ class Checkout:
                 )
             raise
         finally:
-            await self._give_back(lease_key, token)
+            if not given_back:
+                await self._give_back(lease_key, token)
         return CheckoutResult(order, replayed=False)
 
     async def _open(
-        self, record_key: str, lease_key: str, token: str, fingerprint: str
-    ) -> tuple[_Record, bool, bool]:
+        self, buyer_id: str, record_key: str, lease_key: str, token: str, fingerprint: str
+    ) -> tuple[_Record, bool, _Cart | None]:
         """Create (or read) the key's record and try to take its lease, in one round trip:
-        the record, whether this call created it, whether it holds the lease."""
+        the record, whether this run holds the lease, and, if this call created the record,
+        the buyer's cart and the server's time, read in the same round trip after the lease
+        (what a new checkout reads first; for a record found, None: they are read again)."""
         candidate = _Record(
             fingerprint=fingerprint, order_id=f"ord_{new_id(12)}", status=_Status.PENDING
         )
         try:
-            created, raw, leased = await asyncio.gather(
+            created, raw, leased, cart, (seconds, micros) = await asyncio.gather(
                 self._batcher.command(
                     "SET", record_key, self._encoder.encode(candidate), "NX", "PX", _RECORD_TTL_MS
                 ),
                 self._batcher.command("GET", record_key),
                 self._batcher.command("SET", lease_key, token, "NX", "PX", self._lease_ms),
+                self._carts.read_entries(buyer_id),
+                self._batcher.command("TIME"),
             )
         except BaseException:
             # The lease may be set with its reply lost: see _lease.
@@ -257,11 +276,12 @@ class Checkout:
                 await self._give_back(lease_key, token)
             raise
         if created:
-            return candidate, True, bool(leased)
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            return candidate, bool(leased), (self._carts.decode_entries(cart), now_ms)
         if raw is None:
-            record, made = await self._record(record_key, fingerprint)
-            return record, made, bool(leased)
-        return self._decoder.decode(raw), False, bool(leased)
+            record, _ = await self._record(record_key, fingerprint)
+            return record, bool(leased), None
+        return self._decoder.decode(raw), bool(leased), None
 
     async def _give_back(self, lease_key: str, token: str) -> None:
         await self._batcher.call(self._release_lease, (lease_key, token))
@@ -309,22 +329,25 @@ class Checkout:
         record: _Record,
         request: CheckoutRequest,
         record_key: str,
-        created: bool,
+        cart: _Cart | None,
     ) -> Order:
+        """Run the key's checkout; ``cart`` is the cart and the time :meth:`_open` read
+        when it created the record (None when it did not: they are read here)."""
         if record.status is _Status.PAYING:
             return await self._pay(record, record_key, request.card_number, fresh=False)
         order_id = record.order_id
-        if not created:
+        if cart is None:
             stored = await self._orders.find(order_id)
             if stored is not None:
                 # A record written before the journal existed, whose run stored the order.
                 return await self._finish(record, record_key, stored)
-        entries, (seconds, micros) = await asyncio.gather(
-            self._carts.entries(buyer.sub), self._batcher.command("TIME")
-        )
+            raw_cart, (seconds, micros) = await asyncio.gather(
+                self._carts.read_entries(buyer.sub), self._batcher.command("TIME")
+            )
+            cart = self._carts.decode_entries(raw_cart), int(seconds) * 1000 + int(micros) // 1000
+        entries, now_ms = cart
         if not entries:
             raise _NothingHappened(Unprocessable("the cart is empty", code=ErrorCode.EMPTY_CART))
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
         holds = await self._live_holds(entries, order_id, now_ms)
         currencies = {hold.price.currency for hold in holds}
         if len(currencies) > 1:
@@ -402,10 +425,24 @@ class Checkout:
     async def _complete(
         self, record: _Record, record_key: str, committed: list[Hold], *, fresh: bool
     ) -> Order:
-        """The holds are committed: take the money, store the order, finish."""
+        """The holds are committed: take the money, store the order, finish.
+
+        The order is stored once the money is taken. A fresh checkout indexes it while
+        the capture is under way (one round trip fewer): an index entry with no order
+        behind it is skipped by readers, and a resumed checkout captures and saves it."""
+        if fresh:
+            order, created_ms = await self._new_order(record, committed)
+            await asyncio.gather(
+                self._payments.capture(record.order_id), self._orders.index(order, created_ms)
+            )
+            await self._orders.save(order, created_ms, indexed=True)
+            return await self._finish(record, record_key, order)
         await self._payments.capture(record.order_id)
-        order = await self._store_order(record, committed, fresh=fresh)
-        return await self._finish(record, record_key, order)
+        stored = await self._orders.find(record.order_id)
+        if stored is None:
+            stored, created_ms = await self._new_order(record, committed)
+            await self._orders.save(stored, created_ms)
+        return await self._finish(record, record_key, stored)
 
     async def _undo(self, record: _Record, record_key: str) -> None:
         """The txn's decision is ``abort``: holds held again, payment voided, record gone."""
@@ -415,7 +452,9 @@ class Checkout:
 
     async def _finish(self, record: _Record, record_key: str, order: Order) -> Order:
         """After the order is stored: count it, enqueue its events, clear its lines from
-        the cart, record the key done. Idempotent, so a resumed checkout repeats it."""
+        the cart, record the key done. Idempotent, so a resumed checkout repeats it. The
+        caller then takes the checkout off the open set (the buyer's run with its lease
+        given back, in one batch)."""
         counted = [
             self._stats.count_order(
                 stream_id,
@@ -436,13 +475,12 @@ class Checkout:
             self._webhooks.enqueue("order.created", payload, event_id=f"evt_{order.id}_created"),
             self._webhooks.enqueue("order.paid", payload, event_id=f"evt_{order.id}_paid"),
         )
-        # Last, once everything above is done: the cart, the record, the open set.
+        # Last, once everything above is done: the cart and the record (then the open set).
         done = msgspec.structs.replace(record, status=_Status.DONE)
         await asyncio.gather(
             self._carts.remove(order.buyer_id, *(line.hold_id for line in order.lines)),
             self._save(record_key, done),
         )
-        await self._batcher.command("ZREM", self.open_key, _member(record_key, record.order_id))
         return order
 
     async def _live_holds(self, entries: list[CartEntry], order_id: str, now_ms: int) -> list[Hold]:
@@ -491,12 +529,9 @@ class Checkout:
             )
         return held
 
-    async def _store_order(self, record: _Record, committed: list[Hold], *, fresh: bool) -> Order:
+    async def _new_order(self, record: _Record, committed: list[Hold]) -> tuple[Order, int]:
+        """The journaled checkout's order, and its creation time (ms), not yet stored."""
         assert record.total is not None
-        if not fresh:
-            existing = await self._orders.find(record.order_id)
-            if existing is not None:
-                return existing
         by_id = {hold.hold_id: hold for hold in committed}
         lines = []
         for entry in record.lines:
@@ -549,8 +584,7 @@ class Checkout:
             payment_id=record.order_id,
             created_at=iso_time(now_ms) or "",
         )
-        await self._orders.save(order, now_ms)
-        return order
+        return order, now_ms
 
     # -- recovery -------------------------------------------------------------------
 
@@ -604,13 +638,14 @@ class Checkout:
         stored = await self._orders.find(record.order_id)
         if stored is not None:
             await self._finish(record, record_key, stored)
-            return "finished"
-        if await self._reservations.decide(record.order_id, "abort") == "commit":
+        elif await self._reservations.decide(record.order_id, "abort") == "commit":
             committed = await self._reservations.commit_holds(_refs(record), txn=record.order_id)
             await self._complete(record, record_key, committed, fresh=False)
-            return "finished"
-        await self._undo(record, record_key)
-        return "voided"
+        else:
+            await self._undo(record, record_key)
+            return "voided"
+        await self._redis.zrem(self.open_key, _member(record_key, order_id))
+        return "finished"
 
 
 def _member(record_key: str, order_id: str) -> str:

@@ -71,15 +71,17 @@ class OrderStore:
     def _key(self, order_id: str) -> str:
         return self._keys.key("order", order_id)
 
-    async def save(self, order: Order, created_ms: int) -> None:
-        """Index the order, then store it; idempotent (the same order saved twice is one).
+    async def save(self, order: Order, created_ms: int, *, indexed: bool = False) -> None:
+        """Index the order (unless the caller did: ``indexed``), then store it; idempotent
+        (the same order saved twice is one).
 
         The record and its indexes live in different slots (one per buyer, one per
         stream), so no transaction spans them on Redis Cluster. The indexes go first: an
         index entry without its record is skipped by readers, and a checkout resumed
         after a crash finds no record and saves again, so the record never lacks them.
         """
-        await self.index(order, created_ms)
+        if not indexed:
+            await self.index(order, created_ms)
         await self._batcher.command("SET", self._key(order.id), self._encoder.encode(order))
 
     async def index(self, order: Order, created_ms: int) -> None:

@@ -88,7 +88,7 @@ class TestPaymentProvider:
         self._keys = keys
         # Its commands ride in the app's batched pipelines.
         self._batcher = batcher or ScriptBatcher(redis)
-        self._cas = load_lua(redis, _HERE / "payment_move.lua")
+        self._move_script = load_lua(redis, _HERE / "payment_move.lua")
         self._decline_card = decline_card
         self._decline_amount_minor = decline_amount_minor
         self._decoder = msgspec.json.Decoder(Payment)
@@ -150,17 +150,12 @@ class TestPaymentProvider:
         return await self._move(payment_id, PaymentState.VOIDED)
 
     async def _move(self, payment_id: str, target: PaymentState) -> Payment:
-        """authorized -> captured | voided, checked and written atomically (compare and set)."""
-        key = self._key(payment_id)
-        while True:
-            raw = await self._batcher.command("GET", key)
-            if raw is None:
-                raise LookupError(f"no payment {payment_id}")
-            payment = self._decoder.decode(raw)
-            if payment.state is target:
-                return payment
-            if payment.state is not PaymentState.AUTHORIZED:
-                raise ValueError(f"payment {payment_id} is {payment.state}, cannot become {target}")
-            moved = msgspec.structs.replace(payment, state=target)
-            if await self._batcher.call(self._cas, (key, raw, self._encoder.encode(moved))):
-                return moved
+        """authorized -> captured | voided, checked and written in one script run."""
+        reply = await self._batcher.call(self._move_script, (self._key(payment_id), target.value))
+        outcome = reply[0]
+        if outcome == b"missing":
+            raise LookupError(f"no payment {payment_id}")
+        payment = self._decoder.decode(reply[1])
+        if outcome == b"illegal":
+            raise ValueError(f"payment {payment_id} is {payment.state}, cannot become {target}")
+        return payment

@@ -29,7 +29,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from hiredis import pack_command
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -194,14 +196,21 @@ class ScriptBatcher:
             # a timeout context per reply, which cost as much as reading the reply.
             # ``math.inf`` tells redis-py to set none of its own per read.
             async with asyncio.timeout(connection.socket_timeout):
-                for _ in commands:
-                    try:
-                        replies.append(await connection.read_response(timeout=math.inf))
-                    except ResponseError as exc:
-                        replies.append(exc)
+                parser = connection._parser
+                if isinstance(parser, _AsyncHiredisParser):
+                    await _read_replies(parser, len(commands), replies)
+                else:
+                    for _ in commands:
+                        try:
+                            replies.append(await connection.read_response(timeout=math.inf))
+                        except ResponseError as exc:
+                            replies.append(exc)
         except TimeoutError:
             await connection.disconnect()
             raise RedisTimeoutError(f"no reply from Redis to a batch of {len(commands)}") from None
+        except OSError as exc:
+            await connection.disconnect()
+            raise RedisConnectionError(f"error reading from Redis: {exc}") from exc
         except BaseException:
             # Replies may be left unread on it: never hand it out again.
             await connection.disconnect()
@@ -229,3 +238,21 @@ class ScriptBatcher:
             if not self._inflight:
                 self._flush()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+
+
+async def _read_replies(parser: _AsyncHiredisParser, count: int, replies: list[Any]) -> None:
+    """Read ``count`` replies straight off the connection's hiredis reader: every reply
+    the bytes read so far hold is taken in one C call each, without redis-py's
+    per-reply path (timeout context, health check, error re-raise), which cost more
+    than the parsing. An error reply is its exception (``NoScriptError`` and the like,
+    as redis-py maps them), in its place; one that means the connection is unusable
+    (``LOADING``, too many clients) is raised."""
+    reader: Any = parser._reader
+    while len(replies) < count:
+        reply = reader.gets()
+        if reply is NOT_ENOUGH_DATA:
+            await parser.read_from_socket()  # type: ignore[no-untyped-call]
+            continue
+        if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
+            raise reply
+        replies.append(reply)
