@@ -39,7 +39,11 @@ SCRIPT_OUTCOMES = {
     "error": "reserve.lua: a script fault, raised as a 500",
     "not_owner": "grant.lua, product_put.lua, stock.lua: answered as not_product_owner",
     "not_found": "streams' transition.lua, update.lua: answered as stream_not_found",
-    "illegal": "streams' transition.lua: answered as illegal_state",
+    "illegal": "streams' transition.lua: answered as illegal_state; payment_move.lua: the "
+    "test provider's payment is neither authorized nor in the target state (a ValueError)",
+    "missing": "payment_move.lua: no such payment (the provider raises LookupError)",
+    "same": "payment_move.lua: the payment is in the target state already (a replay)",
+    "moved": "payment_move.lua: the payment moved to the target state",
 }
 _LUA_STATUS = re.compile(
     r"\{'([a-z_]+)'|status = '([a-z_]+)'|answer\('([a-z_]+)'|return '([a-z_]+)'"
