@@ -239,6 +239,9 @@ class WebRtcSettings:
     )
     # WHEP sessions allowed per stream on this node; past it viewers get 429.
     max_viewers_per_stream: int = field(default=1000, metadata=_check(lambda v: v >= 1, ">= 1"))
+    # WHEP sessions allowed on this node across all its streams; past it viewers get 429
+    # stream_full too, and the watch page plays LL-HLS instead. 0: no WebRTC viewers here.
+    max_viewers: int = field(default=10_000, metadata=_check(lambda v: v >= 0, ">= 0"))
     # Upstream keyframe requests (PLI) to a publisher are at most this often, shared by
     # every viewer waiting for one.
     keyframe_min_interval_ms: int = field(default=200, metadata=_check(lambda v: v >= 0, ">= 0"))

@@ -26,7 +26,7 @@
                             wrong_direction      the offer cannot send (WHIP) / receive (WHEP)
                             ice_restart_unsupported  PATCH asks for an ICE restart
     PreconditionFailed 412  etag_mismatch        PATCH If-Match names an old session state
-    TooManyRequests 429     stream_full          max_viewers_per_stream reached
+    TooManyRequests 429     stream_full          max_viewers_per_stream or max_viewers reached
 """
 
 from __future__ import annotations
