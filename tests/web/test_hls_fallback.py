@@ -1,0 +1,129 @@
+"""The watch page on LL-HLS in Chromium: with ``?hls=1``, and by itself when the node
+refuses WebRTC viewers (``webrtc.max_viewers = 0``). A real aiortc publisher sends H.264 and
+Opus over WHIP; the page plays the origin's LL-HLS through the vendored hls.js (Debian's
+Chromium has Media Source Extensions for H.264 + AAC, so frames really decode), says so,
+and chat and the viewer count work as on WebRTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
+from playwright.async_api import Page, Request, expect
+
+from livecast.auth import Role
+from livecast.config import Settings
+from tests.conftest import make_settings
+from tests.ingest.peers import CounterTrack, new_pc
+from tests.web.conftest import PHONE, LiveServer, NewContext, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+HLS_LABEL = "Live (HLS, a few seconds behind)"
+
+
+@pytest.fixture
+def settings(
+    request: pytest.FixtureRequest, redis_url: str, key_prefix: str, tmp_path: Path
+) -> Settings:
+    overrides: dict[str, Any] = {
+        "hls__part_duration_s": 0.3,
+        "hls__segment_duration_s": 1.0,
+        **getattr(request, "param", {}),
+    }
+    return make_settings(redis_url, key_prefix, tmp_path, **overrides)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def live_stream(server: LiveServer) -> AsyncIterator[str]:
+    """A stream made live by an aiortc publisher (H.264 counter pictures and Opus)."""
+    seller = server.token(Role.SELLER, sub="hls-seller", name="Ana's Sneakers")
+    stream_id: str = (await server.create_stream(seller, "Autumn sneaker drop"))["id"]
+    pc = new_pc()
+    pc.addTransceiver(CounterTrack(0), direction="sendonly")
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with server.http.post(
+        f"{server.base_url}/whip/{stream_id}",
+        data=pc.localDescription.sdp,
+        headers={"Authorization": f"Bearer {seller}", "Content-Type": "application/sdp"},
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+        answer = await resp.text()
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    try:
+        yield stream_id
+    finally:
+        await pc.close()
+
+
+async def _watch(server: LiveServer, new_context: NewContext, url: str) -> tuple[Page, list[str]]:
+    """The page at ``url`` with the URLs it requested so far (and from now on)."""
+    page = await (await new_context(PHONE)).new_page()
+    requested: list[str] = []
+
+    def note(request: Request) -> None:
+        requested.append(f"{request.method} {request.url}")
+
+    page.on("request", note)
+    await page.goto(url)
+    await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+    return page, requested
+
+
+async def _plays_hls(page: Page, requested: list[str], stream_id: str) -> None:
+    await expect(page.locator("body[data-mode=hls]")).to_have_count(1)
+    await expect(page.locator("#play-mode")).to_have_text(HLS_LABEL)
+    await expect(page.locator("body[data-video=playing]")).to_have_count(1, timeout=20_000)
+    await page.wait_for_function(
+        "() => document.querySelector('#video').getVideoPlaybackQuality().totalVideoFrames > 10",
+        timeout=20_000,
+    )
+    await expect(page.locator("#stage-message")).to_be_hidden()
+    hls = [url for url in requested if f"/hls/{stream_id}/" in url]
+    assert any("index.m3u8?_HLS_msn=" in url for url in hls), hls  # blocking reload
+    assert any(url.endswith(".m4s") for url in hls), hls  # parts or segments
+
+
+async def test_hls_query_plays_ll_hls_and_chat_and_viewer_count_work(
+    server: LiveServer, new_context: NewContext, live_stream: str
+) -> None:
+    """``?hls=1``: hls.js plays the LL-HLS playlist (blocking reloads, parts), the page says
+    it is a few seconds behind, the viewer is counted through its live-events socket as any
+    other, and its chat message reaches a WebRTC viewer."""
+    token = server.token(Role.VIEWER, name="Jon")
+    hls_page, requested = await _watch(
+        server, new_context, f"{server.base_url}/watch/{live_stream}?hls=1#token={token}"
+    )
+    await _plays_hls(hls_page, requested, live_stream)
+    assert not [url for url in requested if url.startswith("POST") and "/whep/" in url]
+    await screenshot(hls_page, "watch-hls")
+
+    rtc_page, _ = await _watch(server, new_context, f"{server.base_url}/watch/{live_stream}")
+    await expect(rtc_page.locator("body[data-mode=webrtc]")).to_have_count(1)
+    await expect(rtc_page.locator("#play-mode")).to_have_text("Live (real-time)")
+    for page in (hls_page, rtc_page):
+        await expect(page.locator("#viewer-count .n")).to_have_text("2", timeout=15_000)
+
+    await hls_page.fill("#chat-input", "watching on HLS")
+    await hls_page.press("#chat-input", "Enter")
+    for page in (hls_page, rtc_page):
+        message = page.locator("#chat .chat-msg", has_text="watching on HLS")
+        await expect(message.locator(".chat-name")).to_have_text("Jon")
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__max_viewers": 0}], indirect=True)
+async def test_page_falls_back_to_hls_when_the_node_refuses_webrtc(
+    server: LiveServer, new_context: NewContext, live_stream: str
+) -> None:
+    """A node that takes no WebRTC viewers answers WHEP with 429 ``stream_full``; the page
+    switches to LL-HLS by itself and plays."""
+    page, requested = await _watch(server, new_context, f"{server.base_url}/watch/{live_stream}")
+    await _plays_hls(page, requested, live_stream)
+    assert any(url.startswith("POST") and f"/whep/{live_stream}" in url for url in requested)
