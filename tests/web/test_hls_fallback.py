@@ -21,7 +21,7 @@ from livecast.auth import Role
 from livecast.config import Settings
 from tests.conftest import make_settings
 from tests.ingest.peers import CounterTrack, new_pc
-from tests.web.conftest import PHONE, LiveServer, NewContext, screenshot
+from tests.web.conftest import PAGE_ARGS, PHONE, LiveServer, NewContext, chromium, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -78,7 +78,7 @@ async def _watch(server: LiveServer, new_context: NewContext, url: str) -> tuple
 
 
 async def _plays_hls(page: Page, requested: list[str], stream_id: str) -> None:
-    await expect(page.locator("body[data-mode=hls]")).to_have_count(1)
+    await expect(page.locator("body[data-mode=hls]")).to_have_count(1, timeout=15_000)
     await expect(page.locator("#play-mode")).to_have_text(HLS_LABEL)
     await expect(page.locator("body[data-video=playing]")).to_have_count(1, timeout=20_000)
     await page.wait_for_function(
@@ -127,3 +127,22 @@ async def test_page_falls_back_to_hls_when_the_node_refuses_webrtc(
     page, requested = await _watch(server, new_context, f"{server.base_url}/watch/{live_stream}")
     await _plays_hls(page, requested, live_stream)
     assert any(url.startswith("POST") and f"/whep/{live_stream}" in url for url in requested)
+
+
+async def test_page_falls_back_to_hls_when_webrtc_cannot_connect(
+    server: LiveServer, live_stream: str
+) -> None:
+    """A browser whose WebRTC may not use UDP (as behind a firewall that blocks it) gets a
+    WHEP answer but no ICE connection; a few seconds later the page plays LL-HLS."""
+    no_udp = [*PAGE_ARGS, "--webrtc-ip-handling-policy=disable_non_proxied_udp"]
+    async with chromium(no_udp) as browser:
+        context = await browser.new_context(**PHONE)
+        page = await context.new_page()
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(f"{request.method} {request.url}"))
+        await page.goto(f"{server.base_url}/watch/{live_stream}")
+        await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+        await _plays_hls(page, requested, live_stream)
+        whep = [url for url in requested if url.startswith("POST") and "/whep/" in url]
+        assert len(whep) == 1, whep
+        await context.close()
