@@ -296,6 +296,11 @@ class HlsSettings:
     # A VP8 stream is decoded and encoded to H.264 once (one encoder per stream, in a
     # thread of its own) so HLS players can play it. false: VP8 streams have no HLS.
     transcode_vp8: bool = True
+    # Signed playback URLs (GET /api/streams/{id}/playback) stay valid this many seconds,
+    # plus up to five minutes: expiries are rounded so viewers share URLs a CDN caches once.
+    playback_url_ttl_s: int = field(
+        default=3600, metadata=_check(lambda v: 60 <= v <= 604_800, "between 60 and 604800")
+    )
 
 
 @dataclass(frozen=True, slots=True)
