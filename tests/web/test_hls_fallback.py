@@ -8,6 +8,7 @@ and chat and the viewer count work as on WebRTC.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,16 @@ def settings(
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def live_stream(server: LiveServer) -> AsyncIterator[str]:
+    async with _publishing(server, public=True) as stream_id:
+        yield stream_id
+
+
+@asynccontextmanager
+async def _publishing(server: LiveServer, *, public: bool) -> AsyncIterator[str]:
     """A stream made live by an aiortc publisher (H.264 counter pictures and Opus)."""
     seller = server.token(Role.SELLER, sub="hls-seller", name="Ana's Sneakers")
-    stream_id: str = (await server.create_stream(seller, "Autumn sneaker drop"))["id"]
+    stream = await server.create_stream(seller, "Autumn sneaker drop", public=public)
+    stream_id: str = stream["id"]
     pc = new_pc()
     pc.addTransceiver(CounterTrack(0), direction="sendonly")
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
@@ -87,6 +95,7 @@ async def _plays_hls(page: Page, requested: list[str], stream_id: str) -> None:
     )
     await expect(page.locator("#stage-message")).to_be_hidden()
     hls = [url for url in requested if f"/hls/{stream_id}/" in url]
+    assert hls, requested
     assert any("index.m3u8?_HLS_msn=" in url for url in hls), hls  # blocking reload
     assert any(url.endswith(".m4s") for url in hls), hls  # parts or segments
 
@@ -146,3 +155,23 @@ async def test_page_falls_back_to_hls_when_webrtc_cannot_connect(
         whep = [url for url in requested if url.startswith("POST") and "/whep/" in url]
         assert len(whep) == 1, whep
         await context.close()
+
+
+async def test_a_private_stream_plays_over_hls_through_a_signed_url(
+    server: LiveServer, new_context: NewContext
+) -> None:
+    """On a private stream the page asks for a signed playback URL (which a CDN can cache,
+    and the browser's own HLS player could use) and plays through it, with no token."""
+    async with _publishing(server, public=False) as stream_id:
+        member = server.token(Role.VIEWER, name="Member", streams={stream_id})
+        page_requests: list[Request] = []
+        page, requested = await _watch(
+            server, new_context, f"{server.base_url}/watch/{stream_id}?hls=1#token={member}"
+        )
+        page.on("request", lambda request: page_requests.append(request))
+        await _plays_hls(page, requested, stream_id)
+        media = [r for r in page_requests if f"/hls/{stream_id}/" in r.url]
+        assert media
+        assert all(f"/hls/{stream_id}/signed/" in r.url for r in media), media
+        assert not [r.url for r in media if "authorization" in await r.all_headers()]
+        assert any(url.endswith(f"/api/streams/{stream_id}/playback") for url in requested)

@@ -7,6 +7,10 @@
 // 17.1). hls.js is preferred even where the browser also answers canPlayType for HLS (Safari,
 // recent Chromium): one player, the one the suite tests, with the same latency everywhere.
 //
+// A private stream (`signed: true`) plays through a signed, expiring playback URL
+// (GET /api/streams/{id}/playback) that a CDN can cache, for either player; past its expiry
+// the playlist is 403, and the retry asks for a new one.
+//
 // Same face as WhepPlayer: start(), stop(), a `token`, decodedFrames(), and 'state' events
 // 'connecting' | 'playing' | 'waiting' (no playlist yet: the stream is not live) |
 // 'reconnecting' | 'stopped'.
@@ -20,9 +24,11 @@ function mseCanPlay() {
 }
 
 export class HlsPlayer extends EventTarget {
-  constructor(video, streamId, { token = null } = {}) {
+  constructor(video, streamId, { token = null, signed = false } = {}) {
     super();
     this.video = video;
+    this.streamId = streamId;
+    this.signed = signed;
     this.url = new URL(`/hls/${encodeURIComponent(streamId)}/index.m3u8`, location.href).toString();
     this.token = token;
     this.hls = null;
@@ -72,7 +78,8 @@ export class HlsPlayer extends EventTarget {
     // Before the stream is live there is no playlist: wait here rather than in the player.
     let response;
     try {
-      response = await fetch(this.url, { headers: this.headers() });
+      if (this.signed) await this.sign();
+      response = await fetch(this.url, { headers: this.signed ? {} : this.headers() });
     } catch {
       this.retry();
       return;
@@ -88,10 +95,17 @@ export class HlsPlayer extends EventTarget {
     else this.setState('waiting');
   }
 
+  async sign() {
+    const response = await fetch(`/api/streams/${encodeURIComponent(this.streamId)}/playback`, { headers: this.headers() });
+    if (!response.ok) throw new Error(`playback URL: ${response.status}`);
+    this.url = new URL((await response.json()).url, location.href).toString();
+  }
+
   async playWithHlsJs() {
     const { default: Hls } = await import(HLS_JS);
     if (this.stopped) return;
-    const token = this.token;
+    // A signed URL needs no token, and a request without Authorization is one a CDN caches.
+    const token = this.signed ? null : this.token;
     // No worker: the stream is already fMP4, so there is nothing to transmux off the page.
     const hls = new Hls({
       lowLatencyMode: true,
@@ -110,7 +124,7 @@ export class HlsPlayer extends EventTarget {
   }
 
   playNatively() {
-    // The browser's own player cannot send a header: a private stream needs a signed URL.
+    // The browser's own player cannot send a header: a private stream plays signed.
     this.video.addEventListener('error', this.onNativeError);
     this.video.src = this.url;
     this.video.play().catch(() => {});

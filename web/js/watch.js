@@ -101,7 +101,8 @@ function onPlayerState(event) {
 // 'webrtc' or 'hls'; the page says which, and a viewer once on HLS stays on it.
 function play(mode) {
   const Player = mode === 'hls' ? HlsPlayer : WhepPlayer;
-  player = new Player(video, streamId, { token: session && session.token });
+  const signed = Boolean(state.stream && state.stream.public === false);
+  player = new Player(video, streamId, { token: session && session.token, signed });
   player.addEventListener('state', onPlayerState);
   player.addEventListener('fallback', () => play('hls'));
   document.body.dataset.mode = mode;
