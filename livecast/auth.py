@@ -9,6 +9,8 @@ malformed is always a 401, never silently anonymous.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -105,6 +107,11 @@ class TokenIssuer:
         self._issuer = issuer
         # token -> its identity, for tokens that verified; each use checks the expiry.
         self._verified: dict[str, Identity] = {}
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for ``purpose`` (HMAC-SHA256 of it under the token secret): other
+        signatures made from the same secret never verify as tokens, nor tokens as them."""
+        return hmac.new(self._secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
     def sub_issuer(self, name: str) -> TokenIssuer:
         """An issuer with the same secret under ``<issuer>/<name>``: tokens of one kind

@@ -239,6 +239,9 @@ class WebRtcSettings:
     )
     # WHEP sessions allowed per stream on this node; past it viewers get 429.
     max_viewers_per_stream: int = field(default=1000, metadata=_check(lambda v: v >= 1, ">= 1"))
+    # WHEP sessions allowed on this node across all its streams; past it viewers get 429
+    # stream_full too, and the watch page plays LL-HLS instead. 0: no WebRTC viewers here.
+    max_viewers: int = field(default=10_000, metadata=_check(lambda v: v >= 0, ">= 0"))
     # Upstream keyframe requests (PLI) to a publisher are at most this often, shared by
     # every viewer waiting for one.
     keyframe_min_interval_ms: int = field(default=200, metadata=_check(lambda v: v >= 0, ">= 0"))
@@ -293,6 +296,11 @@ class HlsSettings:
     # A VP8 stream is decoded and encoded to H.264 once (one encoder per stream, in a
     # thread of its own) so HLS players can play it. false: VP8 streams have no HLS.
     transcode_vp8: bool = True
+    # Signed playback URLs (GET /api/streams/{id}/playback) stay valid this many seconds,
+    # plus up to five minutes: expiries are rounded so viewers share URLs a CDN caches once.
+    playback_url_ttl_s: int = field(
+        default=3600, metadata=_check(lambda v: 60 <= v <= 604_800, "between 60 and 604800")
+    )
 
 
 @dataclass(frozen=True, slots=True)

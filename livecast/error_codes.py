@@ -171,6 +171,18 @@ class ErrorCode(StrEnum):
         True,
         "no part yet, or a blocking request's part did not come in time",
     )
+    PLAYBACK_URL_INVALID = (
+        "playback_url_invalid",
+        403,
+        False,
+        "a signed playback URL this server did not make for this stream (forged or altered)",
+    )
+    PLAYBACK_URL_EXPIRED = (
+        "playback_url_expired",
+        403,
+        True,
+        "a signed playback URL past its expiry: ask GET /api/streams/{id}/playback for a new one",
+    )
 
     # Live events and chat.
     UNSUPPORTED_SUBPROTOCOL = (

@@ -88,12 +88,15 @@ def _referenced_assets() -> set[str]:
     for js in (REPO / "web" / "js").glob("*.js"):
         for name in re.findall(r"from '\./([\w-]+\.js)'", js.read_text()):
             found.add(f"/static/js/{name}")
+        for vendored in re.findall(r"'\.\./(vendor/[\w./-]+)'", js.read_text()):
+            found.add(f"/static/{vendored}")
     return found
 
 
 async def test_every_referenced_asset_is_served_with_its_type(client: Client) -> None:
     assets = _referenced_assets()
     assert {"/static/css/app.css", "/static/js/api.js", "/static/js/events.js"} <= assets
+    assert "/static/vendor/hls.js/hls.light.min.mjs" in assets
     for path in sorted(assets):
         resp = await client.get(path)
         assert resp.status == 200, path

@@ -13,10 +13,11 @@ from pathlib import Path
 from aiohttp import web
 
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import SETTINGS
+from livecast.appkeys import SETTINGS, TOKENS
 from livecast.hls import routes
-from livecast.hls.keys import PACKAGING
+from livecast.hls.keys import PACKAGING, PLAYBACK
 from livecast.hls.packaging import Packaging
+from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
 from livecast.metrics import METRICS
 
@@ -26,10 +27,15 @@ OPENAPI = Path(__file__).parent / "openapi.json"
 
 
 def setup(app: web.Application) -> None:
-    """Add the /hls routes and, when ``hls.enabled``, the packaging of this node's streams."""
+    """Add the /hls routes (with the playback URL signer) and, when ``hls.enabled``, the
+    packaging of this node's streams."""
+    settings = app[SETTINGS]
+    app[PLAYBACK] = PlaybackSigner(
+        app[TOKENS].derived_key("livecast hls playback"), ttl_s=settings.hls.playback_url_ttl_s
+    )
     app.add_routes(routes.routes)
     app.on_response_prepare.append(routes.cors_headers)
-    if app[SETTINGS].hls.enabled:
+    if settings.hls.enabled:
         app.cleanup_ctx.append(_packaging_ctx)
 
 

@@ -1,11 +1,13 @@
-"""The typed app key under which the app keeps this node's LL-HLS packaging."""
+"""The typed app keys of LL-HLS: this node's packaging, and the playback URL signer."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from livecast.hls.packaging import Packaging
+from livecast.hls.signing import PlaybackSigner
 
-__all__ = ["PACKAGING"]
+__all__ = ["PACKAGING", "PLAYBACK"]
 
 PACKAGING = web.AppKey("hls_packaging", Packaging)
+PLAYBACK = web.AppKey("hls_playback", PlaybackSigner)

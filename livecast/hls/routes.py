@@ -10,8 +10,10 @@
   as their segment stays in the window (they never change); every answer has an ETag
   and ``Access-Control-Allow-Origin: *``.
 
-Public streams play anonymously; a private stream needs a token that may watch it
-(signed, expiring playback URLs that a CDN can pass through are still to come).
+Public streams play anonymously; a private stream needs a token that may watch it, or
+a signed, expiring playback URL (``GET /api/streams/{id}/playback``, the same files under
+``/hls/{id}/signed/{expires}/{signature}/``: see :mod:`livecast.hls.signing`), which a
+shared CDN can pass through and cache.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+import msgspec
 from aiohttp import web
 
 from livecast.appkeys import STREAMS
 from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, NotFound
-from livecast.hls.keys import PACKAGING
+from livecast.hls.keys import PACKAGING, PLAYBACK
 from livecast.hls.packager import Packager, Playlist
 from livecast.hls.packaging import Packaged
-from livecast.http import error_response, identity
+from livecast.http import error_response, identity, json_response
 from livecast.ingest.whep import require_watch
 
 __all__ = ["cors_headers", "routes"]
@@ -49,14 +52,20 @@ _PUBLIC_RECHECK_S: Final = 5.0
 
 
 async def _packaged(request: web.Request) -> Packaged:
-    """The stream's packaging here, once the caller may watch it; 404 if none."""
+    """The stream's packaging here, once the caller may watch it (by its token, or by the
+    signed path it came through); 404 if none."""
     stream_id = request.match_info["stream_id"]
+    signature = request.match_info.get("signature")
+    if signature is not None:
+        request.app[PLAYBACK].check(stream_id, request.match_info["expires"], signature)
     packaging = request.app.get(PACKAGING)
     packaged = packaging.streams.get(stream_id) if packaging is not None else None
     if packaged is None:
         raise NotFound(
             "this stream is not packaged as HLS on this node", code=ErrorCode.HLS_NOT_FOUND
         )
+    if signature is not None:
+        return packaged
     now = time.monotonic()
     if not packaged.public or now - packaged.public_checked_at > _PUBLIC_RECHECK_S:
         stream = await request.app[STREAMS].get(stream_id)
@@ -101,6 +110,18 @@ def _unavailable(message: str) -> web.Response:
     )
 
 
+def _max_age(request: web.Request, seconds: int) -> int:
+    """``seconds``, but never past a signed URL's expiry: a CDN must not keep answering it."""
+    expires = request.match_info.get("expires")
+    if expires is None:
+        return seconds
+    return max(0, min(seconds, int(expires) - int(time.time())))
+
+
+_SIGNED = "/hls/{stream_id}/signed/{expires}/{signature}"
+
+
+@routes.get(f"{_SIGNED}/index.m3u8")
 @routes.get("/hls/{stream_id}/index.m3u8")
 async def playlist(request: web.Request) -> web.StreamResponse:
     msn = _query_number(request, "_HLS_msn")
@@ -132,12 +153,14 @@ async def playlist(request: web.Request) -> web.StreamResponse:
         # the answer for (msn, part) never changes while msn is in the window
         max_age = packager.target_duration * packager.settings.window
     assert found is not None
+    max_age = _max_age(request, max_age)
     headers = {"ETag": found.etag, "Cache-Control": f"public, max-age={max_age}"}
     if request.headers.get("If-None-Match") == found.etag:
         return web.Response(status=304, headers=headers)
     return web.Response(body=found.body, content_type=PLAYLIST_TYPE, headers=headers)
 
 
+@routes.get(f"{_SIGNED}/{{name}}")
 @routes.get("/hls/{stream_id}/{name}")
 async def media_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
@@ -158,10 +181,31 @@ async def media_file(request: web.Request) -> web.StreamResponse:
             data = packager.file(name)
     if data is None:
         raise NotFound("no such HLS file (or no longer)", code=ErrorCode.HLS_NOT_FOUND)
-    headers = {"ETag": f'"{name}"', "Cache-Control": _IMMUTABLE}
+    cache = _IMMUTABLE
+    if "expires" in request.match_info:
+        cache = f"public, max-age={_max_age(request, 31_536_000)}, immutable"
+    headers = {"ETag": f'"{name}"', "Cache-Control": cache}
     if request.headers.get("If-None-Match") == headers["ETag"]:
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, content_type="video/mp4", headers=headers)
+
+
+class Playback(msgspec.Struct):
+    """Where a stream plays as LL-HLS without a token, until ``expires_at``."""
+
+    url: str
+    expires_at: int
+
+
+@routes.get("/api/streams/{stream_id}/playback")
+async def playback(request: web.Request) -> web.Response:
+    """A signed, expiring playlist URL for whoever may watch the stream (anyone, for a
+    public one): what a player that cannot send a token, or a CDN, plays a private stream
+    through. It is relative to this node; the stream need not be live yet."""
+    stream = await request.app[STREAMS].get(request.match_info["stream_id"])
+    require_watch(identity(request), stream)
+    path, expires = request.app[PLAYBACK].sign(stream.id)
+    return json_response(Playback(url=path, expires_at=expires))
 
 
 async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -116,6 +116,12 @@ class HubBase:
         media = self.streams.get(stream_id)
         return len(media.viewers) if media else 0
 
+    def node_viewers(self) -> int:
+        """WHEP sessions of this node over all its streams, other nodes' pulls left out."""
+        return sum(
+            not viewer.edge for media in self.streams.values() for viewer in media.viewers.values()
+        )
+
     def session(self, session_id: str, role: str, stream_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None or session.role != role or session.stream_id != stream_id:

@@ -41,8 +41,8 @@ class ViewerSide(HubBase):
         ``fresh``: the viewer starts at a new keyframe, never with a catch-up burst from
         a recent one (an edge re-pulling must not get frames it relayed already).
         ``edge``: the viewer is another node's pull (its token verified as an edge's);
-        it serves that node's viewers, so ``max_viewers_per_stream`` neither refuses nor
-        counts it.
+        it serves that node's viewers, so neither ``max_viewers_per_stream`` nor
+        ``max_viewers`` (the node's WHEP sessions over all its streams) refuses or counts it.
         """
         for kind, direction in offer.directions.items():
             if direction not in ("recvonly", "sendrecv"):
@@ -52,7 +52,10 @@ class ViewerSide(HubBase):
                 )
         media = self.stream_media(stream_id)
         watching = sum(not v.edge for v in media.viewers.values())
-        if not edge and watching >= self._settings.max_viewers_per_stream:
+        if not edge and (
+            watching >= self._settings.max_viewers_per_stream
+            or self.node_viewers() >= self._settings.max_viewers
+        ):
             self.forget_if_idle(media)
             raise TooManyRequests(
                 "this stream has as many viewers as it can take", code=ErrorCode.STREAM_FULL

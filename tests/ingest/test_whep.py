@@ -116,3 +116,27 @@ async def test_options(client: Client, stream: SellerStream, path: str) -> None:
     resp = await client.options(path.format(id=stream.id))
     assert resp.status == 204
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize("settings", [{"webrtc__max_viewers": 2}], indirect=True)
+async def test_node_viewer_limit_counts_every_stream(
+    client: Client, stream: SellerStream, make_token: MakeToken
+) -> None:
+    """``webrtc.max_viewers`` caps the node's WHEP sessions over all its streams: two on one
+    stream fill it, and a viewer of another stream gets the same 429 ``stream_full``."""
+    resp = await client.post(
+        "/api/streams", json={"title": "Second show"}, headers=bearer(stream.seller_token)
+    )
+    other_id = (await resp.json())["id"]
+    first = await publish(client, stream.id, stream.seller_token)
+    second = await publish(client, other_id, stream.seller_token)
+    viewers = [await view(client, stream.id) for _ in range(2)]
+    try:
+        resp = await client.post(f"/whep/{other_id}", data=await _viewer_offer(), headers=SDP)
+        assert resp.status == 429
+        assert (await resp.json())["error"]["code"] == "stream_full"
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await first.close()
+        await second.close()

@@ -1,9 +1,11 @@
-// The viewer's page: video (WHEP), chat, likes, pinned product, flash deal, cart, checkout.
+// The viewer's page: video (WHEP, or LL-HLS when WebRTC is refused, cannot connect, or the
+// page is opened with ?hls=1), chat, likes, pinned product, flash deal, cart, checkout.
 
 import { api, normalizeCart, normalizeOrder } from './api.js';
 import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
+import { HlsPlayer } from './hlsplayer.js';
 import { WhepPlayer } from './whep.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, setViewers, initials, toast, newId, friendlyError } from './ui.js';
 
@@ -12,7 +14,8 @@ let session = currentSession('viewer');
 const video = $('#video');
 const chat = new ChatView($('#chat'), { self: chatter(session) });
 const live = new LiveEvents(streamId, { token: session && session.token });
-const player = new WhepPlayer(video, streamId, { token: session && session.token });
+const MODE_LABELS = { webrtc: 'Live (real-time)', hls: 'Live (HLS, a few seconds behind)' };
+let player = null;
 const state = { stream: null, media: null, pin: null, deal: null, likes: 0, pendingLikes: 0, cart: null };
 
 // --- identity --------------------------------------------------------------------------------
@@ -30,7 +33,7 @@ async function requireSession(reason) {
 function useSession(signedIn) {
   session = signedIn;
   chat.self = chatter(session);
-  player.token = session.token;
+  if (player) player.token = session.token;
   refreshCart();
 }
 
@@ -49,7 +52,7 @@ function showState(streamState) {
   if (state.stream) state.stream.state = streamState;
   $('#live-badge').hidden = streamState !== 'live';
   document.body.dataset.state = streamState;
-  if (streamState === 'ended' && !player.stopped) player.stop();
+  if (streamState === 'ended' && player && !player.stopped) player.stop();
   updateStage();
 }
 
@@ -60,8 +63,8 @@ function updateStage() {
   else if (streamState === 'scheduled') text = 'The stream has not started yet. Stay here: it will start playing by itself.';
   else if (streamState === 'not_found') text = 'This stream does not exist.';
   else if (state.media === 'reconnecting') text = 'The host is reconnecting…';
-  else if (player.state === 'reconnecting') text = 'Reconnecting…';
-  else if (player.state !== 'playing') text = 'Connecting…';
+  else if (player && player.state === 'reconnecting') text = 'Reconnecting…';
+  else if (!player || player.state !== 'playing') text = 'Connecting…';
   else if (videoStalled) text = 'Waiting for the host’s video…';
   $('#stage-message').hidden = !text;
   $('#unmute').hidden = Boolean(text) || !video.muted || unmuted;
@@ -73,12 +76,12 @@ let videoStalled = false;
 let lastFrames = 0;
 let lastFramesAt = Date.now();
 function checkFrames() {
-  const frames = player.decodedFrames();
+  const frames = player ? player.decodedFrames() : 0;
   if (frames !== lastFrames) {
     lastFrames = frames;
     lastFramesAt = Date.now();
   }
-  const stalled = player.state === 'playing' && (frames === 0 || Date.now() - lastFramesAt > 3000);
+  const stalled = Boolean(player) && player.state === 'playing' && (frames === 0 || Date.now() - lastFramesAt > 3000);
   if (stalled !== videoStalled) {
     videoStalled = stalled;
     document.body.dataset.stalled = String(stalled);
@@ -89,11 +92,24 @@ setInterval(checkFrames, 1000);
 // Frames arriving again clear the "waiting" message at once, not on the next tick.
 video.addEventListener('timeupdate', () => { if (videoStalled) checkFrames(); });
 
-player.addEventListener('state', (event) => {
+function onPlayerState(event) {
   document.body.dataset.video = event.detail;
   checkFrames();
   updateStage();
-});
+}
+
+// 'webrtc' or 'hls'; the page says which, and a viewer once on HLS stays on it.
+function play(mode) {
+  const Player = mode === 'hls' ? HlsPlayer : WhepPlayer;
+  const signed = Boolean(state.stream && state.stream.public === false);
+  player = new Player(video, streamId, { token: session && session.token, signed });
+  player.addEventListener('state', onPlayerState);
+  player.addEventListener('fallback', () => play('hls'));
+  document.body.dataset.mode = mode;
+  setText('#play-mode', MODE_LABELS[mode]);
+  $('#play-mode').hidden = false;
+  player.start();
+}
 let unmuted = false;
 $('#unmute').addEventListener('click', () => {
   unmuted = true;
@@ -133,7 +149,7 @@ showLiveState(live, 'viewer', useSession);
 live.addEventListener('stopped', (event) => {
   if (event.detail.status !== 'refused') return;
   session = null;
-  player.token = null;
+  if (player) player.token = null;
 });
 
 function showSlowMode(seconds) {
@@ -403,7 +419,9 @@ async function main() {
   }
   if (hadExpiredSession()) toast(signInProblem('viewer'), 'error');
   live.start();
-  if (!state.stream || state.stream.state !== 'ended') player.start();
+  if (!state.stream || state.stream.state !== 'ended') {
+    play(new URLSearchParams(location.search).get('hls') === '1' ? 'hls' : 'webrtc');
+  }
   refreshCart();
   document.body.dataset.ready = 'true';
 }

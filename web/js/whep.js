@@ -3,6 +3,13 @@
 // The player keeps trying: before the host goes live, after a network drop, or when the
 // session fails it posts a new offer with capped backoff. 'state' events say 'connecting'
 // | 'playing' | 'waiting' (no stream to play yet) | 'reconnecting' | 'stopped'.
+//
+// It gives up, stops and fires 'fallback' (detail 'full' or 'unreachable') when the server
+// refuses the session (429 stream_full: the stream or the node has as many WebRTC viewers as
+// it takes) or when a session it was given does not connect within CONNECT_TIMEOUT_MS (UDP
+// blocked, ICE failed): the page then plays LL-HLS instead.
+
+const CONNECT_TIMEOUT_MS = 5000;
 
 import { iceServersFrom, waitForIceGathering } from './whip.js';
 
@@ -19,6 +26,7 @@ export class WhepPlayer extends EventTarget {
     this.stopped = true;
     this.retryTimer = null;
     this.stallTimer = null;
+    this.connectTimer = null;
     this.onOnline = () => { if (this.state !== 'playing') this.retry(0); };
   }
 
@@ -45,6 +53,7 @@ export class WhepPlayer extends EventTarget {
 
   async teardown() {
     clearTimeout(this.stallTimer);
+    clearTimeout(this.connectTimer);
     const pc = this.pc;
     const location = this.location;
     this.pc = null;
@@ -78,8 +87,11 @@ export class WhepPlayer extends EventTarget {
       const state = pc.connectionState;
       if (state === 'connected') {
         clearTimeout(this.stallTimer);
+        clearTimeout(this.connectTimer);
         this.attempt = 0;
         this.setState('playing');
+      } else if (state === 'failed' && this.state !== 'playing') {
+        this.giveUp('unreachable');
       } else if (state === 'failed' || state === 'closed') {
         this.retry();
       } else if (state === 'disconnected') {
@@ -96,6 +108,10 @@ export class WhepPlayer extends EventTarget {
         body: pc.localDescription.sdp,
       });
       if (this.pc !== pc) return;
+      if (response.status === 429) {
+        this.giveUp('full');
+        return;
+      }
       if (response.status !== 201) {
         // 404/409: nothing to play yet (scheduled or ended); anything else: try later.
         this.setState(response.status === 404 || response.status === 409 ? 'waiting' : 'reconnecting');
@@ -106,9 +122,18 @@ export class WhepPlayer extends EventTarget {
       const iceServers = iceServersFrom(response.headers.get('Link'));
       if (iceServers.length) pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
       await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+      this.connectTimer = setTimeout(() => {
+        if (this.pc === pc && pc.connectionState !== 'connected') this.giveUp('unreachable');
+      }, CONNECT_TIMEOUT_MS);
     } catch {
       if (this.pc === pc) this.retry();
     }
+  }
+
+  async giveUp(reason) {
+    if (this.stopped) return;
+    await this.stop();
+    this.dispatchEvent(new CustomEvent('fallback', { detail: reason }));
   }
 
   retry(delay) {
