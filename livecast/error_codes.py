@@ -180,7 +180,7 @@ class ErrorCode(StrEnum):
     PLAYBACK_URL_EXPIRED = (
         "playback_url_expired",
         403,
-        True,
+        False,
         "a signed playback URL past its expiry: ask GET /api/streams/{id}/playback for a new one",
     )
 
