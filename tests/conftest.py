@@ -22,10 +22,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
-from aiohttp import web
+from aiohttp import ClientWebSocketResponse, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from livecast.app import create_app
@@ -274,6 +275,19 @@ def make_token(app: web.Application) -> MakeToken:
         )
 
     return make
+
+
+async def next_event(ws: ClientWebSocketResponse, event_type: str) -> dict[str, Any]:
+    """The data of the next ``event_type`` event on a JSON live-events socket, skipping
+    others; fails after 5 s."""
+    async with asyncio.timeout(5):
+        while True:
+            message = await ws.receive()
+            assert message.type is WSMsgType.TEXT, message
+            event: dict[str, Any] = msgspec.json.decode(message.data)
+            if event["type"] == event_type:
+                data: dict[str, Any] = event["data"]
+                return data
 
 
 def bearer(token: str) -> dict[str, str]:

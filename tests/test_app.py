@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from livecast.auth import Role
-from tests.conftest import Client, MakeToken, bearer
+from tests.conftest import Client, MakeToken, bearer, next_event
 
 
 async def _hello(client: Client, stream_id: str) -> tuple[ClientWebSocketResponse, dict[str, Any]]:
@@ -20,17 +20,6 @@ async def _hello(client: Client, stream_id: str) -> tuple[ClientWebSocketRespons
     hello: dict[str, Any] = msgspec.json.decode(message.data)
     assert hello["type"] == "hello"
     return ws, hello["data"]
-
-
-async def _next(ws: ClientWebSocketResponse, event_type: str) -> dict[str, Any]:
-    async with asyncio.timeout(5):
-        while True:
-            message = await ws.receive()
-            assert message.type is WSMsgType.TEXT, message
-            event: dict[str, Any] = msgspec.json.decode(message.data)
-            if event["type"] == event_type:
-                data: dict[str, Any] = event["data"]
-                return data
 
 
 async def _until_seen(ws: ClientWebSocketResponse, *wanted: tuple[str, dict[str, Any]]) -> None:
@@ -85,8 +74,8 @@ async def test_pins_and_deals_reach_viewers_and_late_joiners(
     )
     assert resp.status == 201, await resp.text()
     deal_id = (await resp.json())["id"]
-    assert (await _next(early, "pin.set"))["sku"] == "JACKET"
-    assert (await _next(early, "deal.started"))["id"] == deal_id
+    assert (await next_event(early, "pin.set"))["sku"] == "JACKET"
+    assert (await next_event(early, "deal.started"))["id"] == deal_id
 
     # a viewer buys from the deal and the pinned card; everyone sees the numbers move
     buyer = make_token(Role.VIEWER, sub="buyer", name="Bo")
@@ -119,8 +108,8 @@ async def test_pins_and_deals_reach_viewers_and_late_joiners(
         await client.delete(f"/api/streams/{stream_id}/pin", headers=bearer(seller))
     ).status == 200
     for ws in (early, late):
-        assert (await _next(ws, "deal.ended"))["id"] == deal_id
-        assert (await _next(ws, "pin.cleared"))["sku"] == "JACKET"
+        assert (await next_event(ws, "deal.ended"))["id"] == deal_id
+        assert (await next_event(ws, "pin.cleared"))["sku"] == "JACKET"
     await asyncio.sleep(0.6)  # past a notifier flush: nothing brings the deal back
     last, hello = await _hello(client, stream_id)
     assert (hello["pinned"], hello["deals"]) == (None, [])

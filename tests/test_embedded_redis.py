@@ -12,7 +12,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -24,7 +23,7 @@ from livecast.app import ABORT, create_app
 from livecast.appkeys import REDIS, TOKENS
 from livecast.auth import Role
 from livecast.embedded_redis import DataDirBusy, EmbeddedRedis, EmbeddedRedisError, Supervisor
-from tests.conftest import AiohttpClient, Client, bearer, make_settings
+from tests.conftest import AiohttpClient, Client, bearer, make_settings, next_event
 from tests.ingest.conftest import eventually
 from tests.test_cli import Server, _redis_pids
 
@@ -108,17 +107,6 @@ async def _hello(client: Client, stream_id: str) -> ClientWebSocketResponse:
     return ws
 
 
-async def _next_event(ws: ClientWebSocketResponse, event_type: str) -> dict[str, Any]:
-    async with asyncio.timeout(5):
-        while True:
-            message = await ws.receive()
-            assert message.type is WSMsgType.TEXT, message
-            event: dict[str, Any] = msgspec.json.decode(message.data)
-            if event["type"] == event_type:
-                data: dict[str, Any] = event["data"]
-                return data
-
-
 async def test_a_killed_embedded_redis_is_restarted_and_the_app_carries_on(
     aiohttp_client: AiohttpClient, short_dir: Path
 ) -> None:
@@ -196,7 +184,7 @@ async def test_a_killed_embedded_redis_is_restarted_and_the_app_carries_on(
         f"/api/streams/{stream['id']}/pin", json={"sku": "CAP"}, headers=bearer(seller)
     )
     assert resp.status == 200, await resp.text()
-    assert (await _next_event(watchers[-1], "pin.set"))["sku"] == "CAP"
+    assert (await next_event(watchers[-1], "pin.set"))["sku"] == "CAP"
     for ws in watchers:
         await ws.close()
     assert app[ABORT].reason is None
