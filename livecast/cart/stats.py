@@ -24,8 +24,9 @@ viewers; average order value is GMV over orders, per currency, rounded down.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -86,11 +87,12 @@ class SalesStats:
     async def add_to_cart(self, stream_id: str, count: int = 1) -> None:
         await self._redis.hincrby(self._key(stream_id, "stats"), "add_to_carts", count)
 
-    async def count_order(
+    def count_order(
         self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str
-    ) -> None:
-        """Count the order's part bought from ``stream_id``; an order counted before is not."""
-        await self._batcher.call(
+    ) -> asyncio.Future[Any]:
+        """Count the order's part bought from ``stream_id``; an order counted before is not.
+        Queued in the loop tick's batch."""
+        return self._batcher.call(
             self._count_order,
             (
                 self._key(stream_id, "counted-orders"),
