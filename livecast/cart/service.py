@@ -1,9 +1,9 @@
-"""Wiring of the cart package: services built from settings, routes, the webhook worker.
+"""The cart package's services and background work (wired by :mod:`livecast.app`).
 
-``setup(app)`` adds the cart, checkout, order and stats routes and a cleanup context
-that builds the services from ``app[SETTINGS]`` and ``app[REDIS]`` (after the Redis and
-inventory contexts) and owns the webhook delivery, checkout recovery and add-to-cart tally
-tasks: started at start-up, cancelled and awaited at shutdown.
+:func:`cart_ctx` is a cleanup context that builds the services from ``app[SETTINGS]``
+and ``app[REDIS]`` (after the Redis, inventory and chat contexts) and owns the webhook
+delivery, checkout recovery and add-to-cart tally tasks: started at start-up, cancelled
+and awaited at shutdown.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS
 from livecast.streams.registry import StreamState
 
-__all__ = ["CART", "CartService", "setup"]
+__all__ = ["CART", "CartService", "cart_ctx"]
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,7 @@ class CartService:
 CART = web.AppKey("cart", CartService)
 
 
-def setup(app: web.Application) -> None:
-    from livecast.cart import api
-
-    app.add_routes(api.routes)
-    app.cleanup_ctx.append(_cart_ctx)
-
-
-async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
+async def cart_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis, keys = app[REDIS], app[KEYS]
     hooks = settings.webhooks
