@@ -80,16 +80,12 @@ from livecast.inventory.reserve import Hold, HoldRef, HoldState, Reservations
 from livecast.redisdb import KeySpace, load_lua
 from livecast.streams.registry import StreamRegistry, iso_time
 
-__all__ = ["Checkout", "CheckoutRequest", "CheckoutResult", "PaymentRequired", "RecoveryReport"]
+__all__ = ["Checkout", "CheckoutRequest", "CheckoutResult", "RecoveryReport"]
 
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
 _RECORD_TTL_MS = 7 * 86_400 * 1000
-
-
-class PaymentRequired(ApiError):
-    default_code = ErrorCode.PAYMENT_DECLINED
 
 
 class CheckoutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -213,7 +209,7 @@ class Checkout:
             if record.status is _Status.DONE:
                 return CheckoutResult(await self._orders.get(record.order_id), replayed=True)
             if record.status is _Status.DECLINED:
-                raise PaymentRequired(f"payment declined: {record.decline_reason}")
+                raise _declined(record.decline_reason)
             if asyncio.get_running_loop().time() > deadline:
                 raise Conflict(
                     "a checkout with this Idempotency-Key is still running; retry shortly",
@@ -427,7 +423,7 @@ class Checkout:
                 )
                 await self._save(record_key, declined)
                 await self._redis.zrem(self.open_key, _member(record_key, order_id))
-                raise PaymentRequired(f"payment declined: {exc}") from None
+                raise _declined(str(exc)) from None
             try:
                 committed = await self._reservations.commit_holds(refs, txn=order_id)
             except ApiError as exc:
@@ -659,6 +655,10 @@ class Checkout:
             return "voided"
         await self._close(record_key, record)
         return "finished"
+
+
+def _declined(reason: str) -> ApiError:
+    return ApiError.of(ErrorCode.PAYMENT_DECLINED, f"payment declined: {reason}")
 
 
 def _member(record_key: str, order_id: str) -> str:
