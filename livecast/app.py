@@ -18,6 +18,7 @@ from aiohttp import web
 from livecast import __version__, chat, health, hls, ingest, pages
 from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
+from livecast.asyncapi import asyncapi_route, build_asyncapi
 from livecast.auth import TokenIssuer, load_or_create_secret
 from livecast.cart.service import setup as setup_cart
 from livecast.config import Settings
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     ingest.setup(app)
     hls.setup(app)
     app.add_routes([openapi_route(build_openapi(OPENAPI_FRAGMENTS, version=__version__))])
+    app.add_routes([asyncapi_route(build_asyncapi(version=__version__))])
     pages.setup(app)
     return app
 
