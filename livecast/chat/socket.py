@@ -5,7 +5,7 @@ asked for) or ``livecast.v1.msgpack`` (binary frames). Identify with ``?token=``
 first ``{"type": "auth", "token": ...}`` frame; anonymous viewers only read. Add
 ``?since=<offset>`` when reconnecting to recover the missed chat events.
 
-The server sends one ``hello`` first::
+The server sends one ``hello`` first (:class:`~livecast.chat.events.Hello`)::
 
     {"type": "hello", "stream": id, "data": {
         "stream": {...}, "you": {"id", "name", "role", "moderator"} | null,
@@ -15,6 +15,9 @@ The server sends one ``hello`` first::
         "slow_mode_s": int,            # 0 when off; changes arrive as chat.settings
         "offset": "<newest offset>", "recovered": bool}}
 
+The stored pin, deals and chat entries it carries are read back as their types; one that
+no longer fits them is logged and left out rather than failing the connection.
+
 With ``recovered: true`` the missed ``chat.message``/``chat.deleted`` events follow, in
 order; without it (no ``since``, or recovery impossible) ``chat`` is the fresh history.
 
@@ -23,7 +26,8 @@ Client frames: ``chat.send``, ``like``, ``ping``, ``auth``; hosts also ``chat.de
 event (``malformed_json``, ``unknown_type``, ``invalid_field``, ``unauthorized``,
 ``forbidden``, or a chat refusal code; ``redis_unavailable`` when Redis did not answer)
 and changes nothing. The codes, and the close codes with whether the client should
-reconnect, are :mod:`livecast.error_codes`.
+reconnect, are :mod:`livecast.error_codes`. Every event and frame is described by the
+AsyncAPI document (:mod:`livecast.asyncapi`, ``GET /api/asyncapi.json``).
 """
 
 from __future__ import annotations

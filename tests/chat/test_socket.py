@@ -95,6 +95,23 @@ async def test_hello_has_state_history_and_identity(
     assert (await viewer.expect("pin.cleared"))["data"] == {"sku": "SNK-42"}
 
 
+async def test_a_stored_document_that_no_longer_fits_is_left_out_of_the_hello(
+    client: Client, connect: Connect, stream_id: str, redis_client: Any
+) -> None:
+    """A pin written by another version (here: half a card) does not break the hello:
+    it is left out, and the rest of the stream's state arrives."""
+    events = client.app[EVENTS]
+    deal = _deal(stream_id, "d1")
+    await events.set_state("deal:d1", deal, DealStarted(stream=stream_id, data=deal))
+    await redis_client.hset(
+        events.state_key(stream_id), "pin", msgspec.msgpack.encode({"sku": "X"})
+    )
+    viewer = await connect()
+    hello = viewer.seen[0]["data"]
+    assert hello["pinned"] is None
+    assert [d["id"] for d in hello["deals"]] == ["d1"]
+
+
 def _deal(stream_id: str, deal_id: str) -> Deal:
     return Deal(
         id=deal_id, stream_id=stream_id, sku="SNK-42", title="Sneaker", image_url=None,
