@@ -20,7 +20,7 @@ from livecast.events import Event
 from tests.conftest import Client, undescribed_event
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asyncapi.json"
-UPDATE_ENV = "LIVECAST_UPDATE_SNAPSHOTS"
+UPDATE_ENV = "LIVECAST_UPDATE_SNAPSHOT"
 _KEY = re.compile(r"^[a-zA-Z0-9.\-_]+$")
 
 
@@ -36,7 +36,7 @@ async def test_document_matches_the_snapshot(client: Client) -> None:
     """The served document is ``tests/snapshots/asyncapi.json`` (the version aside).
 
     After a deliberate change to an event, refresh the snapshot and commit it:
-    ``LIVECAST_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_asyncapi.py -k snapshot``
+    ``LIVECAST_UPDATE_SNAPSHOT=1 python -m pytest tests/test_asyncapi.py -k snapshot``
     """
     document = await _served(client)
     document["info"]["version"] = "(version)"
