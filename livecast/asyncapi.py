@@ -38,6 +38,7 @@ from livecast.chat.events import (
     StreamStateChanged,
     Viewers,
 )
+from livecast.chat.hub import HOST_ONLY_EVENTS
 from livecast.chat.wire import (
     JSON_PROTOCOL,
     MSGPACK_PROTOCOL,
@@ -106,8 +107,6 @@ _REPLIES: dict[type[msgspec.Struct], tuple[type[msgspec.Struct], ...]] = {
     ModSlow: (ModAck,),
     ModWords: (ModAck,),
 }
-# Sent only to sockets of the stream's hosts.
-_HOSTS_ONLY = frozenset({StatsEvent})
 # Sent only to the socket it answers; everything else goes to every viewer of the stream.
 _TO_ONE_SOCKET = frozenset({Hello, ChatAck, ModAck, AuthOk, Pong, ErrorEvent})
 
@@ -144,7 +143,7 @@ def build_asyncapi(*, version: str) -> dict[str, Any]:
         summary = _summary(kind)
         if summary:
             message["summary"] = summary
-        if kind in _HOSTS_ONLY:
+        if tag in HOST_ONLY_EVENTS:
             message["x-recipients"] = "hosts"
         elif kind in _TO_ONE_SOCKET:
             message["x-recipients"] = "sender"
@@ -185,7 +184,9 @@ def build_asyncapi(*, version: str) -> dict[str, Any]:
         "info": {
             "title": "livecast live events",
             "version": version,
-            "description": _DESCRIPTION,
+            "description": "A live-shopping stream's chat, likes, viewers, pinned cards, "
+            "deals and stock, over one WebSocket per viewer. The REST API is described at "
+            "/api/openapi.json; the error codes and close codes are the same registry's.",
         },
         "defaultContentType": "application/json",
         "servers": {
