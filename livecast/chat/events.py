@@ -78,8 +78,9 @@ class ChatAuthor(_Data, frozen=True, kw_only=True):
 
 
 class ChatMessageData(_Data, frozen=True, kw_only=True):
-    """A chat message: ``ts`` is when it was posted (epoch ms, Redis's clock); ``id`` is
-    its offset (what ``chat.delete`` names)."""
+    """A chat message, as the ``chat.message`` event carries it: ``ts`` is when it was
+    posted (epoch ms); ``id`` is its offset. ``text`` is plain text: render it as text,
+    never as HTML."""
 
     user: ChatAuthor
     text: str
