@@ -37,6 +37,8 @@ reconnecting viewer relies on the hello, so the state hash must be complete.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 import redis.asyncio as aioredis
 
@@ -56,7 +58,7 @@ class Event(
     recover after a reconnect (chat entries) also carry ``offset``.
     """
 
-    stream: str
+    stream: Annotated[str, msgspec.Meta(description="The id of the stream it happened on.")]
 
 
 class EventPublisher:

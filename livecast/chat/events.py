@@ -17,7 +17,7 @@ document (:mod:`livecast.asyncapi`). A field added to a script is added here too
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -61,6 +61,13 @@ __all__ = [
 UNSET = msgspec.UNSET
 UnsetType = msgspec.UnsetType
 
+Offset = Annotated[
+    str,
+    msgspec.Meta(
+        description="The chat entry's offset: reconnect with ?since= the last one received."
+    ),
+]
+
 
 class _Data(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``data`` of an event."""
@@ -92,7 +99,7 @@ class ChatMessageData(_Data, frozen=True, kw_only=True):
 class ChatMessage(Event, tag="chat.message", frozen=True, kw_only=True):
     """A message was posted (to everyone, and in order of ``offset``)."""
 
-    offset: str
+    offset: Offset
     data: ChatMessageData
 
 
@@ -105,7 +112,7 @@ class ChatDeletedData(_Data, frozen=True, kw_only=True):
 class ChatDeleted(Event, tag="chat.deleted", frozen=True, kw_only=True):
     """A host removed a message; it is gone from history too."""
 
-    offset: str
+    offset: Offset
     data: ChatDeletedData
 
 
