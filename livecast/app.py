@@ -19,6 +19,7 @@ from aiohttp import web
 from livecast import __version__, health, pages
 from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
+from livecast.asyncapi import asyncapi_route, build_asyncapi
 from livecast.auth import TokenIssuer, load_or_create_secret
 from livecast.cart import api as cart_api
 from livecast.cart.service import cart_ctx
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(recordings.routes)
     app.add_routes(hls_routes.routes)
     app.add_routes([openapi_route(build_openapi(OPENAPI_FRAGMENTS, version=__version__))])
+    app.add_routes([asyncapi_route(build_asyncapi(version=__version__))])
     app.add_routes(pages.routes)
     return app
 

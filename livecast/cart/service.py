@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -25,7 +24,7 @@ from livecast.cart.cart import CartStore
 from livecast.cart.checkout import Checkout
 from livecast.cart.orders import OrderStore
 from livecast.cart.payments import PaymentProvider, TestPaymentProvider
-from livecast.cart.stats import Audience, AudienceSource, SalesStats
+from livecast.cart.stats import Audience, AudienceSource, SalesStats, StatsEvent
 from livecast.cart.tally import AddToCartTally
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.chat import CHAT, ChatHistory
@@ -150,7 +149,7 @@ async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio
                 audience = await service.audience.audience(stream.id)
                 await service.tally.flush()
                 stats = await service.sales.stream_stats(stream.id, audience)
-                await app[EVENTS].publish(stream.id, "stats", msgspec.to_builtins(stats))
+                await app[EVENTS].publish(StatsEvent(stream=stream.id, data=stats))
         except (RedisError, OSError):
             log.exception("pushing stream stats failed; trying again next interval")
 

@@ -32,11 +32,12 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livecast.cart.orders import OrderStore
+from livecast.events import Event
 from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
-__all__ = ["Audience", "AudienceSource", "SalesStats", "StreamStats"]
+__all__ = ["Audience", "AudienceSource", "SalesStats", "StatsEvent", "StreamStats"]
 
 _HERE = Path(__file__).parent
 
@@ -67,6 +68,13 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
     gmv: list[Money]
     average_order_value: list[Money]
     conversion: float
+
+
+class StatsEvent(Event, tag="stats", frozen=True, kw_only=True):
+    """Hosts only: the stream's live sales and audience numbers, every
+    ``cart.stats_push_interval_s``."""
+
+    data: StreamStats
 
 
 class SalesStats:

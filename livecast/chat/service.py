@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
+from livecast.chat.events import StreamStateChanged, StreamStateData
 from livecast.chat.history import ChatHistory
 from livecast.chat.hub import Hub
 from livecast.chat.moderation import Moderation
@@ -55,16 +56,13 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CHAT] = service
 
     async def publish_state(stream: Stream, previous: StreamState) -> None:
-        await events.publish(
-            stream.id,
-            "stream.state",
-            {
-                "state": stream.state.value,
-                "previous": previous.value,
-                "started_at": stream.started_at,
-                "ended_at": stream.ended_at,
-            },
+        data = StreamStateData(
+            state=stream.state,
+            previous=previous,
+            started_at=stream.started_at,
+            ended_at=stream.ended_at,
         )
+        await events.publish(StreamStateChanged(stream=stream.id, data=data))
 
     app[STREAMS].on_state_change(publish_state)
     await hub.start()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -52,9 +52,6 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     events = app[EVENTS]
     registry = app[STREAMS]
 
-    async def publish_event(stream_id: str, event_type: str, data: Mapping[str, object]) -> None:
-        await events.publish(stream_id, event_type, data)
-
     settings = app[SETTINGS]
     node = Origin(node_id=new_id(9), url=settings.server.node_url)
     origins = OriginRegistry(
@@ -65,7 +62,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         grace_s=settings.webrtc.reconnect_grace_s,
     )
     recorder = Recorder(settings.recordings_dir, enabled=settings.webrtc.record)
-    hub = MediaHub(settings.webrtc, publish_event, origins, recorder if recorder.enabled else None)
+    hub = MediaHub(settings.webrtc, events.publish, origins, recorder if recorder.enabled else None)
     edge_tokens = EdgeTokens(app[TOKENS], node.node_id)
     book = SessionBook(hub, app[METRICS].registry)
 
