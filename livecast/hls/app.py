@@ -1,7 +1,9 @@
-"""Wiring: the LL-HLS routes, and the packaging of this node's streams built from settings.
+"""Wiring: the LL-HLS routes, the forwarding of requests for streams packaged on other
+nodes, and the packaging of this node's streams built from settings.
 
-The packaging follows the media hub (:mod:`livecast.ingest`), so it starts after it
-and stops before it: its task is cancelled and every playlist ended at shutdown.
+Both follow the media hub (:mod:`livecast.ingest`: its origin registry, its streams), so
+they start after it and stop before it: the packaging's task is cancelled and every
+playlist ended at shutdown, the forwarder's client session closed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from aiohttp import web
 from livecast.aio import cancel_and_wait
 from livecast.appkeys import SETTINGS, TOKENS
 from livecast.hls import routes
-from livecast.hls.keys import PACKAGING, PLAYBACK
+from livecast.hls.forward import Forwarder
+from livecast.hls.keys import FORWARDER, PACKAGING, PLAYBACK
 from livecast.hls.packaging import Packaging
 from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
@@ -27,16 +30,27 @@ OPENAPI = Path(__file__).parent / "openapi.json"
 
 
 def setup(app: web.Application) -> None:
-    """Add the /hls routes (with the playback URL signer) and, when ``hls.enabled``, the
-    packaging of this node's streams."""
+    """Add the /hls routes (with the playback URL signer and the forwarding to other
+    nodes) and, when ``hls.enabled``, the packaging of this node's streams."""
     settings = app[SETTINGS]
     app[PLAYBACK] = PlaybackSigner(
         app[TOKENS].derived_key("livecast hls playback"), ttl_s=settings.hls.playback_url_ttl_s
     )
     app.add_routes(routes.routes)
     app.on_response_prepare.append(routes.cors_headers)
+    app.cleanup_ctx.append(_forwarding_ctx)
     if settings.hls.enabled:
         app.cleanup_ctx.append(_packaging_ctx)
+
+
+async def _forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
+    forwarder = Forwarder(app[MEDIA].origins)
+    app[FORWARDER] = forwarder
+    forwarder.start()
+    try:
+        yield
+    finally:
+        await forwarder.close()
 
 
 async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -3,11 +3,15 @@ whose media this node holds, fed by the relay's sources.
 
 Every ``_SYNC_S`` the media hub's streams are looked at: an H.264 stream (or a VP8
 one, encoded once to H.264 by :mod:`livecast.hls._transcode` when ``hls.transcode_vp8``)
-with a publisher (or an edge pull) here gets a packager, fed through ``MediaSource.packager_tee``
+with a publisher here gets a packager, fed through ``MediaSource.packager_tee``
 (one call per frame, on the relay's timeline); a new publisher (the source's ``epoch``
 moves) tells the packager to continue after a discontinuity. A stream whose media left
-this node has its playlist ended (``EXT-X-ENDLIST``) and is forgotten ``_LINGER_S``
-later, so players and caches see the end.
+this node (or that another node took over as its origin) has its playlist ended
+(``EXT-X-ENDLIST``) and is forgotten ``_LINGER_S`` later, so players and caches see the end.
+
+Only the origin packages: a node that pulls a stream for its WebRTC viewers (an edge)
+does not package it again; it forwards ``/hls/`` requests to the origin
+(:mod:`livecast.hls.forward` says why).
 
 Looking (rather than being called by the hub) keeps the relay's side to one attribute;
 a packager misses at most ``_SYNC_S`` of a new stream, and asks for a keyframe at once.
@@ -85,17 +89,26 @@ class Packaging:
             if packaged is not None and packaged.media is not media:
                 self._end(packaged, now)
                 packaged = None
-            feeding = media.publisher is not None or media.upstream is not None
+            # only the origin packages: an edge's pull is not packaged again (other
+            # nodes forward /hls/ requests to the origin: livecast.hls.forward)
+            feeding = media.publisher is not None
             video = media.sources["video"]
             idle = packaged is None or packaged.ended_at is not None
             if idle and feeding and video.codec in self._codecs:
                 self._start(stream_id, media)
         for stream_id, packaged in list(self.streams.items()):
-            if packaged.ended_at is None and hub_streams.get(stream_id) is not packaged.media:
+            if packaged.ended_at is None and not self._holds(stream_id, packaged.media):
                 self._end(packaged, now)
             elif packaged.ended_at is not None and now - packaged.ended_at > _LINGER_S:
                 del self.streams[stream_id]
         self._transcoders = [t for t in self._transcoders if not t.join(0)]
+
+    def _holds(self, stream_id: str, media: StreamMedia) -> bool:
+        """Whether ``media`` is still the stream's here, with its publisher, or with the
+        stream's origin claim (waiting for it to come back)."""
+        return self._hub.streams.get(stream_id) is media and (
+            media.publisher is not None or stream_id in self._hub.origins.claimed
+        )
 
     def _start(self, stream_id: str, media: StreamMedia) -> None:
         video, audio = media.sources["video"], media.sources["audio"]

@@ -1,0 +1,147 @@
+"""Several nodes: any node answers ``/hls/{stream id}/...``; the stream's origin packages it.
+
+The node holding a stream's publisher (its origin, :mod:`livecast.ingest.origin`) is the
+only one that packages it. Another node that gets a request for it forwards the request
+there, found through the same origin record in Redis that edges pull WebRTC media by,
+and streams the answer back as it comes: status, body, ``Cache-Control``, ``ETag``,
+``Retry-After`` unchanged, its own CORS headers on top. A blocking reload
+(``_HLS_msn``/``_HLS_part``) or a hinted part waits at the origin, as if asked there.
+
+Why forward rather than package the edge's own pull: a CDN in front of a load balancer
+keys on the URL alone and may fill its cache from any node. Two packagers of one stream
+would cut their own segments and parts, under their own run ids, with their own
+playlists: a player would be given one node's playlist and another node's parts, and
+identical blocking requests would no longer get identical bytes. With one packager per
+stream, every node answers every URL with the same bytes, the CDN's one request per
+object holds whichever node it reaches, and the encoding work (Opus to AAC, VP8 to
+H.264) is done once per deployment. The cost is one hop on loopback or the LAN per
+request that misses the CDN.
+
+The origin's record is looked up at most every :data:`_LOOKUP_S` per stream on a node.
+An origin that cannot be reached (its node died, and its record has not expired yet),
+or that does not answer in time, is ``503 hls_unavailable`` with ``Retry-After: 1``; a
+stream no node is the origin of is ``404 hls_not_found``. A forwarded request carries
+:data:`FORWARDED_HEADER` and is never forwarded again, so a record that moves while a
+request travels cannot make it go round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+
+from livecast.error_codes import ErrorCode
+from livecast.errors import NotFound
+from livecast.http import error_response
+from livecast.ingest.origin import Origin, OriginRegistry
+
+__all__ = ["FORWARDED_HEADER", "Forwarder"]
+
+log = logging.getLogger(__name__)
+
+FORWARDED_HEADER: Final = "X-Livecast-Forwarded-By"
+# How long a stream's origin, once looked up, is trusted without asking Redis again.
+_LOOKUP_S: Final = 1.0
+# Connecting to the origin; then the longest silence while its answer comes, more than
+# a blocking request waits there (three target durations).
+_CONNECT_S: Final = 2.0
+_READ_S: Final = 30.0
+_CHUNK: Final = 64 * 1024
+# What is asked of the origin on the player's behalf, and what of its answer is passed on.
+_ASKED = ("Authorization", "If-None-Match")
+_ANSWERED = (
+    "Content-Type",
+    "Content-Length",
+    "Cache-Control",
+    "ETag",
+    "Retry-After",
+    "WWW-Authenticate",
+)
+
+
+class Forwarder:
+    """Sends this node's ``/hls/`` requests for streams packaged elsewhere to their
+    origin; started and closed with the app."""
+
+    def __init__(self, origins: OriginRegistry) -> None:
+        self._origins = origins
+        self._known: dict[str, tuple[Origin | None, float]] = {}  # stream -> origin, when
+        self._complained: dict[str, float] = {}  # origin URL -> when it was last logged
+        self._http: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, connect=_CONNECT_S, sock_read=_READ_S),
+        )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def origin(self, stream_id: str) -> Origin | None:
+        """The node other than this one that is the stream's origin, if any."""
+        now = time.monotonic()
+        known = self._known.get(stream_id)
+        if known is not None and now - known[1] < _LOOKUP_S:
+            return known[0]
+        origin = await self._origins.lookup(stream_id)
+        me = self._origins.node
+        if origin is not None and (origin.node_id == me.node_id or origin.url == me.url):
+            origin = None
+        if len(self._known) > 10_000:
+            self._known = {k: v for k, v in self._known.items() if now - v[1] < _LOOKUP_S}
+        self._known[stream_id] = (origin, now)
+        return origin
+
+    async def forward(self, request: web.Request, stream_id: str) -> web.StreamResponse:
+        """Answer ``request`` with its stream's origin's answer; 404 ``hls_not_found``
+        when no other node is the stream's origin (or the request was forwarded here)."""
+        origin = None
+        if FORWARDED_HEADER not in request.headers:
+            origin = await self.origin(stream_id)
+        if origin is None or self._http is None:
+            raise NotFound(
+                "this stream is not packaged as HLS on any node", code=ErrorCode.HLS_NOT_FOUND
+            )
+        headers = {name: request.headers[name] for name in _ASKED if name in request.headers}
+        headers[FORWARDED_HEADER] = self._origins.node.node_id
+        headers["Accept-Encoding"] = "identity"  # the bytes as the origin made them
+        try:
+            upstream = await self._http.request(
+                request.method, origin.url + request.path_qs, headers=headers
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            now = time.monotonic()
+            if now - self._complained.get(origin.url, -_LOOKUP_S) >= _LOOKUP_S:
+                self._complained[origin.url] = now  # once a second, not once a request
+                log.warning(
+                    "stream %s: origin %s not reached for HLS: %r", stream_id, origin.url, exc
+                )
+            return error_response(
+                ErrorCode.HLS_UNAVAILABLE,
+                "the node that packages this stream cannot be reached; try again",
+                {"Retry-After": "1", "Cache-Control": "no-store"},
+            )
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name in _ANSWERED:
+                if name in upstream.headers:
+                    response.headers[name] = upstream.headers[name]
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_chunked(_CHUNK):
+                    await response.write(chunk)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # the status is sent: cut the answer off rather than end it as if whole
+                log.info("stream %s: origin %s broke off: %s", stream_id, origin.url, exc)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await response.write_eof()
+        return response
