@@ -8,7 +8,7 @@
   request for the part the playlist hints (``EXT-X-PRELOAD-HINT``) waits for it.
 * Playlists may be cached for about a part's duration, blocking answers for as long
   as their segment stays in the window (they never change); every answer has an ETag
-  and ``Access-Control-Allow-Origin: *``.
+  and ``Access-Control-Allow-Origin: *``, and ``OPTIONS`` answers a CORS preflight.
 
 Any node answers: a stream packaged on another node (its origin) is answered by
 forwarding the request there (:mod:`livecast.hls.forward`).
@@ -206,6 +206,24 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     if request.headers.get("If-None-Match") == headers["ETag"]:
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, content_type="video/mp4", headers=headers)
+
+
+@routes.route("OPTIONS", f"{_SIGNED}/{{name}}")
+@routes.route("OPTIONS", "/hls/{stream_id}/{name}")
+async def preflight(request: web.Request) -> web.Response:
+    """The CORS preflight a browser sends before a player on another origin sends a
+    token (``Authorization``) or revalidates (``If-None-Match``): allowed for every
+    path, answered by this node whatever the stream (never forwarded), cached a day."""
+    methods = "GET, HEAD, OPTIONS"
+    return web.Response(
+        status=204,
+        headers={
+            "Allow": methods,
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Authorization, If-None-Match",
+            "Access-Control-Max-Age": "86400",
+        },
+    )
 
 
 class Playback(msgspec.Struct):
