@@ -2,19 +2,17 @@
 nodes, and the packaging of this node's streams built from settings.
 
 Both follow the media hub (:mod:`livecast.ingest`: its origin registry, its streams), so
-they start after it and stop before it: the packaging's task is cancelled and every
-playlist ended at shutdown, the forwarder's client session closed.
+they start after it and stop before it: the packaging stops following the hub and ends
+every playlist at shutdown, the forwarder's client session is closed.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from livecast.aio import cancel_and_wait
 from livecast.appkeys import SETTINGS, TOKENS
 from livecast.hls import routes
 from livecast.hls.forward import Forwarder
@@ -61,9 +59,8 @@ async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
         "streams this node packages as LL-HLS (ended ones while their playlist lingers)",
         lambda: len(packaging.streams),
     )
-    task = asyncio.create_task(packaging.run(), name="hls-packaging")
+    packaging.start()
     try:
         yield
     finally:
-        await cancel_and_wait(task)
         await packaging.close()

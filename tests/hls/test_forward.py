@@ -8,9 +8,12 @@ import asyncio
 import io
 
 import av
+import redis.asyncio as aioredis
 
+from livecast.appkeys import KEYS
 from livecast.auth import Role
 from livecast.hls.keys import PACKAGING
+from livecast.ingest.keys import MEDIA
 from tests.conftest import Client, MakeToken, bearer
 from tests.hls.playlists import hint, last_part, next_part
 from tests.hls.test_routes import complete_segments, playlist_text
@@ -201,3 +204,33 @@ async def test_a_stopped_origin_leaves_a_404(make_node: MakeNode, stream: Seller
         assert set(codes[:-1]) <= {(503, "hls_unavailable")}
     finally:
         await sender.close()
+
+
+async def test_a_node_that_lost_the_stream_forwards_to_its_new_origin(
+    make_node: MakeNode, stream: SellerStream, redis_client: aioredis.Redis
+) -> None:
+    node_a, node_b = await make_node(), await make_node()
+    first = await publish(node_a, stream.id, stream.seller_token)
+    try:
+        await complete_segments(node_a, stream.id, 1)
+        # B took the stream while A could not reach Redis; the publisher goes to B
+        key = node_a.app[KEYS].key("media", "origin", stream.id)
+        await redis_client.set(key, node_b.app[MEDIA].origins.node.record(), px=10_000)
+        await eventually(lambda: stream.id not in node_a.app[MEDIA].origins.claimed)
+        packaged = node_a.app[PACKAGING].streams[stream.id]
+        assert packaged.ended_at is not None  # A's playlist ended with its claim
+        ended = packaged.packager.playlist()
+        assert ended is not None
+        assert ended.body.endswith(b"#EXT-X-ENDLIST\n")
+        second = await publish(node_b, stream.id, stream.seller_token)
+        try:
+            # asked at A, answered by B's packager
+            lines = await complete_segments(node_a, stream.id, 1)
+            packager_b = node_b.app[PACKAGING].packager(stream.id)
+            assert packager_b is not None
+            assert packager_b.run != packaged.packager.run
+            assert all(f"-{packager_b.run}-" in line for line in lines if line.startswith("seg-"))
+        finally:
+            await second.close()
+    finally:
+        await first.close()
