@@ -50,7 +50,6 @@ _LOOKUP_S: Final = 1.0
 # a blocking request waits there (three target durations).
 _CONNECT_S: Final = 2.0
 _READ_S: Final = 30.0
-_CHUNK: Final = 64 * 1024
 # What is asked of the origin on the player's behalf, and what of its answer is passed on.
 _ASKED = ("Authorization", "If-None-Match")
 _ANSWERED = (
@@ -135,13 +134,26 @@ class Forwarder:
                     response.headers[name] = upstream.headers[name]
             await response.prepare(request)
             try:
-                async for chunk in upstream.content.iter_chunked(_CHUNK):
+                while chunk := await _read(upstream, stream_id, origin):
                     await response.write(chunk)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                await response.write_eof()
+            except _BrokenOff:
                 # the status is sent: cut the answer off rather than end it as if whole
-                log.info("stream %s: origin %s broke off: %s", stream_id, origin.url, exc)
                 if request.transport is not None:
                     request.transport.close()
-                return response
-            await response.write_eof()
+            except ConnectionResetError:
+                pass  # the player left
         return response
+
+
+class _BrokenOff(Exception):
+    """The origin's answer stopped before its end."""
+
+
+async def _read(upstream: aiohttp.ClientResponse, stream_id: str, origin: Origin) -> bytes:
+    """The next bytes of the origin's answer (``b""`` at its end)."""
+    try:
+        return await upstream.content.readany()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.info("stream %s: origin %s broke off its HLS answer: %r", stream_id, origin.url, exc)
+        raise _BrokenOff from exc
