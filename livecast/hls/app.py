@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from livecast.appkeys import SETTINGS, TOKENS
+from livecast.appkeys import KEYS, REDIS, SETTINGS, TOKENS
 from livecast.hls import routes
 from livecast.hls.forward import Forwarder
 from livecast.hls.keys import FORWARDER, PACKAGING, PLAYBACK
@@ -42,7 +42,7 @@ def setup(app: web.Application) -> None:
 
 
 async def _forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
-    forwarder = Forwarder(app[MEDIA].origins)
+    forwarder = Forwarder(app[MEDIA].origins, app[REDIS], app[KEYS])
     app[FORWARDER] = forwarder
     forwarder.start()
     try:
@@ -52,7 +52,7 @@ async def _forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
-    packaging = Packaging(app[SETTINGS].hls, app[MEDIA])
+    packaging = Packaging(app[SETTINGS].hls, app[MEDIA], app[FORWARDER].packaging_ended)
     app[PACKAGING] = packaging
     app[METRICS].gauge(
         "livecast_hls_streams",

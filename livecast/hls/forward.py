@@ -17,6 +17,12 @@ object holds whichever node it reaches, and the encoding work (Opus to AAC, VP8 
 H.264) is done once per deployment. The cost is one hop on loopback or the LAN per
 request that misses the CDN.
 
+When its stream ends, the origin lets go of its record at once, but its playlist, ended
+(``EXT-X-ENDLIST``), stays for a while (:mod:`livecast.hls.packaging`): the packaging
+notes in Redis where that playlist is for as long (:meth:`Forwarder.packaging_ended`), so
+every node, not only the origin, shows players and caches the end. A node that stops
+takes its notes back (``ended_release.lua``): nobody is sent to a node that is gone.
+
 The origin's record is looked up at most every :data:`_LOOKUP_S` per stream on a node.
 An origin that cannot be reached (its node died, and its record has not expired yet),
 or that does not answer in time, is ``503 hls_unavailable`` with ``Retry-After: 1``; a
@@ -27,17 +33,23 @@ request travels cannot make it go round.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
+from livecast.aio import cancel_and_wait
 from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
 from livecast.http import error_response
 from livecast.ingest.origin import Origin, OriginRegistry
+from livecast.redisdb import KeySpace, load_lua
 
 __all__ = ["FORWARDED_HEADER", "Forwarder"]
 
@@ -50,6 +62,8 @@ _LOOKUP_S: Final = 1.0
 # a blocking request waits there (three target durations).
 _CONNECT_S: Final = 2.0
 _READ_S: Final = 30.0
+# At shutdown, how long the notes of ended playlists being written get to finish.
+_NOTING_S: Final = 1.0
 # What is asked of the origin on the player's behalf, and what of its answer is passed on.
 _ASKED = ("Authorization", "If-None-Match")
 _ANSWERED = (
@@ -66,8 +80,13 @@ class Forwarder:
     """Sends this node's ``/hls/`` requests for streams packaged elsewhere to their
     origin; started and closed with the app."""
 
-    def __init__(self, origins: OriginRegistry) -> None:
+    def __init__(self, origins: OriginRegistry, redis: aioredis.Redis, keys: KeySpace) -> None:
         self._origins = origins
+        self._redis = redis
+        self._keys = keys
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._noted: dict[str, float] = {}  # stream -> until when its note names this node
+        self._release = load_lua(redis, Path(__file__).parent / "ended_release.lua")
         self._known: dict[str, tuple[Origin | None, float]] = {}  # stream -> origin, when
         self._complained: dict[str, float] = {}  # origin URL -> when it was last logged
         self._http: aiohttp.ClientSession | None = None
@@ -79,6 +98,18 @@ class Forwarder:
         )
 
     async def close(self) -> None:
+        """Take back this node's notes of ended playlists (they go with it), then stop."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=_NOTING_S)
+        await cancel_and_wait(*self._tasks)
+        record = self._origins.node.record()
+        now = time.monotonic()
+        for stream_id in [s for s, until in self._noted.items() if until > now]:
+            try:
+                await self._release(keys=[self._ended_key(stream_id)], args=[record])
+            except (RedisError, OSError) as exc:
+                log.warning("stream %s: HLS end note not taken back: %s", stream_id, exc)
+        self._noted.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -90,6 +121,9 @@ class Forwarder:
         if known is not None and now - known[1] < _LOOKUP_S:
             return known[0]
         origin = await self._origins.lookup(stream_id)
+        if origin is None:  # the stream ended (or died): its ended playlist may linger
+            raw = await self._redis.get(self._ended_key(stream_id))
+            origin = Origin.from_record(raw) if raw is not None else None
         me = self._origins.node
         if origin is not None and (origin.node_id == me.node_id or origin.url == me.url):
             origin = None
@@ -97,6 +131,27 @@ class Forwarder:
             self._known = {k: v for k, v in self._known.items() if now - v[1] < _LOOKUP_S}
         self._known[stream_id] = (origin, now)
         return origin
+
+    def packaging_ended(self, stream_id: str, linger_s: float) -> None:
+        """This node ended the stream's playlist and keeps it ``linger_s``: other nodes
+        are to forward to it meanwhile, once no node is the stream's origin."""
+        noting = asyncio.ensure_future(self._note_ended(stream_id, linger_s))
+        self._tasks.add(noting)
+        noting.add_done_callback(self._tasks.discard)
+
+    async def _note_ended(self, stream_id: str, linger_s: float) -> None:
+        key, record = self._ended_key(stream_id), self._origins.node.record()
+        try:
+            await self._redis.set(key, record, px=int(linger_s * 1000))
+        except (RedisError, OSError) as exc:
+            log.warning("stream %s: other nodes will not show the HLS end: %s", stream_id, exc)
+            return
+        now = time.monotonic()
+        self._noted = {s: until for s, until in self._noted.items() if until > now}
+        self._noted[stream_id] = now + linger_s
+
+    def _ended_key(self, stream_id: str) -> str:
+        return self._keys.key("hls", "ended", stream_id)
 
     async def forward(self, request: web.Request, stream_id: str) -> web.StreamResponse:
         """Answer ``request`` with its stream's origin's answer; 404 ``hls_not_found``

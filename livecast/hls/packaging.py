@@ -57,7 +57,15 @@ class Packaged:
 class Packaging:
     """This node's packagers, one per stream it holds the media of; owned by the app."""
 
-    def __init__(self, settings: HlsSettings, hub: MediaHub) -> None:
+    def __init__(
+        self,
+        settings: HlsSettings,
+        hub: MediaHub,
+        ended: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """``ended(stream_id, linger_s)`` is told of each playlist ended while the node
+        runs (the stream's media left, or another node took it over), which is kept
+        for ``linger_s``."""
         self._settings = PackagerSettings(
             part_s=settings.part_duration_s,
             segment_s=settings.segment_duration_s,
@@ -68,6 +76,7 @@ class Packaging:
         self.streams: dict[str, Packaged] = {}
         self._transcoders: list[Vp8ToH264] = []  # not yet joined
         self._unfollow: Callable[[], None] | None = None
+        self._ended = ended
 
     def packager(self, stream_id: str) -> Packager | None:
         packaged = self.streams.get(stream_id)
@@ -89,6 +98,8 @@ class Packaging:
             and not self._holds(stream_id, packaged.media)
         ):
             self._end(stream_id, packaged)
+            if self._ended is not None:
+                self._ended(stream_id, _LINGER_S)
         media = self._hub.streams.get(stream_id)
         if (
             media is not None

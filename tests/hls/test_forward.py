@@ -234,3 +234,34 @@ async def test_a_node_that_lost_the_stream_forwards_to_its_new_origin(
             await second.close()
     finally:
         await first.close()
+
+
+async def test_every_node_shows_the_end_of_a_stream(
+    make_node: MakeNode, stream: SellerStream, redis_client: aioredis.Redis
+) -> None:
+    node_a, node_b = await make_node(), await make_node()
+    sender = await publish(node_a, stream.id, stream.seller_token)
+    try:
+        await complete_segments(node_b, stream.id, 1)
+        resp = await node_a.post(
+            f"/api/streams/{stream.id}/end", headers=bearer(stream.seller_token)
+        )
+        assert resp.status == 200
+    finally:
+        await sender.close()
+    ended = await playlist_text(node_a, stream.id)
+    assert ended.endswith("#EXT-X-ENDLIST\n")
+    # A let go of the stream's origin record; its ended playlist stays a while
+    key = node_a.app[KEYS].key("media", "origin", stream.id)
+    await eventually(lambda: _gone(redis_client, key))
+    node_c = await make_node()  # one that never knew where the stream was
+    for node in (node_b, node_c):
+
+        async def shows_the_end(node: Client = node) -> bool:
+            return await playlist_text(node, stream.id) == ended
+
+        await eventually(shows_the_end)
+
+
+async def _gone(redis_client: aioredis.Redis, key: str) -> bool:
+    return not await redis_client.exists(key)
