@@ -1,9 +1,11 @@
-"""Wiring: the LL-HLS routes, the forwarding of requests for streams packaged on other
-nodes, and the packaging of this node's streams built from settings.
+"""The LL-HLS services, wired by :mod:`livecast.app`: the playback URL signer, the
+forwarding of ``/hls/`` requests for streams packaged on other nodes, and the packaging
+of this node's streams, built from settings.
 
-Both follow the media hub (:mod:`livecast.ingest`: its origin registry, its streams), so
-they start after it and stop before it: the packaging stops following the hub and ends
-every playlist at shutdown, the forwarder's client session is closed.
+Both contexts follow the media hub (:mod:`livecast.ingest`: its origin registry, its
+streams), so they start after it and stop before it: the packaging stops following the
+hub and ends every playlist at shutdown, then the forwarder takes back its notes of
+ended playlists and closes its client session.
 """
 
 from __future__ import annotations
@@ -13,35 +15,29 @@ from pathlib import Path
 
 from aiohttp import web
 
-from livecast.appkeys import KEYS, REDIS, SETTINGS, TOKENS
-from livecast.hls import routes
+from livecast.appkeys import KEYS, REDIS, SETTINGS
+from livecast.auth import TokenIssuer
+from livecast.config import HlsSettings
 from livecast.hls.forward import Forwarder
-from livecast.hls.keys import FORWARDER, PACKAGING, PLAYBACK
+from livecast.hls.keys import FORWARDER, PACKAGING
 from livecast.hls.packaging import Packaging
 from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
 from livecast.metrics import METRICS
 
-__all__ = ["OPENAPI", "setup"]
+__all__ = ["OPENAPI", "forwarding_ctx", "packaging_ctx", "playback_signer"]
 
 OPENAPI = Path(__file__).parent / "openapi.json"
 
 
-def setup(app: web.Application) -> None:
-    """Add the /hls routes (with the playback URL signer and the forwarding to other
-    nodes) and, when ``hls.enabled``, the packaging of this node's streams."""
-    settings = app[SETTINGS]
-    app[PLAYBACK] = PlaybackSigner(
-        app[TOKENS].derived_key("livecast hls playback"), ttl_s=settings.hls.playback_url_ttl_s
+def playback_signer(settings: HlsSettings, tokens: TokenIssuer) -> PlaybackSigner:
+    """The signer of private streams' playback URLs, keyed from the token secret."""
+    return PlaybackSigner(
+        tokens.derived_key("livecast hls playback"), ttl_s=settings.playback_url_ttl_s
     )
-    app.add_routes(routes.routes)
-    app.on_response_prepare.append(routes.cors_headers)
-    app.cleanup_ctx.append(_forwarding_ctx)
-    if settings.hls.enabled:
-        app.cleanup_ctx.append(_packaging_ctx)
 
 
-async def _forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
+async def forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
     forwarder = Forwarder(app[MEDIA].origins, app[REDIS], app[KEYS])
     app[FORWARDER] = forwarder
     forwarder.start()
@@ -51,7 +47,7 @@ async def _forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
         await forwarder.close()
 
 
-async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
+async def packaging_ctx(app: web.Application) -> AsyncIterator[None]:
     packaging = Packaging(app[SETTINGS].hls, app[MEDIA], app[FORWARDER].packaging_ended)
     app[PACKAGING] = packaging
     app[METRICS].gauge(

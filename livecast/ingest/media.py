@@ -13,16 +13,26 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+import msgspec
 from aiortc import RTCPeerConnection
 
+from livecast.events import Event
 from livecast.ingest.relay import MediaSource, RelayTuning, ViewerTrack
 
 if TYPE_CHECKING:
     from livecast.ingest.edge import EdgePull
 
-__all__ = ["PUBLISHER", "VIEWER", "MediaState", "Session", "StreamMedia"]
+__all__ = [
+    "PUBLISHER",
+    "VIEWER",
+    "MediaState",
+    "MediaStateChanged",
+    "MediaStateData",
+    "Session",
+    "StreamMedia",
+]
 
 PUBLISHER = "publisher"
 VIEWER = "viewer"
@@ -33,6 +43,23 @@ class MediaState:
     LIVE = "live"
     RECONNECTING = "reconnecting"
     ENDED = "ended"
+
+
+MediaStateName = Literal["idle", "live", "reconnecting", "ended"]
+
+
+class MediaStateData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``video_codec``: the publisher's (``h264``, ``vp8``; null before one is known)."""
+
+    state: MediaStateName
+    video_codec: str | None
+
+
+class MediaStateChanged(Event, tag="media.state", frozen=True, kw_only=True):
+    """The stream's video went live, is reconnecting (the publisher dropped or its origin
+    may be gone), or ended."""
+
+    data: MediaStateData
 
 
 @dataclass(slots=True)
