@@ -38,7 +38,7 @@ def playback_signer(settings: HlsSettings, tokens: TokenIssuer) -> PlaybackSigne
 
 
 async def forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
-    forwarder = Forwarder(app[MEDIA].origins, app[REDIS], app[KEYS])
+    forwarder = Forwarder(app[MEDIA].origins, app[REDIS], app[KEYS], app[METRICS].registry)
     app[FORWARDER] = forwarder
     forwarder.start()
     try:

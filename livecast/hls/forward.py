@@ -23,6 +23,11 @@ notes in Redis where that playlist is for as long (:meth:`Forwarder.packaging_en
 every node, not only the origin, shows players and caches the end. A node that stops
 takes its notes back (``ended_release.lua``): nobody is sent to a node that is gone.
 
+Forwarded requests are counted at ``/metrics`` as ``livecast_hls_forwarded_requests_total``
+by outcome: ``answered`` (the origin answered, whatever its status), ``unreachable``
+(this node answered 503), ``broken_off`` (of the answered, those whose answer stopped
+midway).
+
 The origin's record is looked up at most every :data:`_LOOKUP_S` per stream on a node.
 An origin that cannot be reached (its node died, and its record has not expired yet),
 or that does not answer in time, is ``503 hls_unavailable`` with ``Retry-After: 1``; a
@@ -42,6 +47,7 @@ from typing import Any, Final
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
 from livecast.aio import cancel_and_wait
@@ -80,7 +86,22 @@ class Forwarder:
     """Sends this node's ``/hls/`` requests for streams packaged elsewhere to their
     origin; started and closed with the app."""
 
-    def __init__(self, origins: OriginRegistry, redis: aioredis.Redis, keys: KeySpace) -> None:
+    def __init__(
+        self,
+        origins: OriginRegistry,
+        redis: aioredis.Redis,
+        keys: KeySpace,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        forwarded = Counter(
+            "livecast_hls_forwarded_requests",
+            "/hls/ requests this node forwarded to the stream's origin node, by outcome",
+            ["outcome"],
+            registry=metrics,
+        )
+        self._answered = forwarded.labels("answered")
+        self._unreachable = forwarded.labels("unreachable")
+        self._broken_off = forwarded.labels("broken_off")
         self._origins = origins
         self._redis = redis
         self._keys = keys
@@ -171,6 +192,7 @@ class Forwarder:
                 request.method, origin.url + request.path_qs, headers=headers
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._unreachable.inc()
             now = time.monotonic()
             if now - self._complained.get(origin.url, -_LOOKUP_S) >= _LOOKUP_S:
                 self._complained[origin.url] = now  # once a second, not once a request
@@ -182,6 +204,7 @@ class Forwarder:
                 "the node that packages this stream cannot be reached; try again",
                 {"Retry-After": "1", "Cache-Control": "no-store"},
             )
+        self._answered.inc()
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name in _ANSWERED:
@@ -193,6 +216,7 @@ class Forwarder:
                     await response.write(chunk)
                 await response.write_eof()
             except _BrokenOff:
+                self._broken_off.inc()
                 # the status is sent: cut the answer off rather than end it as if whole
                 if request.transport is not None:
                     request.transport.close()

@@ -80,6 +80,8 @@ async def test_a_stream_published_on_one_node_plays_through_another(
         resp = await node_b.get(f"/hls/{stream.id}/part-deadbeef-0.m4s")
         assert resp.status == 404
         assert (await resp.json())["error"]["code"] == "hls_not_found"
+        assert _forwarded(await (await node_b.get("/metrics")).text(), "answered") >= 10
+        assert _forwarded(await (await node_a.get("/metrics")).text(), "answered") == 0
     finally:
         await sender.close()
 
@@ -118,6 +120,12 @@ async def test_blocking_reload_through_another_node(
         assert await part.read() == await (await node_a.get(f"/hls/{stream.id}/{name}")).read()
     finally:
         await sender.close()
+
+
+def _forwarded(metrics: str, outcome: str) -> float:
+    line = f'livecast_hls_forwarded_requests_total{{outcome="{outcome}"}} '
+    found = [row for row in metrics.splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
 
 
 async def _newer(client: Client, stream_id: str, body: str) -> bool:
@@ -174,6 +182,7 @@ async def test_the_other_node_answers_json_errors_once_the_origin_is_gone(
         assert resp.headers["Retry-After"] == "1"
         assert resp.headers["Cache-Control"] == "no-store"
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert _forwarded(await (await node_b.get("/metrics")).text(), "unreachable") >= 1
 
         # its record expired (webrtc.origin_ttl_s): no node packages the stream
         async def not_found() -> bool:
