@@ -1,6 +1,8 @@
 """Several nodes on one Redis: a stream published on node A plays as LL-HLS through node
-B, which forwards to A (the one packager), blocking reload included; when A goes away, B
-answers a JSON error. Real WHIP publishers (aiortc), real HTTP between the nodes."""
+B, which forwards to A (the one packager): the same bytes, blocking reload included,
+private streams by token or signed URL; when A dies or stops, B answers a JSON error;
+when the stream moves to B, A forwards there; when it ends, every node shows the end.
+Real WHIP publishers (aiortc), real HTTP between the nodes."""
 
 from __future__ import annotations
 
