@@ -30,7 +30,7 @@ from livecast.config import Settings
 from livecast.embedded_redis import EmbeddedRedis, Supervisor
 from livecast.events import EventPublisher
 from livecast.hls import routes as hls_routes
-from livecast.hls.app import packaging_ctx, playback_signer
+from livecast.hls.app import forwarding_ctx, packaging_ctx, playback_signer
 from livecast.hls.keys import PLAYBACK
 from livecast.http import error_middleware, setup_error_responses
 from livecast.ingest import recordings, whep, whip
@@ -111,8 +111,10 @@ def create_app(settings: Settings) -> web.Application:
             media_ctx,
         ]
     )
+    # FORWARDER: /hls/ requests for streams packaged on another node; needs MEDIA
+    app.cleanup_ctx.append(forwarding_ctx)
     if settings.hls.enabled:
-        # PACKAGING: LL-HLS of this node's streams; needs MEDIA
+        # PACKAGING: LL-HLS of this node's streams; needs MEDIA and FORWARDER
         app.cleanup_ctx.append(packaging_ctx)
     # Before connections are closed at shutdown: sockets hear 1001, sessions end with a
     # reason (their services close later, with the contexts above).

@@ -1,29 +1,31 @@
-"""The LL-HLS packaging of this node's streams, built from settings, and the playback
-URL signer (wired by :mod:`livecast.app`).
+"""The LL-HLS services, wired by :mod:`livecast.app`: the playback URL signer, the
+forwarding of ``/hls/`` requests for streams packaged on other nodes, and the packaging
+of this node's streams, built from settings.
 
-The packaging follows the media hub (:mod:`livecast.ingest`), so it starts after it
-and stops before it: its task is cancelled and every playlist ended at shutdown.
+Both contexts follow the media hub (:mod:`livecast.ingest`: its origin registry, its
+streams), so they start after it and stop before it: the packaging stops following the
+hub and ends every playlist at shutdown, then the forwarder takes back its notes of
+ended playlists and closes its client session.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from livecast.aio import cancel_and_wait
-from livecast.appkeys import SETTINGS
+from livecast.appkeys import KEYS, REDIS, SETTINGS
 from livecast.auth import TokenIssuer
 from livecast.config import HlsSettings
-from livecast.hls.keys import PACKAGING
+from livecast.hls.forward import Forwarder
+from livecast.hls.keys import FORWARDER, PACKAGING
 from livecast.hls.packaging import Packaging
 from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
 from livecast.metrics import METRICS
 
-__all__ = ["OPENAPI", "packaging_ctx", "playback_signer"]
+__all__ = ["OPENAPI", "forwarding_ctx", "packaging_ctx", "playback_signer"]
 
 OPENAPI = Path(__file__).parent / "openapi.json"
 
@@ -35,17 +37,26 @@ def playback_signer(settings: HlsSettings, tokens: TokenIssuer) -> PlaybackSigne
     )
 
 
+async def forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
+    forwarder = Forwarder(app[MEDIA].origins, app[REDIS], app[KEYS], app[METRICS].registry)
+    app[FORWARDER] = forwarder
+    forwarder.start()
+    try:
+        yield
+    finally:
+        await forwarder.close()
+
+
 async def packaging_ctx(app: web.Application) -> AsyncIterator[None]:
-    packaging = Packaging(app[SETTINGS].hls, app[MEDIA])
+    packaging = Packaging(app[SETTINGS].hls, app[MEDIA], app[FORWARDER].packaging_ended)
     app[PACKAGING] = packaging
     app[METRICS].gauge(
         "livecast_hls_streams",
         "streams this node packages as LL-HLS (ended ones while their playlist lingers)",
         lambda: len(packaging.streams),
     )
-    task = asyncio.create_task(packaging.run(), name="hls-packaging")
+    packaging.start()
     try:
         yield
     finally:
-        await cancel_and_wait(task)
         await packaging.close()

@@ -8,7 +8,10 @@
   request for the part the playlist hints (``EXT-X-PRELOAD-HINT``) waits for it.
 * Playlists may be cached for about a part's duration, blocking answers for as long
   as their segment stays in the window (they never change); every answer has an ETag
-  and ``Access-Control-Allow-Origin: *``.
+  and ``Access-Control-Allow-Origin: *``, and ``OPTIONS`` answers a CORS preflight.
+
+Any node answers: a stream packaged on another node (its origin) is answered by
+forwarding the request there (:mod:`livecast.hls.forward`).
 
 Public streams play anonymously; a private stream needs a token that may watch it, or
 a signed, expiring playback URL (``GET /api/streams/{id}/playback``, the same files under
@@ -30,7 +33,8 @@ from aiohttp import web
 from livecast.appkeys import STREAMS
 from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, NotFound
-from livecast.hls.keys import PACKAGING, PLAYBACK
+from livecast.hls.forward import FORWARDED_HEADER
+from livecast.hls.keys import FORWARDER, PACKAGING, PLAYBACK
 from livecast.hls.packager import Packager, Playlist
 from livecast.hls.packaging import Packaged
 from livecast.http import error_response, identity, json_response
@@ -51,9 +55,10 @@ _NUMBER = re.compile(r"\d{1,12}")
 _PUBLIC_RECHECK_S: Final = 5.0
 
 
-async def _packaged(request: web.Request) -> Packaged:
+async def _packaged(request: web.Request) -> Packaged | None:
     """The stream's packaging here, once the caller may watch it (by its token, or by the
-    signed path it came through); 404 if none."""
+    signed path it came through); None if it is packaged elsewhere, or nowhere (an
+    ended playlist lingering here gives way to a node the stream is live on now)."""
     stream_id = request.match_info["stream_id"]
     signature = request.match_info.get("signature")
     if signature is not None:
@@ -61,9 +66,13 @@ async def _packaged(request: web.Request) -> Packaged:
     packaging = request.app.get(PACKAGING)
     packaged = packaging.streams.get(stream_id) if packaging is not None else None
     if packaged is None:
-        raise NotFound(
-            "this stream is not packaged as HLS on this node", code=ErrorCode.HLS_NOT_FOUND
-        )
+        return None
+    if (
+        packaged.ended_at is not None
+        and FORWARDED_HEADER not in request.headers
+        and await request.app[FORWARDER].origin(stream_id) is not None
+    ):
+        return None
     if signature is not None:
         return packaged
     now = time.monotonic()
@@ -73,6 +82,11 @@ async def _packaged(request: web.Request) -> Packaged:
         packaged.public = stream.public
         packaged.public_checked_at = now
     return packaged
+
+
+async def _forward(request: web.Request) -> web.StreamResponse:
+    """The answer of the node that packages the stream (:mod:`livecast.hls.forward`)."""
+    return await request.app[FORWARDER].forward(request, request.match_info["stream_id"])
 
 
 def _query_number(request: web.Request, name: str) -> int | None:
@@ -129,6 +143,8 @@ async def playlist(request: web.Request) -> web.StreamResponse:
     if part is not None and msn is None:
         raise BadRequest("_HLS_part needs _HLS_msn", code=ErrorCode.INVALID_HLS_REQUEST)
     packaged = await _packaged(request)
+    if packaged is None:
+        return await _forward(request)
     packager = packaged.packager
     found: Playlist | None
     if msn is None:
@@ -168,6 +184,8 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     if match is None:
         raise NotFound("no such HLS file", code=ErrorCode.HLS_NOT_FOUND)
     packaged = await _packaged(request)
+    if packaged is None:
+        return await _forward(request)
     packager = packaged.packager
     data = packager.file(name)
     if data is None and match["part"] is not None and name.startswith(f"part-{packager.run}-"):
@@ -188,6 +206,24 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     if request.headers.get("If-None-Match") == headers["ETag"]:
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, content_type="video/mp4", headers=headers)
+
+
+@routes.route("OPTIONS", f"{_SIGNED}/{{name}}")
+@routes.route("OPTIONS", "/hls/{stream_id}/{name}")
+async def preflight(request: web.Request) -> web.Response:
+    """The CORS preflight a browser sends before a player on another origin sends a
+    token (``Authorization``) or revalidates (``If-None-Match``): allowed for every
+    path, answered by this node whatever the stream (never forwarded), cached a day."""
+    methods = "GET, HEAD, OPTIONS"
+    return web.Response(
+        status=204,
+        headers={
+            "Allow": methods,
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Authorization, If-None-Match",
+            "Access-Control-Max-Age": "86400",
+        },
+    )
 
 
 class Playback(msgspec.Struct):
