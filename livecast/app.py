@@ -26,7 +26,7 @@ from livecast.events import EventPublisher
 from livecast.http import error_middleware, setup_error_responses
 from livecast.inventory import api as inventory_api
 from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
-from livecast.openapi import build_openapi, openapi_route
+from livecast.openapi import OPENAPI, build_openapi, openapi_route
 from livecast.redisdb import KeySpace, open_redis
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
@@ -36,9 +36,8 @@ __all__ = ["ABORT", "Abort", "create_app"]
 log = logging.getLogger(__name__)
 
 _PACKAGE = Path(__file__).parent
+# The packages whose routes have no contracts yet (see livecast.openapi).
 OPENAPI_FRAGMENTS = [
-    _PACKAGE / "openapi.json",
-    _PACKAGE / "streams" / "openapi.json",
     _PACKAGE / "inventory" / "openapi.json",
     _PACKAGE / "cart" / "openapi.json",
     _PACKAGE / "chat" / "openapi.json",
@@ -87,8 +86,9 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes([metrics_route()])
     ingest.setup(app)
     hls.setup(app)
-    app.add_routes([openapi_route(build_openapi(OPENAPI_FRAGMENTS, version=__version__))])
+    app.add_routes([openapi_route()])
     pages.setup(app)
+    app[OPENAPI] = build_openapi(app, version=__version__, fragments=OPENAPI_FRAGMENTS)
     return app
 
 

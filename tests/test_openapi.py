@@ -1,12 +1,28 @@
-"""The served OpenAPI document is whole: every reference resolves, every route is there."""
+"""The served OpenAPI document is whole (every reference resolves, every route is there)
+and changes only on purpose: it must equal ``tests/snapshots/openapi.json``.
+
+After a deliberate change to a route or a type, refresh the snapshot with::
+
+    LIVECAST_UPDATE_SNAPSHOT=1 python -m pytest tests/test_openapi.py -k snapshot
+
+and review its diff with the change.
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from livecast.error_codes import ErrorCode
+from livecast.openapi import OPENAPI
 from tests.conftest import Client
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
 
 
 def _refs(node: Any) -> list[str]:
@@ -48,3 +64,48 @@ async def test_order_stats_and_webhook_payloads_are_described(client: Client) ->
     assert {"Order", "OrderLine", "StreamStats", "WebhookEvent", "Money"} <= set(
         doc["components"]["schemas"]
     )
+
+
+def test_the_document_matches_its_snapshot(app: web.Application) -> None:
+    current = app[OPENAPI].body.decode() + "\n"
+    if os.environ.get("LIVECAST_UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(current)
+    saved = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
+    if current != saved:
+        diff = "".join(
+            difflib.unified_diff(
+                saved.splitlines(keepends=True),
+                current.splitlines(keepends=True),
+                "tests/snapshots/openapi.json",
+                "served /api/openapi.json",
+                n=2,
+            )
+        )
+        raise AssertionError(
+            "the OpenAPI document changed; if on purpose, refresh the snapshot with\n"
+            "  LIVECAST_UPDATE_SNAPSHOT=1 python -m pytest tests/test_openapi.py -k snapshot\n"
+            + diff
+        )
+
+
+async def test_the_served_document_is_the_generated_one(
+    client: Client, app: web.Application
+) -> None:
+    served = await (await client.get("/api/openapi.json")).json()
+    assert served == json.loads(app[OPENAPI].body)
+
+
+async def test_every_described_error_code_has_the_status_it_is_under(client: Client) -> None:
+    doc = await (await client.get("/api/openapi.json")).json()
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            for status, answer in operation["responses"].items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+                if "allOf" not in schema:
+                    continue
+                codes = schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
+                for code in codes:
+                    assert ErrorCode.of(code).status == int(status), (path, method, status, code)
