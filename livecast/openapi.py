@@ -56,6 +56,7 @@ __all__ = [
     "Contract",
     "Param",
     "Reply",
+    "Webhook",
     "build_openapi",
     "contract",
     "contract_of",
@@ -132,6 +133,15 @@ class Contract:
     redis: bool
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """A request livecast sends to a URL the operator configures (OpenAPI ``webhooks``)."""
+
+    summary: str
+    body: Any
+    description: str = ""
+
+
 _ATTRIBUTE = "__livecast_contract__"
 
 
@@ -203,9 +213,15 @@ OPENAPI = web.AppKey("openapi", ApiDocument)
 
 
 def build_openapi(
-    app: web.Application, *, version: str, fragments: Sequence[Path] = ()
+    app: web.Application,
+    *,
+    version: str,
+    webhooks: Mapping[str, Webhook] | None = None,
+    fragments: Sequence[Path] = (),
 ) -> ApiDocument:
-    """The document of every route of ``app`` that has a contract, plus ``fragments``."""
+    """The document of every route of ``app`` that has a contract, the ``webhooks`` it
+    sends, and ``fragments``."""
+    webhooks = webhooks or {}
     operations: list[tuple[str, str, Contract]] = []
     for route in app.router.routes():
         declared = contract_of(route.handler)
@@ -219,6 +235,7 @@ def build_openapi(
             types.append(declared.body.type)
         types += [p.type for p in declared.params]
         types += [r.body for r in declared.responses.values() if r.body is not None]
+    types += [hook.body for hook in webhooks.values()]
     refs, components = schema_components(types)
     schema_of = {id(t): ref for t, ref in zip(types, refs, strict=True)}
     named = {
@@ -241,6 +258,10 @@ def build_openapi(
         },
         "paths": paths,
     }
+    if webhooks:
+        document["webhooks"] = {
+            name: {"post": _webhook(hook, schema_of)} for name, hook in webhooks.items()
+        }
     _merge_fragments(document, fragments)
     return ApiDocument(document, named)
 
@@ -302,6 +323,18 @@ def _operation(path: str, declared: Contract, schema_of: Mapping[int, Any]) -> d
     for status, codes in sorted(_error_codes(declared).items()):
         responses[str(status)] = _error_answer(codes, declared.errors)
     operation["responses"] = responses
+    return operation
+
+
+def _webhook(hook: Webhook, schema_of: Mapping[int, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": hook.summary}
+    if hook.description:
+        operation["description"] = hook.description
+    operation["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": schema_of[id(hook.body)]}},
+    }
+    operation["responses"] = {"2XX": {"description": "acknowledged; anything else is retried"}}
     return operation
 
 
