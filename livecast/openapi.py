@@ -100,11 +100,11 @@ class Reply:
 
 @dataclass(frozen=True)
 class Body:
-    """A request body: its type (for JSON), media type and description. A JSON body is
-    read with :func:`livecast.http.read_json`."""
+    """A request body: its type (for JSON), media type (or types) and description. A
+    JSON body is read with :func:`livecast.http.read_json`."""
 
     type: Any
-    media_type: str = "application/json"
+    media_type: str | tuple[str, ...] = "application/json"
     description: str = ""
     required: bool = True
 
@@ -302,7 +302,7 @@ def _operation(path: str, declared: Contract, schema_of: Mapping[int, Any]) -> d
             media["schema"] = schema_of[id(body.type)]
         request_body: dict[str, Any] = {
             "required": body.required,
-            "content": {body.media_type: media},
+            "content": dict.fromkeys(_media_types(body), media),
         }
         if body.description:
             request_body["description"] = body.description
@@ -369,7 +369,7 @@ def _error_codes(declared: Contract) -> dict[int, list[ErrorCode]]:
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             ErrorCode.EXPECTATION_FAILED,
         }
-        if declared.body.media_type == "application/json":
+        if "application/json" in _media_types(declared.body):
             codes |= {ErrorCode.MALFORMED_JSON, ErrorCode.INVALID_FIELD}
     if declared.auth is not Auth.NONE:
         codes |= {ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED}
@@ -381,6 +381,10 @@ def _error_codes(declared: Contract) -> dict[int, list[ErrorCode]]:
     for code in sorted(codes):
         by_status.setdefault(code.status, []).append(code)
     return by_status
+
+
+def _media_types(body: Body) -> tuple[str, ...]:
+    return (body.media_type,) if isinstance(body.media_type, str) else body.media_type
 
 
 def _error_answer(codes: Sequence[ErrorCode], notes: Mapping[ErrorCode, str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from aiohttp import web
 from livecast.error_codes import ErrorCode
 from livecast.openapi import OPENAPI
 from tests.conftest import Client
+from tests.contract import AnswerCheck
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
 
@@ -114,3 +115,35 @@ async def test_every_described_error_code_has_the_status_it_is_under(client: Cli
                 codes = schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
                 for code in codes:
                     assert ErrorCode.of(code).status == int(status), (path, method, status, code)
+
+
+def test_the_answer_check_catches_what_the_document_does_not_say(app: web.Application) -> None:
+    check = AnswerCheck(app[OPENAPI])
+    stream = {
+        "id": "s1",
+        "title": "t",
+        "description": "",
+        "seller_id": "u",
+        "seller_name": "U",
+        "state": "live",
+        "public": True,
+        "featured_skus": [],
+        "scheduled_start": None,
+        "created_at": "2026-11-22T10:00:00.000Z",
+        "started_at": None,
+        "ended_at": None,
+        "updated_at": None,
+    }
+
+    def answer(status: int, body: Any) -> str | None:
+        encoded = json.dumps(body).encode()
+        return check.check("GET", "/api/streams/{stream_id}", status, "application/json", encoded)
+
+    assert answer(200, stream) is None
+    assert "lacks" in (answer(200, {**stream, "extra": 1}) or "")
+    assert "not a Stream" in (answer(200, {k: v for k, v in stream.items() if k != "id"}) or "")
+    assert "not a Stream" in (answer(200, {**stream, "state": "paused"}) or "")
+    assert "not documented" in (answer(409, {"error": {"code": "conflict", "message": ""}}) or "")
+    wrong_code = {"error": {"code": "unknown_sku", "message": "no"}}
+    assert "unknown_sku is not documented" in (answer(404, wrong_code) or "")
+    assert answer(404, {"error": {"code": "stream_not_found", "message": "no"}}) is None
