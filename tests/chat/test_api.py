@@ -74,4 +74,6 @@ async def test_openapi_describes_the_live_event_routes(client: Client) -> None:
         "/api/streams/{stream_id}/stats",
     ):
         assert path in doc["paths"]
-    assert {"ChatMessage", "BanRequest", "LiveStats"} <= set(doc["components"]["schemas"])
+    assert {"ChatMessageData", "BanRequest", "ModerationSettings"} <= set(
+        doc["components"]["schemas"]
+    )
