@@ -41,7 +41,6 @@ _PACKAGE = Path(__file__).parent
 OPENAPI_FRAGMENTS = [
     _PACKAGE / "ingest" / "openapi.json",
     _PACKAGE / "hls" / "openapi.json",
-    _PACKAGE / "pages.openapi.json",
 ]
 
 
