@@ -89,12 +89,13 @@ class Auth(StrEnum):
 
 @dataclass(frozen=True)
 class Reply:
-    """One documented answer: its body's type (``None`` for no body), what it means,
-    its media type and the headers it carries (name to description)."""
+    """One documented answer: its body's type (``None`` for no body, or one not typed,
+    like a file), what it means, its media type (or types) and the headers it carries
+    (name to description)."""
 
     body: Any = None
     description: str = "ok"
-    media_type: str = "application/json"
+    media_type: str | tuple[str, ...] = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -302,7 +303,7 @@ def _operation(path: str, declared: Contract, schema_of: Mapping[int, Any]) -> d
             media["schema"] = schema_of[id(body.type)]
         request_body: dict[str, Any] = {
             "required": body.required,
-            "content": dict.fromkeys(_media_types(body), media),
+            "content": dict.fromkeys(_kinds(body.media_type), media),
         }
         if body.description:
             request_body["description"] = body.description
@@ -316,9 +317,10 @@ def _operation(path: str, declared: Contract, schema_of: Mapping[int, Any]) -> d
                 for name, text in reply.headers.items()
             }
         if reply.body is not None:
-            answer["content"] = {reply.media_type: {"schema": schema_of[id(reply.body)]}}
+            schema = schema_of[id(reply.body)]
+            answer["content"] = {kind: {"schema": schema} for kind in _kinds(reply.media_type)}
         elif reply.media_type != "application/json":
-            answer["content"] = {reply.media_type: {"schema": {"type": "string"}}}
+            answer["content"] = {kind: {} for kind in _kinds(reply.media_type)}
         responses[str(status)] = answer
     for status, codes in sorted(_error_codes(declared).items()):
         responses[str(status)] = _error_answer(codes, declared.errors)
@@ -369,7 +371,7 @@ def _error_codes(declared: Contract) -> dict[int, list[ErrorCode]]:
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             ErrorCode.EXPECTATION_FAILED,
         }
-        if "application/json" in _media_types(declared.body):
+        if "application/json" in _kinds(declared.body.media_type):
             codes |= {ErrorCode.MALFORMED_JSON, ErrorCode.INVALID_FIELD}
     if declared.auth is not Auth.NONE:
         codes |= {ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED}
@@ -383,8 +385,8 @@ def _error_codes(declared: Contract) -> dict[int, list[ErrorCode]]:
     return by_status
 
 
-def _media_types(body: Body) -> tuple[str, ...]:
-    return (body.media_type,) if isinstance(body.media_type, str) else body.media_type
+def _kinds(media_type: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (media_type,) if isinstance(media_type, str) else media_type
 
 
 def _error_answer(codes: Sequence[ErrorCode], notes: Mapping[ErrorCode, str]) -> dict[str, Any]:

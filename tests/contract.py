@@ -63,6 +63,8 @@ class AnswerCheck:
             return None
         if content is None or media not in content:
             return f"{media} is not documented for status {status}"
+        if content[media].get("schema") == {"$ref": _REF + "Error"}:
+            return _check_error(body, None)
         if media != "application/json":
             return None
         schema = content[media].get("schema")
