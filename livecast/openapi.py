@@ -230,14 +230,17 @@ def build_openapi(
             continue
         operations.append((route.resource.canonical, route.method.lower(), declared))
 
-    types: list[Any] = [Error]
+    inputs: list[Any] = []
+    outputs: list[Any] = [Error]
     for _, _, declared in operations:
         if declared.body is not None and declared.body.type is not None:
-            types.append(declared.body.type)
-        types += [p.type for p in declared.params]
-        types += [r.body for r in declared.responses.values() if r.body is not None]
-    types += [hook.body for hook in webhooks.values()]
+            inputs.append(declared.body.type)
+        inputs += [p.type for p in declared.params]
+        outputs += [r.body for r in declared.responses.values() if r.body is not None]
+    outputs += [hook.body for hook in webhooks.values()]
+    types = inputs + outputs
     refs, components = schema_components(types)
+    _require_every_answer_field(components, refs[: len(inputs)])
     schema_of = {id(t): ref for t, ref in zip(types, refs, strict=True)}
     named = {
         t.__name__: t
@@ -265,6 +268,29 @@ def build_openapi(
         }
     _merge_fragments(document, fragments)
     return ApiDocument(document, named)
+
+
+def _require_every_answer_field(components: dict[str, Any], input_schemas: list[Any]) -> None:
+    """An answer always carries every field of its Struct (none omits defaults), so a
+    schema only answers use lists them all as required; one a request uses keeps
+    msgspec's (fields with defaults may be left out)."""
+    sent: set[str] = set()
+    pending = list(input_schemas)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                if name not in sent:
+                    sent.add(name)
+                    pending.append(components[name])
+            pending += node.values()
+        elif isinstance(node, list):
+            pending += node
+    for name, schema in components.items():
+        if name not in sent and "properties" in schema:
+            schema["required"] = list(schema["properties"])
 
 
 def _merge_fragments(document: dict[str, Any], fragments: Sequence[Path]) -> None:

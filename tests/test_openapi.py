@@ -147,3 +147,17 @@ def test_the_answer_check_catches_what_the_document_does_not_say(app: web.Applic
     wrong_code = {"error": {"code": "unknown_sku", "message": "no"}}
     assert "unknown_sku is not documented" in (answer(404, wrong_code) or "")
     assert answer(404, {"error": {"code": "stream_not_found", "message": "no"}}) is None
+
+
+async def test_every_object_schema_lists_its_required_fields(client: Client) -> None:
+    """An answer's schema requires every field (answers always carry them all); a request's
+    leaves out only fields with a default, or those of a patch (absent: unchanged)."""
+    doc = await (await client.get("/api/openapi.json")).json()
+    for name, schema in doc["components"]["schemas"].items():
+        if "properties" not in schema:
+            continue
+        required = set(schema.get("required", []))
+        for field, described in schema["properties"].items():
+            if field in required or name == "PatchStream":
+                continue
+            assert "default" in described, f"{name}.{field} is neither required nor defaulted"
