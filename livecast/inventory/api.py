@@ -333,7 +333,6 @@ def _require_live(stream: Stream, action: str) -> None:
         ErrorCode.UNKNOWN_SKU: "",
         ErrorCode.STREAM_NOT_LIVE: "",
         ErrorCode.INSUFFICIENT_STOCK: "",
-        ErrorCode.SOLD_OUT: "",
         ErrorCode.DEAL_EXISTS: "",
         ErrorCode.CURRENCY_MISMATCH: "",
     },
