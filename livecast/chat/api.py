@@ -8,7 +8,8 @@ hosts. The live-events socket's own route is described here too (its events are 
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -26,6 +27,8 @@ from livecast.openapi import Auth, Param, Reply, contract
 from livecast.streams.registry import Stream
 
 __all__ = ["routes"]
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
@@ -129,8 +132,19 @@ async def recent_chat(request: web.Request) -> web.Response:
     """The last messages and the newest offset (anyone may read, like the socket)."""
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])
     snapshot = await request.app[CHAT].history.snapshot(stream.id)
-    messages = msgspec.convert(snapshot.chat, list[ChatMessageData])
-    return json_response(ChatHistory(messages, snapshot.offset))
+    return json_response(ChatHistory(_messages(stream.id, snapshot.chat), snapshot.offset))
+
+
+def _messages(stream_id: str, stored: list[dict[str, Any]]) -> list[ChatMessageData]:
+    """The stored messages as the contract types them; one that no longer fits (written
+    by another version) is left out and logged, not fatal to the whole history."""
+    messages = []
+    for message in stored:
+        try:
+            messages.append(msgspec.convert(message, ChatMessageData))
+        except msgspec.ValidationError as exc:
+            log.warning("stream %s: stored chat message left out: %s", stream_id, exc)
+    return messages
 
 
 @routes.delete("/api/streams/{stream_id}/chat/{offset}")
