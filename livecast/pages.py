@@ -46,7 +46,7 @@ from livecast.ids import is_stream_id, new_id
 from livecast.openapi import Auth, Reply, contract
 from livecast.streams.registry import Stream
 
-__all__ = ["CONTENT_TYPES", "PAGES", "setup", "web_root"]
+__all__ = ["CONTENT_TYPES", "PAGES", "WEB_ROOT", "routes", "web_root"]
 
 _INSTALLED = Path("share") / "livecast" / "web"
 
@@ -94,7 +94,7 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-_WEB_ROOT = web.AppKey("web_root", Path)
+WEB_ROOT = web.AppKey("web_root", Path)
 _DIRECTORY_LIMIT = 100
 
 
@@ -118,16 +118,6 @@ def web_root() -> Path:
     )
 
 
-def setup(app: web.Application) -> None:
-    app[_WEB_ROOT] = web_root()
-    for path, filename in PAGES.items():
-        app.router.add_get(path, _page_handler(filename), name=f"page:{filename}")
-    app.router.add_get("/static/{path:.+}", _static)
-    app.router.add_get("/api/directory", directory)
-    app.router.add_get("/api/dev", dev_settings)
-    app.router.add_post("/api/dev/tokens", mint_dev_token)
-
-
 def _page_handler(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def page(request: web.Request) -> web.StreamResponse:
         status = 200
@@ -138,7 +128,7 @@ def _page_handler(filename: str) -> Callable[[web.Request], Awaitable[web.Stream
             # The page itself explains that the stream does not exist.
             status = 404
         response = web.FileResponse(
-            request.app[_WEB_ROOT] / filename, status=status, headers=_PAGE_HEADERS
+            request.app[WEB_ROOT] / filename, status=status, headers=_PAGE_HEADERS
         )
         response.content_type = "text/html"
         response.charset = "utf-8"
@@ -154,7 +144,7 @@ async def _static(request: web.Request) -> web.StreamResponse:
     if any(part.startswith(".") for part in relative.parts):
         raise NotFound("no such file", code=ErrorCode.NOT_FOUND)
     content_type = CONTENT_TYPES.get(relative.suffix)
-    root: Path = request.app[_WEB_ROOT]
+    root: Path = request.app[WEB_ROOT]
     path = root.joinpath(*relative.parts)
     if content_type is None or not path.is_file() or root not in path.resolve().parents:
         raise NotFound("no such file", code=ErrorCode.NOT_FOUND)
@@ -255,3 +245,15 @@ async def mint_dev_token(request: web.Request) -> web.Response:
     ttl = settings.auth.default_ttl_s
     token = request.app[TOKENS].issue(sub=sub, name=name, role=Role.VIEWER, ttl_s=ttl)
     return json_response(DevToken(token=token, sub=sub, name=name, expires_in=ttl), status=201)
+
+
+routes = [
+    *(
+        web.get(path, _page_handler(filename), name=f"page:{filename}")
+        for path, filename in PAGES.items()
+    ),
+    web.get("/static/{path:.+}", _static),
+    web.get("/api/directory", directory),
+    web.get("/api/dev", dev_settings),
+    web.post("/api/dev/tokens", mint_dev_token),
+]

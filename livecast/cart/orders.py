@@ -11,8 +11,9 @@ buyer and by stream::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from enum import StrEnum
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -99,15 +100,21 @@ class OrderStore:
         """
         if not indexed:
             await self.index(order, created_ms)
-        await self._batcher.command("SET", self._key(order.id), self._encoder.encode(order))
+        await self.put(order)
 
-    async def index(self, order: Order, created_ms: int) -> None:
-        """List the order under its buyer and its streams (the first half of :meth:`save`)."""
+    def index(self, order: Order, created_ms: int) -> Awaitable[list[Any]]:
+        """List the order under its buyer and its streams (the first half of :meth:`save`),
+        queued in the loop tick's batch."""
         indexes = [self._keys.key("orders", "buyer", order.buyer_id)]
         indexes += [self._keys.key("orders", "stream", s) for s in order.stream_ids]
-        await asyncio.gather(
+        return asyncio.gather(
             *(self._batcher.command("ZADD", index, created_ms, order.id) for index in indexes)
         )
+
+    def put(self, order: Order) -> asyncio.Future[Any]:
+        """Store the record of an order already indexed (the second half of :meth:`save`),
+        queued in the loop tick's batch."""
+        return self._batcher.command("SET", self._key(order.id), self._encoder.encode(order))
 
     async def find(self, order_id: str) -> Order | None:
         if not order_id.startswith("ord_") or len(order_id) > 64:

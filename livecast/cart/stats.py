@@ -24,18 +24,20 @@ viewers; average order value is GMV over orders, per currency, rounded down.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 
 from livecast.cart.orders import OrderStore
+from livecast.events import Event
 from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
-__all__ = ["Audience", "AudienceSource", "SalesStats", "StreamStats"]
+__all__ = ["Audience", "AudienceSource", "SalesStats", "StatsEvent", "StreamStats"]
 
 _HERE = Path(__file__).parent
 
@@ -85,6 +87,13 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
     ]
 
 
+class StatsEvent(Event, tag="stats", frozen=True, kw_only=True):
+    """Hosts only: the stream's live sales and audience numbers, every
+    ``cart.stats_push_interval_s``."""
+
+    data: StreamStats
+
+
 class SalesStats:
     def __init__(
         self, redis: aioredis.Redis, keys: KeySpace, *, batcher: ScriptBatcher | None = None
@@ -103,11 +112,12 @@ class SalesStats:
     async def add_to_cart(self, stream_id: str, count: int = 1) -> None:
         await self._redis.hincrby(self._key(stream_id, "stats"), "add_to_carts", count)
 
-    async def count_order(
+    def count_order(
         self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str
-    ) -> None:
-        """Count the order's part bought from ``stream_id``; an order counted before is not."""
-        await self._batcher.call(
+    ) -> asyncio.Future[Any]:
+        """Count the order's part bought from ``stream_id``; an order counted before is not.
+        Queued in the loop tick's batch."""
+        return self._batcher.call(
             self._count_order,
             (
                 self._key(stream_id, "counted-orders"),

@@ -15,8 +15,8 @@ import msgspec
 from aiohttp import web
 
 from livecast.appkeys import STREAMS
-from livecast.auth import Role
 from livecast.chat import socket
+from livecast.chat.events import ChatMessageData
 from livecast.chat.moderation import Ban, ModerationSettings
 from livecast.chat.service import CHAT
 from livecast.chat.wire import is_offset
@@ -52,26 +52,6 @@ class SlowMode(msgspec.Struct, forbid_unknown_fields=True):
 
 class BannedWords(msgspec.Struct, forbid_unknown_fields=True):
     words: Annotated[list[Word], msgspec.Meta(max_length=500)]
-
-
-class ChatAuthor(msgspec.Struct, frozen=True, kw_only=True):
-    """Who posted a chat message, as their token named them when they did."""
-
-    id: str
-    name: str
-    role: Role
-
-
-class ChatMessageData(msgspec.Struct, frozen=True, kw_only=True):
-    """A chat message, as the ``chat.message`` event carries it: ``ts`` is when it was
-    posted (epoch ms); ``id`` is its offset. ``text`` is plain text: render it as text,
-    never as HTML."""
-
-    user: ChatAuthor
-    text: str
-    ts: int
-    client_id: str
-    id: str
 
 
 class ChatHistory(msgspec.Struct, frozen=True):

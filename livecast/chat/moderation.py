@@ -12,6 +12,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livecast.chat._keys import LiveKeys
+from livecast.chat.events import ChatSettingsChanged, ChatSettingsData
 from livecast.chat.history import word_tokens
 from livecast.events import EventPublisher
 from livecast.redisdb import KeySpace
@@ -55,7 +56,8 @@ class Moderation:
     async def set_slow_mode(self, stream_id: str, seconds: int) -> None:
         """Set slow mode and tell viewers (``chat.settings``), so their UI can show it."""
         await self._redis.hset(LiveKeys(self._keys, stream_id).mod, "slow_mode_s", seconds)
-        await self._events.publish(stream_id, "chat.settings", {"slow_mode_s": seconds})
+        settings = ChatSettingsData(slow_mode_s=seconds)
+        await self._events.publish(ChatSettingsChanged(stream=stream_id, data=settings))
 
     async def set_words(self, stream_id: str, words: list[str]) -> list[str]:
         """Replace the stream's banned words (whole words or phrases, case-insensitive)."""

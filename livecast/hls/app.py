@@ -1,4 +1,5 @@
-"""Wiring: the LL-HLS routes, and the packaging of this node's streams built from settings.
+"""The LL-HLS packaging of this node's streams, built from settings, and the playback
+URL signer (wired by :mod:`livecast.app`).
 
 The packaging follows the media hub (:mod:`livecast.ingest`), so it starts after it
 and stops before it: its task is cancelled and every playlist ended at shutdown.
@@ -13,33 +14,28 @@ from pathlib import Path
 from aiohttp import web
 
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import SETTINGS, TOKENS
-from livecast.hls import routes
-from livecast.hls.keys import PACKAGING, PLAYBACK
+from livecast.appkeys import SETTINGS
+from livecast.auth import TokenIssuer
+from livecast.config import HlsSettings
+from livecast.hls.keys import PACKAGING
 from livecast.hls.packaging import Packaging
 from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
 from livecast.metrics import METRICS
 
-__all__ = ["OPENAPI", "setup"]
+__all__ = ["OPENAPI", "packaging_ctx", "playback_signer"]
 
 OPENAPI = Path(__file__).parent / "openapi.json"
 
 
-def setup(app: web.Application) -> None:
-    """Add the /hls routes (with the playback URL signer) and, when ``hls.enabled``, the
-    packaging of this node's streams."""
-    settings = app[SETTINGS]
-    app[PLAYBACK] = PlaybackSigner(
-        app[TOKENS].derived_key("livecast hls playback"), ttl_s=settings.hls.playback_url_ttl_s
+def playback_signer(settings: HlsSettings, tokens: TokenIssuer) -> PlaybackSigner:
+    """The signer of private streams' playback URLs, keyed from the token secret."""
+    return PlaybackSigner(
+        tokens.derived_key("livecast hls playback"), ttl_s=settings.playback_url_ttl_s
     )
-    app.add_routes(routes.routes)
-    app.on_response_prepare.append(routes.cors_headers)
-    if settings.hls.enabled:
-        app.cleanup_ctx.append(_packaging_ctx)
 
 
-async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
+async def packaging_ctx(app: web.Application) -> AsyncIterator[None]:
     packaging = Packaging(app[SETTINGS].hls, app[MEDIA])
     app[PACKAGING] = packaging
     app[METRICS].gauge(

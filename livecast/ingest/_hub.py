@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
@@ -22,9 +22,19 @@ from livecast.aio import cancel_and_wait
 from livecast.config import WebRtcSettings
 from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound, Unprocessable
+from livecast.events import Event
 from livecast.ingest import _aiortc
 from livecast.ingest.errors import PreconditionFailed
-from livecast.ingest.media import PUBLISHER, VIEWER, MediaState, Session, StreamMedia
+from livecast.ingest.media import (
+    PUBLISHER,
+    VIEWER,
+    MediaState,
+    MediaStateChanged,
+    MediaStateData,
+    MediaStateName,
+    Session,
+    StreamMedia,
+)
 from livecast.ingest.origin import OriginRegistry
 from livecast.ingest.recorder import Recorder
 from livecast.ingest.relay import RelayTuning
@@ -34,7 +44,7 @@ __all__ = ["SHUTDOWN_CLOSE_S", "EventSink", "HubBase", "close_within"]
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[str, str, dict[str, object]], Awaitable[None]]
+EventSink = Callable[[Event], Awaitable[None]]
 
 # At shutdown, how long peer connections get to close. aiortc's close waits on every
 # transport of the connection; one still closing then is abandoned to the process exit
@@ -312,8 +322,9 @@ class HubBase:
         media.state = state
         media.state_since = time.monotonic()
         if announce:
-            data: dict[str, object] = {"state": state, "video_codec": media.video_codec}
-            self._keep(asyncio.ensure_future(self._emit(media.stream_id, data)))
+            data = MediaStateData(state=cast(MediaStateName, state), video_codec=media.video_codec)
+            event = MediaStateChanged(stream=media.stream_id, data=data)
+            self._keep(asyncio.ensure_future(self._emit(event)))
 
     def follow_origin(self, media: StreamMedia, state: str) -> None:
         """On an edge: the stream's media state as this node's pull sees it. Viewers
@@ -321,11 +332,11 @@ class HubBase:
         tell them. ``live`` is not announced: an origin that is alive says so itself."""
         self._set_state(media, state, announce=state != MediaState.LIVE)
 
-    async def _emit(self, stream_id: str, data: dict[str, object]) -> None:
+    async def _emit(self, event: MediaStateChanged) -> None:
         try:
-            await self._publish_event(stream_id, "media.state", data)
+            await self._publish_event(event)
         except Exception:
-            log.exception("stream %s: could not publish media.state %s", stream_id, data)
+            log.exception("stream %s: could not publish %s", event.stream, event)
 
     def _keep(self, future: asyncio.Future[Any]) -> None:
         self._tasks.add(future)

@@ -18,12 +18,22 @@ from typing import TYPE_CHECKING, Annotated, Literal, cast
 import msgspec
 from aiortc import RTCPeerConnection
 
+from livecast.events import Event
 from livecast.ingest.relay import MediaSource, RelayTuning, ViewerTrack
 
 if TYPE_CHECKING:
     from livecast.ingest.edge import EdgePull
 
-__all__ = ["PUBLISHER", "VIEWER", "MediaState", "MediaStatus", "Session", "StreamMedia"]
+__all__ = [
+    "PUBLISHER",
+    "VIEWER",
+    "MediaState",
+    "MediaStateChanged",
+    "MediaStateData",
+    "MediaStatus",
+    "Session",
+    "StreamMedia",
+]
 
 PUBLISHER = "publisher"
 VIEWER = "viewer"
@@ -34,6 +44,23 @@ class MediaState:
     LIVE = "live"
     RECONNECTING = "reconnecting"
     ENDED = "ended"
+
+
+MediaStateName = Literal["idle", "live", "reconnecting", "ended"]
+
+
+class MediaStateData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``video_codec``: the publisher's (``h264``, ``vp8``; null before one is known)."""
+
+    state: MediaStateName
+    video_codec: str | None
+
+
+class MediaStateChanged(Event, tag="media.state", frozen=True, kw_only=True):
+    """The stream's video went live, is reconnecting (the publisher dropped or its origin
+    may be gone), or ended."""
+
+    data: MediaStateData
 
 
 @dataclass(slots=True)
@@ -84,7 +111,7 @@ class StreamMedia:
 
     def snapshot(self, origin_url: str | None) -> MediaStatus:
         return MediaStatus(
-            state=cast(_StateName, self.state),
+            state=cast(MediaStateName, self.state),
             publishing=self.publisher is not None,
             edge=self.upstream is not None,
             viewers=len(self.viewers),
@@ -99,10 +126,6 @@ class StreamMedia:
         )
 
 
-# MediaState's values.
-_StateName = Literal["idle", "live", "reconnecting", "ended"]
-
-
 def _said(text: str) -> msgspec.Meta:
     return msgspec.Meta(description=text)
 
@@ -111,7 +134,7 @@ class MediaStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The media of a stream on this node (``GET /api/streams/{id}/media``)."""
 
     state: Annotated[
-        _StateName,
+        MediaStateName,
         _said(
             "on an edge, the origin's media state as its pull sees it: live while media "
             "arrives, reconnecting once none has for webrtc.publisher_stale_s or the origin "

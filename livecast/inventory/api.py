@@ -1,5 +1,4 @@
-"""REST routes for the catalog, selling rights, flash deals and pins, and the package's
-``setup(app)``.
+"""REST routes for the catalog, selling rights, flash deals and pins.
 
 Catalog writes are for a product's owner (a seller) and admins, and so are its grants;
 deals and pins for whoever may manage the stream (its seller, a host or seller granted
@@ -31,22 +30,17 @@ from livecast.inventory.deals import Deal
 from livecast.inventory.money import Money
 from livecast.inventory.ownership import GRANTEE_PATTERN, Grant, GrantFields, Right
 from livecast.inventory.pins import PinCard
-from livecast.inventory.service import INVENTORY, inventory_ctx
+from livecast.inventory.service import INVENTORY
 from livecast.openapi import Auth, Body, Param, Reply, contract
 from livecast.streams.registry import Stream
 
-__all__ = ["routes", "setup"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
 _MAX_LOOKUP = 100
 _JSON_LINES = {"application/x-ndjson", "application/jsonl", "application/x-jsonlines"}
 _CSV = {"text/csv"}
-
-
-def setup(app: web.Application) -> None:
-    app.add_routes(routes)
-    app.cleanup_ctx.append(inventory_ctx)
 
 
 class StartDeal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

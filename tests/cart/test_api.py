@@ -135,7 +135,7 @@ async def test_retry_after_the_server_lost_redis_mid_checkout_makes_one_order(
     name = {
         "commit": "commit_holds",
         "order_indexed": "index",  # listed, not yet stored
-        "order_saved": "save",
+        "order_saved": "put",  # stored, with the rest of the finish
         "cart_cleared": "remove",
     }[drop_after]
     real = getattr(target, name)

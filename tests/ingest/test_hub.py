@@ -7,7 +7,6 @@ import itertools
 from collections.abc import Callable
 
 import av
-import msgpack
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -16,7 +15,7 @@ from livecast.appkeys import EVENTS
 from livecast.auth import Role
 from livecast.ingest import _hub
 from livecast.ingest.keys import MEDIA
-from tests.conftest import Client, MakeToken, bearer
+from tests.conftest import Client, MakeToken, bearer, published_event
 from tests.ingest.conftest import SellerStream, eventually
 from tests.ingest.peers import CounterTrack, Viewer, in_order, new_pc, publish, view
 from tests.ingest.test_sessions import _counted, _ended
@@ -53,7 +52,7 @@ async def _media_states(events: PubSub, count: int) -> list[str]:
         message = await events.get_message(ignore_subscribe_messages=True, timeout=0.2)
         if message is None:
             continue
-        event = msgpack.unpackb(message["data"])
+        event = published_event(message["data"])
         if event["type"] == "media.state":  # stream.state and others share the channel
             states.append(event["data"]["state"])
     return states

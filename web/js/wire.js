@@ -1,8 +1,9 @@
 // What the server sends, as the pages read it: one reader per event payload and REST body,
-// each naming the server's fields exactly once (livecast/chat/wire.py and socket.py, the
-// Structs in livecast/inventory/ and livecast/cart/stats.py, media.state in
-// livecast/ingest/). A field the server renames is a one-line change here; no page reads a
-// server field name itself.
+// each naming the server's fields exactly once. The events are described by the AsyncAPI
+// document at /api/asyncapi.json, generated from their Structs (livecast/chat/events.py,
+// livecast/inventory/, livecast/cart/stats.py, media.state in livecast/ingest/media.py; the
+// list is livecast/asyncapi.py). A field the server renames is a one-line change here; no
+// page reads a server field name itself.
 
 /**
  * @typedef {{amountMinor: number, currency: string}} Money
