@@ -124,6 +124,8 @@ class Param:
 
 @dataclass(frozen=True)
 class Contract:
+    """What a route declares about itself; made by :func:`contract`."""
+
     summary: str
     description: str
     body: Body | None
@@ -274,7 +276,7 @@ def _require_every_answer_field(components: dict[str, Any], input_schemas: list[
     """An answer always carries every field of its Struct (none omits defaults), so a
     schema only answers use lists them all as required; one a request uses keeps
     msgspec's (fields with defaults may be left out)."""
-    sent: set[str] = set()
+    in_requests: set[str] = set()
     pending = list(input_schemas)
     while pending:
         node = pending.pop()
@@ -282,14 +284,14 @@ def _require_every_answer_field(components: dict[str, Any], input_schemas: list[
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
                 name = ref.rsplit("/", 1)[1]
-                if name not in sent:
-                    sent.add(name)
+                if name not in in_requests:
+                    in_requests.add(name)
                     pending.append(components[name])
             pending += node.values()
         elif isinstance(node, list):
             pending += node
     for name, schema in components.items():
-        if name not in sent and "properties" in schema:
+        if name not in in_requests and "properties" in schema:
             schema["required"] = list(schema["properties"])
 
 
