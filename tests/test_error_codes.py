@@ -210,3 +210,10 @@ def test_the_pages_friendly_words_are_for_registered_codes() -> None:
     keys = re.findall(r"^\s+(\w+):", table[: table.index("};")], re.MULTILINE)
     assert "sold_out" in keys
     assert set(keys) - {code.value for code in ErrorCode} == {"network"}  # the page's own
+
+
+def test_the_pages_stop_after_exactly_the_close_codes_that_say_do_not_reconnect() -> None:
+    source = (ROOT.parent / "web" / "js" / "events.js").read_text()
+    table = source[source.index("const FINAL_CLOSES = {") :]
+    finals = {int(code) for code in re.findall(r"(\d{4}):", table[: table.index("};")])}
+    assert finals == {int(code) for code in CloseCode if not code.reconnect}
