@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,17 @@ def test_every_api_route_declares_its_contract(app: web.Application) -> None:
         if path in hand_written:
             continue
         assert contract_of(route.handler) is not None, f"{route.method} {path} has no contract"
+
+
+async def test_every_path_parameter_is_declared_once(client: Client) -> None:
+    doc = await (await client.get("/api/openapi.json")).json()
+    for path, item in doc["paths"].items():
+        named = set(re.findall(r"\{([^}]+)\}", path))
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            declared = [*item.get("parameters", []), *operation.get("parameters", [])]
+            keys = [(p["name"], p["in"]) for p in declared]
+            assert len(keys) == len(set(keys)), (path, method, keys)
+            in_path = {p["name"] for p in declared if p["in"] == "path" and p.get("required")}
+            assert in_path == named, (path, method, in_path)
