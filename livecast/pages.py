@@ -30,7 +30,7 @@ import sys
 import sysconfig
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
@@ -43,6 +43,8 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound, Unprocessable
 from livecast.http import identity, json_response, read_json
 from livecast.ids import is_stream_id, new_id
+from livecast.openapi import Auth, Reply, contract
+from livecast.streams.registry import Stream
 
 __all__ = ["CONTENT_TYPES", "PAGES", "WEB_ROOT", "routes", "web_root"]
 
@@ -155,7 +157,35 @@ async def _static(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _directory(request: web.Request) -> web.Response:
+class DirectoryStream(Stream, frozen=True, kw_only=True):
+    viewers: Annotated[
+        int | None,
+        msgspec.Meta(description="concurrent viewers of a live stream; null otherwise"),
+    ]
+
+
+class Directory(msgspec.Struct, frozen=True):
+    streams: list[DirectoryStream]
+
+
+class DevSettings(msgspec.Struct, frozen=True):
+    mint_viewer_tokens: bool
+
+
+class DevToken(msgspec.Struct, frozen=True, kw_only=True):
+    token: Annotated[str, msgspec.Meta(description="HS256 JWT; send as Authorization: Bearer")]
+    sub: str
+    name: str
+    role: Literal["viewer"] = "viewer"
+    expires_in: Annotated[int, msgspec.Meta(description="seconds")]
+
+
+@contract(
+    summary="Streams for the directory page: live (with viewer counts), scheduled, ended",
+    responses={200: Directory},
+    auth=Auth.OPTIONAL,
+)
+async def directory(request: web.Request) -> web.Response:
     """What ``GET /api/streams`` lists (public streams, and those the caller manages), with
     ``viewers`` on each live stream when live events run on this server, else null."""
     caller = identity(request)
@@ -170,10 +200,12 @@ async def _directory(request: web.Request) -> web.Response:
         )
         counts = {stream_id: snap.viewers for stream_id, snap in zip(live, snapshots, strict=True)}
     listed = [
-        {**msgspec.structs.asdict(s), "viewers": counts.get(s.id) if s.is_live else None}
+        DirectoryStream(
+            **msgspec.structs.asdict(s), viewers=counts.get(s.id) if s.is_live else None
+        )
         for s in visible
     ]
-    return json_response({"streams": listed})
+    return json_response(Directory(listed))
 
 
 class MintToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -183,11 +215,24 @@ class MintToken(msgspec.Struct, forbid_unknown_fields=True):
         check_line("name", self.name)
 
 
-async def _dev_settings(request: web.Request) -> web.Response:
-    return json_response({"mint_viewer_tokens": request.app[SETTINGS].dev.mint_viewer_tokens})
+@contract(
+    summary="Which development conveniences are on (the pages ask before offering sign-in by name)",
+    responses={200: DevSettings},
+    redis=False,
+)
+async def dev_settings(request: web.Request) -> web.Response:
+    return json_response(DevSettings(request.app[SETTINGS].dev.mint_viewer_tokens))
 
 
-async def _mint_dev_token(request: web.Request) -> web.Response:
+@contract(
+    summary="Mint a viewer token for a display name; exists only with [dev] "
+    "mint_viewer_tokens = true",
+    body=MintToken,
+    responses={201: Reply(DevToken, "minted")},
+    errors={ErrorCode.NOT_FOUND: "dev mode is off"},
+    redis=False,
+)
+async def mint_dev_token(request: web.Request) -> web.Response:
     """A viewer identity for a display name; the route does not exist unless dev mode is on."""
     settings = request.app[SETTINGS]
     if not settings.dev.mint_viewer_tokens:
@@ -199,10 +244,7 @@ async def _mint_dev_token(request: web.Request) -> web.Response:
     sub = f"dev-{new_id(6)}"
     ttl = settings.auth.default_ttl_s
     token = request.app[TOKENS].issue(sub=sub, name=name, role=Role.VIEWER, ttl_s=ttl)
-    return json_response(
-        {"token": token, "sub": sub, "name": name, "role": Role.VIEWER.value, "expires_in": ttl},
-        status=201,
-    )
+    return json_response(DevToken(token=token, sub=sub, name=name, expires_in=ttl), status=201)
 
 
 routes = [
@@ -211,7 +253,7 @@ routes = [
         for path, filename in PAGES.items()
     ),
     web.get("/static/{path:.+}", _static),
-    web.get("/api/directory", _directory),
-    web.get("/api/dev", _dev_settings),
-    web.post("/api/dev/tokens", _mint_dev_token),
+    web.get("/api/directory", directory),
+    web.get("/api/dev", dev_settings),
+    web.post("/api/dev/tokens", mint_dev_token),
 ]

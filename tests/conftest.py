@@ -35,6 +35,8 @@ from livecast.asyncapi import ServerEvent
 from livecast.auth import Role
 from livecast.config import ServerSettings, Settings, load_settings
 from livecast.embedded_redis import EmbeddedRedis, redis_server_binary
+from tests.contract import AnswerCheck
+from tests.contract import install as install_answer_check
 
 EXTERNAL_REDIS_ENV = "LIVECAST_TEST_REDIS_URL"
 
@@ -67,10 +69,24 @@ TASK_DUMP_AT = 0.75
 class AppServer(TestServer):
     """The app on a loopback port, stopping as `livecast serve` does: handlers still
     running ``SHUTDOWN_TIMEOUT_S`` into the shutdown are cancelled (aiohttp's own default
-    is to wait 60 s for them, as long as a whole test may take)."""
+    is to wait 60 s for them, as long as a whole test may take).
+
+    Every answer it gives is checked against the app's OpenAPI document
+    (:mod:`tests.contract`); closing it fails with the answers that do not match."""
+
+    _answers: AnswerCheck | None = None
 
     async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        self._answers = install_answer_check(self.app)
         return web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, **kwargs)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._answers is not None and self._answers.violations:
+            found, self._answers.violations = self._answers.violations, []
+            raise AssertionError(
+                "answers that do not match the OpenAPI document:\n  " + "\n  ".join(found)
+            )
 
 
 @pytest.fixture

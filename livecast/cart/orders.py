@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from enum import StrEnum
-from typing import Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -23,8 +23,9 @@ from livecast.errors import NotFound
 from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace
+from livecast.streams.registry import IsoTime
 
-__all__ = ["Order", "OrderLine", "OrderStatus", "OrderStore"]
+__all__ = ["Order", "OrderEvent", "OrderLine", "OrderStatus", "OrderStore"]
 
 
 class OrderStatus(StrEnum):
@@ -47,15 +48,31 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     status: OrderStatus
     buyer_id: str
     buyer_name: str
-    stream_id: str
-    stream_ids: list[str]
+    stream_id: Annotated[
+        str, msgspec.Meta(description="The stream the first line was bought from.")
+    ]
+    stream_ids: Annotated[
+        list[str], msgspec.Meta(description="Every stream a line was bought from (attribution).")
+    ]
     seller_ids: list[str]
     lines: list[OrderLine]
     units: int
     total: Money
     payment_provider: str
     payment_id: str
-    created_at: str
+    created_at: IsoTime
+
+
+class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """POSTed to each configured webhook URL for order.created and order.paid. Headers:
+    Livecast-Event-Id (deduplicate on it), Livecast-Event-Type, Livecast-Signature:
+    t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>. Answer 2xx to
+    acknowledge; anything else is retried with exponential backoff."""
+
+    id: str
+    type: Literal["order.created", "order.paid"]
+    created_at: IsoTime
+    data: Order
 
 
 class OrderStore:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -54,20 +54,37 @@ class AudienceSource(Protocol):
     async def audience(self, stream_id: str) -> Audience: ...
 
 
+def _said(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
 class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: str
     viewers_now: int
     viewers_peak: int
-    unique_viewers: int
+    unique_viewers: Annotated[
+        int, _said("An estimate (HyperLogLog, about 1% off); every sales figure is exact.")
+    ]
     likes: int
     chat_messages: int
     add_to_carts: int
-    orders: int
-    buyers: int
-    units_sold: int
-    gmv: list[Money]
-    average_order_value: list[Money]
-    conversion: float
+    orders: Annotated[
+        int,
+        _said("Orders with a line bought from this stream, exactly as its orders list has them."),
+    ]
+    buyers: Annotated[int, _said("Distinct buyers of those orders (exact).")]
+    units_sold: Annotated[int, _said("Units of this stream's lines in those orders (exact).")]
+    gmv: Annotated[
+        list[Money],
+        _said("Per currency, the sum of this stream's line totals in those orders (exact)."),
+    ]
+    average_order_value: Annotated[
+        list[Money],
+        _said("Per currency, GMV over orders in that currency, rounded down to a minor unit."),
+    ]
+    conversion: Annotated[
+        float, _said("Buyers over unique viewers (so an estimate, as unique viewers is).")
+    ]
 
 
 class StatsEvent(Event, tag="stats", frozen=True, kw_only=True):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -39,11 +38,10 @@ from livecast.ingest.sessions import EndReason, SessionBook
 from livecast.metrics import METRICS
 from livecast.streams.registry import Stream, StreamState
 
-__all__ = ["OPENAPI", "close_sessions", "media_ctx"]
+__all__ = ["close_sessions", "media_ctx"]
 
 log = logging.getLogger(__name__)
 
-OPENAPI = Path(__file__).parent / "openapi.json"
 # How often an origin checks that its streams were not ended through another node.
 _END_CHECK_S = 2.0
 

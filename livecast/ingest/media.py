@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import msgspec
 from aiortc import RTCPeerConnection
@@ -30,6 +30,7 @@ __all__ = [
     "MediaState",
     "MediaStateChanged",
     "MediaStateData",
+    "MediaStatus",
     "Session",
     "StreamMedia",
 ]
@@ -108,17 +109,58 @@ class StreamMedia:
     def last_media_at(self) -> float:
         return max(s.last_frame_at for s in self.sources.values())
 
-    def snapshot(self) -> dict[str, object]:
-        return {
-            "state": self.state,
-            "publishing": self.publisher is not None,
-            "edge": self.upstream is not None,
-            "viewers": len(self.viewers),
-            "video_codec": self.video_codec,
-            "audio": self.sources["audio"].codec is not None,
-            "video_frames_in": self.sources["video"].frames_in,
-            "keyframe_requests": self.sources["video"].keyframe_requests_sent,
-            "viewers_waiting_keyframe": sum(
+    def snapshot(self, origin_url: str | None) -> MediaStatus:
+        return MediaStatus(
+            state=cast(MediaStateName, self.state),
+            publishing=self.publisher is not None,
+            edge=self.upstream is not None,
+            viewers=len(self.viewers),
+            video_codec=self.video_codec,
+            audio=self.sources["audio"].codec is not None,
+            video_frames_in=self.sources["video"].frames_in,
+            keyframe_requests=self.sources["video"].keyframe_requests_sent,
+            viewers_waiting_keyframe=sum(
                 1 for v in self.viewers.values() for t in v.tracks if t.waiting_keyframe
             ),
-        }
+            origin_url=origin_url,
+        )
+
+
+def _said(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
+class MediaStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The media of a stream on this node (``GET /api/streams/{id}/media``)."""
+
+    state: Annotated[
+        MediaStateName,
+        _said(
+            "on an edge, the origin's media state as its pull sees it: live while media "
+            "arrives, reconnecting once none has for webrtc.publisher_stale_s or the origin "
+            "is gone"
+        ),
+    ]
+    publishing: bool
+    edge: Annotated[
+        bool,
+        _said("this node is an edge of the stream: it pulls the media from the stream's origin"),
+    ]
+    viewers: Annotated[int, _said("WHEP sessions on this node")]
+    video_codec: Annotated[str | None, _said("h264 or vp8; null before video arrives")]
+    audio: bool
+    video_frames_in: Annotated[
+        int,
+        _said("video frames received from publishers since the stream's media started here"),
+    ]
+    keyframe_requests: Annotated[int, _said("keyframe requests sent to publishers (merged)")]
+    viewers_waiting_keyframe: Annotated[
+        int, _said("viewers connected but still waiting for their first keyframe")
+    ]
+    origin_url: Annotated[
+        str | None,
+        _said(
+            "the node that holds the stream's broadcast (where its publisher connects: WHIP "
+            "elsewhere answers 307 there), or null when no node does"
+        ),
+    ]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -48,7 +48,7 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
-from livecast.streams.registry import iso_time
+from livecast.streams.registry import IsoTime, iso_time
 
 __all__ = [
     "Deal",
@@ -84,12 +84,19 @@ class Deal(msgspec.Struct, frozen=True, kw_only=True):
     sold: int
     per_buyer_limit: int
     state: DealState
-    starts_at: str | None
-    ends_at: str | None
+    starts_at: IsoTime | None
+    ends_at: IsoTime | None
     starts_at_ms: int
     ends_at_ms: int
-    ended_at: str | None = None
-    ended_reason: str | None = None
+    ended_at: IsoTime | None = None
+    ended_reason: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Who ended it: the host, its end time (also when the host or the "
+            "stream's end came after that time, before the sweeper), or the end of its "
+            "stream. Any deal ends, sold out or not."
+        ),
+    ] = None
 
 
 class DealStarted(Event, tag="deal.started", frozen=True, kw_only=True):

@@ -444,7 +444,7 @@ async def test_order_and_stats_payloads_match_the_openapi_schemas(
         await shop.client.get(f"/api/streams/{shop.stream_id}/stats", headers=bearer(shop.seller))
     ).json()
     assert set(stats) == fields("StreamStats")
-    assert schemas["WebhookEvent"]["properties"]["data"] == {"$ref": "#/components/schemas/Order"}
+    assert schemas["OrderEvent"]["properties"]["data"] == {"$ref": "#/components/schemas/Order"}
 
 
 async def _start_deal(shop: Shop, stream_id: str, sku: str) -> str:

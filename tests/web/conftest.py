@@ -29,6 +29,7 @@ from livecast.chat.wire import decode_client_frame
 from livecast.config import DevSettings, Settings
 from livecast.errors import ApiError
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, undescribed_event
+from tests.contract import install as install_answer_check
 
 PAGE_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 SCREENSHOTS = Path(__file__).parent.parent / "_artifacts" / "screenshots"
@@ -117,6 +118,8 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
             server=dataclasses.replace(settings.server, advertise_url=base_url),
         )
     )
+    # every answer the pages get is checked against the OpenAPI document, as in tests/
+    answers = install_answer_check(app)
     # as `livecast serve` stops: handlers still running after the timeout are cancelled
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_s
@@ -128,6 +131,10 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
             yield LiveServer(app=app, base_url=base_url, http=http)
     finally:
         await runner.cleanup()
+    if answers is not None and answers.violations:
+        raise AssertionError(
+            "answers that do not match the OpenAPI document:\n  " + "\n  ".join(answers.violations)
+        )
 
 
 @pytest_asyncio.fixture(loop_scope="module")
