@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -49,11 +48,7 @@ __all__ = ["ABORT", "Abort", "create_app"]
 
 log = logging.getLogger(__name__)
 
-_PACKAGE = Path(__file__).parent
 # The packages whose routes have no contracts yet (see livecast.openapi).
-OPENAPI_FRAGMENTS = [
-    _PACKAGE / "hls" / "openapi.json",
-]
 
 
 class Abort:
@@ -131,9 +126,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes([_described(asyncapi_route(build_asyncapi(version=__version__)))])
     app.add_routes(pages.routes)
     # Last, once every route is added: the OpenAPI document is generated from them.
-    app[OPENAPI] = build_openapi(
-        app, version=__version__, webhooks=cart_api.WEBHOOKS, fragments=OPENAPI_FRAGMENTS
-    )
+    app[OPENAPI] = build_openapi(app, version=__version__, webhooks=cart_api.WEBHOOKS)
     return app
 
 

@@ -22,10 +22,6 @@ a JSON body's (``malformed_json``, ``invalid_field``, 413, 415, 417), a token's 
 (summaries, descriptions, what an error means on one route) is hand-written beside the
 route.
 
-Packages not converted yet keep a hand-written ``openapi.json`` fragment, merged in; a
-path and method described twice is a programming error, and a generated schema replaces
-a fragment's schema of the same name.
-
 To add a field to a request or response, add it to its ``msgspec.Struct``; to add a route,
 give it a :func:`contract`. ``tests/snapshots/openapi.json`` then needs refreshing (see
 ``tests/test_openapi.py``).
@@ -39,7 +35,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -220,10 +215,9 @@ def build_openapi(
     *,
     version: str,
     webhooks: Mapping[str, Webhook] | None = None,
-    fragments: Sequence[Path] = (),
 ) -> ApiDocument:
-    """The document of every route of ``app`` that has a contract, the ``webhooks`` it
-    sends, and ``fragments``."""
+    """The document of every route of ``app`` that has a contract, and the ``webhooks``
+    it sends."""
     webhooks = webhooks or {}
     operations: list[tuple[str, str, Contract]] = []
     for route in app.router.routes():
@@ -268,7 +262,6 @@ def build_openapi(
         document["webhooks"] = {
             name: {"post": _webhook(hook, schema_of)} for name, hook in webhooks.items()
         }
-    _merge_fragments(document, fragments)
     return ApiDocument(document, named)
 
 
@@ -293,24 +286,6 @@ def _require_every_answer_field(components: dict[str, Any], input_schemas: list[
     for name, schema in components.items():
         if name not in in_requests and "properties" in schema:
             schema["required"] = list(schema["properties"])
-
-
-def _merge_fragments(document: dict[str, Any], fragments: Sequence[Path]) -> None:
-    generated = set(document["components"]["schemas"])
-    for path in fragments:
-        fragment = json.loads(path.read_text())
-        for name, item in fragment.get("paths", {}).items():
-            described = document["paths"].setdefault(name, {})
-            for method, operation in item.items():
-                if method in described and method != "parameters":
-                    raise ValueError(f"{path}: {method.upper()} {name} is described twice")
-                described[method] = operation
-        for name, schema in fragment.get("components", {}).get("schemas", {}).items():
-            if name in generated:
-                continue
-            if name in document["components"]["schemas"]:
-                raise ValueError(f"{path}: schema {name} is described twice")
-            document["components"]["schemas"][name] = schema
 
 
 def _operation(path: str, declared: Contract, schema_of: Mapping[int, Any]) -> dict[str, Any]:

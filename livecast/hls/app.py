@@ -11,7 +11,6 @@ ended playlists and closes its client session.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
@@ -25,9 +24,7 @@ from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
 from livecast.metrics import METRICS
 
-__all__ = ["OPENAPI", "forwarding_ctx", "packaging_ctx", "playback_signer"]
-
-OPENAPI = Path(__file__).parent / "openapi.json"
+__all__ = ["forwarding_ctx", "packaging_ctx", "playback_signer"]
 
 
 def playback_signer(settings: HlsSettings, tokens: TokenIssuer) -> PlaybackSigner:
