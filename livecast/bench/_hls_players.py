@@ -177,6 +177,7 @@ async def _play(base: str, count: int, start: Any, window_over: Any, results: An
     stats = {"requests": 0, "bytes": 0, "errors": 0}
     counting = False
     done = False
+    joined = 0  # players that got their first part
     connecting = asyncio.Semaphore(_CONNECTS_AT_ONCE)
 
     def head(path: str) -> bytes:
@@ -206,9 +207,11 @@ async def _play(base: str, count: int, start: Any, window_over: Any, results: An
         return status, body
 
     async def player() -> None:
+        nonlocal joined
         playlist_line: _Connection | None = None
         part_line: _Connection | None = None
         status, body = 0, b""
+        first = True
         while not done:
             try:
                 if playlist_line is None or playlist_line.closed:
@@ -229,6 +232,11 @@ async def _play(base: str, count: int, start: Any, window_over: Any, results: An
                 fetched = part_line.request(head(name))
                 status, body = await reloaded
                 part_status, part = await fetched
+                if first and part_status == 200:
+                    first = False
+                    joined += 1
+                    if joined == count:
+                        results.put(("players_ready", {}))
             except (ConnectionError, OSError):
                 # start both over: an answer still owed on the other must not be taken
                 # for the next request's

@@ -118,7 +118,10 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 )
                 process.start()
                 players.append(process)
-            time.sleep(2.0)  # every player reaches the live edge
+            # every player has its connections and a first part; then a second or two
+            # at the live edge before counting
+            collect(results, "players_ready", procs, timeout=60 + args.players * 0.05)
+            time.sleep(2.0)
             if args.cdn:
                 access_log.write_bytes(b"")  # count the window only
             profiler = None
