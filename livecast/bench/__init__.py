@@ -19,6 +19,7 @@ BENCHMARKS = {
     "webhooks": "livecast.bench.webhooks",
     "checkout": "livecast.bench.checkout",
     "hls": "livecast.bench.hls",
+    "glass": "livecast.bench.glass",
     "soak": "livecast.bench.soak",
 }
 

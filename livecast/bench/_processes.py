@@ -7,6 +7,7 @@ process that failed.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,10 +19,14 @@ def shares(total: int, parts: int) -> list[int]:
 
 def collect(results: Any, kind: str, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
     """The next ``count`` payloads of ``kind`` from the queue, each awaited up to
-    ``timeout`` seconds; other kinds are skipped, and an ``error`` raises it."""
+    ``timeout`` seconds (RuntimeError when one is not); other kinds are skipped, and an
+    ``error`` raises it."""
     payloads: list[dict[str, Any]] = []
     while len(payloads) < count:
-        got, payload = results.get(timeout=timeout)
+        try:
+            got, payload = results.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"no {kind} within {timeout} s") from None
         if got == kind:
             payloads.append(payload)
         elif got == "error":

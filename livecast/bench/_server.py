@@ -113,6 +113,14 @@ async def media_status(base: str, stream_id: str) -> dict[str, Any]:
         return status
 
 
+def record_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
+    """py-spy recording process ``pid`` for ``seconds`` without pausing it, collapsed
+    stacks to ``output``; wait for it before reading them."""
+    command = ["py-spy", "record", "--format", "raw", "--nonblocking", "-p", str(pid)]
+    command += ["-d", str(max(1, int(seconds))), "-o", output]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

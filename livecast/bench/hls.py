@@ -2,15 +2,19 @@
 
 Starts ``livecast serve`` in its own process, a WHIP publisher process sending a
 pre-encoded 640x360 30 fps H.264 clip with Opus (the relay benchmark's), and ``--procs``
-player processes running ``--players`` simulated LL-HLS players between them. Each
-player does what hls.js in low-latency mode does at the live edge: a blocking playlist
-reload for the hinted part (``_HLS_msn``/``_HLS_part``) and, at the same time, a GET of
-that part; then again with the next hint. With ``--cdn``, Debian's nginx runs on
-loopback in front of the origin (``proxy_cache`` with ``proxy_cache_lock``, honouring
-the origin's cache headers) and the players go through it. One JSON line is printed:
+player processes running ``--players`` simulated LL-HLS players between them
+(:mod:`livecast.bench._hls_players`: each does what hls.js in low-latency mode does at
+the live edge, a blocking playlist reload for the hinted part and, at the same time, a
+GET of that part, over a lean keep-alive client so that the origin, not the players, is
+what runs out first). With ``--cdn``, Debian's nginx runs on loopback in front of the
+origin (``proxy_cache`` with ``proxy_cache_lock``, honouring the origin's cache headers)
+and the players go through it. One JSON line is printed:
 
 ``requests_per_s``, ``bytes_per_s``     what the players got, over ``--seconds``
-``origin_cores``                        the server's CPU use (cores) in that window
+``origin_cores``                        the server's CPU use (cores) in that window;
+``origin_cpu_per_player``               per player, and ``players_per_origin_core``
+``player_cores``                        what the player processes used meanwhile: well
+                                        below ``origin_cores``, or they are the bottleneck
 ``requests_per_s_per_origin_core``      and ``bytes_per_s_per_origin_core``
 ``origin_requests``, ``objects``        requests that reached the origin (with ``--cdn``:
                                         from nginx's log), distinct URLs asked for
@@ -19,18 +23,19 @@ the origin's cache headers) and the players go through it. One JSON line is prin
                                         of its media (the segment's program date time, the
                                         wall time its first frame reached the origin, plus
                                         the part's end offset): packaging and delivery
-                                        latency, not glass to glass
+                                        latency, not glass to glass (``livecast bench
+                                        glass`` measures that)
+``load_average_1m``                     the machine's, at the end of the window
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import math
 import multiprocessing as mp
-import re
+import os
 import subprocess
 import tempfile
 import time
@@ -39,14 +44,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._hls_players import players_main
 from livecast.bench._nginx import nginx_binary, start_nginx
 from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main
-from livecast.bench._server import cpu_seconds, create_stream, percentile, start_server
+from livecast.bench._server import (
+    cpu_seconds,
+    create_stream,
+    percentile,
+    record_profile,
+    start_server,
+)
 
 __all__ = ["main"]
-
-_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-\d+\.m4s)"')
 
 
 def main(argv: Sequence[str]) -> int:
@@ -56,12 +66,17 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--cdn", action="store_true", help="nginx (proxy_cache) in front")
     parser.add_argument("--bitrate", type=int, default=1_000_000, help="clip bitrate, bit/s")
     parser.add_argument("--procs", type=int, default=0, help="player processes (default: auto)")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the origin with py-spy during the window (collapsed stacks to FILE)",
+    )
     args = parser.parse_args(list(argv))
     if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600:
         parser.error("--players must be 1-5000 and --seconds 1-600")
     if args.cdn and nginx_binary() is None:
         parser.error("--cdn needs nginx (apt-get install nginx-light)")
-    procs = args.procs or max(1, min(4, math.ceil(args.players / 400)))
+    procs = args.procs or max(1, min(4, math.ceil(args.players / 500)))
     result = _run(args, procs)
     print(json.dumps(result), flush=True)
     return 0 if result.get("error") is None else 1
@@ -103,14 +118,25 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 )
                 process.start()
                 players.append(process)
-            time.sleep(2.0)  # every player reaches the live edge
+            # every player has its connections and a first part; then a second or two
+            # at the live edge before counting
+            collect(results, "players_ready", procs, timeout=60 + args.players * 0.05)
+            time.sleep(2.0)
             if args.cdn:
                 access_log.write_bytes(b"")  # count the window only
+            profiler = None
+            if args.profile:
+                profiler = record_profile(server.pid, args.seconds, args.profile)
             cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            players_cpu0 = sum(cpu_seconds(p.pid) for p in players)
             start.set()
             time.sleep(args.seconds)
             window_over.set()
             cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
+            players_cpu1 = sum(cpu_seconds(p.pid) for p in players)
+            load_average = os.getloadavg()[0]
+            if profiler is not None:
+                profiler.wait(timeout=30)
             reports = collect(results, "players_report", procs)
         except Exception as exc:
             return server.failure(exc)
@@ -123,6 +149,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             server.stop()
         window = wall1 - wall0
         cores = (cpu1 - cpu0) / window
+        player_cores = (players_cpu1 - players_cpu0) / window
         requests = sum(r["requests"] for r in reports)
         received = sum(r["bytes"] for r in reports)
         asked: Counter[str] = Counter()
@@ -149,6 +176,9 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "requests_per_s": round(requests / window, 1),
         "bytes_per_s": round(received / window),
         "origin_cores": round(cores, 3),
+        "origin_cpu_per_player": round(cores / args.players, 6),
+        "players_per_origin_core": round(args.players / cores, 1) if cores else None,
+        "player_cores": round(player_cores, 3),
         "requests_per_s_per_origin_core": round(requests / window / cores, 1) if cores else None,
         "bytes_per_s_per_origin_core": round(received / window / cores) if cores else None,
         "origin_requests": origin_requests,
@@ -158,6 +188,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "part_age_ms_p50": round(percentile(ages, 0.50), 1),
         "part_age_ms_p95": round(percentile(ages, 0.95), 1),
         "errors": errors,
+        "load_average_1m": round(load_average, 2),
     }
 
 
@@ -171,104 +202,3 @@ async def _wait_playlist(url: str) -> None:
                     return
             await asyncio.sleep(0.1)
     raise RuntimeError("no HLS playlist with a complete segment after 30 s")
-
-
-# -- the players (their own processes) ---------------------------------------------------
-
-
-def players_main(base: str, count: int, start: Any, window_over: Any, results: Any) -> None:
-    try:
-        asyncio.run(_players(base, count, start, window_over, results))
-    except Exception as exc:
-        results.put(("error", f"players: {type(exc).__name__}: {exc}"))
-
-
-async def _players(base: str, count: int, start: Any, window_over: Any, results: Any) -> None:
-    import aiohttp
-
-    stats: dict[str, Any] = {
-        "requests": 0,
-        "bytes": 0,
-        "errors": 0,
-        "part_ages_ms": [],
-        "asked": Counter(),
-    }
-    counting = False
-    done = False
-
-    async def get(http: aiohttp.ClientSession, path: str) -> tuple[int, bytes]:
-        async with http.get(f"{base}/{path}") as resp:
-            body = await resp.read()
-        if counting:
-            stats["requests"] += 1
-            stats["bytes"] += len(body)
-            stats["asked"][path] += 1
-        return resp.status, body
-
-    async def player(http: aiohttp.ClientSession) -> None:
-        status, body = await get(http, "index.m3u8")
-        while not done:
-            text = body.decode()
-            hint = _HINT.search(text)
-            if status != 200 or hint is None:
-                stats["errors"] += counting
-                await asyncio.sleep(0.2)
-                status, body = await get(http, "index.m3u8")
-                continue
-            name = hint[1]
-            msn, index = _next_part(text)
-            (status, body), (part_status, _part) = await asyncio.gather(
-                get(http, f"index.m3u8?_HLS_msn={msn}&_HLS_part={index}"), get(http, name)
-            )
-            if counting and part_status == 200 and status == 200:
-                ends = _part_ends(body.decode())
-                if name in ends:
-                    stats["part_ages_ms"].append((time.time() - ends[name]) * 1000)
-
-    async def follow_window() -> None:
-        nonlocal counting, done
-        await asyncio.to_thread(start.wait)
-        counting = True
-        await asyncio.to_thread(window_over.wait)
-        counting = False
-        done = True
-
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        tasks = [asyncio.ensure_future(player(http)) for _ in range(count)]
-        await follow_window()
-        await asyncio.wait(tasks, timeout=10)
-        for task in tasks:
-            task.cancel()
-    results.put(("players_report", {**stats, "asked": dict(stats["asked"])}))
-
-
-def _next_part(playlist: str) -> tuple[int, int]:
-    """(msn, index) of the part after the newest listed, as a player computes it."""
-    msn, parts, complete = -1, 0, False
-    for line in playlist.splitlines():
-        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
-            msn = int(line.split(":", 1)[1]) - 1
-        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):  # one per segment, first of its tags
-            msn, parts, complete = msn + 1, 0, False
-        elif line.startswith("#EXT-X-PART:"):
-            parts += 1
-        elif line.startswith("seg-"):
-            complete = True
-    return (msn + 1, 0) if complete else (msn, parts)
-
-
-def _part_ends(playlist: str) -> dict[str, float]:
-    """Each listed part's name and the unix time its last frame reached the origin."""
-    ends: dict[str, float] = {}
-    at = 0.0
-    for line in playlist.splitlines():
-        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
-            stamp = line.split(":", 1)[1].replace("Z", "+00:00")
-            at = dt.datetime.fromisoformat(stamp).timestamp()
-        elif line.startswith("#EXT-X-PART:"):
-            duration = float(line.split("DURATION=", 1)[1].split(",", 1)[0])
-            at += duration
-            ends[line.split('URI="', 1)[1].split('"', 1)[0]] = at
-    return ends

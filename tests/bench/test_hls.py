@@ -16,6 +16,8 @@ def test_hls_bench_players_get_parts_and_it_reports_its_figures(cdn: bool) -> No
         "requests_per_s",
         "bytes_per_s",
         "origin_cores",
+        "origin_cpu_per_player",
+        "player_cores",
         "requests_per_s_per_origin_core",
         "origin_requests_per_object",
         "part_age_ms_p50",

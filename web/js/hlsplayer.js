@@ -107,8 +107,14 @@ export class HlsPlayer extends EventTarget {
     // A signed URL needs no token, and a request without Authorization is one a CDN caches.
     const token = this.signed ? null : this.token;
     // No worker: the stream is already fMP4, so there is nothing to transmux off the page.
+    // Latency: hls.js aims at the playlist's PART-HOLD-BACK behind the live edge, but by
+    // default never plays faster than 1x, so wherever playback starts (up to a segment
+    // early, from its keyframe) or falls back to after a stall is where it stays: seconds
+    // more than the target. Up to 1.5x (pitch kept), it catches up to the target and
+    // stays there.
     const hls = new Hls({
       lowLatencyMode: true,
+      maxLiveSyncPlaybackRate: 1.5,
       enableWorker: false,
       xhrSetup: (xhr) => { if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`); },
     });
