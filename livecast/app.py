@@ -1,9 +1,10 @@
-"""The app factory: the one place that builds services from settings and wires them up.
+"""The app factory: the one place where livecast is wired.
 
-Redis is connected (or the embedded server started, and supervised) by the first cleanup
-context; each capability package then exposes ``setup(app)``, called here in order, which
-adds its routes, its services (built from ``app[SETTINGS]`` and ``app[REDIS]`` in a
-cleanup context of its own) and its shutdown hooks.
+:func:`create_app` states everything the application is made of: the services, built at
+start-up by cleanup contexts in the order listed there (each builds from the app keys
+that the ones before it set, and they close in reverse order at shutdown), the shutdown
+and response hooks, and every route. The packages provide the parts (their context,
+hooks and route table) and wire nothing themselves.
 """
 
 from __future__ import annotations
@@ -11,22 +12,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from livecast import __version__, chat, health, hls, ingest, pages
+from livecast import __version__, health, pages
 from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
+from livecast.asyncapi import asyncapi_route, build_asyncapi
 from livecast.auth import TokenIssuer, load_or_create_secret
-from livecast.cart.service import setup as setup_cart
+from livecast.cart import api as cart_api
+from livecast.cart.service import cart_ctx
+from livecast.chat import api as chat_api
+from livecast.chat import socket as chat_socket
+from livecast.chat.service import chat_ctx, close_sockets
 from livecast.config import Settings
 from livecast.embedded_redis import EmbeddedRedis, Supervisor
 from livecast.events import EventPublisher
+from livecast.hls import routes as hls_routes
+from livecast.hls.app import forwarding_ctx, packaging_ctx, playback_signer
+from livecast.hls.keys import PLAYBACK
 from livecast.http import error_middleware, setup_error_responses
+from livecast.ingest import recordings, whep, whip
+from livecast.ingest._signaling import cors_headers as webrtc_cors_headers
+from livecast.ingest.app import close_sessions, media_ctx
 from livecast.inventory import api as inventory_api
+from livecast.inventory.service import inventory_ctx
 from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
-from livecast.openapi import build_openapi, openapi_route
+from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
@@ -35,17 +48,7 @@ __all__ = ["ABORT", "Abort", "create_app"]
 
 log = logging.getLogger(__name__)
 
-_PACKAGE = Path(__file__).parent
-OPENAPI_FRAGMENTS = [
-    _PACKAGE / "openapi.json",
-    _PACKAGE / "streams" / "openapi.json",
-    _PACKAGE / "inventory" / "openapi.json",
-    _PACKAGE / "cart" / "openapi.json",
-    _PACKAGE / "chat" / "openapi.json",
-    _PACKAGE / "ingest" / "openapi.json",
-    _PACKAGE / "hls" / "openapi.json",
-    _PACKAGE / "pages.openapi.json",
-]
+# The packages whose routes have no contracts yet (see livecast.openapi).
 
 
 class Abort:
@@ -78,18 +81,65 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     secret = load_or_create_secret(settings.auth.secret, settings.data_dir)
     app[TOKENS] = TokenIssuer(secret, issuer=settings.auth.issuer)
-    app.cleanup_ctx.append(_redis_ctx)
+    app[PLAYBACK] = playback_signer(settings.hls, app[TOKENS])
+    app[pages.WEB_ROOT] = pages.web_root()
+
+    # The services, built in this order at start-up (after each line: what it sets and
+    # what it needs beyond the line above it) and closed in reverse at shutdown.
+    app.cleanup_ctx.extend(
+        [
+            # REDIS, KEYS, EVENTS, STREAMS (the embedded Redis started and supervised)
+            _redis_ctx,
+            # INVENTORY: catalog, stock, holds, deals, pins
+            inventory_ctx,
+            # CHAT: hub (live channel fan-out), history, moderation
+            chat_ctx,
+            # CART: carts, checkout and its recovery, orders, payments, stats, webhooks;
+            # needs INVENTORY (holds) and CHAT (audience numbers for the stats)
+            cart_ctx,
+            # MEDIA, EDGE, RECORDER, SESSIONS: WHIP/WHEP sessions, relay, origin/edge
+            media_ctx,
+        ]
+    )
+    # FORWARDER: /hls/ requests for streams packaged on another node; needs MEDIA
+    app.cleanup_ctx.append(forwarding_ctx)
+    if settings.hls.enabled:
+        # PACKAGING: LL-HLS of this node's streams; needs MEDIA and FORWARDER
+        app.cleanup_ctx.append(packaging_ctx)
+    # Before connections are closed at shutdown: sockets hear 1001, sessions end with a
+    # reason (their services close later, with the contexts above).
+    app.on_shutdown.extend([close_sockets, close_sessions])
+    app.on_response_prepare.extend([webrtc_cors_headers, hls_routes.cors_headers])
+
     app.add_routes(health.routes)
     app.add_routes(streams_api.routes)
-    inventory_api.setup(app)
-    chat.setup(app)
-    setup_cart(app)
+    app.add_routes(inventory_api.routes)
+    app.add_routes(chat_socket.routes)
+    app.add_routes(chat_api.routes)
+    app.add_routes(cart_api.routes)
     app.add_routes([metrics_route()])
-    ingest.setup(app)
-    hls.setup(app)
-    app.add_routes([openapi_route(build_openapi(OPENAPI_FRAGMENTS, version=__version__))])
-    pages.setup(app)
+    app.add_routes(whip.routes)
+    app.add_routes(whep.routes)
+    app.add_routes(recordings.routes)
+    app.add_routes(hls_routes.routes)
+    app.add_routes([openapi_route()])
+    app.add_routes([_described(asyncapi_route(build_asyncapi(version=__version__)))])
+    app.add_routes(pages.routes)
+    # Last, once every route is added: the OpenAPI document is generated from them.
+    app[OPENAPI] = build_openapi(app, version=__version__, webhooks=cart_api.WEBHOOKS)
     return app
+
+
+def _described(asyncapi: web.RouteDef) -> web.RouteDef:
+    """The AsyncAPI document's route, with its contract for the OpenAPI one."""
+    contract(
+        summary="The AsyncAPI 3.0 description of the live-events WebSocket "
+        "(/ws/streams/{stream_id}): every server event and client frame, with their "
+        "schemas, and the close codes",
+        responses={200: Reply(dict[str, Any], "AsyncAPI 3.0 document")},
+        redis=False,
+    )(asyncapi.handler)
+    return asyncapi
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:

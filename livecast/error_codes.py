@@ -163,13 +163,14 @@ class ErrorCode(StrEnum):
         "hls_not_found",
         404,
         False,
-        "the stream is not packaged on this node, or the file is not (or no longer) there",
+        "no node packages the stream, or the file is not (or no longer) there",
     )
     HLS_UNAVAILABLE = (
         "hls_unavailable",
         503,
         True,
-        "no part yet, or a blocking request's part did not come in time",
+        "no part yet, a blocking request's part did not come in time, or the node "
+        "packaging the stream cannot be reached",
     )
     PLAYBACK_URL_INVALID = (
         "playback_url_invalid",

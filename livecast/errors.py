@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import msgspec
+
 from livecast.error_codes import ErrorCode
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "Conflict",
+    "Error",
+    "ErrorDetail",
     "Forbidden",
     "InternalError",
     "NotFound",
@@ -46,6 +50,25 @@ __all__ = [
     "UnsupportedMediaType",
     "bearer_challenge",
 ]
+
+
+class ErrorDetail(msgspec.Struct, frozen=True):
+    """What went wrong: a stable code and a message for people. Some codes carry more
+    fields: ``retry_after_ms`` (slow_mode, rate_limited, timed_out), ``holds``
+    (hold_in_checkout), ``failed`` (commit_failed), ``state`` (not_held, deal errors),
+    ``origin_url`` (publisher_active)."""
+
+    code: ErrorCode
+    message: str
+
+
+class Error(msgspec.Struct, frozen=True):
+    """Every 4xx and 5xx answer has this shape, the server's own HTTP errors included:
+    unknown route (404 not_found), wrong method (405 method_not_allowed, with Allow), a
+    request line or header over 8 KB or a malformed request (400 bad_request), a bad
+    Expect header (417 expectation_failed)."""
+
+    error: ErrorDetail
 
 
 # Unauthorized codes for a token that was sent but is not good (RFC 6750 "invalid_token");

@@ -1,8 +1,11 @@
 """The one small API through which every capability tells viewers that something changed.
 
-An event is ``{"type": str, "stream": str, "data": {...}}`` encoded once with msgpack and
-published on the stream's channel; each node's live-events hub decodes it once and fans
-it out to its local sockets.
+An event is an :class:`Event`: ``{"type": str, "stream": str, "data": {...}}``, a
+:class:`msgspec.Struct` tagged by ``type``. Each capability declares the events it sends
+beside the code that sends them (``PinSet`` in :mod:`livecast.inventory.pins`, ...);
+:mod:`livecast.asyncapi` lists them all and describes them in the AsyncAPI document. An
+event is encoded once with msgpack and published on the stream's channel; each node's
+live-events hub decodes it once and fans it out to its local sockets.
 
 Current state (the snapshot contract)
 -------------------------------------
@@ -25,7 +28,8 @@ anything else      any document                                  ``state[<slot>]
 
 Events that only describe a change (``stock`` after a sale) should also refresh the slot
 they change (the deal's ``stock_left``) through ``set_state``, so a late viewer sees it.
-Documents and event data are maps of plain values (str, int, bool, None, lists, maps;
+Documents are Structs too (the pin slot holds a ``PinCard``, a deal slot a ``Deal``), so
+documents and event data are maps of plain values (str, int, bool, None, lists, maps;
 money as ``{"amount_minor", "currency"}``), the same in JSON and msgpack. Only chat
 events carry offsets and are replayed after a reconnect; for everything else a
 reconnecting viewer relies on the hello, so the state hash must be complete.
@@ -33,15 +37,28 @@ reconnecting viewer relies on the hello, so the state hash must be complete.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
-import msgpack
+import msgspec
 import redis.asyncio as aioredis
 
 from livecast.redisdb import KeySpace
 
-__all__ = ["EventPublisher"]
+__all__ = ["Event", "EventPublisher"]
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class Event(
+    msgspec.Struct, tag_field="type", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """A server event: ``{"type": <tag>, "stream": <stream id>, "data": {...}}``.
+
+    A subclass names its ``tag`` and declares ``data``; the events a client can miss and
+    recover after a reconnect (chat entries) also carry ``offset``.
+    """
+
+    stream: Annotated[str, msgspec.Meta(description="The id of the stream it happened on.")]
 
 
 class EventPublisher:
@@ -56,46 +73,25 @@ class EventPublisher:
         """The hash of current-state documents the hello snapshot reads (see module doc)."""
         return self._keys.key("live", "{" + stream_id + "}", "state")
 
-    def _payload(self, stream_id: str, event_type: str, data: Mapping[str, Any]) -> bytes:
-        payload: bytes = msgpack.packb(
-            {"type": event_type, "stream": stream_id, "data": dict(data)}, use_bin_type=True
-        )
-        return payload
+    async def publish(self, event: Event) -> None:
+        """Tell every viewer of the event's stream, on every node, that it happened."""
+        await self._redis.publish(self.channel(event.stream), _encode(event))
 
-    async def publish(self, stream_id: str, event_type: str, data: Mapping[str, Any]) -> None:
-        """Tell every viewer of the stream, on every node, that ``event_type`` happened."""
-        await self._redis.publish(
-            self.channel(stream_id), self._payload(stream_id, event_type, data)
-        )
-
-    async def set_state(
-        self,
-        stream_id: str,
-        slot: str,
-        data: Mapping[str, Any],
-        *,
-        event_type: str,
-        event_data: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Store ``data`` as the current ``slot`` document and publish ``event_type``.
-
-        The event carries ``event_data`` (``data`` when not given). Both happen in one
-        MULTI, so a viewer's snapshot is never older than an event it missed.
-        """
-        payload = self._payload(stream_id, event_type, data if event_data is None else event_data)
+    async def set_state(self, slot: str, document: msgspec.Struct, event: Event) -> None:
+        """Store ``document`` as the current ``slot`` of the event's stream and publish
+        ``event``, in one MULTI, so a viewer's snapshot is never older than an event it
+        missed."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.state_key(stream_id), slot, msgpack.packb(dict(data), use_bin_type=True))
-            pipe.publish(self.channel(stream_id), payload)
+            pipe.hset(self.state_key(event.stream), slot, _encode(document))
+            pipe.publish(self.channel(event.stream), _encode(event))
             await pipe.execute()
 
-    async def clear_state(
-        self, stream_id: str, slot: str, *, event_type: str, event_data: Mapping[str, Any]
-    ) -> None:
-        """Delete the current ``slot`` document and publish ``event_type``, in one MULTI."""
-        payload = self._payload(stream_id, event_type, event_data)
+    async def clear_state(self, slot: str, event: Event) -> None:
+        """Delete the current ``slot`` document of the event's stream and publish
+        ``event``, in one MULTI."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.state_key(stream_id), slot)
-            pipe.publish(self.channel(stream_id), payload)
+            pipe.hdel(self.state_key(event.stream), slot)
+            pipe.publish(self.channel(event.stream), _encode(event))
             await pipe.execute()
 
     async def drop_state(self, stream_id: str, slot: str) -> None:

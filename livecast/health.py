@@ -3,26 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
+import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from livecast.appkeys import REDIS
 from livecast.error_codes import ErrorCode
 from livecast.http import error_response, json_response
+from livecast.openapi import Reply, contract
 
-__all__ = ["routes"]
+__all__ = ["Live", "Ready", "routes"]
 
 routes = web.RouteTableDef()
 
 
+class Live(msgspec.Struct, frozen=True):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(msgspec.Struct, frozen=True):
+    status: Literal["ready"] = "ready"
+
+
 @routes.get("/healthz")
+@contract(summary="The process is up", responses={200: Reply(Live, "up")}, redis=False)
 async def healthz(request: web.Request) -> web.Response:
     """The process is up and serving HTTP."""
-    return json_response({"status": "ok"})
+    return json_response(Live())
 
 
 @routes.get("/readyz")
+@contract(
+    summary="Redis answers",
+    responses={200: Reply(Ready, "ready")},
+    errors={ErrorCode.REDIS_UNAVAILABLE: "Redis does not answer"},
+    redis=False,
+)
 async def readyz(request: web.Request) -> web.Response:
     """Redis answers; without it nothing but video can work."""
     try:
@@ -30,4 +48,4 @@ async def readyz(request: web.Request) -> web.Response:
             await request.app[REDIS].ping()
     except (RedisError, OSError, TimeoutError) as exc:
         return error_response(ErrorCode.REDIS_UNAVAILABLE, f"Redis does not answer: {exc}")
-    return json_response({"status": "ready"})
+    return json_response(Ready())

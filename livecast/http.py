@@ -25,6 +25,8 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import (
     ApiError,
     BadRequest,
+    Error,
+    ErrorDetail,
     PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
@@ -88,9 +90,7 @@ def error_response(
     code: ErrorCode, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     """The JSON error of ``code``, with its registered status."""
-    return json_response(
-        {"error": {"code": code, "message": message}}, status=code.status, headers=headers
-    )
+    return json_response(Error(ErrorDetail(code, message)), status=code.status, headers=headers)
 
 
 async def read_json(request: web.Request, into: type[T]) -> T:
@@ -175,7 +175,7 @@ def http_error_response(
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": bearer_challenge(code)}
     return json_response(
-        {"error": {"code": code, "message": message or phrase}}, status=status, headers=headers
+        Error(ErrorDetail(code, message or phrase)), status=status, headers=headers
     )
 
 
@@ -204,9 +204,7 @@ async def _http_exception_as_json(request: web.Request, response: web.StreamResp
         return
     if response.content_type == "application/json":
         return
-    body = _encoder.encode(
-        {"error": {"code": _code(response.status), "message": _exception_message(response)}}
-    )
+    body = _encoder.encode(Error(ErrorDetail(_code(response.status), _exception_message(response))))
     # The headers are prepared by now (signals run just before they are written).
     response.body = body
     response.headers[hdrs.CONTENT_TYPE] = "application/json"

@@ -14,6 +14,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from livecast.openapi import Reply, contract
+
 __all__ = ["METRICS", "Metrics", "metrics_middleware", "metrics_route"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -88,6 +90,11 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def metrics_route() -> web.RouteDef:
+    @contract(
+        summary="Prometheus metrics",
+        responses={200: Reply(None, "text exposition format", media_type="text/plain")},
+        redis=False,
+    )
     async def serve_metrics(request: web.Request) -> web.Response:
         body = generate_latest(request.app[METRICS].registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -30,7 +30,7 @@ import sys
 import sysconfig
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
@@ -43,8 +43,10 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound, Unprocessable
 from livecast.http import identity, json_response, read_json
 from livecast.ids import is_stream_id, new_id
+from livecast.openapi import Auth, Reply, contract
+from livecast.streams.registry import Stream
 
-__all__ = ["CONTENT_TYPES", "PAGES", "setup", "web_root"]
+__all__ = ["CONTENT_TYPES", "PAGES", "WEB_ROOT", "routes", "web_root"]
 
 _INSTALLED = Path("share") / "livecast" / "web"
 
@@ -92,7 +94,7 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-_WEB_ROOT = web.AppKey("web_root", Path)
+WEB_ROOT = web.AppKey("web_root", Path)
 _DIRECTORY_LIMIT = 100
 
 
@@ -116,16 +118,6 @@ def web_root() -> Path:
     )
 
 
-def setup(app: web.Application) -> None:
-    app[_WEB_ROOT] = web_root()
-    for path, filename in PAGES.items():
-        app.router.add_get(path, _page_handler(filename), name=f"page:{filename}")
-    app.router.add_get("/static/{path:.+}", _static)
-    app.router.add_get("/api/directory", _directory)
-    app.router.add_get("/api/dev", _dev_settings)
-    app.router.add_post("/api/dev/tokens", _mint_dev_token)
-
-
 def _page_handler(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def page(request: web.Request) -> web.StreamResponse:
         status = 200
@@ -136,7 +128,7 @@ def _page_handler(filename: str) -> Callable[[web.Request], Awaitable[web.Stream
             # The page itself explains that the stream does not exist.
             status = 404
         response = web.FileResponse(
-            request.app[_WEB_ROOT] / filename, status=status, headers=_PAGE_HEADERS
+            request.app[WEB_ROOT] / filename, status=status, headers=_PAGE_HEADERS
         )
         response.content_type = "text/html"
         response.charset = "utf-8"
@@ -152,7 +144,7 @@ async def _static(request: web.Request) -> web.StreamResponse:
     if any(part.startswith(".") for part in relative.parts):
         raise NotFound("no such file", code=ErrorCode.NOT_FOUND)
     content_type = CONTENT_TYPES.get(relative.suffix)
-    root: Path = request.app[_WEB_ROOT]
+    root: Path = request.app[WEB_ROOT]
     path = root.joinpath(*relative.parts)
     if content_type is None or not path.is_file() or root not in path.resolve().parents:
         raise NotFound("no such file", code=ErrorCode.NOT_FOUND)
@@ -165,7 +157,35 @@ async def _static(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _directory(request: web.Request) -> web.Response:
+class DirectoryStream(Stream, frozen=True, kw_only=True):
+    viewers: Annotated[
+        int | None,
+        msgspec.Meta(description="concurrent viewers of a live stream; null otherwise"),
+    ]
+
+
+class Directory(msgspec.Struct, frozen=True):
+    streams: list[DirectoryStream]
+
+
+class DevSettings(msgspec.Struct, frozen=True):
+    mint_viewer_tokens: bool
+
+
+class DevToken(msgspec.Struct, frozen=True, kw_only=True):
+    token: Annotated[str, msgspec.Meta(description="HS256 JWT; send as Authorization: Bearer")]
+    sub: str
+    name: str
+    role: Literal["viewer"] = "viewer"
+    expires_in: Annotated[int, msgspec.Meta(description="seconds")]
+
+
+@contract(
+    summary="Streams for the directory page: live (with viewer counts), scheduled, ended",
+    responses={200: Directory},
+    auth=Auth.OPTIONAL,
+)
+async def directory(request: web.Request) -> web.Response:
     """What ``GET /api/streams`` lists (public streams, and those the caller manages), with
     ``viewers`` on each live stream when live events run on this server, else null."""
     caller = identity(request)
@@ -180,10 +200,12 @@ async def _directory(request: web.Request) -> web.Response:
         )
         counts = {stream_id: snap.viewers for stream_id, snap in zip(live, snapshots, strict=True)}
     listed = [
-        {**msgspec.structs.asdict(s), "viewers": counts.get(s.id) if s.is_live else None}
+        DirectoryStream(
+            **msgspec.structs.asdict(s), viewers=counts.get(s.id) if s.is_live else None
+        )
         for s in visible
     ]
-    return json_response({"streams": listed})
+    return json_response(Directory(listed))
 
 
 class MintToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -193,11 +215,24 @@ class MintToken(msgspec.Struct, forbid_unknown_fields=True):
         check_line("name", self.name)
 
 
-async def _dev_settings(request: web.Request) -> web.Response:
-    return json_response({"mint_viewer_tokens": request.app[SETTINGS].dev.mint_viewer_tokens})
+@contract(
+    summary="Which development conveniences are on (the pages ask before offering sign-in by name)",
+    responses={200: DevSettings},
+    redis=False,
+)
+async def dev_settings(request: web.Request) -> web.Response:
+    return json_response(DevSettings(request.app[SETTINGS].dev.mint_viewer_tokens))
 
 
-async def _mint_dev_token(request: web.Request) -> web.Response:
+@contract(
+    summary="Mint a viewer token for a display name; exists only with [dev] "
+    "mint_viewer_tokens = true",
+    body=MintToken,
+    responses={201: Reply(DevToken, "minted")},
+    errors={ErrorCode.NOT_FOUND: "dev mode is off"},
+    redis=False,
+)
+async def mint_dev_token(request: web.Request) -> web.Response:
     """A viewer identity for a display name; the route does not exist unless dev mode is on."""
     settings = request.app[SETTINGS]
     if not settings.dev.mint_viewer_tokens:
@@ -209,7 +244,16 @@ async def _mint_dev_token(request: web.Request) -> web.Response:
     sub = f"dev-{new_id(6)}"
     ttl = settings.auth.default_ttl_s
     token = request.app[TOKENS].issue(sub=sub, name=name, role=Role.VIEWER, ttl_s=ttl)
-    return json_response(
-        {"token": token, "sub": sub, "name": name, "role": Role.VIEWER.value, "expires_in": ttl},
-        status=201,
-    )
+    return json_response(DevToken(token=token, sub=sub, name=name, expires_in=ttl), status=201)
+
+
+routes = [
+    *(
+        web.get(path, _page_handler(filename), name=f"page:{filename}")
+        for path, filename in PAGES.items()
+    ),
+    web.get("/static/{path:.+}", _static),
+    web.get("/api/directory", directory),
+    web.get("/api/dev", dev_settings),
+    web.post("/api/dev/tokens", mint_dev_token),
+]

@@ -26,14 +26,17 @@ import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
-from aiohttp import ClientWebSocketResponse, WSMsgType, web
+from aiohttp import ClientWebSocketResponse, WSMessage, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from livecast.app import create_app
 from livecast.appkeys import TOKENS
+from livecast.asyncapi import ServerEvent
 from livecast.auth import Role
 from livecast.config import ServerSettings, Settings, load_settings
 from livecast.embedded_redis import EmbeddedRedis, redis_server_binary
+from tests.contract import AnswerCheck
+from tests.contract import install as install_answer_check
 
 EXTERNAL_REDIS_ENV = "LIVECAST_TEST_REDIS_URL"
 
@@ -66,10 +69,24 @@ TASK_DUMP_AT = 0.75
 class AppServer(TestServer):
     """The app on a loopback port, stopping as `livecast serve` does: handlers still
     running ``SHUTDOWN_TIMEOUT_S`` into the shutdown are cancelled (aiohttp's own default
-    is to wait 60 s for them, as long as a whole test may take)."""
+    is to wait 60 s for them, as long as a whole test may take).
+
+    Every answer it gives is checked against the app's OpenAPI document
+    (:mod:`tests.contract`); closing it fails with the answers that do not match."""
+
+    _answers: AnswerCheck | None = None
 
     async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        self._answers = install_answer_check(self.app)
         return web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, **kwargs)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._answers is not None and self._answers.violations:
+            found, self._answers.violations = self._answers.violations, []
+            raise AssertionError(
+                "answers that do not match the OpenAPI document:\n  " + "\n  ".join(found)
+            )
 
 
 @pytest.fixture
@@ -275,6 +292,62 @@ def make_token(app: web.Application) -> MakeToken:
         )
 
     return make
+
+
+_JSON_EVENTS = msgspec.json.Decoder(ServerEvent)
+_MSGPACK_EVENTS = msgspec.msgpack.Decoder(ServerEvent)
+
+
+def undescribed_event(payload: bytes | str, *, binary: bool) -> str | None:
+    """Why a live-events frame is not an event the AsyncAPI types describe, or None.
+
+    The frame must decode strictly into :data:`livecast.asyncapi.ServerEvent` (a known
+    ``type``, no unknown field, every value of its declared type) and encode back to
+    the same value, so a field the types drop or default would show too.
+    """
+    try:
+        if isinstance(payload, bytes) and binary:
+            event: Any = _MSGPACK_EVENTS.decode(payload)
+            plain = msgspec.msgpack.decode(payload)
+        else:
+            event = _JSON_EVENTS.decode(payload)
+            plain = msgspec.json.decode(payload)
+    except msgspec.ValidationError as exc:
+        return f"{exc}: {payload[:300]!r}"
+    if msgspec.to_builtins(event) != plain:
+        return f"the types read it as {msgspec.to_builtins(event)!r}, not {plain!r}"
+    return None
+
+
+def published_event(payload: bytes) -> dict[str, Any]:
+    """An event as published on a stream's Redis channel, checked as the sockets' are."""
+    problem = undescribed_event(payload, binary=True)
+    assert problem is None, f"an event the AsyncAPI types do not describe: {problem}"
+    event: dict[str, Any] = msgspec.msgpack.decode(payload)
+    return event
+
+
+@pytest.fixture(autouse=True)
+def live_events_are_described(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every frame a test's WebSocket client receives is checked against the AsyncAPI
+    types (:func:`undescribed_event`); the test fails at teardown if one was not."""
+    problems: list[str] = []
+    receive = ClientWebSocketResponse.receive
+
+    async def receive_checked(
+        self: ClientWebSocketResponse, *args: Any, **kwargs: Any
+    ) -> WSMessage:
+        message = await receive(self, *args, **kwargs)
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            problem = undescribed_event(message.data, binary=message.type is WSMsgType.BINARY)
+            if problem is not None:
+                problems.append(problem)
+        return message
+
+    monkeypatch.setattr(ClientWebSocketResponse, "receive", receive_checked)
+    yield
+    if problems:
+        pytest.fail("live events the AsyncAPI types do not describe:\n" + "\n".join(problems))
 
 
 async def next_event(ws: ClientWebSocketResponse, event_type: str) -> dict[str, Any]:

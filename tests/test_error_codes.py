@@ -201,3 +201,19 @@ def test_codes_are_strings_and_close_codes_integers_on_the_wire() -> None:
     assert msgspec.json.encode({"code": ErrorCode.SOLD_OUT}) == b'{"code":"sold_out"}'
     assert ErrorCode.of("sold_out") is ErrorCode.SOLD_OUT
     assert int(CloseCode.TRY_AGAIN_LATER) == 1013
+
+
+def test_the_pages_friendly_words_are_for_registered_codes() -> None:
+    """A friendly message keyed by a code the server never sends is never shown."""
+    source = (ROOT.parent / "web" / "js" / "ui.js").read_text()
+    table = source[source.index("const KIND_ERRORS = {") :]
+    keys = re.findall(r"^\s+(\w+):", table[: table.index("};")], re.MULTILINE)
+    assert "sold_out" in keys
+    assert set(keys) - {code.value for code in ErrorCode} == {"network"}  # the page's own
+
+
+def test_the_pages_stop_after_exactly_the_close_codes_that_say_do_not_reconnect() -> None:
+    source = (ROOT.parent / "web" / "js" / "events.js").read_text()
+    table = source[source.index("const FINAL_CLOSES = {") :]
+    finals = {int(code) for code in re.findall(r"(\d{4}):", table[: table.index("};")])}
+    assert finals == {int(code) for code in CloseCode if not code.reconnect}

@@ -1,4 +1,4 @@
-"""Debian's nginx on loopback as the CDN in front of an origin's ``/hls/``.
+"""Debian's nginx on loopback as the CDN in front of the nodes' ``/hls/``.
 
 ``proxy_cache`` with ``proxy_cache_lock``, honouring the origin's cache headers: identical
 requests that arrive together make one origin request. The access log has one line per
@@ -10,10 +10,33 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from livecast.bench._server import free_port
 
+# The cache in front of the nodes, as the README shows it (one ``server`` line per node;
+# the suite checks that the README's directives are these): every node answers every
+# stream's /hls/ (forwarding to the one that packages it), so nginx may ask any of them.
+UPSTREAM = """
+    upstream livecast {{
+{servers}
+        keepalive 64;
+    }}
+"""
+LOCATION = """
+        location /hls/ {
+            proxy_pass http://livecast;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache hls;
+            proxy_cache_key $request_uri;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 15s;
+            proxy_cache_lock_age 15s;
+            proxy_read_timeout 30s;
+        }
+"""
 CONF = """
 daemon off;
 master_process off;
@@ -30,19 +53,10 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     proxy_cache_path {dir}/cache levels=1:2 keys_zone=hls:10m max_size=256m use_temp_path=off;
+{upstream}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
-        location /hls/ {{
-            proxy_pass http://127.0.0.1:{origin_port};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache hls;
-            proxy_cache_key $request_uri;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 15s;
-            proxy_cache_lock_age 15s;
-            proxy_read_timeout 30s;
-        }}
+{location}
     }}
 }}
 """
@@ -55,8 +69,8 @@ def nginx_binary() -> str | None:
     )
 
 
-def start_nginx(directory: Path, origin_port: int) -> tuple[subprocess.Popen[bytes], str]:
-    """nginx on a free loopback port in front of ``origin_port``, its configuration,
+def start_nginx(directory: Path, node_ports: Sequence[int]) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx on a free loopback port in front of the nodes on ``node_ports``, its configuration,
     logs and cache in ``directory`` (created; the access log is ``access.log``); the
     process and its base URL. Raises ``FileNotFoundError`` without nginx."""
     binary = nginx_binary()
@@ -65,7 +79,9 @@ def start_nginx(directory: Path, origin_port: int) -> tuple[subprocess.Popen[byt
     directory.mkdir()
     port = free_port()
     conf = directory / "nginx.conf"
-    conf.write_text(CONF.format(dir=directory, port=port, origin_port=origin_port))
+    servers = "\n".join(f"        server 127.0.0.1:{node};" for node in node_ports)
+    upstream = UPSTREAM.format(servers=servers)
+    conf.write_text(CONF.format(dir=directory, port=port, upstream=upstream, location=LOCATION))
     process = subprocess.Popen(
         [binary, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
     )

@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--inflight", type=int, default=500, help="requests in flight at once")
     parser.add_argument("--trivial", type=int, default=5_000, help="GET /healthz requests")
     parser.add_argument("--redis-url", default="", help="default: an embedded redis-server")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the server with py-spy during the checkout phase (collapsed stacks to "
+        "FILE; pip install -c constraints.txt '.[bench]')",
+    )
     return parser
 
 
@@ -291,7 +298,11 @@ async def _crowd(
                     return "201"
                 return f"{resp.status} {body['error']['code']}"
 
+            profiler = _profiler(pid, args.profile) if args.profile else None
             await checkouts.run(len(added), args.inflight, checkout)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+                await asyncio.to_thread(profiler.wait, 30)
             open_left = await _settled(redis, keys)
             books = await _books(redis, keys, stream_id, args.units, Reservations, OrderStore)
         finally:
@@ -329,6 +340,15 @@ async def _crowd(
         "checkout_phase": checkouts.figures(),
         **books,
     }
+
+
+def _profiler(pid: int, path: str) -> subprocess.Popen[bytes]:
+    profiler = subprocess.Popen(
+        ["py-spy", "record", "--format", "raw", "--rate", "500", "-p", str(pid), "-o", path],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)  # attached before the phase starts
+    return profiler
 
 
 async def _wait_ready(http: aiohttp.ClientSession, server: subprocess.Popen[bytes]) -> None:

@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             asyncio.run(_wait_playlist(f"{origin}/hls/{stream_id}/index.m3u8"))
             base = origin
             if args.cdn:
-                nginx, base = start_nginx(Path(tmp) / "nginx", server.port)
+                nginx, base = start_nginx(Path(tmp) / "nginx", [server.port])
             start = ctx.Event()
             window_over = ctx.Event()
             for share in shares(args.players, procs):

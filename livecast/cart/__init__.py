@@ -3,7 +3,7 @@
 from livecast.cart.checkout import Checkout, CheckoutRequest
 from livecast.cart.orders import Order, OrderLine, OrderStore
 from livecast.cart.payments import PaymentDeclined, PaymentProvider, TestPaymentProvider
-from livecast.cart.service import CART, CartService, setup
+from livecast.cart.service import CART, CartService
 from livecast.cart.stats import SalesStats, StreamStats
 from livecast.cart.webhooks import WebhookDispatcher, signature_header, verify_signature
 
@@ -21,7 +21,6 @@ __all__ = [
     "StreamStats",
     "TestPaymentProvider",
     "WebhookDispatcher",
-    "setup",
     "signature_header",
     "verify_signature",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
@@ -13,33 +13,116 @@ from livecast.appkeys import STREAMS
 from livecast.auth import Identity, Role
 from livecast.cart.cart import CartEntry
 from livecast.cart.checkout import CheckoutRequest
-from livecast.cart.orders import Order
+from livecast.cart.orders import Order, OrderEvent
 from livecast.cart.service import CART
+from livecast.cart.stats import StreamStats
 from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from livecast.http import identity, json_response, read_body, read_json
 from livecast.ids import SKU_PATTERN, STREAM_ID_PATTERN, new_id
+from livecast.inventory.money import Money
 from livecast.inventory.reserve import Hold, HoldState
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS
-from livecast.streams.registry import StreamState, iso_time
+from livecast.openapi import Auth, Body, Param, Reply, Webhook, contract
+from livecast.streams.registry import IsoTime, StreamState, iso_time
 
-__all__ = ["routes"]
+__all__ = ["WEBHOOKS", "routes"]
 
 routes = web.RouteTableDef()
+
+# What livecast POSTs to the configured webhook URLs ([webhooks] in the config).
+WEBHOOKS = {
+    "order": Webhook(
+        "An order was created or paid",
+        OrderEvent,
+        "Signed with the webhook secret; verify it with livecast.cart.verify_signature.",
+    )
+}
 
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _LIVE = StreamState.LIVE.value.encode()
 
 
-class AddItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class AddCartItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream_id: Annotated[str, msgspec.Meta(pattern=STREAM_ID_PATTERN)]
     sku: Annotated[str, msgspec.Meta(pattern=SKU_PATTERN)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
-    deal_id: Annotated[str, msgspec.Meta(pattern=_ID)] | None = None
-    # Lets a client retry an add-to-cart without holding twice.
-    hold_id: Annotated[str, msgspec.Meta(pattern=_ID)] | None = None
+    deal_id: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=_ID,
+                description="Buy at the flash deal's price, within its limits. The deal must "
+                "run on stream_id (else 422 deal_not_in_stream).",
+            ),
+        ]
+        | None
+    ) = None
+    hold_id: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=_ID,
+                description="Client-chosen id: retrying an add with the same id holds once.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class CartLine(msgspec.Struct, frozen=True, kw_only=True):
+    hold_id: str
+    sku: str
+    title: str
+    stream_id: str
+    deal_id: str | None
+    quantity: int
+    unit_price: Money
+    line_total: Money
+    state: Annotated[
+        HoldState,
+        msgspec.Meta(description="held, or preparing: a checkout is committing this hold now"),
+    ]
+    expires_at: IsoTime
+    seconds_left: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ExpiredLine(msgspec.Struct, frozen=True, kw_only=True):
+    hold_id: str
+    sku: str
+    title: str
+
+
+class Cart(msgspec.Struct, frozen=True, kw_only=True):
+    lines: list[CartLine]
+    totals: Annotated[list[Money], msgspec.Meta(description="One total per currency.")]
+    expired: Annotated[
+        list[ExpiredLine],
+        msgspec.Meta(
+            description="Lines whose hold expired or was released; removed from the cart by "
+            "this read."
+        ),
+    ]
+
+
+class Released(msgspec.Struct, frozen=True):
+    released: Annotated[str, msgspec.Meta(description="the hold id of the removed line")]
+
+
+class OrderList(msgspec.Struct, frozen=True):
+    orders: list[Order]
+
+
+_IDEMPOTENCY_KEY_PARAM = Param(
+    "Idempotency-Key",
+    "header",
+    Annotated[str, msgspec.Meta(pattern=_IDEMPOTENCY_KEY.pattern)],
+    "A fresh random string per checkout attempt; the same one to retry it.",
+    required=True,
+)
+_ORDER_LIMIT = Annotated[int, msgspec.Meta(ge=1, le=500)]
 
 
 def _buyer(request: web.Request) -> Identity:
@@ -48,26 +131,51 @@ def _buyer(request: web.Request) -> Identity:
     return caller
 
 
-def _line(entry: CartEntry, hold: Hold, now_ms: int) -> dict[str, Any]:
-    return {
-        "hold_id": entry.hold_id,
-        "sku": entry.sku,
-        "title": hold.title or entry.title,
-        "stream_id": entry.stream_id,
-        "deal_id": hold.deal_id,
-        "quantity": hold.qty,
-        "unit_price": hold.price,
-        "line_total": {
-            "amount_minor": hold.price.amount_minor * hold.qty,
-            "currency": hold.price.currency,
-        },
-        "state": hold.state.value,
-        "expires_at": iso_time(hold.expires_at_ms),
-        "seconds_left": max(0, (hold.expires_at_ms - now_ms) // 1000),
-    }
+def _line(entry: CartEntry, hold: Hold, now_ms: int) -> CartLine:
+    return CartLine(
+        hold_id=entry.hold_id,
+        sku=entry.sku,
+        title=hold.title or entry.title,
+        stream_id=entry.stream_id,
+        deal_id=hold.deal_id,
+        quantity=hold.qty,
+        unit_price=hold.price,
+        line_total=Money(hold.price.amount_minor * hold.qty, hold.price.currency),
+        state=hold.state,
+        expires_at=iso_time(hold.expires_at_ms) or "",
+        seconds_left=max(0, (hold.expires_at_ms - now_ms) // 1000),
+    )
 
 
 @routes.post("/api/cart/items")
+@contract(
+    summary="Add to cart: reserve stock and hold it for the buyer",
+    description="The line is written to the cart before its hold is made, so a hold is always "
+    "in its buyer's cart: a refusal (4xx) holds nothing and adds no line; after a 503 the "
+    "line may already hold the units (GET /api/cart shows it), and sending the same hold_id "
+    "again answers with that hold and holds nothing more.",
+    body=AddCartItem,
+    responses={201: Reply(CartLine, "held")},
+    errors={
+        ErrorCode.PRODUCT_NOT_GRANTED: "the stream may not sell this product (another "
+        "seller's, not granted to it); nothing is held",
+        ErrorCode.STREAM_NOT_FOUND: "",
+        ErrorCode.UNKNOWN_SKU: "",
+        ErrorCode.UNKNOWN_DEAL: "",
+        ErrorCode.STREAM_NOT_LIVE: "",
+        ErrorCode.SOLD_OUT: "",
+        ErrorCode.INSUFFICIENT_STOCK: "",
+        ErrorCode.OVER_LIMIT: "",
+        ErrorCode.DEAL_NOT_STARTED: "",
+        ErrorCode.DEAL_ENDED: "",
+        ErrorCode.HOLD_CONFLICT: "the hold id names another line or reservation",
+        ErrorCode.CART_FULL: "",
+        ErrorCode.INVALID_QUANTITY: "",
+        ErrorCode.DEAL_NOT_IN_STREAM: "",
+        ErrorCode.REDIS_UNAVAILABLE: "retry with the same hold_id",
+    },
+    auth=Auth.REQUIRED,
+)
 async def add_item(request: web.Request) -> web.Response:
     """Two round trips to Redis: the stream's state and seller read and the cart line
     staged, in one pipeline; then the reservation (with every other reservation of the SKU
@@ -75,7 +183,7 @@ async def add_item(request: web.Request) -> web.Response:
     refusal drops the staged line again; a reservation whose answer was lost keeps it, so
     its hold is never in nobody's cart."""
     buyer = _buyer(request)
-    body = await read_json(request, AddItem)
+    body = await read_json(request, AddCartItem)
     service = request.app[CART]
     reservations = request.app[INVENTORY].reservations
     hold_id = body.hold_id or new_id()
@@ -125,6 +233,11 @@ async def add_item(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/cart")
+@contract(
+    summary="The buyer's cart, with hold timers; expired lines leave and are listed",
+    responses={200: Cart},
+    auth=Auth.REQUIRED,
+)
 async def get_cart(request: web.Request) -> web.Response:
     buyer = _buyer(request)
     carts = request.app[CART].carts
@@ -134,8 +247,8 @@ async def get_cart(request: web.Request) -> web.Response:
     seconds, micros = await clock
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     holds = await asyncio.gather(*(reservations.get_hold(e.sku, e.hold_id) for e in entries))
-    lines: list[dict[str, Any]] = []
-    expired: list[dict[str, str]] = []
+    lines: list[CartLine] = []
+    expired: list[ExpiredLine] = []
     totals: dict[str, int] = {}
     for entry, hold in zip(entries, holds, strict=True):
         if hold is None:
@@ -148,7 +261,7 @@ async def get_cart(request: web.Request) -> web.Response:
             and (hold.state is not HoldState.HELD or hold.expires_at_ms <= now_ms)
         ):
             title = entry.title or (hold.title if hold is not None else "") or entry.sku
-            expired.append({"hold_id": entry.hold_id, "sku": entry.sku, "title": title})
+            expired.append(ExpiredLine(hold_id=entry.hold_id, sku=entry.sku, title=title))
             continue
         line = _line(entry, hold, now_ms)
         lines.append(line)
@@ -156,13 +269,13 @@ async def get_cart(request: web.Request) -> web.Response:
             hold.price.amount_minor * hold.qty
         )
     if expired:
-        await carts.remove(buyer.sub, *(e["hold_id"] for e in expired))
+        await carts.remove(buyer.sub, *(e.hold_id for e in expired))
     return json_response(
-        {
-            "lines": lines,
-            "totals": [{"amount_minor": v, "currency": k} for k, v in sorted(totals.items())],
-            "expired": expired,
-        }
+        Cart(
+            lines=lines,
+            totals=[Money(amount, currency) for currency, amount in sorted(totals.items())],
+            expired=expired,
+        )
     )
 
 
@@ -175,6 +288,16 @@ def _in_checkout(hold_id: str) -> Conflict:
 
 
 @routes.delete("/api/cart/items/{hold_id}")
+@contract(
+    summary="Remove a line and release its hold",
+    responses={200: Released},
+    errors={
+        ErrorCode.NOT_IN_CART: "",
+        ErrorCode.HOLD_IN_CHECKOUT: "a checkout is committing this hold; the line stays (it "
+        "is removable again if that checkout aborts)",
+    },
+    auth=Auth.REQUIRED,
+)
 async def remove_item(request: web.Request) -> web.Response:
     """Release the line's hold and drop the line. A hold that a checkout has prepared
     (``preparing``) is that checkout's until it commits or aborts: the line stays and the
@@ -202,10 +325,44 @@ async def remove_item(request: web.Request) -> web.Response:
             if exc.details.get("state") == HoldState.PREPARING.value:
                 raise _in_checkout(hold_id) from None
     await carts.remove(buyer.sub, hold_id)
-    return json_response({"released": hold_id})
+    return json_response(Released(hold_id))
 
 
 @routes.post("/api/checkout")
+@contract(
+    summary="Pay for every line in the cart, all or nothing, exactly once per Idempotency-Key",
+    description="Every step is journaled in Redis before the payment provider is called. "
+    "After a 503 or a dropped connection, the same Idempotency-Key finishes that checkout "
+    "and returns its order; if the buyer never retries, a recovery pass on some node "
+    "finishes it within seconds (the order then appears in GET /api/orders) or, if no hold "
+    "was committed yet, voids the payment and leaves the cart as it was.",
+    params=[_IDEMPOTENCY_KEY_PARAM],
+    body=Body(CheckoutRequest, required=False),
+    responses={
+        201: Reply(
+            Order,
+            "the order (the same one for a replayed key)",
+            headers={"Idempotent-Replayed": "true when this key's order was made before"},
+        )
+    },
+    errors={
+        ErrorCode.MISSING_IDEMPOTENCY_KEY: "",
+        ErrorCode.INVALID_IDEMPOTENCY_KEY: "",
+        ErrorCode.PAYMENT_DECLINED: "",
+        ErrorCode.HOLD_EXPIRED: "before any payment call: a line's hold expired or was released",
+        ErrorCode.HOLD_COMMITTED: "before any payment call: a line was bought in another order",
+        ErrorCode.HOLD_IN_CHECKOUT: "before any payment call: another checkout is committing "
+        "a line (holds lists them)",
+        ErrorCode.COMMIT_FAILED: "a hold expired during checkout; the authorization is voided",
+        ErrorCode.CHECKOUT_IN_PROGRESS: "",
+        ErrorCode.EMPTY_CART: "",
+        ErrorCode.MIXED_CURRENCIES: "",
+        ErrorCode.IDEMPOTENCY_KEY_REUSED: "",
+        ErrorCode.REDIS_UNAVAILABLE: "the checkout may have stopped midway; retry with the "
+        "same Idempotency-Key to get its order",
+    },
+    auth=Auth.REQUIRED,
+)
 async def checkout(request: web.Request) -> web.Response:
     buyer = _buyer(request)
     key = request.headers.get("Idempotency-Key")
@@ -248,6 +405,12 @@ async def _can_see(request: web.Request, caller: Identity, order: Order) -> bool
 
 
 @routes.get("/api/orders/{order_id}")
+@contract(
+    summary="One order (its buyer, the stream's seller or hosts, admins)",
+    responses={200: Order},
+    errors=[ErrorCode.FORBIDDEN, ErrorCode.ORDER_NOT_FOUND],
+    auth=Auth.REQUIRED,
+)
 async def get_order(request: web.Request) -> web.Response:
     caller = _buyer(request)
     order = await request.app[CART].orders.get(request.match_info["order_id"])
@@ -257,6 +420,16 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/orders")
+@contract(
+    summary="Orders of a stream (its seller, hosts, admins) or, without ?stream, the caller's own",
+    params=[
+        Param("stream", description="a stream id: that stream's orders"),
+        Param("limit", type=_ORDER_LIMIT, default=100),
+    ],
+    responses={200: OrderList},
+    errors=[ErrorCode.INVALID_QUERY, ErrorCode.FORBIDDEN, ErrorCode.STREAM_NOT_FOUND],
+    auth=Auth.REQUIRED,
+)
 async def list_orders(request: web.Request) -> web.Response:
     caller = _buyer(request)
     raw_limit = request.query.get("limit", "100")
@@ -265,14 +438,20 @@ async def list_orders(request: web.Request) -> web.Response:
     stream_id = request.query.get("stream")
     if stream_id is None:
         orders = await request.app[CART].orders.for_buyer(caller.sub, limit=int(raw_limit))
-        return json_response({"orders": orders})
+        return json_response(OrderList(orders))
     stream = await request.app[STREAMS].get(stream_id)
     caller.require_manage(stream.id, stream.seller_id)
     orders = await request.app[CART].orders.for_stream(stream.id, limit=int(raw_limit))
-    return json_response({"orders": orders})
+    return json_response(OrderList(orders))
 
 
 @routes.get("/api/streams/{stream_id}/stats")
+@contract(
+    summary="Live numbers of a stream for its hosts; also pushed to hosts as the `stats` event",
+    responses={200: StreamStats},
+    errors=[ErrorCode.FORBIDDEN, ErrorCode.STREAM_NOT_FOUND],
+    auth=Auth.REQUIRED,
+)
 async def stream_stats(request: web.Request) -> web.Response:
     caller = _buyer(request)
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])

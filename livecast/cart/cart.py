@@ -13,6 +13,7 @@ reservation drops the line again, and a line whose hold was never made reads as 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ class CartStore:
         count: int = await self._redis.hlen(self._key(buyer_id))
         return count
 
-    async def remove(self, buyer_id: str, *hold_ids: str) -> None:
+    def remove(self, buyer_id: str, *hold_ids: str) -> Awaitable[Any]:
+        """Drop the lines, queued in the loop tick's batch."""
         if hold_ids:
-            await self._batcher.command("HDEL", self._key(buyer_id), *hold_ids)
+            return self._batcher.command("HDEL", self._key(buyer_id), *hold_ids)
+        return asyncio.sleep(0)

@@ -45,8 +45,9 @@ Order of steps, chosen so that a failure leaves stock exact and money untouched:
 3. authorize the total (a decline leaves every hold as it was);
 4. commit all holds at once (a hold that expired in between fails the whole commit; the
    authorization is voided, the remaining holds stay held, and no record is kept);
-5. capture, store the order, count it, enqueue ``order.created`` and ``order.paid``,
-   clear its lines from the cart, record the key done.
+5. capture; store the order, count it, enqueue ``order.created`` and ``order.paid``
+   and clear its lines from the cart (one ordered batch: the order lands first); then
+   record the key done and take it off the open set (one ordered batch).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -78,16 +80,12 @@ from livecast.inventory.reserve import Hold, HoldRef, HoldState, Reservations
 from livecast.redisdb import KeySpace, load_lua
 from livecast.streams.registry import StreamRegistry, iso_time
 
-__all__ = ["Checkout", "CheckoutRequest", "CheckoutResult", "PaymentRequired", "RecoveryReport"]
+__all__ = ["Checkout", "CheckoutRequest", "CheckoutResult", "RecoveryReport"]
 
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
 _RECORD_TTL_MS = 7 * 86_400 * 1000
-
-
-class PaymentRequired(ApiError):
-    default_code = ErrorCode.PAYMENT_DECLINED
 
 
 class CheckoutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -211,7 +209,7 @@ class Checkout:
             if record.status is _Status.DONE:
                 return CheckoutResult(await self._orders.get(record.order_id), replayed=True)
             if record.status is _Status.DECLINED:
-                raise PaymentRequired(f"payment declined: {record.decline_reason}")
+                raise _declined(record.decline_reason)
             if asyncio.get_running_loop().time() > deadline:
                 raise Conflict(
                     "a checkout with this Idempotency-Key is still running; retry shortly",
@@ -228,11 +226,7 @@ class Checkout:
                     # An earlier run under this key was undone; this one starts over.
                     record, _ = await self._record(record_key, fingerprint)
                     cart = None
-            # Done: off the open set and the lease given back, in one batch.
-            await asyncio.gather(
-                self._batcher.command("ZREM", self.open_key, _member(record_key, order.id)),
-                self._give_back(lease_key, token),
-            )
+            await self._close(record_key, record, lease=(lease_key, token))
             given_back = True
         except _NothingHappened as exc:
             await self._forget(record_key, record.order_id)
@@ -283,8 +277,8 @@ class Checkout:
             return record, bool(leased), None
         return self._decoder.decode(raw), bool(leased), None
 
-    async def _give_back(self, lease_key: str, token: str) -> None:
-        await self._batcher.call(self._release_lease, (lease_key, token))
+    def _give_back(self, lease_key: str, token: str) -> asyncio.Future[Any]:
+        return self._batcher.call(self._release_lease, (lease_key, token))
 
     async def _lease(self, lease_key: str, token: str) -> bool:
         """Take the key's lease for this run, if no other run holds it."""
@@ -313,10 +307,27 @@ class Checkout:
             return await self._record(record_key, fingerprint)
         return self._decoder.decode(raw), False
 
-    async def _save(self, record_key: str, record: _Record) -> None:
-        await self._batcher.command(
+    def _save(self, record_key: str, record: _Record) -> asyncio.Future[Any]:
+        return self._batcher.command(
             "SET", record_key, self._encoder.encode(record), "PX", _RECORD_TTL_MS
         )
+
+    def _close(
+        self, record_key: str, record: _Record, *, lease: tuple[str, str] | None = None
+    ) -> Awaitable[list[Any]]:
+        """Once the order is finished: record the key done, then take the checkout off
+        the open set (and give the ``lease`` back), in one ordered batch. Were the record
+        refused while the rest applied, the order is stored and finished all the same,
+        and a retry with the key finds it and records the key done."""
+        done = msgspec.structs.replace(record, status=_Status.DONE)
+        with self._batcher.in_order():
+            steps = [
+                self._save(record_key, done),
+                self._batcher.command("ZREM", self.open_key, _member(record_key, record.order_id)),
+            ]
+            if lease is not None:
+                steps.append(self._give_back(*lease))
+        return asyncio.gather(*steps)
 
     async def _forget(self, record_key: str, order_id: str) -> None:
         """Drop the record (the key may be used afresh) and its open-checkout entry."""
@@ -340,7 +351,7 @@ class Checkout:
             stored = await self._orders.find(order_id)
             if stored is not None:
                 # A record written before the journal existed, whose run stored the order.
-                return await self._finish(record, record_key, stored)
+                return await self._finish(stored)
             raw_cart, (seconds, micros) = await asyncio.gather(
                 self._carts.read_entries(buyer.sub), self._batcher.command("TIME")
             )
@@ -390,7 +401,7 @@ class Checkout:
         if not fresh:
             stored = await self._orders.find(order_id)
             if stored is not None:
-                return await self._finish(record, record_key, stored)
+                return await self._finish(stored)
             decision = await self._reservations.decision(order_id)
         if decision == "abort":
             await self._undo(record, record_key)
@@ -412,7 +423,7 @@ class Checkout:
                 )
                 await self._save(record_key, declined)
                 await self._redis.zrem(self.open_key, _member(record_key, order_id))
-                raise PaymentRequired(f"payment declined: {exc}") from None
+                raise _declined(str(exc)) from None
             try:
                 committed = await self._reservations.commit_holds(refs, txn=order_id)
             except ApiError as exc:
@@ -420,29 +431,27 @@ class Checkout:
                 raise _NothingHappened(exc) from None
         else:
             committed = await self._reservations.commit_holds(refs, txn=order_id)
-        return await self._complete(record, record_key, committed, fresh=fresh)
+        return await self._complete(record, committed, fresh=fresh)
 
-    async def _complete(
-        self, record: _Record, record_key: str, committed: list[Hold], *, fresh: bool
-    ) -> Order:
+    async def _complete(self, record: _Record, committed: list[Hold], *, fresh: bool) -> Order:
         """The holds are committed: take the money, store the order, finish.
 
         The order is stored once the money is taken. A fresh checkout indexes it while
-        the capture is under way (one round trip fewer): an index entry with no order
-        behind it is skipped by readers, and a resumed checkout captures and saves it."""
+        the capture is under way and stores it with the rest of :meth:`_finish` (two
+        round trips fewer): an index entry with no order behind it is skipped by
+        readers, and a resumed checkout captures and saves it."""
         if fresh:
             order, created_ms = await self._new_order(record, committed)
             await asyncio.gather(
                 self._payments.capture(record.order_id), self._orders.index(order, created_ms)
             )
-            await self._orders.save(order, created_ms, indexed=True)
-            return await self._finish(record, record_key, order)
+            return await self._finish(order, store=True)
         await self._payments.capture(record.order_id)
         stored = await self._orders.find(record.order_id)
         if stored is None:
             stored, created_ms = await self._new_order(record, committed)
             await self._orders.save(stored, created_ms)
-        return await self._finish(record, record_key, stored)
+        return await self._finish(stored)
 
     async def _undo(self, record: _Record, record_key: str) -> None:
         """The txn's decision is ``abort``: holds held again, payment voided, record gone."""
@@ -450,37 +459,37 @@ class Checkout:
         await self._payments.void(record.order_id)
         await self._forget(record_key, record.order_id)
 
-    async def _finish(self, record: _Record, record_key: str, order: Order) -> Order:
-        """After the order is stored: count it, enqueue its events, clear its lines from
-        the cart, record the key done. Idempotent, so a resumed checkout repeats it. The
-        caller then takes the checkout off the open set (the buyer's run with its lease
-        given back, in one batch)."""
-        counted = [
-            self._stats.count_order(
-                stream_id,
-                order.id,
-                units=sum(line.quantity for line in mine),
-                amount=Money(
-                    amount_minor=sum(line.line_total.amount_minor for line in mine),
-                    currency=order.total.currency,
-                ),
-                buyer_id=order.buyer_id,
+    async def _finish(self, order: Order, *, store: bool = False) -> Order:
+        """Once the money is taken: store the order (``store``: it is indexed, not yet
+        stored), count it, enqueue its events and clear its lines from the cart, in one
+        round trip, the order first. Idempotent, so a resumed checkout repeats it. The
+        caller then records the key done (:meth:`_close`)."""
+        with self._batcher.in_order():
+            steps: list[Awaitable[Any]] = [self._orders.put(order)] if store else []
+            steps += [
+                self._stats.count_order(
+                    stream_id,
+                    order.id,
+                    units=sum(line.quantity for line in mine),
+                    amount=Money(
+                        amount_minor=sum(line.line_total.amount_minor for line in mine),
+                        currency=order.total.currency,
+                    ),
+                    buyer_id=order.buyer_id,
+                )
+                for stream_id in order.stream_ids
+                if (mine := [line for line in order.lines if line.stream_id == stream_id])
+            ]
+            steps.append(
+                self._carts.remove(order.buyer_id, *(line.hold_id for line in order.lines))
             )
-            for stream_id in order.stream_ids
-            if (mine := [line for line in order.lines if line.stream_id == stream_id])
-        ]
-        payload = msgspec.to_builtins(order)
-        await asyncio.gather(
-            *counted,
-            self._webhooks.enqueue("order.created", payload, event_id=f"evt_{order.id}_created"),
-            self._webhooks.enqueue("order.paid", payload, event_id=f"evt_{order.id}_paid"),
-        )
-        # Last, once everything above is done: the cart and the record (then the open set).
-        done = msgspec.structs.replace(record, status=_Status.DONE)
-        await asyncio.gather(
-            self._carts.remove(order.buyer_id, *(line.hold_id for line in order.lines)),
-            self._save(record_key, done),
-        )
+        if self._webhooks.enabled:
+            payload = msgspec.to_builtins(order)
+            steps += [
+                self._webhooks.enqueue(event, payload, event_id=f"evt_{order.id}_{suffix}")
+                for event, suffix in (("order.created", "created"), ("order.paid", "paid"))
+            ]
+        await asyncio.gather(*steps)
         return order
 
     async def _live_holds(self, entries: list[CartEntry], order_id: str, now_ms: int) -> list[Hold]:
@@ -637,15 +646,19 @@ class Checkout:
             return "closed"
         stored = await self._orders.find(record.order_id)
         if stored is not None:
-            await self._finish(record, record_key, stored)
+            await self._finish(stored)
         elif await self._reservations.decide(record.order_id, "abort") == "commit":
             committed = await self._reservations.commit_holds(_refs(record), txn=record.order_id)
-            await self._complete(record, record_key, committed, fresh=False)
+            await self._complete(record, committed, fresh=False)
         else:
             await self._undo(record, record_key)
             return "voided"
-        await self._redis.zrem(self.open_key, _member(record_key, order_id))
+        await self._close(record_key, record)
         return "finished"
+
+
+def _declined(reason: str) -> ApiError:
+    return ApiError.of(ErrorCode.PAYMENT_DECLINED, f"payment declined: {reason}")
 
 
 def _member(record_key: str, order_id: str) -> str:

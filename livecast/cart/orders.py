@@ -11,8 +11,9 @@ buyer and by stream::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from enum import StrEnum
-from typing import cast
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -22,8 +23,9 @@ from livecast.errors import NotFound
 from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace
+from livecast.streams.registry import IsoTime
 
-__all__ = ["Order", "OrderLine", "OrderStatus", "OrderStore"]
+__all__ = ["Order", "OrderEvent", "OrderLine", "OrderStatus", "OrderStore"]
 
 
 class OrderStatus(StrEnum):
@@ -46,15 +48,31 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     status: OrderStatus
     buyer_id: str
     buyer_name: str
-    stream_id: str
-    stream_ids: list[str]
+    stream_id: Annotated[
+        str, msgspec.Meta(description="The stream the first line was bought from.")
+    ]
+    stream_ids: Annotated[
+        list[str], msgspec.Meta(description="Every stream a line was bought from (attribution).")
+    ]
     seller_ids: list[str]
     lines: list[OrderLine]
     units: int
     total: Money
     payment_provider: str
     payment_id: str
-    created_at: str
+    created_at: IsoTime
+
+
+class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """POSTed to each configured webhook URL for order.created and order.paid. Headers:
+    Livecast-Event-Id (deduplicate on it), Livecast-Event-Type, Livecast-Signature:
+    t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>. Answer 2xx to
+    acknowledge; anything else is retried with exponential backoff."""
+
+    id: str
+    type: Literal["order.created", "order.paid"]
+    created_at: IsoTime
+    data: Order
 
 
 class OrderStore:
@@ -82,15 +100,21 @@ class OrderStore:
         """
         if not indexed:
             await self.index(order, created_ms)
-        await self._batcher.command("SET", self._key(order.id), self._encoder.encode(order))
+        await self.put(order)
 
-    async def index(self, order: Order, created_ms: int) -> None:
-        """List the order under its buyer and its streams (the first half of :meth:`save`)."""
+    def index(self, order: Order, created_ms: int) -> Awaitable[list[Any]]:
+        """List the order under its buyer and its streams (the first half of :meth:`save`),
+        queued in the loop tick's batch."""
         indexes = [self._keys.key("orders", "buyer", order.buyer_id)]
         indexes += [self._keys.key("orders", "stream", s) for s in order.stream_ids]
-        await asyncio.gather(
+        return asyncio.gather(
             *(self._batcher.command("ZADD", index, created_ms, order.id) for index in indexes)
         )
+
+    def put(self, order: Order) -> asyncio.Future[Any]:
+        """Store the record of an order already indexed (the second half of :meth:`save`),
+        queued in the loop tick's batch."""
+        return self._batcher.command("SET", self._key(order.id), self._encoder.encode(order))
 
     async def find(self, order_id: str) -> Order | None:
         if not order_id.startswith("ord_") or len(order_id) > 64:

@@ -1,9 +1,9 @@
-"""Wiring of the cart package: services built from settings, routes, the webhook worker.
+"""The cart package's services and background work (wired by :mod:`livecast.app`).
 
-``setup(app)`` adds the cart, checkout, order and stats routes and a cleanup context
-that builds the services from ``app[SETTINGS]`` and ``app[REDIS]`` (after the Redis and
-inventory contexts) and owns the webhook delivery, checkout recovery and add-to-cart tally
-tasks: started at start-up, cancelled and awaited at shutdown.
+:func:`cart_ctx` is a cleanup context that builds the services from ``app[SETTINGS]``
+and ``app[REDIS]`` (after the Redis, inventory and chat contexts) and owns the webhook
+delivery, checkout recovery and add-to-cart tally tasks: started at start-up, cancelled
+and awaited at shutdown.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -25,7 +24,7 @@ from livecast.cart.cart import CartStore
 from livecast.cart.checkout import Checkout
 from livecast.cart.orders import OrderStore
 from livecast.cart.payments import PaymentProvider, TestPaymentProvider
-from livecast.cart.stats import Audience, AudienceSource, SalesStats
+from livecast.cart.stats import Audience, AudienceSource, SalesStats, StatsEvent
 from livecast.cart.tally import AddToCartTally
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.chat import CHAT, ChatHistory
@@ -33,7 +32,7 @@ from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS
 from livecast.streams.registry import StreamState
 
-__all__ = ["CART", "CartService", "setup"]
+__all__ = ["CART", "CartService", "cart_ctx"]
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +52,7 @@ class CartService:
 CART = web.AppKey("cart", CartService)
 
 
-def setup(app: web.Application) -> None:
-    from livecast.cart import api
-
-    app.add_routes(api.routes)
-    app.cleanup_ctx.append(_cart_ctx)
-
-
-async def _cart_ctx(app: web.Application) -> AsyncIterator[None]:
+async def cart_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis, keys = app[REDIS], app[KEYS]
     hooks = settings.webhooks
@@ -157,7 +149,7 @@ async def _push_stats(app: web.Application, interval_s: float, stopping: asyncio
                 audience = await service.audience.audience(stream.id)
                 await service.tally.flush()
                 stats = await service.sales.stream_stats(stream.id, audience)
-                await app[EVENTS].publish(stream.id, "stats", msgspec.to_builtins(stats))
+                await app[EVENTS].publish(StatsEvent(stream=stream.id, data=stats))
         except (RedisError, OSError):
             log.exception("pushing stream stats failed; trying again next interval")
 

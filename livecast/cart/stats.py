@@ -24,18 +24,20 @@ viewers; average order value is GMV over orders, per currency, rounded down.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 
 from livecast.cart.orders import OrderStore
+from livecast.events import Event
 from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
-__all__ = ["Audience", "AudienceSource", "SalesStats", "StreamStats"]
+__all__ = ["Audience", "AudienceSource", "SalesStats", "StatsEvent", "StreamStats"]
 
 _HERE = Path(__file__).parent
 
@@ -52,20 +54,44 @@ class AudienceSource(Protocol):
     async def audience(self, stream_id: str) -> Audience: ...
 
 
+def _said(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
 class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: str
     viewers_now: int
     viewers_peak: int
-    unique_viewers: int
+    unique_viewers: Annotated[
+        int, _said("An estimate (HyperLogLog, about 1% off); every sales figure is exact.")
+    ]
     likes: int
     chat_messages: int
     add_to_carts: int
-    orders: int
-    buyers: int
-    units_sold: int
-    gmv: list[Money]
-    average_order_value: list[Money]
-    conversion: float
+    orders: Annotated[
+        int,
+        _said("Orders with a line bought from this stream, exactly as its orders list has them."),
+    ]
+    buyers: Annotated[int, _said("Distinct buyers of those orders (exact).")]
+    units_sold: Annotated[int, _said("Units of this stream's lines in those orders (exact).")]
+    gmv: Annotated[
+        list[Money],
+        _said("Per currency, the sum of this stream's line totals in those orders (exact)."),
+    ]
+    average_order_value: Annotated[
+        list[Money],
+        _said("Per currency, GMV over orders in that currency, rounded down to a minor unit."),
+    ]
+    conversion: Annotated[
+        float, _said("Buyers over unique viewers (so an estimate, as unique viewers is).")
+    ]
+
+
+class StatsEvent(Event, tag="stats", frozen=True, kw_only=True):
+    """Hosts only: the stream's live sales and audience numbers, every
+    ``cart.stats_push_interval_s``."""
+
+    data: StreamStats
 
 
 class SalesStats:
@@ -86,11 +112,12 @@ class SalesStats:
     async def add_to_cart(self, stream_id: str, count: int = 1) -> None:
         await self._redis.hincrby(self._key(stream_id, "stats"), "add_to_carts", count)
 
-    async def count_order(
+    def count_order(
         self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str
-    ) -> None:
-        """Count the order's part bought from ``stream_id``; an order counted before is not."""
-        await self._batcher.call(
+    ) -> asyncio.Future[Any]:
+        """Count the order's part bought from ``stream_id``; an order counted before is not.
+        Queued in the loop tick's batch."""
+        return self._batcher.call(
             self._count_order,
             (
                 self._key(stream_id, "counted-orders"),

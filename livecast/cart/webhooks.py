@@ -164,6 +164,11 @@ class WebhookDispatcher:
         self._in_flight: dict[str, int] = {}
         self._turn = 0
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any endpoint is configured (with none, :meth:`enqueue` stores nothing)."""
+        return bool(self._urls)
+
     def queue_key(self, endpoint: str) -> str:
         return self._keys.key("{webhooks}", "due", endpoint)
 

@@ -4,6 +4,6 @@ fanned out across nodes through Redis pub/sub."""
 from livecast.chat.history import ChatHistory
 from livecast.chat.hub import Hub, Viewer
 from livecast.chat.moderation import Moderation
-from livecast.chat.service import CHAT, ChatService, setup
+from livecast.chat.service import CHAT, ChatService
 
-__all__ = ["CHAT", "ChatHistory", "ChatService", "Hub", "Moderation", "Viewer", "setup"]
+__all__ = ["CHAT", "ChatHistory", "ChatService", "Hub", "Moderation", "Viewer"]

@@ -47,7 +47,7 @@ from livecast.chat._keys import LiveKeys
 from livecast.chat.wire import encode_event, parse_offset, ws_frame
 from livecast.config import ChatSettings
 from livecast.error_codes import CloseCode
-from livecast.events import EventPublisher
+from livecast.events import Event, EventPublisher
 from livecast.redisdb import KeySpace, load_lua
 
 __all__ = ["HOST_ONLY_EVENTS", "Hub", "Viewer"]
@@ -102,7 +102,7 @@ class Viewer:
         # first newer one, since pub/sub delivers offsets in order.
         self.floor: tuple[int, int] | None = None
 
-    def send_event(self, event: dict[str, Any]) -> None:
+    def send_event(self, event: Event) -> None:
         """Send one event to this socket only (hello, errors, acks)."""
         self.write(ws_frame(encode_event(event, binary=self.binary), binary=self.binary))
 

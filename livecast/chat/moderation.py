@@ -6,16 +6,31 @@ each message) and it survives reconnects and restarts.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated, cast
 
+import msgspec
 import redis.asyncio as aioredis
 
 from livecast.chat._keys import LiveKeys
+from livecast.chat.events import ChatSettingsChanged, ChatSettingsData
 from livecast.chat.history import word_tokens
 from livecast.events import EventPublisher
 from livecast.redisdb import KeySpace
 
-__all__ = ["Moderation"]
+__all__ = ["Ban", "Moderation", "ModerationSettings"]
+
+
+class Ban(msgspec.Struct, frozen=True, kw_only=True):
+    user: str
+    until_ms: Annotated[
+        int | None, msgspec.Meta(description="end of a time-out (epoch ms); null for a ban")
+    ]
+
+
+class ModerationSettings(msgspec.Struct, frozen=True, kw_only=True):
+    slow_mode_s: int
+    words: list[str]
+    bans: list[Ban]
 
 
 class Moderation:
@@ -41,7 +56,8 @@ class Moderation:
     async def set_slow_mode(self, stream_id: str, seconds: int) -> None:
         """Set slow mode and tell viewers (``chat.settings``), so their UI can show it."""
         await self._redis.hset(LiveKeys(self._keys, stream_id).mod, "slow_mode_s", seconds)
-        await self._events.publish(stream_id, "chat.settings", {"slow_mode_s": seconds})
+        settings = ChatSettingsData(slow_mode_s=seconds)
+        await self._events.publish(ChatSettingsChanged(stream=stream_id, data=settings))
 
     async def set_words(self, stream_id: str, words: list[str]) -> list[str]:
         """Replace the stream's banned words (whole words or phrases, case-insensitive)."""
@@ -54,7 +70,7 @@ class Moderation:
             await pipe.execute()
         return normalized
 
-    async def settings(self, stream_id: str) -> dict[str, Any]:
+    async def settings(self, stream_id: str) -> ModerationSettings:
         keys = LiveKeys(self._keys, stream_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.mod, "slow_mode_s")
@@ -67,9 +83,9 @@ class Moderation:
         for user, until_raw in cast(dict[bytes, bytes], bans).items():
             until = int(until_raw)
             if until == 0 or until > now_ms:
-                active.append({"user": user.decode(), "until_ms": until or None})
-        return {
-            "slow_mode_s": int(slow or 0),
-            "words": sorted(w.decode() for w in words),
-            "bans": sorted(active, key=lambda b: str(b["user"])),
-        }
+                active.append(Ban(user=user.decode(), until_ms=until or None))
+        return ModerationSettings(
+            slow_mode_s=int(slow or 0),
+            words=sorted(w.decode() for w in words),
+            bans=sorted(active, key=lambda ban: ban.user),
+        )

@@ -1,9 +1,9 @@
-"""Wiring of the live-events package: services built from settings, routes, lifecycle.
+"""The live-events package's services and lifecycle (wired by :mod:`livecast.app`).
 
-``setup(app)`` adds the WebSocket and REST routes, a cleanup context that builds the
-hub, history and moderation services from ``app[SETTINGS]``, ``app[REDIS]`` and
-``app[KEYS]`` (after the Redis context), registers a stream-state listener that
-publishes ``stream.state``, and an ``on_shutdown`` hook closing sockets with 1001.
+:func:`chat_ctx` is a cleanup context that builds the hub, history and moderation
+services from ``app[SETTINGS]``, ``app[REDIS]`` and ``app[KEYS]`` (after the Redis
+context) and registers a stream-state listener that publishes ``stream.state``;
+:func:`close_sockets`, an ``on_shutdown`` hook, closes the sockets with 1001.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
+from livecast.chat.events import StreamStateChanged, StreamStateData
 from livecast.chat.history import ChatHistory
 from livecast.chat.hub import Hub
 from livecast.chat.moderation import Moderation
@@ -22,7 +23,7 @@ from livecast.config import ChatSettings
 from livecast.ids import new_id
 from livecast.streams.registry import Stream, StreamState
 
-__all__ = ["CHAT", "ChatService", "setup"]
+__all__ = ["CHAT", "ChatService", "chat_ctx", "close_sockets"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +42,7 @@ class ChatService:
 CHAT = web.AppKey("chat", ChatService)
 
 
-def setup(app: web.Application) -> None:
-    from livecast.chat import api, socket
-
-    app.add_routes(socket.routes)
-    app.add_routes(api.routes)
-    app.cleanup_ctx.append(_chat_ctx)
-    app.on_shutdown.append(_close_sockets)
-
-
-async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
+async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].chat
     redis, keys, events = app[REDIS], app[KEYS], app[EVENTS]
     hub = Hub(redis, keys, events, settings, node_id=new_id(9))
@@ -64,16 +56,13 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CHAT] = service
 
     async def publish_state(stream: Stream, previous: StreamState) -> None:
-        await events.publish(
-            stream.id,
-            "stream.state",
-            {
-                "state": stream.state.value,
-                "previous": previous.value,
-                "started_at": stream.started_at,
-                "ended_at": stream.ended_at,
-            },
+        data = StreamStateData(
+            state=stream.state,
+            previous=previous,
+            started_at=stream.started_at,
+            ended_at=stream.ended_at,
         )
+        await events.publish(StreamStateChanged(stream=stream.id, data=data))
 
     app[STREAMS].on_state_change(publish_state)
     await hub.start()
@@ -83,7 +72,7 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
         await hub.stop()
 
 
-async def _close_sockets(app: web.Application) -> None:
+async def close_sockets(app: web.Application) -> None:
     service = app.get(CHAT)
     if service is not None:
         await service.hub.close_sockets(message=b"server shutting down")

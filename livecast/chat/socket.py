@@ -5,7 +5,7 @@ asked for) or ``livecast.v1.msgpack`` (binary frames). Identify with ``?token=``
 first ``{"type": "auth", "token": ...}`` frame; anonymous viewers only read. Add
 ``?since=<offset>`` when reconnecting to recover the missed chat events.
 
-The server sends one ``hello`` first::
+The server sends one ``hello`` first (:class:`~livecast.chat.events.Hello`)::
 
     {"type": "hello", "stream": id, "data": {
         "stream": {...}, "you": {"id", "name", "role", "moderator"} | null,
@@ -15,6 +15,9 @@ The server sends one ``hello`` first::
         "slow_mode_s": int,            # 0 when off; changes arrive as chat.settings
         "offset": "<newest offset>", "recovered": bool}}
 
+The stored pin, deals and chat entries it carries are read back as their types; one that
+no longer fits them is logged and left out rather than failing the connection.
+
 With ``recovered: true`` the missed ``chat.message``/``chat.deleted`` events follow, in
 order; without it (no ``since``, or recovery impossible) ``chat`` is the fresh history.
 
@@ -23,20 +26,39 @@ Client frames: ``chat.send``, ``like``, ``ping``, ``auth``; hosts also ``chat.de
 event (``malformed_json``, ``unknown_type``, ``invalid_field``, ``unauthorized``,
 ``forbidden``, or a chat refusal code; ``redis_unavailable`` when Redis did not answer)
 and changes nothing. The codes, and the close codes with whether the client should
-reconnect, are :mod:`livecast.error_codes`.
+reconnect, are :mod:`livecast.error_codes`. Every event and frame is described by the
+AsyncAPI document (:mod:`livecast.asyncapi`, ``GET /api/asyncapi.json``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from livecast.appkeys import STREAMS, TOKENS
 from livecast.auth import Identity
+from livecast.chat.events import (
+    AuthOk,
+    AuthOkData,
+    ChatAck,
+    ChatAckData,
+    ChatDeleted,
+    ChatMessage,
+    ChatMessageData,
+    Hello,
+    HelloData,
+    HelloStream,
+    ModAck,
+    ModAckData,
+    Pong,
+    PongData,
+    You,
+)
 from livecast.chat.hub import Viewer
 from livecast.chat.service import CHAT, ChatService
 from livecast.chat.wire import (
@@ -67,7 +89,10 @@ from livecast.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
+from livecast.events import Event
 from livecast.http import identity
+from livecast.inventory.deals import Deal
+from livecast.inventory.pins import PinCard
 from livecast.redisdb import UNAVAILABLE_ERRORS
 from livecast.streams.registry import Stream, StreamState
 
@@ -169,15 +194,15 @@ class _Session:
     def is_host(self) -> bool:
         return self.caller.can_manage(self.stream.id, self.stream.seller_id)
 
-    def _you(self) -> dict[str, Any] | None:
+    def _you(self) -> You | None:
         if self.caller.is_anonymous:
             return None
-        return {
-            "id": self.caller.sub,
-            "name": self.caller.name,
-            "role": self.caller.role.value,
-            "moderator": self.is_host,
-        }
+        return You(
+            id=self.caller.sub,
+            name=self.caller.name,
+            role=self.caller.role,
+            moderator=self.is_host,
+        )
 
     async def send_hello(self, since: str | None) -> None:
         history = self.service.history
@@ -191,33 +216,39 @@ class _Session:
         state = dict(snapshot.state)
         pinned = state.pop("pin", None)
         deals = [state.pop(slot) for slot in sorted(state) if slot.startswith("deal:")]
-        hello = {
-            "type": "hello",
-            "stream": stream_id,
-            "data": {
-                "stream": {
-                    "id": stream.id,
-                    "title": stream.title,
-                    "seller_name": stream.seller_name,
-                    "state": stream.state.value,
-                    "started_at": stream.started_at,
-                    "ended_at": stream.ended_at,
-                },
-                "you": self._you(),
-                "pinned": pinned,
-                "deals": deals,
-                "state": state,
-                "likes": snapshot.likes,
-                "viewers": snapshot.viewers,
-                "chat": snapshot.chat,
-                "slow_mode_s": snapshot.slow_mode_s,
-                "offset": after,
-                "recovered": missed is not None,
-            },
-        }
+        hello = Hello(
+            stream=stream_id,
+            data=HelloData(
+                stream=HelloStream(
+                    id=stream.id,
+                    title=stream.title,
+                    seller_name=stream.seller_name,
+                    state=stream.state,
+                    started_at=stream.started_at,
+                    ended_at=stream.ended_at,
+                ),
+                you=self._you(),
+                pinned=None if pinned is None else _typed(stream_id, "pin", pinned, PinCard),
+                deals=[d for d in (_typed(stream_id, "deal", d, Deal) for d in deals) if d],
+                state=state,
+                likes=snapshot.likes,
+                viewers=snapshot.viewers,
+                chat=[
+                    m
+                    for m in (_typed(stream_id, "chat", m, ChatMessageData) for m in snapshot.chat)
+                    if m
+                ],
+                slow_mode_s=snapshot.slow_mode_s,
+                offset=after,
+                recovered=missed is not None,
+            ),
+        )
         self.viewer.send_event(hello)
-        for event in missed or ():
-            self.viewer.send_event(event)
+        for raw in missed or ():
+            kind: type[Event] = ChatMessage if raw["type"] == "chat.message" else ChatDeleted
+            event = _typed(stream_id, "chat", raw, kind)
+            if event is not None:
+                self.viewer.send_event(event)
         self.service.hub.go_live(self.viewer, after)
         await history.count_unique(stream_id, self._viewer_key())
 
@@ -277,7 +308,7 @@ class _Session:
         service = self.service
         stream_id = self.stream.id
         if isinstance(frame, Ping):
-            self.viewer.send_event({"type": "pong", "stream": stream_id, "data": {"id": frame.id}})
+            self.viewer.send_event(Pong(stream=stream_id, data=PongData(id=frame.id)))
         elif isinstance(frame, Auth):
             await self._authenticate(frame)
         elif isinstance(frame, ChatSend):
@@ -286,17 +317,10 @@ class _Session:
             result = await service.history.post(
                 stream_id, self.caller, frame.text, frame.client_id, is_host=self.is_host
             )
-            self.viewer.send_event(
-                {
-                    "type": "chat.ack",
-                    "stream": stream_id,
-                    "data": {
-                        "client_id": frame.client_id,
-                        "offset": result.offset,
-                        "duplicate": result.duplicate,
-                    },
-                }
+            ack = ChatAckData(
+                client_id=frame.client_id, offset=result.offset, duplicate=result.duplicate
             )
+            self.viewer.send_event(ChatAck(stream=stream_id, data=ack))
         elif isinstance(frame, Like):
             self._require_identity("like")
             count = self._likes_allowed(frame.count)
@@ -311,23 +335,24 @@ class _Session:
             raise Forbidden("only hosts of this stream may moderate", code=ErrorCode.FORBIDDEN)
         moderation = self.service.moderation
         stream_id = self.stream.id
-        result: dict[str, Any]
+        result: ModAckData
         if isinstance(frame, ChatDelete):
             offset = await self.service.history.delete(stream_id, frame.offset)
-            result = {"deleted": frame.offset, "offset": offset}
+            result = ModAckData(deleted=frame.offset, offset=offset)
         elif isinstance(frame, ModBan):
             until = await moderation.ban(stream_id, frame.user, frame.seconds)
-            result = {"user": frame.user, "until_ms": until or None}
+            result = ModAckData(user=frame.user, until_ms=until or None)
         elif isinstance(frame, ModUnban):
-            result = {"user": frame.user, "removed": await moderation.unban(stream_id, frame.user)}
+            removed = await moderation.unban(stream_id, frame.user)
+            result = ModAckData(user=frame.user, removed=removed)
         elif isinstance(frame, ModSlow):
             await moderation.set_slow_mode(stream_id, frame.seconds)
-            result = {"slow_mode_s": frame.seconds}
+            result = ModAckData(slow_mode_s=frame.seconds)
         elif isinstance(frame, ModWords):
-            result = {"words": await moderation.set_words(stream_id, frame.words)}
+            result = ModAckData(words=await moderation.set_words(stream_id, frame.words))
         else:  # pragma: no cover - every frame type is handled above
             raise BadRequest("unhandled frame", code=ErrorCode.UNKNOWN_TYPE)
-        self.viewer.send_event({"type": "mod.ack", "stream": stream_id, "data": result})
+        self.viewer.send_event(ModAck(stream=stream_id, data=result))
 
     def _likes_allowed(self, count: int) -> int:
         """How many of ``count`` taps fit this connection's per-second allowance."""
@@ -366,9 +391,22 @@ class _Session:
             raise _PolicyClose(exc.message) from None
         self.caller = caller
         self.viewer.host = self.is_host
-        self.viewer.send_event(
-            {"type": "auth.ok", "stream": self.stream.id, "data": {"you": self._you()}}
-        )
+        you = self._you()
+        assert you is not None  # a verified token names a subject
+        self.viewer.send_event(AuthOk(stream=self.stream.id, data=AuthOkData(you=you)))
+
+
+_T = TypeVar("_T")
+
+
+def _typed(stream_id: str, what: str, value: Any, kind: type[_T]) -> _T | None:
+    """A document read back from Redis as its type. One that does not fit (written by
+    another version, say) is logged and left out of the hello; its next event brings it."""
+    try:
+        return msgspec.convert(value, type=kind)
+    except msgspec.ValidationError as exc:
+        log.error("stream %s: a stored %s does not fit %s: %s", stream_id, what, kind, exc)
+        return None
 
 
 class _PolicyClose(Exception):

@@ -5,10 +5,12 @@ Two subprotocols carry the same events:
 * ``livecast.v1.json`` - UTF-8 JSON in text frames (the browser default);
 * ``livecast.v1.msgpack`` - msgpack in binary frames.
 
-Every server event is ``{"type": str, "stream": str, "data": {...}}``, plus ``"offset"``
-on the events a client can miss and recover (``chat.message`` and ``chat.deleted``).
-Client frames are ``{"type": ..., ...fields}`` and are validated here into the
-:class:`msgspec.Struct` of their type.
+Every server event is an :class:`~livecast.events.Event`, ``{"type": str, "stream": str,
+"data": {...}}``, plus ``"offset"`` on the events a client can miss and recover
+(``chat.message`` and ``chat.deleted``); those of this package are
+:mod:`livecast.chat.events`. Client frames are ``{"type": ..., ...fields}`` and are
+validated here into the :class:`msgspec.Struct` of their type. :mod:`livecast.asyncapi`
+describes both directions.
 
 Server frames are built once per event and subprotocol: a server frame is never masked,
 so the complete WebSocket frame (header and payload) is the same bytes for every socket.
@@ -21,9 +23,12 @@ import struct
 from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET
 
+from livecast.chat.events import ErrorData, ErrorEvent
 from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, BadRequest, Unprocessable
+from livecast.events import Event
 
 __all__ = [
     "CLIENT_FRAMES",
@@ -164,16 +169,16 @@ def decode_client_frame(payload: bytes | str, *, binary: bool) -> ClientFrame:
         raise Unprocessable(str(exc), code=ErrorCode.INVALID_FIELD) from None
 
 
-def encode_event(event: dict[str, Any], *, binary: bool) -> bytes:
+def encode_event(event: Event, *, binary: bool) -> bytes:
     """One event as the payload of its subprotocol."""
     return _msgpack_encoder.encode(event) if binary else _json_encoder.encode(event)
 
 
-def error_event(stream_id: str, error: ApiError, **extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"code": error.code, "message": error.message}
-    data.update(error.details)
-    data.update(extra)
-    return {"type": "error", "stream": stream_id, "data": data}
+def error_event(stream_id: str, error: ApiError) -> ErrorEvent:
+    """The ``error`` event of a refused frame: its code, message and ``retry_after_ms``."""
+    retry_after_ms = error.details.get("retry_after_ms", UNSET)
+    data = ErrorData(code=error.code, message=error.message, retry_after_ms=retry_after_ms)
+    return ErrorEvent(stream=stream_id, data=data)
 
 
 _LEN1 = struct.Struct("!BB").pack

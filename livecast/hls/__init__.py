@@ -1,7 +1,6 @@
 """LL-HLS from the node that holds a stream's media: CMAF parts, blocking playlists."""
 
-from livecast.hls.app import setup
 from livecast.hls.packager import Packager, PackagerSettings
 from livecast.hls.packaging import Packaging
 
-__all__ = ["Packager", "PackagerSettings", "Packaging", "setup"]
+__all__ = ["Packager", "PackagerSettings", "Packaging"]

@@ -1,55 +1,59 @@
-"""Wiring: the LL-HLS routes, and the packaging of this node's streams built from settings.
+"""The LL-HLS services, wired by :mod:`livecast.app`: the playback URL signer, the
+forwarding of ``/hls/`` requests for streams packaged on other nodes, and the packaging
+of this node's streams, built from settings.
 
-The packaging follows the media hub (:mod:`livecast.ingest`), so it starts after it
-and stops before it: its task is cancelled and every playlist ended at shutdown.
+Both contexts follow the media hub (:mod:`livecast.ingest`: its origin registry, its
+streams), so they start after it and stop before it: the packaging stops following the
+hub and ends every playlist at shutdown, then the forwarder takes back its notes of
+ended playlists and closes its client session.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
-from livecast.aio import cancel_and_wait
-from livecast.appkeys import SETTINGS, TOKENS
-from livecast.hls import routes
-from livecast.hls.keys import PACKAGING, PLAYBACK
+from livecast.appkeys import KEYS, REDIS, SETTINGS
+from livecast.auth import TokenIssuer
+from livecast.config import HlsSettings
+from livecast.hls.forward import Forwarder
+from livecast.hls.keys import FORWARDER, PACKAGING
 from livecast.hls.packaging import Packaging
 from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
 from livecast.metrics import METRICS
 
-__all__ = ["OPENAPI", "setup"]
-
-OPENAPI = Path(__file__).parent / "openapi.json"
+__all__ = ["forwarding_ctx", "packaging_ctx", "playback_signer"]
 
 
-def setup(app: web.Application) -> None:
-    """Add the /hls routes (with the playback URL signer) and, when ``hls.enabled``, the
-    packaging of this node's streams."""
-    settings = app[SETTINGS]
-    app[PLAYBACK] = PlaybackSigner(
-        app[TOKENS].derived_key("livecast hls playback"), ttl_s=settings.hls.playback_url_ttl_s
+def playback_signer(settings: HlsSettings, tokens: TokenIssuer) -> PlaybackSigner:
+    """The signer of private streams' playback URLs, keyed from the token secret."""
+    return PlaybackSigner(
+        tokens.derived_key("livecast hls playback"), ttl_s=settings.playback_url_ttl_s
     )
-    app.add_routes(routes.routes)
-    app.on_response_prepare.append(routes.cors_headers)
-    if settings.hls.enabled:
-        app.cleanup_ctx.append(_packaging_ctx)
 
 
-async def _packaging_ctx(app: web.Application) -> AsyncIterator[None]:
-    packaging = Packaging(app[SETTINGS].hls, app[MEDIA])
+async def forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
+    forwarder = Forwarder(app[MEDIA].origins, app[REDIS], app[KEYS], app[METRICS].registry)
+    app[FORWARDER] = forwarder
+    forwarder.start()
+    try:
+        yield
+    finally:
+        await forwarder.close()
+
+
+async def packaging_ctx(app: web.Application) -> AsyncIterator[None]:
+    packaging = Packaging(app[SETTINGS].hls, app[MEDIA], app[FORWARDER].packaging_ended)
     app[PACKAGING] = packaging
     app[METRICS].gauge(
         "livecast_hls_streams",
         "streams this node packages as LL-HLS (ended ones while their playlist lingers)",
         lambda: len(packaging.streams),
     )
-    task = asyncio.create_task(packaging.run(), name="hls-packaging")
+    packaging.start()
     try:
         yield
     finally:
-        await cancel_and_wait(task)
         await packaging.close()

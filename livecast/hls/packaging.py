@@ -1,16 +1,19 @@
 """Which streams are packaged here: a :class:`~livecast.hls.packager.Packager` per stream
 whose media this node holds, fed by the relay's sources.
 
-Every ``_SYNC_S`` the media hub's streams are looked at: an H.264 stream (or a VP8
-one, encoded once to H.264 by :mod:`livecast.hls._transcode` when ``hls.transcode_vp8``)
-with a publisher (or an edge pull) here gets a packager, fed through ``MediaSource.packager_tee``
-(one call per frame, on the relay's timeline); a new publisher (the source's ``epoch``
-moves) tells the packager to continue after a discontinuity. A stream whose media left
-this node has its playlist ended (``EXT-X-ENDLIST``) and is forgotten ``_LINGER_S``
-later, so players and caches see the end.
+The packaging follows the media hub, which calls it
+(:meth:`~livecast.ingest.hub.MediaHub.on_media_change`): when a publisher is accepted
+here (the stream's origin) on an H.264 stream (or a VP8 one, encoded once to H.264 by
+:mod:`livecast.hls._transcode` when ``hls.transcode_vp8``), the stream gets a packager,
+fed through ``MediaSource.packager_tee`` (one call per frame, on the relay's timeline)
+from the publisher's first frame on; a new publisher (the source's ``epoch`` moves)
+tells the packager to continue after a discontinuity. A stream whose media left this
+node, or whose origin claim this node lost or let go of, has its playlist ended
+(``EXT-X-ENDLIST``) and is forgotten ``_LINGER_S`` later, so players and caches see the end.
 
-Looking (rather than being called by the hub) keeps the relay's side to one attribute;
-a packager misses at most ``_SYNC_S`` of a new stream, and asks for a keyframe at once.
+Only the origin packages: a node that pulls a stream for its WebRTC viewers (an edge)
+does not package it again; it forwards ``/hls/`` requests to the origin
+(:mod:`livecast.hls.forward` says why).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,7 +36,6 @@ __all__ = ["Packaged", "Packaging"]
 
 log = logging.getLogger(__name__)
 
-_SYNC_S: Final = 0.1
 _LINGER_S: Final = 30.0
 _JOIN_TIMEOUT_S: Final = 10.0
 
@@ -46,6 +49,7 @@ class Packaged:
     epoch: int
     transcoder: Vp8ToH264 | None = None  # a VP8 stream's one encoder to H.264
     ended_at: float | None = None
+    forget: asyncio.TimerHandle | None = None  # once ended: when it is dropped
     public: bool = False  # known public: players need no token check
     public_checked_at: float = 0.0
 
@@ -53,7 +57,15 @@ class Packaged:
 class Packaging:
     """This node's packagers, one per stream it holds the media of; owned by the app."""
 
-    def __init__(self, settings: HlsSettings, hub: MediaHub) -> None:
+    def __init__(
+        self,
+        settings: HlsSettings,
+        hub: MediaHub,
+        ended: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """``ended(stream_id, linger_s)`` is told of each playlist ended while the node
+        runs (the stream's media left, or another node took it over), which is kept
+        for ``linger_s``."""
         self._settings = PackagerSettings(
             part_s=settings.part_duration_s,
             segment_s=settings.segment_duration_s,
@@ -63,39 +75,46 @@ class Packaging:
         self._codecs = {"h264", "vp8"} if settings.transcode_vp8 else {"h264"}
         self.streams: dict[str, Packaged] = {}
         self._transcoders: list[Vp8ToH264] = []  # not yet joined
+        self._unfollow: Callable[[], None] | None = None
+        self._ended = ended
 
     def packager(self, stream_id: str) -> Packager | None:
         packaged = self.streams.get(stream_id)
         return packaged.packager if packaged is not None else None
 
-    async def run(self) -> None:
-        while True:
-            try:
-                self.sync()
-            except Exception:
-                log.exception("HLS packaging could not follow the streams")
-            await asyncio.sleep(_SYNC_S)
+    def start(self) -> None:
+        """Follow the hub's streams from now on; :meth:`close` stops."""
+        self._unfollow = self._hub.on_media_change(self.follow)
+        for stream_id in list(self._hub.streams):
+            self.follow(stream_id)
 
-    def sync(self) -> None:
-        """Start packaging new streams, end the ones whose media left."""
-        now = time.monotonic()
-        hub_streams = self._hub.streams
-        for stream_id, media in hub_streams.items():
-            packaged = self.streams.get(stream_id)
-            if packaged is not None and packaged.media is not media:
-                self._end(packaged, now)
-                packaged = None
-            feeding = media.publisher is not None or media.upstream is not None
-            video = media.sources["video"]
-            idle = packaged is None or packaged.ended_at is not None
-            if idle and feeding and video.codec in self._codecs:
-                self._start(stream_id, media)
-        for stream_id, packaged in list(self.streams.items()):
-            if packaged.ended_at is None and hub_streams.get(stream_id) is not packaged.media:
-                self._end(packaged, now)
-            elif packaged.ended_at is not None and now - packaged.ended_at > _LINGER_S:
-                del self.streams[stream_id]
+    def follow(self, stream_id: str) -> None:
+        """The stream's media here changed hands: end its playlist if this node no longer
+        holds it, start one if a publisher came to a stream not packaged here."""
+        packaged = self.streams.get(stream_id)
+        if (
+            packaged is not None
+            and packaged.ended_at is None
+            and not self._holds(stream_id, packaged.media)
+        ):
+            self._end(stream_id, packaged)
+            if self._ended is not None:
+                self._ended(stream_id, _LINGER_S)
+        media = self._hub.streams.get(stream_id)
+        if (
+            media is not None
+            and media.publisher is not None
+            and self._holds(stream_id, media)
+            and media.sources["video"].codec in self._codecs
+            and (packaged is None or packaged.ended_at is not None)
+        ):
+            self._start(stream_id, media)
         self._transcoders = [t for t in self._transcoders if not t.join(0)]
+
+    def _holds(self, stream_id: str, media: StreamMedia) -> bool:
+        """Whether ``media`` is still the stream's here, and this node its origin (with
+        its publisher, or waiting for it to come back)."""
+        return self._hub.streams.get(stream_id) is media and stream_id in self._hub.origins.claimed
 
     def _start(self, stream_id: str, media: StreamMedia) -> None:
         video, audio = media.sources["video"], media.sources["audio"]
@@ -134,24 +153,41 @@ class Packaging:
 
         video.packager_tee = take_video
         audio.packager_tee = packager.push_audio
+        lingering = self.streams.get(stream_id)
+        if lingering is not None and lingering.forget is not None:
+            lingering.forget.cancel()
         self.streams[stream_id] = packaged
-        video.request_keyframe()
+        if video.frames_in:  # started on media already flowing: a segment needs a keyframe
+            video.request_keyframe()
         log.info("stream %s: packaging LL-HLS (run %s)", stream_id, packager.run)
 
-    def _end(self, packaged: Packaged, now: float) -> None:
+    def _end(self, stream_id: str, packaged: Packaged) -> None:
         for source in packaged.media.sources.values():
             _untee(source)
         if packaged.transcoder is not None:
             packaged.transcoder.close()
         packaged.packager.finish()
-        packaged.ended_at = now
+        packaged.ended_at = time.monotonic()
+        packaged.forget = asyncio.get_running_loop().call_later(
+            _LINGER_S, self._forget, stream_id, packaged
+        )
+
+    def _forget(self, stream_id: str, packaged: Packaged) -> None:
+        if self.streams.get(stream_id) is packaged:
+            del self.streams[stream_id]
+        self._transcoders = [t for t in self._transcoders if not t.join(0)]
 
     async def close(self) -> None:
-        """End every playlist and join every encoder thread (app shutdown)."""
-        now = time.monotonic()
-        for packaged in self.streams.values():
+        """Stop following the hub, end every playlist and join every encoder thread
+        (app shutdown)."""
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
+        for stream_id, packaged in self.streams.items():
             if packaged.ended_at is None:
-                self._end(packaged, now)
+                self._end(stream_id, packaged)
+            if packaged.forget is not None:
+                packaged.forget.cancel()
         self.streams.clear()
         transcoders, self._transcoders = self._transcoders, []
         for transcoder in transcoders:

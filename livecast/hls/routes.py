@@ -8,7 +8,10 @@
   request for the part the playlist hints (``EXT-X-PRELOAD-HINT``) waits for it.
 * Playlists may be cached for about a part's duration, blocking answers for as long
   as their segment stays in the window (they never change); every answer has an ETag
-  and ``Access-Control-Allow-Origin: *``.
+  and ``Access-Control-Allow-Origin: *``, and ``OPTIONS`` answers a CORS preflight.
+
+Any node answers: a stream packaged on another node (its origin) is answered by
+forwarding the request there (:mod:`livecast.hls.forward`).
 
 Public streams play anonymously; a private stream needs a token that may watch it, or
 a signed, expiring playback URL (``GET /api/streams/{id}/playback``, the same files under
@@ -22,7 +25,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 from aiohttp import web
@@ -30,11 +33,13 @@ from aiohttp import web
 from livecast.appkeys import STREAMS
 from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, NotFound
-from livecast.hls.keys import PACKAGING, PLAYBACK
+from livecast.hls.forward import FORWARDED_HEADER
+from livecast.hls.keys import FORWARDER, PACKAGING, PLAYBACK
 from livecast.hls.packager import Packager, Playlist
 from livecast.hls.packaging import Packaged
 from livecast.http import error_response, identity, json_response
 from livecast.ingest.whep import require_watch
+from livecast.openapi import Auth, Param, Reply, contract
 
 __all__ = ["cors_headers", "routes"]
 
@@ -51,9 +56,10 @@ _NUMBER = re.compile(r"\d{1,12}")
 _PUBLIC_RECHECK_S: Final = 5.0
 
 
-async def _packaged(request: web.Request) -> Packaged:
+async def _packaged(request: web.Request) -> Packaged | None:
     """The stream's packaging here, once the caller may watch it (by its token, or by the
-    signed path it came through); 404 if none."""
+    signed path it came through); None if it is packaged elsewhere, or nowhere (an
+    ended playlist lingering here gives way to a node the stream is live on now)."""
     stream_id = request.match_info["stream_id"]
     signature = request.match_info.get("signature")
     if signature is not None:
@@ -61,9 +67,13 @@ async def _packaged(request: web.Request) -> Packaged:
     packaging = request.app.get(PACKAGING)
     packaged = packaging.streams.get(stream_id) if packaging is not None else None
     if packaged is None:
-        raise NotFound(
-            "this stream is not packaged as HLS on this node", code=ErrorCode.HLS_NOT_FOUND
-        )
+        return None
+    if (
+        packaged.ended_at is not None
+        and FORWARDED_HEADER not in request.headers
+        and await request.app[FORWARDER].origin(stream_id) is not None
+    ):
+        return None
     if signature is not None:
         return packaged
     now = time.monotonic()
@@ -73,6 +83,11 @@ async def _packaged(request: web.Request) -> Packaged:
         packaged.public = stream.public
         packaged.public_checked_at = now
     return packaged
+
+
+async def _forward(request: web.Request) -> web.StreamResponse:
+    """The answer of the node that packages the stream (:mod:`livecast.hls.forward`)."""
+    return await request.app[FORWARDER].forward(request, request.match_info["stream_id"])
 
 
 def _query_number(request: web.Request, name: str) -> int | None:
@@ -120,15 +135,66 @@ def _max_age(request: web.Request, seconds: int) -> int:
 
 _SIGNED = "/hls/{stream_id}/signed/{expires}/{signature}"
 
+# Both ways in: a token (or none, for a public stream) on /hls/{stream_id}/, or a signed
+# playback URL (GET /api/streams/{stream_id}/playback), whose expiry and signature are in
+# the path so that a CDN caches by path.
+_ACCESS_ERRORS = {
+    ErrorCode.UNAUTHORIZED: "a private stream and no token (the token way in)",
+    ErrorCode.FORBIDDEN: "the token may not watch this private stream",
+    ErrorCode.STREAM_NOT_FOUND: "no such stream",
+    ErrorCode.PLAYBACK_URL_INVALID: "the expiry or signature is not one this server made "
+    "for this stream (the signed way in)",
+    ErrorCode.PLAYBACK_URL_EXPIRED: "ask GET /api/streams/{stream_id}/playback for a new one",
+    ErrorCode.HLS_UNAVAILABLE: "the node packaging the stream cannot be reached; Retry-After",
+}
+_WAYS_IN = (
+    " Under /hls/{stream_id}/signed/{expires}/{signature}/ the same, with no token, through "
+    "a signed playback URL; Cache-Control max-age never reaches past its expiry. Any node "
+    "answers: the one packaging the stream, or any other by forwarding the request there."
+)
+_ETAG = {"ETag": "the same for the same bytes, whichever node answers"}
+_BLOCKING = Annotated[int, msgspec.Meta(ge=0)]
+
 
 @routes.get(f"{_SIGNED}/index.m3u8")
 @routes.get("/hls/{stream_id}/index.m3u8")
+@contract(
+    summary="LL-HLS media playlist (RFC 8216bis)",
+    description="With _HLS_msn (and _HLS_part) it answers once that segment (part) exists: "
+    "blocking reload, with the playlist as it was then (identical bytes and ETag for "
+    "identical requests)." + _WAYS_IN,
+    params=[
+        Param("_HLS_msn", type=_BLOCKING, description="wait for this media sequence number"),
+        Param("_HLS_part", type=_BLOCKING, description="wait for this part of _HLS_msn"),
+    ],
+    responses={
+        200: Reply(
+            None,
+            "the playlist; cacheable about one part duration (a blocking answer while its "
+            "segment is in the window)",
+            media_type=PLAYLIST_TYPE,
+            headers={**_ETAG, "Cache-Control": "public, max-age=..."},
+        ),
+        304: Reply(None, "If-None-Match names the playlist's ETag", headers=_ETAG),
+    },
+    errors={
+        **_ACCESS_ERRORS,
+        ErrorCode.INVALID_HLS_REQUEST: "_HLS_msn/_HLS_part not whole numbers, _HLS_part "
+        "alone, or _HLS_msn more than two segments ahead",
+        ErrorCode.HLS_NOT_FOUND: "no node packages the stream",
+        ErrorCode.HLS_UNAVAILABLE: "no part yet, the awaited part did not come within three "
+        "target durations, or the node packaging the stream cannot be reached; Retry-After",
+    },
+    auth=Auth.OPTIONAL,
+)
 async def playlist(request: web.Request) -> web.StreamResponse:
     msn = _query_number(request, "_HLS_msn")
     part = _query_number(request, "_HLS_part")
     if part is not None and msn is None:
         raise BadRequest("_HLS_part needs _HLS_msn", code=ErrorCode.INVALID_HLS_REQUEST)
     packaged = await _packaged(request)
+    if packaged is None:
+        return await _forward(request)
     packager = packaged.packager
     found: Playlist | None
     if msn is None:
@@ -162,12 +228,33 @@ async def playlist(request: web.Request) -> web.StreamResponse:
 
 @routes.get(f"{_SIGNED}/{{name}}")
 @routes.get("/hls/{stream_id}/{name}")
+@contract(
+    summary="An init segment, segment or part the playlist names (fMP4, CMAF)",
+    description="init-*.mp4, seg-*.m4s or part-*.m4s; immutable. The hinted next part "
+    "(EXT-X-PRELOAD-HINT) is answered once it exists." + _WAYS_IN,
+    responses={
+        200: Reply(
+            None,
+            "the file; Cache-Control: public, max-age=31536000, immutable",
+            media_type="video/mp4",
+            headers=_ETAG,
+        ),
+        304: Reply(None, "If-None-Match names the file's ETag", headers=_ETAG),
+    },
+    errors={
+        **_ACCESS_ERRORS,
+        ErrorCode.HLS_NOT_FOUND: "no such file, or it left the playlist window",
+    },
+    auth=Auth.OPTIONAL,
+)
 async def media_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     match = _FILE.fullmatch(name)
     if match is None:
         raise NotFound("no such HLS file", code=ErrorCode.HLS_NOT_FOUND)
     packaged = await _packaged(request)
+    if packaged is None:
+        return await _forward(request)
     packager = packaged.packager
     data = packager.file(name)
     if data is None and match["part"] is not None and name.startswith(f"part-{packager.run}-"):
@@ -190,6 +277,41 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type="video/mp4", headers=headers)
 
 
+@routes.route("OPTIONS", f"{_SIGNED}/{{name}}")
+@routes.route("OPTIONS", "/hls/{stream_id}/{name}")
+@contract(
+    summary="CORS preflight for every /hls/ path, the playlist too",
+    description="A player on any origin may send Authorization and If-None-Match; "
+    "answered by any node whatever the stream, cached a day.",
+    responses={
+        204: Reply(
+            None,
+            "allowed",
+            headers={
+                "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, If-None-Match",
+                "Access-Control-Max-Age": "86400",
+            },
+        )
+    },
+    redis=False,
+)
+async def preflight(request: web.Request) -> web.Response:
+    """The CORS preflight a browser sends before a player on another origin sends a
+    token (``Authorization``) or revalidates (``If-None-Match``): allowed for every
+    path, answered by this node whatever the stream (never forwarded), cached a day."""
+    methods = "GET, HEAD, OPTIONS"
+    return web.Response(
+        status=204,
+        headers={
+            "Allow": methods,
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Authorization, If-None-Match",
+            "Access-Control-Max-Age": "86400",
+        },
+    )
+
+
 class Playback(msgspec.Struct):
     """Where a stream plays as LL-HLS without a token, until ``expires_at``."""
 
@@ -198,6 +320,26 @@ class Playback(msgspec.Struct):
 
 
 @routes.get("/api/streams/{stream_id}/playback")
+@contract(
+    summary="A signed, expiring LL-HLS playlist URL",
+    description="For whoever may watch the stream (anyone, for a public one): the same "
+    "playlist and files under /hls/{stream_id}/signed/{expires}/{signature}/, with no "
+    "token, through any CDN. Expiries are rounded up to five minutes so that viewers "
+    "share URLs; the stream need not be live yet.",
+    responses={
+        200: Reply(
+            Playback,
+            "the URL (a path on this node) and its expiry in Unix seconds "
+            "(hls.playback_url_ttl_s from now, rounded up)",
+        )
+    },
+    errors={
+        ErrorCode.UNAUTHORIZED: "a private stream and no token",
+        ErrorCode.FORBIDDEN: "the token may not watch this private stream",
+        ErrorCode.STREAM_NOT_FOUND: "no such stream",
+    },
+    auth=Auth.OPTIONAL,
+)
 async def playback(request: web.Request) -> web.Response:
     """A signed, expiring playlist URL for whoever may watch the stream (anyone, for a
     public one): what a player that cannot send a token, or a CDN, plays a private stream

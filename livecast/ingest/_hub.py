@@ -2,8 +2,9 @@
 
 The registry of this node's streams and sessions, each session's lifecycle (connect
 timeout, trickle ICE, close), the stream's ``media.state`` events, the stream's origin
-claim (kept while this node publishes or waits for its publisher, released after) and
-shutdown. The publisher side (:mod:`livecast.ingest.publisher`) and the viewer side
+claim (kept while this node publishes or waits for its publisher, released after),
+the listeners told when a stream's media here changes hands (:meth:`HubBase.on_media_change`)
+and shutdown. The publisher side (:mod:`livecast.ingest.publisher`) and the viewer side
 (:mod:`livecast.ingest.viewer`) build on it.
 """
 
@@ -14,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
@@ -22,19 +23,30 @@ from livecast.aio import cancel_and_wait
 from livecast.config import WebRtcSettings
 from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound, Unprocessable
+from livecast.events import Event
 from livecast.ingest import _aiortc
 from livecast.ingest.errors import PreconditionFailed
-from livecast.ingest.media import PUBLISHER, VIEWER, MediaState, Session, StreamMedia
+from livecast.ingest.media import (
+    PUBLISHER,
+    VIEWER,
+    MediaState,
+    MediaStateChanged,
+    MediaStateData,
+    MediaStateName,
+    Session,
+    StreamMedia,
+)
 from livecast.ingest.origin import OriginRegistry
 from livecast.ingest.recorder import Recorder
 from livecast.ingest.relay import RelayTuning
 from livecast.ingest.sdp import TrickleFragment
 
-__all__ = ["SHUTDOWN_CLOSE_S", "EventSink", "HubBase", "close_within"]
+__all__ = ["SHUTDOWN_CLOSE_S", "EventSink", "HubBase", "MediaListener", "close_within"]
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[str, str, dict[str, object]], Awaitable[None]]
+EventSink = Callable[[Event], Awaitable[None]]
+MediaListener = Callable[[str], None]
 
 # At shutdown, how long peer connections get to close. aiortc's close waits on every
 # transport of the connection; one still closing then is abandoned to the process exit
@@ -86,6 +98,7 @@ class HubBase:
         self._going_stale: Callable[[Session], None] | None = None
         self._live_streams: Callable[[], Awaitable[list[str]]] | None = None
         self._orphans_failing = False  # Redis did not answer the last look for them
+        self._media_listeners: list[MediaListener] = []
         _aiortc.check_compatible()
         _aiortc.use_fast_clock()
         _aiortc.cache_host_addresses()
@@ -134,6 +147,25 @@ class HubBase:
         if media is None:
             media = self.streams[stream_id] = StreamMedia(stream_id, self._tuning)
         return media
+
+    # -- listeners ----------------------------------------------------------------------
+
+    def on_media_change(self, listener: MediaListener) -> Callable[[], None]:
+        """Have ``listener(stream_id)`` called whenever the stream's media on this node
+        changes hands: a publisher was accepted (its sources carry its codecs), this
+        node lost or let go of the stream's origin claim, or the stream's
+        :class:`StreamMedia` left this node. It is called synchronously, after the
+        change, and must not raise (what it raises is logged). Returns the function
+        that stops the calls."""
+        self._media_listeners.append(listener)
+        return lambda: self._media_listeners.remove(listener)
+
+    def _media_changed(self, stream_id: str) -> None:
+        for listener in list(self._media_listeners):
+            try:
+                listener(stream_id)
+            except Exception:
+                log.exception("stream %s: a media listener failed", stream_id)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -243,6 +275,7 @@ class HubBase:
         if idle and not waiting and self.streams.get(media.stream_id) is media:
             del self.streams[media.stream_id]
             self._close_media(media)
+            self._media_changed(media.stream_id)
         self._settle_origin(media.stream_id)
 
     def _close_media(self, media: StreamMedia) -> None:
@@ -269,6 +302,7 @@ class HubBase:
                 # decided before; a publisher may have claimed the stream since
                 if stream_id in self.origins.claimed and not self._needs_origin(stream_id):
                     await self.origins.release(stream_id)
+                    self._media_changed(stream_id)
         except Exception:
             log.exception("stream %s: could not release the origin claim", stream_id)
 
@@ -283,6 +317,7 @@ class HubBase:
         self._set_state(media, MediaState.IDLE)
         if self._recorder is not None:
             self._recorder.finish(stream_id)
+        self._media_changed(stream_id)
         self.forget_if_idle(media)
 
     async def close_stream(self, stream_id: str) -> None:
@@ -302,6 +337,7 @@ class HubBase:
         if self.streams.get(stream_id) is media:
             del self.streams[stream_id]
         self._close_media(media)
+        self._media_changed(stream_id)
         self._settle_origin(stream_id)
 
     # -- state ---------------------------------------------------------------------------
@@ -312,8 +348,9 @@ class HubBase:
         media.state = state
         media.state_since = time.monotonic()
         if announce:
-            data: dict[str, object] = {"state": state, "video_codec": media.video_codec}
-            self._keep(asyncio.ensure_future(self._emit(media.stream_id, data)))
+            data = MediaStateData(state=cast(MediaStateName, state), video_codec=media.video_codec)
+            event = MediaStateChanged(stream=media.stream_id, data=data)
+            self._keep(asyncio.ensure_future(self._emit(event)))
 
     def follow_origin(self, media: StreamMedia, state: str) -> None:
         """On an edge: the stream's media state as this node's pull sees it. Viewers
@@ -321,11 +358,11 @@ class HubBase:
         tell them. ``live`` is not announced: an origin that is alive says so itself."""
         self._set_state(media, state, announce=state != MediaState.LIVE)
 
-    async def _emit(self, stream_id: str, data: dict[str, object]) -> None:
+    async def _emit(self, event: MediaStateChanged) -> None:
         try:
-            await self._publish_event(stream_id, "media.state", data)
+            await self._publish_event(event)
         except Exception:
-            log.exception("stream %s: could not publish media.state %s", stream_id, data)
+            log.exception("stream %s: could not publish %s", event.stream, event)
 
     def _keep(self, future: asyncio.Future[Any]) -> None:
         self._tasks.add(future)
@@ -342,7 +379,9 @@ class HubBase:
         }
         for name in await close_within(named, SHUTDOWN_CLOSE_S):
             log.warning("%s still closing after %s s: abandoned", name, SHUTDOWN_CLOSE_S)
-        for media in list(self.streams.values()):
-            self._close_media(media)
+        closed = list(self.streams.values())
         self.streams.clear()
+        for media in closed:
+            self._close_media(media)
+            self._media_changed(media.stream_id)
         await cancel_and_wait(self._watchdog, *self._tasks)

@@ -15,10 +15,18 @@ from livecast.ingest.keys import EDGE, MEDIA, SESSIONS
 from livecast.ingest.media import PUBLISHER, Session
 from livecast.ingest.sdp import parse_trickle
 from livecast.ingest.sessions import EndReason, SessionKind
+from livecast.openapi import Body, Reply
 
 __all__ = [
+    "ANSWER",
+    "ENDPOINT_OPTIONS",
+    "OFFER_ERRORS",
     "SDP",
+    "SDP_OFFER",
+    "SESSION_OPTIONS",
     "TRICKLE",
+    "TRICKLE_ERRORS",
+    "TRICKLE_FRAGMENT",
     "answer_response",
     "authorize_session",
     "cors_headers",
@@ -33,6 +41,44 @@ __all__ = [
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"
 _PREFIXES = ("/whip/", "/whep/")
+
+# What the WHIP and WHEP routes' contracts share (livecast.openapi).
+SDP_OFFER = Body(str, SDP, "the SDP offer")
+TRICKLE_FRAGMENT = Body(str, TRICKLE, "ICE candidates (RFC 8840)")
+ANSWER = Reply(
+    str,
+    "session created; the body is the SDP answer",
+    SDP,
+    headers={
+        "Location": "the session's URL",
+        "ETag": "the session's state, for If-Match",
+        "Link": 'ICE servers, rel="ice-server" (one header each)',
+        "Accept-Patch": TRICKLE,
+    },
+)
+ENDPOINT_OPTIONS = Reply(
+    None, "allowed methods", headers={"Allow": "OPTIONS, POST", "Accept-Post": SDP}
+)
+SESSION_OPTIONS = Reply(
+    None,
+    "allowed methods",
+    headers={"Allow": "OPTIONS, PATCH, DELETE", "Accept-Patch": TRICKLE},
+)
+OFFER_ERRORS = [
+    ErrorCode.STREAM_NOT_FOUND,
+    ErrorCode.STREAM_ENDED,
+    ErrorCode.MALFORMED_SDP,
+    ErrorCode.NO_MEDIA,
+    ErrorCode.DUPLICATE_MEDIA,
+    ErrorCode.CODEC_UNSUPPORTED,
+    ErrorCode.WRONG_DIRECTION,
+]
+TRICKLE_ERRORS = [
+    ErrorCode.SESSION_NOT_FOUND,
+    ErrorCode.MALFORMED_SDP,
+    ErrorCode.ETAG_MISMATCH,
+    ErrorCode.ICE_RESTART_UNSUPPORTED,
+]
 _EXPOSED = "Location, ETag, Link, Accept-Post, Accept-Patch"
 
 

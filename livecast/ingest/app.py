@@ -1,4 +1,5 @@
-"""Wiring: routes, the media hub built from settings, its metrics and its lifecycle.
+"""The media package's services and lifecycle (wired by :mod:`livecast.app`): the media
+hub built from settings, its metrics, its shutdown.
 
 Per-stream media numbers are served at ``GET /api/streams/{id}/media``; this node's
 WHEP and WHIP session counts are the ``livecast_webrtc_viewers`` and
@@ -19,8 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -29,8 +29,6 @@ from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
 from livecast.errors import ApiError
 from livecast.ids import new_id
-from livecast.ingest import recordings, whep, whip
-from livecast.ingest._signaling import cors_headers
 from livecast.ingest.edge import EdgeRelay, EdgeTokens
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.keys import EDGE, MEDIA, RECORDER, SESSIONS
@@ -40,31 +38,17 @@ from livecast.ingest.sessions import EndReason, SessionBook
 from livecast.metrics import METRICS
 from livecast.streams.registry import Stream, StreamState
 
-__all__ = ["OPENAPI", "setup"]
+__all__ = ["close_sessions", "media_ctx"]
 
 log = logging.getLogger(__name__)
 
-OPENAPI = Path(__file__).parent / "openapi.json"
 # How often an origin checks that its streams were not ended through another node.
 _END_CHECK_S = 2.0
 
 
-def setup(app: web.Application) -> None:
-    """Add WHIP/WHEP routes and the media hub (built once Redis is up)."""
-    app.add_routes(whip.routes)
-    app.add_routes(whep.routes)
-    app.add_routes(recordings.routes)
-    app.cleanup_ctx.append(_media_ctx)
-    app.on_shutdown.append(_close_sessions)
-    app.on_response_prepare.append(cors_headers)
-
-
-async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     events = app[EVENTS]
     registry = app[STREAMS]
-
-    async def publish_event(stream_id: str, event_type: str, data: Mapping[str, object]) -> None:
-        await events.publish(stream_id, event_type, data)
 
     settings = app[SETTINGS]
     node = Origin(node_id=new_id(9), url=settings.server.node_url)
@@ -76,7 +60,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         grace_s=settings.webrtc.reconnect_grace_s,
     )
     recorder = Recorder(settings.recordings_dir, enabled=settings.webrtc.record)
-    hub = MediaHub(settings.webrtc, publish_event, origins, recorder if recorder.enabled else None)
+    hub = MediaHub(settings.webrtc, events.publish, origins, recorder if recorder.enabled else None)
     edge_tokens = EdgeTokens(app[TOKENS], node.node_id)
     book = SessionBook(hub, app[METRICS].registry)
 
@@ -160,7 +144,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         await origins.close()
 
 
-async def _close_sessions(app: web.Application) -> None:
+async def close_sessions(app: web.Application) -> None:
     edge = app.get(EDGE)
     if edge is not None:
         await edge.close()

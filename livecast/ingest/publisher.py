@@ -131,6 +131,7 @@ class PublisherSide(HubBase):
         if video_codec is not None:
             self.adopt_video_codec(media, video_codec)
         self._watch(session, media)
+        self._media_changed(stream_id)
         self._keep(asyncio.ensure_future(self._note_published(stream_id)))
         if self._recorder is not None:
             try:

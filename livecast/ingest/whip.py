@@ -20,9 +20,16 @@ from aiohttp import web
 
 from livecast.appkeys import STREAMS
 from livecast.error_codes import ErrorCode
-from livecast.errors import Conflict
+from livecast.errors import Conflict, Error
 from livecast.http import identity, json_response
 from livecast.ingest._signaling import (
+    ANSWER,
+    ENDPOINT_OPTIONS,
+    OFFER_ERRORS,
+    SDP_OFFER,
+    SESSION_OPTIONS,
+    TRICKLE_ERRORS,
+    TRICKLE_FRAGMENT,
     answer_response,
     delete_session,
     endpoint_options,
@@ -35,14 +42,41 @@ from livecast.ingest.keys import MEDIA, SESSIONS
 from livecast.ingest.media import PUBLISHER
 from livecast.ingest.sdp import parse_offer
 from livecast.ingest.sessions import EndReason, SessionKind
+from livecast.openapi import Auth, Reply, contract
 from livecast.streams.registry import StreamState
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
+_PUBLISHER = {
+    ErrorCode.FORBIDDEN: "the token may not publish this stream",
+    ErrorCode.STREAM_NOT_FOUND: "",
+}
+
 
 @routes.post("/whip/{stream_id}")
+@contract(
+    summary="Publish (WHIP, RFC 9725): SDP offer in, answer out; needs a token that manages "
+    "the stream",
+    body=SDP_OFFER,
+    responses={
+        201: ANSWER,
+        307: Reply(
+            Error,
+            "another node is the stream's origin (RFC 9725 4.5): POST the same offer, with the "
+            "token, to Location; the body is the publisher_active error naming origin_url, "
+            "for clients that do not follow",
+            headers={"Location": "the origin node's WHIP endpoint of the stream"},
+        ),
+    },
+    errors={
+        **dict.fromkeys(OFFER_ERRORS, ""),
+        **_PUBLISHER,
+        ErrorCode.PUBLISHER_ACTIVE: "the stream already has a publisher on this node",
+    },
+    auth=Auth.REQUIRED,
+)
 async def publish(request: web.Request) -> web.Response:
     who = identity(request)
     who.require_identity()
@@ -72,20 +106,36 @@ async def publish(request: web.Request) -> web.Response:
 
 
 @routes.route("OPTIONS", "/whip/{stream_id}")
+@contract(summary="Accept-Post: application/sdp", responses={204: ENDPOINT_OPTIONS}, redis=False)
 async def options(request: web.Request) -> web.Response:
     return endpoint_options(request)
 
 
 @routes.patch("/whip/{stream_id}/{session_id}")
+@contract(
+    summary="Trickle ICE candidates into the publishing session (ICE restart: 422); needs "
+    "the rights publishing needs",
+    body=TRICKLE_FRAGMENT,
+    responses={204: Reply(None, "candidates added", headers={"ETag": "the session's state"})},
+    errors={**dict.fromkeys(TRICKLE_ERRORS, ""), **_PUBLISHER},
+    auth=Auth.REQUIRED,
+)
 async def patch(request: web.Request) -> web.Response:
     return await patch_session(request, PUBLISHER)
 
 
 @routes.delete("/whip/{stream_id}/{session_id}")
+@contract(
+    summary="End the publishing session; needs the rights publishing needs",
+    responses={200: Reply(None, "ended")},
+    errors={**_PUBLISHER, ErrorCode.SESSION_NOT_FOUND: ""},
+    auth=Auth.REQUIRED,
+)
 async def delete(request: web.Request) -> web.Response:
     return await delete_session(request, PUBLISHER)
 
 
 @routes.route("OPTIONS", "/whip/{stream_id}/{session_id}")
+@contract(summary="Allowed methods", responses={204: SESSION_OPTIONS}, redis=False)
 async def session_options_route(request: web.Request) -> web.Response:
     return session_options(request)

@@ -1,5 +1,4 @@
-"""REST routes for the catalog, selling rights, flash deals and pins, and the package's
-``setup(app)``.
+"""REST routes for the catalog, selling rights, flash deals and pins.
 
 Catalog writes are for a product's owner (a seller) and admins, and so are its grants;
 deals and pins for whoever may manage the stream (its seller, a host or seller granted
@@ -9,7 +8,7 @@ Reads are public.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
@@ -20,25 +19,28 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
 from livecast.http import identity, json_response, read_body, read_json
 from livecast.ids import is_sku
-from livecast.inventory.catalog import ProductFields, Sku, StockChange
-from livecast.inventory.catalog_import import import_rows, parse_csv, parse_json_lines
+from livecast.inventory.catalog import Product, ProductFields, Sku, StockChange
+from livecast.inventory.catalog_import import (
+    ImportReport,
+    import_rows,
+    parse_csv,
+    parse_json_lines,
+)
+from livecast.inventory.deals import Deal
 from livecast.inventory.money import Money
-from livecast.inventory.ownership import GrantFields, Right
-from livecast.inventory.service import INVENTORY, inventory_ctx
+from livecast.inventory.ownership import GRANTEE_PATTERN, Grant, GrantFields, Right
+from livecast.inventory.pins import PinCard
+from livecast.inventory.service import INVENTORY
+from livecast.openapi import Auth, Body, Param, Reply, contract
 from livecast.streams.registry import Stream
 
-__all__ = ["routes", "setup"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
 _MAX_LOOKUP = 100
 _JSON_LINES = {"application/x-ndjson", "application/jsonl", "application/x-jsonlines"}
 _CSV = {"text/csv"}
-
-
-def setup(app: web.Application) -> None:
-    app.add_routes(routes)
-    app.cleanup_ctx.append(inventory_ctx)
 
 
 class StartDeal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -52,6 +54,48 @@ class StartDeal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class PinBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sku: Sku
+
+
+class ProductLookup(msgspec.Struct, frozen=True):
+    products: list[Product]
+    missing: Annotated[
+        list[str], msgspec.Meta(description="the SKUs asked for that no product has")
+    ]
+
+
+class GrantList(msgspec.Struct, frozen=True):
+    grants: Annotated[list[Grant], msgspec.Meta(description="sellers first")]
+
+
+class Revoked(msgspec.Struct, frozen=True):
+    revoked: Grant
+
+
+class DealList(msgspec.Struct, frozen=True):
+    deals: list[Deal]
+
+
+class Unpinned(msgspec.Struct, frozen=True):
+    cleared: Annotated[str | None, msgspec.Meta(description="the SKU that was pinned, or null")]
+
+
+class CurrentPin(msgspec.Struct, frozen=True):
+    pin: PinCard | None
+
+
+_SKU = Param("sku", "path", Sku)
+_GRANTEE = Param(
+    "grantee",
+    "path",
+    Annotated[str, msgspec.Meta(pattern=GRANTEE_PATTERN)],
+    "seller:<subject> (every stream of that seller) or stream:<stream id> (that stream)",
+)
+_SKU_LIST = Annotated[list[Sku], msgspec.Meta(min_length=1, max_length=_MAX_LOOKUP)]
+_OWNER_ONLY = {
+    ErrorCode.FORBIDDEN: "not a seller or admin",
+    ErrorCode.NOT_PRODUCT_OWNER: "the product is another seller's or nobody's",
+}
+_MANAGER = {ErrorCode.FORBIDDEN: "may not manage the stream", ErrorCode.STREAM_NOT_FOUND: ""}
 
 
 def _sku(request: web.Request) -> str:
@@ -70,6 +114,20 @@ def _catalog_editor(request: web.Request) -> tuple[Identity, str | None]:
 
 
 @routes.put("/api/products/{sku}")
+@contract(
+    summary="Create or replace a product (its owner, a seller creating it, or an admin)",
+    params=[_SKU],
+    body=ProductFields,
+    responses={200: Reply(Product, "replaced"), 201: Reply(Product, "created")},
+    errors={
+        ErrorCode.FORBIDDEN: "not a seller or admin",
+        ErrorCode.NOT_PRODUCT_OWNER: "the product is another seller's or nobody's, or a "
+        "seller named another owner",
+        ErrorCode.CURRENCY_MISMATCH: "",
+        ErrorCode.BELOW_COMMITTED: "",
+    },
+    auth=Auth.REQUIRED,
+)
 async def put_product(request: web.Request) -> web.Response:
     _, editor = _catalog_editor(request)
     sku = _sku(request)
@@ -84,11 +142,23 @@ async def put_product(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/products/{sku}")
+@contract(
+    summary="A product with its stock",
+    params=[_SKU],
+    responses={200: Reply(Product, "the product")},
+    errors=[ErrorCode.UNKNOWN_SKU, ErrorCode.INVALID_FIELD],
+)
 async def get_product(request: web.Request) -> web.Response:
     return json_response(await request.app[INVENTORY].catalog.get(_sku(request)))
 
 
 @routes.get("/api/products")
+@contract(
+    summary="Several products by SKU",
+    params=[Param("sku", type=_SKU_LIST, description="repeat for each SKU", required=True)],
+    responses={200: Reply(ProductLookup, "found and missing")},
+    errors=[ErrorCode.INVALID_QUERY],
+)
 async def get_products(request: web.Request) -> web.Response:
     skus = request.query.getall("sku", [])
     if not skus or len(skus) > _MAX_LOOKUP:
@@ -99,14 +169,22 @@ async def get_products(request: web.Request) -> web.Response:
     found = await request.app[INVENTORY].catalog.find_many(skus)
     wanted = list(dict.fromkeys(skus))
     return json_response(
-        {
-            "products": [found[s] for s in wanted if s in found],
-            "missing": [s for s in wanted if s not in found],
-        }
+        ProductLookup(
+            products=[found[s] for s in wanted if s in found],
+            missing=[s for s in wanted if s not in found],
+        )
     )
 
 
 @routes.post("/api/products/{sku}/stock")
+@contract(
+    summary="Change stock by a delta or to a total (the product's owner or an admin)",
+    params=[_SKU],
+    body=StockChange,
+    responses={200: Reply(Product, "the product")},
+    errors={**_OWNER_ONLY, ErrorCode.UNKNOWN_SKU: "", ErrorCode.BELOW_COMMITTED: ""},
+    auth=Auth.REQUIRED,
+)
 async def change_stock(request: web.Request) -> web.Response:
     _, editor = _catalog_editor(request)
     sku = _sku(request)
@@ -116,13 +194,36 @@ async def change_stock(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/products/{sku}/grants")
+@contract(
+    summary="Who may sell this product besides its owner's streams (the owner or an admin)",
+    params=[_SKU],
+    responses={200: Reply(GrantList, "the grants, sellers first")},
+    errors={**_OWNER_ONLY, ErrorCode.UNKNOWN_SKU: "", ErrorCode.INVALID_FIELD: ""},
+    auth=Auth.REQUIRED,
+)
 async def list_grants(request: web.Request) -> web.Response:
     _, editor = _catalog_editor(request)
     grants = await request.app[INVENTORY].ownership.grants(_sku(request), editor=editor)
-    return json_response({"grants": grants})
+    return json_response(GrantList(grants))
 
 
 @routes.put("/api/products/{sku}/grants/{grantee}")
+@contract(
+    summary="Allow a seller's streams, or one stream, to feature, pin and sell this product, "
+    "and with deals: true to run flash deals on it (the owner or an admin). Narrowing a "
+    "grant ends the grantee's running deals on it.",
+    params=[_SKU, _GRANTEE],
+    body=GrantFields,
+    responses={200: Reply(Grant, "replaced"), 201: Reply(Grant, "granted")},
+    errors={
+        **_OWNER_ONLY,
+        ErrorCode.UNKNOWN_SKU: "",
+        ErrorCode.STREAM_NOT_FOUND: "a stream grantee that does not exist",
+        ErrorCode.TOO_MANY_GRANTS: "",
+        ErrorCode.INVALID_FIELD: "a bad grantee or body",
+    },
+    auth=Auth.REQUIRED,
+)
 async def put_grant(request: web.Request) -> web.Response:
     caller, editor = _catalog_editor(request)
     sku = _sku(request)
@@ -134,15 +235,45 @@ async def put_grant(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/products/{sku}/grants/{grantee}")
+@contract(
+    summary="Take a grant back (the owner or an admin): the grantee's running deals on the "
+    "product end (reason consent_revoked) and, unless it may still sell it, its pin of it "
+    "is cleared",
+    params=[_SKU, _GRANTEE],
+    responses={200: Reply(Revoked, "the grant taken back")},
+    errors={
+        **_OWNER_ONLY,
+        ErrorCode.UNKNOWN_SKU: "",
+        ErrorCode.UNKNOWN_GRANT: "",
+        ErrorCode.INVALID_FIELD: "",
+    },
+    auth=Auth.REQUIRED,
+)
 async def revoke_grant(request: web.Request) -> web.Response:
     caller, editor = _catalog_editor(request)
     grant = await request.app[INVENTORY].ownership.revoke(
         _sku(request), request.match_info["grantee"], editor=editor, by=caller.sub
     )
-    return json_response({"revoked": grant})
+    return json_response(Revoked(grant))
 
 
 @routes.post("/api/products/import")
+@contract(
+    summary="Bulk import, JSON lines or CSV (seller or admin)",
+    description="Row errors are reported, and no half row is imported; a seller's rows "
+    "write only their own products (others are reported per row as not_product_owner). "
+    "JSON lines are ImportRow objects; CSV has the columns sku, title, price_minor, "
+    "currency and optionally description, image_url, stock, owner.",
+    body=Body(None, media_type=("application/x-ndjson", "text/csv")),
+    responses={200: Reply(ImportReport, "what was imported and which rows failed")},
+    errors={
+        ErrorCode.FORBIDDEN: "not a seller or admin",
+        ErrorCode.MALFORMED_JSON: "the body is not UTF-8",
+        ErrorCode.MALFORMED_CSV: "",
+        ErrorCode.EMPTY_IMPORT: "",
+    },
+    auth=Auth.REQUIRED,
+)
 async def import_catalog(request: web.Request) -> web.Response:
     _, editor = _catalog_editor(request)
     kind = request.content_type
@@ -185,6 +316,22 @@ def _require_live(stream: Stream, action: str) -> None:
 
 
 @routes.post("/api/streams/{stream_id}/deals")
+@contract(
+    summary="Start a flash deal on a live stream (who may manage the stream)",
+    body=StartDeal,
+    responses={201: Reply(Deal, "started", headers={"Location": "the deal's URL"})},
+    errors={
+        **_MANAGER,
+        ErrorCode.DEALS_NOT_GRANTED: "the product's owner has not allowed this stream flash "
+        "deals on it",
+        ErrorCode.UNKNOWN_SKU: "",
+        ErrorCode.STREAM_NOT_LIVE: "",
+        ErrorCode.INSUFFICIENT_STOCK: "",
+        ErrorCode.DEAL_EXISTS: "",
+        ErrorCode.CURRENCY_MISMATCH: "",
+    },
+    auth=Auth.REQUIRED,
+)
 async def start_deal(request: web.Request) -> web.Response:
     stream = await _managed_stream(request, request.match_info["stream_id"])
     body = await read_json(request, StartDeal)
@@ -210,6 +357,12 @@ async def start_deal(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/streams/{stream_id}/deals")
+@contract(
+    summary="The stream's deals",
+    params=[Param("active", type=Literal["0", "1", "true", "false"], default="0")],
+    responses={200: Reply(DealList, "deals")},
+    errors=[ErrorCode.INVALID_QUERY, ErrorCode.STREAM_NOT_FOUND],
+)
 async def list_deals(request: web.Request) -> web.Response:
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])
     active = request.query.get("active", "0")
@@ -218,15 +371,24 @@ async def list_deals(request: web.Request) -> web.Response:
     deals = await request.app[INVENTORY].deals.for_stream(
         stream.id, active_only=active in {"1", "true"}
     )
-    return json_response({"deals": deals})
+    return json_response(DealList(deals))
 
 
 @routes.get("/api/deals/{deal_id}")
+@contract(
+    summary="One deal", responses={200: Reply(Deal, "the deal")}, errors=[ErrorCode.UNKNOWN_DEAL]
+)
 async def get_deal(request: web.Request) -> web.Response:
     return json_response(await request.app[INVENTORY].deals.get(request.match_info["deal_id"]))
 
 
 @routes.post("/api/deals/{deal_id}/end")
+@contract(
+    summary="End a deal now; unsold units return to the SKU",
+    responses={200: Reply(Deal, "the ended deal")},
+    errors={**_MANAGER, ErrorCode.UNKNOWN_DEAL: ""},
+    auth=Auth.REQUIRED,
+)
 async def end_deal(request: web.Request) -> web.Response:
     deals = request.app[INVENTORY].deals
     deal = await deals.get(request.match_info["deal_id"])
@@ -235,6 +397,18 @@ async def end_deal(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/streams/{stream_id}/pin")
+@contract(
+    summary="Pin a product card to a live stream",
+    body=PinBody,
+    responses={200: Reply(PinCard, "the card viewers see")},
+    errors={
+        **_MANAGER,
+        ErrorCode.PRODUCT_NOT_GRANTED: "the product's owner has not allowed this stream to sell it",
+        ErrorCode.UNKNOWN_SKU: "",
+        ErrorCode.STREAM_NOT_LIVE: "",
+    },
+    auth=Auth.REQUIRED,
+)
 async def pin_product(request: web.Request) -> web.Response:
     stream = await _managed_stream(request, request.match_info["stream_id"])
     body = await read_json(request, PinBody)
@@ -247,13 +421,24 @@ async def pin_product(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/streams/{stream_id}/pin")
+@contract(
+    summary="Clear the pin",
+    responses={200: Reply(Unpinned, "the SKU that was pinned, or null")},
+    errors=_MANAGER,
+    auth=Auth.REQUIRED,
+)
 async def clear_pin(request: web.Request) -> web.Response:
     stream = await _managed_stream(request, request.match_info["stream_id"])
     cleared = await request.app[INVENTORY].pins.clear(stream.id)
-    return json_response({"cleared": cleared})
+    return json_response(Unpinned(cleared))
 
 
 @routes.get("/api/streams/{stream_id}/pin")
+@contract(
+    summary="The current pin",
+    responses={200: Reply(CurrentPin, "the card or null")},
+    errors=[ErrorCode.STREAM_NOT_FOUND],
+)
 async def get_pin(request: web.Request) -> web.Response:
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])
-    return json_response({"pin": await request.app[INVENTORY].pins.current_pin(stream.id)})
+    return json_response(CurrentPin(await request.app[INVENTORY].pins.current_pin(stream.id)))

@@ -31,7 +31,7 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
-from livecast.streams.registry import iso_time
+from livecast.streams.registry import IsoTime, iso_time
 
 __all__ = ["Catalog", "Owner", "Product", "ProductFields", "StockChange"]
 
@@ -48,16 +48,31 @@ Delta = Annotated[int, msgspec.Meta(ge=-1_000_000_000, le=1_000_000_000)]
 Owner = Annotated[str, msgspec.Meta(pattern=SUBJECT_PATTERN)]
 
 
+def _said(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
 class ProductFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The body of ``PUT /api/products/{sku}``. ``stock`` sets the total stock if given;
     ``owner`` (admins only) gives the product to that seller, else it keeps its owner."""
 
-    title: Title
+    title: Annotated[Title, _said("one line; no control or bidi-format characters")]
     price: Money
-    description: Description = ""
+    description: Annotated[
+        Description, _said("may span lines; no other control or bidi-format characters")
+    ] = ""
     image_url: ImageUrl | None = None
-    stock: Stock | None = None
-    owner: Owner | None = None
+    stock: Annotated[Stock, _said("total stock; never below held + sold + in deals")] | None = None
+    owner: (
+        Annotated[
+            Owner,
+            _said(
+                "admins only: the seller (token subject) the product belongs to; a seller's "
+                "products are theirs"
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         check_line("title", self.title)
@@ -77,16 +92,21 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     image_url: str | None
     price: Money
-    # Free to buy at the regular price now.
-    stock: int
+    stock: Annotated[int, _said("free to buy at the regular price now")]
     held: int
     sold: int
     in_deals: int
     total_stock: int
-    created_at: str | None
-    updated_at: str | None
-    # The seller's subject; None for a product nobody owns (admins change it).
-    owner: str | None = None
+    created_at: IsoTime | None
+    updated_at: IsoTime | None
+    owner: Annotated[
+        str | None,
+        _said(
+            "the seller who owns it; null for a product nobody owns (stored before products "
+            "had owners, or made by an admin for nobody): only admins change it and every "
+            "stream may sell it"
+        ),
+    ] = None
 
 
 _FIELDS = [

@@ -23,9 +23,9 @@ Keys besides the per-SKU ones of :mod:`livecast.inventory.reserve`::
     <prefix>sku:<SKU>:streams           set: streams pinning the SKU or dealing it (who
                                         gets its ``stock`` events)
 
-Events on the stream's channel (``app[EVENTS]``): ``deal.started`` and ``deal.ended`` carry
-the :class:`Deal`; ``deal.updated`` (``{id, sku, left, sold, sold_out}``) is sent by the
-notifier, coalesced per node.
+Events on the stream's channel (``app[EVENTS]``): :class:`DealStarted` and
+:class:`DealEnded` carry the :class:`Deal`; :class:`DealUpdated` (``{id, sku, left, sold,
+sold_out}``) is sent by the notifier, coalesced per node.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import redis.asyncio as aioredis
 
 from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
-from livecast.events import EventPublisher
+from livecast.events import Event, EventPublisher
 from livecast.ids import is_sku, new_id
 from livecast.inventory._private import server_now_ms, text
 from livecast.inventory.catalog import Catalog
@@ -48,9 +48,17 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
-from livecast.streams.registry import iso_time
+from livecast.streams.registry import IsoTime, iso_time
 
-__all__ = ["Deal", "DealState", "Deals"]
+__all__ = [
+    "Deal",
+    "DealEnded",
+    "DealStarted",
+    "DealState",
+    "DealUpdated",
+    "DealUpdatedData",
+    "Deals",
+]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -76,12 +84,47 @@ class Deal(msgspec.Struct, frozen=True, kw_only=True):
     sold: int
     per_buyer_limit: int
     state: DealState
-    starts_at: str | None
-    ends_at: str | None
+    starts_at: IsoTime | None
+    ends_at: IsoTime | None
     starts_at_ms: int
     ends_at_ms: int
-    ended_at: str | None = None
-    ended_reason: str | None = None
+    ended_at: IsoTime | None = None
+    ended_reason: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Who ended it: the host, its end time (also when the host or the "
+            "stream's end came after that time, before the sweeper), or the end of its "
+            "stream. Any deal ends, sold out or not."
+        ),
+    ] = None
+
+
+class DealStarted(Event, tag="deal.started", frozen=True, kw_only=True):
+    """A flash deal was started (it may be scheduled to open later: ``state``)."""
+
+    data: Deal
+
+
+class DealEnded(Event, tag="deal.ended", frozen=True, kw_only=True):
+    """A flash deal ended (``ended_reason``); what was neither held nor sold went back."""
+
+    data: Deal
+
+
+class DealUpdatedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The deal's units ``left`` and ``sold`` now."""
+
+    id: str
+    sku: str
+    left: int
+    sold: int
+    sold_out: bool
+
+
+class DealUpdated(Event, tag="deal.updated", frozen=True, kw_only=True):
+    """A deal's numbers changed (coalesced: a few times a second at most)."""
+
+    data: DealUpdatedData
 
 
 _DEAL_FIELDS = [
@@ -177,7 +220,7 @@ class Deals:
         self._reservations.dirty_skus.setdefault(sku, 0)
         deal = await self.get(deal_id)
         await self._events.set_state(
-            stream_id, f"deal:{deal.id}", msgspec.to_builtins(deal), event_type="deal.started"
+            f"deal:{deal.id}", deal, DealStarted(stream=stream_id, data=deal)
         )
         return deal
 
@@ -277,10 +320,7 @@ class Deals:
             self._reservations.dirty_skus.setdefault(sku, 0)
             await self.unwatch_if_idle(sku, deal.stream_id)
             await self._events.clear_state(
-                deal.stream_id,
-                f"deal:{deal.id}",
-                event_type="deal.ended",
-                event_data=msgspec.to_builtins(deal),
+                f"deal:{deal.id}", DealEnded(stream=deal.stream_id, data=deal)
             )
         return deal, status == "ok"
 

@@ -3,8 +3,10 @@
 Reservations only note what changed (a dict item per call); every ``event_interval_s``
 this node reads the current numbers once per changed SKU and deal and publishes:
 
-* ``stock`` ``{sku, left, sold_out}`` to every stream pinning the SKU or dealing it;
-* ``deal.updated`` ``{id, sku, left, sold, sold_out}`` to the deal's stream.
+* :class:`StockChanged` (``stock``, ``{sku, left, sold_out}``) to every stream pinning
+  the SKU or dealing it;
+* :class:`~livecast.inventory.deals.DealUpdated` (``deal.updated``, ``{id, sku, left,
+  sold, sold_out}``) to the deal's stream.
 
 Nothing is sent when the number did not change since this node last sent it, so a
 burst of a thousand reservations in a quarter second is one event per stream.
@@ -23,16 +25,30 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from livecast.events import EventPublisher
-from livecast.inventory.deals import Deals, DealState
+from livecast.events import Event, EventPublisher
+from livecast.inventory.deals import Deals, DealState, DealUpdated, DealUpdatedData
 from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Reservations
 
-__all__ = ["StockNotifier"]
+__all__ = ["StockChanged", "StockData", "StockNotifier"]
 
 log = logging.getLogger(__name__)
 
 _REMEMBERED = 10_000
+
+
+class StockData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Units of ``sku`` left to sell (outside deals); ``sold_out`` when none."""
+
+    sku: str
+    left: int
+    sold_out: bool
+
+
+class StockChanged(Event, tag="stock", frozen=True, kw_only=True):
+    """The stock of a SKU the stream pins or deals changed (coalesced)."""
+
+    data: StockData
 
 
 class StockNotifier:
@@ -112,18 +128,14 @@ class StockNotifier:
                 stream_id = raw.decode()
                 if self._sent_stock.get((stream_id, sku)) == left:
                     continue
-                event = {"sku": sku, "left": left, "sold_out": left == 0}
+                event = StockChanged(
+                    stream=stream_id, data=StockData(sku=sku, left=left, sold_out=left == 0)
+                )
                 card = await self._pins.current_pin(stream_id)
                 if card is not None and card.sku == sku:
-                    await self._events.set_state(
-                        stream_id,
-                        "pin",
-                        msgspec.to_builtins(card),
-                        event_type="stock",
-                        event_data=event,
-                    )
+                    await self._events.set_state("pin", card, event)
                 else:
-                    await self._events.publish(stream_id, "stock", event)
+                    await self._events.publish(event)
                 self._sent_stock[(stream_id, sku)] = left
 
     async def _flush_deals(self, deals: dict[str, str]) -> None:
@@ -144,18 +156,13 @@ class StockNotifier:
             if self._sent_deal.get(deal_id) == (left, sold):
                 continue
             stream_id = row[2].decode()
-            event = {"id": deal_id, "sku": sku, "left": left, "sold": sold, "sold_out": left == 0}
+            numbers = DealUpdatedData(id=deal_id, sku=sku, left=left, sold=sold, sold_out=left == 0)
+            event = DealUpdated(stream=stream_id, data=numbers)
             deal = await self._deals.get(deal_id)
             if deal.state is DealState.ENDED:
-                await self._events.publish(stream_id, "deal.updated", event)
+                await self._events.publish(event)
             else:
-                await self._events.set_state(
-                    stream_id,
-                    f"deal:{deal_id}",
-                    msgspec.to_builtins(deal),
-                    event_type="deal.updated",
-                    event_data=event,
-                )
+                await self._events.set_state(f"deal:{deal_id}", deal, event)
                 # The deal may have ended (and its slot been cleared) since it was read:
                 # then this refresh must not bring the slot back.
                 if (await self._deals.get(deal_id)).state is DealState.ENDED:

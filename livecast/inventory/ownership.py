@@ -32,7 +32,7 @@ import logging
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -47,7 +47,7 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import load_lua
-from livecast.streams.registry import Stream, StreamRegistry, iso_time
+from livecast.streams.registry import IsoTime, Stream, StreamRegistry, iso_time
 
 __all__ = ["GRANTEE_PATTERN", "MAX_GRANTS", "Grant", "GrantFields", "Ownership", "Right"]
 
@@ -76,17 +76,19 @@ _NONE: frozenset[Right] = frozenset()
 class GrantFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The body of ``PUT /api/products/{sku}/grants/{grantee}``."""
 
-    deals: bool = False
+    deals: Annotated[bool, msgspec.Meta(description="also allow flash deals on the product")] = (
+        False
+    )
 
 
 class Grant(msgspec.Struct, frozen=True, kw_only=True):
     sku: str
-    grantee: str
+    grantee: Annotated[str, msgspec.Meta(description="seller:<subject> or stream:<stream id>")]
     seller: str | None
     stream_id: str | None
-    deals: bool
+    deals: Annotated[bool, msgspec.Meta(description="flash deals allowed too")]
     granted_by: str
-    granted_at: str | None
+    granted_at: IsoTime | None
 
 
 def _decode_grant(sku: str, grantee: str, raw: Any) -> Grant:

@@ -2,7 +2,8 @@
 
 One pin per stream, kept in Redis (``<prefix>stream:<id>:pin`` holds the SKU) so every
 node, and a viewer's hello snapshot, sees the same card. Events on the stream's channel:
-``pin.set`` with a :class:`PinCard`, ``pin.cleared`` with ``{"sku": ...}``.
+:class:`PinSet` (``pin.set``) with the :class:`PinCard`, :class:`PinCleared`
+(``pin.cleared``) with ``{"sku": ...}``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from livecast.events import EventPublisher
+from livecast.events import Event, EventPublisher
 from livecast.inventory._private import text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.deals import Deal, Deals
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace
 
-__all__ = ["PinCard", "Pins"]
+__all__ = ["PinCard", "PinCleared", "PinClearedData", "PinSet", "Pins"]
 
 
 class PinCard(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,6 +34,22 @@ class PinCard(msgspec.Struct, frozen=True, kw_only=True):
     stock_left: int
     sold_out: bool
     deal: Deal | None = None
+
+
+class PinSet(Event, tag="pin.set", frozen=True, kw_only=True):
+    """The host pinned a product card (replacing any other)."""
+
+    data: PinCard
+
+
+class PinClearedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    sku: str
+
+
+class PinCleared(Event, tag="pin.cleared", frozen=True, kw_only=True):
+    """The host cleared the pinned card (``sku``: the one that was pinned)."""
+
+    data: PinClearedData
 
 
 class Pins:
@@ -62,9 +79,7 @@ class Pins:
             await self._deals.unwatch_if_idle(text(previous), stream_id)
         card = await self.current_pin(stream_id)
         assert card is not None
-        await self._events.set_state(
-            stream_id, "pin", msgspec.to_builtins(card), event_type="pin.set"
-        )
+        await self._events.set_state("pin", card, PinSet(stream=stream_id, data=card))
         return card
 
     async def clear(self, stream_id: str) -> str | None:
@@ -74,9 +89,8 @@ class Pins:
             return None
         sku = text(previous)
         await self._deals.unwatch_if_idle(sku, stream_id)
-        await self._events.clear_state(
-            stream_id, "pin", event_type="pin.cleared", event_data={"sku": sku}
-        )
+        cleared = PinCleared(stream=stream_id, data=PinClearedData(sku=sku))
+        await self._events.clear_state("pin", cleared)
         return sku
 
     async def current_pin(self, stream_id: str) -> PinCard | None:

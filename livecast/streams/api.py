@@ -15,7 +15,8 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Unprocessable
 from livecast.http import identity, json_response, read_json
 from livecast.ids import SKU_PATTERN
-from livecast.streams.registry import StreamState
+from livecast.openapi import Auth, Param, Reply, contract
+from livecast.streams.registry import Stream, StreamState
 
 __all__ = ["routes"]
 
@@ -27,10 +28,14 @@ Sku = Annotated[str, msgspec.Meta(pattern=SKU_PATTERN)]
 FeaturedSkus = Annotated[list[Sku], msgspec.Meta(max_length=100)]
 
 
+StartTime = Annotated[dt.datetime, msgspec.Meta(description="RFC 3339 with a time zone.")]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=200)]
+
+
 class CreateStream(msgspec.Struct, forbid_unknown_fields=True):
     title: Title
     description: Description = ""
-    scheduled_start: dt.datetime | None = None
+    scheduled_start: StartTime | None = None
     featured_skus: FeaturedSkus = []
     public: bool = True
 
@@ -42,7 +47,7 @@ class CreateStream(msgspec.Struct, forbid_unknown_fields=True):
 class PatchStream(msgspec.Struct, forbid_unknown_fields=True):
     title: Title | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType = msgspec.UNSET
-    scheduled_start: dt.datetime | msgspec.UnsetType | None = msgspec.UNSET
+    scheduled_start: StartTime | msgspec.UnsetType | None = msgspec.UNSET
     featured_skus: FeaturedSkus | msgspec.UnsetType = msgspec.UNSET
     public: bool | msgspec.UnsetType = msgspec.UNSET
 
@@ -51,6 +56,21 @@ class PatchStream(msgspec.Struct, forbid_unknown_fields=True):
             check_line("title", self.title)
         if self.description is not msgspec.UNSET:
             check_multiline("description", self.description)
+
+
+class StreamList(msgspec.Struct, frozen=True):
+    streams: list[Stream]
+
+
+_NOT_GRANTED = (
+    "a featured SKU is another seller's product that has not been granted to the stream's "
+    "seller (SKUs not in the catalog yet may be featured)"
+)
+_TEXT_FIELD = (
+    "a field is missing, unknown, of the wrong type or out of range, including a title "
+    "with control or bidi-format characters, or a description with them other than tab "
+    "and line breaks"
+)
 
 
 def _epoch_ms(moment: dt.datetime | None) -> int | None:
@@ -71,6 +91,17 @@ def _title(value: str) -> str:
 
 
 @routes.post("/api/streams")
+@contract(
+    summary="Create a scheduled stream (seller or admin)",
+    body=CreateStream,
+    responses={201: Reply(Stream, "created", headers={"Location": "the stream's URL"})},
+    errors={
+        ErrorCode.FORBIDDEN: "not a seller or admin",
+        ErrorCode.PRODUCT_NOT_GRANTED: _NOT_GRANTED,
+        ErrorCode.INVALID_FIELD: _TEXT_FIELD,
+    },
+    auth=Auth.REQUIRED,
+)
 async def create_stream(request: web.Request) -> web.Response:
     caller = identity(request)
     caller.require_role(Role.SELLER, Role.ADMIN)
@@ -88,6 +119,17 @@ async def create_stream(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/streams")
+@contract(
+    summary="List streams",
+    description="Public streams, and the private ones the caller may manage.",
+    params=[
+        Param("state", type=StreamState),
+        Param("limit", type=Limit, default=50),
+    ],
+    responses={200: Reply(StreamList, "streams, newest first")},
+    errors=[ErrorCode.INVALID_QUERY],
+    auth=Auth.OPTIONAL,
+)
 async def list_streams(request: web.Request) -> web.Response:
     raw_state = request.query.get("state")
     state = None
@@ -105,15 +147,34 @@ async def list_streams(request: web.Request) -> web.Response:
     streams = await request.app[STREAMS].list_streams(state, limit=int(raw_limit))
     caller = identity(request)
     visible = [s for s in streams if s.public or caller.can_manage(s.id, s.seller_id)]
-    return json_response({"streams": visible})
+    return json_response(StreamList(visible))
 
 
 @routes.get("/api/streams/{stream_id}")
+@contract(
+    summary="One stream",
+    responses={200: Stream},
+    errors=[ErrorCode.STREAM_NOT_FOUND],
+)
 async def get_stream(request: web.Request) -> web.Response:
     return json_response(await request.app[STREAMS].get(request.match_info["stream_id"]))
 
 
 @routes.patch("/api/streams/{stream_id}")
+@contract(
+    summary="Edit a stream that has not ended (its seller, a granted host, or admin)",
+    body=PatchStream,
+    responses={200: Stream},
+    errors={
+        ErrorCode.FORBIDDEN: "may not manage the stream",
+        ErrorCode.PRODUCT_NOT_GRANTED: _NOT_GRANTED,
+        ErrorCode.STREAM_NOT_FOUND: "",
+        ErrorCode.ILLEGAL_STATE: "the stream has ended",
+        ErrorCode.EMPTY_PATCH: "",
+        ErrorCode.INVALID_FIELD: _TEXT_FIELD,
+    },
+    auth=Auth.REQUIRED,
+)
 async def patch_stream(request: web.Request) -> web.Response:
     registry = request.app[STREAMS]
     caller = identity(request)
@@ -148,11 +209,30 @@ async def _move(request: web.Request, target: StreamState) -> web.Response:
     return json_response(await registry.transition(stream.id, target))
 
 
+_MOVE_ERRORS = [
+    ErrorCode.FORBIDDEN,
+    ErrorCode.STREAM_NOT_FOUND,
+    ErrorCode.ILLEGAL_STATE,
+]
+
+
 @routes.post("/api/streams/{stream_id}/start")
+@contract(
+    summary="Go live (scheduled -> live); publishing over WHIP does this too",
+    responses={200: Stream},
+    errors=_MOVE_ERRORS,
+    auth=Auth.REQUIRED,
+)
 async def start_stream(request: web.Request) -> web.Response:
     return await _move(request, StreamState.LIVE)
 
 
 @routes.post("/api/streams/{stream_id}/end")
+@contract(
+    summary="End the stream (scheduled|live -> ended; final)",
+    responses={200: Stream},
+    errors=_MOVE_ERRORS,
+    auth=Auth.REQUIRED,
+)
 async def end_stream(request: web.Request) -> web.Response:
     return await _move(request, StreamState.ENDED)

@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -47,6 +47,10 @@ _ENTERED_FROM: dict[StreamState, frozenset[StreamState]] = {
 }
 
 
+# An RFC 3339 UTC time, as iso_time writes it.
+IsoTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+
+
 class Stream(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     title: str
@@ -54,13 +58,15 @@ class Stream(msgspec.Struct, frozen=True, kw_only=True):
     seller_id: str
     seller_name: str
     state: StreamState
-    public: bool
+    public: Annotated[
+        bool, msgspec.Meta(description="Listed in the directory and watchable without a token.")
+    ]
     featured_skus: list[str]
-    scheduled_start: str | None
-    created_at: str
-    started_at: str | None = None
-    ended_at: str | None = None
-    updated_at: str | None = None
+    scheduled_start: IsoTime | None
+    created_at: IsoTime
+    started_at: IsoTime | None = None
+    ended_at: IsoTime | None = None
+    updated_at: IsoTime | None = None
 
     @property
     def is_live(self) -> bool:

@@ -135,7 +135,7 @@ async def test_retry_after_the_server_lost_redis_mid_checkout_makes_one_order(
     name = {
         "commit": "commit_holds",
         "order_indexed": "index",  # listed, not yet stored
-        "order_saved": "save",
+        "order_saved": "put",  # stored, with the rest of the finish
         "cart_cleared": "remove",
     }[drop_after]
     real = getattr(target, name)
@@ -444,7 +444,7 @@ async def test_order_and_stats_payloads_match_the_openapi_schemas(
         await shop.client.get(f"/api/streams/{shop.stream_id}/stats", headers=bearer(shop.seller))
     ).json()
     assert set(stats) == fields("StreamStats")
-    assert schemas["WebhookEvent"]["properties"]["data"] == {"$ref": "#/components/schemas/Order"}
+    assert schemas["OrderEvent"]["properties"]["data"] == {"$ref": "#/components/schemas/Order"}
 
 
 async def _start_deal(shop: Shop, stream_id: str, sku: str) -> str:

@@ -40,6 +40,9 @@ def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
         tmp_path,
         cart__checkout_lease_s=0.5,
         cart__recovery_interval_s=0.05,
+        # A merchant endpoint, so that orders enqueue their events (nothing listens there:
+        # deliveries wait to be retried, which is all these tests need).
+        webhooks__urls=("http://127.0.0.1:9/hooks",),
     )
 
 
@@ -120,7 +123,7 @@ def _install(shop: Shop, step: str, freeze: Freeze, monkeypatch: pytest.MonkeyPa
     target, name = {
         "committed": (reservations, "commit_holds"),
         "order_indexed": (service.orders, "index"),
-        "order_saved": (service.orders, "save"),
+        "order_saved": (service.orders, "put"),
         "counted": (service.sales, "count_order"),
         "enqueued": (service.webhooks, "enqueue"),
         "cart_cleared": (service.carts, "remove"),
@@ -191,6 +194,10 @@ async def test_a_checkout_stopped_after_any_step_is_settled_by_the_recovery_pass
         assert await shop.stock("BOWL") == {"stock": 2, "held": 0, "sold": 2}
         cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
         assert (cart["lines"], cart["expired"]) == ([], [])
+        deliveries = await shop.app[REDIS].hkeys(shop.app[KEYS].key("{webhooks}", "deliveries"))
+        assert sorted(deliveries) == [
+            f"evt_{order['id']}_{event}.0".encode() for event in ("created", "paid")
+        ]
     else:
         # Nothing was committed: the payment is voided and the holds stay in the cart.
         async def voided() -> bool:

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import msgpack
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -18,7 +17,7 @@ from livecast.appkeys import EVENTS, REDIS, TOKENS
 from livecast.auth import Role, load_or_create_secret
 from livecast.cart.service import CART
 from livecast.cart.webhooks import verify_signature
-from tests.conftest import AppServer, bearer, free_port, make_settings
+from tests.conftest import AppServer, bearer, free_port, make_settings, published_event
 
 
 def _settings(redis_url: str, key_prefix: str, data_dir: Path, hook_url: str) -> Any:
@@ -119,7 +118,7 @@ async def test_live_numbers_are_pushed_to_the_stream_channel(
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
                     if message is None:
                         continue
-                    event = msgpack.unpackb(message["data"])
+                    event = published_event(message["data"])
                     if event["type"] == "stats":
                         break
         finally:

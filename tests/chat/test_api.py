@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from livecast.auth import Role
+import msgspec
+from aiohttp import web
+
+from livecast.appkeys import REDIS
+from livecast.auth import Identity, Role
+from livecast.chat import CHAT
 from tests.conftest import Client, MakeToken, bearer
 
 
@@ -74,4 +79,19 @@ async def test_openapi_describes_the_live_event_routes(client: Client) -> None:
         "/api/streams/{stream_id}/stats",
     ):
         assert path in doc["paths"]
-    assert {"ChatMessage", "BanRequest", "LiveStats"} <= set(doc["components"]["schemas"])
+    assert {"ChatMessageData", "BanRequest", "ModerationSettings"} <= set(
+        doc["components"]["schemas"]
+    )
+
+
+async def test_a_stored_message_that_no_longer_fits_is_left_out_of_the_history(
+    client: Client, app: web.Application, stream_id: str
+) -> None:
+    history = app[CHAT].history
+    author = Identity(sub="v1", name="Vera", role=Role.VIEWER)
+    await history.post(stream_id, author, "hello", "c1", is_host=False)
+    old_shape = msgspec.msgpack.encode({"text": "from another version"})
+    await app[REDIS].xadd(history.keys(stream_id).chat, {"t": "chat.message", "d": old_shape})
+    resp = await client.get(f"/api/streams/{stream_id}/chat")
+    assert resp.status == 200
+    assert [m["text"] for m in (await resp.json())["messages"]] == ["hello"]

@@ -13,10 +13,17 @@ from livecast.aio import cancel_and_wait
 from livecast.app import create_app
 from livecast.appkeys import EVENTS
 from livecast.auth import Role
+from livecast.cart.stats import StatsEvent, StreamStats
 from livecast.chat import CHAT
 from livecast.config import Settings
+from livecast.inventory.money import Money
+from livecast.inventory.notify import StockChanged, StockData
 from tests.chat.conftest import Connect, Socket, _connect
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer
+
+
+def _stock(stream_id: str, sku: str, left: int) -> StockChanged:
+    return StockChanged(stream=stream_id, data=StockData(sku=sku, left=left, sold_out=left == 0))
 
 
 async def test_message_through_node_a_reaches_node_b_in_order(
@@ -40,9 +47,10 @@ async def test_state_published_anywhere_reaches_viewers_on_every_node(
     client: Client, connect: Connect, connect_b: Connect, stream_id: str
 ) -> None:
     on_a, on_b = await connect(), await connect_b()
-    await client.app[EVENTS].publish(stream_id, "stock", {"sku": "SNK-42", "left": 0})
+    await client.app[EVENTS].publish(_stock(stream_id, "SNK-42", 0))
     for viewer in (on_a, on_b):
-        assert (await viewer.expect("stock"))["data"] == {"sku": "SNK-42", "left": 0}
+        data = (await viewer.expect("stock"))["data"]
+        assert data == {"sku": "SNK-42", "left": 0, "sold_out": True}
 
 
 async def _viewers(socket: Socket, count: int) -> None:
@@ -126,14 +134,14 @@ async def test_slow_viewer_is_dropped_and_others_get_everything(
     sent = 0
     async with asyncio.timeout(30):
         while hub.dropped_viewers == 0:
-            await publisher.publish(stream_id, "deal.updated", {"n": sent, "blob": blob})
+            await publisher.publish(_stock(stream_id, blob, sent))
             sent += 1
             if sent % 20 == 0:
                 await asyncio.sleep(0.01)
     received: list[int] = []
     while len(received) < sent:
-        event = await fast.expect("deal.updated", wait_s=10)
-        received.append(event["data"]["n"])
+        event = await fast.expect("stock", wait_s=10)
+        received.append(event["data"]["left"])
     assert received == list(range(sent))
     assert hub.viewer_count(stream_id) == 1
     slow.close()
@@ -191,10 +199,15 @@ async def test_sales_numbers_reach_hosts_only(
     late_host = await connect()
     await late_host.send({"type": "auth", "token": host_token})
     await late_host.expect("auth.ok")
-    await client.app[EVENTS].publish(stream_id, "stats", {"orders": 3})
-    await client.app[EVENTS].publish(stream_id, "stock", {"sku": "A", "left": 1})
+    stats = StreamStats(
+        stream_id=stream_id, viewers_now=2, viewers_peak=3, unique_viewers=3, likes=0,
+        chat_messages=0, add_to_carts=4, orders=3, buyers=2, units_sold=3,
+        gmv=[Money(4500, "EUR")], average_order_value=[Money(1500, "EUR")], conversion=1.0,
+    )  # fmt: skip
+    await client.app[EVENTS].publish(StatsEvent(stream=stream_id, data=stats))
+    await client.app[EVENTS].publish(_stock(stream_id, "A", 1))
     for socket in (host, late_host):
-        assert (await socket.expect("stats"))["data"] == {"orders": 3}
+        assert (await socket.expect("stats"))["data"]["orders"] == 3
     await viewer.expect("stock")
     assert all(event["type"] != "stats" for event in viewer.seen)
 
@@ -226,9 +239,9 @@ async def test_fan_out_makes_no_redis_call_per_viewer(
     await viewers[0].expect_data("viewers", count=60)
     before = (await redis_client.info("stats"))["total_commands_processed"]
     for n in range(10):
-        await client.app[EVENTS].publish(stream_id, "deal.updated", {"n": n})
+        await client.app[EVENTS].publish(_stock(stream_id, "A", n))
     for viewer in viewers:
-        assert [(await viewer.expect("deal.updated"))["data"]["n"] for _ in range(10)] == list(
+        assert [(await viewer.expect("stock"))["data"]["left"] for _ in range(10)] == list(
             range(10)
         )
     calls = (await redis_client.info("stats"))["total_commands_processed"] - before

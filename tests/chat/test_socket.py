@@ -18,6 +18,16 @@ from livecast.chat.history import ChatHistory
 from livecast.chat.hub import Hub
 from livecast.config import Settings
 from livecast.error_codes import ErrorCode
+from livecast.inventory.deals import (
+    Deal,
+    DealEnded,
+    DealStarted,
+    DealState,
+    DealUpdated,
+    DealUpdatedData,
+)
+from livecast.inventory.money import Money
+from livecast.inventory.pins import PinCard, PinCleared, PinClearedData, PinSet
 from tests.chat.conftest import JSON, MSGPACK, Connect, Socket, _connect
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer
 
@@ -53,12 +63,16 @@ async def test_hello_has_state_history_and_identity(
         await sender.send({"type": "chat.send", "text": f"msg {n}", "client_id": f"c{n}"})
         await sender.expect("chat.ack")
     events = client.app[EVENTS]
-    card = {"sku": "SNK-42", "title": "Sneaker", "price": {"amount_minor": 5900, "currency": "EUR"}}
-    await events.set_state(stream_id, "pin", card, event_type="pin.set")
-    deal = {"id": "d1", "sku": "SNK-42", "stock_left": 7, "ends_at": "2026-11-22T10:00:00Z"}
-    await events.set_state(stream_id, "deal:d1", deal, event_type="deal.started")
-    await events.set_state(stream_id, "deal:d2", {"id": "d2"}, event_type="deal.started")
-    await events.clear_state(stream_id, "deal:d2", event_type="deal.ended", event_data={"id": "d2"})
+    price = Money(5900, "EUR")
+    card = PinCard(
+        sku="SNK-42", title="Sneaker", price=price, image_url=None, stock_left=7, sold_out=False
+    )
+    await events.set_state("pin", card, PinSet(stream=stream_id, data=card))
+    deal = _deal(stream_id, "d1")
+    await events.set_state("deal:d1", deal, DealStarted(stream=stream_id, data=deal))
+    other = _deal(stream_id, "d2")
+    await events.set_state("deal:d2", other, DealStarted(stream=stream_id, data=other))
+    await events.clear_state("deal:d2", DealEnded(stream=stream_id, data=other))
 
     viewer = await connect(hello=False)
     hello = await viewer.event()
@@ -67,8 +81,8 @@ async def test_hello_has_state_history_and_identity(
     assert data["stream"]["id"] == stream_id
     assert data["stream"]["state"] == "scheduled"
     assert data["you"] is None
-    assert data["pinned"] == card
-    assert data["deals"] == [deal]
+    assert data["pinned"] == msgspec.to_builtins(card)
+    assert data["deals"] == [msgspec.to_builtins(deal)]
     assert data["likes"] == 3
     assert data["viewers"] in (1, 2)  # the sender, and this viewer once its node counted it
     assert [m["text"] for m in data["chat"]] == ["msg 0", "msg 1", "msg 2"]
@@ -76,8 +90,36 @@ async def test_hello_has_state_history_and_identity(
     assert data["recovered"] is False
 
     # Later state events reach connected viewers as they are published.
-    await events.clear_state(stream_id, "pin", event_type="pin.cleared", event_data={})
-    assert (await viewer.expect("pin.cleared"))["data"] == {}
+    cleared = PinCleared(stream=stream_id, data=PinClearedData(sku="SNK-42"))
+    await events.clear_state("pin", cleared)
+    assert (await viewer.expect("pin.cleared"))["data"] == {"sku": "SNK-42"}
+
+
+async def test_a_stored_document_that_no_longer_fits_is_left_out_of_the_hello(
+    client: Client, connect: Connect, stream_id: str, redis_client: Any
+) -> None:
+    """A pin written by another version (here: half a card) does not break the hello:
+    it is left out, and the rest of the stream's state arrives."""
+    events = client.app[EVENTS]
+    deal = _deal(stream_id, "d1")
+    await events.set_state("deal:d1", deal, DealStarted(stream=stream_id, data=deal))
+    await redis_client.hset(
+        events.state_key(stream_id), "pin", msgspec.msgpack.encode({"sku": "X"})
+    )
+    viewer = await connect()
+    hello = viewer.seen[0]["data"]
+    assert hello["pinned"] is None
+    assert [d["id"] for d in hello["deals"]] == ["d1"]
+
+
+def _deal(stream_id: str, deal_id: str) -> Deal:
+    return Deal(
+        id=deal_id, stream_id=stream_id, sku="SNK-42", title="Sneaker", image_url=None,
+        price=Money(3900, "EUR"), regular_price=Money(5900, "EUR"), quantity=10, left=7,
+        held=1, sold=2, per_buyer_limit=1, state=DealState.ACTIVE,
+        starts_at="2026-11-22T09:00:00.000Z", ends_at="2026-11-22T10:00:00.000Z",
+        starts_at_ms=1_795_338_000_000, ends_at_ms=1_795_341_600_000,
+    )  # fmt: skip
 
 
 async def test_stream_state_changes_are_published(
@@ -445,8 +487,9 @@ async def test_a_frame_that_meets_a_redis_defect_fails_alone(
     await sender.send({"type": "chat.send", "text": "hi", "client_id": "c1"})
     error = await sender.expect("error")
     assert error["data"]["code"] == "internal"
-    await client.app[EVENTS].publish(stream_id, "deal.updated", {"n": 1})
-    assert (await sender.expect("deal.updated"))["data"] == {"n": 1}
+    sold = DealUpdatedData(id="d1", sku="SNK-42", left=0, sold=1, sold_out=True)
+    await client.app[EVENTS].publish(DealUpdated(stream=stream_id, data=sold))
+    assert (await sender.expect("deal.updated"))["data"]["sold"] == 1
 
 
 async def test_a_frame_redis_cannot_serve_gets_the_rest_code(

@@ -8,9 +8,9 @@ import pytest
 
 from livecast.config import Settings
 from tests.conftest import make_settings
-from tests.ingest.conftest import stream
+from tests.ingest.conftest import make_node, stream
 
-__all__ = ["stream"]
+__all__ = ["make_node", "stream"]
 
 
 @pytest.fixture

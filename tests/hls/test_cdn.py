@@ -1,7 +1,8 @@
-"""Debian's nginx in front of the origin as the CDN (``proxy_cache`` with
-``proxy_cache_lock``): hundreds of LL-HLS players through it cause about one origin
-request per object, because parts and segments are immutable and identical blocking
-requests get identical, cacheable answers."""
+"""Debian's nginx as the CDN (``proxy_cache`` with ``proxy_cache_lock``), in front of one
+node or of two (the stream's origin and a node that forwards to it): hundreds of LL-HLS
+players through it cause about one origin request per object, because parts and
+segments are immutable, identical blocking requests get identical, cacheable answers,
+and every node answers with the same bytes. The README shows this configuration."""
 
 from __future__ import annotations
 
@@ -13,25 +14,30 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from livecast.bench._nginx import nginx_binary, start_nginx
+from livecast.bench._nginx import LOCATION, UPSTREAM, nginx_binary, start_nginx
 from tests.conftest import Client
 from tests.hls.playlists import hint, next_part
 from tests.hls.test_routes import complete_segments
-from tests.ingest.conftest import SellerStream
+from tests.ingest.conftest import MakeNode, SellerStream
 from tests.ingest.peers import publish
 
 PLAYERS = 200
 ROUNDS = 3
 
 
+@pytest.fixture(params=[1, 2], ids=["one node", "two nodes"])
+async def nodes(request: pytest.FixtureRequest, make_node: MakeNode) -> list[Client]:
+    """The nodes behind the CDN; the stream is published on the first."""
+    return [await make_node() for _ in range(request.param)]
+
+
 @pytest.fixture
-def nginx(client: Client, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """nginx on loopback caching ``client``'s origin; its base URL and access log."""
+def nginx(nodes: list[Client], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """nginx on loopback caching ``nodes``; its base URL and access log."""
     if nginx_binary() is None:
         pytest.fail("nginx is not installed: apt-get install nginx-light (.ci/run does)")
-    origin_port = client.make_url("/").port
-    assert origin_port is not None
-    process, base = start_nginx(tmp_path / "nginx", origin_port)
+    ports = [node.make_url("/").port for node in nodes]
+    process, base = start_nginx(tmp_path / "nginx", [port for port in ports if port is not None])
     try:
         yield base, tmp_path / "nginx" / "access.log"
     finally:
@@ -46,15 +52,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_hundreds_of_players_through_nginx_cost_about_one_origin_request_per_object(
-    client: Client,
+    nodes: list[Client],
     stream: SellerStream,
     nginx: tuple[str, Path],
     session: aiohttp.ClientSession,
 ) -> None:
     cdn, access_log = nginx
-    sender = await publish(client, stream.id, stream.seller_token)
+    sender = await publish(nodes[0], stream.id, stream.seller_token)
     try:
-        await complete_segments(client, stream.id, 1)
+        await complete_segments(nodes[0], stream.id, 1)
         base = f"{cdn}/hls/{stream.id}"
 
         async def get(url: str) -> tuple[int, bytes]:
@@ -90,12 +96,14 @@ async def test_hundreds_of_players_through_nginx_cost_about_one_origin_request_p
 
     # what reached the origin: nginx logs an upstream address for those requests only
     origin: Counter[str] = Counter()
+    asked: Counter[str] = Counter()  # node address -> requests nginx sent it
     served = 0
     for line in access_log.read_text().splitlines():
         _cache_status, upstream, uri = line.split(" ", 2)
         served += 1
         if upstream != "-":
             origin[uri] += 1
+            asked[upstream] += 1
     assert served >= PLAYERS * (1 + 2 * ROUNDS)
     objects = len(origin)
     total = sum(origin.values())
@@ -103,3 +111,27 @@ async def test_hundreds_of_players_through_nginx_cost_about_one_origin_request_p
     assert total <= objects * 1.5, origin.most_common(5)
     assert max(origin.values()) <= 3, origin.most_common(5)
     assert total * 20 <= served
+    # every node was asked for some: whichever answered, the players got the same objects
+    assert len(asked) == len(nodes), asked
+
+
+def _directives(text: str) -> list[str]:
+    """nginx directives one per line, without comments and indentation."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def test_the_readme_shows_the_tested_configuration() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("\n### A CDN in front\n") :]
+    shown = _directives(section.split("```nginx\n", 1)[1].split("```", 1)[0])
+    location = _directives(LOCATION)
+    start = shown.index(location[0])
+    assert shown[start : start + len(location)] == location
+    upstream = _directives(UPSTREAM.format(servers=""))
+    start = shown.index(upstream[0])
+    end = shown.index("}", start)
+    servers = [line for line in shown[start + 1 : end] if line.startswith("server ")]
+    assert len(servers) >= 2  # every node, not only the origins
+    others = [line for line in shown[start : end + 1] if not line.startswith("server ")]
+    assert others == upstream

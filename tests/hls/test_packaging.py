@@ -1,18 +1,53 @@
-"""The packaging follows the node's streams: a publisher's drop and return continues the
-playlist after a discontinuity, the stream's end ends the playlist, and a VP8 stream
-is encoded once to H.264."""
+"""The packaging follows the node's streams, told by the media hub: a publisher's first
+picture starts the playlist, its drop and return continues it after a discontinuity,
+the stream's end ends it, and a VP8 stream is encoded once to H.264."""
 
 from __future__ import annotations
 
 import io
 
 import av
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
 
 from livecast.hls.keys import PACKAGING
 from tests.conftest import Client, bearer
 from tests.hls.test_routes import complete_segments, playlist_text
 from tests.ingest.conftest import SellerStream, eventually
-from tests.ingest.peers import publish, read_counter
+from tests.ingest.peers import CounterTrack, new_pc, publish, read_counter
+
+
+async def test_the_playlist_starts_with_the_publishers_first_picture(
+    client: Client, stream: SellerStream
+) -> None:
+    pc = new_pc()
+    pc.addTransceiver(CounterTrack(), direction="sendonly")
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    resp = await client.post(
+        f"/whip/{stream.id}",
+        data=pc.localDescription.sdp,
+        headers={**bearer(stream.seller_token), "Content-Type": "application/sdp"},
+    )
+    try:
+        assert resp.status == 201, await resp.text()
+        # packaged from the moment the publisher is accepted, before any media can flow
+        assert client.app[PACKAGING].packager(stream.id) is not None
+        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
+        lines = await complete_segments(client, stream.id, 1)
+    finally:
+        await pc.close()
+    assert "#EXT-X-MEDIA-SEQUENCE:0" in lines
+    init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
+    first = next(line for line in lines if line.startswith("seg-"))
+    data = b""
+    for name in (init, first):
+        resp = await client.get(f"/hls/{stream.id}/{name}")
+        assert resp.status == 200
+        data += await resp.read()
+    with av.open(io.BytesIO(data), "r") as container:
+        frame = next(container.decode(video=0))
+        assert read_counter(frame) == 0
 
 
 async def test_drop_and_return_continues_the_playlist_after_a_discontinuity(
@@ -58,10 +93,8 @@ async def test_the_streams_end_ends_the_playlist(client: Client, stream: SellerS
         )
         assert resp.status == 200, await resp.text()
 
-        async def ended() -> bool:
-            return (await playlist_text(client, stream.id)).endswith("#EXT-X-ENDLIST\n")
-
-        await eventually(ended, within=10.0)
+        # ended as the stream's media left: the hub told the packaging
+        assert (await playlist_text(client, stream.id)).endswith("#EXT-X-ENDLIST\n")
     finally:
         await sender.close()
     text = await playlist_text(client, stream.id)

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 
 import av
 import pytest
+from playwright.async_api import async_playwright
 
 from livecast.auth import Role
-from tests.conftest import Client, MakeToken, bearer
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, Client, MakeToken, bearer
 from tests.hls.playlists import hint, last_part, next_part
-from tests.ingest.conftest import SellerStream, eventually
+from tests.ingest.conftest import MakeNode, SellerStream, eventually
 from tests.ingest.peers import Publisher, publish, read_counter
 
 
@@ -218,3 +219,69 @@ async def test_a_stream_made_private_stops_playing_anonymously(
     await eventually(refused, within=10.0)
     resp = await client.get(f"/hls/{stream.id}/index.m3u8", headers=bearer(stream.seller_token))
     assert resp.status == 200
+
+
+async def test_a_preflight_lets_players_on_any_origin_send_a_token(client: Client) -> None:
+    for path in ("/hls/anystream/index.m3u8", "/hls/anystream/signed/1/sig/part-00000000-3.m4s"):
+        resp = await client.options(
+            path,
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization,if-none-match",
+            },
+        )
+        assert resp.status == 204, path
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        allowed = {
+            h.strip().lower() for h in resp.headers["Access-Control-Allow-Headers"].split(",")
+        }
+        assert {"authorization", "if-none-match"} <= set(allowed)
+        assert "GET" in resp.headers["Access-Control-Allow-Methods"]
+        assert int(resp.headers["Access-Control-Max-Age"]) > 0
+
+
+async def test_a_page_on_another_origin_plays_a_private_stream_with_a_token(
+    client: Client, make_node: MakeNode, make_token: MakeToken
+) -> None:
+    """Chromium itself: a fetch with ``Authorization`` from another origin is preflighted,
+    and only goes out if the preflight allows it."""
+    seller = make_token(Role.SELLER, sub="seller-7")
+    resp = await client.post(
+        "/api/streams", json={"title": "Members only", "public": False}, headers=bearer(seller)
+    )
+    stream_id = (await resp.json())["id"]
+    sender = await publish(client, stream_id, seller)
+    member = make_token(Role.VIEWER, streams={stream_id})
+    try:
+        await eventually(
+            lambda: _status(client, f"/hls/{stream_id}/index.m3u8", bearer(member), 200),
+            within=20.0,
+        )
+        other = await make_node()  # another port: another origin to the browser
+        url = str(client.make_url(f"/hls/{stream_id}/index.m3u8"))
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(str(other.make_url("/healthz")))
+                answer = await page.evaluate(
+                    """async ([url, token]) => {
+                        const headers = {Authorization: `Bearer ${token}`};
+                        const resp = await fetch(url, {headers});
+                        return [resp.status, resp.headers.get("ETag"), await resp.text()];
+                    }""",
+                    [url, member],
+                )
+            finally:
+                await browser.close()
+    finally:
+        await sender.close()
+    status, etag, text = answer
+    assert status == 200
+    assert etag  # exposed to the page
+    assert text.startswith("#EXTM3U")
+
+
+async def _status(client: Client, path: str, headers: dict[str, str], status: int) -> bool:
+    return (await client.get(path, headers=headers)).status == status

@@ -15,6 +15,7 @@ from livecast.aio import cancel_and_wait
 from livecast.app import create_app
 from livecast.auth import Role
 from livecast.config import Settings
+from livecast.events import Event
 from livecast.ingest.keys import MEDIA
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer, free_port, make_settings
 
@@ -104,7 +105,7 @@ async def kill_node(node: Client) -> None:
     hub = node.app[MEDIA]
     await cancel_and_wait(hub.origins._heartbeat, hub._watchdog)
 
-    async def silent(stream_id: str, event_type: str, data: dict[str, object]) -> None:
+    async def silent(event: Event) -> None:
         return None
 
     hub._publish_event = silent

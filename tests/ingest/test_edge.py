@@ -8,7 +8,6 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
-import msgpack
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -21,7 +20,7 @@ from livecast.config import Settings
 from livecast.embedded_redis import EmbeddedRedis
 from livecast.ingest.edge import PullState
 from livecast.ingest.keys import MEDIA
-from tests.conftest import AiohttpClient, Client, MakeToken, bearer
+from tests.conftest import AiohttpClient, Client, MakeToken, bearer, published_event
 from tests.ingest.conftest import MakeNode, SellerStream, eventually, kill_node
 from tests.ingest.peers import Viewer, in_order, publish, view
 
@@ -362,7 +361,7 @@ async def _told(events: PubSub, within: float) -> list[tuple[str, str]]:
     while loop.time() < deadline:
         message = await events.get_message(ignore_subscribe_messages=True, timeout=0.1)
         if message is not None:
-            event = msgpack.unpackb(message["data"])
+            event = published_event(message["data"])
             if event["type"] in ("media.state", "stream.state"):
                 told.append((event["type"], event["data"]["state"]))
     return told

@@ -7,7 +7,6 @@ import itertools
 from collections.abc import Callable
 
 import av
-import msgpack
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -16,7 +15,7 @@ from livecast.appkeys import EVENTS
 from livecast.auth import Role
 from livecast.ingest import _hub
 from livecast.ingest.keys import MEDIA
-from tests.conftest import Client, MakeToken, bearer
+from tests.conftest import Client, MakeToken, bearer, published_event
 from tests.ingest.conftest import SellerStream, eventually
 from tests.ingest.peers import CounterTrack, Viewer, in_order, new_pc, publish, view
 from tests.ingest.test_sessions import _counted, _ended
@@ -53,7 +52,7 @@ async def _media_states(events: PubSub, count: int) -> list[str]:
         message = await events.get_message(ignore_subscribe_messages=True, timeout=0.2)
         if message is None:
             continue
-        event = msgpack.unpackb(message["data"])
+        event = published_event(message["data"])
         if event["type"] == "media.state":  # stream.state and others share the channel
             states.append(event["data"]["state"])
     return states
@@ -353,3 +352,37 @@ async def test_a_publisher_that_stops_sending_media_is_closed_and_the_grace_runs
         await viewer.close()
         await publisher.close()
         await events.aclose()
+
+
+async def test_media_listeners_hear_a_publisher_arrive_and_the_stream_leave(
+    client: Client, stream: SellerStream
+) -> None:
+    hub = client.app[MEDIA]
+    heard: list[tuple[str, str | None, bool]] = []  # stream, its video codec, publishing
+
+    def listener(stream_id: str) -> None:
+        media = hub.streams.get(stream_id)
+        codec = media.sources["video"].codec if media is not None else None
+        heard.append((stream_id, codec, media is not None and media.publisher is not None))
+
+    stop = hub.on_media_change(listener)
+    publisher = await publish(client, stream.id, stream.seller_token)
+    try:
+        # told before the publisher's answer went back: its sources know their codec
+        assert heard == [(stream.id, "h264", True)]
+        resp = await client.post(
+            f"/api/streams/{stream.id}/end", headers=bearer(stream.seller_token)
+        )
+        assert resp.status == 200
+        assert len(heard) > 1
+        assert set(heard[1:]) == {(stream.id, None, False)}
+    finally:
+        stop()
+        await publisher.close()
+    told = len(heard)
+    resp = await client.post(
+        "/api/streams", json={"title": "Encore"}, headers=bearer(stream.seller_token)
+    )
+    again = await publish(client, (await resp.json())["id"], stream.seller_token)
+    await again.close()
+    assert len(heard) == told  # no longer listening

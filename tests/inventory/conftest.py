@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -20,7 +19,7 @@ from livecast.inventory.catalog import Catalog, ProductFields
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace
-from tests.conftest import Client, bearer
+from tests.conftest import Client, bearer, published_event
 
 
 @dataclass
@@ -89,7 +88,7 @@ async def listen(app: web.Application, stream_id: str) -> AsyncIterator[EventLog
     async def pump() -> None:
         async for message in pubsub.listen():
             if message["type"] == "message":
-                log.add(msgpack.unpackb(message["data"], raw=False))
+                log.add(published_event(message["data"]))
 
     task = asyncio.create_task(pump())
     try:

@@ -20,13 +20,16 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, WebSocket, async_playwright
 
 from livecast.app import create_app
 from livecast.appkeys import TOKENS
 from livecast.auth import Role
+from livecast.chat.wire import decode_client_frame
 from livecast.config import DevSettings, Settings
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
+from livecast.errors import ApiError
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, undescribed_event
+from tests.contract import install as install_answer_check
 
 PAGE_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 SCREENSHOTS = Path(__file__).parent.parent / "_artifacts" / "screenshots"
@@ -115,6 +118,8 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
             server=dataclasses.replace(settings.server, advertise_url=base_url),
         )
     )
+    # every answer the pages get is checked against the OpenAPI document, as in tests/
+    answers = install_answer_check(app)
     # as `livecast serve` stops: handlers still running after the timeout are cancelled
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_s
@@ -126,6 +131,10 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
             yield LiveServer(app=app, base_url=base_url, http=http)
     finally:
         await runner.cleanup()
+    if answers is not None and answers.violations:
+        raise AssertionError(
+            "answers that do not match the OpenAPI document:\n  " + "\n  ".join(answers.violations)
+        )
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -150,7 +159,8 @@ NewContext = Callable[..., Awaitable[BrowserContext]]
 @pytest_asyncio.fixture(loop_scope="module")
 async def new_context(browser: Browser) -> AsyncIterator[NewContext]:
     """``await new_context(PHONE)``: a fresh browser profile that fails the test on any page
-    error or dialog (an ``alert`` from injected markup would be one)."""
+    error or dialog (an ``alert`` from injected markup would be one), and on a live event
+    or frame the AsyncAPI types do not describe."""
     contexts: list[BrowserContext] = []
     problems: list[str] = []
 
@@ -168,6 +178,7 @@ async def new_context(browser: Browser) -> AsyncIterator[NewContext]:
 
 def _watch(page: Page, problems: list[str]) -> None:
     page.on("pageerror", lambda exc: problems.append(f"{page.url}: page error {exc}"))
+    page.on("websocket", lambda socket: _watch_live_events(page, socket, problems))
 
     async def on_dialog(dialog: Any) -> None:
         if dialog.type == "confirm":
@@ -177,6 +188,27 @@ def _watch(page: Page, problems: list[str]) -> None:
         await dialog.dismiss()
 
     page.on("dialog", on_dialog)
+
+
+def _watch_live_events(page: Page, socket: WebSocket, problems: list[str]) -> None:
+    """The events a page receives fit the AsyncAPI types, and the frames it sends are
+    frames the server takes."""
+    if "/ws/streams/" not in socket.url:
+        return
+
+    def received(payload: str | bytes) -> None:
+        problem = undescribed_event(payload, binary=isinstance(payload, bytes))
+        if problem is not None:
+            problems.append(f"{page.url}: received an undescribed event: {problem}")
+
+    def sent(payload: str | bytes) -> None:
+        try:
+            decode_client_frame(payload, binary=isinstance(payload, bytes))
+        except ApiError as exc:
+            problems.append(f"{page.url}: sent a frame the server refuses: {exc} {payload!r}")
+
+    socket.on("framereceived", received)
+    socket.on("framesent", sent)
 
 
 async def screenshot(page: Page, name: str) -> None:

@@ -394,6 +394,7 @@ async def test_live_shopping_end_to_end(server: LiveServer, new_context: NewCont
     await expect(drawer.locator(".cart-line")).to_have_count(1)
     await expect(drawer.locator(".cart-line .line-meta")).to_contain_text("49.00")
     await expect(drawer.locator(".hold-timer")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    await expect(drawer.locator("#cart-total")).to_contain_text("49.00")
     await expect(buyer.locator("#deal-banner .left")).to_have_text("2 left")
     await screenshot(buyer, "watch-cart")
 

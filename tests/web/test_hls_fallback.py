@@ -22,7 +22,15 @@ from livecast.auth import Role
 from livecast.config import Settings
 from tests.conftest import make_settings
 from tests.ingest.peers import CounterTrack, new_pc
-from tests.web.conftest import PAGE_ARGS, PHONE, LiveServer, NewContext, chromium, screenshot
+from tests.web.conftest import (
+    PAGE_ARGS,
+    PHONE,
+    LiveServer,
+    NewContext,
+    chromium,
+    screenshot,
+    serving,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -175,3 +183,24 @@ async def test_a_private_stream_plays_over_hls_through_a_signed_url(
         assert all(f"/hls/{stream_id}/signed/" in r.url for r in media), media
         assert not [r.url for r in media if "authorization" in await r.all_headers()]
         assert any(url.endswith(f"/api/streams/{stream_id}/playback") for url in requested)
+
+
+async def test_the_watch_page_on_another_node_plays_over_hls(
+    server: LiveServer, new_context: NewContext, live_stream: str, settings: Settings
+) -> None:
+    """A viewer sent to a node that does not hold the stream's publisher plays the same
+    LL-HLS: that node forwards every request to the stream's origin."""
+    async with serving(settings) as other:
+        page, requested = await _watch(
+            other, new_context, f"{other.base_url}/watch/{live_stream}?hls=1"
+        )
+        await _plays_hls(page, requested, live_stream)
+        assert all(
+            url.split(" ", 1)[1].startswith(other.base_url)
+            for url in requested
+            if f"/hls/{live_stream}/" in url
+        )
+        async with other.http.get(f"{other.base_url}/metrics") as resp:
+            metrics = await resp.text()
+        assert 'livecast_hls_forwarded_requests_total{outcome="answered"} 0.0' not in metrics
+        assert 'livecast_hls_forwarded_requests_total{outcome="answered"}' in metrics

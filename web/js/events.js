@@ -13,6 +13,7 @@
 //     with 1008, or an `error` says token_expired. Final: status 'refused', a 'stopped'
 //     event with the reason; the page asks for a new token (setToken starts again).
 //   * 1002, 1003, 1009: this client sent what the server cannot take. Final: 'failed'.
+//   * 1000: the socket was closed on purpose (the server only echoes a close). Final: 'closed'.
 //   * the stream does not exist (404 on the upgrade). Final: 'failed'.
 //   * anything else (1001 shutdown, 1012 restart, 1013 too far behind, 1011, a network
 //     drop): reconnect with capped, jittered backoff.
@@ -26,8 +27,12 @@ import { tokenExpired } from './auth.js';
 import { EVENT_READERS, toError } from './wire.js';
 
 const SUBPROTOCOL = 'livecast.v1.json';
-/** @type {Record<number, 'refused' | 'failed'>} close codes after which reconnecting cannot help */
-const FINAL_CLOSES = { 1008: 'refused', 1002: 'failed', 1003: 'failed', 1009: 'failed' };
+/**
+ * Close codes after which reconnecting cannot help: the registry's codes with reconnect false
+ * (livecast/error_codes.py CloseCode; tests/test_error_codes.py checks this table against it).
+ * @type {Record<number, 'closed' | 'refused' | 'failed'>}
+ */
+const FINAL_CLOSES = { 1000: 'closed', 1002: 'failed', 1003: 'failed', 1008: 'refused', 1009: 'failed' };
 const PING_EVERY_MS = 20000;
 const SILENT_FOR_MS = 60000;
 const MAX_BACKOFF_MS = 10000;
@@ -132,7 +137,9 @@ export class LiveEvents extends EventTarget {
       this.dropSocket();
       if (this.stopped) return;
       const final = FINAL_CLOSES[event.code];
-      if (final) {
+      if (final === 'closed') {
+        this.halt('closed', null);
+      } else if (final) {
         const code = final === 'refused' ? 'token_refused' : 'client_error';
         this.halt(final, { code, message: event.reason || `closed with ${event.code}`, retryAfterMs: null });
       } else if (!opened) {

@@ -153,7 +153,8 @@ export function initials(name) {
   return (name || '?').trim().split(/\s+/).slice(0, 2).map((w) => w[0]).join('').toUpperCase() || '?';
 }
 
-// Friendly words for error codes a viewer may meet.
+// Friendly words for error codes a viewer may meet: registered codes (livecast/error_codes.py,
+// checked by tests/test_error_codes.py), and `network` for a request that got no answer.
 const KIND_ERRORS = {
   rate_limited: 'Easy there! You are sending messages too fast.',
   slow_mode: 'Slow mode is on. Wait a moment before your next message.',
@@ -161,7 +162,6 @@ const KIND_ERRORS = {
   timed_out: 'You are timed out for a little while.',
   sold_out: 'Sold out! Someone was faster this time.',
   hold_expired: 'Your hold expired and the item went back on sale.',
-  limit_exceeded: 'You have reached the limit for this deal.',
   over_limit: 'You already have as many of these as one buyer may get.',
   insufficient_stock: 'Not enough left for that many. Try fewer.',
   deal_ended: 'This deal has just ended.',

@@ -1,13 +1,14 @@
 // The viewer's page: video (WHEP, or LL-HLS when WebRTC is refused, cannot connect, or the
 // page is opened with ?hls=1), chat, likes, pinned product, flash deal, cart, checkout.
 
-import { api, normalizeCart, normalizeOrder } from './api.js';
+import { api } from './api.js';
 import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
 import { HlsPlayer } from './hlsplayer.js';
 import { WhepPlayer } from './whep.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, setViewers, initials, toast, newId, friendlyError } from './ui.js';
+import { toCart, toOrder } from './wire.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 let session = currentSession('viewer');
@@ -316,7 +317,7 @@ function overLimitMessage(dealId) {
 async function refreshCart() {
   if (!session) return;
   try {
-    state.cart = normalizeCart(await api.getCart(session.token));
+    state.cart = toCart(await api.getCart(session.token));
     for (const title of state.cart.expired) toast(`Your hold on ${title} expired and went back on sale.`, 'error');
   } catch (err) {
     if (err.status !== 404) toast(friendlyError(err), 'error');
@@ -326,21 +327,21 @@ async function refreshCart() {
 }
 
 function renderCart() {
-  const cart = state.cart || { items: [], totalMinor: 0, currency: null };
+  const cart = state.cart || { items: [], totals: [], expired: [] };
   const lines = clear($('#cart-lines'));
   for (const item of cart.items) {
     const timer = h('span', { class: 'hold-timer' });
     lines.append(h('li', { class: 'cart-line', dataset: { hold: item.holdId } },
-      item.imageUrl ? h('img', { src: item.imageUrl, alt: '', width: 48, height: 48 }) : h('span', { class: 'line-thumb' }, initials(item.title)),
+      h('span', { class: 'line-thumb' }, initials(item.title)),
       h('div', { class: 'line-info' },
         h('p', { class: 'line-title' }, item.title),
         h('p', { class: 'line-meta' }, `${item.quantity} × ${formatMoney(item.unitMinor, item.currency)}`, item.dealId ? h('span', { class: 'chip deal' }, 'Deal') : null),
-        item.expiresAtMs ? h('p', { class: 'line-hold' }, 'Held for ', timer) : null),
+        h('p', { class: 'line-hold' }, 'Held for ', timer)),
       h('button', { class: 'icon-btn', type: 'button', 'aria-label': `Remove ${item.title}`, onclick: () => removeLine(item.holdId) }, '×')));
-    if (item.expiresAtMs) countdown(timer, item.expiresAtMs, () => refreshCart());
+    countdown(timer, item.expiresAtMs, () => refreshCart());
   }
   $('#cart-empty').hidden = cart.items.length > 0;
-  setText('#cart-total', formatMoney(cart.totalMinor, cart.currency) || '–');
+  setText('#cart-total', cart.totals.map((t) => formatMoney(t.amountMinor, t.currency)).join(' + ') || '–');
   $('#checkout').disabled = cart.items.length === 0;
   const count = cart.items.reduce((n, i) => n + i.quantity, 0);
   $('#cart-count').hidden = count === 0;
@@ -384,13 +385,13 @@ $('#checkout').addEventListener('click', async () => {
   setText(button, 'Paying…');
   checkoutKey = checkoutKey || newId();
   try {
-    const order = normalizeOrder(await api.checkout(session.token, checkoutKey));
+    const order = toOrder(await api.checkout(session.token, checkoutKey));
     checkoutKey = null;
-    setText('#order-summary', `Order ${order.id} · ${formatMoney(order.totalMinor, order.currency)}. We will email you when it ships.`);
+    setText('#order-summary', `Order ${order.id} · ${formatMoney(order.total.amountMinor, order.total.currency)}. We will email you when it ships.`);
     $('#cart-body').hidden = true;
     $('#cart-foot').hidden = true;
     $('#order-done').hidden = false;
-    state.cart = { items: [], totalMinor: 0, currency: order.currency };
+    state.cart = { items: [], totals: [], expired: [] };
     renderCart();
   } catch (err) {
     // The same key is reused on retry so a lost response never pays twice.

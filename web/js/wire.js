@@ -1,8 +1,9 @@
 // What the server sends, as the pages read it: one reader per event payload and REST body,
-// each naming the server's fields exactly once (livecast/chat/wire.py and socket.py, the
-// Structs in livecast/inventory/ and livecast/cart/stats.py, media.state in
-// livecast/ingest/). A field the server renames is a one-line change here; no page reads a
-// server field name itself.
+// each naming the server's fields exactly once. The events are described by the AsyncAPI
+// document at /api/asyncapi.json, generated from their Structs (livecast/chat/events.py,
+// livecast/inventory/, livecast/cart/stats.py, media.state in livecast/ingest/media.py; the
+// list is livecast/asyncapi.py). A field the server renames is a one-line change here; no
+// page reads a server field name itself.
 
 /**
  * @typedef {{amountMinor: number, currency: string}} Money
@@ -116,6 +117,46 @@ export function toProduct(raw) {
     currency: raw.price.currency,
     stock: raw.stock,
   };
+}
+
+/**
+ * A cart line (cart/api.py CartLine). The hold's end is taken from seconds_left, measured by
+ * the server's clock, so a skewed client clock does not matter.
+ * @returns {{holdId: string, sku: string, title: string, quantity: number, unitMinor: number,
+ *   currency: string, expiresAtMs: number, dealId: string | null}}
+ */
+export function toCartLine(raw) {
+  return {
+    holdId: raw.hold_id,
+    sku: raw.sku,
+    title: raw.title,
+    quantity: raw.quantity,
+    unitMinor: raw.unit_price.amount_minor,
+    currency: raw.unit_price.currency,
+    expiresAtMs: Date.now() + raw.seconds_left * 1000,
+    dealId: raw.deal_id,
+  };
+}
+
+/**
+ * The buyer's cart (cart/api.py Cart), from GET /api/cart: its lines, one total per currency,
+ * and the titles of lines whose hold expired (removed by this read).
+ * @returns {{items: ReturnType<typeof toCartLine>[], totals: Money[], expired: string[]}}
+ */
+export function toCart(raw) {
+  return {
+    items: raw.lines.map(toCartLine),
+    totals: raw.totals.map(toMoney),
+    expired: raw.expired.map((line) => line.title),
+  };
+}
+
+/**
+ * A paid order (cart/orders.py Order), as POST /api/checkout answers it.
+ * @returns {{id: string, total: Money, units: number}}
+ */
+export function toOrder(raw) {
+  return { id: raw.id, total: toMoney(raw.total), units: raw.units };
 }
 
 /** A Deal from deal.started / deal.ended, a hello, a pin, or the REST API. @returns {Deal} */
