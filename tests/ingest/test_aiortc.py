@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aioice import ice as aioice_ice
+from aioice import stun as aioice_stun
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCCertificate, SRTPProtectionProfile, generate_certificate
 from aiortc.rtp import RtpPacket
@@ -62,10 +63,18 @@ def test_reordered_packets_still_make_each_frame_once_in_order() -> None:
 # -- ICE consent (RFC 7675) ------------------------------------------------------------------
 
 
+# what the consent rounds take in these tests: one every ~0.2 s instead of ~5 s, and an
+# unanswered check given up after 0.1 s instead of 0.5 s (its only try: no retransmission)
+CONSENT_INTERVAL_S = 0.2
+CHECK_TIMEOUT_S = 0.1
+
+
 @pytest.fixture
 def fast_consent(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Consent rounds every ~0.2 s instead of ~5 s, on both ends (one process)."""
-    monkeypatch.setattr(aioice_ice, "CONSENT_INTERVAL", 0.2)
+    """Consent rounds on :data:`CONSENT_INTERVAL_S` and :data:`CHECK_TIMEOUT_S`, on both
+    ends (one process); as many rounds as ever end a session."""
+    monkeypatch.setattr(aioice_ice, "CONSENT_INTERVAL", CONSENT_INTERVAL_S)
+    monkeypatch.setattr(aioice_stun, "RETRY_RTO", CHECK_TIMEOUT_S)
 
 
 def _ice_connection(pc: RTCPeerConnection) -> aioice_ice.Connection:
@@ -99,7 +108,7 @@ async def _connected(client: Client, stream: SellerStream) -> tuple[Publisher, V
 
 def _rounds(count: int) -> float:
     """Wall time of ``count`` unanswered consent rounds (interval + STUN timeout each)."""
-    return count * (0.2 * 1.2 + 0.5)
+    return count * (CONSENT_INTERVAL_S * 1.2 + CHECK_TIMEOUT_S)
 
 
 @pytest.mark.timeout(60)
