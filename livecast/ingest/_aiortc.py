@@ -23,6 +23,12 @@ Two more make the server talk to every standard WebRTC peer:
   only during the handshake, and aioice would end their session 30 s in while frames
   still arrive.
 
+And :func:`close_peer` closes a peer connection so that the close always completes:
+aiortc's ``close()`` makes a second caller await the first call's future, so a second
+caller that is cancelled (a request, a shutdown) would cancel that future, and the
+first call then fails setting its result (``InvalidStateError``, logged as never
+retrieved).
+
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
 ``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router`` and ``_ssl``, the module
 global ``SSL`` of ``aiortc.rtcdtlstransport``) and aioice 0.13
@@ -64,6 +70,7 @@ __all__ = [
     "accept_any_dtls_peer",
     "cache_host_addresses",
     "check_compatible",
+    "close_peer",
     "forward_keyframe_requests",
     "install_packer",
     "keep_consent_while_receiving",
@@ -507,3 +514,8 @@ def check_compatible() -> None:
             "this aiortc/aioice version is not supported by the livecast relay: "
             + ", ".join(problems)
         )
+
+
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close ``pc``; cancelling the caller leaves the close running to its end."""
+    await asyncio.shield(pc.close())

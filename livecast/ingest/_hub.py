@@ -260,7 +260,7 @@ class HubBase:
             elif session.role == VIEWER:
                 media.viewers.pop(session.id, None)
         try:
-            await session.pc.close()
+            await _aiortc.close_peer(session.pc)
         finally:
             for drain in session.drains:
                 drain.cancel()

@@ -124,7 +124,7 @@ class PublisherSide(HubBase):
             if media.publisher is session:
                 media.publisher = None
             self.sessions.pop(session.id, None)
-            await pc.close()
+            await _aiortc.close_peer(pc)
             self.forget_if_idle(media)
             raise
         session.drains = tuple(drains)

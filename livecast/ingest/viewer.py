@@ -100,7 +100,7 @@ class ViewerSide(HubBase):
                 track.stop()
             media.viewers.pop(session.id, None)
             self.sessions.pop(session.id, None)
-            await pc.close()
+            await _aiortc.close_peer(pc)
             self.forget_if_idle(media)
             raise
         session.tracks = tuple(tracks)

@@ -316,3 +316,20 @@ def test_the_start_up_check_fails_when_aiortc_needs_more_of_a_dtls_connection(
     monkeypatch.delattr(_dtls.SystemDtlsConnection, "export_keying_material")
     with pytest.raises(RuntimeError, match="export_keying_material"):
         check_compatible()
+
+
+async def test_a_close_runs_to_its_end_when_a_second_closer_is_cancelled() -> None:
+    """aiortc's second close() awaits the first's future: cancelling that second caller
+    (a request, a shutdown) must not cancel the future the first then completes."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video")
+    await pc.setLocalDescription(await pc.createOffer())
+    first = asyncio.ensure_future(_aiortc.close_peer(pc))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(_aiortc.close_peer(pc))
+    await asyncio.sleep(0)
+    second.cancel()
+    await first  # with a bare pc.close(): InvalidStateError
+    assert pc.connectionState == "closed"
+    with pytest.raises(asyncio.CancelledError):
+        await second

@@ -387,10 +387,11 @@ async def matrix(
         cleaner = aioredis.Redis.from_url(settings.redis.url)
         await _delete_prefix(cleaner, prefix)
         await cleaner.aclose()
-    # What the rows left behind goes now, while this loop runs: aiortc's own close of a
-    # peer connection whose DTLS failed (the FFmpeg 8.1 DTLS-client row) can end with an
-    # exception nobody retrieves, logged when the task is collected; collected during a
+    # What the rows left behind goes now, while this loop runs: a task that ended with an
+    # exception nobody retrieved is logged when it is collected, and collected during a
     # later import instead, that log re-enters Python 3.11's ast.parse, which then fails.
+    # (aiortc's close of the FFmpeg 8.1 DTLS-client row's peer connection left one, until
+    # the hub's closes were shielded: _aiortc.close_peer.)
     gc.collect()
     return dict(zip(rows, outcomes, strict=True))
 
