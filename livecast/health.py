@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from livecast.appkeys import REDIS
+from livecast.appkeys import NODE, REDIS
 from livecast.error_codes import ErrorCode
 from livecast.http import error_response, json_response
 
@@ -18,8 +18,10 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """The process is up and serving HTTP."""
-    return json_response({"status": "ok"})
+    """The process is up and serving HTTP; ``node`` and ``worker`` say which one answered
+    (``worker``: its index under ``livecast serve --workers N``, null for one process)."""
+    node = request.app[NODE]
+    return json_response({"status": "ok", "node": node.id, "worker": node.worker})
 
 
 @routes.get("/readyz")
