@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -137,6 +138,10 @@ async def _node_urls(redis: aioredis.Redis) -> dict[str, str]:
     return urls
 
 
+def _reached(viewer: Viewer, counter: int) -> bool:
+    return bool(viewer.counters) and viewer.counters[-1] >= counter
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -206,6 +211,16 @@ async def test_workers_share_the_port_and_each_others_streams_and_sessions(
             unknown = f"/whep/{stream_id}/{'x' * 32}.nosuchnode00"
             async with plain.delete(f"{server.url}{unknown}") as resp:
                 assert resp.status == 404
+
+            # the publisher comes back through the other worker: its POST is forwarded to
+            # the origin (a 307 to a worker's private port would help no publisher)
+            await publisher.close()
+            async with aiohttp.ClientSession(base_url=nodes[edge]) as other:
+                publisher = await publish(cast(Client, other), stream_id, seller, start=1000)
+            assert owner_of(publisher.location.rsplit("/", 1)[1]) == origin
+            for viewer in viewers:
+                if viewer is not on_edge:
+                    await viewer.until(partial(_reached, viewer, 1000), within=40)
         finally:
             for viewer in viewers:
                 await viewer.close()

@@ -65,7 +65,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.webrtc.origin_ttl_s,
         grace_s=settings.webrtc.reconnect_grace_s,
     )
-    nodes = NodeDirectory(app[REDIS], app[KEYS], node, settings.webrtc.origin_ttl_s)
+    nodes = NodeDirectory(app[REDIS], app[KEYS], app[NODE], settings.webrtc.origin_ttl_s)
     recorder = Recorder(settings.recordings_dir, enabled=settings.webrtc.record)
     hub = MediaHub(settings.webrtc, publish_event, origins, recorder if recorder.enabled else None)
     edge_tokens = EdgeTokens(app[TOKENS], node.node_id)

@@ -27,13 +27,15 @@ import secrets
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from multidict import CIMultiDict
 from redis.exceptions import RedisError
+from yarl import URL
 
 from livecast.aio import cancel_and_wait
 from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, NotFound
 from livecast.http import read_body
-from livecast.ingest.origin import Origin
+from livecast.node import Node
 from livecast.redisdb import KeySpace
 
 __all__ = ["FORWARDED_BY", "NodeDirectory", "owner_of", "session_id"]
@@ -43,7 +45,15 @@ log = logging.getLogger(__name__)
 FORWARDED_BY = "Livecast-Forwarded-By"
 # What a forwarded request carries to the owner, and what its answer carries back.
 _REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match")
-_RESPONSE_HEADERS = ("Content-Type", "ETag", "WWW-Authenticate", "Retry-After")
+_RESPONSE_HEADERS = (
+    "Content-Type",
+    "Location",
+    "ETag",
+    "Link",
+    "Accept-Patch",
+    "WWW-Authenticate",
+    "Retry-After",
+)
 _FORWARD_TIMEOUT_S = 10.0
 
 
@@ -61,7 +71,7 @@ def owner_of(session: str) -> str | None:
 class NodeDirectory:
     """This node's record in Redis, the lookup of the others', and forwarding to them."""
 
-    def __init__(self, redis: aioredis.Redis, keys: KeySpace, node: Origin, ttl_s: float) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: KeySpace, node: Node, ttl_s: float) -> None:
         self.node = node
         self._redis = redis
         self._keys = keys
@@ -88,7 +98,7 @@ class NodeDirectory:
             await self._http.close()
             self._http = None
         try:
-            await self._redis.delete(self._key(self.node.node_id))
+            await self._redis.delete(self._key(self.node.id))
         except (RedisError, OSError) as exc:
             log.warning("node record not deleted (it expires): %s", exc)
 
@@ -101,9 +111,17 @@ class NodeDirectory:
         """The id of the other node holding the session ``request`` names, if it should
         be forwarded there (never twice)."""
         owner = owner_of(request.match_info["session_id"])
-        if owner is None or owner == self.node.node_id or FORWARDED_BY in request.headers:
+        if owner is None or owner == self.node.id or FORWARDED_BY in request.headers:
             return None
         return owner
+
+    def is_sibling(self, url: str, request: web.Request) -> bool:
+        """Whether ``url`` is the node URL of another worker of this node's ``livecast
+        serve`` (workers share one public address, and their node URLs one host), that
+        ``request`` may be forwarded to."""
+        if self.node.worker is None or FORWARDED_BY in request.headers:
+            return False
+        return URL(url).host == URL(self.node.url).host and url != self.node.url
 
     async def forward(self, request: web.Request, node_id: str) -> web.Response:
         """Send ``request`` to the node ``node_id`` and answer what it answers."""
@@ -113,30 +131,35 @@ class NodeDirectory:
                 "no such session (the node that held it is gone)",
                 code=ErrorCode.SESSION_NOT_FOUND,
             )
+        return await self.forward_to(request, url)
+
+    async def forward_to(self, request: web.Request, url: str) -> web.Response:
+        """Send ``request`` to the node at ``url`` and answer what it answers."""
         assert self._http is not None, "forward() before start()"
         body = await read_body(request)
         headers = {
             name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers
         }
-        headers[FORWARDED_BY] = self.node.node_id
+        headers[FORWARDED_BY] = self.node.id
         try:
             async with self._http.request(
                 request.method, url + request.rel_url.raw_path_qs, data=body, headers=headers
             ) as resp:
                 answer = await resp.read()
-                kept = {
-                    name: resp.headers[name] for name in _RESPONSE_HEADERS if name in resp.headers
-                }
+                kept: CIMultiDict[str] = CIMultiDict()
+                for name in _RESPONSE_HEADERS:
+                    for value in resp.headers.getall(name, ()):
+                        kept.add(name, value)
                 return web.Response(status=resp.status, body=answer, headers=kept)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("session request not forwarded to node %s at %s: %r", node_id, url, exc)
+            log.warning("request not forwarded to the node at %s: %r", url, exc)
             raise ApiError.of(
                 ErrorCode.SESSION_NODE_UNREACHABLE,
                 "the node holding this session does not answer; try again",
             ) from None
 
     async def _record(self) -> None:
-        await self._redis.set(self._key(self.node.node_id), self.node.url, px=self._ttl_ms)
+        await self._redis.set(self._key(self.node.id), self.node.url, px=self._ttl_ms)
 
     async def _beat(self) -> None:
         interval = self._ttl_ms / 3000
