@@ -120,9 +120,9 @@ async def authorize_session(request: web.Request, role: str) -> Session:
 async def patch_session(request: web.Request, role: str) -> web.Response:
     """Trickle ICE candidates into a session; 422 for an ICE restart (RFC 9725 4.3.1).
     A session of another node is that node's to answer (:mod:`livecast.ingest.nodes`)."""
-    owner = request.app[NODES].owns_elsewhere(request)
+    owner = await request.app[NODES].owner_url(request)
     if owner is not None:
-        return await request.app[NODES].forward(request, owner)
+        return await request.app[NODES].forward_to(request, owner)
     session = await authorize_session(request, role)
     fragment = parse_trickle(await read_sdp(request, TRICKLE))
     await request.app[MEDIA].patch(session, fragment, request.headers.get("If-Match"))
@@ -131,9 +131,9 @@ async def patch_session(request: web.Request, role: str) -> web.Response:
 
 async def delete_session(request: web.Request, role: str) -> web.Response:
     """End a session; one of another node is forwarded there, as for PATCH."""
-    owner = request.app[NODES].owns_elsewhere(request)
+    owner = await request.app[NODES].owner_url(request)
     if owner is not None:
-        return await request.app[NODES].forward(request, owner)
+        return await request.app[NODES].forward_to(request, owner)
     session = await authorize_session(request, role)
     request.app[SESSIONS].mark(session, EndReason.CLIENT_LEFT, "DELETE")
     await request.app[MEDIA].end(session)

@@ -8,14 +8,16 @@ share, that request may land on another node. So a session id names its node:
 ``<32 random characters>.<node id>`` (:func:`session_id`), every node records in Redis
 the URL other nodes reach it at (``server.node_url``, a worker's private port), and a
 node that gets a request for a session of another node forwards it there
-(:meth:`NodeDirectory.forward`) and hands the owner's answer back unchanged: the owner
+(:meth:`NodeDirectory.forward_to`) and hands the owner's answer back unchanged: the owner
 checks the caller's rights as if it had been asked directly. A request is forwarded at
 most once (the ``Livecast-Forwarded-By`` header marks it).
 
 The record (``media:node:<id>``) lives ``webrtc.origin_ttl_s`` and is refreshed every
 third of it while the node runs; it is deleted at a clean shutdown. A session of a node
-whose record is gone ended with that node: 404 ``session_not_found``. A node whose record
-is there but that does not answer: 503 ``session_node_unreachable`` (retry).
+whose record is gone ended with that node: this node answers as for any session it does
+not hold (401 or 403 first for a caller who may not act on the stream's sessions, then
+404 ``session_not_found``), so that nobody learns which sessions exist. A node whose
+record is there but that does not answer: 503 ``session_node_unreachable`` (retry).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from yarl import URL
 
 from livecast.aio import cancel_and_wait
 from livecast.error_codes import ErrorCode
-from livecast.errors import ApiError, NotFound
+from livecast.errors import ApiError
 from livecast.http import read_body
 from livecast.node import Node
 from livecast.redisdb import KeySpace
@@ -107,13 +109,14 @@ class NodeDirectory:
         raw = await self._redis.get(self._key(node_id))
         return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def owns_elsewhere(self, request: web.Request) -> str | None:
-        """The id of the other node holding the session ``request`` names, if it should
-        be forwarded there (never twice)."""
+    async def owner_url(self, request: web.Request) -> str | None:
+        """The URL of the other node holding the session ``request`` names, to forward
+        ``request`` to (never twice); None when this node answers it: its own sessions,
+        and those of nodes that are gone (unknown to it, as they are now)."""
         owner = owner_of(request.match_info["session_id"])
         if owner is None or owner == self.node.id or FORWARDED_BY in request.headers:
             return None
-        return owner
+        return await self.lookup(owner)
 
     def is_sibling(self, url: str, request: web.Request) -> bool:
         """Whether ``url`` is the node URL of another worker of this node's ``livecast
@@ -123,19 +126,9 @@ class NodeDirectory:
             return False
         return URL(url).host == URL(self.node.url).host and url != self.node.url
 
-    async def forward(self, request: web.Request, node_id: str) -> web.Response:
-        """Send ``request`` to the node ``node_id`` and answer what it answers."""
-        url = await self.lookup(node_id)
-        if url is None:
-            raise NotFound(
-                "no such session (the node that held it is gone)",
-                code=ErrorCode.SESSION_NOT_FOUND,
-            )
-        return await self.forward_to(request, url)
-
     async def forward_to(self, request: web.Request, url: str) -> web.Response:
         """Send ``request`` to the node at ``url`` and answer what it answers."""
-        assert self._http is not None, "forward() before start()"
+        assert self._http is not None, "forward_to() before start()"
         body = await read_body(request)
         headers = {
             name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers
