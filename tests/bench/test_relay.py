@@ -30,3 +30,13 @@ def test_relay_bench_viewers_get_frames_and_it_reports_its_figures(
     assert report["fps_per_viewer_min"] > 0
     assert report["packets_received"] > 0
     assert report["viewers_waiting_keyframe"] == 0
+
+
+@pytest.mark.timeout(150)
+def test_relay_bench_measures_the_box_with_workers() -> None:
+    report = run_bench("relay", "--viewers", "4", "--seconds", "2", "--workers", "2")
+    assert report["workers"] == 2
+    assert len(report["worker_cores"]) == 2
+    assert report["fps_per_viewer_min"] > 0
+    assert report["viewers_waiting_keyframe"] == 0
+    assert report["source_fps"] > 0  # read at the stream's origin worker
