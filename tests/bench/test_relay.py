@@ -12,6 +12,7 @@ import pytest
 from tests.bench._run import Bench
 
 CASES = [("h264", ()), ("vp8", ()), ("h264", ("--ignore-keyframe-requests",))]
+WORKERS = ("h264", ("--workers", "2"))
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +21,7 @@ def benches() -> Iterator[dict[tuple[str, tuple[str, ...]], Bench]]:
         (codec, extra): Bench("relay", "--viewers", "2", "--seconds", "2", "--codec", codec, *extra)
         for codec, extra in CASES
     }
+    started[WORKERS] = Bench("relay", "--viewers", "4", "--seconds", "2", "--workers", "2")
     yield started
     for bench in started.values():
         bench.stop()
@@ -46,3 +48,15 @@ def test_relay_bench_viewers_get_frames_and_it_reports_its_figures(
     assert report["fps_per_viewer_min"] > 0
     assert report["packets_received"] > 0
     assert report["viewers_waiting_keyframe"] == 0
+
+
+@pytest.mark.timeout(150)
+def test_relay_bench_measures_the_box_with_workers(
+    benches: dict[tuple[str, tuple[str, ...]], Bench],
+) -> None:
+    report = benches[WORKERS].report()
+    assert report["workers"] == 2
+    assert len(report["worker_cores"]) == 2
+    assert report["fps_per_viewer_min"] > 0
+    assert report["viewers_waiting_keyframe"] == 0
+    assert report["source_fps"] > 0  # read at the stream's origin worker
