@@ -77,6 +77,8 @@ _PUBLISHER = {
         **dict.fromkeys(OFFER_ERRORS, ""),
         **_PUBLISHER,
         ErrorCode.PUBLISHER_ACTIVE: "the stream already has a publisher on this node",
+        ErrorCode.SESSION_NODE_UNREACHABLE: "a publisher coming back through another worker "
+        "of the box is forwarded to the stream's origin worker, which does not answer",
     },
     auth=Auth.REQUIRED,
 )
@@ -133,7 +135,11 @@ async def patch(request: web.Request) -> web.Response:
 @contract(
     summary="End the publishing session; needs the rights publishing needs",
     responses={200: Reply(None, "ended")},
-    errors={**_PUBLISHER, ErrorCode.SESSION_NOT_FOUND: ""},
+    errors={
+        **_PUBLISHER,
+        ErrorCode.SESSION_NOT_FOUND: "",
+        ErrorCode.SESSION_NODE_UNREACHABLE: "",
+    },
     auth=Auth.REQUIRED,
 )
 async def delete(request: web.Request) -> web.Response:
