@@ -18,6 +18,11 @@ each viewer's frames are measured over ``--seconds``. One JSON line is printed:
                             i.e. the relay's keyframe handling without ICE/DTLS setup)
 ``lost_packets``            packets the viewers' receivers counted as lost
 ``rss_per_viewer_kb``       server RSS growth from publisher-only to all viewers, per viewer
+``floor_us_per_packet``     SRTP protect plus UDP send of one ~1.2 KB packet, timed in this
+                            process right after the window (:mod:`livecast.bench._floor`):
+                            what relaying a packet costs at the very least on this machine
+``ratio_to_floor``          ``server_us_per_packet`` over that floor
+``load_average_1m``         the machine's load at the end of the window (others' work too)
 
 On a contended machine the server may not get the CPU it needs: then ``source_fps``
 (frames reaching the relay) falls below 30 and so does every viewer's rate. The line
@@ -33,6 +38,7 @@ import asyncio
 import json
 import math
 import multiprocessing as mp
+import os
 import subprocess
 import tempfile
 import time
@@ -40,6 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._floor import measure_floor
 from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main, viewers_main
 from livecast.bench._server import (
@@ -184,11 +191,13 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             start.set()
             time.sleep(args.seconds)
             cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
+            load = os.getloadavg()
             status1 = asyncio.run(media_status(base, stream_id))
             window_over.set()
             if profiler is not None:
                 profiler.wait(timeout=30)
             reports = collect(results, "viewers_report", procs)
+            floor = measure_floor()
         except Exception as exc:
             return server.failure(exc)
         finally:
@@ -241,5 +250,8 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "packets_received": sum(r["packets"] for r in reports),
         "lost_packets": sum(r["lost"] for r in reports),
         "rss_per_viewer_kb": round((rss_after - rss_before) / args.viewers, 1),
+        **floor,
+        "load_average_1m": round(load[0], 2),
+        "ratio_to_floor": round(us_per_packet / floor["floor_us_per_packet"], 2),
         "server_rss_mb": round(rss_after / 1024, 1),
     }
