@@ -28,6 +28,7 @@ _BATCH = 500
 
 def measure_floor(packets: int = 20_000, payload_size: int = 1200) -> dict[str, Any]:
     """``floor_us_per_packet``: the median CPU µs of protect plus send per packet."""
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
 
