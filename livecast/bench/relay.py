@@ -24,6 +24,10 @@ each viewer's frames are measured over ``--seconds``. One JSON line is printed:
 ``ratio_to_floor``          ``server_us_per_packet`` over that floor
 ``load_average_1m``         the machine's load at the end of the window (others' work too)
 
+``--relay-path both`` runs the whole measurement twice, the server relaying through
+aiortc's senders and then through the fan-out (``webrtc.fast_relay``), and prints one
+line with the main figures of both side by side (``compared``) and each run in full.
+
 On a contended machine the server may not get the CPU it needs: then ``source_fps``
 (frames reaching the relay) falls below 30 and so does every viewer's rate. The line
 also gives ``server_us_per_packet`` (marginal server CPU per relayed packet) and
@@ -78,6 +82,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--procs", type=int, default=0, help="viewer processes (default: auto)")
     parser.add_argument("--join-concurrency", type=int, default=8, help="per viewer process")
     parser.add_argument(
+        "--relay-path",
+        choices=["fast", "aiortc", "both"],
+        default="fast",
+        help="the server's webrtc.fast_relay: on (fast), off (aiortc), or one run of "
+        "each, aiortc first, compared in one line (both)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="record the server with py-spy during the window (collapsed stacks to FILE)",
@@ -86,15 +97,36 @@ def main(argv: Sequence[str]) -> int:
     if not 1 <= args.viewers <= 2000 or not 1 <= args.seconds <= 600:
         parser.error("--viewers must be 1-2000 and --seconds 1-600")
     procs = args.procs or max(1, min(8, math.ceil(args.viewers / 75)))
-    result = _run(args, procs)
+    paths = ["aiortc", "fast"] if args.relay_path == "both" else [args.relay_path]
+    runs = [_run(args, procs, fast=path == "fast") for path in paths]
+    result = runs[0] if len(runs) == 1 else _compared(paths, runs)
     print(json.dumps(result), flush=True)
-    return 0 if result.get("error") is None else 1
+    return 0 if all(run.get("error") is None for run in runs) else 1
+
+
+def _compared(paths: list[str], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line for runs of each relay path: the main figures side by side, then each
+    run in full."""
+    keys = (
+        "viewers_per_core",
+        "viewers_per_core_at_full_rate",
+        "server_us_per_packet",
+        "floor_us_per_packet",
+        "ratio_to_floor",
+        "fps_per_viewer_min",
+        "first_frame_ms_p95",
+        "load_average_1m",
+    )
+    side_by_side = {
+        key: {p: run.get(key) for p, run in zip(paths, runs, strict=True)} for key in keys
+    }
+    return {"benchmark": "relay", "compared": side_by_side, "runs": runs}
 
 
 # -- orchestration --------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
+def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
         server = start_server(
@@ -103,6 +135,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 "LIVECAST_WEBRTC_MAX_VIEWERS_PER_STREAM": str(args.viewers + 10),
                 # the relay alone: HLS packaging (AAC, VP8 to H.264) has its own bench
                 "LIVECAST_HLS_ENABLED": "false",
+                "LIVECAST_WEBRTC_FAST_RELAY": "true" if fast else "false",
             },
         )
         base = server.base
@@ -220,6 +253,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     connected = sorted(ms for r in ready for ms in r["connected_ms"])
     return {
         "benchmark": "relay",
+        "relay_path": "fast" if fast else "aiortc",
         "codec": args.codec,
         "audio": not args.no_audio,
         "keyframe_requests_honoured": not args.ignore_keyframe_requests,
