@@ -354,11 +354,11 @@ class SenderWire:
     def report_sent(self, packets: int, octets: int, rtp_timestamp: int, ntp_time: int) -> None:
         """What the next sender report says: RTP packets and payload octets sent so far,
         and the RTP timestamp of the last one with the NTP time it went out at."""
-        sender = self._sender
-        setattr(sender, _PACKET_COUNT_ATTR, packets)
-        setattr(sender, _OCTET_COUNT_ATTR, octets)
-        setattr(sender, _RTP_TIMESTAMP_ATTR, rtp_timestamp)
-        setattr(sender, _NTP_TIMESTAMP_ATTR, ntp_time)
+        sender: Any = self._sender  # the attributes _PACKET_COUNT_ATTR and the others name
+        sender._RTCRtpSender__packet_count = packets
+        sender._RTCRtpSender__octet_count = octets
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
+        sender._RTCRtpSender__ntp_timestamp = ntp_time
 
     def serve_retransmissions(self, retransmit: Callable[[int], None]) -> None:
         """Call ``retransmit(sequence_number)`` for each packet a NACK asks for again."""

@@ -230,16 +230,25 @@ class RtpWriter:
         protect = self._protect
         sent_frames = self._sent_frames
         sent_index = self._sent_index
+        mask = _HISTORY_MASK
         last = len(tails) - 1
-        for position, tail in enumerate(tails):
-            slot = sequence & _HISTORY_MASK
+        for position in range(last):
+            slot = sequence & mask
             sent_frames[slot] = frame
             sent_index[slot] = position
-            second = payload_type | 0x80 if position == last else payload_type
-            send(protect(pack(b0, second, sequence, timestamp, ssrc) + tail), address)
+            send(
+                protect(pack(b0, payload_type, sequence, timestamp, ssrc) + tails[position]),
+                address,
+            )
             sequence = (sequence + 1) & 0xFFFF
-        self._sequence = sequence
-        self._packets += len(tails)
+        slot = sequence & mask  # the frame's last packet carries the marker bit
+        sent_frames[slot] = frame
+        sent_index[slot] = last
+        send(
+            protect(pack(b0, payload_type | 0x80, sequence, timestamp, ssrc) + tails[last]), address
+        )
+        self._sequence = (sequence + 1) & 0xFFFF
+        self._packets += last + 1
         self._octets += frame.size
         self._wire.report_sent(self._packets, self._octets, timestamp, now)
 
