@@ -48,8 +48,10 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
 import random
 import re
+import socket
 import struct
 import time
 import types
@@ -261,8 +263,9 @@ class RelaySender:
         )
 
 
-# (the pair's transport, whose sendto(data, address) sends, address, write_buffer_size())
-SendPath = tuple[Any, Any, Callable[[], int]]
+# (the pair's transport, whose sendto(data, address) sends, address, write_buffer_size(),
+# a duplicate of its socket or None)
+SendPath = tuple[Any, Any, Callable[[], int], socket.socket | None]
 
 
 class SenderWire:
@@ -285,6 +288,7 @@ class SenderWire:
         "_pair",
         "_path",
         "_sender",
+        "_socket",
         "codec",
         "extension_key",
         "mid",
@@ -306,6 +310,7 @@ class SenderWire:
         self._connection = connection
         self._pair: object = None
         self._path: SendPath | None = None
+        self._socket: socket.socket | None = None
         self.codec = codec
         self.ssrc: int = sender._ssrc
         self.rtx_ssrc: int = sender._rtx_ssrc
@@ -323,19 +328,30 @@ class SenderWire:
 
     def path(self) -> SendPath | None:
         """How to send on the candidate pair the connection uses now (the peer may
-        nominate another one later): ``(transport, address, write_buffer_size)``; None
-        once there is none (the connection closed). The same tuple while the pair stays."""
+        nominate another one later): ``(transport, address, write_buffer_size,
+        socket)``; None once there is none (the connection closed). The same tuple
+        while the pair stays. ``socket`` is a duplicate of the pair's UDP socket, for
+        what the transport's ``sendto`` cannot do (several datagrams in one call,
+        :func:`livecast.ingest.fanout.send_segmented`); None on a TURN pair. Write to
+        it only while the transport has nothing queued, or datagrams overtake."""
         pair = self._connection._nominated.get(1)
         if pair is not self._pair:
             self._pair = pair
-            if pair is None:
-                self._path = None
-            else:
+            self.close()
+            if pair is not None:
                 transport = pair.protocol.transport
                 # a TURN pair's transport (the peer may nominate one later) has no queue
                 queued = getattr(transport, "get_write_buffer_size", _nothing_queued)
-                self._path = (transport, pair.remote_addr, queued)
+                self._socket = _duplicate(transport) if _is_plain_udp(pair) else None
+                self._path = (transport, pair.remote_addr, queued, self._socket)
         return self._path
+
+    def close(self) -> None:
+        """Let go of the duplicate socket (the pair's own stays with aioice)."""
+        self._path = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def extension_block(self, ntp_time: int) -> bytes:
         """The RTP header extension block (profile, length, elements) of a packet sent
@@ -373,6 +389,25 @@ def _nothing_queued() -> int:
     return 0
 
 
+def _is_plain_udp(pair: Any) -> bool:
+    """Whether ``pair`` sends on a UDP socket of this host (not through a TURN relay)."""
+    return bool(
+        pair.local_candidate.type != "relay"
+        and pair.local_candidate.transport.lower() == "udp"
+        and not isinstance(pair.protocol.transport, aioice_turn.TurnTransport)
+    )
+
+
+def _duplicate(transport: Any) -> socket.socket | None:
+    """A non-blocking duplicate of ``transport``'s socket, or None if it has none."""
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return None
+    duplicate = socket.socket(fileno=os.dup(raw.fileno()))
+    duplicate.setblocking(False)
+    return duplicate
+
+
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 _PACKET_COUNT_ATTR = "_RTCRtpSender__packet_count"
@@ -391,12 +426,7 @@ def _direct_wire(
         return None
     connection = dtls.transport._connection
     pair = connection._nominated.get(1)
-    if (
-        pair is None
-        or pair.local_candidate.type == "relay"
-        or pair.local_candidate.transport.lower() != "udp"
-        or isinstance(pair.protocol.transport, aioice_turn.TurnTransport)
-    ):
+    if pair is None or not _is_plain_udp(pair):
         return None
     return SenderWire(sender, parameters, codec, dtls, connection)
 

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from aiortc.mediastreams import MediaStreamError
 
-from livecast.ingest._aiortc import SenderWire, ntp_time
+from livecast.ingest._aiortc import SenderWire, SendPath, ntp_time
 
 if TYPE_CHECKING:
     from livecast.ingest.relay import EncodedFrame, ViewerTrack
@@ -56,6 +57,65 @@ _HISTORY: Final = 512
 _HISTORY_MASK: Final = _HISTORY - 1
 # Bytes waiting in a viewer's socket (libuv's send queue) past which it skips frames.
 _MAX_QUEUED: Final = 1 << 20
+# Linux UDP generic segmentation offload (UDP_SEGMENT, since 4.18): one sendmsg carries
+# datagrams of one size (the last may be shorter), the kernel splits them. At most 64
+# per call and 64 KB in all: 40 packets of a frame at most.
+_UDP_SEGMENT: Final = 103
+_MAX_SEGMENTS: Final = 40
+_SEGMENT_SIZE = struct.Struct("=H")
+
+
+class _Segmentation:
+    """Whether this kernel takes UDP_SEGMENT; the first refusal turns it off."""
+
+    works = True
+
+
+_segmentation = _Segmentation()
+
+
+def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
+    """Where the runs of ``payloads`` end that can go in one segmented send: packets
+    of one length, then at most one shorter one (the same per-viewer header is added
+    to each, so their protected lengths compare the same way)."""
+    ends = []
+    count = len(payloads)
+    start = 0
+    while start < count:
+        size = len(payloads[start])
+        end = start + 1
+        while end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) == size:
+            end += 1
+        if end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) < size:
+            end += 1
+        ends.append(end)
+        start = end
+    return tuple(ends)
+
+
+def send_segmented(
+    sock: socket.socket,
+    datagrams: list[bytes],
+    address: tuple[Any, ...],
+    sendto: Callable[[bytes, Any], None],
+) -> None:
+    """Send ``datagrams`` (all as long as the first but the last) to ``address`` in one
+    ``sendmsg`` the kernel splits; one ``sendto`` each where that cannot be done now."""
+    try:
+        sock.sendmsg(
+            [b"".join(datagrams)],
+            [(socket.SOL_UDP, _UDP_SEGMENT, _SEGMENT_SIZE.pack(len(datagrams[0])))],
+            0,
+            address,
+        )
+        return
+    except BlockingIOError:
+        pass  # the socket's buffer is full: the transport queues them
+    except OSError as exc:
+        _segmentation.works = False
+        log.warning("UDP segmentation offload refused (%s); sending datagrams one by one", exc)
+    for datagram in datagrams:
+        sendto(datagram, address)
 
 
 class FanOut:
@@ -146,6 +206,7 @@ class RtpWriter:
 
     def stop(self) -> None:
         self._fanout.remove(self)
+        self._wire.close()
 
     def fail(self) -> None:
         """This writer broke: stop its viewer's track (and only that)."""
@@ -165,15 +226,14 @@ class RtpWriter:
             path = self._wire.path()
             if path is None:
                 return
-            transport, address, queued = path
-            if queued() > _MAX_QUEUED:
+            if path[2]() > _MAX_QUEUED:
                 self.track.fall_behind()
                 return
             key = self._wire.extension_key
             shared = tails.get(key)
             if shared is None:
                 shared = tails[key] = self._tails(frame, now)
-            self._write(frame, shared, now, transport.sendto, address)
+            self._write(frame, shared, now, path)
         else:
             self._send_due(frame, index, now, tails)
 
@@ -193,8 +253,7 @@ class RtpWriter:
             path = self._wire.path()
             if path is None:
                 return
-            transport, address, queued = path
-            if queued() > _MAX_QUEUED:
+            if path[2]() > _MAX_QUEUED:
                 track.fall_behind()
                 return
             if frame is live:
@@ -204,7 +263,7 @@ class RtpWriter:
                     shared = tails[key] = self._tails(frame, now)
             else:
                 shared = self._tails(frame, now)
-            self._write(frame, shared, now, transport.sendto, address)
+            self._write(frame, shared, now, path)
 
     def _tails(self, frame: EncodedFrame, now: int) -> list[bytes]:
         """Each packet of ``frame`` after its fixed header: extensions, then payload."""
@@ -213,14 +272,14 @@ class RtpWriter:
             return frame.payloads
         return [block + payload for payload in frame.payloads]
 
-    def _write(
-        self,
-        frame: EncodedFrame,
-        tails: list[bytes],
-        now: int,
-        send: Callable[[bytes, Any], None],
-        address: object,
-    ) -> None:
+    def _write(self, frame: EncodedFrame, tails: list[bytes], now: int, path: SendPath) -> None:
+        """Send ``frame`` (its packets' ``tails``) on ``path``: each packet protected on
+        its own; runs of equal-sized ones handed to the kernel in one call where it can
+        split them (:func:`send_segmented`), the others one ``sendto`` each."""
+        transport, address, queued, segmenting = path
+        send = transport.sendto
+        if segmenting is not None and (not _segmentation.works or queued()):
+            segmenting = None  # queued datagrams must not be overtaken
         timestamp = (frame.timestamp + self._timestamp_origin) & _U32
         sequence = self._sequence
         payload_type = self._codec.payload_type
@@ -232,22 +291,33 @@ class RtpWriter:
         sent_index = self._sent_index
         mask = _HISTORY_MASK
         last = len(tails) - 1
-        for position in range(last):
-            slot = sequence & mask
-            sent_frames[slot] = frame
-            sent_index[slot] = position
-            send(
-                protect(pack(b0, payload_type, sequence, timestamp, ssrc) + tails[position]),
-                address,
-            )
-            sequence = (sequence + 1) & 0xFFFF
-        slot = sequence & mask  # the frame's last packet carries the marker bit
-        sent_frames[slot] = frame
-        sent_index[slot] = last
-        send(
-            protect(pack(b0, payload_type | 0x80, sequence, timestamp, ssrc) + tails[last]), address
-        )
-        self._sequence = (sequence + 1) & 0xFFFF
+        runs = frame.runs
+        if runs is None:
+            runs = frame.runs = segment_runs(frame.payloads)
+        start = 0
+        for end in runs if segmenting is not None else range(1, last + 2):
+            if end - start == 1:
+                slot = sequence & mask
+                sent_frames[slot] = frame
+                sent_index[slot] = start
+                second = payload_type | 0x80 if start == last else payload_type
+                send(protect(pack(b0, second, sequence, timestamp, ssrc) + tails[start]), address)
+                sequence = (sequence + 1) & 0xFFFF
+            else:
+                assert segmenting is not None  # runs of several only when segmenting
+                batch = []
+                for position in range(start, end):
+                    slot = sequence & mask
+                    sent_frames[slot] = frame
+                    sent_index[slot] = position
+                    second = payload_type | 0x80 if position == last else payload_type
+                    batch.append(
+                        protect(pack(b0, second, sequence, timestamp, ssrc) + tails[position])
+                    )
+                    sequence = (sequence + 1) & 0xFFFF
+                send_segmented(segmenting, batch, address, send)
+            start = end
+        self._sequence = sequence
         self._packets += last + 1
         self._octets += frame.size
         self._wire.report_sent(self._packets, self._octets, timestamp, now)
@@ -265,7 +335,7 @@ class RtpWriter:
         path = self._wire.path()
         if frame is None or path is None:
             return
-        transport, address, _ = path
+        transport, address = path[0], path[1]
         position = self._sent_index[slot]
         payload = frame.payloads[position]
         marker = 0x80 if position == len(frame.payloads) - 1 else 0

@@ -95,7 +95,7 @@ def is_keyframe(codec: str, data: bytes) -> bool:
 class EncodedFrame:
     """One frame, packetized once and shared by every viewer's sender."""
 
-    __slots__ = ("codec", "keyframe", "payloads", "size", "timestamp")
+    __slots__ = ("codec", "keyframe", "payloads", "runs", "size", "timestamp")
 
     def __init__(
         self, payloads: list[bytes], timestamp: int, keyframe: bool, codec: str, size: int
@@ -105,6 +105,8 @@ class EncodedFrame:
         self.keyframe = keyframe
         self.codec = codec
         self.size = size  # bytes of payload, all packets together
+        # where the runs of packets sent in one call end (livecast.ingest.fanout), once known
+        self.runs: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,7 +505,9 @@ class ViewerTrack(MediaStreamTrack):
             if cursor < self._catch_up_end:
                 behind = self._catch_up_end - 1 - cursor
                 timestamp = (self._catch_up_ts - behind * _CATCH_UP_STEP) & _U32
-                return EncodedFrame(
+                burst = EncodedFrame(
                     frame.payloads, timestamp, frame.keyframe, frame.codec, frame.size
                 )
+                burst.runs = frame.runs
+                return burst
             return frame

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 
 from livecast.ingest._aiortc import SenderWire
-from livecast.ingest.fanout import RtpWriter
+from livecast.ingest.fanout import RtpWriter, segment_runs
 from livecast.ingest.keys import MEDIA
 from livecast.ingest.relay import MediaSource, RelayTuning, ViewerTrack
 from tests.conftest import Client
@@ -219,8 +219,11 @@ class _Wire:
     def protect(self, packet: bytes) -> bytes:
         return packet
 
-    def path(self) -> tuple[_Transport, tuple[str, int], Any]:
-        return self.transport, ("127.0.0.1", 9), self.transport.get_write_buffer_size
+    def path(self) -> tuple[_Transport, tuple[str, int], Any, None]:
+        return self.transport, ("127.0.0.1", 9), self.transport.get_write_buffer_size, None
+
+    def close(self) -> None:
+        pass
 
     def extension_block(self, ntp_time: int) -> bytes:
         return b""
@@ -306,3 +309,12 @@ async def test_a_nack_is_answered_from_the_shared_frame_as_rtx() -> None:
     assert writer.retransmitted == 1
     assert wire.reported is not None
     assert wire.reported[0] == len(wire.transport.sent) - 1
+
+
+def test_runs_for_one_segmented_send_are_equal_sizes_then_one_shorter() -> None:
+    sizes = [651, 1209, 1209, 1209, 1208, 1208, 806, 90, 90]
+    payloads = [bytes(n) for n in sizes]
+    # [651] [1209 1209 1209 1208] [1208 806] [90 90]
+    assert segment_runs(payloads) == (1, 5, 7, 9)
+    assert segment_runs([bytes(1300)] * 100) == (40, 80, 100)
+    assert segment_runs([]) == ()
