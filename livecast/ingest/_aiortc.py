@@ -55,13 +55,22 @@ import socket
 import struct
 import time
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aioice import ice as aioice_ice
 from aioice import stun
 from aioice import turn as aioice_turn
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock, rtcdtlstransport
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    clock,
+    rtcdtlstransport,
+    rtcpeerconnection,
+)
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
@@ -83,6 +92,7 @@ __all__ = [
     "forward_keyframe_requests",
     "keep_consent_while_receiving",
     "ntp_time",
+    "peer_connection",
     "send_pli",
     "tap_receiver",
     "use_fast_clock",
@@ -451,6 +461,40 @@ def _current_ms() -> int:
 ntp_time = _current_ntp_time  # now, as a 64-bit NTP timestamp (aiortc's clock, faster)
 
 
+class _SharedCertificate:
+    """Stands in for ``RTCCertificate`` in ``aiortc.rtcpeerconnection`` while
+    :func:`peer_connection` makes a connection: hands out the process's certificate."""
+
+    def __init__(self) -> None:
+        self._certificate: RTCCertificate | None = None
+        self._made_at = 0.0
+
+    def generateCertificate(self) -> RTCCertificate:
+        now = time.monotonic()
+        if self._certificate is None or now - self._made_at > _CERTIFICATE_TTL_S:
+            self._certificate = RTCCertificate.generateCertificate()
+            self._made_at = now
+        return self._certificate
+
+
+# The certificate is renewed this often (aiortc's own are valid for 30 days).
+_CERTIFICATE_TTL_S = 24 * 3600.0
+_shared_certificate = _SharedCertificate()
+
+
+def peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
+    """A peer connection with the process's DTLS certificate, made once a day rather
+    than a key pair and a signed certificate per connection (aiortc 1.16 makes them in
+    ``RTCPeerConnection.__init__`` through the module global ``RTCCertificate`` of
+    ``aiortc.rtcpeerconnection``, swapped here for the call: nothing in between awaits)."""
+    module: Any = rtcpeerconnection
+    module.RTCCertificate = _shared_certificate
+    try:
+        return RTCPeerConnection(configuration)
+    finally:
+        module.RTCCertificate = RTCCertificate
+
+
 def use_fast_clock() -> None:
     """Replace aiortc's per-packet clock readings with equivalent ones without datetime.
 
@@ -514,10 +558,24 @@ _create_ssl_context = RTCCertificate._create_ssl_context
 _system_dtls: _dtls.SystemDtls | None = None
 
 
+# One system DTLS context per certificate and SRTP profile list, shared by every
+# handshake that uses them (OpenSSL counts each connection's reference to it): loading
+# the certificate and key into a new context was a tenth of answering a viewer.
+_system_contexts: weakref.WeakKeyDictionary[RTCCertificate, dict[bytes, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _ssl_context_for_any_peer(self: RTCCertificate, srtp_profiles: list[Any]) -> Any:
     if _system_dtls is not None:
         profiles = b":".join(profile.openssl_profile for profile in srtp_profiles)
-        return _dtls.SystemDtlsContext(_system_dtls, self._cert, self._key, DTLS_CIPHERS, profiles)
+        contexts = _system_contexts.setdefault(self, {})
+        context = contexts.get(profiles)
+        if context is None:
+            context = contexts[profiles] = _dtls.SystemDtlsContext(
+                _system_dtls, self._cert, self._key, DTLS_CIPHERS, profiles
+            )
+        return context
     context = _create_ssl_context(self, srtp_profiles)
     context.set_cipher_list(DTLS_CIPHERS)
     return context
@@ -710,6 +768,8 @@ def check_compatible() -> None:
     ):
         problems.append("aioice consent freshness")
     problems += _fast_path_problems()
+    if "RTCCertificate.generateCertificate()" not in inspect.getsource(RTCPeerConnection.__init__):
+        problems.append("RTCPeerConnection certificate")
     if problems:
         raise RuntimeError(
             "this aiortc/aioice version is not supported by the livecast relay: "

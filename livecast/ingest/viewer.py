@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 
 from livecast.error_codes import ErrorCode
 from livecast.errors import TooManyRequests, Unprocessable
@@ -75,7 +75,7 @@ class ViewerSide(HubBase):
             self.forget_if_idle(media)
             raise
 
-        pc = RTCPeerConnection(self.configuration())
+        pc = _aiortc.peer_connection(self.configuration())
         session = self._new_session(VIEWER, stream_id, pc, "")
         session.video_codecs = video_codecs
         session.edge = edge
