@@ -307,3 +307,20 @@ def test_the_start_up_check_fails_when_aiortc_needs_more_of_a_dtls_connection(
     monkeypatch.delattr(_dtls.SystemDtlsConnection, "export_keying_material")
     with pytest.raises(RuntimeError, match="export_keying_material"):
         check_compatible()
+
+
+async def test_the_servers_peer_connections_share_one_certificate() -> None:
+    """Made once, not per connection (a join storm paid for a key pair each); peers
+    made with aiortc's own constructor keep their own."""
+    from aiortc import RTCConfiguration
+
+    first = _aiortc.peer_connection(RTCConfiguration(iceServers=[]))
+    second = _aiortc.peer_connection(RTCConfiguration(iceServers=[]))
+    other = new_pc()
+    try:
+        certificates = [pc._RTCPeerConnection__certificates[0] for pc in (first, second, other)]  # type: ignore[attr-defined]
+        assert certificates[0] is certificates[1]
+        assert certificates[2] is not certificates[0]
+    finally:
+        for pc in (first, second, other):
+            await pc.close()
