@@ -352,7 +352,9 @@ class SenderWire:
                 transport = pair.protocol.transport
                 # a TURN pair's transport (the peer may nominate one later) has no queue
                 queued = getattr(transport, "get_write_buffer_size", _nothing_queued)
-                self._socket = _duplicate(transport) if _is_plain_udp(pair) else None
+                # audio frames are single packets: nothing to segment, no duplicate
+                video = self._sender.kind == "video"
+                self._socket = _duplicate(transport) if video and _is_plain_udp(pair) else None
                 self._path = (transport, pair.remote_addr, queued, self._socket)
         return self._path
 
@@ -409,11 +411,16 @@ def _is_plain_udp(pair: Any) -> bool:
 
 
 def _duplicate(transport: Any) -> socket.socket | None:
-    """A non-blocking duplicate of ``transport``'s socket, or None if it has none."""
+    """A non-blocking duplicate of ``transport``'s socket, or None if it has none or
+    none can be made now (out of file descriptors: then the transport sends alone)."""
     raw = transport.get_extra_info("socket")
     if raw is None:
         return None
-    duplicate = socket.socket(fileno=os.dup(raw.fileno()))
+    try:
+        duplicate = socket.socket(fileno=os.dup(raw.fileno()))
+    except OSError as exc:
+        log.warning("no duplicate of a viewer's socket (%s): its packets go one by one", exc)
+        return None
     duplicate.setblocking(False)
     return duplicate
 

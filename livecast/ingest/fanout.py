@@ -8,8 +8,12 @@ receiver pushes it, already packetized once, and for every viewer it writes only
 is that viewer's own: a 12-byte RTP header (its sequence number, SSRC, timestamp origin
 and payload type), the header extension block its connection negotiated (shared by
 every viewer whose block is byte-equal), SRTP with the connection's session, and a
-``sendto`` on the socket of its selected ICE candidate pair. Nothing is awaited and no
-object is made per viewer and packet beyond the bytes that go out.
+send on the socket of its selected ICE candidate pair. Nothing is awaited and no
+object is made per viewer and packet beyond the bytes that go out. The packets of a
+frame come in runs of one size (the packetizer splits a NAL unit or a VP8 frame
+evenly): a video viewer's run leaves in one ``sendmsg`` with UDP segmentation offload
+(:func:`send_segmented`), which the kernel splits into the same datagrams for much
+less than one ``sendto`` each; single packets (Opus) take the transport's ``sendto``.
 
 Each viewer is a :class:`RtpWriter` over a :class:`~livecast.ingest._aiortc.SenderWire`
 (what aiortc knows of the sender and its connection, read once when the sender starts)
