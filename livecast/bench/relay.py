@@ -19,8 +19,10 @@ each viewer's frames are measured over ``--seconds``. One JSON line is printed:
 ``lost_packets``            packets the viewers' receivers counted as lost
 ``rss_per_viewer_kb``       server RSS growth from publisher-only to all viewers, per viewer
 ``floor_us_per_packet``     SRTP protect plus UDP send of one ~1.2 KB packet, timed in this
-                            process right after the window (:mod:`livecast.bench._floor`):
-                            what relaying a packet costs at the very least on this machine
+                            process right after the window (:mod:`livecast.bench._floor`),
+                            at the relay's cadence to sockets a receiver waits on: what
+                            relaying a packet costs at the very least on this machine (with
+                            ``_no_receiver`` and ``_back_to_back``, its best cases)
 ``ratio_to_floor``          ``server_us_per_packet`` over that floor
 ``load_average_1m``         the machine's load at the end of the window (others' work too)
 
