@@ -283,6 +283,10 @@ class WebRtcSettings:
     # ask for a keyframe and wait for it.
     gop_cache_s: float = field(default=10.0, metadata=_check(lambda v: v >= 0, ">= 0"))
     gop_cache_bytes: int = field(default=8_000_000, metadata=_check(lambda v: v >= 0, ">= 0"))
+    # Viewers connected over a plain UDP candidate pair get their packets written by the
+    # relay's fan-out (one pass per frame over all viewers, SRTP and sendto each) instead
+    # of by aiortc's per-viewer sender. false: aiortc's path for every viewer.
+    fast_relay: bool = True
     # A session whose peer connection is not up after this many seconds is closed.
     connect_timeout_s: float = field(default=20.0, metadata=_check(lambda v: v > 0, "> 0"))
     # A publisher that sent no media for this long is reported as reconnecting, and a

@@ -18,6 +18,17 @@ each viewer's frames are measured over ``--seconds``. One JSON line is printed:
                             i.e. the relay's keyframe handling without ICE/DTLS setup)
 ``lost_packets``            packets the viewers' receivers counted as lost
 ``rss_per_viewer_kb``       server RSS growth from publisher-only to all viewers, per viewer
+``floor_us_per_packet``     SRTP protect plus UDP send of one ~1.2 KB packet, timed in this
+                            process right after the window (:mod:`livecast.bench._floor`),
+                            at the relay's cadence to sockets a receiver waits on: what
+                            relaying a packet costs at the very least on this machine (with
+                            ``_no_receiver`` and ``_back_to_back``, its best cases)
+``ratio_to_floor``          ``server_us_per_packet`` over that floor
+``load_average_1m``         the machine's load at the end of the window (others' work too)
+
+``--relay-path both`` runs the whole measurement twice, the server relaying through
+aiortc's senders and then through the fan-out (``webrtc.fast_relay``), and prints one
+line with the main figures of both side by side (``compared``) and each run in full.
 
 ``--workers N`` runs ``livecast serve --workers N`` (one viewer's WHEP POST per
 connection, so the kernel spreads the viewers over the workers; those on a worker that
@@ -48,6 +59,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._floor import measure_floor
 from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main, viewers_main
 from livecast.bench._server import (
@@ -93,6 +105,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--procs", type=int, default=0, help="viewer processes (default: auto)")
     parser.add_argument("--join-concurrency", type=int, default=8, help="per viewer process")
     parser.add_argument(
+        "--relay-path",
+        choices=["fast", "aiortc", "both"],
+        default="fast",
+        help="the server's webrtc.fast_relay: on (fast), off (aiortc), or one run of "
+        "each, aiortc first, compared in one line (both)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="record the server with py-spy during the window (collapsed stacks to FILE)",
@@ -103,15 +122,36 @@ def main(argv: Sequence[str]) -> int:
     if not 1 <= args.workers <= 64:
         parser.error("--workers must be 1-64")
     procs = args.procs or max(1, min(8, math.ceil(args.viewers / 75)))
-    result = _run(args, procs)
+    paths = ["aiortc", "fast"] if args.relay_path == "both" else [args.relay_path]
+    runs = [_run(args, procs, fast=path == "fast") for path in paths]
+    result = runs[0] if len(runs) == 1 else _compared(paths, runs)
     print(json.dumps(result), flush=True)
-    return 0 if result.get("error") is None else 1
+    return 0 if all(run.get("error") is None for run in runs) else 1
+
+
+def _compared(paths: list[str], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line for runs of each relay path: the main figures side by side, then each
+    run in full."""
+    keys = (
+        "viewers_per_core",
+        "viewers_per_core_at_full_rate",
+        "server_us_per_packet",
+        "floor_us_per_packet",
+        "ratio_to_floor",
+        "fps_per_viewer_min",
+        "first_frame_ms_p95",
+        "load_average_1m",
+    )
+    side_by_side = {
+        key: {p: run.get(key) for p, run in zip(paths, runs, strict=True)} for key in keys
+    }
+    return {"benchmark": "relay", "compared": side_by_side, "runs": runs}
 
 
 # -- orchestration --------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
+def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
         server = start_server(
@@ -120,6 +160,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 "LIVECAST_WEBRTC_MAX_VIEWERS_PER_STREAM": str(args.viewers + 10),
                 # the relay alone: HLS packaging (AAC, VP8 to H.264) has its own bench
                 "LIVECAST_HLS_ENABLED": "false",
+                "LIVECAST_WEBRTC_FAST_RELAY": "true" if fast else "false",
             },
             workers=args.workers,
         )
@@ -214,11 +255,13 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             time.sleep(args.seconds)
             per_worker1 = [cpu_seconds(pid) for pid in serving]
             cpu1, wall1 = sum(per_worker1), time.monotonic()
+            load = os.getloadavg()
             status1 = asyncio.run(media_status(origin, stream_id))
             window_over.set()
             if profiler is not None:
                 profiler.wait(timeout=30)
             reports = collect(results, "viewers_report", procs)
+            floor = measure_floor()
         except Exception as exc:
             return server.failure(exc)
         finally:
@@ -244,6 +287,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     box_cores = min(args.workers, len(os.sched_getaffinity(0)))
     return {
         "benchmark": "relay",
+        "relay_path": "fast" if fast else "aiortc",
         "codec": args.codec,
         "audio": not args.no_audio,
         "keyframe_requests_honoured": not args.ignore_keyframe_requests,
@@ -277,5 +321,8 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "packets_received": sum(r["packets"] for r in reports),
         "lost_packets": sum(r["lost"] for r in reports),
         "rss_per_viewer_kb": round((rss_after - rss_before) / args.viewers, 1),
+        **floor,
+        "load_average_1m": round(load[0], 2),
+        "ratio_to_floor": round(us_per_packet / floor["floor_us_per_packet"], 2),
         "server_rss_mb": round(rss_after / 1024, 1),
     }

@@ -354,7 +354,7 @@ class EdgeRelay:
         if media.publisher is not None or media.upstream is not None:
             return
         assert self._http is not None
-        pc = RTCPeerConnection(hub.configuration())
+        pc = _aiortc.peer_connection(hub.configuration())
         pull = EdgePull(media, origin, pc, hub, self._http, self.tokens)
         media.upstream = pull  # reserved before the first await: one pull per stream
         try:

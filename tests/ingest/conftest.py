@@ -115,3 +115,8 @@ async def kill_node(node: Client) -> None:
             for protocol in connection._protocols:
                 protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
                 protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]
+    # the relay's fan-out may write to (duplicates of) those sockets itself: silence it too
+    for media in hub.streams.values():
+        for source in media.sources.values():
+            for writer in source.fanout.writers:
+                source.fanout.remove(writer)

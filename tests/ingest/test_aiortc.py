@@ -318,6 +318,23 @@ def test_the_start_up_check_fails_when_aiortc_needs_more_of_a_dtls_connection(
         check_compatible()
 
 
+async def test_the_servers_peer_connections_share_one_certificate() -> None:
+    """Made once, not per connection (a join storm paid for a key pair each); peers
+    made with aiortc's own constructor keep their own."""
+    from aiortc import RTCConfiguration
+
+    first = _aiortc.peer_connection(RTCConfiguration(iceServers=[]))
+    second = _aiortc.peer_connection(RTCConfiguration(iceServers=[]))
+    other = new_pc()
+    try:
+        certificates = [pc._RTCPeerConnection__certificates[0] for pc in (first, second, other)]  # type: ignore[attr-defined]
+        assert certificates[0] is certificates[1]
+        assert certificates[2] is not certificates[0]
+    finally:
+        for pc in (first, second, other):
+            await pc.close()
+
+
 async def test_a_close_runs_to_its_end_when_a_second_closer_is_cancelled() -> None:
     """aiortc's second close() awaits the first's future: cancelling that second caller
     (a request, a shutdown) must not cancel the future the first then completes."""
