@@ -182,16 +182,15 @@ async def _publish(
     stop: Any,
     results: Any,
 ) -> None:
-    import aiohttp
     import av
     from aiortc import (
         MediaStreamTrack,
         RTCConfiguration,
         RTCPeerConnection,
         RTCRtpSender,
-        RTCSessionDescription,
     )
 
+    from livecast.bench._server import whip_publish
     from livecast.ingest._aiortc import forward_keyframe_requests
 
     class LoopedTrack(MediaStreamTrack):
@@ -245,25 +244,7 @@ async def _publish(
     pc.getTransceivers()[0].setCodecPreferences(caps)
     if sound:
         pc.addTransceiver(LoopedTrack("audio", sound, 48_000, 960, 0.02), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{base}/whip/{stream_id}",
-            data=pc.localDescription.sdp,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
-        ) as resp,
-    ):
-        if resp.status != 201:
-            raise RuntimeError(f"WHIP answered {resp.status}: {await resp.text()}")
-        answer = await resp.text()
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    for _ in range(200):
-        if pc.connectionState == "connected":
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise RuntimeError("publisher did not connect")
+    await whip_publish(pc, base, stream_id, token)
     results.put(("publisher_ready", {"kbps": kbps, "full_rate_pps": full_rate_pps}))
     await _wait_event(stop)
     await pc.close()

@@ -126,6 +126,32 @@ async def media_status(base: str, stream_id: str) -> dict[str, Any]:
         return status
 
 
+async def whip_publish(pc: Any, base: str, stream_id: str, token: str) -> None:
+    """Publish ``pc`` (its tracks added) to the stream over WHIP and wait until it is
+    connected (10 s at most)."""
+    import aiohttp
+    from aiortc import RTCSessionDescription
+
+    await pc.setLocalDescription(await pc.createOffer())
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}/whip/{stream_id}",
+            data=pc.localDescription.sdp,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
+        ) as resp,
+    ):
+        if resp.status != 201:
+            raise RuntimeError(f"WHIP answered {resp.status}: {await resp.text()}")
+        answer = await resp.text()
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    for _ in range(200):
+        if pc.connectionState == "connected":
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("publisher did not connect")
+
+
 def record_profile(pid: int, seconds: float, output: str) -> subprocess.Popen[bytes]:
     """py-spy recording process ``pid`` for ``seconds`` without pausing it, collapsed
     stacks to ``output``; wait for it before reading them."""

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from livecast.bench._processes import join_all
-from livecast.bench._server import Server, create_stream, percentile, start_server
+from livecast.bench._server import Server, create_stream, percentile, start_server, whip_publish
 from livecast.config import HlsSettings
 
 __all__ = ["main"]
@@ -233,8 +233,7 @@ def publisher_main(
 async def _publish(
     base: str, stream_id: str, token: str, bitrate: int, stop: Any, results: Any
 ) -> None:
-    import aiohttp
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
     from aiortc.mediastreams import AudioStreamTrack
 
     from livecast.bench._clock import ClockTrack
@@ -252,25 +251,7 @@ async def _publish(
         ]
     )
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{base}/whip/{stream_id}",
-            data=pc.localDescription.sdp,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
-        ) as resp,
-    ):
-        if resp.status != 201:
-            raise RuntimeError(f"WHIP answered {resp.status}: {await resp.text()}")
-        answer = await resp.text()
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    for _ in range(200):
-        if pc.connectionState == "connected":
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise RuntimeError("publisher did not connect")
+    await whip_publish(pc, base, stream_id, token)
     results.put(("publisher_ready", {}))
     await asyncio.to_thread(stop.wait)
     await pc.close()
