@@ -171,7 +171,7 @@ class Packager:
         self._segment_ends: dict[int, tuple[int, int]] = {}
         self._latest: tuple[int, int] | None = None
         self._current: Playlist | None = None
-        self._next_change: asyncio.Future[None] | None = None
+        self._change = asyncio.Event()  # set (and replaced) at the next change
         self._dirty = False
         self.ended = False
 
@@ -390,9 +390,8 @@ class Packager:
         self._current = playlist
         if self._latest is not None:
             self._renditions[self._latest] = playlist
-        change, self._next_change = self._next_change, None
-        if change is not None and not change.done():
-            change.set_result(None)
+        change, self._change = self._change, asyncio.Event()
+        change.set()
 
     @property
     def target_duration(self) -> int:
@@ -509,16 +508,13 @@ class Packager:
         right after it."""
         return not self.ended and self._parts_made <= number <= self._parts_made + 1
 
-    def changed(self) -> asyncio.Future[None]:
-        """Resolved when the playlist changes next (a part was made, the stream ended).
+    async def change(self) -> None:
+        """Returns when the playlist changes next (a part was made, the stream ended).
 
-        One future shared by every waiting request: await it through
-        ``asyncio.shield`` so that one request giving up does not cancel it for all.
+        Every waiting request waits on one shared event, set once for all of them; one
+        that gives up (cancelled, timed out) leaves the others waiting.
         """
-        change = self._next_change
-        if change is None or change.done():
-            change = self._next_change = asyncio.get_running_loop().create_future()
-        return change
+        await self._change.wait()
 
 
 def _rfc3339(unix: float) -> str:

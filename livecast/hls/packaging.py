@@ -31,6 +31,7 @@ from livecast.hls.packager import Packager, PackagerSettings
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.media import StreamMedia
 from livecast.ingest.relay import MediaSource
+from livecast.streams.registry import Stream
 
 __all__ = ["Packaged", "Packaging"]
 
@@ -50,8 +51,11 @@ class Packaged:
     transcoder: Vp8ToH264 | None = None  # a VP8 stream's one encoder to H.264
     ended_at: float | None = None
     forget: asyncio.TimerHandle | None = None  # once ended: when it is dropped
-    public: bool = False  # known public: players need no token check
-    public_checked_at: float = 0.0
+    # the stream's record as last read (visibility, seller), when, and the read under
+    # way that every request arriving meanwhile awaits (one Redis read, not one each)
+    stream: Stream | None = None
+    stream_read_at: float = 0.0
+    stream_reading: asyncio.Future[Stream | None] | None = None
 
 
 class Packaging:
