@@ -5,7 +5,9 @@ The relay hands every frame it receives to :meth:`Packager.push_video` and
 Opus), with the frame's monotonic arrival time; :meth:`Packager.publisher_changed` says
 a new publisher's frames follow. Nothing is awaited and nothing is decoded but the
 audio: H.264 access units are rewrapped (Annex B to length-prefixed) as they are, Opus
-goes through one AAC encoder per stream (:mod:`livecast.hls._aac`).
+goes through one AAC encoder per stream (:mod:`livecast.hls._aac`), in a thread of its
+own with ``audio_thread`` (its frames join the open part when they come back, a
+millisecond or so later: each part's audio keeps its own decode times).
 
 Layout (RFC 8216bis, CMAF fMP4):
 
@@ -47,7 +49,7 @@ from typing import Final
 from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest
 from livecast.hls import _fmp4
-from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder
+from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder, AacFrame, AacThread
 from livecast.ingest._bitstream import h264_parameter_sets, h264_picture_size
 
 __all__ = ["Packager", "PackagerSettings", "Part", "Playlist", "Segment"]
@@ -128,13 +130,19 @@ class Packager:
         audio: bool,
         request_keyframe: Callable[[], None] | None = None,
         run: str | None = None,
+        audio_thread: bool = False,
     ) -> None:
+        """With ``audio``, Opus in and AAC out; encoded on the calling thread, or with
+        ``audio_thread`` in a thread of its own (made now, so on the event loop) that
+        :meth:`finish` stops and :meth:`join` waits for."""
         self.settings = settings
         self.run = run or secrets.token_hex(4)
         self._request_keyframe = request_keyframe
         self._part_ticks = round(settings.part_s * VIDEO_CLOCK)
         self._segment_ticks = round(settings.segment_s * VIDEO_CLOCK)
-        self._aac = AacEncoder() if audio else None
+        self._aac: AacEncoder | AacThread | None = None
+        if audio:
+            self._aac = AacThread(self._take_aac, self.run) if audio_thread else AacEncoder()
         # timeline
         self._origin: float | None = None  # monotonic arrival of the first keyframe
         self._wall_offset = 0.0  # unix time - monotonic time
@@ -253,17 +261,33 @@ class Packager:
             dts = self._audio_dts + delta
         self._audio_ts = timestamp
         self._audio_dts = dts
-        self._aac_frames.extend(aac.encode(data, dts))
+        if isinstance(aac, AacThread):
+            aac.push(data, dts)
+        else:
+            self._take_aac(aac.encode(data, dts))
+
+    def _take_aac(self, frames: list[AacFrame]) -> None:
+        if self.ended:
+            return
+        self._aac_frames.extend(frames)
         if len(self._aac_frames) > _MAX_AUDIO_HELD:  # no video to cut parts with
             del self._aac_frames[: len(self._aac_frames) - _MAX_AUDIO_HELD]
 
     def finish(self) -> None:
-        """The stream's media ended here: the playlist gets ``EXT-X-ENDLIST``."""
+        """The stream's media ended here: the playlist gets ``EXT-X-ENDLIST`` (and the
+        audio thread, if any, is told to stop)."""
         if self.ended:
             return
         self._close_at_gap()
         self.ended = True
+        if isinstance(self._aac, AacThread):
+            self._aac.close()
         self._publish(force=True)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the audio thread (if any) to stop, once
+        :meth:`finish` was called; whether it has (blocking: call it off the loop)."""
+        return not isinstance(self._aac, AacThread) or self._aac.join(timeout)
 
     # -- building -----------------------------------------------------------------------
 
