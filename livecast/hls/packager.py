@@ -62,6 +62,8 @@ _START: Final = b"\x00\x00\x01"
 _MSN_AHEAD: Final = 2
 # AAC frames kept for the next part: about 5 s (video that stopped cuts no parts)
 _MAX_AUDIO_HELD: Final = 240
+# waiting requests' futures kept before those that gave up are dropped (at least)
+_PRUNE_WAITERS: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +177,14 @@ class Packager:
         self._parts: dict[str, Part] = {}
         self._discontinuities = 0  # of segments that left the window
         self._max_segment = settings.segment_s
+        self.target_duration = max(1, math.ceil(self._max_segment))  # EXT-X-TARGETDURATION
         self._renditions: dict[tuple[int, int], Playlist] = {}
         self._segment_ends: dict[int, tuple[int, int]] = {}
         self._latest: tuple[int, int] | None = None
         self._current: Playlist | None = None
-        self._change = asyncio.Event()  # set (and replaced) at the next change
+        # the futures of the requests waiting for the next change; when to prune it
+        self._waiters: list[asyncio.Future[None]] = []
+        self._prune_at = _PRUNE_WAITERS
         self._dirty = False
         self.ended = False
 
@@ -385,6 +390,7 @@ class Packager:
         segment.data = b"".join(p.data for p in segment.parts)
         self.segments.append(segment)
         self._max_segment = max(self._max_segment, segment.duration)
+        self.target_duration = max(1, math.ceil(self._max_segment))
         self._segment_ends[segment.msn] = (segment.msn, len(segment.parts) - 1)
         while len(self.segments) > self.settings.window:
             gone = self.segments.pop(0)
@@ -414,12 +420,11 @@ class Packager:
         self._current = playlist
         if self._latest is not None:
             self._renditions[self._latest] = playlist
-        change, self._change = self._change, asyncio.Event()
-        change.set()
-
-    @property
-    def target_duration(self) -> int:
-        return max(1, math.ceil(self._max_segment))
+        waiters, self._waiters = self._waiters, []
+        self._prune_at = _PRUNE_WAITERS
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _render(self) -> Playlist:
         settings = self.settings
@@ -532,13 +537,21 @@ class Packager:
         right after it."""
         return not self.ended and self._parts_made <= number <= self._parts_made + 1
 
-    async def change(self) -> None:
-        """Returns when the playlist changes next (a part was made, the stream ended).
+    def next_change(self) -> asyncio.Future[None]:
+        """A future of the caller's own, resolved when the playlist changes next (a part
+        was made, the stream ended): one that gives up (cancels it, or resolves it at
+        its deadline) leaves the others waiting.
 
-        Every waiting request waits on one shared event, set once for all of them; one
-        that gives up (cancelled, timed out) leaves the others waiting.
+        Thousands of requests may wait for the same part; releasing them is one
+        ``set_result`` each, nothing more.
         """
-        await self._change.wait()
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._waiters
+        waiters.append(waiter)
+        if len(waiters) > self._prune_at:  # those that gave up while nothing changed
+            waiters[:] = [w for w in waiters if not w.done()]
+            self._prune_at = max(_PRUNE_WAITERS, 2 * len(waiters))
+        return waiter
 
 
 def _rfc3339(unix: float) -> str:

@@ -164,13 +164,24 @@ async def _until(packager: Packager, ready: Callable[[], bool], within: float) -
     """Whether ``ready()`` came true within ``within`` seconds, looked at on each change."""
     if ready():
         return True
-    try:
-        async with asyncio.timeout(within):
-            while not ready():
-                await packager.change()
-    except TimeoutError:
-        return ready()
-    return True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        change = packager.next_change()
+        timer = loop.call_at(deadline, _resolve, change)
+        try:
+            await change
+        finally:
+            timer.cancel()
+        if ready():
+            return True
+        if loop.time() >= deadline:
+            return False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _unavailable(message: str) -> web.Response:
