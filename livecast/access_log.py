@@ -10,7 +10,10 @@ can write a line of its own), status, response body bytes and handling time. A
 id of a WHIP/WHEP session URL is cut to what the session log lines show (a session URL
 is a capability). No request header is logged, so no ``Authorization`` either.
 
-``server.access_log = false`` turns it off (:func:`access_log_options`).
+``server.access_log = false`` turns it off (:func:`access_log_options`). Requests under
+``/hls/`` answered without an error (below 400) are logged only with ``hls.access_log =
+true``: every LL-HLS player asks a few times a second, so 1,000 players would write some
+4,000 lines a second that nobody reads (nginx users turn media access logs off likewise).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web import BaseRequest, Request, StreamResponse
 
+from livecast.appkeys import SETTINGS
 from livecast.config import ServerSettings
 from livecast.ingest.sessions import short_id
 
@@ -51,6 +55,13 @@ def loggable_target(raw_path: str, raw_query: str) -> str:
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        if (
+            response.status < 400
+            and request.raw_path.startswith("/hls/")
+            and isinstance(request, Request)
+            and not request.app[SETTINGS].hls.access_log
+        ):
+            return
         target = loggable_target(request.rel_url.raw_path, request.rel_url.raw_query_string)
         self.logger.info(
             '%s "%s %s" %d %dB %.1fms',

@@ -330,6 +330,9 @@ class HlsSettings:
     playback_url_ttl_s: int = field(
         default=3600, metadata=_check(lambda v: 60 <= v <= 604_800, "between 60 and 604800")
     )
+    # Access-log lines (server.access_log) for /hls/ requests answered without error too:
+    # every player asks several times a second. false: only /hls/ errors are logged.
+    access_log: bool = False
 
 
 @dataclass(frozen=True, slots=True)

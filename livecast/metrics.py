@@ -18,6 +18,8 @@ from livecast.openapi import Reply, contract
 
 __all__ = ["METRICS", "Metrics", "metrics_middleware", "metrics_route"]
 
+_MAX_CHILDREN_KEPT = 1024
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -37,6 +39,8 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        # their children by (method, route, status): looked up once, not per request
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.orders = Counter(
             "livecast_orders", "Orders paid", ["currency"], registry=self.registry
         )
@@ -62,6 +66,20 @@ class Metrics:
             registry=self.registry,
         )
 
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its handling time."""
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_seconds.labels(method, route),
+            )
+            if len(self._http_children) < _MAX_CHILDREN_KEPT:  # methods come from clients
+                self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read from ``read()`` at scrape time."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
@@ -84,9 +102,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        metrics = request.app[METRICS]
-        metrics.http_requests.labels(request.method, route, str(status)).inc()
-        metrics.http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        request.app[METRICS].http_request(request.method, route, status, seconds)
 
 
 def metrics_route() -> web.RouteDef:

@@ -5,7 +5,9 @@ The relay hands every frame it receives to :meth:`Packager.push_video` and
 Opus), with the frame's monotonic arrival time; :meth:`Packager.publisher_changed` says
 a new publisher's frames follow. Nothing is awaited and nothing is decoded but the
 audio: H.264 access units are rewrapped (Annex B to length-prefixed) as they are, Opus
-goes through one AAC encoder per stream (:mod:`livecast.hls._aac`).
+goes through one AAC encoder per stream (:mod:`livecast.hls._aac`), in a thread of its
+own with ``audio_thread`` (its frames join the open part when they come back, a
+millisecond or so later: each part's audio keeps its own decode times).
 
 Layout (RFC 8216bis, CMAF fMP4):
 
@@ -47,7 +49,7 @@ from typing import Final
 from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest
 from livecast.hls import _fmp4
-from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder
+from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder, AacFrame, AacThread
 from livecast.ingest._bitstream import h264_parameter_sets, h264_picture_size
 
 __all__ = ["Packager", "PackagerSettings", "Part", "Playlist", "Segment"]
@@ -60,6 +62,8 @@ _START: Final = b"\x00\x00\x01"
 _MSN_AHEAD: Final = 2
 # AAC frames kept for the next part: about 5 s (video that stopped cuts no parts)
 _MAX_AUDIO_HELD: Final = 240
+# waiting requests' futures kept before those that gave up are dropped (at least)
+_PRUNE_WAITERS: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +132,19 @@ class Packager:
         audio: bool,
         request_keyframe: Callable[[], None] | None = None,
         run: str | None = None,
+        audio_thread: bool = False,
     ) -> None:
+        """With ``audio``, Opus in and AAC out; encoded on the calling thread, or with
+        ``audio_thread`` in a thread of its own (made now, so on the event loop) that
+        :meth:`finish` stops and :meth:`join` waits for."""
         self.settings = settings
         self.run = run or secrets.token_hex(4)
         self._request_keyframe = request_keyframe
         self._part_ticks = round(settings.part_s * VIDEO_CLOCK)
         self._segment_ticks = round(settings.segment_s * VIDEO_CLOCK)
-        self._aac = AacEncoder() if audio else None
+        self._aac: AacEncoder | AacThread | None = None
+        if audio:
+            self._aac = AacThread(self._take_aac, self.run) if audio_thread else AacEncoder()
         # timeline
         self._origin: float | None = None  # monotonic arrival of the first keyframe
         self._wall_offset = 0.0  # unix time - monotonic time
@@ -167,11 +177,14 @@ class Packager:
         self._parts: dict[str, Part] = {}
         self._discontinuities = 0  # of segments that left the window
         self._max_segment = settings.segment_s
+        self.target_duration = max(1, math.ceil(self._max_segment))  # EXT-X-TARGETDURATION
         self._renditions: dict[tuple[int, int], Playlist] = {}
         self._segment_ends: dict[int, tuple[int, int]] = {}
         self._latest: tuple[int, int] | None = None
         self._current: Playlist | None = None
-        self._next_change: asyncio.Future[None] | None = None
+        # the futures of the requests waiting for the next change; when to prune it
+        self._waiters: list[asyncio.Future[None]] = []
+        self._prune_at = _PRUNE_WAITERS
         self._dirty = False
         self.ended = False
 
@@ -253,17 +266,33 @@ class Packager:
             dts = self._audio_dts + delta
         self._audio_ts = timestamp
         self._audio_dts = dts
-        self._aac_frames.extend(aac.encode(data, dts))
+        if isinstance(aac, AacThread):
+            aac.push(data, dts)
+        else:
+            self._take_aac(aac.encode(data, dts))
+
+    def _take_aac(self, frames: list[AacFrame]) -> None:
+        if self.ended:
+            return
+        self._aac_frames.extend(frames)
         if len(self._aac_frames) > _MAX_AUDIO_HELD:  # no video to cut parts with
             del self._aac_frames[: len(self._aac_frames) - _MAX_AUDIO_HELD]
 
     def finish(self) -> None:
-        """The stream's media ended here: the playlist gets ``EXT-X-ENDLIST``."""
+        """The stream's media ended here: the playlist gets ``EXT-X-ENDLIST`` (and the
+        audio thread, if any, is told to stop)."""
         if self.ended:
             return
         self._close_at_gap()
         self.ended = True
+        if isinstance(self._aac, AacThread):
+            self._aac.close()
         self._publish(force=True)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the audio thread (if any) to stop, once
+        :meth:`finish` was called; whether it has (blocking: call it off the loop)."""
+        return not isinstance(self._aac, AacThread) or self._aac.join(timeout)
 
     # -- building -----------------------------------------------------------------------
 
@@ -361,6 +390,7 @@ class Packager:
         segment.data = b"".join(p.data for p in segment.parts)
         self.segments.append(segment)
         self._max_segment = max(self._max_segment, segment.duration)
+        self.target_duration = max(1, math.ceil(self._max_segment))
         self._segment_ends[segment.msn] = (segment.msn, len(segment.parts) - 1)
         while len(self.segments) > self.settings.window:
             gone = self.segments.pop(0)
@@ -390,13 +420,11 @@ class Packager:
         self._current = playlist
         if self._latest is not None:
             self._renditions[self._latest] = playlist
-        change, self._next_change = self._next_change, None
-        if change is not None and not change.done():
-            change.set_result(None)
-
-    @property
-    def target_duration(self) -> int:
-        return max(1, math.ceil(self._max_segment))
+        waiters, self._waiters = self._waiters, []
+        self._prune_at = _PRUNE_WAITERS
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _render(self) -> Playlist:
         settings = self.settings
@@ -509,16 +537,21 @@ class Packager:
         right after it."""
         return not self.ended and self._parts_made <= number <= self._parts_made + 1
 
-    def changed(self) -> asyncio.Future[None]:
-        """Resolved when the playlist changes next (a part was made, the stream ended).
+    def next_change(self) -> asyncio.Future[None]:
+        """A future of the caller's own, resolved when the playlist changes next (a part
+        was made, the stream ended): one that gives up (cancels it, or resolves it at
+        its deadline) leaves the others waiting.
 
-        One future shared by every waiting request: await it through
-        ``asyncio.shield`` so that one request giving up does not cancel it for all.
+        Thousands of requests may wait for the same part; releasing them is one
+        ``set_result`` each, nothing more.
         """
-        change = self._next_change
-        if change is None or change.done():
-            change = self._next_change = asyncio.get_running_loop().create_future()
-        return change
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._waiters
+        waiters.append(waiter)
+        if len(waiters) > self._prune_at:  # those that gave up while nothing changed
+            waiters[:] = [w for w in waiters if not w.done()]
+            self._prune_at = max(_PRUNE_WAITERS, 2 * len(waiters))
+        return waiter
 
 
 def _rfc3339(unix: float) -> str:

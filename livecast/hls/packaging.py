@@ -6,8 +6,9 @@ The packaging follows the media hub, which calls it
 here (the stream's origin) on an H.264 stream (or a VP8 one, encoded once to H.264 by
 :mod:`livecast.hls._transcode` when ``hls.transcode_vp8``), the stream gets a packager,
 fed through ``MediaSource.packager_tee`` (one call per frame, on the relay's timeline)
-from the publisher's first frame on; a new publisher (the source's ``epoch`` moves)
-tells the packager to continue after a discontinuity. A stream whose media left this
+from the publisher's first frame on (its Opus encoded to AAC in a thread of the
+packager's); a new publisher (the source's ``epoch`` moves) tells the packager to
+continue after a discontinuity. A stream whose media left this
 node, or whose origin claim this node lost or let go of, has its playlist ended
 (``EXT-X-ENDLIST``) and is forgotten ``_LINGER_S`` later, so players and caches see the end.
 
@@ -31,6 +32,7 @@ from livecast.hls.packager import Packager, PackagerSettings
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.media import StreamMedia
 from livecast.ingest.relay import MediaSource
+from livecast.streams.registry import Stream
 
 __all__ = ["Packaged", "Packaging"]
 
@@ -50,8 +52,11 @@ class Packaged:
     transcoder: Vp8ToH264 | None = None  # a VP8 stream's one encoder to H.264
     ended_at: float | None = None
     forget: asyncio.TimerHandle | None = None  # once ended: when it is dropped
-    public: bool = False  # known public: players need no token check
-    public_checked_at: float = 0.0
+    # the stream's record as last read (visibility, seller), when, and the read under
+    # way that every request arriving meanwhile awaits (one Redis read, not one each)
+    stream: Stream | None = None
+    stream_read_at: float = 0.0
+    stream_reading: asyncio.Future[Stream | None] | None = None
 
 
 class Packaging:
@@ -74,7 +79,8 @@ class Packaging:
         self._hub = hub
         self._codecs = {"h264", "vp8"} if settings.transcode_vp8 else {"h264"}
         self.streams: dict[str, Packaged] = {}
-        self._transcoders: list[Vp8ToH264] = []  # not yet joined
+        # what runs encoder threads (VP8 to H.264, Opus to AAC), not yet joined
+        self._threads: list[Vp8ToH264 | Packager] = []
         self._unfollow: Callable[[], None] | None = None
         self._ended = ended
 
@@ -109,7 +115,7 @@ class Packaging:
             and (packaged is None or packaged.ended_at is not None)
         ):
             self._start(stream_id, media)
-        self._transcoders = [t for t in self._transcoders if not t.join(0)]
+        self._threads = [t for t in self._threads if not t.join(0)]
 
     def _holds(self, stream_id: str, media: StreamMedia) -> bool:
         """Whether ``media`` is still the stream's here, and this node its origin (with
@@ -126,9 +132,13 @@ class Packaging:
                 video.request_keyframe()
 
         packager = Packager(
-            self._settings, audio=audio.codec == "opus", request_keyframe=request_keyframe
+            self._settings,
+            audio=audio.codec == "opus",
+            request_keyframe=request_keyframe,
+            audio_thread=True,
         )
         packaged = Packaged(packager, media, video.epoch)
+        self._threads.append(packager)
 
         def take_video(data: bytes, timestamp: int, keyframe: bool, arrived: float) -> None:
             transcoder = packaged.transcoder
@@ -148,7 +158,7 @@ class Packaging:
                         video.request_keyframe,
                         stream_id,
                     )
-                    self._transcoders.append(transcoder)
+                    self._threads.append(transcoder)
                 transcoder.push(data, timestamp, keyframe, arrived)
 
         video.packager_tee = take_video
@@ -175,7 +185,7 @@ class Packaging:
     def _forget(self, stream_id: str, packaged: Packaged) -> None:
         if self.streams.get(stream_id) is packaged:
             del self.streams[stream_id]
-        self._transcoders = [t for t in self._transcoders if not t.join(0)]
+        self._threads = [t for t in self._threads if not t.join(0)]
 
     async def close(self) -> None:
         """Stop following the hub, end every playlist and join every encoder thread
@@ -189,10 +199,10 @@ class Packaging:
             if packaged.forget is not None:
                 packaged.forget.cancel()
         self.streams.clear()
-        transcoders, self._transcoders = self._transcoders, []
-        for transcoder in transcoders:
-            if not await asyncio.to_thread(transcoder.join, _JOIN_TIMEOUT_S):
-                log.error("an HLS VP8 encoder thread did not stop")
+        threads, self._threads = self._threads, []
+        for thread in threads:
+            if not await asyncio.to_thread(thread.join, _JOIN_TIMEOUT_S):
+                log.error("an HLS encoder thread did not stop")
 
 
 def _untee(source: MediaSource) -> None:

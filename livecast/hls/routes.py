@@ -40,6 +40,7 @@ from livecast.hls.packaging import Packaged
 from livecast.http import error_response, identity, json_response
 from livecast.ingest.whep import require_watch
 from livecast.openapi import Auth, Param, Reply, contract
+from livecast.streams.registry import Stream, StreamRegistry
 
 __all__ = ["cors_headers", "routes"]
 
@@ -52,8 +53,10 @@ _FILE = re.compile(
     r"|part-[0-9a-f]{8}-(?P<part>\d{1,12})\.m4s"
 )
 _NUMBER = re.compile(r"\d{1,12}")
-# a public stream's visibility is looked up again this often (it may turn private)
-_PUBLIC_RECHECK_S: Final = 5.0
+# the query every LL-HLS player sends, read without parsing the query into a mapping
+_BLOCKING_QUERY = re.compile(r"_HLS_msn=(\d{1,12})(?:&_HLS_part=(\d{1,12}))?")
+# a stream's record (its visibility) is read again this often (a public one may turn private)
+_RECHECK_S: Final = 5.0
 
 
 async def _packaged(request: web.Request) -> Packaged | None:
@@ -76,13 +79,50 @@ async def _packaged(request: web.Request) -> Packaged | None:
         return None
     if signature is not None:
         return packaged
-    now = time.monotonic()
-    if not packaged.public or now - packaged.public_checked_at > _PUBLIC_RECHECK_S:
-        stream = await request.app[STREAMS].get(stream_id)
+    stream = packaged.stream
+    if stream is None or time.monotonic() - packaged.stream_read_at > _RECHECK_S:
+        stream = await _read_stream(request.app[STREAMS], packaged, stream_id)
+    if not stream.public:  # a public stream ignores tokens: no need to read one
         require_watch(identity(request), stream)
-        packaged.public = stream.public
-        packaged.public_checked_at = now
     return packaged
+
+
+async def _read_stream(streams: StreamRegistry, packaged: Packaged, stream_id: str) -> Stream:
+    """The stream's record, read once for every request that arrives while it is read
+    (thousands of players may ask within one Redis round trip when it falls due)."""
+    reading = packaged.stream_reading
+    while reading is not None:
+        try:
+            return _found(await asyncio.shield(reading), stream_id)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not reading.cancelled() or (task is not None and task.cancelling()):
+                raise
+            reading = packaged.stream_reading  # its reader went away: read here, or await anew
+    reading = packaged.stream_reading = asyncio.get_running_loop().create_future()
+    try:
+        found = await streams.find(stream_id)
+    except Exception as exc:
+        reading.set_exception(exc)
+        reading.exception()  # retrieved: the waiters, if any, raise it too
+        raise
+    except BaseException:
+        reading.cancel()
+        raise
+    else:
+        reading.set_result(found)
+        if found is not None:
+            packaged.stream = found
+            packaged.stream_read_at = time.monotonic()
+    finally:
+        packaged.stream_reading = None
+    return _found(found, stream_id)
+
+
+def _found(stream: Stream | None, stream_id: str) -> Stream:
+    if stream is None:
+        raise NotFound(f"no stream {stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
+    return stream
 
 
 async def _forward(request: web.Request) -> web.StreamResponse:
@@ -101,22 +141,47 @@ def _query_number(request: web.Request, name: str) -> int | None:
     return int(raw)
 
 
+def _blocking_query(request: web.Request) -> tuple[int | None, int | None]:
+    """``_HLS_msn`` and ``_HLS_part``, if asked for."""
+    raw = request.rel_url.raw_query_string
+    if not raw:
+        return None, None
+    usual = _BLOCKING_QUERY.fullmatch(raw)
+    if usual is not None:
+        return int(usual[1]), None if usual[2] is None else int(usual[2])
+    msn = _query_number(request, "_HLS_msn")
+    part = _query_number(request, "_HLS_part")
+    if part is not None and msn is None:
+        raise BadRequest("_HLS_part needs _HLS_msn", code=ErrorCode.INVALID_HLS_REQUEST)
+    return msn, part
+
+
 def _wait_limit(packager: Packager) -> float:
     return 3.0 * packager.target_duration
 
 
 async def _until(packager: Packager, ready: Callable[[], bool], within: float) -> bool:
+    """Whether ``ready()`` came true within ``within`` seconds, looked at on each change."""
+    if ready():
+        return True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not ready():
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return False
+    while True:
+        change = packager.next_change()
+        timer = loop.call_at(deadline, _resolve, change)
         try:
-            await asyncio.wait_for(asyncio.shield(packager.changed()), remaining)
-        except TimeoutError:
-            return ready()
-    return True
+            await change
+        finally:
+            timer.cancel()
+        if ready():
+            return True
+        if loop.time() >= deadline:
+            return False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _unavailable(message: str) -> web.Response:
@@ -188,10 +253,7 @@ _BLOCKING = Annotated[int, msgspec.Meta(ge=0)]
     auth=Auth.OPTIONAL,
 )
 async def playlist(request: web.Request) -> web.StreamResponse:
-    msn = _query_number(request, "_HLS_msn")
-    part = _query_number(request, "_HLS_part")
-    if part is not None and msn is None:
-        raise BadRequest("_HLS_part needs _HLS_msn", code=ErrorCode.INVALID_HLS_REQUEST)
+    msn, part = _blocking_query(request)
     packaged = await _packaged(request)
     if packaged is None:
         return await _forward(request)

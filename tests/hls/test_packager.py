@@ -236,9 +236,9 @@ async def test_one_waiter_giving_up_does_not_cancel_the_change_for_others() -> N
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
     video = h264_frames(40, gop=30)
     feed(packager, video[:20], [])
-    patient = asyncio.ensure_future(asyncio.shield(packager.changed()))
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(packager.changed()), 0.01)
+    patient = packager.next_change()
+    impatient = packager.next_change()
+    impatient.cancel()  # its request gave up
     feed(packager, video[20:], [])
     await asyncio.wait_for(patient, 1.0)  # resolved by the next part
-    assert not packager.changed().done()  # and the next change is a new one
+    assert not packager.next_change().done()  # and the next change is a new one

@@ -12,7 +12,9 @@ import av
 import pytest
 from playwright.async_api import async_playwright
 
+from livecast.appkeys import REDIS
 from livecast.auth import Role
+from livecast.hls.keys import PACKAGING
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, Client, MakeToken, bearer
 from tests.hls.playlists import hint, last_part, next_part
 from tests.ingest.conftest import MakeNode, SellerStream, eventually
@@ -219,6 +221,31 @@ async def test_a_stream_made_private_stops_playing_anonymously(
     await eventually(refused, within=10.0)
     resp = await client.get(f"/hls/{stream.id}/index.m3u8", headers=bearer(stream.seller_token))
     assert resp.status == 200
+
+
+async def test_players_arriving_together_when_the_visibility_check_is_due_read_redis_once(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    await complete_segments(client, stream.id, 1)
+    packaged = client.app[PACKAGING].streams[stream.id]
+    redis = client.app[REDIS]
+
+    async def reads() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+    async def together() -> None:
+        answers = await asyncio.gather(
+            *(client.get(f"/hls/{stream.id}/index.m3u8") for _ in range(100))
+        )
+        assert [a.status for a in answers] == [200] * 100
+
+    await together()  # the connections, kept alive, so the next hundred arrive at once
+    before = await reads()
+    packaged.stream_read_at = 0.0  # the recheck falls due
+    await together()
+    # one read for the hundred (a few more may be other work of the node's)
+    assert await reads() - before < 10
 
 
 async def test_a_preflight_lets_players_on_any_origin_send_a_token(client: Client) -> None:
