@@ -1,0 +1,681 @@
+"""Auctions: one unit of a product, a starting price, a bid increment table, a clock, and
+either soft close (a bid in the last N seconds moves the end N seconds later) or sudden
+death (it ends at the bell).
+
+An auction moves ``running -> sold | unsold | cancelled`` (:class:`AuctionState`), one Lua
+script per move, each on the keys of the product's SKU (one hash slot):
+
+* ``auction_start.lua``: takes one unit out of free stock (counted with flash deals'
+  carves in ``deal_reserved``, so stock stays exact and the unit cannot be sold twice)
+  and opens the auction;
+* ``auction_bid.lua``: every bid is the buyer's maximum; the auction bids for them only
+  as much as it takes to lead (proxy bidding, as eBay and Whatnot do). Scripts run one
+  at a time, so bids are ordered by the server alone; on equal maximums the earlier one
+  leads. Idempotent by the buyer's key: a retried bid is answered as the first time;
+* ``auction_end.lua``: at the end time (any node's sweep, exactly once) the unit becomes
+  the winner's cart hold at the winning price, with its own deadline
+  (``pay_within_s``): the winner checks out as usual; unpaid, the hold expires and the
+  unit returns to free stock. With no bid, the unit returns at once;
+* ``auction_cancel.lua``: the host cancels before the first bid; the unit returns.
+
+The host cannot end an auction early: sudden death ends at the bell, and a soft-close
+auction when nobody bids in its last N seconds.
+
+Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
+
+    <prefix>{sku:S}:auction:<id>          hash: the auction (state, prices, leader, clock)
+    <prefix>{sku:S}:auction:<id>:log      list: every bid that moved the price, in order
+                                          ("price leader at_ms ends_ms extended_ms")
+    <prefix>{sku:S}:auction:<id>:bidder   hash: who bid (bidder count)
+    <prefix>{sku:S}:auction:<id>:keys     hash: "<user> <key>" -> the bid's answer
+    <prefix>auctions:sku                  hash: auction id -> SKU
+    <prefix>auctions:due                  sorted set: running auction ids by end time
+    <prefix>stream:<id>:auction           string: the stream's latest auction id
+
+The two indexes are written before the start script runs (the id is made here), so a
+crash between them leaves at most an index entry for an auction that never started,
+which the sweeper drops; a running auction is never out of them.
+
+Events on the stream's channel, each carrying the server's clock (``server_ms``) so that
+pages show the countdown in server time: :class:`AuctionStarted`, :class:`AuctionBid`,
+:class:`AuctionExtended`, :class:`AuctionEnded`, :class:`AuctionCancelled`. The running
+auction is the stream's ``auction`` state slot (the hello's ``state.auction``).
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from livecast.cart.cart import CartEntry, CartStore
+from livecast.error_codes import ErrorCode
+from livecast.errors import Conflict, NotFound, Unprocessable
+from livecast.events import Event, EventPublisher
+from livecast.ids import is_sku, new_id
+from livecast.inventory._private import server_now_ms, text
+from livecast.inventory.catalog import Catalog
+from livecast.inventory.errors import raise_for_status
+from livecast.inventory.money import Money
+from livecast.inventory.reserve import Reservations
+from livecast.redisdb import KeySpace, load_lua
+
+__all__ = [
+    "DEFAULT_INCREMENTS",
+    "Auction",
+    "AuctionBid",
+    "AuctionBidData",
+    "AuctionCancelled",
+    "AuctionEnded",
+    "AuctionExtended",
+    "AuctionExtendedData",
+    "AuctionStarted",
+    "AuctionState",
+    "Auctions",
+    "BidOutcome",
+    "BidResult",
+    "IncrementStep",
+    "LoggedBid",
+    "step_for",
+]
+
+log = logging.getLogger(__name__)
+_HERE = Path(__file__).parent
+_ID_MAX = 64
+
+
+class AuctionState(StrEnum):
+    RUNNING = "running"
+    SOLD = "sold"
+    UNSOLD = "unsold"
+    CANCELLED = "cancelled"
+
+    def can_become(self, target: AuctionState) -> bool:
+        return target in _NEXT[self]
+
+    @property
+    def is_final(self) -> bool:
+        return not _NEXT[self]
+
+
+# The moves the scripts make (start makes a running auction); nothing else moves one.
+_NEXT: dict[AuctionState, frozenset[AuctionState]] = {
+    AuctionState.RUNNING: frozenset(
+        {AuctionState.SOLD, AuctionState.UNSOLD, AuctionState.CANCELLED}
+    ),
+    AuctionState.SOLD: frozenset(),
+    AuctionState.UNSOLD: frozenset(),
+    AuctionState.CANCELLED: frozenset(),
+}
+# The script's answer for each move it made.
+_MOVED = {
+    "sold": AuctionState.SOLD,
+    "unsold": AuctionState.UNSOLD,
+    "cancelled": AuctionState.CANCELLED,
+}
+
+
+class IncrementStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Bids must rise by ``step_minor`` while the price is below ``below_minor`` (null on
+    the last step: any price)."""
+
+    below_minor: Annotated[int, msgspec.Meta(ge=1)] | None
+    step_minor: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
+
+
+# Below 10.00 by 0.50, below 100.00 by 1.00, below 500.00 by 5.00, then by 10.00.
+DEFAULT_INCREMENTS = (
+    IncrementStep(1_000, 50),
+    IncrementStep(10_000, 100),
+    IncrementStep(50_000, 500),
+    IncrementStep(None, 1_000),
+)
+
+
+def check_increments(steps: list[IncrementStep] | tuple[IncrementStep, ...]) -> None:
+    """422 ``invalid_increments`` unless bounds rise strictly and only the last is open."""
+    if not 1 <= len(steps) <= 20:
+        raise Unprocessable("give 1 to 20 increment steps", code=ErrorCode.INVALID_INCREMENTS)
+    bounds = [s.below_minor for s in steps]
+    if bounds[-1] is not None or None in bounds[:-1]:
+        raise Unprocessable(
+            "only the last increment step, and it always, has below_minor null",
+            code=ErrorCode.INVALID_INCREMENTS,
+        )
+    closed = [b for b in bounds if b is not None]
+    if any(b <= a for a, b in pairwise(closed)):
+        raise Unprocessable(
+            "increment bounds must rise strictly", code=ErrorCode.INVALID_INCREMENTS
+        )
+
+
+def step_for(steps: list[IncrementStep] | tuple[IncrementStep, ...], price_minor: int) -> int:
+    """The increment at ``price_minor`` (what ``auction_bid.lua`` computes)."""
+    for step in steps:
+        if step.below_minor is None or price_minor < step.below_minor:
+            return step.step_minor
+    return steps[-1].step_minor
+
+
+def _encode_steps(steps: list[IncrementStep] | tuple[IncrementStep, ...]) -> str:
+    return " ".join(f"{s.below_minor or 0} {s.step_minor}" for s in steps)
+
+
+def _decode_steps(raw: str) -> list[IncrementStep]:
+    numbers = [int(n) for n in raw.split()]
+    return [IncrementStep(numbers[i] or None, numbers[i + 1]) for i in range(0, len(numbers), 2)]
+
+
+class Auction(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    stream_id: str
+    seller_id: str
+    sku: str
+    title: str
+    image_url: str | None
+    state: AuctionState
+    start_price: Money
+    price: Annotated[
+        Money | None, msgspec.Meta(description="the leading bid; null before the first bid")
+    ]
+    next_bid: Annotated[Money, msgspec.Meta(description="the lowest bid accepted now")]
+    increments: list[IncrementStep]
+    soft_close_s: Annotated[
+        int,
+        msgspec.Meta(
+            description="a bid in the last soft_close_s seconds moves the end this much "
+            "later; 0: sudden death (it ends at the bell)"
+        ),
+    ]
+    leader_id: str | None
+    leader_name: str | None
+    bids: Annotated[int, msgspec.Meta(description="bids that moved the price")]
+    bidders: int
+    extensions: int
+    starts_at_ms: int
+    ends_at_ms: int
+    ended_at_ms: int | None
+    pay_within_s: Annotated[int, msgspec.Meta(description="how long the winner's cart hold lasts")]
+    hold_id: Annotated[
+        str | None, msgspec.Meta(description="sold: the winner's cart hold (its cart line)")
+    ]
+    server_ms: Annotated[
+        int, msgspec.Meta(description="the server's clock when this was read, for the countdown")
+    ]
+
+
+class AuctionStarted(Event, tag="auction.started", frozen=True, kw_only=True):
+    """An auction opened (the stream's ``auction`` state slot holds it until it ends)."""
+
+    data: Auction
+
+
+class AuctionBidData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A bid moved the price; ``ends_at_ms`` and ``server_ms`` are server clock."""
+
+    id: str
+    price: Money
+    next_bid: Money
+    leader_id: str
+    leader_name: str
+    bids: int
+    bidders: int
+    ends_at_ms: int
+    extended_ms: Annotated[int, msgspec.Meta(description="how much later it ends (soft close)")]
+    server_ms: int
+
+
+class AuctionBid(Event, tag="auction.bid", frozen=True, kw_only=True):
+    """A bid moved the price (a leader raising their own maximum sends nothing)."""
+
+    data: AuctionBidData
+
+
+class AuctionExtendedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    ends_at_ms: int
+    extended_ms: int
+    server_ms: int
+
+
+class AuctionExtended(Event, tag="auction.extended", frozen=True, kw_only=True):
+    """A bid in the soft-close window moved the end later (sent with its ``auction.bid``)."""
+
+    data: AuctionExtendedData
+
+
+class AuctionEnded(Event, tag="auction.ended", frozen=True, kw_only=True):
+    """The auction ended at its time: ``sold`` (``leader_*`` won at ``price``; the unit is
+    their cart hold) or ``unsold``."""
+
+    data: Auction
+
+
+class AuctionCancelled(Event, tag="auction.cancelled", frozen=True, kw_only=True):
+    """The host cancelled the auction before its first bid."""
+
+    data: Auction
+
+
+class BidOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    OUTBID = "outbid"
+    MAX_RAISED = "max_raised"
+
+
+class BidResult(msgspec.Struct, frozen=True, kw_only=True):
+    auction_id: str
+    outcome: Annotated[
+        BidOutcome,
+        msgspec.Meta(
+            description="accepted: you lead; outbid: the leader's maximum was higher and "
+            "the price rose; max_raised: you led and your maximum is higher now"
+        ),
+    ]
+    leading: bool
+    price: Money
+    next_bid: Money
+    your_max: Money
+    leader_name: str
+    bids: int
+    ends_at_ms: int
+    server_ms: int
+    replayed: Annotated[bool, msgspec.Meta(description="this key's bid was placed before")]
+
+
+class LoggedBid(msgspec.Struct, frozen=True, kw_only=True):
+    """A bid that moved the price, in the server's order."""
+
+    price: Money
+    leader_id: str
+    at_ms: int
+    ends_at_ms: int
+    extended_ms: int
+
+
+_FIELDS = [
+    "state",
+    "stream",
+    "seller",
+    "start_minor",
+    "currency",
+    "starts",
+    "ends",
+    "soft_ms",
+    "steps",
+    "pay_ms",
+    "price",
+    "leader",
+    "leader_name",
+    "bids",
+    "bidders",
+    "extensions",
+    "ended",
+    "hold",
+    "title",
+]
+
+
+class Auctions:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: KeySpace,
+        reservations: Reservations,
+        catalog: Catalog,
+        carts: CartStore,
+        events: EventPublisher,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._reservations = reservations
+        self._catalog = catalog
+        self._carts = carts
+        self._events = events
+        self._start = load_lua(redis, _HERE / "auction_start.lua")
+        self._bid = load_lua(redis, _HERE / "auction_bid.lua")
+        self._end = load_lua(redis, _HERE / "auction_end.lua")
+        self._cancel = load_lua(redis, _HERE / "auction_cancel.lua")
+        self.sku_index = keys.key("auctions", "sku")
+        self.due_key = keys.key("auctions", "due")
+        # Per node: what never changes once an auction starts (read once per auction).
+        self._fixed: dict[str, Auction] = {}
+
+    def stream_key(self, stream_id: str) -> str:
+        return self._keys.key("stream", stream_id, "auction")
+
+    def _key(self, sku: str, auction_id: str) -> str:
+        return self._reservations.base(sku) + ":auction:" + auction_id
+
+    async def start(
+        self,
+        *,
+        stream_id: str,
+        seller_id: str,
+        sku: str,
+        start_price: Money,
+        duration_s: int,
+        soft_close_s: int,
+        increments: list[IncrementStep] | tuple[IncrementStep, ...] = DEFAULT_INCREMENTS,
+        pay_within_s: int = 600,
+    ) -> Auction:
+        """Open an auction of one unit of ``sku`` on the stream (the caller checked the
+        stream is live and may be managed, and may sell the product). One running auction
+        per stream: 409 ``auction_running``; also 404 ``unknown_sku``, 409 ``sold_out``,
+        422 ``currency_mismatch``/``invalid_increments``."""
+        if not is_sku(sku):
+            raise_for_status("unknown_sku", sku)
+        check_increments(increments)
+        current = await self.current_id(stream_id)
+        if current is not None:
+            running = await self.find(current)
+            if running is not None and running.state is AuctionState.RUNNING:
+                raise Conflict(
+                    f"auction {current} is running on this stream",
+                    code=ErrorCode.AUCTION_RUNNING,
+                    auction_id=current,
+                )
+        auction_id = new_id()
+        guess = await server_now_ms(self._redis) + duration_s * 1000
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.sku_index, auction_id, sku)
+            pipe.zadd(self.due_key, {auction_id: guess})
+            await pipe.execute()
+        reply = await self._start(
+            keys=[self._reservations.base(sku)],
+            args=[
+                auction_id,
+                stream_id,
+                seller_id,
+                start_price.amount_minor,
+                start_price.currency,
+                duration_s * 1000,
+                soft_close_s * 1000,
+                _encode_steps(increments),
+                pay_within_s * 1000,
+            ],
+        )
+        status = text(reply[0])
+        if status != "ok":
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hdel(self.sku_index, auction_id)
+                pipe.zrem(self.due_key, auction_id)
+                await pipe.execute()
+            raise_for_status(status, sku, sku=sku)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.due_key, {auction_id: int(reply[2])})
+            pipe.set(self.stream_key(stream_id), auction_id)
+            await pipe.execute()
+        self._reservations.dirty_skus.setdefault(sku, 0)
+        auction = await self.get(auction_id)
+        await self._events.set_state(
+            "auction", auction, AuctionStarted(stream=stream_id, data=auction)
+        )
+        return auction
+
+    async def bid(
+        self, auction_id: str, *, user: str, name: str, amount: Money, key: str
+    ) -> BidResult:
+        """Bid up to ``amount`` for ``user`` (see the module doc). 404
+        ``unknown_auction``; 409 ``auction_ended``, ``bid_too_low``; 403 ``own_auction``;
+        422 ``currency_mismatch``."""
+        fixed = await self.fixed_part(auction_id)
+        reply = await self._reservations.batcher.call(
+            self._bid,
+            (
+                self._reservations.base(fixed.sku),
+                auction_id,
+                user,
+                name,
+                amount.amount_minor,
+                amount.currency,
+                key,
+            ),
+        )
+        status = text(reply[0])
+        if status not in BidOutcome.__members__.values():
+            details: dict[str, Any] = {"auction_id": auction_id}
+            if status == "bid_too_low":
+                details["next_bid"] = msgspec.to_builtins(
+                    self._next_bid(fixed, int(reply[1]), text(reply[2]) != "")
+                )
+            raise_for_status(status, auction_id, **details)
+        price, leader, leader_name = int(reply[1]), text(reply[2]), text(reply[3])
+        ends, bids, bidders, now = int(reply[4]), int(reply[5]), int(reply[6]), int(reply[7])
+        extended, replayed = int(reply[8]), bool(int(reply[10]))
+        currency = fixed.start_price.currency
+        next_bid = self._next_bid(fixed, price, True)
+        outcome = BidOutcome(status)
+        if outcome is not BidOutcome.MAX_RAISED and not replayed:
+            await self._announce_bid(
+                fixed,
+                AuctionBidData(
+                    id=auction_id,
+                    price=Money(amount_minor=price, currency=currency),
+                    next_bid=next_bid,
+                    leader_id=leader,
+                    leader_name=leader_name,
+                    bids=bids,
+                    bidders=bidders,
+                    ends_at_ms=ends,
+                    extended_ms=extended,
+                    server_ms=now,
+                ),
+            )
+        return BidResult(
+            auction_id=auction_id,
+            outcome=outcome,
+            leading=leader == user,
+            price=Money(amount_minor=price, currency=currency),
+            next_bid=next_bid,
+            your_max=Money(amount_minor=int(reply[9]), currency=currency),
+            leader_name=leader_name,
+            bids=bids,
+            ends_at_ms=ends,
+            server_ms=now,
+            replayed=replayed,
+        )
+
+    async def _announce_bid(self, fixed: Auction, data: AuctionBidData) -> None:
+        """The bid event, and the slot a joiner's hello reads, in one MULTI."""
+        document = msgspec.structs.replace(
+            fixed,
+            price=data.price,
+            next_bid=data.next_bid,
+            leader_id=data.leader_id,
+            leader_name=data.leader_name,
+            bids=data.bids,
+            bidders=data.bidders,
+            ends_at_ms=data.ends_at_ms,
+            server_ms=data.server_ms,
+        )
+        stream = fixed.stream_id
+        encode = msgspec.msgpack.encode
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._events.state_key(stream), "auction", encode(document))
+            pipe.publish(self._events.channel(stream), encode(AuctionBid(stream=stream, data=data)))
+            if data.extended_ms:
+                extended = AuctionExtendedData(
+                    id=data.id,
+                    ends_at_ms=data.ends_at_ms,
+                    extended_ms=data.extended_ms,
+                    server_ms=data.server_ms,
+                )
+                pipe.publish(
+                    self._events.channel(stream),
+                    encode(AuctionExtended(stream=stream, data=extended)),
+                )
+            await pipe.execute()
+
+    def _next_bid(self, fixed: Auction, price: int, has_leader: bool) -> Money:
+        currency = fixed.start_price.currency
+        if not has_leader:
+            return fixed.start_price
+        return Money(amount_minor=price + step_for(fixed.increments, price), currency=currency)
+
+    async def cancel(self, auction_id: str) -> Auction:
+        """Cancel before the first bid (409 ``auction_has_bids``, ``auction_ended``)."""
+        fixed = await self.fixed_part(auction_id)
+        reply = await self._cancel(keys=[self._reservations.base(fixed.sku)], args=[auction_id])
+        status = text(reply[0])
+        if status != "cancelled":
+            raise_for_status(status, auction_id, auction_id=auction_id)
+        await self._redis.zrem(self.due_key, auction_id)
+        self._reservations.dirty_skus.setdefault(fixed.sku, 0)
+        auction = await self.get(auction_id)
+        await self._events.clear_state(
+            "auction", AuctionCancelled(stream=auction.stream_id, data=auction)
+        )
+        return auction
+
+    async def end_due(self, auction_id: str) -> AuctionState | None:
+        """End the auction if its time is up, as the sweeper does; the state it moved to
+        if this call ended it (exactly one call does), else None."""
+        sku = await self._redis.hget(self.sku_index, auction_id)
+        if sku is None:
+            await self._redis.zrem(self.due_key, auction_id)
+            return None
+        base = self._reservations.base(text(sku))
+        reply = await self._end(keys=[base], args=[auction_id, _hold_id(auction_id)])
+        status = text(reply[0])
+        if status == "not_due":
+            # Soft close moved the end: look again then.
+            await self._redis.zadd(self.due_key, {auction_id: int(reply[1])})
+            return None
+        await self._redis.zrem(self.due_key, auction_id)
+        if status not in _MOVED:
+            return None
+        auction = await self.get(auction_id)
+        if auction.state is AuctionState.SOLD and auction.leader_id and auction.hold_id:
+            await self._carts.add(
+                auction.leader_id,
+                CartEntry(
+                    hold_id=auction.hold_id,
+                    sku=auction.sku,
+                    stream_id=auction.stream_id,
+                    title=auction.title,
+                ),
+            )
+            self._reservations.dirty_skus[auction.sku] = int(reply[2])
+        else:
+            self._reservations.dirty_skus.setdefault(auction.sku, 0)
+        await self._events.clear_state(
+            "auction", AuctionEnded(stream=auction.stream_id, data=auction)
+        )
+        self._fixed.pop(auction_id, None)
+        return auction.state
+
+    async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
+        found: list[Any] = await self._redis.zrangebyscore(
+            self.due_key, "-inf", now_ms, start=0, num=limit
+        )
+        return [text(a) for a in found]
+
+    async def now_ms(self) -> int:
+        """The Redis server's clock, the one every node and script agrees on."""
+        return await server_now_ms(self._redis)
+
+    async def current_id(self, stream_id: str) -> str | None:
+        found = await self._redis.get(self.stream_key(stream_id))
+        return None if found is None else text(found)
+
+    async def current(self, stream_id: str) -> Auction | None:
+        """The stream's latest auction (running or not), or None."""
+        auction_id = await self.current_id(stream_id)
+        return None if auction_id is None else await self.find(auction_id)
+
+    async def get(self, auction_id: str) -> Auction:
+        auction = await self.find(auction_id)
+        if auction is None:
+            raise NotFound(f"no auction {auction_id!r}", code=ErrorCode.UNKNOWN_AUCTION)
+        return auction
+
+    async def find(self, auction_id: str) -> Auction | None:
+        if len(auction_id) > _ID_MAX:
+            return None
+        sku = await self._redis.hget(self.sku_index, auction_id)
+        if sku is None:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._key(text(sku), auction_id), _FIELDS)
+            pipe.time()
+            raw, now = await pipe.execute()
+        if raw[0] is None:
+            return None
+        product = await self._catalog.find(text(sku))
+        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
+        currency = row["currency"] or ""
+        start = Money(amount_minor=int(row["start_minor"] or 0), currency=currency)
+        steps = _decode_steps(row["steps"] or "")
+        leader = row["leader"] or None
+        price = int(row["price"] or 0)
+        auction = Auction(
+            id=auction_id,
+            stream_id=row["stream"] or "",
+            seller_id=row["seller"] or "",
+            sku=text(sku),
+            title=row["title"] or (product.title if product else text(sku)),
+            image_url=product.image_url if product else None,
+            state=AuctionState(row["state"] or "running"),
+            start_price=start,
+            price=Money(amount_minor=price, currency=currency) if leader else None,
+            next_bid=start,
+            increments=steps,
+            soft_close_s=int(row["soft_ms"] or 0) // 1000,
+            leader_id=leader,
+            leader_name=row["leader_name"] or None if leader else None,
+            bids=int(row["bids"] or 0),
+            bidders=int(row["bidders"] or 0),
+            extensions=int(row["extensions"] or 0),
+            starts_at_ms=int(row["starts"] or 0),
+            ends_at_ms=int(row["ends"] or 0),
+            ended_at_ms=int(row["ended"]) if row["ended"] else None,
+            pay_within_s=int(row["pay_ms"] or 0) // 1000,
+            hold_id=row["hold"] or None,
+            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+        )
+        next_bid = self._next_bid(auction, price, leader is not None)
+        auction = msgspec.structs.replace(auction, next_bid=next_bid)
+        if auction.state is AuctionState.RUNNING:
+            self._fixed.setdefault(auction_id, auction)
+        return auction
+
+    async def fixed_part(self, auction_id: str) -> Auction:
+        """The auction as this node first read it: right for what never changes (its
+        stream, seller, SKU, prices and increments), stale for the rest."""
+        fixed = self._fixed.get(auction_id)
+        if fixed is None:
+            fixed = await self.get(auction_id)
+            if len(self._fixed) > 10_000:
+                self._fixed.clear()
+            self._fixed[auction_id] = fixed
+        return fixed
+
+    async def bid_log(self, auction_id: str) -> list[LoggedBid]:
+        """Every bid that moved the price, in the server's order."""
+        fixed = await self.fixed_part(auction_id)
+        rows: list[Any] = await self._redis.lrange(self._key(fixed.sku, auction_id) + ":log", 0, -1)
+        currency = fixed.start_price.currency
+        logged = []
+        for row in rows:
+            price, leader, at, ends, extended = text(row).split(" ")
+            logged.append(
+                LoggedBid(
+                    price=Money(amount_minor=int(price), currency=currency),
+                    leader_id=leader,
+                    at_ms=int(at),
+                    ends_at_ms=int(ends),
+                    extended_ms=int(extended),
+                )
+            )
+        return logged
+
+
+def _hold_id(auction_id: str) -> str:
+    """The winner's hold: one per auction, so ending twice cannot make two."""
+    return "auction-" + auction_id
