@@ -359,10 +359,10 @@ class Auctions:
         seller_id: str,
         sku: str,
         start_price: Money,
-        duration_s: int,
-        soft_close_s: int,
+        duration_s: float,
+        soft_close_s: float,
         increments: list[IncrementStep] | tuple[IncrementStep, ...] = DEFAULT_INCREMENTS,
-        pay_within_s: int = 600,
+        pay_within_s: float = 600,
     ) -> Auction:
         """Open an auction of one unit of ``sku`` on the stream (the caller checked the
         stream is live and may be managed, and may sell the product). One running auction
@@ -381,7 +381,7 @@ class Auctions:
                     auction_id=current,
                 )
         auction_id = new_id()
-        guess = await server_now_ms(self._redis) + duration_s * 1000
+        guess = await server_now_ms(self._redis) + round(duration_s * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.sku_index, auction_id, sku)
             pipe.zadd(self.due_key, {auction_id: guess})
@@ -394,10 +394,10 @@ class Auctions:
                 seller_id,
                 start_price.amount_minor,
                 start_price.currency,
-                duration_s * 1000,
-                soft_close_s * 1000,
+                round(duration_s * 1000),
+                round(soft_close_s * 1000),
                 _encode_steps(increments),
-                pay_within_s * 1000,
+                round(pay_within_s * 1000),
             ],
         )
         status = text(reply[0])
