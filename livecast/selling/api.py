@@ -24,6 +24,7 @@ from livecast.openapi import Auth, Reply, contract
 from livecast.selling.auctions import (
     DEFAULT_INCREMENTS,
     Auction,
+    AuctionStats,
     BidResult,
     IncrementStep,
     LoggedBid,
@@ -160,6 +161,19 @@ async def start_auction(request: web.Request) -> web.Response:
 async def current_auction(request: web.Request) -> web.Response:
     stream = await request.app[STREAMS].get(request.match_info["stream_id"])
     return json_response(CurrentAuction(await request.app[SELLING].auctions.current(stream.id)))
+
+
+@routes.get("/api/streams/{stream_id}/auction-stats")
+@contract(
+    summary="The stream's auctions in numbers, for its hosts: how many ran and how they "
+    "ended, bids, distinct bidders, and the winning prices per currency",
+    responses={200: Reply(AuctionStats, "the numbers")},
+    errors=_MANAGER,
+    auth=Auth.REQUIRED,
+)
+async def auction_stats(request: web.Request) -> web.Response:
+    stream = await _managed_stream(request, request.match_info["stream_id"])
+    return json_response(await request.app[SELLING].auctions.stats(stream.id))
 
 
 @routes.get("/api/auctions/{auction_id}")

@@ -31,6 +31,7 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
     <prefix>auctions:sku                  hash: auction id -> SKU
     <prefix>auctions:due                  sorted set: running auction ids by end time
     <prefix>stream:<id>:auction           string: the stream's latest auction id
+    <prefix>stream:<id>:auctions          sorted set: the stream's auction ids by start
 
 The two indexes are written before the start script runs (the id is made here), so a
 crash between them leaves at most an index entry for an auction that never started,
@@ -48,7 +49,7 @@ import logging
 from enum import StrEnum
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -76,6 +77,7 @@ __all__ = [
     "AuctionExtendedData",
     "AuctionStarted",
     "AuctionState",
+    "AuctionStats",
     "Auctions",
     "BidOutcome",
     "BidResult",
@@ -298,6 +300,34 @@ class LoggedBid(msgspec.Struct, frozen=True, kw_only=True):
     extended_ms: int
 
 
+class AuctionStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A stream's auctions in numbers, exact (read from the auctions themselves)."""
+
+    stream_id: str
+    auctions: int
+    running: int
+    sold: int
+    unsold: int
+    cancelled: int
+    bids: Annotated[int, msgspec.Meta(description="bids that moved a price")]
+    bidders: Annotated[int, msgspec.Meta(description="distinct buyers who bid on any")]
+    gmv: Annotated[
+        list[Money],
+        msgspec.Meta(
+            description="per currency, the winning prices of the sold auctions (their "
+            "holds may still be unpaid: the stream's sales stats count what was paid)"
+        ),
+    ]
+
+
+class AuctionCounters(Protocol):
+    """What a node counts for Prometheus (:mod:`livecast.selling.service` makes them)."""
+
+    def bid(self, outcome: str) -> None: ...
+
+    def ended(self, auction: Auction) -> None: ...
+
+
 _FIELDS = [
     "state",
     "stream",
@@ -330,6 +360,7 @@ class Auctions:
         catalog: Catalog,
         carts: CartStore,
         events: EventPublisher,
+        counters: AuctionCounters | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -337,6 +368,7 @@ class Auctions:
         self._catalog = catalog
         self._carts = carts
         self._events = events
+        self._counters = counters
         self._start = load_lua(redis, _HERE / "auction_start.lua")
         self._bid = load_lua(redis, _HERE / "auction_bid.lua")
         self._end = load_lua(redis, _HERE / "auction_end.lua")
@@ -348,6 +380,9 @@ class Auctions:
 
     def stream_key(self, stream_id: str) -> str:
         return self._keys.key("stream", stream_id, "auction")
+
+    def stream_list_key(self, stream_id: str) -> str:
+        return self._keys.key("stream", stream_id, "auctions")
 
     def _key(self, sku: str, auction_id: str) -> str:
         return self._reservations.base(sku) + ":auction:" + auction_id
@@ -410,6 +445,7 @@ class Auctions:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self.due_key, {auction_id: int(reply[2])})
             pipe.set(self.stream_key(stream_id), auction_id)
+            pipe.zadd(self.stream_list_key(stream_id), {auction_id: int(reply[1])})
             await pipe.execute()
         self._reservations.dirty_skus.setdefault(sku, 0)
         auction = await self.get(auction_id)
@@ -451,6 +487,8 @@ class Auctions:
         currency = fixed.start_price.currency
         next_bid = self._next_bid(fixed, price, True)
         outcome = BidOutcome(status)
+        if self._counters is not None and not replayed:
+            self._counters.bid(outcome.value)
         if outcome is not BidOutcome.MAX_RAISED and not replayed:
             await self._announce_bid(
                 fixed,
@@ -567,6 +605,8 @@ class Auctions:
         await self._events.clear_state(
             "auction", AuctionEnded(stream=auction.stream_id, data=auction)
         )
+        if self._counters is not None:
+            self._counters.ended(auction)
         self._fixed.pop(auction_id, None)
         return auction.state
 
@@ -655,6 +695,31 @@ class Auctions:
                 self._fixed.clear()
             self._fixed[auction_id] = fixed
         return fixed
+
+    async def stats(self, stream_id: str) -> AuctionStats:
+        """The stream's auctions in numbers (read from each: a stream runs a few dozen)."""
+        found: list[Any] = await self._redis.zrange(self.stream_list_key(stream_id), 0, -1)
+        auctions = [a for a in [await self.find(text(i)) for i in found] if a is not None]
+        states = [a.state for a in auctions]
+        bidders: set[bytes | str] = set()
+        for auction in auctions:
+            bidders.update(await self._redis.hkeys(self._key(auction.sku, auction.id) + ":bidder"))
+        gmv: dict[str, int] = {}
+        for auction in auctions:
+            if auction.state is AuctionState.SOLD and auction.price is not None:
+                currency = auction.price.currency
+                gmv[currency] = gmv.get(currency, 0) + auction.price.amount_minor
+        return AuctionStats(
+            stream_id=stream_id,
+            auctions=len(auctions),
+            running=states.count(AuctionState.RUNNING),
+            sold=states.count(AuctionState.SOLD),
+            unsold=states.count(AuctionState.UNSOLD),
+            cancelled=states.count(AuctionState.CANCELLED),
+            bids=sum(a.bids for a in auctions),
+            bidders=len(bidders),
+            gmv=[Money(amount_minor=v, currency=c) for c, v in sorted(gmv.items())],
+        )
 
     async def bid_log(self, auction_id: str) -> list[LoggedBid]:
         """Every bid that moved the price, in the server's order."""

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from livecast.aio import cancel_and_wait
 from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS
 from livecast.cart.service import CART
 from livecast.inventory.service import INVENTORY
-from livecast.selling.auctions import Auctions
+from livecast.metrics import METRICS, Metrics
+from livecast.selling.auctions import Auction, Auctions, AuctionState
 
 __all__ = ["SELLING", "Selling", "selling_ctx"]
 
@@ -45,6 +47,34 @@ class Selling:
 SELLING = web.AppKey("selling", Selling)
 
 
+class _Counters:
+    """This node's auction numbers for Prometheus (each node counts what it did)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        registry = metrics.registry
+        self._bids = Counter(
+            "livecast_auction_bids", "Auction bids placed, by outcome", ["outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self._ended = Counter(
+            "livecast_auctions_ended", "Auctions ended, by state", ["state"], registry=registry
+        )
+        self._won = Counter(
+            "livecast_auction_won_value_minor",
+            "Winning prices of sold auctions in minor units",
+            ["currency"],
+            registry=registry,
+        )
+
+    def bid(self, outcome: str) -> None:
+        self._bids.labels(outcome).inc()
+
+    def ended(self, auction: Auction) -> None:
+        self._ended.labels(auction.state.value).inc()
+        if auction.state is AuctionState.SOLD and auction.price is not None:
+            self._won.labels(auction.price.currency).inc(auction.price.amount_minor)
+
+
 async def _sweep(selling: Selling, interval_s: float, stopping: asyncio.Event) -> None:
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
@@ -66,6 +96,7 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             inventory.catalog,
             app[CART].carts,
             app[EVENTS],
+            _Counters(app[METRICS]),
         )
     )
     app[SELLING] = selling

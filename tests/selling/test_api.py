@@ -105,6 +105,15 @@ async def test_proxy_bids_win_and_the_winner_checks_out(
         )
     await assert_error(await floor.bid(ana, auction["id"], 9000), 409, "auction_ended")
     assert await floor.stock("WATCH-1") == (2, 0, 1, 0)
+    stats_url = f"/api/streams/{floor.stream_id}/auction-stats"
+    await assert_error(await floor.client.get(stats_url, headers=bearer(ana)), 403, "forbidden")
+    stats = await (await floor.client.get(stats_url, headers=bearer(floor.seller))).json()
+    assert (stats["auctions"], stats["sold"], stats["bids"], stats["bidders"]) == (1, 1, 4, 2)
+    assert stats["gmv"] == [{"amount_minor": 2100, "currency": "EUR"}]
+    metrics = await (await floor.client.get("/metrics")).text()
+    assert 'livecast_auctions_ended_total{state="sold"} 1.0' in metrics
+    assert 'livecast_auction_won_value_minor_total{currency="EUR"} 2100.0' in metrics
+    assert 'livecast_auction_bids_total{outcome="outbid"} 2.0' in metrics
     bids = (await (await floor.client.get(f"/api/auctions/{auction['id']}/bids")).json())["bids"]
     assert [b["price"]["amount_minor"] for b in bids] == [500, 1100, 2000, 2100]
 
