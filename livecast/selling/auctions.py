@@ -32,6 +32,7 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
     <prefix>auctions:due                  sorted set: running auction ids by end time
     <prefix>stream:<id>:auction           string: the stream's latest auction id
     <prefix>stream:<id>:auctions          sorted set: the stream's auction ids by start
+    <prefix>stream:<id>:auction-starting  string, for a moment: a start is under way
 
 The two indexes are written before the start script runs (the id is made here), so a
 crash between them leaves at most an index entry for an auction that never started,
@@ -406,6 +407,39 @@ class Auctions:
         if not is_sku(sku):
             raise_for_status("unknown_sku", sku)
         check_increments(increments)
+        # One start at a time per stream (held for a moment, and gone if its node dies),
+        # so two hosts starting at once cannot both find no auction running.
+        starting = self._keys.key("stream", stream_id, "auction-starting")
+        if not await self._redis.set(starting, "1", nx=True, px=10_000):
+            raise Conflict(
+                "another auction is starting on this stream", code=ErrorCode.AUCTION_RUNNING
+            )
+        try:
+            return await self._start_one(
+                stream_id=stream_id,
+                seller_id=seller_id,
+                sku=sku,
+                start_price=start_price,
+                duration_s=duration_s,
+                soft_close_s=soft_close_s,
+                increments=increments,
+                pay_within_s=pay_within_s,
+            )
+        finally:
+            await self._redis.delete(starting)
+
+    async def _start_one(
+        self,
+        *,
+        stream_id: str,
+        seller_id: str,
+        sku: str,
+        start_price: Money,
+        duration_s: float,
+        soft_close_s: float,
+        increments: list[IncrementStep] | tuple[IncrementStep, ...],
+        pay_within_s: float,
+    ) -> Auction:
         current = await self.current_id(stream_id)
         if current is not None:
             running = await self.find(current)

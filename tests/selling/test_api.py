@@ -158,9 +158,12 @@ async def test_cancel_before_the_first_bid_only(
     floor: Floor, make_token: MakeToken, app: web.Application
 ) -> None:
     await floor.product("VASE-1", stock=2)
-    first = await (await floor.start("VASE-1")).json()
-    # One running auction per stream.
+    # One running auction per stream, also when two start at once.
+    both = await asyncio.gather(floor.start("VASE-1"), floor.start("VASE-1"))
+    assert sorted(r.status for r in both) == [201, 409]
+    first = await next(r for r in both if r.status == 201).json()
     await assert_error(await floor.start("VASE-1"), 409, "auction_running")
+    assert await floor.stock("VASE-1") == (1, 1, 0, 0)
     viewer = buyer(make_token, "cy")
     url = f"/api/auctions/{first['id']}/cancel"
     await assert_error(await floor.client.post(url, headers=bearer(viewer)), 403, "forbidden")
