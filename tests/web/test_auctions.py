@@ -108,7 +108,7 @@ async def test_host_auctions_viewers_bid_the_clock_extends_and_the_winner_pays(
     result = lee.locator("#auction-panel .auction-result")
     await expect(result).to_contain_text("You won at", timeout=15_000)
     await expect(mia.locator("#auction-panel .auction-result")).to_contain_text("Sold to Lee")
-    await expect(status.locator(".auction-result")).to_contain_text("Sold to Lee")
+    await expect(status.locator(".row-auction-result")).to_contain_text("Sold to Lee")
     drawer = lee.locator("#cart-drawer")
     await expect(drawer).to_be_visible()
     await expect(drawer.locator(".cart-line")).to_have_count(1)
@@ -117,6 +117,9 @@ async def test_host_auctions_viewers_bid_the_clock_extends_and_the_winner_pays(
     await lee.click("#checkout")
     await expect(lee.locator("#order-done")).to_be_visible()
     await expect(lee.locator("#order-summary")).to_contain_text("2.50")
+    await expect(control.locator("#stat-auctions")).to_have_text("1 of 1", timeout=10_000)
+    await expect(control.locator("#stat-auction-bids")).to_contain_text("3 bids · 2 bidders")
+    await expect(control.locator("#stat-auction-bids")).to_contain_text("2.50")
     orders = await server.call("GET", "/api/orders", lee_token)
     assert [o["total"]["amount_minor"] for o in orders["orders"]] == [250]
     product = await server.call("GET", f"/api/products/{SKU}")

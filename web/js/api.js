@@ -2,7 +2,7 @@
 // Errors come back as ApiError with the server's stable code and human message. Products,
 // deals and stats are read by the readers in wire.js, which the live events share.
 
-import { toAuction, toBidResult, toDeal, toProduct, toStats } from './wire.js';
+import { toAuction, toAuctionStats, toBidResult, toDeal, toProduct, toStats } from './wire.js';
 
 export class ApiError extends Error {
   // details: the error's other fields, such as {sku, have} for over_limit.
@@ -111,6 +111,7 @@ export const api = {
   }),
 
   // numbers for hosts
+  getAuctionStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/auction-stats`, { token }).then(toAuctionStats),
   getStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/stats`, { token }).then(toStats),
 
   // chat moderation (hosts)

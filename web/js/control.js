@@ -177,14 +177,14 @@ function renderAuction() {
   box.hidden = false;
   box.dataset.state = a.state;
   box.dataset.auction = a.id;
-  setText($('.auction-title', box), a.title || a.sku);
-  setText($('.auction-price', box), a.priceMinor === null ? `from ${formatMoney(a.nextMinor, a.currency)}` : formatMoney(a.priceMinor, a.currency));
-  setText($('.auction-leader', box), a.leaderName ? `${a.leaderName} leads` : 'no bids yet');
-  setText($('.auction-bids', box), `${a.bids} bid${a.bids === 1 ? '' : 's'}`);
+  setText($('.row-auction-title', box), a.title || a.sku);
+  setText($('.row-auction-price', box), a.priceMinor === null ? `from ${formatMoney(a.nextMinor, a.currency)}` : formatMoney(a.priceMinor, a.currency));
+  setText($('.row-auction-leader', box), a.leaderName ? `${a.leaderName} leads` : 'no bids yet');
+  setText($('.row-auction-bids', box), `${a.bids} bid${a.bids === 1 ? '' : 's'}`);
   const results = { sold: `Sold to ${a.leaderName} for ${a.priceMinor === null ? '' : formatMoney(a.priceMinor, a.currency)}`, unsold: 'Ended with no bids', cancelled: 'Cancelled' };
-  setText($('.auction-result', box), results[a.state] || '');
+  setText($('.row-auction-result', box), results[a.state] || '');
   $('#auction-cancel').hidden = a.state !== 'running' || a.bids > 0;
-  const clock = $('.auction-clock', box);
+  const clock = $('.row-auction-clock', box);
   if (a.state === 'running') countdown(clock, a.endsAtMs - auctionOffsetMs);
   else setText(clock, '0:00');
 }
@@ -288,6 +288,14 @@ async function pollStats() {
     showStats(await api.getStats(streamId, session.token));
   } catch (err) {
     if (err.status === 404) setText('#numbers-updated', 'numbers are not available on this server yet');
+  }
+  try {
+    const numbers = await api.getAuctionStats(streamId, session.token);
+    const won = numbers.gmv.map((m) => formatMoney(m.amountMinor, m.currency)).join(' + ');
+    setText('#stat-auctions', `${numbers.sold} of ${numbers.auctions}`);
+    setText('#stat-auction-bids', `${numbers.bids} bids · ${numbers.bidders} bidders${won ? ` · ${won}` : ''}`);
+  } catch {
+    // The sales numbers above say what went wrong.
   }
 }
 

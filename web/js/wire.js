@@ -281,6 +281,14 @@ export function toAuction(raw) {
   };
 }
 
+/**
+ * A stream's auctions in numbers (selling/auctions.py AuctionStats).
+ * @returns {{auctions: number, sold: number, bids: number, bidders: number, gmv: Money[]}}
+ */
+export function toAuctionStats(raw) {
+  return { auctions: raw.auctions, sold: raw.sold, bids: raw.bids, bidders: raw.bidders, gmv: raw.gmv.map(toMoney) };
+}
+
 /** @returns {AuctionBid} */
 export function toAuctionBid(raw) {
   return {
