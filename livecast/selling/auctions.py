@@ -46,6 +46,7 @@ auction is the stream's ``auction`` state slot (the hello's ``state.auction``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from enum import StrEnum
 from itertools import pairwise
@@ -378,6 +379,11 @@ class Auctions:
         self.due_key = keys.key("auctions", "due")
         # Per node: what never changes once an auction starts (read once per auction).
         self._fixed: dict[str, Auction] = {}
+        # Per node: the highest bid count whose document went to the state slot, per
+        # auction, and a lock that keeps those writes in order (answers to concurrent
+        # bids come back in any order; an older document must not replace a newer one).
+        self._announced: dict[str, int] = {}
+        self._announcing = asyncio.Lock()
 
     def stream_key(self, stream_id: str) -> str:
         return self._keys.key("stream", stream_id, "auction")
@@ -568,8 +574,12 @@ class Auctions:
         )
         stream = fixed.stream_id
         encode = msgspec.msgpack.encode
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._events.state_key(stream), "auction", encode(document))
+        async with self._announcing, self._redis.pipeline(transaction=True) as pipe:
+            if data.bids > self._announced.get(data.id, 0):
+                if len(self._announced) > 10_000:
+                    self._announced.clear()
+                self._announced[data.id] = data.bids
+                pipe.hset(self._events.state_key(stream), "auction", encode(document))
             pipe.publish(self._events.channel(stream), encode(AuctionBid(stream=stream, data=data)))
             if data.extended_ms:
                 extended = AuctionExtendedData(
@@ -642,6 +652,7 @@ class Auctions:
         if self._counters is not None:
             self._counters.ended(auction)
         self._fixed.pop(auction_id, None)
+        self._announced.pop(auction_id, None)
         return auction.state
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:

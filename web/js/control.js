@@ -357,7 +357,8 @@ function startEvents() {
     pinnedSku = hello.pin ? hello.pin.sku : null;
     deals = hello.deals;
     renderDeals();
-    if (hello.auction) showAuction(hello.auction);
+    // The snapshot may be a moment old: read the auction itself (and the server's clock).
+    if (hello.auction) api.getAuction(hello.auction.id).then(showAuction, () => showAuction(hello.auction));
     renderProducts();
   });
   live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slowModeS));
