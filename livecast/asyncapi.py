@@ -59,7 +59,7 @@ from livecast.ingest.media import MediaStateChanged
 from livecast.inventory.deals import DealEnded, DealStarted, DealUpdated
 from livecast.inventory.notify import StockChanged
 from livecast.inventory.pins import PinCleared, PinSet
-from livecast.selling.auctions import (
+from livecast.selling.auction_types import (
     AuctionBid,
     AuctionCancelled,
     AuctionEnded,

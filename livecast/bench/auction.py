@@ -286,6 +286,6 @@ async def _read(ws: Any, seen: dict[int, float]) -> None:
 
 
 def _step(price: int) -> int:
-    from livecast.selling.auctions import DEFAULT_INCREMENTS, step_for
+    from livecast.selling.increments import DEFAULT_INCREMENTS, step_for
 
     return step_for(DEFAULT_INCREMENTS, price)

@@ -21,14 +21,8 @@ from livecast.inventory.money import Money
 from livecast.inventory.ownership import Right
 from livecast.inventory.service import INVENTORY
 from livecast.openapi import Auth, Reply, contract
-from livecast.selling.auctions import (
-    DEFAULT_INCREMENTS,
-    Auction,
-    AuctionStats,
-    BidResult,
-    IncrementStep,
-    LoggedBid,
-)
+from livecast.selling.auction_types import Auction, AuctionStats, BidResult, LoggedBid
+from livecast.selling.increments import DEFAULT_INCREMENTS, IncrementStep
 from livecast.selling.service import SELLING
 from livecast.streams.registry import Stream
 

@@ -48,18 +48,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from enum import StrEnum
-from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 
 from livecast.cart.cart import CartEntry, CartStore
 from livecast.error_codes import ErrorCode
-from livecast.errors import Conflict, NotFound, Unprocessable
-from livecast.events import Event, EventPublisher
+from livecast.errors import Conflict, NotFound
+from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
 from livecast.inventory._private import server_now_ms, text
 from livecast.inventory.catalog import Catalog
@@ -67,259 +65,43 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
+from livecast.selling.auction_types import (
+    Auction,
+    AuctionBid,
+    AuctionBidData,
+    AuctionCancelled,
+    AuctionEnded,
+    AuctionExtended,
+    AuctionExtendedData,
+    AuctionStarted,
+    AuctionState,
+    AuctionStats,
+    BidOutcome,
+    BidResult,
+    LoggedBid,
+)
+from livecast.selling.increments import (
+    DEFAULT_INCREMENTS,
+    IncrementStep,
+    check_increments,
+    decode_steps,
+    encode_steps,
+    step_for,
+)
 
-__all__ = [
-    "DEFAULT_INCREMENTS",
-    "Auction",
-    "AuctionBid",
-    "AuctionBidData",
-    "AuctionCancelled",
-    "AuctionEnded",
-    "AuctionExtended",
-    "AuctionExtendedData",
-    "AuctionStarted",
-    "AuctionState",
-    "AuctionStats",
-    "Auctions",
-    "BidOutcome",
-    "BidResult",
-    "IncrementStep",
-    "LoggedBid",
-    "step_for",
-]
+__all__ = ["AuctionCounters", "Auctions"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 _ID_MAX = 64
 
 
-class AuctionState(StrEnum):
-    RUNNING = "running"
-    SOLD = "sold"
-    UNSOLD = "unsold"
-    CANCELLED = "cancelled"
-
-    def can_become(self, target: AuctionState) -> bool:
-        return target in _NEXT[self]
-
-    @property
-    def is_final(self) -> bool:
-        return not _NEXT[self]
-
-
-# The moves the scripts make (start makes a running auction); nothing else moves one.
-_NEXT: dict[AuctionState, frozenset[AuctionState]] = {
-    AuctionState.RUNNING: frozenset(
-        {AuctionState.SOLD, AuctionState.UNSOLD, AuctionState.CANCELLED}
-    ),
-    AuctionState.SOLD: frozenset(),
-    AuctionState.UNSOLD: frozenset(),
-    AuctionState.CANCELLED: frozenset(),
-}
 # The script's answer for each move it made.
 _MOVED = {
     "sold": AuctionState.SOLD,
     "unsold": AuctionState.UNSOLD,
     "cancelled": AuctionState.CANCELLED,
 }
-
-
-class IncrementStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Bids must rise by ``step_minor`` while the price is below ``below_minor`` (null on
-    the last step: any price)."""
-
-    below_minor: Annotated[int, msgspec.Meta(ge=1)] | None
-    step_minor: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
-
-
-# Below 10.00 by 0.50, below 100.00 by 1.00, below 500.00 by 5.00, then by 10.00.
-DEFAULT_INCREMENTS = (
-    IncrementStep(1_000, 50),
-    IncrementStep(10_000, 100),
-    IncrementStep(50_000, 500),
-    IncrementStep(None, 1_000),
-)
-
-
-def check_increments(steps: list[IncrementStep] | tuple[IncrementStep, ...]) -> None:
-    """422 ``invalid_increments`` unless bounds rise strictly and only the last is open."""
-    if not 1 <= len(steps) <= 20:
-        raise Unprocessable("give 1 to 20 increment steps", code=ErrorCode.INVALID_INCREMENTS)
-    bounds = [s.below_minor for s in steps]
-    if bounds[-1] is not None or None in bounds[:-1]:
-        raise Unprocessable(
-            "only the last increment step, and it always, has below_minor null",
-            code=ErrorCode.INVALID_INCREMENTS,
-        )
-    closed = [b for b in bounds if b is not None]
-    if any(b <= a for a, b in pairwise(closed)):
-        raise Unprocessable(
-            "increment bounds must rise strictly", code=ErrorCode.INVALID_INCREMENTS
-        )
-
-
-def step_for(steps: list[IncrementStep] | tuple[IncrementStep, ...], price_minor: int) -> int:
-    """The increment at ``price_minor`` (what ``auction_bid.lua`` computes)."""
-    for step in steps:
-        if step.below_minor is None or price_minor < step.below_minor:
-            return step.step_minor
-    return steps[-1].step_minor
-
-
-def _encode_steps(steps: list[IncrementStep] | tuple[IncrementStep, ...]) -> str:
-    return " ".join(f"{s.below_minor or 0} {s.step_minor}" for s in steps)
-
-
-def _decode_steps(raw: str) -> list[IncrementStep]:
-    numbers = [int(n) for n in raw.split()]
-    return [IncrementStep(numbers[i] or None, numbers[i + 1]) for i in range(0, len(numbers), 2)]
-
-
-class Auction(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    stream_id: str
-    seller_id: str
-    sku: str
-    title: str
-    image_url: str | None
-    state: AuctionState
-    start_price: Money
-    price: Annotated[
-        Money | None, msgspec.Meta(description="the leading bid; null before the first bid")
-    ]
-    next_bid: Annotated[Money, msgspec.Meta(description="the lowest bid accepted now")]
-    increments: list[IncrementStep]
-    soft_close_s: Annotated[
-        int,
-        msgspec.Meta(
-            description="a bid in the last soft_close_s seconds moves the end this much "
-            "later; 0: sudden death (it ends at the bell)"
-        ),
-    ]
-    leader_id: str | None
-    leader_name: str | None
-    bids: Annotated[int, msgspec.Meta(description="bids that moved the price")]
-    bidders: int
-    extensions: int
-    starts_at_ms: int
-    ends_at_ms: int
-    ended_at_ms: int | None
-    pay_within_s: Annotated[int, msgspec.Meta(description="how long the winner's cart hold lasts")]
-    hold_id: Annotated[
-        str | None, msgspec.Meta(description="sold: the winner's cart hold (its cart line)")
-    ]
-    server_ms: Annotated[
-        int, msgspec.Meta(description="the server's clock when this was read, for the countdown")
-    ]
-
-
-class AuctionStarted(Event, tag="auction.started", frozen=True, kw_only=True):
-    """An auction opened (the stream's ``auction`` state slot holds it until it ends)."""
-
-    data: Auction
-
-
-class AuctionBidData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A bid moved the price; ``ends_at_ms`` and ``server_ms`` are server clock."""
-
-    id: str
-    price: Money
-    next_bid: Money
-    leader_id: str
-    leader_name: str
-    bids: int
-    bidders: int
-    ends_at_ms: int
-    extended_ms: Annotated[int, msgspec.Meta(description="how much later it ends (soft close)")]
-    server_ms: int
-
-
-class AuctionBid(Event, tag="auction.bid", frozen=True, kw_only=True):
-    """A bid moved the price (a leader raising their own maximum sends nothing)."""
-
-    data: AuctionBidData
-
-
-class AuctionExtendedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    id: str
-    ends_at_ms: int
-    extended_ms: int
-    server_ms: int
-
-
-class AuctionExtended(Event, tag="auction.extended", frozen=True, kw_only=True):
-    """A bid in the soft-close window moved the end later (sent with its ``auction.bid``)."""
-
-    data: AuctionExtendedData
-
-
-class AuctionEnded(Event, tag="auction.ended", frozen=True, kw_only=True):
-    """The auction ended at its time: ``sold`` (``leader_*`` won at ``price``; the unit is
-    their cart hold) or ``unsold``."""
-
-    data: Auction
-
-
-class AuctionCancelled(Event, tag="auction.cancelled", frozen=True, kw_only=True):
-    """The host cancelled the auction before its first bid."""
-
-    data: Auction
-
-
-class BidOutcome(StrEnum):
-    ACCEPTED = "accepted"
-    OUTBID = "outbid"
-    MAX_RAISED = "max_raised"
-
-
-class BidResult(msgspec.Struct, frozen=True, kw_only=True):
-    auction_id: str
-    outcome: Annotated[
-        BidOutcome,
-        msgspec.Meta(
-            description="accepted: you lead; outbid: the leader's maximum was higher and "
-            "the price rose; max_raised: you led and your maximum is higher now"
-        ),
-    ]
-    leading: bool
-    price: Money
-    next_bid: Money
-    your_max: Money
-    leader_name: str
-    bids: int
-    ends_at_ms: int
-    server_ms: int
-    replayed: Annotated[bool, msgspec.Meta(description="this key's bid was placed before")]
-
-
-class LoggedBid(msgspec.Struct, frozen=True, kw_only=True):
-    """A bid that moved the price, in the server's order."""
-
-    price: Money
-    leader_id: str
-    at_ms: int
-    ends_at_ms: int
-    extended_ms: int
-
-
-class AuctionStats(msgspec.Struct, frozen=True, kw_only=True):
-    """A stream's auctions in numbers, exact (read from the auctions themselves)."""
-
-    stream_id: str
-    auctions: int
-    running: int
-    sold: int
-    unsold: int
-    cancelled: int
-    bids: Annotated[int, msgspec.Meta(description="bids that moved a price")]
-    bidders: Annotated[int, msgspec.Meta(description="distinct buyers who bid on any")]
-    gmv: Annotated[
-        list[Money],
-        msgspec.Meta(
-            description="per currency, the winning prices of the sold auctions (their "
-            "holds may still be unpaid: the stream's sales stats count what was paid)"
-        ),
-    ]
 
 
 class AuctionCounters(Protocol):
@@ -471,7 +253,7 @@ class Auctions:
                 start_price.currency,
                 round(duration_s * 1000),
                 round(soft_close_s * 1000),
-                _encode_steps(increments),
+                encode_steps(increments),
                 round(pay_within_s * 1000),
             ],
         )
@@ -696,7 +478,7 @@ class Auctions:
         row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
         currency = row["currency"] or ""
         start = Money(amount_minor=int(row["start_minor"] or 0), currency=currency)
-        steps = _decode_steps(row["steps"] or "")
+        steps = decode_steps(row["steps"] or "")
         leader = row["leader"] or None
         price = int(row["price"] or 0)
         auction = Auction(

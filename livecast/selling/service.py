@@ -21,7 +21,8 @@ from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS
 from livecast.cart.service import CART
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS, Metrics
-from livecast.selling.auctions import Auction, Auctions, AuctionState
+from livecast.selling.auction_types import Auction, AuctionState
+from livecast.selling.auctions import Auctions
 
 __all__ = ["SELLING", "Selling", "selling_ctx"]
 

@@ -41,7 +41,9 @@ from livecast.inventory.catalog import Catalog, ProductFields
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace
-from livecast.selling.auctions import DEFAULT_INCREMENTS, Auctions, AuctionState, step_for
+from livecast.selling.auction_types import AuctionState
+from livecast.selling.auctions import Auctions
+from livecast.selling.increments import DEFAULT_INCREMENTS, step_for
 
 T = TypeVar("T")
 
