@@ -73,6 +73,8 @@ async def test_host_auctions_viewers_bid_the_clock_extends_and_the_winner_pays(
     assert auction_id
     product = await server.call("GET", f"/api/products/{SKU}")
     assert (product["stock"], product["in_deals"]) == (2, 1)
+    row = control.locator("#product-list .product-row", has_text=SKU)
+    await expect(row).to_contain_text("2 in stock")
 
     # Mia taps once (the next step, 1.00); Lee sets a maximum of 5.00 and leads at 1.50.
     await mia.click("#auction-panel .auction-bid")

@@ -369,10 +369,12 @@ function startEvents() {
   live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
   live.addEventListener('deal.ended', (event) => upsertDeal(event.detail));
   live.addEventListener('stock', (event) => updateProductStock(event.detail));
-  live.addEventListener('auction.started', (event) => showAuction(event.detail));
+  // An auction takes its unit out of stock when it starts and may give it back when it
+  // ends: read the products' stock again then.
+  live.addEventListener('auction.started', (event) => { showAuction(event.detail); loadProducts(); });
   live.addEventListener('auction.bid', (event) => onAuctionBid(event.detail));
-  live.addEventListener('auction.ended', (event) => showAuction(event.detail));
-  live.addEventListener('auction.cancelled', (event) => showAuction(event.detail));
+  live.addEventListener('auction.ended', (event) => { showAuction(event.detail); loadProducts(); });
+  live.addEventListener('auction.cancelled', (event) => { showAuction(event.detail); loadProducts(); });
   live.addEventListener('stats', (event) => showStats(event.detail));
   live.addEventListener('stream.state', (event) => { stream.state = event.detail.state; showStream(); });
   live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
