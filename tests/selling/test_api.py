@@ -8,10 +8,13 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from livecast.app import create_app
 from livecast.auth import Role
+from livecast.config import Settings
 from livecast.selling.service import SELLING
-from tests.conftest import MakeToken, bearer
+from tests.conftest import AppServer, MakeToken, bearer
 from tests.ingest.conftest import eventually
 from tests.inventory.conftest import assert_error, listen
 from tests.selling.conftest import Floor, buyer
@@ -273,3 +276,38 @@ async def _state(floor: Floor, auction_id: str, state: str) -> bool:
 
 async def _stock_is(floor: Floor, sku: str, levels: tuple[int, int, int, int]) -> bool:
     return await floor.stock(sku) == levels
+
+
+async def test_a_running_auction_survives_a_restart(
+    settings: Settings, make_token: MakeToken
+) -> None:
+    """Everything is in Redis: the node that started the auction stops, another one
+    (same Redis) takes the next bid and ends it on time, and the winner holds the unit."""
+    first = create_app(settings)
+    async with TestClient(AppServer(first)) as client:
+        floor = Floor(
+            client=client,
+            app=first,
+            seller=make_token(Role.SELLER, sub="seller-1", name="Ana"),
+            stream_id="",
+        )
+        resp = await client.post(
+            "/api/streams", json={"title": "Drop"}, headers=bearer(floor.seller)
+        )
+        floor.stream_id = (await resp.json())["id"]
+        await client.post(f"/api/streams/{floor.stream_id}/start", headers=bearer(floor.seller))
+        await floor.product("BELL-1", stock=1)
+        auction = await (await floor.start("BELL-1", duration_s=5, soft_close_s=0)).json()
+        ana = buyer(make_token, "ana")
+        assert (await floor.bid(ana, auction["id"], 600)).status == 200
+
+    second = create_app(settings)
+    async with TestClient(AppServer(second)) as client:
+        floor.client, floor.app = client, second
+        bo = buyer(make_token, "bo")
+        taken = await (await floor.bid(bo, auction["id"], 900)).json()
+        assert (taken["outcome"], taken["price"]["amount_minor"]) == ("accepted", 650)
+        await eventually(lambda: _state(floor, auction["id"], "sold"), within=10)
+        cart = await (await client.get("/api/cart", headers=bearer(bo))).json()
+        assert [line["line_total"]["amount_minor"] for line in cart["lines"]] == [650]
+        assert await floor.stock("BELL-1") == (0, 0, 1, 0)
