@@ -104,6 +104,15 @@ _MOVED = {
 }
 
 
+def _moved(status: str) -> AuctionState | None:
+    """The state a script's answer moved a running auction to (None: it did not move it);
+    a move the transition table does not allow is a defect in the script."""
+    state = _MOVED.get(status)
+    if state is not None and not AuctionState.RUNNING.can_become(state):
+        raise RuntimeError(f"an auction script moved running to {state}")
+    return state
+
+
 class AuctionCounters(Protocol):
     """What a node counts for Prometheus (:mod:`livecast.selling.service` makes them)."""
 
@@ -387,7 +396,7 @@ class Auctions:
         fixed = await self.fixed_part(auction_id)
         reply = await self._cancel(keys=[self._reservations.base(fixed.sku)], args=[auction_id])
         status = text(reply[0])
-        if status != "cancelled":
+        if _moved(status) is not AuctionState.CANCELLED:
             raise_for_status(status, auction_id, auction_id=auction_id)
         await self._redis.zrem(self.due_key, auction_id)
         self._reservations.dirty_skus.setdefault(fixed.sku, 0)
@@ -412,7 +421,7 @@ class Auctions:
             await self._redis.zadd(self.due_key, {auction_id: int(reply[1])})
             return None
         await self._redis.zrem(self.due_key, auction_id)
-        if status not in _MOVED:
+        if _moved(status) is None:
             return None
         auction = await self.get(auction_id)
         if auction.state is AuctionState.SOLD and auction.leader_id and auction.hold_id:
