@@ -18,7 +18,7 @@ from aiohttp import web
 
 from livecast import __version__, health, pages
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
+from livecast.appkeys import EVENTS, KEYS, NODE, REDIS, SETTINGS, STREAMS, TOKENS
 from livecast.asyncapi import asyncapi_route, build_asyncapi
 from livecast.auth import TokenIssuer, load_or_create_secret
 from livecast.cart import api as cart_api
@@ -39,6 +39,7 @@ from livecast.ingest.app import close_sessions, media_ctx
 from livecast.inventory import api as inventory_api
 from livecast.inventory.service import inventory_ctx
 from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
+from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
 from livecast.selling import api as selling_api
@@ -71,14 +72,17 @@ class Abort:
 ABORT = web.AppKey("abort", Abort)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the application. Redis is connected (or started) when the app starts."""
+def create_app(settings: Settings, *, worker: int | None = None) -> web.Application:
+    """Build the application. Redis is connected (or started) when the app starts.
+
+    ``worker``: this app's index among the workers of ``livecast serve --workers N``."""
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[metrics_middleware, error_middleware],
     )
     setup_error_responses(app)
     app[SETTINGS] = settings
+    app[NODE] = Node.new(settings.server.node_url, worker)
     app[ABORT] = Abort()
     app[METRICS] = Metrics()
     secret = load_or_create_secret(settings.auth.secret, settings.data_dir)

@@ -60,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (server.port)")
     serve.add_argument("--redis-url", help="use this Redis instead of the embedded one (redis.url)")
+    serve.add_argument(
+        "--workers", type=int, metavar="N",
+        help="worker processes sharing the port, each with its own media; 0: one per core "
+        "(server.workers, default 0); 1: a single process",
+    )  # fmt: skip
+    # How the main process of --workers N starts each worker (livecast.workers).
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fds", help=argparse.SUPPRESS)
+    serve.add_argument("--node-url", help=argparse.SUPPRESS)
     serve.set_defaults(command=_serve)
 
     token = sub.add_parser("token", help="print a signed token")
@@ -126,25 +135,44 @@ async def _tune_gc(app: web.Application) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _load(
-        args,
-        **{"server.host": args.host, "server.port": args.port, "redis.url": args.redis_url},
-    )
+    flags = {
+        "server.host": args.host,
+        "server.port": args.port,
+        "redis.url": args.redis_url,
+        "server.workers": args.workers,
+    }
+    if args.worker is not None:
+        flags |= {"server.workers": 1, "server.advertise_url": args.node_url}
+    settings = _load(args, **flags)
+    count = settings.server.worker_count
+    if args.worker is None and count > 1:
+        return _serve_workers(args, settings, count)
+    role = "" if args.worker is None else f"[worker {args.worker}] "
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s {role}%(name)s: %(message)s"
     )
     from livecast.access_log import access_log_options
     from livecast.app import ABORT, create_app
 
-    app = create_app(settings)
+    app = create_app(settings, worker=args.worker)
     app[ABORT].stop = _stop_serving
     app.on_startup.append(_tune_gc)
     url = f"http://{settings.server.host}:{settings.server.port}"
+    listen: dict[str, Any] = {"host": settings.server.host, "port": settings.server.port}
+    if args.worker is not None:
+        import os
+        import socket
+
+        from livecast.workers import exit_with_parent
+
+        fds = [int(fd) for fd in args.listen_fds.split(",")]
+        listen = {"sock": [socket.socket(fileno=fd) for fd in fds]}
+        app.cleanup_ctx.append(exit_with_parent(os.getppid(), _stop_serving))
+        url += f" (node {settings.server.node_url})"
     try:
         web.run_app(
             app,
-            host=settings.server.host,
-            port=settings.server.port,
+            **listen,
             loop=_new_event_loop(),
             shutdown_timeout=settings.server.shutdown_timeout_s,
             print=lambda _: log.info("livecast %s listening on %s", _version(), url),
@@ -153,17 +181,46 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         if exc.errno not in _LISTEN_ERRORS:
             raise
-        reason = _LISTEN_ERRORS[exc.errno]
-        print(
-            f"livecast: cannot listen on {settings.server.host}:{settings.server.port}: "
-            f"{reason}; choose another with --host / --port (server.host / server.port)",
-            file=sys.stderr,
+        return _cannot_listen(
+            settings.server.host,
+            settings.server.port,
+            exc.errno,
+            "--host / --port (server.host / server.port)",
         )
-        return 1
     if app[ABORT].reason is not None:
         print(f"livecast: {app[ABORT].reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings, count: int) -> int:
+    """The main process of ``serve --workers N`` (:mod:`livecast.workers`)."""
+    from livecast.workers import ListenError, run_workers
+
+    if settings.server.advertise_url:
+        raise ConfigError(
+            f"server.advertise_url names one node, but server.workers runs {count} "
+            "(each advertises its own private port on server.worker_host): "
+            "set server.workers = 1, or leave server.advertise_url empty"
+        )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [main] %(name)s: %(message)s"
+    )
+    try:
+        return run_workers(settings, count, args.config, _new_event_loop())
+    except ListenError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        return _cannot_listen(exc.host, exc.port, exc.errno, exc.choose)
+
+
+def _cannot_listen(host: str, port: int, err: int, choose: str) -> int:
+    reason = _LISTEN_ERRORS[err]
+    print(
+        f"livecast: cannot listen on {host}:{port}: {reason}; choose another with {choose}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _stop_serving() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "Settings",
     "WebRtcSettings",
     "WebhookSettings",
+    "http_url",
     "load_settings",
 ]
 
@@ -73,18 +74,42 @@ class ServerSettings:
     # One INFO line per HTTP request on the "livecast.access" logger (token= query values
     # and Authorization headers are never logged).
     access_log: bool = True
+    # Worker processes of `livecast serve`, each a node with its own media, all sharing
+    # host:port. 0: one per core this process may run on; 1: a single process.
+    workers: int = field(default=0, metadata=_check(lambda v: 0 <= v <= 256, "0-256"))
+    # With several workers, each also listens on a private port of its own on this address,
+    # its node URL (where other workers and nodes pull media from it and forward its
+    # sessions' requests): worker n gets worker_base_port + n - 1; 0: free ports.
+    worker_host: str = "127.0.0.1"
+    worker_base_port: int = field(
+        default=0, metadata=_check(lambda v: 0 <= v <= 65535, "a port 0-65535")
+    )
 
     @property
     def node_url(self) -> str:
         """:attr:`advertise_url`, or the one derived from ``host`` and ``port``."""
         if self.advertise_url:
             return self.advertise_url.rstrip("/")
-        host = self.host
-        if host in ("", "0.0.0.0", "::"):
-            host = socket.gethostname()
-        elif ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
+
+    @property
+    def worker_count(self) -> int:
+        """:attr:`workers`, with 0 resolved to the cores this process may run on."""
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except AttributeError:  # pragma: no cover - not on Linux
+            return os.cpu_count() or 1
+
+
+def http_url(host: str, port: int) -> str:
+    """``http://host:port``, naming this machine when ``host`` is a wildcard address."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +283,10 @@ class WebRtcSettings:
     # ask for a keyframe and wait for it.
     gop_cache_s: float = field(default=10.0, metadata=_check(lambda v: v >= 0, ">= 0"))
     gop_cache_bytes: int = field(default=8_000_000, metadata=_check(lambda v: v >= 0, ">= 0"))
+    # Viewers connected over a plain UDP candidate pair get their packets written by the
+    # relay's fan-out (one pass per frame over all viewers, SRTP and sendto each) instead
+    # of by aiortc's per-viewer sender. false: aiortc's path for every viewer.
+    fast_relay: bool = True
     # A session whose peer connection is not up after this many seconds is closed.
     connect_timeout_s: float = field(default=20.0, metadata=_check(lambda v: v > 0, "> 0"))
     # A publisher that sent no media for this long is reported as reconnecting, and a

@@ -116,6 +116,12 @@ class ErrorCode(StrEnum):
         "no recording could have this name",
     )
     SESSION_NOT_FOUND = "session_not_found", 404, False, "no such WHIP/WHEP session"
+    SESSION_NODE_UNREACHABLE = (
+        "session_node_unreachable",
+        503,
+        True,
+        "the node holding this WHIP/WHEP session does not answer",
+    )
     RECORDING_NOT_FOUND = (
         "recording_not_found",
         404,

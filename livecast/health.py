@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from livecast.appkeys import REDIS
+from livecast.appkeys import NODE, REDIS
 from livecast.error_codes import ErrorCode
 from livecast.http import error_response, json_response
 from livecast.openapi import Reply, contract
@@ -19,8 +19,19 @@ __all__ = ["Live", "Ready", "routes"]
 routes = web.RouteTableDef()
 
 
-class Live(msgspec.Struct, frozen=True):
+class Live(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok"] = "ok"
+    node: Annotated[
+        str,
+        msgspec.Meta(description="the id of the node (process) that answered, new at each start"),
+    ]
+    worker: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="its index among the workers of livecast serve --workers N; "
+            "null for a single process"
+        ),
+    ]
 
 
 class Ready(msgspec.Struct, frozen=True):
@@ -30,8 +41,9 @@ class Ready(msgspec.Struct, frozen=True):
 @routes.get("/healthz")
 @contract(summary="The process is up", responses={200: Reply(Live, "up")}, redis=False)
 async def healthz(request: web.Request) -> web.Response:
-    """The process is up and serving HTTP."""
-    return json_response(Live())
+    """The process is up and serving HTTP; ``node`` and ``worker`` say which one answered."""
+    node = request.app[NODE]
+    return json_response(Live(node=node.id, worker=node.worker))
 
 
 @routes.get("/readyz")

@@ -4,11 +4,8 @@ on purpose. (That every event the suite receives fits it is checked for every te
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,9 +15,8 @@ from livecast.asyncapi import CLIENT_FRAME_TYPES, SERVER_EVENT_TYPES
 from livecast.error_codes import CloseCode, ErrorCode
 from livecast.events import Event
 from tests.conftest import Client, undescribed_event
+from tests.snapshots import assert_matches, refs
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "asyncapi.json"
-UPDATE_ENV = "LIVECAST_UPDATE_SNAPSHOT"
 _KEY = re.compile(r"^[a-zA-Z0-9.\-_]+$")
 
 
@@ -40,33 +36,12 @@ async def test_document_matches_the_snapshot(client: Client) -> None:
     """
     document = await _served(client)
     document["info"]["version"] = "(version)"
-    text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
-    if os.environ.get(UPDATE_ENV) == "1":
-        SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(text, encoding="utf-8")
-    expected = SNAPSHOT.read_text(encoding="utf-8")
-    if text != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                fromfile="tests/snapshots/asyncapi.json",
-                tofile="GET /api/asyncapi.json",
-            )
-        )
-        raise AssertionError(
-            "the AsyncAPI document changed; if that is meant, refresh the snapshot with "
-            f"{UPDATE_ENV}=1 python -m pytest tests/test_asyncapi.py -k snapshot\n" + diff
-        )
-
-
-def _refs(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return found + [r for value in node.values() for r in _refs(value)]
-    if isinstance(node, list):
-        return [r for item in node for r in _refs(item)]
-    return []
+    assert_matches(
+        "asyncapi.json",
+        json.dumps(document, indent=1, ensure_ascii=False) + "\n",
+        served_as="GET /api/asyncapi.json",
+        refresh="python -m pytest tests/test_asyncapi.py -k snapshot",
+    )
 
 
 def _resolve(document: dict[str, Any], ref: str) -> Any:
@@ -89,7 +64,7 @@ async def test_document_is_asyncapi_3(client: Client) -> None:
     for server in doc["servers"].values():
         assert server["host"]
         assert server["protocol"] in ("ws", "wss")
-    for ref in _refs(doc):
+    for ref in refs(doc):
         _resolve(doc, ref)
     for section in ("schemas", "messages", "securitySchemes"):
         for key in doc["components"][section]:

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from livecast.app import create_app
+from livecast.appkeys import NODE
 from livecast.config import load_settings
 from livecast.embedded_redis import EmbeddedRedis
 from tests.conftest import AiohttpClient, Client
@@ -15,7 +16,9 @@ from tests.conftest import AiohttpClient, Client
 
 async def test_up_and_ready(client: Client) -> None:
     resp = await client.get("/healthz")
-    assert (resp.status, await resp.json()) == (200, {"status": "ok"})
+    body = await resp.json()
+    assert (resp.status, body["status"], body["worker"]) == (200, "ok", None)
+    assert body["node"] == client.app[NODE].id
     resp = await client.get("/readyz")
     assert (resp.status, await resp.json()) == (200, {"status": "ready"})
 

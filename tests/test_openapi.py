@@ -10,11 +10,8 @@ and review its diff with the change.
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,23 +20,13 @@ from livecast.error_codes import ErrorCode
 from livecast.openapi import OPENAPI, contract_of
 from tests.conftest import Client
 from tests.contract import AnswerCheck
-
-SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
-
-
-def _refs(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return found + [r for value in node.values() for r in _refs(value)]
-    if isinstance(node, list):
-        return [r for item in node for r in _refs(item)]
-    return []
+from tests.snapshots import assert_matches, refs
 
 
 async def test_every_reference_resolves(client: Client) -> None:
     doc = await (await client.get("/api/openapi.json")).json()
     schemas = doc["components"]["schemas"]
-    for ref in _refs(doc):
+    for ref in refs(doc):
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.rsplit("/", 1)[1] in schemas, f"{ref} does not resolve"
 
@@ -72,28 +59,12 @@ async def test_order_stats_and_webhook_payloads_are_described(client: Client) ->
 
 
 def test_the_document_matches_its_snapshot(app: web.Application) -> None:
-    current = app[OPENAPI].body.decode() + "\n"
-    if os.environ.get("LIVECAST_UPDATE_SNAPSHOT") == "1":
-        SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(current)
-    saved = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
-    if current != saved:
-        diff = "".join(
-            list(
-                difflib.unified_diff(
-                    saved.splitlines(keepends=True),
-                    current.splitlines(keepends=True),
-                    "tests/snapshots/openapi.json",
-                    "served /api/openapi.json",
-                    n=2,
-                )
-            )[:300]
-        )
-        raise AssertionError(
-            "the OpenAPI document changed; if on purpose, refresh the snapshot with\n"
-            "  LIVECAST_UPDATE_SNAPSHOT=1 python -m pytest tests/test_openapi.py -k snapshot\n"
-            + diff
-        )
+    assert_matches(
+        "openapi.json",
+        app[OPENAPI].body.decode() + "\n",
+        served_as="GET /api/openapi.json",
+        refresh="python -m pytest tests/test_openapi.py -k snapshot",
+    )
 
 
 async def test_the_served_document_is_the_generated_one(

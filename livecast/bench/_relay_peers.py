@@ -425,7 +425,10 @@ async def _watch(
                 transport.on("statechange", on_state)
         await asyncio.wait_for(counter.got_first.wait(), 30)
 
-    async with aiohttp.ClientSession() as http:
+    # a connection per viewer, as from many browsers: with --workers the kernel spreads
+    # connections, not requests, over the workers
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
         await asyncio.gather(*(join(http) for _ in range(count)))
     results.put(
         (

@@ -38,6 +38,13 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    def pids(self) -> list[int]:
+        """The processes that serve: the server itself, or with ``--workers N`` its
+        workers (their main process only supervises, and the embedded Redis is left out
+        as it is for one process)."""
+        workers = [pid for pid in _children(self.pid) if b"--worker" in _cmdline(pid)]
+        return workers or [self.pid]
+
     def stop(self) -> None:
         """Terminate the server; kill it if it has not exited within 15 s."""
         self.process.terminate()
@@ -53,17 +60,23 @@ class Server:
 
 
 def start_server(
-    workdir: Path, *, data_dir: Path | None = None, env: Mapping[str, str] | None = None
+    workdir: Path,
+    *,
+    data_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> Server:
-    """``livecast serve`` on a free loopback port with a fresh auth secret, logging to
-    ``workdir/server.log``; ``env`` adds ``LIVECAST_*`` settings (the config file is not
-    read). Its data dir is ``data_dir``, or ``workdir`` itself."""
+    """``livecast serve --workers N`` (one process unless asked) on a free loopback port
+    with a fresh auth secret, logging to ``workdir/server.log``; ``env`` adds
+    ``LIVECAST_*`` settings (the config file is not read). Its data dir is ``data_dir``,
+    or ``workdir`` itself."""
     secret = secrets.token_urlsafe(48)
     port = free_port()
     log_path = workdir / "server.log"
     server_env = {**os.environ, "LIVECAST_AUTH_SECRET": secret, **(env or {})}
     server_env.pop("LIVECAST_CONFIG", None)
     command = [sys.executable, "-m", "livecast", "serve", "--port", str(port)]
+    command += ["--workers", str(workers)]
     command += ["--data-dir", str(data_dir or workdir)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -125,6 +138,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(p) for p in (task / "children").read_text().split()]
+    return children
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def cpu_seconds(pid: int) -> float:

@@ -101,7 +101,8 @@ def _orchestrate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "livecast", "serve", "--data-dir", str(tmp / "data")],
+            [sys.executable, "-m", "livecast", "serve", "--workers", "1",
+             "--data-dir", str(tmp / "data")],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
     try:

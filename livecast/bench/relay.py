@@ -18,6 +18,24 @@ each viewer's frames are measured over ``--seconds``. One JSON line is printed:
                             i.e. the relay's keyframe handling without ICE/DTLS setup)
 ``lost_packets``            packets the viewers' receivers counted as lost
 ``rss_per_viewer_kb``       server RSS growth from publisher-only to all viewers, per viewer
+``floor_us_per_packet``     SRTP protect plus UDP send of one ~1.2 KB packet, timed in this
+                            process right after the window (:mod:`livecast.bench._floor`),
+                            at the relay's cadence to sockets a receiver waits on: what
+                            relaying a packet costs at the very least on this machine (with
+                            ``_no_receiver`` and ``_back_to_back``, its best cases)
+``ratio_to_floor``          ``server_us_per_packet`` over that floor
+``load_average_1m``         the machine's load at the end of the window (others' work too)
+
+``--relay-path both`` runs the whole measurement twice, the server relaying through
+aiortc's senders and then through the fan-out (``webrtc.fast_relay``), and prints one
+line with the main figures of both side by side (``compared``) and each run in full.
+
+``--workers N`` runs ``livecast serve --workers N`` (one viewer's WHEP POST per
+connection, so the kernel spreads the viewers over the workers; those on a worker that
+is not the stream's origin are served by its edge pull). The CPU counted is the workers'
+(their main process only supervises). ``worker_cores`` gives each worker's share, and
+``box_viewers_at_full_rate`` is ``viewers_per_core_at_full_rate`` times the cores the
+workers can use (N, at most the machine's): the viewers one box serves at full rate.
 
 On a contended machine the server may not get the CPU it needs: then ``source_fps``
 (frames reaching the relay) falls below 30 and so does every viewer's rate. The line
@@ -33,6 +51,7 @@ import asyncio
 import json
 import math
 import multiprocessing as mp
+import os
 import subprocess
 import tempfile
 import time
@@ -40,6 +59,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from livecast.bench._floor import measure_floor
 from livecast.bench._processes import collect, join_all, shares
 from livecast.bench._relay_peers import publisher_main, viewers_main
 from livecast.bench._server import (
@@ -52,6 +72,14 @@ from livecast.bench._server import (
 )
 
 __all__ = ["main"]
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def _rss(pids: list[int]) -> int:
+    return sum(rss_kb(pid) for pid in pids)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -68,8 +96,21 @@ def main(argv: Sequence[str]) -> int:
         action="store_true",
         help="the publisher keeps its 2 s keyframe interval whatever it is asked (as OBS does)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="livecast serve --workers N: the box's cores, not one process (default 1)",
+    )
     parser.add_argument("--procs", type=int, default=0, help="viewer processes (default: auto)")
     parser.add_argument("--join-concurrency", type=int, default=8, help="per viewer process")
+    parser.add_argument(
+        "--relay-path",
+        choices=["fast", "aiortc", "both"],
+        default="fast",
+        help="the server's webrtc.fast_relay: on (fast), off (aiortc), or one run of "
+        "each, aiortc first, compared in one line (both)",
+    )
     parser.add_argument(
         "--profile",
         metavar="FILE",
@@ -78,16 +119,39 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if not 1 <= args.viewers <= 2000 or not 1 <= args.seconds <= 600:
         parser.error("--viewers must be 1-2000 and --seconds 1-600")
+    if not 1 <= args.workers <= 64:
+        parser.error("--workers must be 1-64")
     procs = args.procs or max(1, min(8, math.ceil(args.viewers / 75)))
-    result = _run(args, procs)
+    paths = ["aiortc", "fast"] if args.relay_path == "both" else [args.relay_path]
+    runs = [_run(args, procs, fast=path == "fast") for path in paths]
+    result = runs[0] if len(runs) == 1 else _compared(paths, runs)
     print(json.dumps(result), flush=True)
-    return 0 if result.get("error") is None else 1
+    return 0 if all(run.get("error") is None for run in runs) else 1
+
+
+def _compared(paths: list[str], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line for runs of each relay path: the main figures side by side, then each
+    run in full."""
+    keys = (
+        "viewers_per_core",
+        "viewers_per_core_at_full_rate",
+        "server_us_per_packet",
+        "floor_us_per_packet",
+        "ratio_to_floor",
+        "fps_per_viewer_min",
+        "first_frame_ms_p95",
+        "load_average_1m",
+    )
+    side_by_side = {
+        key: {p: run.get(key) for p, run in zip(paths, runs, strict=True)} for key in keys
+    }
+    return {"benchmark": "relay", "compared": side_by_side, "runs": runs}
 
 
 # -- orchestration --------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
+def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="livecast-bench-") as tmp:
         server = start_server(
@@ -96,7 +160,9 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 "LIVECAST_WEBRTC_MAX_VIEWERS_PER_STREAM": str(args.viewers + 10),
                 # the relay alone: HLS packaging (AAC, VP8 to H.264) has its own bench
                 "LIVECAST_HLS_ENABLED": "false",
+                "LIVECAST_WEBRTC_FAST_RELAY": "true" if fast else "false",
             },
+            workers=args.workers,
         )
         base = server.base
         publisher: Any = None
@@ -127,10 +193,13 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             publisher_kbps = payload["kbps"]
             full_rate_pps = payload["full_rate_pps"]
             time.sleep(1.0)
-            base_cpu0, base_wall0 = cpu_seconds(server.pid), time.monotonic()
+            # the stream's numbers are its origin's (a worker's private URL with --workers)
+            origin = asyncio.run(media_status(base, stream_id))["origin_url"] or base
+            serving = server.pids()
+            base_cpu0, base_wall0 = _cpu(serving), time.monotonic()
             time.sleep(3.0)
-            baseline = (cpu_seconds(server.pid) - base_cpu0) / (time.monotonic() - base_wall0)
-            rss_before = rss_kb(server.pid)
+            baseline = (_cpu(serving) - base_cpu0) / (time.monotonic() - base_wall0)
+            rss_before = _rss(serving)
             start = ctx.Event()
             window_over = ctx.Event()
             for share in shares(args.viewers, procs):
@@ -159,7 +228,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                 elif kind == "error":
                     raise RuntimeError(payload)
             time.sleep(1.0)  # let the join burst settle
-            rss_after = rss_kb(server.pid)
+            rss_after = _rss(serving)
             profiler = None
             if args.profile:
                 profiler = subprocess.Popen(
@@ -170,7 +239,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                         "raw",
                         "--nonblocking",
                         "-p",
-                        str(server.pid),
+                        str(serving[0]),
                         "-d",
                         str(int(args.seconds)),
                         "-o",
@@ -179,16 +248,20 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            status0 = asyncio.run(media_status(base, stream_id))
-            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            status0 = asyncio.run(media_status(origin, stream_id))
+            per_worker0 = [cpu_seconds(pid) for pid in serving]
+            cpu0, wall0 = sum(per_worker0), time.monotonic()
             start.set()
             time.sleep(args.seconds)
-            cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
-            status1 = asyncio.run(media_status(base, stream_id))
+            per_worker1 = [cpu_seconds(pid) for pid in serving]
+            cpu1, wall1 = sum(per_worker1), time.monotonic()
+            load = os.getloadavg()
+            status1 = asyncio.run(media_status(origin, stream_id))
             window_over.set()
             if profiler is not None:
                 profiler.wait(timeout=30)
             reports = collect(results, "viewers_report", procs)
+            floor = measure_floor()
         except Exception as exc:
             return server.failure(exc)
         finally:
@@ -209,8 +282,12 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         f - c for r in ready for f, c in zip(r["first_frame_ms"], r["connected_ms"], strict=True)
     )
     connected = sorted(ms for r in ready for ms in r["connected_ms"])
+    worker_cores = [(b - a) / window for a, b in zip(per_worker0, per_worker1, strict=True)]
+    # the box: every worker relaying at full rate, one core each (as many as it has)
+    box_cores = min(args.workers, len(os.sched_getaffinity(0)))
     return {
         "benchmark": "relay",
+        "relay_path": "fast" if fast else "aiortc",
         "codec": args.codec,
         "audio": not args.no_audio,
         "keyframe_requests_honoured": not args.ignore_keyframe_requests,
@@ -226,6 +303,9 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "server_us_per_packet": round(us_per_packet, 2),
         "full_rate_pps_per_viewer": round(full_rate_pps, 1),
         "viewers_per_core_at_full_rate": round(projected, 1) if projected else None,
+        "workers": args.workers,
+        "worker_cores": [round(cores, 3) for cores in worker_cores],
+        "box_viewers_at_full_rate": round(projected * box_cores, 1) if projected else None,
         "fps_per_viewer_min": round(min(fps), 2),
         "fps_per_viewer_mean": round(sum(fps) / len(fps), 2),
         "first_frame_ms_p50": round(percentile(first, 0.50), 1),
@@ -241,5 +321,8 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "packets_received": sum(r["packets"] for r in reports),
         "lost_packets": sum(r["lost"] for r in reports),
         "rss_per_viewer_kb": round((rss_after - rss_before) / args.viewers, 1),
+        **floor,
+        "load_average_1m": round(load[0], 2),
+        "ratio_to_floor": round(us_per_packet / floor["floor_us_per_packet"], 2),
         "server_rss_mb": round(rss_after / 1024, 1),
     }

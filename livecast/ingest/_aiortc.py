@@ -5,10 +5,15 @@ aiortc decodes every received frame and encodes every sent one. The relay needs 
 * on a publisher's receiver, :func:`tap_receiver` swaps the jitter buffer for one that
   hands each reassembled encoded frame to the relay and never to the decoder thread
   (which then idles until the receiver stops);
-* on a viewer's sender, :func:`install_packer` sets the sender's "encoder" to one that
-  returns payloads the relay packetized once for every viewer, and
-  :func:`forward_keyframe_requests` routes the viewer's PLI/FIR to the relay instead of
-  to an encoder that does not exist.
+* on a viewer's sender, :class:`RelaySender` sets the sender's "encoder" to one that
+  returns payloads the relay packetized once for every viewer and lets it switch
+  between its negotiated codecs, and :func:`forward_keyframe_requests` routes the
+  viewer's PLI/FIR to the relay instead of to an encoder that does not exist;
+* the relay's fast path (:mod:`livecast.ingest.fanout`) sends a viewer's RTP itself:
+  a :class:`SenderWire` gives it, once the sender starts, what aiortc holds for that
+  (SSRCs, the mid and negotiated header extension ids, the connection's SRTP session,
+  the selected ICE candidate pair's socket), takes its NACKs from aiortc's sender and
+  writes the counts aiortc's sender reports state.
 
 Two more make the server talk to every standard WebRTC peer:
 
@@ -23,11 +28,22 @@ Two more make the server talk to every standard WebRTC peer:
   only during the handshake, and aioice would end their session 30 s in while frames
   still arrive.
 
+And :func:`close_peer` closes a peer connection so that the close always completes:
+aiortc's ``close()`` makes a second caller await the first call's future, so a second
+caller that is cancelled (a request, a shutdown) would cancel that future, and the
+first call then fails setting its result (``InvalidStateError``, logged as never
+retrieved).
+
 These touch private attributes of aiortc 1.16 (``_RTCRtpReceiver__jitter_buffer``,
 ``_RTCRtpSender__encoder``, ``RTCDtlsTransport._rtp_router`` and ``_ssl``, the module
-global ``SSL`` of ``aiortc.rtcdtlstransport``) and aioice 0.13
-(``Connection.query_consent``); :func:`check_compatible` fails loudly at start-up if a
-different aiortc or aioice lays them out otherwise.
+global ``SSL`` of ``aiortc.rtcdtlstransport``; for the fast path
+``RTCRtpSender._ssrc``, ``_rtx_ssrc``, ``_retransmit``, ``__rtx_payload_type``,
+``__packet_count``, ``__octet_count``, ``__rtp_timestamp`` and ``__ntp_timestamp``
+(what ``_run_rtcp`` puts in sender reports), ``RTCDtlsTransport._tx_srtp``, and the
+header extensions ``RTCRtpSender._run_rtp`` writes: mid and abs-send-time) and aioice
+0.13 (``Connection.query_consent``; ``Connection._nominated``, the pair whose
+``protocol.transport.sendto`` ``Connection.sendto`` uses); :func:`check_compatible`
+fails loudly at start-up if a different aiortc or aioice lays them out otherwise.
 """
 
 from __future__ import annotations
@@ -38,21 +54,34 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
 import random
 import re
+import socket
+import struct
 import time
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aioice import ice as aioice_ice
 from aioice import stun
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock, rtcdtlstransport
+from aioice import turn as aioice_turn
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    clock,
+    rtcdtlstransport,
+    rtcpeerconnection,
+)
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, pack_header_extensions
 from aiortc.utils import uint16_add
 from OpenSSL import SSL
 
@@ -61,14 +90,17 @@ from livecast.ingest import _dtls
 __all__ = [
     "DTLS_CIPHERS",
     "FrameSink",
+    "RelaySender",
+    "SenderWire",
     "accept_any_dtls_peer",
     "cache_host_addresses",
     "check_compatible",
+    "close_peer",
     "forward_keyframe_requests",
-    "install_packer",
     "keep_consent_while_receiving",
+    "ntp_time",
+    "peer_connection",
     "send_pli",
-    "switchable_codec",
     "tap_receiver",
     "use_fast_clock",
 ]
@@ -169,62 +201,258 @@ class _Packer:
 _PACKER = _Packer()
 
 
-def install_packer(sender: RTCRtpSender) -> None:
-    setattr(sender, _ENCODER_ATTR, _PACKER)
-
-
 def forward_keyframe_requests(sender: RTCRtpSender, on_request: Callable[[], None]) -> None:
     """Call ``on_request`` when the viewer sends PLI or FIR for this sender."""
     sender._send_keyframe = on_request  # type: ignore[method-assign]
 
 
-def switchable_codec(sender: RTCRtpSender) -> Callable[[str], bool]:
-    """A function that makes ``sender`` send another of its negotiated codecs.
+class RelaySender:
+    """One viewer's aiortc sender, set up to send the relay's frames.
 
-    aiortc sends every packet with the payload type of the first negotiated codec, read
-    per packet from the codec object its send loop was started with. That object is
-    made this sender's own copy here, so ``use(mime_type)`` (``"video/vp8"``) can point
-    it, and the RTX payload type, at another negotiated codec; called from the track's
-    ``recv()``, it applies from the frame being returned on. ``use`` answers False when
-    the codec was not negotiated (or the sender has not started).
-    It also sets ``_RTCRtpSender__rtx_payload_type``, checked for here.
+    Its "encoder" only passes on the payloads the relay packetized once
+    (``_RTCRtpSender__encoder``). It sends one of the codecs it negotiated and may switch
+    to another: aiortc sends every packet with the payload type of the first negotiated
+    codec, read per packet from the codec object its send loop was started with; that
+    object is made this sender's own copy, so :meth:`use` can point it, and the RTX
+    payload type (``_RTCRtpSender__rtx_payload_type``), at another negotiated codec;
+    called from the track's ``recv()``, it applies from the frame being returned on.
+    A :class:`SenderWire` reads :attr:`payload_type` and :attr:`rtx_payload_type` here.
+
+    :attr:`on_start`, if set, is called as the sender starts (DTLS is up, its RTCP task
+    just began, its RTP loop has not pulled a frame yet), with a :class:`SenderWire`
+    when the connection runs over a plain UDP pair, else None. Whoever takes the wire
+    sends the RTP from then on, and the track must give the RTP loop no frames.
     """
-    if not hasattr(sender, _RTX_ATTR):
-        raise RuntimeError("this aiortc version is not supported by the livecast relay")
-    negotiated: list[RTCRtpCodecParameters] = []
-    current: list[RTCRtpCodecParameters] = []
-    start = sender.send
 
-    async def send(parameters: RTCRtpSendParameters) -> None:
-        if not current and parameters.codecs:
-            negotiated.extend(parameters.codecs)
-            current.append(copy.copy(parameters.codecs[0]))
-            parameters = dataclasses.replace(parameters, codecs=[current[0], *negotiated[1:]])
-        await start(parameters)
+    def __init__(self, sender: RTCRtpSender) -> None:
+        if not hasattr(sender, _RTX_ATTR) or not hasattr(sender, _PACKET_COUNT_ATTR):
+            raise RuntimeError("this aiortc version is not supported by the livecast relay")
+        setattr(sender, _ENCODER_ATTR, _PACKER)
+        self._sender = sender
+        self._negotiated: list[RTCRtpCodecParameters] = []
+        self._sending: RTCRtpCodecParameters | None = None
+        self.payload_type = 0
+        self.rtx_payload_type: int | None = None
+        self.on_start: Callable[[SenderWire | None], None] | None = None
+        self._start = sender.send
+        sender.send = self._send  # type: ignore[method-assign]
 
-    def use(mime_type: str) -> bool:
+    async def _send(self, parameters: RTCRtpSendParameters) -> None:
+        first = self._sending is None and bool(parameters.codecs)
+        if first:
+            self._negotiated = list(parameters.codecs)
+            self._sending = copy.copy(parameters.codecs[0])
+            self.payload_type = self._sending.payloadType or 0
+            self.rtx_payload_type = self._rtx_for(self.payload_type)
+            parameters = dataclasses.replace(
+                parameters, codecs=[self._sending, *self._negotiated[1:]]
+            )
+        await self._start(parameters)
+        if first and self.on_start is not None:
+            self.on_start(_direct_wire(self._sender, parameters, self))
+
+    def use(self, mime_type: str) -> bool:
+        """Send the negotiated codec ``mime_type`` (``"video/vp8"``) from now on; False
+        when it was not negotiated (or the sender has not started)."""
         wanted = mime_type.lower()
         codec = next(
-            (c for c in negotiated if not is_rtx(c) and c.mimeType.lower() == wanted), None
+            (c for c in self._negotiated if not is_rtx(c) and c.mimeType.lower() == wanted),
+            None,
         )
-        if codec is None or not current:
+        sending = self._sending
+        if codec is None or sending is None:
             return False
-        sending = current[0]
         sending.mimeType, sending.payloadType = codec.mimeType, codec.payloadType
         sending.parameters = codec.parameters
-        rtx = next(
+        self.payload_type = codec.payloadType or 0
+        self.rtx_payload_type = self._rtx_for(self.payload_type)
+        setattr(self._sender, _RTX_ATTR, self.rtx_payload_type)
+        return True
+
+    def _rtx_for(self, payload_type: int) -> int | None:
+        return next(
             (
                 c.payloadType
-                for c in negotiated
-                if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+                for c in self._negotiated
+                if is_rtx(c) and c.parameters.get("apt") == payload_type
             ),
             None,
         )
-        setattr(sender, _RTX_ATTR, rtx)
-        return True
 
-    sender.send = send  # type: ignore[method-assign]
-    return use
+
+# (the pair's transport, whose sendto(data, address) sends, address, write_buffer_size(),
+# a duplicate of its socket or None)
+SendPath = tuple[Any, Any, Callable[[], int], socket.socket | None]
+
+
+class SenderWire:
+    """What sending a started relay sender's RTP directly takes, read from aiortc once.
+
+    The relay's fan-out (:mod:`livecast.ingest.fanout`) writes the packets of a sender
+    whose connection runs over a plain UDP candidate pair itself: its own header
+    fields, the connection's SRTP session, and ``sendto`` on the selected pair's socket,
+    as aiortc's ``RTCDtlsTransport._send_rtp`` and aioice's ``StunProtocol.send_data``
+    would. aiortc keeps the rest: RTCP in both directions (its sender reports read the
+    counters :meth:`report_sent` sets), NACKs (handed to :meth:`serve_retransmissions`'s
+    function), PLI/FIR, DTLS, ICE consent.
+    """
+
+    __slots__ = (
+        "_abs_send_time_id",
+        "_connection",
+        "_dtls",
+        "_mid_id",
+        "_pair",
+        "_path",
+        "_sender",
+        "_socket",
+        "codec",
+        "extension_key",
+        "mid",
+        "protect",
+        "rtx_ssrc",
+        "ssrc",
+    )
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        parameters: RTCRtpSendParameters,
+        codec: RelaySender,
+        dtls: RTCDtlsTransport,
+        connection: aioice_ice.Connection,
+    ) -> None:
+        self._sender = sender
+        self._dtls = dtls
+        self._connection = connection
+        self._pair: object = None
+        self._path: SendPath | None = None
+        self._socket: socket.socket | None = None
+        self.codec = codec
+        self.ssrc: int = sender._ssrc
+        self.rtx_ssrc: int = sender._rtx_ssrc
+        self.mid: str | None = parameters.muxId or None
+        # aiortc's send loop puts the mid and abs-send-time in every packet when they are
+        # negotiated (the audio level only for raw audio, which the relay never has;
+        # aiortc offers no transport-cc): the same two here, in its order
+        negotiated = {ext.uri: ext.id for ext in parameters.headerExtensions}
+        self._mid_id = negotiated.get(_MID_URI) if self.mid else None
+        self._abs_send_time_id = negotiated.get(_ABS_SEND_TIME_URI)
+        # viewers with equal keys get byte-equal extension blocks for the same send time
+        self.extension_key = (self._mid_id, self.mid, self._abs_send_time_id)
+        # the connection's one SRTP session: aiortc protects its RTCP with it too
+        self.protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+
+    def path(self) -> SendPath | None:
+        """How to send on the candidate pair the connection uses now (the peer may
+        nominate another one later): ``(transport, address, write_buffer_size,
+        socket)``; None once there is none (the connection closed). The same tuple
+        while the pair stays. ``socket`` is a duplicate of the pair's UDP socket, for
+        what the transport's ``sendto`` cannot do (several datagrams in one call,
+        :func:`livecast.ingest.fanout.send_segmented`); None on a TURN pair. Write to
+        it only while the transport has nothing queued, or datagrams overtake."""
+        pair = self._connection._nominated.get(1)
+        if pair is not self._pair:
+            self._pair = pair
+            self.close()
+            if pair is not None:
+                transport = pair.protocol.transport
+                # a TURN pair's transport (the peer may nominate one later) has no queue
+                queued = getattr(transport, "get_write_buffer_size", _nothing_queued)
+                # audio frames are single packets: nothing to segment, no duplicate
+                video = self._sender.kind == "video"
+                self._socket = _duplicate(transport) if video and _is_plain_udp(pair) else None
+                self._path = (transport, pair.remote_addr, queued, self._socket)
+        return self._path
+
+    def close(self) -> None:
+        """Let go of the duplicate socket (the pair's own stays with aioice)."""
+        self._path = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def extension_block(self, ntp_time: int) -> bytes:
+        """The RTP header extension block (profile, length, elements) of a packet sent
+        at ``ntp_time``, as ``RtpPacket.serialize`` writes it; b"" for none."""
+        elements: list[tuple[int, bytes]] = []
+        if self._mid_id and self.mid is not None:
+            elements.append((self._mid_id, self.mid.encode("utf8")))
+        if self._abs_send_time_id:
+            abs_send_time = (ntp_time >> 14) & 0x00FFFFFF
+            elements.append((self._abs_send_time_id, abs_send_time.to_bytes(3, "big")))
+        if not elements:
+            return b""
+        profile, value = pack_header_extensions(elements)
+        return struct.pack("!HH", profile, len(value) >> 2) + value
+
+    def report_sent(self, packets: int, octets: int, rtp_timestamp: int, ntp_time: int) -> None:
+        """What the next sender report says: RTP packets and payload octets sent so far,
+        and the RTP timestamp of the last one with the NTP time it went out at."""
+        sender: Any = self._sender  # the attributes _PACKET_COUNT_ATTR and the others name
+        sender._RTCRtpSender__packet_count = packets
+        sender._RTCRtpSender__octet_count = octets
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
+        sender._RTCRtpSender__ntp_timestamp = ntp_time
+
+    def serve_retransmissions(self, retransmit: Callable[[int], None]) -> None:
+        """Call ``retransmit(sequence_number)`` for each packet a NACK asks for again."""
+
+        async def serve(sequence_number: int) -> None:
+            retransmit(sequence_number)
+
+        self._sender._retransmit = serve  # type: ignore[method-assign]
+
+
+def _nothing_queued() -> int:
+    return 0
+
+
+def _is_plain_udp(pair: Any) -> bool:
+    """Whether ``pair`` sends on a UDP socket of this host (not through a TURN relay)."""
+    return bool(
+        pair.local_candidate.type != "relay"
+        and pair.local_candidate.transport.lower() == "udp"
+        and not isinstance(pair.protocol.transport, aioice_turn.TurnTransport)
+    )
+
+
+def _duplicate(transport: Any) -> socket.socket | None:
+    """A non-blocking duplicate of ``transport``'s socket, or None if it has none or
+    none can be made now (out of file descriptors: then the transport sends alone)."""
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return None
+    try:
+        duplicate = socket.socket(fileno=os.dup(raw.fileno()))
+    except OSError as exc:
+        log.warning("no duplicate of a viewer's socket (%s): its packets go one by one", exc)
+        return None
+    duplicate.setblocking(False)
+    return duplicate
+
+
+_MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_PACKET_COUNT_ATTR = "_RTCRtpSender__packet_count"
+_OCTET_COUNT_ATTR = "_RTCRtpSender__octet_count"
+_RTP_TIMESTAMP_ATTR = "_RTCRtpSender__rtp_timestamp"
+_NTP_TIMESTAMP_ATTR = "_RTCRtpSender__ntp_timestamp"
+
+
+def _direct_wire(
+    sender: RTCRtpSender, parameters: RTCRtpSendParameters, codec: RelaySender
+) -> SenderWire | None:
+    """A wire for ``sender`` if its connection is up on a plain UDP pair, else None
+    (a TURN relay: aiortc's own path then sends, through the TURN client)."""
+    dtls = sender.transport
+    if dtls.state != "connected" or dtls._tx_srtp is None:
+        return None
+    connection = dtls.transport._connection
+    pair = connection._nominated.get(1)
+    if pair is None or not _is_plain_udp(pair):
+        return None
+    return SenderWire(sender, parameters, codec, dtls, connection)
 
 
 def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> asyncio.Future[None]:
@@ -242,6 +470,43 @@ def _current_ntp_time() -> int:
 
 def _current_ms() -> int:
     return int((time.time() + _NTP_OFFSET) * 1000)
+
+
+ntp_time = _current_ntp_time  # now, as a 64-bit NTP timestamp (aiortc's clock, faster)
+
+
+class _SharedCertificate:
+    """Stands in for ``RTCCertificate`` in ``aiortc.rtcpeerconnection`` while
+    :func:`peer_connection` makes a connection: hands out the process's certificate."""
+
+    def __init__(self) -> None:
+        self._certificate: RTCCertificate | None = None
+        self._made_at = 0.0
+
+    def generateCertificate(self) -> RTCCertificate:
+        now = time.monotonic()
+        if self._certificate is None or now - self._made_at > _CERTIFICATE_TTL_S:
+            self._certificate = RTCCertificate.generateCertificate()
+            self._made_at = now
+        return self._certificate
+
+
+# The certificate is renewed this often (aiortc's own are valid for 30 days).
+_CERTIFICATE_TTL_S = 24 * 3600.0
+_shared_certificate = _SharedCertificate()
+
+
+def peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
+    """A peer connection with the process's DTLS certificate, made once a day rather
+    than a key pair and a signed certificate per connection (aiortc 1.16 makes them in
+    ``RTCPeerConnection.__init__`` through the module global ``RTCCertificate`` of
+    ``aiortc.rtcpeerconnection``, swapped here for the call: nothing in between awaits)."""
+    module: Any = rtcpeerconnection
+    module.RTCCertificate = _shared_certificate
+    try:
+        return RTCPeerConnection(configuration)
+    finally:
+        module.RTCCertificate = RTCCertificate
 
 
 def use_fast_clock() -> None:
@@ -307,10 +572,24 @@ _create_ssl_context = RTCCertificate._create_ssl_context
 _system_dtls: _dtls.SystemDtls | None = None
 
 
+# One system DTLS context per certificate and SRTP profile list, shared by every
+# handshake that uses them (OpenSSL counts each connection's reference to it): loading
+# the certificate and key into a new context was a tenth of answering a viewer.
+_system_contexts: weakref.WeakKeyDictionary[RTCCertificate, dict[bytes, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _ssl_context_for_any_peer(self: RTCCertificate, srtp_profiles: list[Any]) -> Any:
     if _system_dtls is not None:
         profiles = b":".join(profile.openssl_profile for profile in srtp_profiles)
-        return _dtls.SystemDtlsContext(_system_dtls, self._cert, self._key, DTLS_CIPHERS, profiles)
+        contexts = _system_contexts.setdefault(self, {})
+        context = contexts.get(profiles)
+        if context is None:
+            context = contexts[profiles] = _dtls.SystemDtlsContext(
+                _system_dtls, self._cert, self._key, DTLS_CIPHERS, profiles
+            )
+        return context
     context = _create_ssl_context(self, srtp_profiles)
     context.set_cipher_list(DTLS_CIPHERS)
     return context
@@ -502,8 +781,43 @@ def check_compatible() -> None:
         or not isinstance(getattr(aioice_ice, "CONSENT_FAILURES", None), int)
     ):
         problems.append("aioice consent freshness")
+    problems += _fast_path_problems()
+    if "RTCCertificate.generateCertificate()" not in inspect.getsource(RTCPeerConnection.__init__):
+        problems.append("RTCPeerConnection certificate")
     if problems:
         raise RuntimeError(
             "this aiortc/aioice version is not supported by the livecast relay: "
             + ", ".join(problems)
         )
+
+
+def _fast_path_problems() -> list[str]:
+    """What :class:`SenderWire` relies on that this aiortc or aioice lacks."""
+    problems = []
+    init_src = inspect.getsource(RTCRtpSender.__init__)
+    rtcp_src = inspect.getsource(RTCRtpSender._run_rtcp)
+    counters = ("__packet_count", "__octet_count", "__rtp_timestamp", "__ntp_timestamp")
+    if not all(f"self.{name}" in init_src and f"self.{name}" in rtcp_src for name in counters):
+        problems.append("sender report counters")
+    if "self._ssrc" not in init_src or "self._rtx_ssrc" not in init_src:
+        problems.append("sender SSRCs")
+    if "await self._retransmit(seq)" not in inspect.getsource(RTCRtpSender._handle_rtcp_packet):
+        problems.append("RTCRtpSender._retransmit")
+    rtp_src = inspect.getsource(RTCRtpSender._run_rtp)
+    written = set(re.findall(r"packet\.extensions\.(\w+) =", rtp_src))
+    if written != {"abs_send_time", "mid", "audio_level"}:
+        problems.append(f"RTP header extensions written ({', '.join(sorted(written))})")
+    if "self._tx_srtp.protect(" not in inspect.getsource(RTCDtlsTransport._send_rtp):
+        problems.append("RTCDtlsTransport._send_rtp")
+    send_src = inspect.getsource(aioice_ice.Connection.sendto)
+    data_src = inspect.getsource(aioice_ice.StunProtocol.send_data)
+    if "self._nominated.get(component)" not in send_src or (
+        "self.transport.sendto(data, addr)" not in data_src
+    ):
+        problems.append("aioice Connection.sendto")
+    return problems
+
+
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close ``pc``; cancelling the caller leaves the close running to its end."""
+    await asyncio.shield(pc.close())

@@ -36,6 +36,7 @@ from livecast.ingest.media import (
     Session,
     StreamMedia,
 )
+from livecast.ingest.nodes import session_id
 from livecast.ingest.origin import OriginRegistry
 from livecast.ingest.recorder import Recorder
 from livecast.ingest.relay import RelayTuning
@@ -173,7 +174,8 @@ class HubBase:
         self, role: str, stream_id: str, pc: RTCPeerConnection, subject: str
     ) -> Session:
         session = Session(
-            id=secrets.token_urlsafe(24),
+            # the node's id after the random part: any node finds the one holding it
+            id=session_id(self.origins.node.node_id),
             role=role,
             stream_id=stream_id,
             pc=pc,
@@ -260,7 +262,7 @@ class HubBase:
             elif session.role == VIEWER:
                 media.viewers.pop(session.id, None)
         try:
-            await session.pc.close()
+            await _aiortc.close_peer(session.pc)
         finally:
             for drain in session.drains:
                 drain.cancel()

@@ -11,7 +11,7 @@ from livecast.config import WebRtcSettings
 from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest, Forbidden, Unauthorized, UnsupportedMediaType
 from livecast.http import identity, read_body
-from livecast.ingest.keys import EDGE, MEDIA, SESSIONS
+from livecast.ingest.keys import EDGE, MEDIA, NODES, SESSIONS
 from livecast.ingest.media import PUBLISHER, Session
 from livecast.ingest.sdp import parse_trickle
 from livecast.ingest.sessions import EndReason, SessionKind
@@ -75,6 +75,7 @@ OFFER_ERRORS = [
 ]
 TRICKLE_ERRORS = [
     ErrorCode.SESSION_NOT_FOUND,
+    ErrorCode.SESSION_NODE_UNREACHABLE,
     ErrorCode.MALFORMED_SDP,
     ErrorCode.ETAG_MISMATCH,
     ErrorCode.ICE_RESTART_UNSUPPORTED,
@@ -164,7 +165,11 @@ async def authorize_session(request: web.Request, role: str) -> Session:
 
 
 async def patch_session(request: web.Request, role: str) -> web.Response:
-    """Trickle ICE candidates into a session; 422 for an ICE restart (RFC 9725 4.3.1)."""
+    """Trickle ICE candidates into a session; 422 for an ICE restart (RFC 9725 4.3.1).
+    A session of another node is that node's to answer (:mod:`livecast.ingest.nodes`)."""
+    owner = await request.app[NODES].owner_url(request)
+    if owner is not None:
+        return await request.app[NODES].forward_to(request, owner)
     session = await authorize_session(request, role)
     fragment = parse_trickle(await read_sdp(request, TRICKLE))
     await request.app[MEDIA].patch(session, fragment, request.headers.get("If-Match"))
@@ -172,6 +177,10 @@ async def patch_session(request: web.Request, role: str) -> web.Response:
 
 
 async def delete_session(request: web.Request, role: str) -> web.Response:
+    """End a session; one of another node is forwarded there, as for PATCH."""
+    owner = await request.app[NODES].owner_url(request)
+    if owner is not None:
+        return await request.app[NODES].forward_to(request, owner)
     session = await authorize_session(request, role)
     request.app[SESSIONS].mark(session, EndReason.CLIENT_LEFT, "DELETE")
     await request.app[MEDIA].end(session)

@@ -11,7 +11,8 @@ publisher's (the hub's watchdog) are marked with their reason before they happen
 
 Tasks owned here, cancelled at shutdown: the hub's watchdog (:meth:`MediaHub.start`,
 stopped by its ``close``), the origin heartbeat
-(:mod:`livecast.ingest.origin`), the edge relay's upkeep, and a check that ends the
+(:mod:`livecast.ingest.origin`), this node's record for the others
+(:mod:`livecast.ingest.nodes`), the edge relay's upkeep, and a check that ends the
 media of streams ended through another node. The recorder's writer threads are
 finalized and joined after the hub closed (:mod:`livecast.ingest.recorder`).
 """
@@ -26,12 +27,12 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS, TOKENS
+from livecast.appkeys import EVENTS, KEYS, NODE, REDIS, SETTINGS, STREAMS, TOKENS
 from livecast.errors import ApiError
-from livecast.ids import new_id
 from livecast.ingest.edge import EdgeRelay, EdgeTokens
 from livecast.ingest.hub import MediaHub
-from livecast.ingest.keys import EDGE, MEDIA, RECORDER, SESSIONS
+from livecast.ingest.keys import EDGE, MEDIA, NODES, RECORDER, SESSIONS
+from livecast.ingest.nodes import NodeDirectory
 from livecast.ingest.origin import Origin, OriginRegistry
 from livecast.ingest.recorder import Recorder
 from livecast.ingest.sessions import EndReason, SessionBook
@@ -51,7 +52,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     registry = app[STREAMS]
 
     settings = app[SETTINGS]
-    node = Origin(node_id=new_id(9), url=settings.server.node_url)
+    node = Origin(node_id=app[NODE].id, url=app[NODE].url)
     origins = OriginRegistry(
         app[REDIS],
         app[KEYS],
@@ -59,6 +60,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.webrtc.origin_ttl_s,
         grace_s=settings.webrtc.reconnect_grace_s,
     )
+    nodes = NodeDirectory(app[REDIS], app[KEYS], app[NODE], settings.webrtc.origin_ttl_s)
     recorder = Recorder(settings.recordings_dir, enabled=settings.webrtc.record)
     hub = MediaHub(settings.webrtc, events.publish, origins, recorder if recorder.enabled else None)
     edge_tokens = EdgeTokens(app[TOKENS], node.node_id)
@@ -113,6 +115,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EDGE] = edge
     app[RECORDER] = recorder
     app[SESSIONS] = book
+    app[NODES] = nodes
     metrics = app[METRICS]
     metrics.gauge(
         "livecast_webrtc_viewers",
@@ -129,6 +132,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         "streams this node pulls from their origin node (WHEP sessions there)",
         lambda: sum(media.upstream is not None for media in hub.streams.values()),
     )
+    await nodes.start()
     tasks = [asyncio.create_task(follow_ends(), name="media-follow-ends")]
     hub.start()
     origins.start(lose_origin)
@@ -142,6 +146,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         await hub.close()
         await recorder.close()
         await origins.close()
+        await nodes.close()
 
 
 async def close_sessions(app: web.Application) -> None:

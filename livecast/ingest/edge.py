@@ -63,6 +63,7 @@ from livecast.auth import ANONYMOUS, Identity, Role, TokenIssuer
 from livecast.config import WebRtcSettings
 from livecast.error_codes import ErrorCode
 from livecast.errors import Unauthorized
+from livecast.ingest import _aiortc
 from livecast.ingest._hub import SHUTDOWN_CLOSE_S, close_within
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.media import MediaState, StreamMedia
@@ -206,7 +207,7 @@ class EdgePull:
         for drain in self.drains:
             drain.cancel()
         try:
-            await self.pc.close()
+            await _aiortc.close_peer(self.pc)
             await self.delete()
         finally:
             self._hub.forget_if_idle(media)
@@ -353,7 +354,7 @@ class EdgeRelay:
         if media.publisher is not None or media.upstream is not None:
             return
         assert self._http is not None
-        pc = RTCPeerConnection(hub.configuration())
+        pc = _aiortc.peer_connection(hub.configuration())
         pull = EdgePull(media, origin, pc, hub, self._http, self.tokens)
         media.upstream = pull  # reserved before the first await: one pull per stream
         try:

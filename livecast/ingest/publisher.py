@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from redis.exceptions import RedisError
 
@@ -102,7 +102,7 @@ class PublisherSide(HubBase):
         if media.upstream is not None:  # this node was an edge of a node now gone
             self._keep(asyncio.ensure_future(media.upstream.close()))
 
-        pc = RTCPeerConnection(self.configuration())
+        pc = _aiortc.peer_connection(self.configuration())
         session = self._new_session(PUBLISHER, stream_id, pc, subject)
         session.video_codecs = () if video_codec is None else (video_codec,)
         media.publisher = session  # reserved before the first await: one publisher
@@ -124,7 +124,7 @@ class PublisherSide(HubBase):
             if media.publisher is session:
                 media.publisher = None
             self.sessions.pop(session.id, None)
-            await pc.close()
+            await _aiortc.close_peer(pc)
             self.forget_if_idle(media)
             raise
         session.drains = tuple(drains)

@@ -56,6 +56,8 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 
+from livecast.ingest.fanout import FanOut
+
 __all__ = ["EncodedFrame", "FrameTee", "MediaSource", "RelayTuning", "ViewerTrack", "is_keyframe"]
 
 log = logging.getLogger(__name__)
@@ -93,13 +95,18 @@ def is_keyframe(codec: str, data: bytes) -> bool:
 class EncodedFrame:
     """One frame, packetized once and shared by every viewer's sender."""
 
-    __slots__ = ("codec", "keyframe", "payloads", "timestamp")
+    __slots__ = ("codec", "keyframe", "payloads", "runs", "size", "timestamp")
 
-    def __init__(self, payloads: list[bytes], timestamp: int, keyframe: bool, codec: str) -> None:
+    def __init__(
+        self, payloads: list[bytes], timestamp: int, keyframe: bool, codec: str, size: int
+    ) -> None:
         self.payloads = payloads
         self.timestamp = timestamp
         self.keyframe = keyframe
         self.codec = codec
+        self.size = size  # bytes of payload, all packets together
+        # where the runs of packets sent in one call end (livecast.ingest.fanout), once known
+        self.runs: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,8 @@ class MediaSource:
         self._last_request = -1e9
         self._pending_request: asyncio.TimerHandle | None = None
         self.keyframe_requests_sent = 0
+        # the viewers whose packets the relay writes itself (livecast.ingest.fanout)
+        self.fanout = FanOut()
         # also given every frame, on the source's timeline (the recorder); None: nothing
         self.tee: FrameTee | None = None
         # also given every frame, on the same timeline: the LL-HLS packager (livecast.hls)
@@ -197,7 +206,9 @@ class MediaSource:
             keyframe = True
             payloads = [data]
         index = self.head
-        frame = self._ring[index & self._mask] = EncodedFrame(payloads, out, keyframe, codec)
+        frame = self._ring[index & self._mask] = EncodedFrame(
+            payloads, out, keyframe, codec, sum(map(len, payloads))
+        )
         if keyframe:
             self.last_keyframe = index
         if self._video:
@@ -216,6 +227,8 @@ class MediaSource:
                 self._drop_gop()
         self.head = index + 1
         self.frames_in += 1
+        if self.fanout.writers:
+            self.fanout.send(frame, index)
         tee = self.tee
         if tee is not None:
             tee(data, out, keyframe, now)
@@ -348,6 +361,9 @@ class ViewerTrack(MediaStreamTrack):
         self._catch_up_ts = 0
         self.frames_sent = 0
         self.skips = 0
+        self._direct = False  # the fan-out sends the frames (send_directly)
+        self._pulled = False  # recv() gave frames
+        self._parked: asyncio.Future[None] | None = None
         if self._video:
             start = source.join_index() if join_burst else None
             newest = source.frame(source.head - 1)
@@ -359,6 +375,10 @@ class ViewerTrack(MediaStreamTrack):
                 self._catch_up_ts = newest.timestamp
             else:
                 self.request_keyframe()
+
+    @property
+    def source(self) -> MediaSource:
+        return self._source
 
     @property
     def waiting_keyframe(self) -> bool:
@@ -379,54 +399,115 @@ class ViewerTrack(MediaStreamTrack):
         self._codec = frame.codec
         return True
 
+    # -- where the frames go ------------------------------------------------------------
+
+    def send_directly(self) -> bool:
+        """From now on the relay's fan-out sends this viewer's frames
+        (:mod:`livecast.ingest.fanout`), pulling them with :meth:`poll` and
+        :meth:`takes_next`; ``recv()`` then gives nothing and returns only once the track
+        ends. False if ``recv()`` already gave frames (they went out another way)."""
+        if self._pulled:
+            return False
+        self._direct = True
+        return True
+
+    def stop(self) -> None:
+        super().stop()
+        if self._parked is not None and not self._parked.done():
+            self._parked.set_result(None)
+
     async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if self._direct:
+            if self.readyState == "live":
+                self._parked = asyncio.get_running_loop().create_future()
+                await self._parked
+            raise MediaStreamError
+        while True:
+            frame = self.poll()
+            if frame is not None:
+                self._pulled = True
+                return frame
+            await self._source.wait_frame()
+
+    def takes_next(self, index: int) -> bool:
+        """Whether the frame just pushed at ``index`` is simply this viewer's next one
+        (the steady state of a viewer that is live); if so the cursor moves past it.
+        Otherwise :meth:`poll` applies the rules (a keyframe to wait for, a catch-up
+        burst, a new publisher)."""
+        if (
+            self._cursor == index
+            and not self._waiting_keyframe
+            and not self._starting
+            and self._epoch == self._source.epoch
+            and index >= self._catch_up_end
+        ):
+            self._cursor = index + 1
+            self.frames_sent += 1
+            return True
+        return False
+
+    def fall_behind(self) -> None:
+        """The viewer cannot take frames now (its socket is backed up): skip to the
+        next keyframe (video) or the newest frame (audio), as one that fell out of the
+        ring does."""
+        self.skips += 1
+        self._catch_up_end = 0
+        self._cursor = self._source.head
+        if self._video and not self._waiting_keyframe:
+            self._waiting_keyframe = True
+            self.request_keyframe()
+
+    def poll(self) -> EncodedFrame | None:
+        """The viewer's next frame if there is one now, else None."""
         source = self._source
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
             cursor = self._cursor
-            if cursor < source.head:
-                if self._epoch != source.epoch:
-                    # a new publisher: its stream starts over at a keyframe, and
-                    # nothing before that keyframe decodes against what came before
-                    self._epoch = source.epoch
-                    self._catch_up_end = 0
-                    if self._video and not self._waiting_keyframe:
-                        self._waiting_keyframe = True
+            if cursor >= source.head:
+                return None
+            if self._epoch != source.epoch:
+                # a new publisher: its stream starts over at a keyframe, and
+                # nothing before that keyframe decodes against what came before
+                self._epoch = source.epoch
+                self._catch_up_end = 0
+                if self._video and not self._waiting_keyframe:
+                    self._waiting_keyframe = True
+                    self.request_keyframe()
+            if self._waiting_keyframe:
+                start = source.next_keyframe(cursor)
+                if start is None:
+                    self._cursor = source.head
+                    if time.monotonic() - self._last_request >= (source._tuning.keyframe_retry_s):
                         self.request_keyframe()
-                if self._waiting_keyframe:
-                    start = source.next_keyframe(cursor)
-                    if start is None:
-                        self._cursor = source.head
-                        if time.monotonic() - self._last_request >= (
-                            source._tuning.keyframe_retry_s
-                        ):
-                            self.request_keyframe()
-                    else:
-                        self._cursor = start
-                        self._waiting_keyframe = False
-                        self._starting = True
+                else:
+                    self._cursor = start
+                    self._waiting_keyframe = False
+                    self._starting = True
+                continue
+            frame = source.frame(cursor)
+            if frame is None:  # fell out of the ring: skip ahead
+                self.skips += 1
+                self._catch_up_end = 0
+                if self._video:
+                    self._waiting_keyframe = True
+                    self.request_keyframe()
+                else:
+                    self._cursor = source.head - 1
+                continue
+            self._cursor = cursor + 1
+            if self._starting:
+                self._starting = False
+                if not self._takes(frame):  # the hub closes a viewer in that case
+                    self._waiting_keyframe = True
                     continue
-                frame = source.frame(cursor)
-                if frame is None:  # fell out of the ring: skip ahead
-                    self.skips += 1
-                    self._catch_up_end = 0
-                    if self._video:
-                        self._waiting_keyframe = True
-                        self.request_keyframe()
-                    else:
-                        self._cursor = source.head - 1
-                    continue
-                self._cursor = cursor + 1
-                if self._starting:
-                    self._starting = False
-                    if not self._takes(frame):  # the hub closes a viewer in that case
-                        self._waiting_keyframe = True
-                        continue
-                self.frames_sent += 1
-                if cursor < self._catch_up_end:
-                    behind = self._catch_up_end - 1 - cursor
-                    timestamp = (self._catch_up_ts - behind * _CATCH_UP_STEP) & _U32
-                    return EncodedFrame(frame.payloads, timestamp, frame.keyframe, frame.codec)
-                return frame
-            await source.wait_frame()
+            self.frames_sent += 1
+            if cursor < self._catch_up_end:
+                behind = self._catch_up_end - 1 - cursor
+                timestamp = (self._catch_up_ts - behind * _CATCH_UP_STEP) & _U32
+                burst = EncodedFrame(
+                    frame.payloads, timestamp, frame.keyframe, frame.codec, frame.size
+                )
+                burst.runs = frame.runs
+                return burst
+            return frame

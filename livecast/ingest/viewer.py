@@ -6,21 +6,26 @@ A viewer negotiates every video codec this server relays that its offer can rece
 the stream's current one first (so a viewer who arrives before the publisher, or stays
 through a publisher who comes back with another codec, needs no new offer): its sender
 sends the stream's codec and switches at the first keyframe of another one
-(:func:`~livecast.ingest._aiortc.switchable_codec`). Another node's pull negotiates the
-stream's codec only: its frame tap knows one codec per connection, so a codec change
-drops the pull and the edge pulls again.
+(:class:`~livecast.ingest._aiortc.RelaySender`). With ``webrtc.fast_relay`` (the
+default), a viewer connected over a plain UDP pair gets its packets from the source's
+fan-out (:mod:`livecast.ingest.fanout`); otherwise aiortc's sender sends them.
+
+Another node's pull negotiates the stream's codec only: its frame tap knows one codec
+per connection, so a codec change drops the pull and the edge pulls again.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCSessionDescription
 
 from livecast.error_codes import ErrorCode
 from livecast.errors import TooManyRequests, Unprocessable
 from livecast.ingest import _aiortc
 from livecast.ingest._hub import HubBase
+from livecast.ingest.fanout import write_directly
 from livecast.ingest.media import VIEWER, Session, StreamMedia
 from livecast.ingest.relay import ViewerTrack
 from livecast.ingest.sdp import AUDIO_CODEC, Offer, codec_preferences, mime_of
@@ -70,7 +75,7 @@ class ViewerSide(HubBase):
             self.forget_if_idle(media)
             raise
 
-        pc = RTCPeerConnection(self.configuration())
+        pc = _aiortc.peer_connection(self.configuration())
         session = self._new_session(VIEWER, stream_id, pc, "")
         session.video_codecs = video_codecs
         session.edge = edge
@@ -82,17 +87,19 @@ class ViewerSide(HubBase):
             for kind in offer.kinds:
                 families = video_codecs if kind == "video" else (AUDIO_CODEC,)
                 transceiver = pc.addTransceiver(kind, direction="sendonly")
+                sender = _aiortc.RelaySender(transceiver.sender)
                 track = ViewerTrack(
                     media.sources[kind],
                     join_burst=not fresh,
                     codec=families[0],
-                    switch_codec=_switcher(transceiver.sender) if kind == "video" else None,
+                    switch_codec=_switcher(sender) if kind == "video" else None,
                 )
                 tracks.append(track)
                 transceiver.sender.replaceTrack(track)
                 transceiver.setCodecPreferences(codec_preferences(kind, *families))
-                _aiortc.install_packer(transceiver.sender)
                 _aiortc.forward_keyframe_requests(transceiver.sender, track.request_keyframe)
+                if self._settings.fast_relay:
+                    sender.on_start = functools.partial(write_directly, track)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception:
@@ -100,7 +107,7 @@ class ViewerSide(HubBase):
                 track.stop()
             media.viewers.pop(session.id, None)
             self.sessions.pop(session.id, None)
-            await pc.close()
+            await _aiortc.close_peer(pc)
             self.forget_if_idle(media)
             raise
         session.tracks = tuple(tracks)
@@ -131,7 +138,6 @@ class ViewerSide(HubBase):
         return relayed[:1] if edge else relayed
 
 
-def _switcher(sender: RTCRtpSender) -> Callable[[str], bool]:
+def _switcher(sender: _aiortc.RelaySender) -> Callable[[str], bool]:
     """``switch(codec family)``: make ``sender`` send that negotiated codec from now on."""
-    use = _aiortc.switchable_codec(sender)
-    return lambda family: use(mime_of(family))
+    return lambda family: sender.use(mime_of(family))

@@ -67,6 +67,7 @@ _SESSION_HOLDER = {
     "of the stream",
     ErrorCode.STREAM_NOT_FOUND: "",
     ErrorCode.SESSION_NOT_FOUND: "",
+    ErrorCode.SESSION_NODE_UNREACHABLE: "",
 }
 
 

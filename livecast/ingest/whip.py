@@ -12,6 +12,9 @@ A POST to a node that is not the stream's origin answers ``307 Temporary Redirec
 ``Location`` the origin node's WHIP endpoint (RFC 9725 4.5), so a publisher that comes
 back through another node during the reconnect grace finds its stream; the body is the
 409 ``publisher_active`` error, naming ``origin_url``, for clients that do not follow.
+A worker of ``livecast serve --workers N`` whose sibling worker is the origin forwards
+the POST to it instead (their private node URLs are no address for a publisher), and
+answers with the sibling's answer (:mod:`livecast.ingest.nodes`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from livecast.ingest._signaling import (
     session_options,
 )
 from livecast.ingest.errors import PublishedElsewhere
-from livecast.ingest.keys import MEDIA, SESSIONS
+from livecast.ingest.keys import MEDIA, NODES, SESSIONS
 from livecast.ingest.media import PUBLISHER
 from livecast.ingest.sdp import parse_offer
 from livecast.ingest.sessions import EndReason, SessionKind
@@ -74,6 +77,8 @@ _PUBLISHER = {
         **dict.fromkeys(OFFER_ERRORS, ""),
         **_PUBLISHER,
         ErrorCode.PUBLISHER_ACTIVE: "the stream already has a publisher on this node",
+        ErrorCode.SESSION_NODE_UNREACHABLE: "a publisher coming back through another worker "
+        "of the box is forwarded to the stream's origin worker, which does not answer",
     },
     auth=Auth.REQUIRED,
 )
@@ -90,6 +95,8 @@ async def publish(request: web.Request) -> web.Response:
     try:
         session, answer = await hub.publish(stream.id, offer, who.sub)
     except PublishedElsewhere as exc:
+        if request.app[NODES].is_sibling(exc.origin_url, request):
+            return await request.app[NODES].forward_to(request, exc.origin_url)
         location = exc.whip_url(stream.id)
         return json_response(exc.to_json(), status=307, headers={"Location": location})
     request.app[SESSIONS].opened(session, SessionKind.WHIP, who.sub, request.remote or "")
@@ -128,7 +135,11 @@ async def patch(request: web.Request) -> web.Response:
 @contract(
     summary="End the publishing session; needs the rights publishing needs",
     responses={200: Reply(None, "ended")},
-    errors={**_PUBLISHER, ErrorCode.SESSION_NOT_FOUND: ""},
+    errors={
+        **_PUBLISHER,
+        ErrorCode.SESSION_NOT_FOUND: "",
+        ErrorCode.SESSION_NODE_UNREACHABLE: "",
+    },
     auth=Auth.REQUIRED,
 )
 async def delete(request: web.Request) -> web.Response:

@@ -26,30 +26,40 @@ class SellerStream:
     seller_token: str
 
 
+async def create_stream(client: Client, seller_token: str) -> SellerStream:
+    """A new stream of the seller whose token is ``seller_token``."""
+    resp = await client.post(
+        "/api/streams", json={"title": "Spring drop"}, headers=bearer(seller_token)
+    )
+    assert resp.status == 201, await resp.text()
+    return SellerStream((await resp.json())["id"], seller_token)
+
+
 @pytest.fixture
 async def stream(client: Client, make_token: MakeToken) -> SellerStream:
-    token = make_token(Role.SELLER, sub="seller-1")
-    resp = await client.post("/api/streams", json={"title": "Spring drop"}, headers=bearer(token))
-    assert resp.status == 201, await resp.text()
-    return SellerStream((await resp.json())["id"], token)
+    return await create_stream(client, make_token(Role.SELLER, sub="seller-1"))
+
+
+# The ingest tests' settings: a short publisher-quiet time so takeovers are quick, and short
+# origin and edge lifetimes so failovers are too.
+INGEST_OVERRIDES: dict[str, Any] = {
+    "webrtc__publisher_stale_s": 1.0,
+    "webrtc__max_viewers_per_stream": 4,
+    "webrtc__origin_ttl_s": 1.0,
+    "webrtc__edge_linger_s": 0.5,
+}
 
 
 @pytest.fixture
 def settings(
     request: pytest.FixtureRequest, redis_url: str, key_prefix: str, tmp_path: Path
 ) -> Settings:
-    """The shared settings, with a short publisher-quiet time so takeovers are quick.
+    """The shared settings with :data:`INGEST_OVERRIDES`.
 
     A test changes more of them by parametrizing this fixture indirectly:
     ``@pytest.mark.parametrize("settings", [{"webrtc__connect_timeout_s": 1.0}], indirect=True)``.
     """
-    overrides: dict[str, Any] = {
-        "webrtc__publisher_stale_s": 1.0,
-        "webrtc__max_viewers_per_stream": 4,
-        "webrtc__origin_ttl_s": 1.0,
-        "webrtc__edge_linger_s": 0.5,
-        **getattr(request, "param", {}),
-    }
+    overrides = {**INGEST_OVERRIDES, **getattr(request, "param", {})}
     return make_settings(redis_url, key_prefix, tmp_path, **overrides)
 
 
@@ -105,3 +115,8 @@ async def kill_node(node: Client) -> None:
             for protocol in connection._protocols:
                 protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
                 protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]
+    # the relay's fan-out may write to (duplicates of) those sockets itself: silence it too
+    for media in hub.streams.values():
+        for source in media.sources.values():
+            for writer in source.fanout.writers:
+                source.fanout.remove(writer)

@@ -295,3 +295,88 @@ def first_video_codec(answer: str) -> str:
 
 def in_order(counters: list[int]) -> bool:
     return all(b > a for a, b in itertools.pairwise(counters))
+
+
+# -- what a viewer's connection receives, below the decoder -------------------------------
+
+
+def _protocols(pc: RTCPeerConnection) -> list[Any]:
+    """The ICE agent's sockets (aioice ``StunProtocol``s) of ``pc``'s one transport."""
+    transport = pc.getTransceivers()[0].receiver.transport.transport
+    return list(transport._connection._protocols)
+
+
+def drop_incoming(pc: RTCPeerConnection, drop: Callable[[bytes], bool]) -> None:
+    """Make ``pc`` lose every datagram ``drop(datagram)`` picks, as a lossy network
+    would: before ICE, DTLS or SRTP see it. (RTP headers travel in the clear.)"""
+    for protocol in _protocols(pc):
+        received = protocol.datagram_received
+
+        def filtered(data: bytes, addr: Any, received: Any = received) -> None:
+            if not drop(data):
+                received(data, addr)
+
+        protocol.datagram_received = filtered
+
+
+def rtp_header(datagram: bytes) -> tuple[int, int, int] | None:
+    """``(payload type, sequence number, SSRC)`` of an RTP datagram; None for anything
+    else (STUN, DTLS, RTCP)."""
+    if len(datagram) < 12 or not 128 <= datagram[0] < 192 or 192 <= datagram[1] <= 223:
+        return None
+    return datagram[1] & 0x7F, int.from_bytes(datagram[2:4]), int.from_bytes(datagram[8:12])
+
+
+@dataclass
+class SenderReport:
+    ssrc: int
+    packets: int  # the SR's packet count
+    octets: int  # the SR's octet count
+    rtp_timestamp: int
+    packets_received: int  # RTP packets of that SSRC the viewer had received by then
+    octets_received: int  # and their payload bytes
+
+
+@dataclass
+class ReceiveLog:
+    """The decrypted RTP and the sender reports ``pc``'s receivers were handed."""
+
+    packets: dict[int, int] = field(default_factory=dict)  # SSRC -> RTP packets
+    octets: dict[int, int] = field(default_factory=dict)  # SSRC -> payload bytes
+    timestamps: dict[int, set[int]] = field(default_factory=dict)  # SSRC -> RTP timestamps
+    reports: list[SenderReport] = field(default_factory=list)
+
+
+def log_receiving(pc: RTCPeerConnection) -> ReceiveLog:
+    from aiortc.rtp import RtcpSrPacket, RtpPacket
+
+    log = ReceiveLog()
+    for transceiver in pc.getTransceivers():
+        receiver: Any = transceiver.receiver
+        handle_rtp, handle_rtcp = receiver._handle_rtp_packet, receiver._handle_rtcp_packet
+
+        async def on_rtp(packet: RtpPacket, arrival_time_ms: int, handle: Any = handle_rtp) -> None:
+            ssrc = packet.ssrc
+            log.packets[ssrc] = log.packets.get(ssrc, 0) + 1
+            log.octets[ssrc] = log.octets.get(ssrc, 0) + len(packet.payload)
+            log.timestamps.setdefault(ssrc, set()).add(packet.timestamp)
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        async def on_rtcp(packet: Any, handle: Any = handle_rtcp) -> None:
+            if isinstance(packet, RtcpSrPacket):
+                info = packet.sender_info
+                log.reports.append(
+                    SenderReport(
+                        packet.ssrc,
+                        info.packet_count,
+                        info.octet_count,
+                        info.rtp_timestamp,
+                        log.packets.get(packet.ssrc, 0),
+                        log.octets.get(packet.ssrc, 0),
+                    )
+                )
+            await handle(packet)
+
+        receiver._handle_rtp_packet = on_rtp
+        receiver._handle_rtcp_packet = on_rtcp
+    return log

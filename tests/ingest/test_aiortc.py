@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aioice import ice as aioice_ice
+from aioice import stun as aioice_stun
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCCertificate, SRTPProtectionProfile, generate_certificate
 from aiortc.rtp import RtpPacket
@@ -62,10 +63,18 @@ def test_reordered_packets_still_make_each_frame_once_in_order() -> None:
 # -- ICE consent (RFC 7675) ------------------------------------------------------------------
 
 
+# what the consent rounds take in these tests: one every ~0.2 s instead of ~5 s, and an
+# unanswered check given up after 0.1 s instead of 0.5 s (its only try: no retransmission)
+CONSENT_INTERVAL_S = 0.2
+CHECK_TIMEOUT_S = 0.1
+
+
 @pytest.fixture
 def fast_consent(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Consent rounds every ~0.2 s instead of ~5 s, on both ends (one process)."""
-    monkeypatch.setattr(aioice_ice, "CONSENT_INTERVAL", 0.2)
+    """Consent rounds on :data:`CONSENT_INTERVAL_S` and :data:`CHECK_TIMEOUT_S`, on both
+    ends (one process); as many rounds as ever end a session."""
+    monkeypatch.setattr(aioice_ice, "CONSENT_INTERVAL", CONSENT_INTERVAL_S)
+    monkeypatch.setattr(aioice_stun, "RETRY_RTO", CHECK_TIMEOUT_S)
 
 
 def _ice_connection(pc: RTCPeerConnection) -> aioice_ice.Connection:
@@ -99,7 +108,7 @@ async def _connected(client: Client, stream: SellerStream) -> tuple[Publisher, V
 
 def _rounds(count: int) -> float:
     """Wall time of ``count`` unanswered consent rounds (interval + STUN timeout each)."""
-    return count * (0.2 * 1.2 + 0.5)
+    return count * (CONSENT_INTERVAL_S * 1.2 + CHECK_TIMEOUT_S)
 
 
 @pytest.mark.timeout(60)
@@ -307,3 +316,37 @@ def test_the_start_up_check_fails_when_aiortc_needs_more_of_a_dtls_connection(
     monkeypatch.delattr(_dtls.SystemDtlsConnection, "export_keying_material")
     with pytest.raises(RuntimeError, match="export_keying_material"):
         check_compatible()
+
+
+async def test_the_servers_peer_connections_share_one_certificate() -> None:
+    """Made once, not per connection (a join storm paid for a key pair each); peers
+    made with aiortc's own constructor keep their own."""
+    from aiortc import RTCConfiguration
+
+    first = _aiortc.peer_connection(RTCConfiguration(iceServers=[]))
+    second = _aiortc.peer_connection(RTCConfiguration(iceServers=[]))
+    other = new_pc()
+    try:
+        certificates = [pc._RTCPeerConnection__certificates[0] for pc in (first, second, other)]  # type: ignore[attr-defined]
+        assert certificates[0] is certificates[1]
+        assert certificates[2] is not certificates[0]
+    finally:
+        for pc in (first, second, other):
+            await pc.close()
+
+
+async def test_a_close_runs_to_its_end_when_a_second_closer_is_cancelled() -> None:
+    """aiortc's second close() awaits the first's future: cancelling that second caller
+    (a request, a shutdown) must not cancel the future the first then completes."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video")
+    await pc.setLocalDescription(await pc.createOffer())
+    first = asyncio.ensure_future(_aiortc.close_peer(pc))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(_aiortc.close_peer(pc))
+    await asyncio.sleep(0)
+    second.cancel()
+    await first  # with a bare pc.close(): InvalidStateError
+    assert pc.connectionState == "closed"
+    with pytest.raises(asyncio.CancelledError):
+        await second

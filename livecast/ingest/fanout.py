@@ -1,0 +1,379 @@
+"""The relay's fast path: one fan-out per source and frame, straight to viewers' sockets.
+
+Left to aiortc, every viewer's sender is a coroutine woken per frame that builds an
+``RtpPacket`` per packet, serializes it, encrypts it and hands it down through the
+DTLS and ICE transports' coroutines. Here a :class:`FanOut` (one per
+:class:`~livecast.ingest.relay.MediaSource`) is handed each frame as the publisher's
+receiver pushes it, already packetized once, and for every viewer it writes only what
+is that viewer's own: a 12-byte RTP header (its sequence number, SSRC, timestamp origin
+and payload type), the header extension block its connection negotiated (shared by
+every viewer whose block is byte-equal), SRTP with the connection's session, and a
+send on the socket of its selected ICE candidate pair. Nothing is awaited and no
+object is made per viewer and packet beyond the bytes that go out. The packets of a
+frame come in runs of one size (the packetizer splits a NAL unit or a VP8 frame
+evenly): a video viewer's run leaves in one ``sendmsg`` with UDP segmentation offload
+(:func:`send_segmented`), which the kernel splits into the same datagrams for much
+less than one ``sendto`` each; single packets (Opus) take the transport's ``sendto``.
+
+Each viewer is a :class:`RtpWriter` over a :class:`~livecast.ingest._aiortc.SenderWire`
+(what aiortc knows of the sender and its connection, read once when the sender starts)
+and the viewer's :class:`~livecast.ingest.relay.ViewerTrack`, whose cursor keeps every
+rule of the relay: a viewer starts at a keyframe or with the GOP cache's catch-up burst,
+follows a new publisher's timeline and codec, and skips ahead when it falls behind. A
+viewer whose connection runs over a TURN relay is not written here: aiortc's sender
+pulls its frames from the same track as before.
+
+What aiortc still does for a written viewer: RTCP both ways. Its sender reports count
+what the writer sent (:meth:`SenderWire.report_sent`); a NACK is answered from the
+packets this writer sent, which it remembers as references into the shared frames
+(sequence number -> frame and packet index), wrapped as RTX when RTX was negotiated;
+PLI and FIR reach the relay's keyframe handling. A viewer whose socket backs up (more
+than ``_MAX_QUEUED`` bytes waiting in the transport) skips frames as a slow one does,
+and whatever goes wrong with one writer stops that viewer only.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from aiortc.mediastreams import MediaStreamError
+
+from livecast.ingest._aiortc import SenderWire, SendPath, ntp_time
+
+if TYPE_CHECKING:
+    from livecast.ingest.relay import EncodedFrame, ViewerTrack
+
+__all__ = ["FanOut", "RtpWriter", "write_directly"]
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!BBHII")  # V=2 P X CC, M PT, sequence number, timestamp, SSRC
+_ORIGINAL_SEQUENCE = struct.Struct("!H")  # the first two bytes of an RTX payload
+_U32: Final = 0xFFFFFFFF
+# Packets per writer a NACK can still be answered for (aiortc keeps 128): a catch-up
+# burst of a 2 s GOP at 1 Mbit/s is about 250.
+_HISTORY: Final = 512
+_HISTORY_MASK: Final = _HISTORY - 1
+# Bytes waiting in a viewer's socket (libuv's send queue) past which it skips frames.
+_MAX_QUEUED: Final = 1 << 20
+# Linux UDP generic segmentation offload (UDP_SEGMENT, since 4.18): one sendmsg carries
+# datagrams of one size (the last may be shorter), the kernel splits them. At most 64
+# per call and 64 KB in all: 40 packets of a frame at most.
+_UDP_SEGMENT: Final = 103
+_MAX_SEGMENTS: Final = 40
+_SEGMENT_SIZE = struct.Struct("=H")
+
+
+class _Segmentation:
+    """Whether this kernel takes UDP_SEGMENT; the first refusal turns it off."""
+
+    works = True
+
+
+_segmentation = _Segmentation()
+
+
+def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
+    """Where the runs of ``payloads`` end that can go in one segmented send: packets
+    of one length, then at most one shorter one (the same per-viewer header is added
+    to each, so their protected lengths compare the same way)."""
+    ends = []
+    count = len(payloads)
+    start = 0
+    while start < count:
+        size = len(payloads[start])
+        end = start + 1
+        while end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) == size:
+            end += 1
+        if end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) < size:
+            end += 1
+        ends.append(end)
+        start = end
+    return tuple(ends)
+
+
+def send_segmented(
+    sock: socket.socket,
+    datagrams: list[bytes],
+    address: tuple[Any, ...],
+    sendto: Callable[[bytes, Any], None],
+) -> None:
+    """Send ``datagrams`` (all as long as the first but the last) to ``address`` in one
+    ``sendmsg`` the kernel splits; one ``sendto`` each where that cannot be done now."""
+    try:
+        sock.sendmsg(
+            [b"".join(datagrams)],
+            [(socket.SOL_UDP, _UDP_SEGMENT, _SEGMENT_SIZE.pack(len(datagrams[0])))],
+            0,
+            address,
+        )
+        return
+    except BlockingIOError:
+        pass  # the socket's buffer is full: the transport queues them
+    except OSError as exc:
+        _segmentation.works = False
+        log.warning("UDP segmentation offload refused (%s); sending datagrams one by one", exc)
+    for datagram in datagrams:
+        sendto(datagram, address)
+
+
+class FanOut:
+    """The writers of one source's viewers; :meth:`send` gives each one a frame."""
+
+    __slots__ = ("writers",)
+
+    def __init__(self) -> None:
+        self.writers: tuple[RtpWriter, ...] = ()
+
+    def add(self, writer: RtpWriter) -> None:
+        self.writers = (*self.writers, writer)
+
+    def remove(self, writer: RtpWriter) -> None:
+        self.writers = tuple(w for w in self.writers if w is not writer)
+
+    def send(self, frame: EncodedFrame, index: int) -> None:
+        """The source just stored ``frame`` at ``index``: send it to every writer's
+        viewer that is due to get it (and whatever else a viewer is due now)."""
+        now = ntp_time()
+        tails: dict[object, list[bytes]] = {}
+        for writer in self.writers:
+            try:
+                writer.send_live(frame, index, now, tails)
+            except Exception:
+                writer.fail()
+
+
+class RtpWriter:
+    """Writes one viewer's RTP for one track: the fast path's per-viewer state."""
+
+    __slots__ = (
+        "_b0",
+        "_codec",
+        "_fanout",
+        "_octets",
+        "_packets",
+        "_protect",
+        "_rtx_sequence",
+        "_sent_frames",
+        "_sent_index",
+        "_sequence",
+        "_ssrc",
+        "_timestamp_origin",
+        "_wire",
+        "retransmitted",
+        "track",
+    )
+
+    def __init__(
+        self,
+        wire: SenderWire,
+        track: ViewerTrack,
+        fanout: FanOut,
+        *,
+        sequence: int,
+        timestamp_origin: int,
+        rtx_sequence: int,
+    ) -> None:
+        self._wire = wire
+        self.track = track
+        self._fanout = fanout
+        self._codec = wire.codec
+        self._protect = wire.protect
+        self._ssrc = wire.ssrc
+        # V=2, and X when the packets carry header extensions
+        self._b0 = 0x90 if wire.extension_block(0) else 0x80
+        self._sequence = sequence
+        self._timestamp_origin = timestamp_origin
+        self._rtx_sequence = rtx_sequence
+        self._packets = 0
+        self._octets = 0
+        # sequence number -> (frame, packet index), for NACKs: references, not copies
+        self._sent_frames: list[EncodedFrame | None] = [None] * _HISTORY
+        self._sent_index = [0] * _HISTORY
+        self.retransmitted = 0
+
+    def start(self) -> None:
+        """Take over the viewer's track: join the fan-out, send what is due at once
+        (a joiner's catch-up burst), answer NACKs from now on."""
+        self.track.on("ended", self.stop)
+        self._wire.serve_retransmissions(self.retransmit)
+        self._fanout.add(self)
+        try:
+            self._send_due(None, 0, ntp_time(), {})
+        except Exception:
+            self.fail()
+
+    def stop(self) -> None:
+        self._fanout.remove(self)
+        self._wire.close()
+
+    def fail(self) -> None:
+        """This writer broke: stop its viewer's track (and only that)."""
+        self.stop()
+        if self.track.readyState == "live":
+            log.exception("relay writer of a %s viewer failed; stopping it", self.track.kind)
+            self.track.stop()
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_live(
+        self, frame: EncodedFrame, index: int, now: int, tails: dict[object, list[bytes]]
+    ) -> None:
+        """``frame`` was just stored at ``index``; ``tails`` caches its packets' bytes
+        after the fixed header, per extension key, for the writers that follow."""
+        if self.track.takes_next(index):
+            path = self._wire.path()
+            if path is None:
+                return
+            if path[2]() > _MAX_QUEUED:
+                self.track.fall_behind()
+                return
+            key = self._wire.extension_key
+            shared = tails.get(key)
+            if shared is None:
+                shared = tails[key] = self._tails(frame, now)
+            self._write(frame, shared, now, path)
+        else:
+            self._send_due(frame, index, now, tails)
+
+    def _send_due(
+        self, live: EncodedFrame | None, index: int, now: int, tails: dict[object, list[bytes]]
+    ) -> None:
+        """Send every frame the track's rules make due now."""
+        track = self.track
+        while True:
+            try:
+                frame = track.poll()
+            except MediaStreamError:
+                self.stop()
+                return
+            if frame is None:
+                return
+            path = self._wire.path()
+            if path is None:
+                return
+            if path[2]() > _MAX_QUEUED:
+                track.fall_behind()
+                return
+            if frame is live:
+                key = self._wire.extension_key
+                shared = tails.get(key)
+                if shared is None:
+                    shared = tails[key] = self._tails(frame, now)
+            else:
+                shared = self._tails(frame, now)
+            self._write(frame, shared, now, path)
+
+    def _tails(self, frame: EncodedFrame, now: int) -> list[bytes]:
+        """Each packet of ``frame`` after its fixed header: extensions, then payload."""
+        block = self._wire.extension_block(now)
+        if not block:
+            return frame.payloads
+        return [block + payload for payload in frame.payloads]
+
+    def _write(self, frame: EncodedFrame, tails: list[bytes], now: int, path: SendPath) -> None:
+        """Send ``frame`` (its packets' ``tails``) on ``path``: each packet protected on
+        its own; runs of equal-sized ones handed to the kernel in one call where it can
+        split them (:func:`send_segmented`), the others one ``sendto`` each."""
+        transport, address, queued, segmenting = path
+        send = transport.sendto
+        if segmenting is not None and (not _segmentation.works or queued()):
+            segmenting = None  # queued datagrams must not be overtaken
+        timestamp = (frame.timestamp + self._timestamp_origin) & _U32
+        sequence = self._sequence
+        payload_type = self._codec.payload_type
+        b0 = self._b0
+        ssrc = self._ssrc
+        pack = _HEADER.pack
+        protect = self._protect
+        sent_frames = self._sent_frames
+        sent_index = self._sent_index
+        mask = _HISTORY_MASK
+        last = len(tails) - 1
+        runs = frame.runs
+        if runs is None:
+            runs = frame.runs = segment_runs(frame.payloads)
+        start = 0
+        for end in runs if segmenting is not None else range(1, last + 2):
+            if end - start == 1:
+                slot = sequence & mask
+                sent_frames[slot] = frame
+                sent_index[slot] = start
+                second = payload_type | 0x80 if start == last else payload_type
+                send(protect(pack(b0, second, sequence, timestamp, ssrc) + tails[start]), address)
+                sequence = (sequence + 1) & 0xFFFF
+            else:
+                assert segmenting is not None  # runs of several only when segmenting
+                batch = []
+                for position in range(start, end):
+                    slot = sequence & mask
+                    sent_frames[slot] = frame
+                    sent_index[slot] = position
+                    second = payload_type | 0x80 if position == last else payload_type
+                    batch.append(
+                        protect(pack(b0, second, sequence, timestamp, ssrc) + tails[position])
+                    )
+                    sequence = (sequence + 1) & 0xFFFF
+                send_segmented(segmenting, batch, address, send)
+            start = end
+        self._sequence = sequence
+        self._packets += last + 1
+        self._octets += frame.size
+        self._wire.report_sent(self._packets, self._octets, timestamp, now)
+
+    # -- NACK -----------------------------------------------------------------------------
+
+    def retransmit(self, sequence: int) -> None:
+        """Send packet ``sequence`` again if it is among the last ``_HISTORY`` sent:
+        as RTX when the viewer negotiated it, else as it was."""
+        behind = (self._sequence - sequence) & 0xFFFF
+        if not 0 < behind <= _HISTORY:
+            return
+        slot = sequence & _HISTORY_MASK
+        frame = self._sent_frames[slot]
+        path = self._wire.path()
+        if frame is None or path is None:
+            return
+        transport, address = path[0], path[1]
+        position = self._sent_index[slot]
+        payload = frame.payloads[position]
+        marker = 0x80 if position == len(frame.payloads) - 1 else 0
+        timestamp = (frame.timestamp + self._timestamp_origin) & _U32
+        block = self._wire.extension_block(ntp_time())
+        rtx_payload_type = self._codec.rtx_payload_type
+        if rtx_payload_type is None:
+            header = _HEADER.pack(
+                self._b0, self._codec.payload_type | marker, sequence, timestamp, self._ssrc
+            )
+            packet = header + block + payload
+        else:
+            rtx_sequence = self._rtx_sequence
+            header = _HEADER.pack(
+                self._b0, rtx_payload_type | marker, rtx_sequence, timestamp, self._wire.rtx_ssrc
+            )
+            self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+            packet = header + block + _ORIGINAL_SEQUENCE.pack(sequence) + payload
+        transport.sendto(self._protect(packet), address)
+        self.retransmitted += 1
+
+
+def write_directly(track: ViewerTrack, wire: SenderWire | None) -> None:
+    """The sender of ``track`` starts: write its packets here if ``wire`` allows it
+    (a plain UDP pair), else leave them to aiortc's sender."""
+    if wire is None or not track.send_directly():
+        return
+    RtpWriter(
+        wire,
+        track,
+        track.source.fanout,
+        # random, sequence numbers in the lower half (as aiortc): no early wrap-around,
+        # which some receivers' SRTP rollover guess gets wrong
+        sequence=secrets.randbits(15),
+        timestamp_origin=secrets.randbits(32),
+        rtx_sequence=secrets.randbits(15),
+    ).start()
