@@ -42,6 +42,8 @@ from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
 from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
+from livecast.selling import api as selling_api
+from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
 
@@ -101,6 +103,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
             # CART: carts, checkout and its recovery, orders, payments, stats, webhooks;
             # needs INVENTORY (holds) and CHAT (audience numbers for the stats)
             cart_ctx,
+            # SELLING: auctions and their end-time sweep; needs INVENTORY and CART
+            selling_ctx,
             # MEDIA, EDGE, RECORDER, SESSIONS: WHIP/WHEP sessions, relay, origin/edge
             media_ctx,
         ]
@@ -121,6 +125,7 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(chat_socket.routes)
     app.add_routes(chat_api.routes)
     app.add_routes(cart_api.routes)
+    app.add_routes(selling_api.routes)
     app.add_routes([metrics_route()])
     app.add_routes(whip.routes)
     app.add_routes(whep.routes)

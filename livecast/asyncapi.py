@@ -59,6 +59,13 @@ from livecast.ingest.media import MediaStateChanged
 from livecast.inventory.deals import DealEnded, DealStarted, DealUpdated
 from livecast.inventory.notify import StockChanged
 from livecast.inventory.pins import PinCleared, PinSet
+from livecast.selling.auction_types import (
+    AuctionBid,
+    AuctionCancelled,
+    AuctionEnded,
+    AuctionExtended,
+    AuctionStarted,
+)
 
 __all__ = [
     "CLIENT_FRAME_TYPES",
@@ -85,6 +92,11 @@ ServerEvent = (
     | DealUpdated
     | DealEnded
     | StockChanged
+    | AuctionStarted
+    | AuctionBid
+    | AuctionExtended
+    | AuctionEnded
+    | AuctionCancelled
     | StatsEvent
     | ChatAck
     | ModAck

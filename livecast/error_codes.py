@@ -304,6 +304,41 @@ class ErrorCode(StrEnum):
     )
     EMPTY_IMPORT = "empty_import", 422, False, "the import has no rows"
 
+    # Selling formats: auctions. The meaning is the message's text.
+    UNKNOWN_AUCTION = "unknown_auction", 404, False, "no such auction"
+    AUCTION_RUNNING = (
+        "auction_running",
+        409,
+        True,
+        "an auction is running on this stream; start the next once it ends",
+    )
+    AUCTION_EXISTS = "auction_exists", 409, False, "an auction with this id exists"
+    AUCTION_ENDED = "auction_ended", 409, False, "the auction has ended"
+    AUCTION_HAS_BIDS = (
+        "auction_has_bids",
+        409,
+        False,
+        "the auction has bids: it runs to its end and cannot be cancelled",
+    )
+    BID_TOO_LOW = (
+        "bid_too_low",
+        409,
+        False,
+        "the bid is below the lowest accepted now (next_bid), or not above your own maximum",
+    )
+    OWN_AUCTION = (
+        "own_auction",
+        403,
+        False,
+        "the stream's seller and hosts may not bid on its auctions",
+    )
+    INVALID_INCREMENTS = (
+        "invalid_increments",
+        422,
+        False,
+        "the increment table's bounds must rise strictly and only its last step be open",
+    )
+
     # Cart, checkout, orders.
     MISSING_IDEMPOTENCY_KEY = (
         "missing_idempotency_key",

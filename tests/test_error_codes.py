@@ -34,8 +34,8 @@ SCRIPT_OUTCOMES = {
     "updated": "grant.lua, product_put.lua: an existing one changed",
     "revoked": "grant.lua: the grant was removed",
     "dup": "post.lua: a resent client id, answered as the first post",
-    "already_ended": "deal_end.lua: ending an ended deal is a no-op",
-    "not_due": "deal_end.lua: the sweeper came early; it tries again",
+    "already_ended": "deal_end.lua, auction_end.lua: ending an ended one is a no-op",
+    "not_due": "deal_end.lua, auction_end.lua: the sweeper came early; it tries again",
     "error": "reserve.lua: a script fault, raised as a 500",
     "not_owner": "grant.lua, product_put.lua, stock.lua: answered as not_product_owner",
     "not_found": "streams' transition.lua, update.lua: answered as stream_not_found",
@@ -44,6 +44,12 @@ SCRIPT_OUTCOMES = {
     "missing": "payment_move.lua: no such payment (the provider raises LookupError)",
     "same": "payment_move.lua: the payment is in the target state already (a replay)",
     "moved": "payment_move.lua: the payment moved to the target state",
+    "accepted": "auction_bid.lua: the bidder leads",
+    "outbid": "auction_bid.lua: the bid raised the price; the leader's maximum was higher",
+    "max_raised": "auction_bid.lua: the leader raised their own maximum",
+    "sold": "auction_end.lua: ended with a winner, whose hold was made",
+    "unsold": "auction_end.lua: ended with no bid; the unit went back",
+    "cancelled": "auction_cancel.lua: cancelled before its first bid",
 }
 _LUA_STATUS = re.compile(
     r"\{'([a-z_]+)'|status = '([a-z_]+)'|answer\('([a-z_]+)'|return '([a-z_]+)'"

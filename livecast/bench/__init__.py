@@ -21,6 +21,7 @@ BENCHMARKS = {
     "hls": "livecast.bench.hls",
     "glass": "livecast.bench.glass",
     "soak": "livecast.bench.soak",
+    "auction": "livecast.bench.auction",
 }
 
 

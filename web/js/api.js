@@ -2,7 +2,7 @@
 // Errors come back as ApiError with the server's stable code and human message. Products,
 // deals and stats are read by the readers in wire.js, which the live events share.
 
-import { toDeal, toProduct, toStats } from './wire.js';
+import { toAuction, toAuctionStats, toBidResult, toDeal, toProduct, toStats } from './wire.js';
 
 export class ApiError extends Error {
   // details: the error's other fields, such as {sku, have} for over_limit.
@@ -81,6 +81,21 @@ export const api = {
     },
   }).then(toDeal),
   endDeal: (dealId, token) => request('POST', `/api/deals/${encodeURIComponent(dealId)}/end`, { token }),
+  startAuction: (streamId, token, auction) => request('POST', `/api/streams/${encodeURIComponent(streamId)}/auctions`, {
+    token,
+    body: {
+      sku: auction.sku,
+      start_price: { amount_minor: auction.startMinor, currency: auction.currency },
+      duration_s: auction.durationS,
+      soft_close_s: auction.softCloseS,
+    },
+  }).then(toAuction),
+  cancelAuction: (auctionId, token) => request('POST', `/api/auctions/${encodeURIComponent(auctionId)}/cancel`, { token }).then(toAuction),
+  getAuction: (auctionId) => request('GET', `/api/auctions/${encodeURIComponent(auctionId)}`).then(toAuction),
+  bid: (auctionId, token, amount) => request('POST', `/api/auctions/${encodeURIComponent(auctionId)}/bids`, {
+    token,
+    body: { amount: { amount_minor: amount.amountMinor, currency: amount.currency }, key: amount.key },
+  }).then(toBidResult),
   pin: (streamId, token, sku) => request('POST', `/api/streams/${encodeURIComponent(streamId)}/pin`, { token, body: { sku } }),
   unpin: (streamId, token) => request('DELETE', `/api/streams/${encodeURIComponent(streamId)}/pin`, { token }),
 
@@ -96,6 +111,7 @@ export const api = {
   }),
 
   // numbers for hosts
+  getAuctionStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/auction-stats`, { token }).then(toAuctionStats),
   getStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/stats`, { token }).then(toStats),
 
   // chat moderation (hosts)

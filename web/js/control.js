@@ -66,6 +66,8 @@ async function loadProducts() {
 function renderProducts() {
   const list = clear($('#product-list'));
   const select = clear($('#deal-sku'));
+  const chosen = $('#auction-sku').value;
+  const auctionSelect = clear($('#auction-sku'));
   for (const product of products) {
     const pinned = product.sku === pinnedSku;
     list.append(h('li', { class: `product-row${pinned ? ' pinned' : ''}`, dataset: { sku: product.sku } },
@@ -79,7 +81,10 @@ function renderProducts() {
       product.missing ? null : pinned
         ? h('button', { class: 'btn btn-small', type: 'button', onclick: () => unpin() }, 'Unpin')
         : h('button', { class: 'btn btn-small btn-primary', type: 'button', onclick: () => pin(product.sku) }, 'Pin')));
-    if (!product.missing) select.append(h('option', { value: product.sku }, `${product.title} (${product.sku})`));
+    if (!product.missing) {
+      select.append(h('option', { value: product.sku }, `${product.title} (${product.sku})`));
+      auctionSelect.append(h('option', { value: product.sku, selected: product.sku === chosen }, `${product.title} (${product.sku})`));
+    }
   }
   showDealPriceHint();
 }
@@ -118,6 +123,81 @@ function updateProductStock(stock) {
   if (!product) return;
   product.stock = stock.soldOut ? 0 : stock.left;
   renderProducts();
+}
+
+// --- auctions ------------------------------------------------------------------------------------
+// The clock is in server time: every auction event carries the server's clock (serverMs).
+
+let auction = null;
+let auctionOffsetMs = 0;
+
+$('#auction-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const sku = $('#auction-sku').value;
+  const product = products.find((p) => p.sku === sku);
+  const currency = (product && product.currency) || null;
+  const startMinor = parseMoney($('#auction-price').value, currency);
+  if (!sku) { toast('Pick a product to auction.', 'error'); return; }
+  if (startMinor === null || startMinor <= 0) { toast(`Enter a price like ${examplePrice(currency)}.`, 'error'); return; }
+  try {
+    showAuction(await api.startAuction(streamId, session.token, {
+      sku, startMinor, currency,
+      durationS: Number($('#auction-duration').value),
+      softCloseS: Number($('#auction-soft').value),
+    }));
+    toast('Auction is live!', 'ok');
+  } catch (err) {
+    toast(friendlyError(err), 'error');
+  }
+});
+
+$('#auction-cancel').addEventListener('click', async () => {
+  if (!auction) return;
+  try {
+    showAuction(await api.cancelAuction(auction.id, session.token));
+    toast('Auction cancelled; the unit is back in stock.', 'ok');
+  } catch (err) {
+    toast(friendlyError(err), 'error');
+  }
+});
+
+/** @param {import('./wire.js').Auction | null} next */
+function showAuction(next) {
+  const box = $('#auction-status');
+  if (!next) { auction = null; box.hidden = true; return; }
+  if (auction && auction.id === next.id && next.state === 'running' && next.bids < auction.bids) return;
+  auction = next;
+  auctionOffsetMs = next.serverMs - Date.now();
+  renderAuction();
+}
+
+function renderAuction() {
+  const box = $('#auction-status');
+  const a = auction;
+  box.hidden = false;
+  box.dataset.state = a.state;
+  box.dataset.auction = a.id;
+  setText($('.row-auction-title', box), a.title || a.sku);
+  setText($('.row-auction-price', box), a.priceMinor === null ? `from ${formatMoney(a.nextMinor, a.currency)}` : formatMoney(a.priceMinor, a.currency));
+  setText($('.row-auction-leader', box), a.leaderName ? `${a.leaderName} leads` : 'no bids yet');
+  setText($('.row-auction-bids', box), `${a.bids} bid${a.bids === 1 ? '' : 's'}`);
+  const results = { sold: `Sold to ${a.leaderName} for ${a.priceMinor === null ? '' : formatMoney(a.priceMinor, a.currency)}`, unsold: 'Ended with no bids', cancelled: 'Cancelled' };
+  setText($('.row-auction-result', box), results[a.state] || '');
+  $('#auction-cancel').hidden = a.state !== 'running' || a.bids > 0;
+  const clock = $('.row-auction-clock', box);
+  if (a.state === 'running') countdown(clock, a.endsAtMs - auctionOffsetMs);
+  else setText(clock, '0:00');
+}
+
+/** @param {import('./wire.js').AuctionBid} bid */
+function onAuctionBid(bid) {
+  if (!auction || auction.id !== bid.id || bid.bids < auction.bids) return;
+  auctionOffsetMs = bid.serverMs - Date.now();
+  Object.assign(auction, {
+    priceMinor: bid.priceMinor, nextMinor: bid.nextMinor, leaderId: bid.leaderId,
+    leaderName: bid.leaderName, bids: bid.bids, endsAtMs: bid.endsAtMs,
+  });
+  renderAuction();
 }
 
 // --- flash deals ---------------------------------------------------------------------------------
@@ -209,6 +289,14 @@ async function pollStats() {
   } catch (err) {
     if (err.status === 404) setText('#numbers-updated', 'numbers are not available on this server yet');
   }
+  try {
+    const numbers = await api.getAuctionStats(streamId, session.token);
+    const won = numbers.gmv.map((m) => formatMoney(m.amountMinor, m.currency)).join(' + ');
+    setText('#stat-auctions', `${numbers.sold} of ${numbers.auctions}`);
+    setText('#stat-auction-bids', `${numbers.bids} bids · ${numbers.bidders} bidders${won ? ` · ${won}` : ''}`);
+  } catch {
+    // The sales numbers above say what went wrong.
+  }
 }
 
 // --- chat and moderation -------------------------------------------------------------------------
@@ -269,6 +357,8 @@ function startEvents() {
     pinnedSku = hello.pin ? hello.pin.sku : null;
     deals = hello.deals;
     renderDeals();
+    // The snapshot may be a moment old: read the auction itself (and the server's clock).
+    if (hello.auction) api.getAuction(hello.auction.id).then(showAuction, () => showAuction(hello.auction));
     renderProducts();
   });
   live.addEventListener('chat.settings', (event) => showSlowMode(event.detail.slowModeS));
@@ -279,6 +369,12 @@ function startEvents() {
   live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
   live.addEventListener('deal.ended', (event) => upsertDeal(event.detail));
   live.addEventListener('stock', (event) => updateProductStock(event.detail));
+  // An auction takes its unit out of stock when it starts and may give it back when it
+  // ends: read the products' stock again then.
+  live.addEventListener('auction.started', (event) => { showAuction(event.detail); loadProducts(); });
+  live.addEventListener('auction.bid', (event) => onAuctionBid(event.detail));
+  live.addEventListener('auction.ended', (event) => { showAuction(event.detail); loadProducts(); });
+  live.addEventListener('auction.cancelled', (event) => { showAuction(event.detail); loadProducts(); });
   live.addEventListener('stats', (event) => showStats(event.detail));
   live.addEventListener('stream.state', (event) => { stream.state = event.detail.state; showStream(); });
   live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));

@@ -156,6 +156,10 @@ export function initials(name) {
 // Friendly words for error codes a viewer may meet: registered codes (livecast/error_codes.py,
 // checked by tests/test_error_codes.py), and `network` for a request that got no answer.
 const KIND_ERRORS = {
+  bid_too_low: 'Someone bid first: the price moved. Try the new step.',
+  own_auction: 'Hosts cannot bid on their own auction.',
+  auction_ended: 'The auction has ended.',
+  auction_has_bids: 'Someone has bid: the auction runs to its end.',
   rate_limited: 'Easy there! You are sending messages too fast.',
   slow_mode: 'Slow mode is on. Wait a moment before your next message.',
   banned: 'You can no longer chat in this stream.',

@@ -3,6 +3,7 @@
 
 import { api } from './api.js';
 import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
+import { AuctionPanel } from './auction.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
 import { HlsPlayer } from './hlsplayer.js';
@@ -144,6 +145,12 @@ live.addEventListener('deal.started', (event) => { if (event.detail.state === 'a
 live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
 live.addEventListener('deal.ended', (event) => { if (state.deal && state.deal.id === event.detail.id) setDeal(null); });
 live.addEventListener('stock', (event) => updateStock(event.detail));
+const auctionPanel = new AuctionPanel($('#auction-panel'), {
+  session: () => session,
+  requireSession,
+  won: async () => { await refreshCart(); openCart(); },
+});
+auctionPanel.follow(live);
 live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
 showLiveState(live, 'viewer', useSession);
 // Refused: watching goes on anonymously; chatting or shopping asks for a new sign-in.

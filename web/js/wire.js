@@ -95,6 +95,34 @@
  * @property {number} slowModeS
  * @property {string} offset          newest chat offset it covers
  * @property {boolean} recovered      true: the missed chat events follow, chat is not reset
+ * @property {Auction | null} auction the running auction
+ *
+ * @typedef {object} Auction  an auction (selling/auctions.py Auction); times are server ms
+ * @property {string} id
+ * @property {string} sku
+ * @property {string} title
+ * @property {'running' | 'sold' | 'unsold' | 'cancelled'} state
+ * @property {string} currency
+ * @property {number | null} priceMinor   the leading bid; null before the first
+ * @property {number} nextMinor           the lowest bid accepted now
+ * @property {string | null} leaderId
+ * @property {string | null} leaderName
+ * @property {number} bids
+ * @property {number} softCloseS          0: sudden death
+ * @property {number} endsAtMs            server clock
+ * @property {number} serverMs            the server's clock when it was read or sent
+ *
+ * @typedef {object} AuctionBid  auction.bid: a bid moved the price
+ * @property {string} id
+ * @property {number} priceMinor
+ * @property {number} nextMinor
+ * @property {string} currency
+ * @property {string} leaderId
+ * @property {string} leaderName
+ * @property {number} bids
+ * @property {number} endsAtMs
+ * @property {number} extendedMs
+ * @property {number} serverMs
  */
 
 /** @returns {Money} */
@@ -234,6 +262,66 @@ export function toError(raw) {
   return { code: raw.code, message: raw.message, retryAfterMs: raw.retry_after_ms ?? null };
 }
 
+/** auction.started/ended/cancelled, the hello's state.auction, or the REST API. @returns {Auction} */
+export function toAuction(raw) {
+  return {
+    id: raw.id,
+    sku: raw.sku,
+    title: raw.title,
+    state: raw.state,
+    currency: raw.start_price.currency,
+    priceMinor: raw.price ? raw.price.amount_minor : null,
+    nextMinor: raw.next_bid.amount_minor,
+    leaderId: raw.leader_id,
+    leaderName: raw.leader_name,
+    bids: raw.bids,
+    softCloseS: raw.soft_close_s,
+    endsAtMs: raw.ends_at_ms,
+    serverMs: raw.server_ms,
+  };
+}
+
+/**
+ * A stream's auctions in numbers (selling/auctions.py AuctionStats).
+ * @returns {{auctions: number, sold: number, bids: number, bidders: number, gmv: Money[]}}
+ */
+export function toAuctionStats(raw) {
+  return { auctions: raw.auctions, sold: raw.sold, bids: raw.bids, bidders: raw.bidders, gmv: raw.gmv.map(toMoney) };
+}
+
+/** @returns {AuctionBid} */
+export function toAuctionBid(raw) {
+  return {
+    id: raw.id,
+    priceMinor: raw.price.amount_minor,
+    nextMinor: raw.next_bid.amount_minor,
+    currency: raw.price.currency,
+    leaderId: raw.leader_id,
+    leaderName: raw.leader_name,
+    bids: raw.bids,
+    endsAtMs: raw.ends_at_ms,
+    extendedMs: raw.extended_ms,
+    serverMs: raw.server_ms,
+  };
+}
+
+/**
+ * A bid's answer (selling/auctions.py BidResult).
+ * @returns {{outcome: 'accepted' | 'outbid' | 'max_raised', leading: boolean, priceMinor: number,
+ *   nextMinor: number, bids: number, endsAtMs: number, serverMs: number}}
+ */
+export function toBidResult(raw) {
+  return {
+    outcome: raw.outcome,
+    leading: raw.leading,
+    priceMinor: raw.price.amount_minor,
+    nextMinor: raw.next_bid.amount_minor,
+    bids: raw.bids,
+    endsAtMs: raw.ends_at_ms,
+    serverMs: raw.server_ms,
+  };
+}
+
 /** @returns {Hello} */
 export function toHello(raw) {
   const you = raw.you;
@@ -253,6 +341,7 @@ export function toHello(raw) {
     slowModeS: raw.slow_mode_s,
     offset: raw.offset,
     recovered: raw.recovered,
+    auction: raw.state && raw.state.auction ? toAuction(raw.state.auction) : null,
   };
 }
 
@@ -272,6 +361,11 @@ export const EVENT_READERS = {
   'deal.updated': toDealUpdate,
   'deal.ended': toDeal,
   stock: toStock,
+  'auction.started': toAuction,
+  'auction.bid': toAuctionBid,
+  'auction.extended': (raw) => ({ id: raw.id, endsAtMs: raw.ends_at_ms, extendedMs: raw.extended_ms, serverMs: raw.server_ms }),
+  'auction.ended': toAuction,
+  'auction.cancelled': toAuction,
   'stream.state': (raw) => ({ state: raw.state, previous: raw.previous }),
   'media.state': (raw) => ({ state: raw.state, videoCodec: raw.video_codec }),
   stats: toStats,
