@@ -42,8 +42,7 @@ class Server:
         """The processes that serve: the server itself, or with ``--workers N`` its
         workers (their main process only supervises, and the embedded Redis is left out
         as it is for one process)."""
-        workers = [pid for pid in _children(self.pid) if b"--worker" in _cmdline(pid)]
-        return workers or [self.pid]
+        return serving_pids(self.pid)
 
     def stop(self) -> None:
         """Terminate the server; kill it if it has not exited within 15 s."""
@@ -164,6 +163,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def serving_pids(pid: int) -> list[int]:
+    """The processes of the ``livecast serve`` process ``pid`` that serve: itself, or with
+    ``--workers N`` its workers (the main process only supervises)."""
+    workers = [child for child in _children(pid) if b"--worker" in _cmdline(child)]
+    return workers or [pid]
 
 
 def _children(pid: int) -> list[int]:

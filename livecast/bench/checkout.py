@@ -7,6 +7,9 @@ creates a live stream and one product with ``--units`` units; every buyer opens 
 page (which loads the cart: ``join_cpu_us``); then every buyer adds one unit to the cart,
 and every buyer who got one checks out with its own Idempotency-Key.
 
+``--workers N`` runs ``livecast serve --workers N`` (one process by default), and the
+server's CPU is then its workers' together.
+
 The server's CPU (user + system, from ``/proc``) is read around each phase, and a phase
 of trivial requests (``GET /healthz``) in the same run gives the yardstick:
 
@@ -58,10 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--trivial", type=int, default=5_000, help="GET /healthz requests")
     parser.add_argument("--redis-url", default="", help="default: an embedded redis-server")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="livecast serve --workers N (default 1: one process; the CPU figures are the "
+        "workers' together)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="record the server with py-spy during the checkout phase (collapsed stacks to "
-        "FILE; pip install -c constraints.txt '.[bench]')",
+        help="record the server (the first worker, with --workers) with py-spy during the "
+        "checkout phase (collapsed stacks to FILE; pip install -c constraints.txt '.[bench]')",
     )
     return parser
 
@@ -73,6 +83,8 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--buyers and --units must be 1-100000")
     if not 1 <= args.inflight <= 2_000 or not 1 <= args.trivial <= 100_000:
         parser.error("--inflight must be 1-2000 and --trivial 1-100000")
+    if not 1 <= args.workers <= 64:
+        parser.error("--workers must be 1-64")
     with tempfile.TemporaryDirectory(prefix="livecast-bench-", dir="/tmp") as tmp:
         report = _orchestrate(args, Path(tmp))
     print(json.dumps(report), flush=True)
@@ -101,7 +113,7 @@ def _orchestrate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "livecast", "serve", "--workers", "1",
+            [sys.executable, "-m", "livecast", "serve", "--workers", str(args.workers),
              "--data-dir", str(tmp / "data")],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
@@ -141,17 +153,20 @@ def _free_port() -> int:
         return port
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+def _cpu_s(*pids: int) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
 
 
 class _Phase:
     """Latencies and answers of one phase, and the server CPU it took."""
 
-    def __init__(self, name: str, pid: int, redis_pid: int | None) -> None:
+    def __init__(self, name: str, pids: list[int], redis_pid: int | None) -> None:
         self.name = name
-        self._pid = pid
+        self._pids = pids
         self._redis_pid = redis_pid
         # The crowd's (this process's) and Redis's CPU over the phase: when either is near
         # a whole core, latencies measure them rather than the server.
@@ -174,10 +189,10 @@ class _Phase:
                 self.statuses[outcome] = self.statuses.get(outcome, 0) + 1
 
         me, redis = os.getpid(), self._redis_pid
-        cpu0, client0, redis0 = _cpu_s(self._pid), _cpu_s(me), _cpu_s(redis) if redis else 0.0
+        cpu0, client0, redis0 = _cpu_s(*self._pids), _cpu_s(me), _cpu_s(redis) if redis else 0.0
         began = clock()
         await asyncio.gather(*(worker() for _ in range(min(inflight, count))))
-        self.wall_s, self.cpu_s = clock() - began, _cpu_s(self._pid) - cpu0
+        self.wall_s, self.cpu_s = clock() - began, _cpu_s(*self._pids) - cpu0
         self.client_cpu_s = _cpu_s(me) - client0
         self.redis_cpu_s = (_cpu_s(redis) if redis else 0.0) - redis0
 
@@ -211,8 +226,8 @@ async def _crowd(
     redis_url: str,
     prefix: str,
 ) -> dict[str, Any]:
-    pid = server.pid
     from livecast.auth import Role, TokenIssuer
+    from livecast.bench._server import serving_pids
     from livecast.cart.orders import OrderStore
     from livecast.config import RedisSettings
     from livecast.inventory.reserve import Reservations
@@ -224,6 +239,7 @@ async def _crowd(
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(base, connector=connector, timeout=timeout) as http:
         await _wait_ready(http, server)
+        pids = serving_pids(server.pid)
         seller = issuer.issue(sub="bench-seller", name="Seller", role=Role.SELLER, ttl_s=3600)
         auth = {"Authorization": f"Bearer {seller}"}
         async with http.post("/api/streams", json={"title": "Flash sale"}, headers=auth) as r:
@@ -244,7 +260,7 @@ async def _crowd(
         redis = await open_redis(redis_url, RedisSettings(url=redis_url))
         keys = KeySpace(prefix)
         try:
-            trivial = _Phase("trivial", pid, redis_pid)
+            trivial = _Phase("trivial", pids, redis_pid)
 
             async def healthz(_: int) -> str:
                 async with http.get("/healthz") as resp:
@@ -254,7 +270,7 @@ async def _crowd(
             await trivial.run(args.trivial, args.inflight, healthz)
 
             # Every buyer opens the watch page first, which loads the cart.
-            joins = _Phase("join", pid, redis_pid)
+            joins = _Phase("join", pids, redis_pid)
 
             async def join(n: int) -> str:
                 headers = {"Authorization": f"Bearer {buyers[n]}"}
@@ -265,7 +281,7 @@ async def _crowd(
             await joins.run(args.buyers, args.inflight, join)
 
             added: list[int] = []
-            adds = _Phase("add", pid, redis_pid)
+            adds = _Phase("add", pids, redis_pid)
             add_body = {"stream_id": stream_id, "sku": _SKU, "quantity": 1}
 
             async def add(n: int) -> str:
@@ -279,7 +295,7 @@ async def _crowd(
 
             await adds.run(args.buyers, args.inflight, add)
 
-            checkouts = _Phase("checkout", pid, redis_pid)
+            checkouts = _Phase("checkout", pids, redis_pid)
 
             retries = 0
 
@@ -299,7 +315,7 @@ async def _crowd(
                     return "201"
                 return f"{resp.status} {body['error']['code']}"
 
-            profiler = _profiler(pid, args.profile) if args.profile else None
+            profiler = _profiler(pids[0], args.profile) if args.profile else None
             await checkouts.run(len(added), args.inflight, checkout)
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
@@ -315,6 +331,7 @@ async def _crowd(
         "buyers": args.buyers,
         "units": args.units,
         "inflight": args.inflight,
+        "workers": len(pids),
         "adds": args.buyers,
         "adds_answered": adds.statuses,
         "adds_per_s": round(args.buyers / adds.wall_s) if adds.wall_s else None,

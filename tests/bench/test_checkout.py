@@ -12,10 +12,13 @@ from tests.bench._run import run_bench
 
 
 @pytest.mark.timeout(150)
-def test_checkout_bench_sells_every_unit_once_and_reports_its_figures() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_checkout_bench_sells_every_unit_once_and_reports_its_figures(workers: int) -> None:
     report = run_bench(
         "checkout", "--buyers", "60", "--units", "20", "--inflight", "20", "--trivial", "200",
+        "--workers", str(workers),
     )  # fmt: skip
+    assert report["workers"] == workers
     for key in (
         "adds_per_core_s",
         "checkouts_per_core_s",
