@@ -1,4 +1,4 @@
-"""The LL-HLS packager of one stream: encoded frames in, CMAF parts, segments and playlists out.
+"""The LL-HLS packager of one stream: encoded frames in, fMP4 parts, segments and playlists out.
 
 The relay hands every frame it receives to :meth:`Packager.push_video` and
 :meth:`Packager.push_audio`, on its sources' continuous timelines (90 kHz video, 48 kHz
@@ -9,7 +9,7 @@ goes through one AAC encoder per stream (:mod:`livecast.hls._aac`), in a thread 
 own with ``audio_thread`` (its frames join the open part when they come back, a
 millisecond or so later: each part's audio keeps its own decode times).
 
-Layout (RFC 8216bis, CMAF fMP4):
+Layout (RFC 8216bis, fMP4 with video and audio in one file; see _fmp4.py):
 
 * a *segment* starts at an H.264 keyframe once the open one reached ``segment_s``
   (the packager asks the publisher for a keyframe when one is due and none came);

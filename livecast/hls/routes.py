@@ -291,7 +291,7 @@ async def playlist(request: web.Request) -> web.StreamResponse:
 @routes.get(f"{_SIGNED}/{{name}}")
 @routes.get("/hls/{stream_id}/{name}")
 @contract(
-    summary="An init segment, segment or part the playlist names (fMP4, CMAF)",
+    summary="An init segment, segment or part the playlist names (fMP4)",
     description="init-*.mp4, seg-*.m4s or part-*.m4s; immutable. The hinted next part "
     "(EXT-X-PRELOAD-HINT) is answered once it exists." + _WAYS_IN,
     responses={
