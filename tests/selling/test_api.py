@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -135,6 +136,9 @@ async def test_proxy_bids_win_and_the_winner_checks_out(
     assert ana_cart["lines"] == []
 
 
+# Waits out real auction clocks: the scripts' keys are proved to share a slot on the
+# cluster-mode Redis by the state machine and the other tests here, so once is enough.
+@pytest.mark.parametrize("redis_url", ["embedded"], indirect=True)
 async def test_soft_close_moves_the_end_by_exactly_its_window(
     floor: Floor, make_token: MakeToken, app: web.Application
 ) -> None:
@@ -188,6 +192,9 @@ async def test_cancel_before_the_first_bid_only(
     assert current["auction"]["id"] == second["id"]
 
 
+# Waits out real auction clocks: the scripts' keys are proved to share a slot on the
+# cluster-mode Redis by the state machine and the other tests here, so once is enough.
+@pytest.mark.parametrize("redis_url", ["embedded"], indirect=True)
 async def test_unsold_and_unpaid_units_return_to_stock(
     floor: Floor, make_token: MakeToken, app: web.Application
 ) -> None:
@@ -278,6 +285,9 @@ async def _stock_is(floor: Floor, sku: str, levels: tuple[int, int, int, int]) -
     return await floor.stock(sku) == levels
 
 
+# Waits out real auction clocks: the scripts' keys are proved to share a slot on the
+# cluster-mode Redis by the state machine and the other tests here, so once is enough.
+@pytest.mark.parametrize("redis_url", ["embedded"], indirect=True)
 async def test_a_running_auction_survives_a_restart(
     settings: Settings, make_token: MakeToken
 ) -> None:
@@ -297,7 +307,8 @@ async def test_a_running_auction_survives_a_restart(
         floor.stream_id = (await resp.json())["id"]
         await client.post(f"/api/streams/{floor.stream_id}/start", headers=bearer(floor.seller))
         await floor.product("BELL-1", stock=1)
-        auction = await (await floor.start("BELL-1", duration_s=5, soft_close_s=0)).json()
+        # long enough for a node to stop and another to start on a busy machine
+        auction = await (await floor.start("BELL-1", duration_s=8, soft_close_s=0)).json()
         ana = buyer(make_token, "ana")
         assert (await floor.bid(ana, auction["id"], 600)).status == 200
 
