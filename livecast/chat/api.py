@@ -22,9 +22,9 @@ from livecast.chat.service import CHAT
 from livecast.chat.wire import is_offset
 from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
-from livecast.http import identity, json_response, read_json
+from livecast.http import json_response, read_json
 from livecast.openapi import Auth, Param, Reply, contract
-from livecast.streams.registry import Stream
+from livecast.streams.access import managed_stream
 
 __all__ = ["routes"]
 
@@ -94,14 +94,6 @@ contract(
 )(socket.stream_socket)
 
 
-async def _managed_stream(request: web.Request) -> Stream:
-    caller = identity(request)
-    caller.require_identity()
-    stream = await request.app[STREAMS].get(request.match_info["stream_id"])
-    caller.require_manage(stream.id, stream.seller_id)
-    return stream
-
-
 @routes.get("/api/streams/{stream_id}/chat")
 @contract(
     summary="The last chat messages and the newest offset",
@@ -135,7 +127,7 @@ def _messages(stream_id: str, stored: list[dict[str, Any]]) -> list[ChatMessageD
     auth=Auth.REQUIRED,
 )
 async def delete_message(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request)
+    stream = await managed_stream(request)
     offset = request.match_info["offset"]
     if not is_offset(offset):
         raise NotFound(f"no chat message {offset!r}", code=ErrorCode.MESSAGE_NOT_FOUND)
@@ -151,7 +143,7 @@ async def delete_message(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def moderation_settings(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request)
+    stream = await managed_stream(request)
     return json_response(await request.app[CHAT].moderation.settings(stream.id))
 
 
@@ -164,7 +156,7 @@ async def moderation_settings(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def ban_user(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request)
+    stream = await managed_stream(request)
     body = await read_json(request, BanRequest)
     until = await request.app[CHAT].moderation.ban(stream.id, body.user, body.seconds)
     return json_response(Ban(user=body.user, until_ms=until or None), status=201)
@@ -178,7 +170,7 @@ async def ban_user(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def unban_user(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request)
+    stream = await managed_stream(request)
     user = request.match_info["user"]
     if not await request.app[CHAT].moderation.unban(stream.id, user):
         raise NotFound(f"{user!r} is not banned", code=ErrorCode.BAN_NOT_FOUND)
@@ -194,7 +186,7 @@ async def unban_user(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def set_slow_mode(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request)
+    stream = await managed_stream(request)
     body = await read_json(request, SlowMode)
     await request.app[CHAT].moderation.set_slow_mode(stream.id, body.seconds)
     return json_response(SlowModeSet(body.seconds))
@@ -209,7 +201,7 @@ async def set_slow_mode(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def set_words(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request)
+    stream = await managed_stream(request)
     body = await read_json(request, BannedWords)
     words = await request.app[CHAT].moderation.set_words(stream.id, body.words)
     return json_response(BannedWords(words))

@@ -16,7 +16,7 @@ from aiohttp import web
 from livecast.appkeys import SETTINGS, STREAMS
 from livecast.auth import Identity, Role
 from livecast.error_codes import ErrorCode
-from livecast.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
+from livecast.errors import BadRequest, Unprocessable, UnsupportedMediaType
 from livecast.http import identity, json_response, read_body, read_json
 from livecast.ids import is_sku
 from livecast.inventory.catalog import Product, ProductFields, Sku, StockChange
@@ -32,7 +32,7 @@ from livecast.inventory.ownership import GRANTEE_PATTERN, Grant, GrantFields, Ri
 from livecast.inventory.pins import PinCard
 from livecast.inventory.service import INVENTORY
 from livecast.openapi import Auth, Body, Param, Reply, contract
-from livecast.streams.registry import Stream
+from livecast.streams.access import managed_stream, require_live
 
 __all__ = ["routes"]
 
@@ -299,22 +299,6 @@ async def import_catalog(request: web.Request) -> web.Response:
     return json_response(report)
 
 
-async def _managed_stream(request: web.Request, stream_id: str) -> Stream:
-    caller = identity(request)
-    caller.require_identity()
-    stream = await request.app[STREAMS].get(stream_id)
-    caller.require_manage(stream.id, stream.seller_id)
-    return stream
-
-
-def _require_live(stream: Stream, action: str) -> None:
-    if not stream.is_live:
-        raise Conflict(
-            f"stream {stream.id!r} is {stream.state.value}; {action} needs a live stream",
-            code=ErrorCode.STREAM_NOT_LIVE,
-        )
-
-
 @routes.post("/api/streams/{stream_id}/deals")
 @contract(
     summary="Start a flash deal on a live stream (who may manage the stream)",
@@ -333,9 +317,9 @@ def _require_live(stream: Stream, action: str) -> None:
     auth=Auth.REQUIRED,
 )
 async def start_deal(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request, request.match_info["stream_id"])
+    stream = await managed_stream(request, request.match_info["stream_id"])
     body = await read_json(request, StartDeal)
-    _require_live(stream, "a deal")
+    require_live(stream, "a deal")
     max_duration = request.app[SETTINGS].inventory.max_deal_duration_s
     if body.duration_s > max_duration:
         raise Unprocessable(
@@ -392,7 +376,7 @@ async def get_deal(request: web.Request) -> web.Response:
 async def end_deal(request: web.Request) -> web.Response:
     deals = request.app[INVENTORY].deals
     deal = await deals.get(request.match_info["deal_id"])
-    await _managed_stream(request, deal.stream_id)
+    await managed_stream(request, deal.stream_id)
     return json_response(await deals.end(deal.id, "host"))
 
 
@@ -410,9 +394,9 @@ async def end_deal(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def pin_product(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request, request.match_info["stream_id"])
+    stream = await managed_stream(request, request.match_info["stream_id"])
     body = await read_json(request, PinBody)
-    _require_live(stream, "pinning")
+    require_live(stream, "pinning")
     inventory = request.app[INVENTORY]
     await inventory.ownership.require(stream, body.sku, Right.SELL)
     card = await inventory.pins.pin(stream.id, body.sku)
@@ -428,7 +412,7 @@ async def pin_product(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def clear_pin(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request, request.match_info["stream_id"])
+    stream = await managed_stream(request, request.match_info["stream_id"])
     cleared = await request.app[INVENTORY].pins.clear(stream.id)
     return json_response(Unpinned(cleared))
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from livecast.appkeys import STREAMS
 from livecast.error_codes import ErrorCode
-from livecast.errors import ApiError, Conflict
+from livecast.errors import ApiError
 from livecast.http import identity, json_response, read_json
 from livecast.inventory.catalog import Sku
 from livecast.inventory.money import Money
@@ -24,7 +24,7 @@ from livecast.openapi import Auth, Reply, contract
 from livecast.selling.auction_types import Auction, AuctionStats, BidResult, LoggedBid
 from livecast.selling.increments import DEFAULT_INCREMENTS, IncrementStep
 from livecast.selling.service import SELLING
-from livecast.streams.registry import Stream
+from livecast.streams.access import managed_stream, require_live
 
 __all__ = ["routes"]
 
@@ -94,14 +94,6 @@ class BidLog(msgspec.Struct, frozen=True):
 _MANAGER = {ErrorCode.FORBIDDEN: "may not manage the stream", ErrorCode.STREAM_NOT_FOUND: ""}
 
 
-async def _managed_stream(request: web.Request, stream_id: str) -> Stream:
-    caller = identity(request)
-    caller.require_identity()
-    stream = await request.app[STREAMS].get(stream_id)
-    caller.require_manage(stream.id, stream.seller_id)
-    return stream
-
-
 @routes.post("/api/streams/{stream_id}/auctions")
 @contract(
     summary="Auction one unit of a product on a live stream (who may manage the stream)",
@@ -124,13 +116,9 @@ async def _managed_stream(request: web.Request, stream_id: str) -> Stream:
     auth=Auth.REQUIRED,
 )
 async def start_auction(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request, request.match_info["stream_id"])
+    stream = await managed_stream(request, request.match_info["stream_id"])
     body = await read_json(request, StartAuction)
-    if not stream.is_live:
-        raise Conflict(
-            f"stream {stream.id!r} is {stream.state.value}; an auction needs a live stream",
-            code=ErrorCode.STREAM_NOT_LIVE,
-        )
+    require_live(stream, "an auction")
     ownership = request.app[INVENTORY].ownership
     await ownership.require(stream, body.sku, Right.DEALS)
     auction = await request.app[SELLING].auctions.start(
@@ -166,7 +154,7 @@ async def current_auction(request: web.Request) -> web.Response:
     auth=Auth.REQUIRED,
 )
 async def auction_stats(request: web.Request) -> web.Response:
-    stream = await _managed_stream(request, request.match_info["stream_id"])
+    stream = await managed_stream(request, request.match_info["stream_id"])
     return json_response(await request.app[SELLING].auctions.stats(stream.id))
 
 
@@ -239,5 +227,5 @@ async def cancel_auction(request: web.Request) -> web.Response:
     auctions = request.app[SELLING].auctions
     auction_id = request.match_info["auction_id"]
     fixed = await auctions.fixed_part(auction_id)
-    await _managed_stream(request, fixed.stream_id)
+    await managed_stream(request, fixed.stream_id)
     return json_response(await auctions.cancel(auction_id))
