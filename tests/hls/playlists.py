@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import dataclass
+
+from aiohttp import ClientResponse
+
+from tests.conftest import Client
+from tests.ingest.conftest import eventually
 
 HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-\d+\.m4s)"')
 
@@ -39,3 +46,65 @@ def hint(text: str) -> str:
     match = HINT.search(text)
     assert match is not None, text
     return match[1]
+
+
+async def playlist_text(client: Client, stream_id: str, query: str = "") -> str:
+    resp = await client.get(f"/hls/{stream_id}/index.m3u8{query}")
+    assert resp.status == 200, await resp.text()
+    return await resp.text()
+
+
+async def complete_segments(client: Client, stream_id: str, count: int) -> list[str]:
+    """Wait until the playlist lists ``count`` complete segments; its lines then."""
+    lines: list[str] = []
+
+    async def enough() -> bool:
+        nonlocal lines
+        resp = await client.get(f"/hls/{stream_id}/index.m3u8")
+        if resp.status != 200:
+            return False
+        lines = (await resp.text()).splitlines()
+        return sum(line.startswith("seg-") for line in lines) >= count
+
+    await eventually(enough, within=20.0)
+    return lines
+
+
+async def newer_playlist(client: Client, stream_id: str, body: str) -> bool:
+    """Whether the playlist has moved on from ``body``."""
+    resp = await client.get(f"/hls/{stream_id}/index.m3u8")
+    return await resp.text() != body
+
+
+@dataclass
+class BlockedReload:
+    """A blocking playlist request for the next part, answered, and the request for the
+    part the playlist hinted, sent at the same time."""
+
+    query: str
+    name: str
+    response: ClientResponse
+    body: str
+    hinted: asyncio.Future[ClientResponse]
+
+
+async def block_on_the_hinted_part(client: Client, stream_id: str) -> BlockedReload:
+    """Ask for the playlist with the next part (``_HLS_msn``/``_HLS_part``) and, at once,
+    for the hinted part; the answer must be the playlist as it was when that part
+    appeared: 200, ending with it (the next segment's first if a keyframe began one),
+    that part the hinted one."""
+    text = await playlist_text(client, stream_id)
+    msn, index = next_part(text)
+    name = hint(text)
+    query = f"?_HLS_msn={msn}&_HLS_part={index}"
+    blocked = asyncio.ensure_future(client.get(f"/hls/{stream_id}/index.m3u8{query}"))
+    hinted = asyncio.ensure_future(client.get(f"/hls/{stream_id}/{name}"))
+    resp = await blocked
+    assert resp.status == 200
+    body = await resp.text()
+    assert last_part(body) in ((msn, index), (msn + 1, 0))
+    parts = [line for line in body.splitlines() if line.startswith("#EXT-X-PART:")]
+    assert f'URI="{name}"' in parts[-1]
+    assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    return BlockedReload(query, name, resp, body, hinted)

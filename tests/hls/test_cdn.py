@@ -16,8 +16,7 @@ import pytest
 
 from livecast.bench._nginx import LOCATION, UPSTREAM, nginx_binary, start_nginx
 from tests.conftest import Client
-from tests.hls.playlists import hint, next_part
-from tests.hls.test_routes import complete_segments
+from tests.hls.playlists import complete_segments, hint, next_part
 from tests.ingest.conftest import MakeNode, SellerStream
 from tests.ingest.peers import publish
 

@@ -6,7 +6,6 @@ Real WHIP publishers (aiortc), real HTTP between the nodes."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import av
@@ -17,8 +16,12 @@ from livecast.auth import Role
 from livecast.hls.keys import PACKAGING
 from livecast.ingest.keys import MEDIA
 from tests.conftest import Client, MakeToken, bearer
-from tests.hls.playlists import hint, last_part, next_part
-from tests.hls.test_routes import complete_segments, playlist_text
+from tests.hls.playlists import (
+    block_on_the_hinted_part,
+    complete_segments,
+    newer_playlist,
+    playlist_text,
+)
 from tests.ingest.conftest import MakeNode, SellerStream, eventually, kill_node
 from tests.ingest.peers import publish, read_counter
 
@@ -95,31 +98,20 @@ async def test_blocking_reload_through_another_node(
     sender = await publish(node_a, stream.id, stream.seller_token)
     try:
         await complete_segments(node_b, stream.id, 1)
-        text = await playlist_text(node_b, stream.id)
-        msn, index = next_part(text)
-        name = hint(text)
-        query = f"?_HLS_msn={msn}&_HLS_part={index}"
-        blocked = asyncio.ensure_future(node_b.get(f"/hls/{stream.id}/index.m3u8{query}"))
-        hinted = asyncio.ensure_future(node_b.get(f"/hls/{stream.id}/{name}"))
-        resp = await blocked
-        assert resp.status == 200
-        body = await resp.text()
-        assert last_part(body) in ((msn, index), (msn + 1, 0))
-        parts = [line for line in body.splitlines() if line.startswith("#EXT-X-PART:")]
-        assert f'URI="{name}"' in parts[-1]
-        assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
-        assert resp.headers["Access-Control-Allow-Origin"] == "*"
-        max_age = int(resp.headers["Cache-Control"].removeprefix("public, max-age="))
+        reload = await block_on_the_hinted_part(node_b, stream.id)
+        cache = reload.response.headers["Cache-Control"]
+        max_age = int(cache.removeprefix("public, max-age="))
         assert max_age >= 2  # a blocking answer never changes: cacheable for its window
         # the identical request, at either node, later: identical bytes and ETag
-        await eventually(lambda: _newer(node_b, stream.id, body))
+        await eventually(lambda: newer_playlist(node_b, stream.id, reload.body))
         for node in (node_b, node_a):
-            same = await node.get(f"/hls/{stream.id}/index.m3u8{query}")
-            assert await same.text() == body
-            assert same.headers["ETag"] == resp.headers["ETag"]
-        part = await hinted
+            same = await node.get(f"/hls/{stream.id}/index.m3u8{reload.query}")
+            assert await same.text() == reload.body
+            assert same.headers["ETag"] == reload.response.headers["ETag"]
+        part = await reload.hinted
         assert part.status == 200
-        assert await part.read() == await (await node_a.get(f"/hls/{stream.id}/{name}")).read()
+        original = await node_a.get(f"/hls/{stream.id}/{reload.name}")
+        assert await part.read() == await original.read()
     finally:
         await sender.close()
 
@@ -128,11 +120,6 @@ def _forwarded(metrics: str, outcome: str) -> float:
     line = f'livecast_hls_forwarded_requests_total{{outcome="{outcome}"}} '
     found = [row for row in metrics.splitlines() if row.startswith(line)]
     return float(found[0].split()[-1]) if found else 0.0
-
-
-async def _newer(client: Client, stream_id: str, body: str) -> bool:
-    resp = await client.get(f"/hls/{stream_id}/index.m3u8")
-    return await resp.text() != body
 
 
 async def test_a_private_stream_through_another_node(

@@ -12,7 +12,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from livecast.hls.keys import PACKAGING
 from tests.conftest import Client, bearer
-from tests.hls.test_routes import complete_segments, playlist_text
+from tests.hls.playlists import complete_segments, playlist_text
 from tests.ingest.conftest import SellerStream, eventually
 from tests.ingest.peers import CounterTrack, new_pc, publish, read_counter
 

@@ -16,7 +16,11 @@ from livecast.appkeys import REDIS
 from livecast.auth import Role
 from livecast.hls.keys import PACKAGING
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, Client, MakeToken, bearer
-from tests.hls.playlists import hint, last_part, next_part
+from tests.hls.playlists import (
+    block_on_the_hinted_part,
+    complete_segments,
+    newer_playlist,
+)
 from tests.ingest.conftest import MakeNode, SellerStream, eventually
 from tests.ingest.peers import Publisher, publish, read_counter
 
@@ -26,28 +30,6 @@ async def publisher(client: Client, stream: SellerStream) -> AsyncIterator[Publi
     sender = await publish(client, stream.id, stream.seller_token)
     yield sender
     await sender.close()
-
-
-async def playlist_text(client: Client, stream_id: str, query: str = "") -> str:
-    resp = await client.get(f"/hls/{stream_id}/index.m3u8{query}")
-    assert resp.status == 200, await resp.text()
-    return await resp.text()
-
-
-async def complete_segments(client: Client, stream_id: str, count: int) -> list[str]:
-    """Wait until the playlist lists ``count`` complete segments; its lines then."""
-    lines: list[str] = []
-
-    async def enough() -> bool:
-        nonlocal lines
-        resp = await client.get(f"/hls/{stream_id}/index.m3u8")
-        if resp.status != 200:
-            return False
-        lines = (await resp.text()).splitlines()
-        return sum(line.startswith("seg-") for line in lines) >= count
-
-    await eventually(enough, within=20.0)
-    return lines
 
 
 async def test_a_whip_publisher_plays_as_ll_hls(
@@ -90,36 +72,16 @@ async def test_blocking_reload_answers_when_the_hinted_part_appears(
     client: Client, stream: SellerStream, publisher: Publisher
 ) -> None:
     await complete_segments(client, stream.id, 1)
-    text = await playlist_text(client, stream.id)
-    msn, index = next_part(text)
-    name = hint(text)
-    query = f"?_HLS_msn={msn}&_HLS_part={index}"
-    blocked = asyncio.ensure_future(client.get(f"/hls/{stream.id}/index.m3u8{query}"))
-    hinted = asyncio.ensure_future(client.get(f"/hls/{stream.id}/{name}"))
-    resp = await blocked
-    assert resp.status == 200
-    body = await resp.text()
-    # the playlist as it was when that part appeared: it ends with it (the next
-    # segment's first if a keyframe began one), and that part is the hinted one
-    assert last_part(body) in ((msn, index), (msn + 1, 0))
-    parts = [line for line in body.splitlines() if line.startswith("#EXT-X-PART:")]
-    assert f'URI="{name}"' in parts[-1]
-    assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
-    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    reload = await block_on_the_hinted_part(client, stream.id)
     # the same request again gets the same bytes, however many parts came since
-    await eventually(lambda: _newer(client, stream.id, body))
-    same = await client.get(f"/hls/{stream.id}/index.m3u8{query}")
-    assert await same.text() == body
-    assert same.headers["ETag"] == resp.headers["ETag"]
+    await eventually(lambda: newer_playlist(client, stream.id, reload.body))
+    same = await client.get(f"/hls/{stream.id}/index.m3u8{reload.query}")
+    assert await same.text() == reload.body
+    assert same.headers["ETag"] == reload.response.headers["ETag"]
     # the request for the hinted part was answered once it was made
-    part = await hinted
+    part = await reload.hinted
     assert part.status == 200
     assert len(await part.read()) > 0
-
-
-async def _newer(client: Client, stream_id: str, body: str) -> bool:
-    resp = await client.get(f"/hls/{stream_id}/index.m3u8")
-    return await resp.text() != body
 
 
 @pytest.mark.parametrize(
