@@ -1,9 +1,12 @@
--- End an auction whose time is up. With a leader, the unit becomes the winner's hold at
+-- End an auction whose time is up, or now when ARGV[3] is '1' (its stream ended: the
+-- leader wins at the price reached). With a leader, the unit becomes the winner's hold at
 -- the winning price, with its own deadline (pay_ms), in this same step: it is held, not
 -- sold, and returns to free stock if the winner does not check out in time (the
 -- inventory sweeper expires it like any hold). With no bid, the unit goes back to free
 -- stock. Only the call that ends it gets 'sold' or 'unsold'.
--- KEYS[1] the SKU's key base; ARGV: auction_id, hold_id
+-- The bid keys' answers are kept keys_ttl_s after the end (a retried bid within it is answered
+-- as the first time); the auction, its bid log and its bidders stay (stats, audit).
+-- KEYS[1] the SKU's key base; ARGV: auction_id, hold_id, early ('1' or '0'), keys_ttl_s
 -- Returns {status, ends_ms, hold_expires_ms, now_ms}
 -- status: sold | unsold | not_due (ends_ms: the end time now) | already_ended |
 --         unknown_auction
@@ -17,7 +20,8 @@ if a[1] ~= 'running' then return {'already_ended', tonumber(a[2]), 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ends = tonumber(a[2])
-if now < ends then return {'not_due', ends, 0, now} end
+if now < ends and ARGV[3] ~= '1' then return {'not_due', ends, 0, now} end
+redis.call('EXPIRE', auction .. ':keys', tonumber(ARGV[4]))
 redis.call('HINCRBY', product, 'deal_reserved', -1)
 if a[3] == '' then
   redis.call('HINCRBY', product, 'available', 1)

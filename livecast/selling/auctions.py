@@ -12,14 +12,17 @@ script per move, each on the keys of the product's SKU (one hash slot):
   as much as it takes to lead (proxy bidding, as eBay and Whatnot do). Scripts run one
   at a time, so bids are ordered by the server alone; on equal maximums the earlier one
   leads. Idempotent by the buyer's key: a retried bid is answered as the first time;
-* ``auction_end.lua``: at the end time (any node's sweep, exactly once) the unit becomes
-  the winner's cart hold at the winning price, with its own deadline
-  (``pay_within_s``): the winner checks out as usual; unpaid, the hold expires and the
-  unit returns to free stock. With no bid, the unit returns at once;
+* ``auction_end.lua``: at the end time (any node's sweep, exactly once), or when the
+  stream ends, the unit becomes the winner's cart hold at the winning price, with its
+  own deadline (``pay_within_s``): the winner checks out as usual; unpaid, the hold
+  expires and the unit returns to free stock. With no bid, the unit returns at once.
+  The bid keys' answers are dropped a day after the end; the auction, its bid log and
+  its bidders stay for the stats;
 * ``auction_cancel.lua``: the host cancels before the first bid; the unit returns.
 
 The host cannot end an auction early: sudden death ends at the bell, and a soft-close
-auction when nobody bids in its last N seconds.
+auction when nobody bids in its last N seconds. Only the end of the stream ends it
+sooner (:meth:`Auctions.end_for_stream`).
 
 Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
 
@@ -28,6 +31,7 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
                                           ("price leader at_ms ends_ms extended_ms")
     <prefix>{sku:S}:auction:<id>:bidder   hash: who bid (bidder count)
     <prefix>{sku:S}:auction:<id>:keys     hash: "<user> <key>" -> the bid's answer
+                                          (expires a day after the end)
     <prefix>auctions:sku                  hash: auction id -> SKU
     <prefix>auctions:due                  sorted set: running auction ids by end time
     <prefix>stream:<id>:auction           string: the stream's latest auction id
@@ -94,6 +98,9 @@ __all__ = ["AuctionCounters", "Auctions"]
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 _ID_MAX = 64
+# How long after its end a bid's key still gets the first answer (a client retrying a
+# bid it sent just before the bell).
+_KEYS_KEPT_S = 86_400
 
 
 # The script's answer for each move it made.
@@ -406,15 +413,19 @@ class Auctions:
         )
         return auction
 
-    async def end_due(self, auction_id: str) -> AuctionState | None:
-        """End the auction if its time is up, as the sweeper does; the state it moved to
+    async def end_due(self, auction_id: str, *, early: bool = False) -> AuctionState | None:
+        """End the auction if its time is up, as the sweeper does, or now with ``early``
+        (its stream ended: the leader wins at the price reached); the state it moved to
         if this call ended it (exactly one call does), else None."""
         sku = await self._redis.hget(self.sku_index, auction_id)
         if sku is None:
             await self._redis.zrem(self.due_key, auction_id)
             return None
         base = self._reservations.base(text(sku))
-        reply = await self._end(keys=[base], args=[auction_id, _hold_id(auction_id)])
+        reply = await self._end(
+            keys=[base],
+            args=[auction_id, _hold_id(auction_id), "1" if early else "0", _KEYS_KEPT_S],
+        )
         status = text(reply[0])
         if status == "not_due":
             # Soft close moved the end: look again then.
@@ -445,6 +456,15 @@ class Auctions:
         self._fixed.pop(auction_id, None)
         self._announced.pop(auction_id, None)
         return auction.state
+
+    async def end_for_stream(self, stream_id: str) -> AuctionState | None:
+        """End the stream's running auction now (its stream ended), as the bell would;
+        the state it moved to if this call ended it, else None. An auction this misses
+        (the node stopped first) still ends at its time, on any node's sweep."""
+        auction_id = await self.current_id(stream_id)
+        if auction_id is None:
+            return None
+        return await self.end_due(auction_id, early=True)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
         found: list[Any] = await self._redis.zrangebyscore(

@@ -17,12 +17,13 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS
+from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
 from livecast.cart.service import CART
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS, Metrics
 from livecast.selling.auction_types import Auction, AuctionState
 from livecast.selling.auctions import Auctions
+from livecast.streams.registry import Stream, StreamState
 
 __all__ = ["SELLING", "Selling", "selling_ctx"]
 
@@ -43,6 +44,16 @@ class Selling:
             except Exception:
                 log.exception("could not end due auction %s; retrying next sweep", auction_id)
         return ended
+
+    async def on_stream_state(self, stream: Stream, previous: StreamState) -> None:
+        """A stream that ends takes its running auction with it: the leader wins at the
+        price reached (with no bid, the unit returns to stock)."""
+        if stream.state is not StreamState.ENDED:
+            return
+        try:
+            await self.auctions.end_for_stream(stream.id)
+        except Exception:
+            log.exception("could not end the auction of ended stream %s", stream.id)
 
 
 SELLING = web.AppKey("selling", Selling)
@@ -101,6 +112,7 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     )
     app[SELLING] = selling
+    app[STREAMS].on_state_change(selling.on_stream_state)
     stopping = asyncio.Event()
     interval = app[SETTINGS].inventory.sweep_interval_s
     task = asyncio.create_task(_sweep(selling, interval, stopping), name="auction-sweeper")

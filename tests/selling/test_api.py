@@ -276,6 +276,38 @@ async def test_joiner_sees_the_running_auction_in_hello(
     assert app[SELLING].auctions is not None
 
 
+async def test_an_auction_ends_with_its_stream(
+    floor: Floor, make_token: MakeToken, app: web.Application
+) -> None:
+    """Ending the stream ends its running auction at once: the leader wins at the price
+    reached, and the bid keys' answers are kept for a day, not forever."""
+    await floor.product("LAMP-1", stock=2)
+    auction = await (await floor.start("LAMP-1", duration_s=600)).json()
+    ana = buyer(make_token, "ana")
+    assert (await floor.bid(ana, auction["id"], 900, key="k1")).status == 200
+    async with listen(app, floor.stream_id) as log:
+        url = f"/api/streams/{floor.stream_id}/end"
+        resp = await floor.client.post(url, headers=bearer(floor.seller))
+        assert resp.status == 200, await resp.text()
+        await log.wait_for("auction.ended")
+    [ended] = log.of("auction.ended")
+    assert (ended["state"], ended["price"]["amount_minor"]) == ("sold", 500)
+    assert ended["ended_at_ms"] < ended["ends_at_ms"]
+    data = await (await floor.client.get(f"/api/auctions/{auction['id']}")).json()
+    assert data["state"] == "sold"
+    cart = await (await floor.client.get("/api/cart", headers=bearer(ana))).json()
+    assert [line["line_total"]["amount_minor"] for line in cart["lines"]] == [500]
+    assert await floor.stock("LAMP-1") == (1, 0, 1, 0)
+    # The retried bid still gets its first answer; its key goes within a day.
+    again = await (await floor.bid(ana, auction["id"], 900, key="k1")).json()
+    assert again["replayed"] is True
+    auctions = app[SELLING].auctions
+    base = auctions._reservations.base("LAMP-1")
+    ttl = await auctions._redis.ttl(f"{base}:auction:{auction['id']}:keys")
+    assert 0 < ttl <= 86_400
+    assert await auctions._redis.ttl(f"{base}:auction:{auction['id']}:log") == -1
+
+
 async def _state(floor: Floor, auction_id: str, state: str) -> bool:
     data = await (await floor.client.get(f"/api/auctions/{auction_id}")).json()
     return bool(data["state"] == state)
