@@ -17,8 +17,9 @@ async def record_run(
     *,
     base: float = 100.0,
 ) -> Packager:
-    """One packaging run of ``seconds`` of real H.264 + Opus (1 s segments, two kept in its window), recorded by
-    a writer of ``replays`` as the packaging does; returns once it is all written."""
+    """One packaging run of ``seconds`` of real H.264 + Opus (1 s segments, two kept in
+    its window), recorded by a writer of ``replays`` as the packaging does; returns once
+    it is all written."""
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=2), audio=True)
     writer = replays.writer(stream_id, packager.run)
     packager.sink = writer

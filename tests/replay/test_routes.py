@@ -9,6 +9,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
 from aiohttp import web
 
 from livecast.auth import Role
@@ -77,10 +78,12 @@ async def test_an_ended_stream_plays_as_vod_and_is_listed_with_its_timeline(
     resp = await client.get("/api/replays")
     assert resp.status == 200
     [listed] = (await resp.json())["replays"]
-    assert listed["stream_id"] == sid and listed["title"] == "Winter knits"
+    assert listed["stream_id"] == sid
+    assert listed["title"] == "Winter knits"
     assert listed["playlist_url"] == f"/replay/{sid}/index.m3u8"
     assert listed["poster_url"] == f"/replay/{sid}/poster.jpg"
-    assert 2.0 <= listed["duration_s"] <= 2.4 and listed["moments"] == []
+    assert 2.0 <= listed["duration_s"] <= 2.4
+    assert listed["moments"] == []
 
     info = await (await client.get(f"/api/streams/{sid}/replay")).json()
     moments = [(m["kind"], m["sku"], m["price"]["amount_minor"]) for m in info["moments"]]
@@ -94,7 +97,8 @@ async def test_an_ended_stream_plays_as_vod_and_is_listed_with_its_timeline(
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
     assert resp.headers["Cache-Control"] == "public, max-age=3600"
     text = await resp.text()
-    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text and "#EXT-X-ENDLIST" in text
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text
+    assert "#EXT-X-ENDLIST" in text
     again = await client.get(
         f"/replay/{sid}/index.m3u8", headers={"If-None-Match": resp.headers["ETag"]}
     )
@@ -108,8 +112,10 @@ async def test_an_ended_stream_plays_as_vod_and_is_listed_with_its_timeline(
 
     url = f"http://{client.host}:{client.port}/replay/{sid}/index.m3u8"
     counters, samples, duration = await asyncio.to_thread(decode_hls, url)
-    assert counters == list(range(len(counters))) and len(counters) == 66
-    assert samples > 1.6 * 48_000 and abs(duration - listed["duration_s"]) < 0.2
+    assert counters == list(range(len(counters)))
+    assert len(counters) == 66
+    assert samples > 1.6 * 48_000
+    assert abs(duration - listed["duration_s"]) < 0.2
 
 
 async def test_bad_input_is_refused_in_the_json_error_shape(
@@ -154,7 +160,8 @@ async def test_a_private_replay_plays_through_its_signed_url_only(
     granted = make_token(Role.VIEWER, sub="v2", streams={sid})
     info = await (await client.get(f"/api/streams/{sid}/replay", headers=bearer(granted))).json()
     signed = info["playlist_url"]
-    assert signed.startswith(f"/replay/{sid}/signed/") and signed.endswith("/index.m3u8")
+    assert signed.startswith(f"/replay/{sid}/signed/")
+    assert signed.endswith("/index.m3u8")
     resp = await client.get(signed)  # no token
     assert resp.status == 200
     cache = resp.headers["Cache-Control"]

@@ -63,9 +63,14 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
     directory = tmp_path / stream.id
     entries = read_manifest(directory)
     counts = [run.segments[-1].msn + 1 for run in (first, second)]
-    made = [f"seg-{run.run}-{n}.m4s" for run, c in zip((first, second), counts) for n in range(c)]
+    made = [
+        f"seg-{run.run}-{n}.m4s"
+        for run, c in zip((first, second), counts, strict=True)
+        for n in range(c)
+    ]
     assert [e.name for e in entries] == made  # every segment, past any window, in order
-    assert counts[0] == 4 and len(first.segments) == 2  # the packager kept only two
+    assert counts[0] == 4
+    assert len(first.segments) == 2
     assert [e.discontinuity for e in entries] == [False] * counts[0] + [True] + [False] * (
         counts[1] - 1
     )
@@ -81,7 +86,9 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
     assert record is not None
     assert record.segments == len(entries)
     assert abs(record.duration_s - sum(e.duration for e in entries)) < 0.01
-    assert record.poster and record.open == 0 and not record.ended
+    assert record.poster
+    assert record.open == 0
+    assert not record.ended
     # wall-clock moments map onto the replay across the gap between the runs
     second_start = entries[counts[0]]
     assert len(record.spans) == 2
@@ -92,7 +99,8 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
 
     playlist = render_vod(entries)
     text = playlist.body.decode()
-    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text
+    assert text.rstrip().endswith("#EXT-X-ENDLIST")
     assert text.count("#EXT-X-DISCONTINUITY\n") == 1
     assert text.count("#EXT-X-MAP:") == 2
     assert text.count("#EXT-X-PROGRAM-DATE-TIME:") == len(entries)
@@ -104,7 +112,8 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
     # After the discontinuity the second run's timestamps start again from zero, and
     # FFmpeg's HLS demuxer skips up to half a second there; the rest plays, in order.
     rest = counters[frames[0] :]
-    assert rest == list(range(frames[1] - len(rest), frames[1])) and len(rest) >= frames[1] - 15
+    assert rest == list(range(frames[1] - len(rest), frames[1]))
+    assert len(rest) >= frames[1] - 15
     assert samples > 0.8 * 48_000 * record.duration_s
     assert abs(duration - record.duration_s) < 0.2
 
