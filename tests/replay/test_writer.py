@@ -22,12 +22,14 @@ from tests.replay.media import record_run
 
 
 def make_replays(
-    redis: aioredis.Redis, prefix: str, root: Path, **settings: float
+    redis: aioredis.Redis, prefix: str, root: Path, *, retention_days: float = 30.0
 ) -> tuple[Replays, StreamRegistry]:
     keys = KeySpace(prefix)
     streams = StreamRegistry(redis, keys)
     node = Node.new("http://127.0.0.1:9")
-    return Replays(redis, keys, ReplaySettings(**settings), root, node, streams), streams
+    return Replays(
+        redis, keys, ReplaySettings(retention_days=retention_days), root, node, streams
+    ), streams
 
 
 def decode_hls(playlist: Path | str) -> tuple[list[int], int, float]:
@@ -93,7 +95,7 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
     second_start = entries[counts[0]]
     assert len(record.spans) == 2
     assert abs(record.position(second_start.pdt + 0.5) - (record.spans[1][1] + 0.5)) < 0.01
-    with av.open(io.BytesIO((directory / "poster.jpg").read_bytes())) as poster:
+    with av.open(io.BytesIO((directory / "poster.jpg").read_bytes()), "r") as poster:
         picture = next(poster.decode(video=0))
         assert (picture.width, picture.height) == (320, 240) or picture.width <= 640
 
