@@ -102,7 +102,12 @@ class ReplayWriter:
         return base if rendition == MAIN else base / rendition
 
     async def _write_all(self) -> None:
-        duration, segments, spans = await self._replays.opened(self.stream_id)
+        try:
+            duration, segments, spans = await self._replays.opened(self.stream_id)
+        except Exception:
+            log.exception("stream %s: not recorded for replay (no record)", self.stream_id)
+            self._discarded = True
+            duration, segments, spans = 0.0, 0, []
         first = True
         try:
             while (item := await self._queue.get()) is not None:

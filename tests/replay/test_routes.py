@@ -6,15 +6,19 @@ signed URLs, validation, deletion by role, and retention."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from livecast.app import create_app
 from livecast.auth import Role
+from livecast.config import Settings
+from livecast.hls.forward import FORWARDED_HEADER
 from livecast.replay.keys import REPLAYS
-from tests.conftest import Client, MakeToken, bearer
+from tests.conftest import AiohttpClient, Client, MakeToken, bearer, free_port
 from tests.replay.media import record_run
 from tests.replay.test_writer import decode_hls, make_replays
 
@@ -237,3 +241,47 @@ async def test_retention_sweeps_expired_replays_once_and_every_node_drops_their_
     listed = await (await client.get("/api/replays")).json()
     assert [r["stream_id"] for r in listed["replays"]] == [kept.stream_id]
     assert (await client.get(f"/replay/{ended.stream_id}/index.m3u8")).status == 404
+
+
+async def _node(aiohttp_client: AiohttpClient, settings: Settings, replays_dir: Path) -> Client:
+    """One more node on the same Redis and secrets, with its replays in ``replays_dir``."""
+    port = free_port()
+    app = create_app(
+        dataclasses.replace(
+            settings,
+            server=dataclasses.replace(settings.server, advertise_url=f"http://127.0.0.1:{port}"),
+            replay=dataclasses.replace(settings.replay, dir=str(replays_dir)),
+        )
+    )
+    return await aiohttp_client(app, port=port)
+
+
+async def test_any_node_serves_a_replay_from_a_shared_directory_or_by_forwarding(
+    aiohttp_client: AiohttpClient, settings: Settings, make_token: MakeToken, tmp_path: Path
+) -> None:
+    recorder = await _node(aiohttp_client, settings, tmp_path / "a")
+    elsewhere = await _node(aiohttp_client, settings, tmp_path / "b")
+    sharing = await _node(aiohttp_client, settings, tmp_path / "a")
+    ended = await ended_replay(recorder, recorder.app, make_token)
+    sid = ended.stream_id
+    assert not (tmp_path / "b" / sid).exists()
+    playlist = await recorder.get(f"/replay/{sid}/index.m3u8")
+    body = await playlist.read()
+    name = next(line for line in body.decode().splitlines() if line.startswith("seg-"))
+    segment = await (await recorder.get(f"/replay/{sid}/{name}")).read()
+    for node in (elsewhere, sharing):
+        listed = await (await node.get("/api/replays")).json()
+        assert [r["stream_id"] for r in listed["replays"]] == [sid]
+        resp = await node.get(f"/replay/{sid}/index.m3u8")
+        assert resp.status == 200
+        assert await resp.read() == body
+        assert resp.headers["ETag"] == playlist.headers["ETag"]
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        resp = await node.get(f"/replay/{sid}/{name}")
+        assert resp.status == 200
+        assert await resp.read() == segment
+    # the node sharing the directory answers from it; the other one could only forward
+    not_again = {FORWARDED_HEADER: "test"}
+    assert (await sharing.get(f"/replay/{sid}/{name}", headers=not_again)).status == 200
+    resp = await elsewhere.get(f"/replay/{sid}/index.m3u8", headers=not_again)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
