@@ -11,14 +11,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from livecast.app import create_app
 from livecast.auth import Role
 from livecast.config import Settings
 from livecast.hls.forward import FORWARDED_HEADER
+from livecast.hls.keys import PACKAGING
 from livecast.replay.keys import REPLAYS
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer, free_port
+from tests.ingest.conftest import eventually
+from tests.ingest.peers import publish
 from tests.replay.media import record_run
 from tests.replay.test_writer import decode_hls, make_replays
 
@@ -285,3 +289,52 @@ async def test_any_node_serves_a_replay_from_a_shared_directory_or_by_forwarding
     assert (await sharing.get(f"/replay/{sid}/{name}", headers=not_again)).status == 200
     resp = await elsewhere.get(f"/replay/{sid}/index.m3u8", headers=not_again)
     assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_a_whip_stream_is_recorded_unless_replays_are_off(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    make_token: MakeToken,
+    tmp_path: Path,
+    enabled: bool,
+) -> None:
+    """The packaging's hook end to end: a real publisher over WHIP; with ``replay.enabled``
+    off the packaging still runs and nothing is recorded."""
+    settings = dataclasses.replace(
+        settings,
+        hls=dataclasses.replace(settings.hls, part_duration_s=0.3, segment_duration_s=1.0),
+        replay=dataclasses.replace(settings.replay, enabled=enabled),
+    )
+    node = await _node(aiohttp_client, settings, tmp_path / "replays")
+    seller = make_token(Role.SELLER, sub="seller-1")
+    resp = await node.post("/api/streams", json={"title": "Live"}, headers=bearer(seller))
+    stream_id = (await resp.json())["id"]
+    publisher = await publish(node, stream_id, seller)
+    try:
+        packaging = node.app[PACKAGING]
+
+        def packaged() -> bool:
+            packager = packaging.packager(stream_id)
+            return packager is not None and len(packager.segments) >= 2
+
+        await eventually(packaged, within=20)
+    finally:
+        await publisher.close()
+    assert (await node.post(f"/api/streams/{stream_id}/end", headers=bearer(seller))).ok
+    if not enabled:
+        assert await node.app[REPLAYS].get(stream_id) is None
+        assert not (tmp_path / "replays" / stream_id).exists()
+        resp = await node.get(f"/api/streams/{stream_id}/replay")
+        assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
+        return
+
+    async def listed() -> bool:
+        resp = await node.get(f"/api/streams/{stream_id}/replay")
+        return resp.status == 200 and (await resp.json())["duration_s"] >= 2.0
+
+    await eventually(listed, within=10)
+    url = f"http://{node.host}:{node.port}/replay/{stream_id}/index.m3u8"
+    counters, _, _ = await asyncio.to_thread(decode_hls, url)
+    assert len(counters) >= 60
+    assert counters == sorted(counters)
