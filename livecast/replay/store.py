@@ -156,6 +156,8 @@ class Replays:
     def _writer_done(self, stream_id: str, writer: ReplayWriter) -> None:
         if self.writers.get(stream_id) is writer:
             del self.writers[stream_id]
+        if not writer.done.cancelled() and (exc := writer.done.exception()) is not None:
+            log.warning("stream %s: replay recording ended with %r", stream_id, exc)
 
     async def opened(self, stream_id: str) -> tuple[float, int, list[tuple[float, float]]]:
         duration, segments, spans = await self._open(
