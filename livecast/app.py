@@ -42,6 +42,9 @@ from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
 from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
+from livecast.replay import routes as replay_routes
+from livecast.replay.app import replay_ctx, replay_signer
+from livecast.replay.keys import REPLAY_PLAYBACK
 from livecast.selling import api as selling_api
 from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
@@ -88,6 +91,7 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     secret = load_or_create_secret(settings.auth.secret, settings.data_dir)
     app[TOKENS] = TokenIssuer(secret, issuer=settings.auth.issuer)
     app[PLAYBACK] = playback_signer(settings.hls, app[TOKENS])
+    app[REPLAY_PLAYBACK] = replay_signer(settings, app[TOKENS])
     app[pages.WEB_ROOT] = pages.web_root()
 
     # The services, built in this order at start-up (after each line: what it sets and
@@ -109,15 +113,18 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
             media_ctx,
         ]
     )
+    # REPLAYS: replay records, files and sweeps; needs STREAMS
+    app.cleanup_ctx.append(replay_ctx)
     # FORWARDER: /hls/ requests for streams packaged on another node; needs MEDIA
     app.cleanup_ctx.append(forwarding_ctx)
     if settings.hls.enabled:
-        # PACKAGING: LL-HLS of this node's streams; needs MEDIA and FORWARDER
+        # PACKAGING: LL-HLS of this node's streams; needs MEDIA, FORWARDER (and REPLAYS)
         app.cleanup_ctx.append(packaging_ctx)
     # Before connections are closed at shutdown: sockets hear 1001, sessions end with a
     # reason (their services close later, with the contexts above).
     app.on_shutdown.extend([close_sockets, close_sessions])
     app.on_response_prepare.extend([webrtc_cors_headers, hls_routes.cors_headers])
+    app.on_response_prepare.append(replay_routes.cors_headers)
 
     app.add_routes(health.routes)
     app.add_routes(streams_api.routes)
@@ -131,6 +138,7 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(whep.routes)
     app.add_routes(recordings.routes)
     app.add_routes(hls_routes.routes)
+    app.add_routes(replay_routes.routes)
     app.add_routes([openapi_route()])
     app.add_routes([_described(asyncapi_route(build_asyncapi(version=__version__)))])
     app.add_routes(pages.routes)

@@ -31,6 +31,7 @@ __all__ = [
     "InventorySettings",
     "PaymentSettings",
     "RedisSettings",
+    "ReplaySettings",
     "ServerSettings",
     "Settings",
     "WebRtcSettings",
@@ -336,6 +337,20 @@ class HlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaySettings:
+    # Record every LL-HLS stream's segments to disk and serve it as a VOD replay once
+    # the stream ends, at /replay/{stream id}/index.m3u8.
+    enabled: bool = True
+    # Where replays are stored (one directory per stream); empty: ``replays`` in the data
+    # dir. A directory shared by the nodes (NFS...) lets any node serve any replay.
+    dir: str = ""
+    # Replays older than this many days (from the stream's end) are deleted; 0 keeps them.
+    retention_days: float = field(default=30.0, metadata=_check(lambda v: v >= 0, ">= 0"))
+    # How often each node looks for expired (or deleted) replays to remove.
+    sweep_interval_s: float = field(default=3600.0, metadata=_check(lambda v: v > 0, "> 0"))
+
+
+@dataclass(frozen=True, slots=True)
 class InventorySettings:
     # Seconds a reservation (hold) lasts before its units go back to stock.
     hold_ttl_s: float = field(default=600.0, metadata=_check(lambda v: v > 0, "> 0"))
@@ -371,6 +386,7 @@ class Settings:
     inventory: InventorySettings = field(default_factory=InventorySettings)
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
     hls: HlsSettings = field(default_factory=HlsSettings)
+    replay: ReplaySettings = field(default_factory=ReplaySettings)
 
     @property
     def data_dir(self) -> Path:
@@ -382,6 +398,13 @@ class Settings:
         if self.webrtc.recordings_dir:
             return Path(self.webrtc.recordings_dir).expanduser().resolve()
         return self.data_dir / "recordings"
+
+    @property
+    def replays_dir(self) -> Path:
+        """``replay.dir``, or ``replays`` in the data dir."""
+        if self.replay.dir:
+            return Path(self.replay.dir).expanduser().resolve()
+        return self.data_dir / "replays"
 
 
 def load_settings(

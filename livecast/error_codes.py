@@ -191,6 +191,15 @@ class ErrorCode(StrEnum):
         "a signed playback URL past its expiry: ask GET /api/streams/{id}/playback for a new one",
     )
 
+    # Replays.
+    REPLAY_NOT_FOUND = (
+        "replay_not_found",
+        404,
+        False,
+        "the stream has no replay (not recorded, not ended yet, deleted or expired), "
+        "or the replay has no such file",
+    )
+
     # Live events and chat.
     UNSUPPORTED_SUBPROTOCOL = (
         "unsupported_subprotocol",

@@ -8,7 +8,8 @@ scrape time through callbacks, so nothing on a hot path updates them.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -59,6 +60,24 @@ class Metrics:
         self.add_to_carts = Counter(
             "livecast_add_to_carts", "Items added to carts", registry=self.registry
         )
+        self.source_add_to_carts = Counter(
+            "livecast_source_add_to_carts",
+            "Items added to carts, by where the buyer was (live, replay)",
+            ["source"],
+            registry=self.registry,
+        )
+        self.source_orders = Counter(
+            "livecast_source_orders",
+            "Paid orders with lines bought live or from a replay, by source",
+            ["source", "currency"],
+            registry=self.registry,
+        )
+        self.source_order_value = Counter(
+            "livecast_source_order_value_minor",
+            "Value of paid order lines in minor units, by where the buyer was",
+            ["source", "currency"],
+            registry=self.registry,
+        )
         self.webhook_deliveries = Counter(
             "livecast_webhook_deliveries",
             "Webhook delivery attempts by outcome",
@@ -79,6 +98,16 @@ class Metrics:
                 self._http_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_order_sources(self, lines: Sequence[Any]) -> None:
+        """Count a paid order's lines by source (``line.source``, ``line.line_total``)."""
+        values: dict[tuple[str, str], int] = {}
+        for line in lines:
+            key = (line.source, line.line_total.currency)
+            values[key] = values.get(key, 0) + line.line_total.amount_minor
+        for (source, currency), value in values.items():
+            self.source_orders.labels(source, currency).inc()
+            self.source_order_value.labels(source, currency).inc(value)
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read from ``read()`` at scrape time."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
 
-from livecast.appkeys import STREAMS
+from livecast.appkeys import KEYS, STREAMS
 from livecast.auth import Identity, Role
 from livecast.cart.cart import CartEntry
 from livecast.cart.checkout import CheckoutRequest
@@ -25,6 +25,7 @@ from livecast.inventory.reserve import Hold, HoldState
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS
 from livecast.openapi import Auth, Body, Param, Reply, Webhook, contract
+from livecast.replay.store import record_key
 from livecast.streams.registry import IsoTime, StreamState, iso_time
 
 __all__ = ["WEBHOOKS", "routes"]
@@ -43,6 +44,14 @@ WEBHOOKS = {
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _LIVE = StreamState.LIVE.value.encode()
+_ENDED = StreamState.ENDED.value.encode()
+Source = Annotated[
+    Literal["live", "replay"],
+    msgspec.Meta(
+        description="Where the buyer is: the live stream, or its replay once it ended "
+        "(at the product's current price: no deal). Orders are attributed to it."
+    ),
+]
 
 
 class AddCartItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -70,6 +79,7 @@ class AddCartItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    source: Source = "live"
 
 
 class CartLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +97,7 @@ class CartLine(msgspec.Struct, frozen=True, kw_only=True):
     ]
     expires_at: IsoTime
     seconds_left: Annotated[int, msgspec.Meta(ge=0)]
+    source: Source = "live"
 
 
 class ExpiredLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,6 +155,7 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> CartLine:
         state=hold.state,
         expires_at=iso_time(hold.expires_at_ms) or "",
         seconds_left=max(0, (hold.expires_at_ms - now_ms) // 1000),
+        source="replay" if entry.source == "replay" else "live",
     )
 
 
@@ -173,6 +185,7 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> CartLine:
         ErrorCode.INVALID_QUANTITY: "",
         ErrorCode.DEAL_NOT_IN_STREAM: "",
         ErrorCode.REDIS_UNAVAILABLE: "retry with the same hold_id",
+        ErrorCode.REPLAY_NOT_FOUND: "source replay, and the stream has not ended or has no replay",
     },
     auth=Auth.REQUIRED,
 )
@@ -187,19 +200,38 @@ async def add_item(request: web.Request) -> web.Response:
     service = request.app[CART]
     reservations = request.app[INVENTORY].reservations
     hold_id = body.hold_id or new_id()
-    entry = CartEntry(hold_id=hold_id, sku=body.sku, stream_id=body.stream_id, deal_id=body.deal_id)
+    replay = body.source == "replay"
+    if replay and body.deal_id is not None:
+        raise Conflict("deals are over on a replay", code=ErrorCode.DEAL_ENDED)
+    entry = CartEntry(
+        hold_id=hold_id,
+        sku=body.sku,
+        stream_id=body.stream_id,
+        deal_id=body.deal_id,
+        source=body.source,
+    )
     stream_key = request.app[STREAMS].hash_key(body.stream_id)
-    # Both queued now, so both go out in the same pipeline.
+    # Queued now, so they go out in the same pipeline.
     stream_read = reservations.batcher.command("HMGET", stream_key, "state", "seller_id")
+    replay_read = None
+    if replay:
+        replay_key = record_key(request.app[KEYS], body.stream_id)
+        replay_read = reservations.batcher.command("EXISTS", replay_key)
     staging = service.carts.stage(buyer.sub, entry)
     try:
         state, seller = await stream_read
+        recorded = await replay_read if replay_read is not None else 0
     finally:
         staged = await staging
     try:
         if state is None:
             raise NotFound(f"no stream {body.stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
-        if state != _LIVE:
+        if replay and (state != _ENDED or not recorded):
+            raise NotFound(
+                f"stream {body.stream_id!r} has no replay to buy from",
+                code=ErrorCode.REPLAY_NOT_FOUND,
+            )
+        if not replay and state != _LIVE:
             raise Conflict(
                 f"stream {body.stream_id!r} is {state.decode()}", code=ErrorCode.STREAM_NOT_LIVE
             )
@@ -229,6 +261,9 @@ async def add_item(request: web.Request) -> web.Response:
     if not hold.replayed:
         service.tally.count(body.stream_id)
         request.app[METRICS].add_to_carts.inc()
+        request.app[METRICS].source_add_to_carts.labels(body.source).inc()
+        if replay:
+            await service.sales.add_to_cart_from(body.stream_id, body.source)
     return json_response(_line(entry, hold, hold.answered_at_ms), status=201)
 
 
@@ -390,6 +425,7 @@ async def checkout(request: web.Request) -> web.Response:
     if not result.replayed:
         metrics.orders.labels(result.order.total.currency).inc()
         metrics.order_value.labels(result.order.total.currency).inc(result.order.total.amount_minor)
+        metrics.count_order_sources(result.order.lines)
     headers = {"Idempotent-Replayed": "true" if result.replayed else "false"}
     return json_response(result.order, status=201, headers=headers)
 

@@ -35,6 +35,8 @@ class CartEntry(msgspec.Struct, frozen=True, kw_only=True):
     # Lines written before holds kept the title; the hold has it now.
     title: str = ""
     deal_id: str | None = None
+    # Where the buyer was: the live stream, or its replay (attribution).
+    source: str = "live"
 
 
 class CartStore:

@@ -70,7 +70,7 @@ from livecast.auth import Identity
 from livecast.cart.cart import CartEntry, CartStore
 from livecast.cart.orders import Order, OrderLine, OrderStatus, OrderStore
 from livecast.cart.payments import PaymentDeclined, PaymentProvider, PaymentState
-from livecast.cart.stats import SalesStats
+from livecast.cart.stats import SalesStats, source_totals
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, Conflict, Unprocessable
@@ -476,6 +476,7 @@ class Checkout:
                         currency=order.total.currency,
                     ),
                     buyer_id=order.buyer_id,
+                    by_source=source_totals(mine),
                 )
                 for stream_id in order.stream_ids
                 if (mine := [line for line in order.lines if line.stream_id == stream_id])
@@ -558,6 +559,7 @@ class Checkout:
                     stream_id=entry.stream_id,
                     hold_id=entry.hold_id,
                     deal_id=hold.deal_id,
+                    source="replay" if entry.source == "replay" else "live",
                 )
             )
         stream_ids = list(dict.fromkeys(line.stream_id for line in lines))

@@ -41,6 +41,10 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: str
     hold_id: str
     deal_id: str | None = None
+    source: Annotated[
+        Literal["live", "replay"],
+        msgspec.Meta(description="Bought while watching the stream live, or its replay."),
+    ] = "live"
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):

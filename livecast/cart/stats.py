@@ -37,7 +37,15 @@ from livecast.inventory.batch import ScriptBatcher
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
-__all__ = ["Audience", "AudienceSource", "SalesStats", "StatsEvent", "StreamStats"]
+__all__ = [
+    "Audience",
+    "AudienceSource",
+    "SalesStats",
+    "SourceStats",
+    "StatsEvent",
+    "StreamStats",
+    "source_totals",
+]
 
 _HERE = Path(__file__).parent
 
@@ -56,6 +64,27 @@ class AudienceSource(Protocol):
 
 def _said(text: str) -> msgspec.Meta:
     return msgspec.Meta(description=text)
+
+
+class SourceStats(msgspec.Struct, frozen=True, kw_only=True):
+    """The part of a stream's sales made where the buyer was: ``live`` or ``replay``."""
+
+    source: str
+    add_to_carts: int
+    orders: Annotated[int, _said("Orders with a line bought from this source (exact).")]
+    units_sold: int
+    gmv: list[Money]
+
+
+def source_totals(lines: list[Any]) -> list[tuple[str, int, int]]:
+    """(source, units, amount in minor units) of an order's lines of one stream, for
+    every source but ``live`` (live is the rest of the totals)."""
+    totals: dict[str, tuple[int, int]] = {}
+    for line in lines:
+        if line.source != "live":
+            units, amount = totals.get(line.source, (0, 0))
+            totals[line.source] = (units + line.quantity, amount + line.line_total.amount_minor)
+    return [(source, units, amount) for source, (units, amount) in sorted(totals.items())]
 
 
 class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +114,10 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
     conversion: Annotated[
         float, _said("Buyers over unique viewers (so an estimate, as unique viewers is).")
     ]
+    by_source: Annotated[
+        list[SourceStats],
+        _said("The sales split by where the buyer was: live, then replay (exact)."),
+    ] = []
 
 
 class StatsEvent(Event, tag="stats", frozen=True, kw_only=True):
@@ -112,10 +145,22 @@ class SalesStats:
     async def add_to_cart(self, stream_id: str, count: int = 1) -> None:
         await self._redis.hincrby(self._key(stream_id, "stats"), "add_to_carts", count)
 
+    async def add_to_cart_from(self, stream_id: str, source: str) -> None:
+        """One add-to-cart more from ``source`` (not live: live is the rest)."""
+        await self._redis.hincrby(self._key(stream_id, "stats"), f"src:{source}:add_to_carts", 1)
+
     def count_order(
-        self, stream_id: str, order_id: str, *, units: int, amount: Money, buyer_id: str
+        self,
+        stream_id: str,
+        order_id: str,
+        *,
+        units: int,
+        amount: Money,
+        buyer_id: str,
+        by_source: list[tuple[str, int, int]] = [],  # noqa: B006 (never changed)
     ) -> asyncio.Future[Any]:
         """Count the order's part bought from ``stream_id``; an order counted before is not.
+        ``by_source``: (source, units, amount) of its lines bought elsewhere than live.
         Queued in the loop tick's batch."""
         return self._batcher.call(
             self._count_order,
@@ -129,6 +174,7 @@ class SalesStats:
                 amount.amount_minor,
                 amount.currency,
                 buyer_id,
+                *(value for totals in by_source for value in totals),
             ),
             numkeys=4,
         )
@@ -173,6 +219,7 @@ class SalesStats:
                 if counters.get(f"orders:{m.currency}")
             ],
             conversion=round(int(buyers) / unique, 4) if unique else 0.0,
+            by_source=_by_source(counters, gmv),
         )
 
     async def _rebuild_buyers(self, stream_id: str) -> int:
@@ -193,3 +240,44 @@ class SalesStats:
             replies = await pipe.execute()
         count: int = replies[-1]
         return count
+
+
+_SOURCES = ("replay",)
+
+
+def _by_source(counters: dict[str, int], gmv: list[Money]) -> list[SourceStats]:
+    """Live, then each other source: those are counted (``src:<source>:...``), live is
+    what the totals have beyond them (orders counted before sources were are live)."""
+    others = []
+    for source in _SOURCES:
+        prefix = f"src:{source}:"
+        others.append(
+            SourceStats(
+                source=source,
+                add_to_carts=counters.get(prefix + "add_to_carts", 0),
+                orders=counters.get(prefix + "orders", 0),
+                units_sold=counters.get(prefix + "units_sold", 0),
+                gmv=sorted(
+                    (
+                        Money(amount_minor=value, currency=name.removeprefix(prefix + "gmv_minor:"))
+                        for name, value in counters.items()
+                        if name.startswith(prefix + "gmv_minor:")
+                    ),
+                    key=lambda m: m.currency,
+                ),
+            )
+        )
+    live_gmv = []
+    for total in gmv:
+        elsewhere = sum(
+            m.amount_minor for o in others for m in o.gmv if m.currency == total.currency
+        )
+        live_gmv.append(Money(amount_minor=total.amount_minor - elsewhere, currency=total.currency))
+    live = SourceStats(
+        source="live",
+        add_to_carts=counters.get("add_to_carts", 0) - sum(o.add_to_carts for o in others),
+        orders=counters.get("orders", 0) - sum(o.orders for o in others),
+        units_sold=counters.get("units_sold", 0) - sum(o.units_sold for o in others),
+        gmv=[m for m in live_gmv if m.amount_minor],
+    )
+    return [live, *others]

@@ -23,6 +23,7 @@ from livecast.hls.packaging import Packaging
 from livecast.hls.signing import PlaybackSigner
 from livecast.ingest.keys import MEDIA
 from livecast.metrics import METRICS
+from livecast.replay.keys import REPLAYS
 
 __all__ = ["forwarding_ctx", "packaging_ctx", "playback_signer"]
 
@@ -45,7 +46,9 @@ async def forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def packaging_ctx(app: web.Application) -> AsyncIterator[None]:
-    packaging = Packaging(app[SETTINGS].hls, app[MEDIA], app[FORWARDER].packaging_ended)
+    replays = app.get(REPLAYS)
+    record = replays.writer if replays is not None and app[SETTINGS].replay.enabled else None
+    packaging = Packaging(app[SETTINGS].hls, app[MEDIA], app[FORWARDER].packaging_ended, record)
     app[PACKAGING] = packaging
     app[METRICS].gauge(
         "livecast_hls_streams",

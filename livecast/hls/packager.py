@@ -44,7 +44,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest
@@ -52,7 +52,7 @@ from livecast.hls import _fmp4
 from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder, AacFrame, AacThread
 from livecast.ingest._bitstream import h264_parameter_sets, h264_picture_size
 
-__all__ = ["Packager", "PackagerSettings", "Part", "Playlist", "Segment"]
+__all__ = ["Packager", "PackagerSettings", "Part", "Playlist", "Segment", "SegmentSink"]
 
 VIDEO_CLOCK: Final = 90_000
 _SIGNED: Final = 1 << 31
@@ -106,6 +106,16 @@ class Playlist:
 
     body: bytes
     etag: str
+
+
+class SegmentSink(Protocol):
+    """Told of each init segment and each complete segment a packager makes (on the
+    thread that feeds it), e.g. to keep them past the playlist window. ``rendition``
+    names the packager's rendition."""
+
+    def init_made(self, rendition: str, name: str, data: bytes) -> None: ...
+
+    def segment_made(self, rendition: str, segment: Segment) -> None: ...
 
 
 def _nal_units(data: bytes) -> list[bytes]:
@@ -187,6 +197,8 @@ class Packager:
         self._prune_at = _PRUNE_WAITERS
         self._dirty = False
         self.ended = False
+        self.rendition = "main"
+        self.sink: SegmentSink | None = None  # set before the first frame
 
     # -- fed by the relay ------------------------------------------------------------
 
@@ -326,6 +338,8 @@ class Packager:
         self._init_name = f"init-{self.run}-{self._init_count - 1}.mp4"
         self._inits[self._init_name] = _fmp4.init_segment(video, audio)
         self._init_sets = sets
+        if self.sink is not None:
+            self.sink.init_made(self.rendition, self._init_name, self._inits[self._init_name])
 
     def _open_segment(self, dts: int, arrived: float) -> None:
         msn = self.segments[-1].msn + 1 if self.segments else 0
@@ -389,6 +403,8 @@ class Packager:
             return
         segment.data = b"".join(p.data for p in segment.parts)
         self.segments.append(segment)
+        if self.sink is not None:
+            self.sink.segment_made(self.rendition, segment)
         self._max_segment = max(self._max_segment, segment.duration)
         self.target_duration = max(1, math.ceil(self._max_segment))
         self._segment_ends[segment.msn] = (segment.msn, len(segment.parts) - 1)

@@ -24,11 +24,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from livecast.config import HlsSettings
 from livecast.hls._transcode import Vp8ToH264
-from livecast.hls.packager import Packager, PackagerSettings
+from livecast.hls.packager import Packager, PackagerSettings, SegmentSink
 from livecast.ingest.hub import MediaHub
 from livecast.ingest.media import StreamMedia
 from livecast.ingest.relay import MediaSource
@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 
 _LINGER_S: Final = 30.0
 _JOIN_TIMEOUT_S: Final = 10.0
+
+
+class Recording(SegmentSink, Protocol):
+    """A packaging run's recording (the replay writer): told of its segments, closed
+    when the run ends."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -57,6 +64,7 @@ class Packaged:
     stream: Stream | None = None
     stream_read_at: float = 0.0
     stream_reading: asyncio.Future[Stream | None] | None = None
+    recording: Recording | None = None
 
 
 class Packaging:
@@ -67,6 +75,7 @@ class Packaging:
         settings: HlsSettings,
         hub: MediaHub,
         ended: Callable[[str, float], None] | None = None,
+        record: Callable[[str, str], Recording] | None = None,
     ) -> None:
         """``ended(stream_id, linger_s)`` is told of each playlist ended while the node
         runs (the stream's media left, or another node took it over), which is kept
@@ -83,6 +92,7 @@ class Packaging:
         self._threads: list[Vp8ToH264 | Packager] = []
         self._unfollow: Callable[[], None] | None = None
         self._ended = ended
+        self._record = record  # a recording of each run (stream id, run id), if any
 
     def packager(self, stream_id: str) -> Packager | None:
         packaged = self.streams.get(stream_id)
@@ -138,6 +148,8 @@ class Packaging:
             audio_thread=True,
         )
         packaged = Packaged(packager, media, video.epoch)
+        if self._record is not None:
+            packaged.recording = packager.sink = self._record(stream_id, packager.run)
         self._threads.append(packager)
 
         def take_video(data: bytes, timestamp: int, keyframe: bool, arrived: float) -> None:
@@ -177,6 +189,8 @@ class Packaging:
         if packaged.transcoder is not None:
             packaged.transcoder.close()
         packaged.packager.finish()
+        if packaged.recording is not None:
+            packaged.recording.close()
         packaged.ended_at = time.monotonic()
         packaged.forget = asyncio.get_running_loop().call_later(
             _LINGER_S, self._forget, stream_id, packaged

@@ -58,6 +58,9 @@ export const api = {
   listStreams: (state, token) => request('GET', '/api/streams', { token, query: { state, limit: 50 } })
     .then((d) => d.streams),
   getStream: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}`, { token }),
+  // replays
+  listReplays: (token) => request('GET', '/api/replays', { token }).then((d) => d.replays),
+  getReplay: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/replay`, { token }),
   startStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/start`, { token }),
   endStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/end`, { token }),
   mediaStatus: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/media`, { token }),
@@ -103,7 +106,10 @@ export const api = {
   getCart: (token) => request('GET', '/api/cart', { token }),
   addToCart: (token, item) => request('POST', '/api/cart/items', {
     token,
-    body: { stream_id: item.streamId, sku: item.sku, quantity: item.quantity || 1, ...(item.dealId ? { deal_id: item.dealId } : {}) },
+    body: {
+      stream_id: item.streamId, sku: item.sku, quantity: item.quantity || 1,
+      ...(item.dealId ? { deal_id: item.dealId } : {}), ...(item.source ? { source: item.source } : {}),
+    },
   }),
   removeFromCart: (token, holdId) => request('DELETE', `/api/cart/items/${encodeURIComponent(holdId)}`, { token }),
   checkout: (token, idempotencyKey, body = {}) => request('POST', '/api/checkout', {

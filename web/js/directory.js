@@ -1,8 +1,8 @@
-// The stream directory: live now, upcoming, recent.
+// The stream directory: live now, upcoming, recent (replays first, with their poster and length).
 
 import { api } from './api.js';
 import { currentSession, signIn, signOut } from './auth.js';
-import { h, $, clear, formatCount, formatWhen, initials, friendlyError } from './ui.js';
+import { h, $, clear, formatClock, formatCount, formatWhen, initials, friendlyError } from './ui.js';
 
 let session = currentSession('viewer');
 
@@ -23,12 +23,17 @@ function card(stream, kind) {
     : kind === 'upcoming'
       ? h('time', { datetime: stream.scheduled_start || '' }, stream.scheduled_start ? formatWhen(stream.scheduled_start) : 'Soon')
       : h('span', {}, stream.ended_at ? `Ended ${formatWhen(stream.ended_at)}` : 'Ended');
-  return h('li', { class: `stream-card ${kind}` },
+  const replay = stream.replay;
+  const thumb = h('div', { class: `thumb hue-${hue(stream.id)}` },
+    kind === 'live' ? h('span', { class: 'badge live' }, 'LIVE') : null,
+    kind === 'upcoming' ? h('span', { class: 'badge soon' }, 'UPCOMING') : null,
+    replay ? h('span', { class: 'badge soon' }, 'REPLAY') : null,
+    replay ? h('span', { class: 'duration' }, formatClock(replay.duration_s * 1000)) : null,
+    replay && replay.poster_url ? null : h('span', { class: 'thumb-initials', 'aria-hidden': 'true' }, initials(stream.seller_name)));
+  if (replay && replay.poster_url) thumb.style.backgroundImage = `url("${encodeURI(replay.poster_url)}")`;
+  return h('li', { class: `stream-card ${kind}${replay ? ' replay' : ''}`, dataset: replay ? { replay: stream.id } : {} },
     h('a', { href: `/watch/${encodeURIComponent(stream.id)}`, class: 'stream-link' },
-      h('div', { class: `thumb hue-${hue(stream.id)}` },
-        kind === 'live' ? h('span', { class: 'badge live' }, 'LIVE') : null,
-        kind === 'upcoming' ? h('span', { class: 'badge soon' }, 'UPCOMING') : null,
-        h('span', { class: 'thumb-initials', 'aria-hidden': 'true' }, initials(stream.seller_name))),
+      thumb,
       h('div', { class: 'stream-info' },
         h('h3', { class: 'stream-title' }, stream.title),
         h('p', { class: 'stream-seller' }, stream.seller_name),
@@ -47,12 +52,25 @@ function section(id, streams, kind, emptyText) {
   for (const stream of streams) list.append(card(stream, kind));
 }
 
+// Replays first, the most recently ended first, then ended streams that have none.
+function recent(streams, replays) {
+  const ended = streams.filter((s) => s.state === 'ended');
+  const byId = new Map(ended.map((s) => [s.id, s]));
+  const withReplay = replays.map((r) => ({
+    ...(byId.get(r.stream_id) || { id: r.stream_id, title: r.title, seller_name: r.seller_name, ended_at: r.ended_at }),
+    replay: r,
+  }));
+  const replayed = new Set(replays.map((r) => r.stream_id));
+  return [...withReplay, ...ended.filter((s) => !replayed.has(s.id))].slice(0, 12);
+}
+
 async function load() {
   try {
-    const streams = await api.directory(session && session.token);
+    const token = session && session.token;
+    const [streams, replays] = await Promise.all([api.directory(token), api.listReplays(token).catch(() => [])]);
     section('live', streams.filter((s) => s.state === 'live'), 'live', 'Nobody is live right now. Check the schedule below.');
     section('upcoming', streams.filter((s) => s.state === 'scheduled'), 'upcoming', 'No streams scheduled yet.');
-    section('recent', streams.filter((s) => s.state === 'ended').slice(0, 12), 'recent', 'No past streams.');
+    section('recent', recent(streams, replays), 'recent', 'No past streams.');
     document.body.dataset.loaded = 'true';
   } catch (err) {
     $('#status').textContent = friendlyError(err);

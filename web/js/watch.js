@@ -61,7 +61,7 @@ function showState(streamState) {
 function updateStage() {
   const streamState = state.stream ? state.stream.state : 'unknown';
   let text = '';
-  if (streamState === 'ended') text = 'This stream has ended. Thanks for watching!';
+  if (streamState === 'ended') text = state.replay ? '' : 'This stream has ended. Thanks for watching!';
   else if (streamState === 'scheduled') text = 'The stream has not started yet. Stay here: it will start playing by itself.';
   else if (streamState === 'not_found') text = 'This stream does not exist.';
   else if (state.media === 'reconnecting') text = 'The host is reconnecting…';
@@ -301,10 +301,10 @@ $('#chat-form').addEventListener('submit', async (event) => {
 
 // --- cart and checkout -------------------------------------------------------------------------
 
-async function addToCart({ sku, dealId }) {
+async function addToCart({ sku, dealId, source }) {
   if (!(await requireSession('Sign in to shop without leaving the stream.'))) return;
   try {
-    await api.addToCart(session.token, { streamId, sku, quantity: 1, dealId });
+    await api.addToCart(session.token, { streamId, sku, quantity: 1, dealId, source });
     toast('Added to your cart and held for you.', 'ok');
     await refreshCart();
     openCart();
@@ -429,6 +429,10 @@ async function main() {
   live.start();
   if (!state.stream || state.stream.state !== 'ended') {
     play(new URLSearchParams(location.search).get('hls') === '1' ? 'hls' : 'webrtc');
+  } else if (state.stream) {
+    const { startReplay } = await import('./replay.js');
+    state.replay = await startReplay({ video, streamId, token: session && session.token, addToCart });
+    updateStage();
   }
   refreshCart();
   document.body.dataset.ready = 'true';

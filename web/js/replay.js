@@ -1,0 +1,140 @@
+// The watch page of an ended stream: its replay (GET /api/streams/{id}/replay), a VOD
+// playlist played by the vendored hls.js wherever Media Source Extensions take H.264 + AAC,
+// else by the browser's own HLS (iOS Safari). Beside it, the product timeline: each product
+// at the moment it was on the stream (a tap seeks there), and a "shop this moment" card that
+// follows playback. Buying from it is attributed to the stream as replay (source: 'replay'),
+// at the product's price now (deals are over). Chat is read-only.
+//
+// startReplay() answers null when the stream has no replay (the page says it ended).
+
+import { api } from './api.js';
+import { h, $, clear, formatClock, formatMoney, toast, friendlyError } from './ui.js';
+
+const HLS_JS = '../vendor/hls.js/hls.light.min.mjs';
+const MP4_CODECS = 'video/mp4; codecs="avc1.42e01f,mp4a.40.2"';
+
+function mseCanPlay() {
+  const source = window.ManagedMediaSource || window.MediaSource;
+  return Boolean(source && source.isTypeSupported(MP4_CODECS));
+}
+
+/**
+ * The products on the replay's timeline, oldest first: `{ sku, title, imageUrl, price, atS, kind }`.
+ * The one place the timeline comes from: the replay's moments (the stream's featured products
+ * at its start, each deal at the moment it started); a per-stream timeline of every pin and
+ * deal at its media time replaces them here.
+ */
+async function loadTimeline(info) {
+  return info.moments.map((m) => ({
+    sku: m.sku,
+    title: m.title,
+    imageUrl: m.image_url,
+    price: m.price,
+    atS: m.at_s,
+    kind: m.kind,
+  })).sort((a, b) => a.atS - b.atS);
+}
+
+async function attach(video, url) {
+  const absolute = new URL(url, location.href).toString();
+  if (mseCanPlay()) {
+    const { default: Hls } = await import(HLS_JS);
+    const hls = new Hls({ enableWorker: true });
+    hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (data.fatal && data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      else if (data.fatal) toast('The replay could not be played. Try reloading the page.', 'error');
+    });
+    hls.loadSource(absolute);
+    hls.attachMedia(video);
+    return 'hls.js';
+  }
+  if (video.canPlayType('application/vnd.apple.mpegurl')) {
+    video.src = absolute;
+    video.play().catch(() => {});
+    return 'native';
+  }
+  toast('This browser cannot play the replay.', 'error');
+  return 'none';
+}
+
+function momentAt(moments, seconds) {
+  let found = null;
+  for (const moment of moments) if (moment.atS <= seconds + 0.25) found = moment;
+  return found || moments[0] || null;
+}
+
+export async function startReplay({ video, streamId, token, addToCart }) {
+  let info;
+  try {
+    info = await api.getReplay(streamId, token);
+  } catch (err) {
+    if (err.status !== 404) toast(friendlyError(err), 'error');
+    return null;
+  }
+  const moments = await loadTimeline(info);
+  document.body.dataset.mode = 'replay';
+  const mode = $('#play-mode');
+  mode.textContent = `Replay · ${formatClock(info.duration_s * 1000)}`;
+  mode.hidden = false;
+  if (info.poster_url) video.poster = info.poster_url;
+  video.controls = true;
+  video.addEventListener('playing', () => { document.body.dataset.replay = 'playing'; });
+
+  // chat stays readable; nobody posts to a stream that ended
+  for (const control of document.querySelectorAll('#chat-form input, #chat-form button')) control.disabled = true;
+  $('#chat-input').placeholder = 'Chat is read-only on a replay';
+
+  // the shop-this-moment card, on the picture
+  const card = h('article', { id: 'replay-card', class: 'product-card replay-card', hidden: true },
+    h('div', { class: 'product-info' },
+      h('p', { class: 'replay-card-label' }, 'Shop this moment'),
+      h('p', { class: 'product-title' }),
+      h('p', { class: 'product-price' })),
+    h('button', { class: 'btn btn-buy add-to-cart', type: 'button' }, 'Add to cart'));
+  $('.stage').append(card);
+  let current = null;
+  card.querySelector('button').addEventListener('click', () => {
+    if (current) addToCart({ sku: current.sku, source: 'replay' });
+  });
+
+  // the timeline, across the top of the picture
+  const list = h('ol', { id: 'replay-timeline', class: 'replay-timeline' });
+  const panel = h('section', { id: 'replay-panel', class: 'replay-panel', 'aria-label': 'Products in this replay' },
+    h('h2', { class: 'panel-title' }, 'In this replay'), list);
+  $('.stage').append(panel);
+  if (!moments.length) list.append(h('li', { class: 'muted' }, 'No products were shown in this stream.'));
+  const items = moments.map((moment) => {
+    const item = h('li', { class: 'replay-moment', dataset: { sku: moment.sku, at: String(moment.atS) } },
+      h('button', { type: 'button', class: 'replay-seek', 'aria-label': `Watch ${moment.title} at ${formatClock(moment.atS * 1000)}` },
+        h('time', { class: 'replay-time' }, formatClock(moment.atS * 1000)),
+        h('span', { class: 'replay-title' }, moment.title),
+        h('span', { class: 'replay-price' }, formatMoney(moment.price.amount_minor, moment.price.currency))));
+    item.querySelector('button').addEventListener('click', () => {
+      video.currentTime = moment.atS;
+      video.play().catch(() => {});
+      follow();
+    });
+    list.append(item);
+    return item;
+  });
+
+  function follow() {
+    const moment = momentAt(moments, video.currentTime);
+    items.forEach((item, index) => item.classList.toggle('active', moments[index] === moment));
+    if (moment === current) return;
+    current = moment;
+    card.hidden = !moment;
+    if (!moment) return;
+    card.dataset.sku = moment.sku;
+    card.querySelector('.product-title').textContent = moment.title;
+    card.querySelector('.product-price').textContent = formatMoney(moment.price.amount_minor, moment.price.currency);
+  }
+  video.addEventListener('timeupdate', follow);
+  video.addEventListener('seeked', follow);
+  follow();
+
+  const engine = await attach(video, info.playlist_url);
+  document.body.dataset.replayEngine = engine;
+  return { info, moments, engine };
+}
