@@ -43,6 +43,7 @@ from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
 from livecast.selling import api as selling_api
+from livecast.selling import giveaways_api, polls_api
 from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
@@ -126,6 +127,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(chat_api.routes)
     app.add_routes(cart_api.routes)
     app.add_routes(selling_api.routes)
+    app.add_routes(polls_api.routes)
+    app.add_routes(giveaways_api.routes)
     app.add_routes([metrics_route()])
     app.add_routes(whip.routes)
     app.add_routes(whep.routes)
