@@ -99,8 +99,8 @@ _HERE = Path(__file__).parent
 _ID_MAX = 64
 # The winner's hold lasts this long; it is committed into the prize order at once.
 _PRIZE_HOLD_MS = 7 * 86_400 * 1000
-# A giveaway the host draws is looked at again this often by the sweep, in case a draw
-# stopped midway.
+# A drawn giveaway is looked at again by the sweep this long after its draw, in case the
+# call that drew it stopped before the prize order or the announcement.
 _RECHECK_MS = 30_000
 
 _FIELDS = [
@@ -340,7 +340,8 @@ class Giveaways:
         """The host draws now (409 ``giveaway_ended`` once drawn or cancelled)."""
         sku = await self.sku_of(giveaway_id)
         # Listed first, so that a draw stopped midway is finished by a sweep.
-        await self._redis.zadd(self.due_key, {giveaway_id: await server_now_ms(self._redis)})
+        recheck = await server_now_ms(self._redis) + _RECHECK_MS
+        await self._redis.zadd(self.due_key, {giveaway_id: recheck})
         reply = await self._draw(
             keys=[self._reservations.base(sku)],
             args=[giveaway_id, _hold_id(giveaway_id), 0, _PRIZE_HOLD_MS],
@@ -376,25 +377,31 @@ class Giveaways:
             giveaway = await self._settle(text(sku), giveaway_id, counted=True)
             return giveaway.state
         if status == "already_drawn":
-            await self._settle(text(sku), giveaway_id, counted=False)
+            # Drawn by another call, which settles it; if it stopped midway, finish.
+            giveaway = await self.get(giveaway_id)
+            recheck = (giveaway.drawn_at_ms or 0) + _RECHECK_MS
+            if recheck > giveaway.server_ms:
+                await self._redis.zadd(self.due_key, {giveaway_id: recheck})
+            else:
+                await self._settle(text(sku), giveaway_id, counted=False)
         else:
             await self._redis.zrem(self.due_key, giveaway_id)
         return None
 
     async def _settle(self, sku: str, giveaway_id: str, *, counted: bool) -> Giveaway:
-        """After the draw: the prize order, then the announcement, each once (both are
-        marked on the giveaway), then off the due set."""
+        """After the draw: the prize order (idempotent by its id), then the announcement
+        (at most once: it is marked first), then off the due set."""
         giveaway = await self.get(giveaway_id)
         key = self._key(sku, giveaway_id)
         if giveaway.state is GiveawayState.DRAWN and giveaway.order_id is None:
             order_id = await self._prize_order(giveaway)
             await self._redis.hset(key, "order", order_id)
             giveaway = await self.get(giveaway_id)
-        if giveaway.state is not GiveawayState.CANCELLED and not await self._redis.hget(
-            key, "announced"
+        # Announced at most once: whoever marks it announces it.
+        if giveaway.state is not GiveawayState.CANCELLED and await self._redis.hsetnx(
+            key, "announced", 1
         ):
             await self._announce(giveaway)
-            await self._redis.hset(key, "announced", 1)
         await self._redis.zrem(self.due_key, giveaway_id)
         if counted and self._counters is not None:
             self._counters.ended(giveaway)

@@ -28,8 +28,10 @@ if old ~= option then
     redis.call('HINCRBY', poll, 'c' .. old, -1)
   end
 end
+local counts = {}
+for i = 1, n do counts[i] = 'c' .. i end
 local reply = {status, option}
-local fields = {'votes', 'voters'}
-for i = 1, n do fields[#fields + 1] = 'c' .. i end
-for _, v in ipairs(redis.call('HMGET', poll, unpack(fields))) do reply[#reply + 1] = tonumber(v) end
+for _, v in ipairs(redis.call('HMGET', poll, 'votes', 'voters', unpack(counts))) do
+  reply[#reply + 1] = tonumber(v)
+end
 return reply

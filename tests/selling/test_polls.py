@@ -76,9 +76,7 @@ async def test_one_vote_each_changeable_until_the_host_closes(
         await assert_error(await _vote(floor, bo, pid, "1"), 422, "invalid_field")
         await assert_error(await _vote(floor, bo, "nope", 0), 404, "unknown_poll")
         # Live totals: coalesced, the last one has every vote.
-        await eventually(
-            lambda: any(t["votes"] == 4 for t in log.of("poll.totals")), within=5
-        )
+        await eventually(lambda: any(t["votes"] == 4 for t in log.of("poll.totals")), within=5)
         assert log.of("poll.totals")[-1]["counts"] == [1, 1, 1]
         assert len(log.of("poll.totals")) < 5
         # Only the host closes it, once.
