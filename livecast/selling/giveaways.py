@@ -326,13 +326,13 @@ class Giveaways:
             giveaway = await self.find(giveaway_id)
             if giveaway is None or giveaway.state is not GiveawayState.RUNNING:
                 continue
-            await self._events.set_state(
-                "giveaway",
-                giveaway,
+            # Only the event: the state slot keeps the giveaway as it started (see
+            # :meth:`Polls.flush_totals <livecast.selling.polls.Polls.flush_totals>`).
+            await self._events.publish(
                 GiveawayEntries(
                     stream=giveaway.stream_id,
                     data=GiveawayEntriesData(id=giveaway.id, entries=giveaway.entries),
-                ),
+                )
             )
         return len(changed)
 

@@ -22,7 +22,9 @@ Redis at once, and each node marks the poll as changed; a few times a second
 (``chat.like_flush_interval_s``) the node reads the totals of the polls it saw votes
 for and publishes one ``poll.totals`` event each, however many votes came in. Totals
 carry ``votes`` (votes cast, which only grows), so a page keeps the newest totals
-whichever node's event arrives first.
+whichever node's event arrives first. The ``poll`` state slot holds the poll as it
+started (the hello names the running poll; the page reads its totals with ``GET
+/api/polls/{id}``), so a flush racing a close can never put a closed poll back.
 
 Keys::
 
@@ -199,10 +201,10 @@ class Polls:
             totals = PollTotalsData(
                 id=poll.id, counts=poll.counts, voters=poll.voters, votes=poll.votes
             )
-            # The slot a joiner's hello reads, refreshed with the event (last writer wins:
-            # a joiner's page also reads the poll once it arrives).
-            event = PollTotals(stream=poll.stream_id, data=totals)
-            await self._events.set_state("poll", poll, event)
+            # Only the event: the state slot keeps the poll as it started (a flush racing
+            # a close could otherwise put a closed poll back), and a joiner's page reads
+            # the totals once the hello names the poll.
+            await self._events.publish(PollTotals(stream=poll.stream_id, data=totals))
             published += 1
         return published
 
