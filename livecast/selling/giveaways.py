@@ -282,6 +282,8 @@ class Giveaways:
         sku = await self.sku_of(giveaway_id)
         fields = ["stream", "seller", "eligibility"]
         raw = await self._redis.hmget(self._key(sku, giveaway_id), fields)
+        if raw[0] is None:  # listed by a start that never ran its script
+            raise NotFound(f"no giveaway {giveaway_id!r}", code=ErrorCode.UNKNOWN_GIVEAWAY)
         stream_id, seller_id, eligibility = (text(v) for v in raw)
         if caller.can_manage(stream_id, seller_id):
             raise ApiError.of(
