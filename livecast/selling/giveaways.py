@@ -289,7 +289,13 @@ class Giveaways:
             raise ApiError.of(
                 ErrorCode.OWN_GIVEAWAY, f"{giveaway_id}: {ErrorCode.OWN_GIVEAWAY.meaning}"
             )
-        await self._require_eligible(Eligibility(eligibility), caller.sub, stream_id, seller_id)
+        try:
+            await self._require_eligible(Eligibility(eligibility), caller.sub, stream_id, seller_id)
+        except ApiError:
+            # Whoever entered stays in the draw (an unfollow later changes nothing): a
+            # retry is answered as the first time.
+            if not await self.has_entered(giveaway_id, caller.sub):
+                raise
         reply = await self._enter(
             keys=[self._reservations.base(sku)],
             args=[giveaway_id, caller.sub, caller.name or caller.sub],

@@ -152,6 +152,13 @@ async def test_followers_and_buyers_only(floor: Floor, make_token: MakeToken) ->
     following = await (await floor.client.put(follow, headers=bearer(fan))).json()
     assert (following["following"], following["followers"]) == (True, 1)
     assert (await _enter(floor, fan, giveaway["id"])).status == 200
+    # Unfollowing later does not take the entry back; a bad seller id changes nothing.
+    gone = await (await floor.client.delete(follow, headers=bearer(fan))).json()
+    assert (gone["following"], gone["followers"]) == (False, 0)
+    await assert_error(await floor.client.put(follow), 401, "unauthorized")
+    too_long = "/api/sellers/" + "s" * 129 + "/follow"
+    await assert_error(await floor.client.put(too_long, headers=bearer(fan)), 422, "invalid_field")
+    assert (await (await _enter(floor, fan, giveaway["id"])).json())["replayed"] is True
     url = f"/api/giveaways/{giveaway['id']}/cancel"
     cancelled = await (await floor.client.post(url, headers=bearer(floor.seller))).json()
     assert cancelled["state"] == "cancelled"
