@@ -27,12 +27,10 @@ list (``GET /api/giveaways/{id}/audit``) anyone checks that SHA-256(seed) is the
 commitment and that the winner is :func:`winner_index` of them. The seed is fixed
 before any entry exists, so no one can pick it to suit an entrant.
 
-The prize. Right after the draw, the winner's hold is committed into an order (id
-``ord_giveaway-<id>``, total zero, provider ``prize``, no payment) through the same
-steps as a checkout's: the orders ledger (the winner's and the stream's lists), the
-stream's sales stats, the ``order.created``/``order.paid`` webhooks. Each step is
-idempotent by the order id; a node that dies midway leaves the giveaway in the due set,
-and the next sweep on any node finishes it (and announces it, if it had not been).
+The prize. Right after the draw, the winner's hold becomes a zero-priced order (id
+``ord_giveaway-<id>``) through :mod:`livecast.selling.prizes`, idempotent by that id; a
+node that dies midway leaves the giveaway in the due set, and a later sweep on any node
+finishes it (and announces it, if it had not been).
 
 The winner is announced with ``giveaway.drawn`` and a chat line posted as the stream's
 seller.
@@ -51,20 +49,15 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
 import redis.asyncio as aioredis
 
 from livecast.auth import Identity, Role
-from livecast.cart.orders import Order, OrderLine, OrderStatus, OrderStore
-from livecast.cart.stats import SalesStats
-from livecast.cart.webhooks import WebhookDispatcher
 from livecast.chat.history import ChatHistory
 from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, Conflict, NotFound
@@ -73,8 +66,7 @@ from livecast.ids import is_sku, new_id
 from livecast.inventory._private import server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
-from livecast.inventory.money import Money
-from livecast.inventory.reserve import HoldRef, Reservations
+from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
 from livecast.selling.follows import Follows
 from livecast.selling.giveaway_types import (
@@ -90,7 +82,8 @@ from livecast.selling.giveaway_types import (
     GiveawayState,
     GiveawayStats,
 )
-from livecast.streams.registry import StreamRegistry, iso_time
+from livecast.selling.prizes import Prize, PrizeOrders
+from livecast.streams.registry import StreamRegistry
 
 __all__ = ["GiveawayCounters", "Giveaways", "seed_commitment", "winner_index"]
 
@@ -154,9 +147,7 @@ class Giveaways:
         *,
         reservations: Reservations,
         catalog: Catalog,
-        orders: OrderStore,
-        sales: SalesStats,
-        webhooks: WebhookDispatcher,
+        prizes: PrizeOrders,
         streams: StreamRegistry,
         chat: ChatHistory,
         follows: Follows,
@@ -167,9 +158,7 @@ class Giveaways:
         self._keys = keys
         self._reservations = reservations
         self._catalog = catalog
-        self._orders = orders
-        self._sales = sales
-        self._webhooks = webhooks
+        self._prizes = prizes
         self._streams = streams
         self._chat = chat
         self._follows = follows
@@ -416,55 +405,21 @@ class Giveaways:
         return giveaway
 
     async def _prize_order(self, giveaway: Giveaway) -> str:
-        """Commit the winner's hold into a zero-priced order, through the steps of a
-        checkout (ledger, sales stats, webhooks), each idempotent by the order id."""
         assert giveaway.winner_id is not None
-        order_id = "ord_giveaway-" + giveaway.id
-        hold_id = _hold_id(giveaway.id)
-        committed = await self._reservations.commit_holds(
-            [HoldRef(sku=giveaway.sku, hold_id=hold_id)], txn=order_id
-        )
-        zero = Money(amount_minor=0, currency=committed[0].price.currency)
-        now_ms = await server_now_ms(self._redis)
-        order = Order(
-            id=order_id,
-            status=OrderStatus.PAID,
-            buyer_id=giveaway.winner_id,
-            buyer_name=giveaway.winner_name or giveaway.winner_id,
-            stream_id=giveaway.stream_id,
-            stream_ids=[giveaway.stream_id],
-            seller_ids=[giveaway.seller_id],
-            lines=[
-                OrderLine(
-                    sku=giveaway.sku,
-                    title=giveaway.title,
-                    quantity=1,
-                    unit_price=zero,
-                    line_total=zero,
-                    stream_id=giveaway.stream_id,
-                    hold_id=hold_id,
-                )
-            ],
-            units=1,
-            total=zero,
-            payment_provider="prize",
-            payment_id="",
-            created_at=iso_time(giveaway.drawn_at_ms or now_ms) or "",
-        )
-        await self._orders.save(order, giveaway.drawn_at_ms or now_ms)
-        await self._sales.count_order(
-            giveaway.stream_id, order.id, units=1, amount=zero, buyer_id=order.buyer_id
-        )
-        if self._webhooks.enabled:
-            payload = msgspec.to_builtins(order)
-            await asyncio.gather(
-                *(
-                    self._webhooks.enqueue(event, payload, event_id=f"evt_{order.id}_{suffix}")
-                    for event, suffix in (("order.created", "created"), ("order.paid", "paid"))
-                )
+        order = await self._prizes.make(
+            Prize(
+                order_id="ord_giveaway-" + giveaway.id,
+                sku=giveaway.sku,
+                hold_id=_hold_id(giveaway.id),
+                title=giveaway.title,
+                winner_id=giveaway.winner_id,
+                winner_name=giveaway.winner_name or giveaway.winner_id,
+                stream_id=giveaway.stream_id,
+                seller_id=giveaway.seller_id,
+                won_at_ms=giveaway.drawn_at_ms or 0,
             )
-        self._reservations.dirty_skus.setdefault(giveaway.sku, 0)
-        return order_id
+        )
+        return order.id
 
     async def _announce(self, giveaway: Giveaway) -> None:
         await self._events.clear_state(

@@ -31,6 +31,7 @@ from livecast.selling.giveaway_types import Giveaway, GiveawayState
 from livecast.selling.giveaways import Giveaways
 from livecast.selling.poll_types import Poll
 from livecast.selling.polls import Polls
+from livecast.selling.prizes import PrizeOrders
 
 __all__ = ["SELLING", "Selling", "selling_ctx"]
 
@@ -214,9 +215,13 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             app[KEYS],
             reservations=inventory.reservations,
             catalog=inventory.catalog,
-            orders=cart.orders,
-            sales=cart.sales,
-            webhooks=cart.webhooks,
+            prizes=PrizeOrders(
+                app[REDIS],
+                reservations=inventory.reservations,
+                orders=cart.orders,
+                sales=cart.sales,
+                webhooks=cart.webhooks,
+            ),
             streams=app[STREAMS],
             chat=app[CHAT].history,
             follows=follows,
