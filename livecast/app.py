@@ -46,6 +46,7 @@ from livecast.replay import routes as replay_routes
 from livecast.replay.app import replay_ctx, replay_signer
 from livecast.replay.keys import REPLAY_PLAYBACK
 from livecast.selling import api as selling_api
+from livecast.selling import giveaways_api, polls_api
 from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
@@ -133,6 +134,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(chat_api.routes)
     app.add_routes(cart_api.routes)
     app.add_routes(selling_api.routes)
+    app.add_routes(polls_api.routes)
+    app.add_routes(giveaways_api.routes)
     app.add_routes([metrics_route()])
     app.add_routes(whip.routes)
     app.add_routes(whep.routes)

@@ -66,6 +66,13 @@ from livecast.selling.auction_types import (
     AuctionExtended,
     AuctionStarted,
 )
+from livecast.selling.giveaway_types import (
+    GiveawayCancelled,
+    GiveawayDrawn,
+    GiveawayEntries,
+    GiveawayStarted,
+)
+from livecast.selling.poll_types import PollCancelled, PollClosed, PollStarted, PollTotals
 
 __all__ = [
     "CLIENT_FRAME_TYPES",
@@ -97,6 +104,14 @@ ServerEvent = (
     | AuctionExtended
     | AuctionEnded
     | AuctionCancelled
+    | PollStarted
+    | PollTotals
+    | PollClosed
+    | PollCancelled
+    | GiveawayStarted
+    | GiveawayEntries
+    | GiveawayDrawn
+    | GiveawayCancelled
     | StatsEvent
     | ChatAck
     | ModAck

@@ -348,6 +348,38 @@ class ErrorCode(StrEnum):
         "the increment table's bounds must rise strictly and only its last step be open",
     )
 
+    # Selling formats: polls and giveaways.
+    UNKNOWN_POLL = "unknown_poll", 404, False, "no such poll"
+    POLL_RUNNING = (
+        "poll_running",
+        409,
+        True,
+        "a poll is running on this stream; start the next once it closes",
+    )
+    POLL_CLOSED = "poll_closed", 409, False, "the poll has closed"
+    INVALID_OPTION = "invalid_option", 422, False, "the poll has no such option"
+    UNKNOWN_GIVEAWAY = "unknown_giveaway", 404, False, "no such giveaway"
+    GIVEAWAY_RUNNING = (
+        "giveaway_running",
+        409,
+        True,
+        "a giveaway is running on this stream; start the next once it is drawn",
+    )
+    GIVEAWAY_EXISTS = "giveaway_exists", 409, False, "a giveaway with this id exists"
+    GIVEAWAY_ENDED = "giveaway_ended", 409, False, "the giveaway was drawn or cancelled"
+    OWN_GIVEAWAY = (
+        "own_giveaway",
+        403,
+        False,
+        "the stream's seller and hosts may not enter its giveaways",
+    )
+    NOT_ELIGIBLE = (
+        "not_eligible",
+        403,
+        False,
+        "the giveaway is for the seller's followers or the stream's buyers only",
+    )
+
     # Cart, checkout, orders.
     MISSING_IDEMPOTENCY_KEY = (
         "missing_idempotency_key",

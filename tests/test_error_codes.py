@@ -49,7 +49,16 @@ SCRIPT_OUTCOMES = {
     "max_raised": "auction_bid.lua: the leader raised their own maximum",
     "sold": "auction_end.lua: ended with a winner, whose hold was made",
     "unsold": "auction_end.lua: ended with no bid; the unit went back",
-    "cancelled": "auction_cancel.lua: cancelled before its first bid",
+    "cancelled": "auction_cancel.lua: cancelled before its first bid; poll_close.lua, "
+    "giveaway_cancel.lua: cancelled",
+    "voted": "poll_vote.lua: a first vote",
+    "changed": "poll_vote.lua: the vote moved to another option",
+    "unchanged": "poll_vote.lua: the same option again (a replay)",
+    "replayed": "poll_start.lua, giveaway_enter.lua: the same key or person again (a replay)",
+    "entered": "giveaway_enter.lua: a new entry",
+    "drawn": "giveaway_draw.lua: a winner was drawn, whose hold was made",
+    "no_entries": "giveaway_draw.lua: nobody entered; the unit went back",
+    "already_drawn": "giveaway_draw.lua: drawing a drawn one finishes what it left undone",
 }
 _LUA_STATUS = re.compile(
     r"\{'([a-z_]+)'|status = '([a-z_]+)'|answer\('([a-z_]+)'|return '([a-z_]+)'"

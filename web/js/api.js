@@ -46,6 +46,9 @@ async function request(method, path, { token, body, headers = {}, query } = {}) 
   return data;
 }
 
+// The selling formats' own modules (poll.js, giveaway.js) call it for their routes.
+export { request };
+
 // --- the API ------------------------------------------------------------------------------
 
 export const api = {

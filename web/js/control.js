@@ -3,6 +3,8 @@
 import { api } from './api.js';
 import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
+import { GiveawayHost } from './giveaway.js';
+import { PollHost } from './poll.js';
 import { LiveEvents } from './events.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, examplePrice, toast, friendlyError } from './ui.js';
 
@@ -87,6 +89,7 @@ function renderProducts() {
     }
   }
   showDealPriceHint();
+  giveawayHost.setProducts(products);
 }
 
 // The deal price is typed in the product's currency, with that currency's digits.
@@ -297,7 +300,19 @@ async function pollStats() {
   } catch {
     // The sales numbers above say what went wrong.
   }
+  try {
+    const [polls, giveaways] = await Promise.all([pollHost.stats(), giveawayHost.stats()]);
+    setText('#stat-polls', `${polls.polls}`);
+    setText('#stat-poll-votes', `${polls.votes} votes · ${polls.voters} voters`);
+    setText('#stat-giveaways', `${giveaways.winners} of ${giveaways.giveaways}`);
+    setText('#stat-giveaway-entries', `${giveaways.entries} entries · ${giveaways.prize_units} given`);
+  } catch {
+    // As above.
+  }
 }
+
+const pollHost = new PollHost($('#poll-card'), { streamId, session: () => session });
+const giveawayHost = new GiveawayHost($('#giveaway-card'), { streamId, session: () => session, changed: () => loadProducts() });
 
 // --- chat and moderation -------------------------------------------------------------------------
 
@@ -375,6 +390,8 @@ function startEvents() {
   live.addEventListener('auction.bid', (event) => onAuctionBid(event.detail));
   live.addEventListener('auction.ended', (event) => { showAuction(event.detail); loadProducts(); });
   live.addEventListener('auction.cancelled', (event) => { showAuction(event.detail); loadProducts(); });
+  pollHost.follow(live);
+  giveawayHost.follow(live);
   live.addEventListener('stats', (event) => showStats(event.detail));
   live.addEventListener('stream.state', (event) => { stream.state = event.detail.state; showStream(); });
   live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));

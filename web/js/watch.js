@@ -5,6 +5,8 @@ import { api } from './api.js';
 import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { AuctionPanel } from './auction.js';
 import { ChatView } from './chat.js';
+import { GiveawayPanel } from './giveaway.js';
+import { PollPanel } from './poll.js';
 import { LiveEvents } from './events.js';
 import { HlsPlayer } from './hlsplayer.js';
 import { WhepPlayer } from './whep.js';
@@ -151,6 +153,8 @@ const auctionPanel = new AuctionPanel($('#auction-panel'), {
   won: async () => { await refreshCart(); openCart(); },
 });
 auctionPanel.follow(live);
+new PollPanel($('#poll-panel'), { session: () => session, requireSession }).follow(live);
+new GiveawayPanel($('#giveaway-panel'), { session: () => session, requireSession, won: () => {} }).follow(live);
 live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
 showLiveState(live, 'viewer', useSession);
 // Refused: watching goes on anonymously; chatting or shopping asks for a new sign-in.

@@ -1,0 +1,186 @@
+"""Polls over any sequence of operations: a Hypothesis state machine on real Redis (every
+Redis of the run), through the service the app uses.
+
+Steps: start a poll (retried with the same key, or refused while one runs), vote (three
+voters, any option, out of range, again for the same option), close, cancel, close
+again.
+
+After every step: each option's count is the number of ballots for it, voters is the
+number of people with a ballot, votes counts every accepted change, only the running poll
+takes votes, a poll moves only along the transition table, and at most one poll runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from livecast.errors import ApiError
+from livecast.events import EventPublisher
+from livecast.redisdb import KeySpace
+from livecast.selling.poll_types import PollState
+from livecast.selling.polls import Polls
+
+T = TypeVar("T")
+
+STREAM = "st-1"
+VOTERS = ("ann", "bob", "cy")
+
+
+@dataclass
+class PollModel:
+    id: str
+    options: int
+    state: PollState = PollState.RUNNING
+    ballots: dict[str, int] = field(default_factory=dict)
+    votes: int = 0
+
+
+class PollsMachine(RuleBasedStateMachine):
+    redis_url = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
+        self.polls: list[PollModel] = []
+        self.keys: dict[str, str] = {}
+        self.run(self._build())
+
+    async def _build(self) -> None:
+        self.redis = aioredis.Redis.from_url(self.redis_url)
+        keys = KeySpace(self.prefix)
+        self.service = Polls(self.redis, keys, EventPublisher(self.redis, keys))
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def attempt(self, coro: Coroutine[Any, Any, T]) -> T | ApiError:
+        async def call() -> T | ApiError:
+            try:
+                return await coro
+            except ApiError as exc:
+                return exc
+
+        return self.run(call())
+
+    def teardown(self) -> None:
+        try:
+            self.run(self._clean_up())
+        finally:
+            self.loop.close()
+
+    async def _clean_up(self) -> None:
+        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
+            await self.redis.delete(key)
+        await self.redis.aclose()
+
+    @property
+    def running(self) -> PollModel | None:
+        return next((p for p in self.polls if p.state is PollState.RUNNING), None)
+
+    @rule(options=st.integers(2, 6), key=st.sampled_from(["k1", "k2", "k3", "k4"]))
+    def start(self, options: int, key: str) -> None:
+        result = self.attempt(
+            self.service.start(
+                stream_id=STREAM,
+                question="Which?",
+                options=[f"option {i}" for i in range(options)],
+                duration_s=0,
+                key=key,
+            )
+        )
+        if key in self.keys:
+            # A retry answers with the poll that key started, whatever runs now.
+            assert not isinstance(result, ApiError)
+            assert result.id == self.keys[key]
+        elif self.running is not None:
+            assert isinstance(result, ApiError)
+            assert result.code == "poll_running"
+        else:
+            assert not isinstance(result, ApiError)
+            assert result.state is PollState.RUNNING
+            self.keys[key] = result.id
+            self.polls.append(PollModel(id=result.id, options=options))
+
+    @precondition(lambda self: bool(self.polls))
+    @rule(data=st.data(), voter=st.sampled_from(VOTERS), option=st.integers(-1, 6))
+    def vote(self, data: st.DataObject, voter: str, option: int) -> None:
+        model = data.draw(st.sampled_from(self.polls))
+        result = self.attempt(self.service.vote(model.id, user=voter, option=option))
+        if model.state is not PollState.RUNNING:
+            assert isinstance(result, ApiError)
+            assert result.code == "poll_closed"
+        elif not 0 <= option < model.options:
+            assert isinstance(result, ApiError)
+            assert result.code == "invalid_option"
+        else:
+            assert not isinstance(result, ApiError)
+            changed = model.ballots.get(voter) != option
+            assert result.changed is changed
+            if changed:
+                model.ballots[voter] = option
+                model.votes += 1
+
+    @precondition(lambda self: bool(self.polls))
+    @rule(data=st.data(), cancel=st.booleans())
+    def end(self, data: st.DataObject, cancel: bool) -> None:
+        model = data.draw(st.sampled_from(self.polls))
+        result = self.attempt(self.service.close(model.id, cancel=cancel))
+        if model.state is not PollState.RUNNING:
+            assert isinstance(result, ApiError)
+            assert result.code == "poll_closed"
+            return
+        assert not isinstance(result, ApiError)
+        target = PollState.CANCELLED if cancel else PollState.CLOSED
+        assert model.state.can_become(target)
+        assert result.state is target
+        model.state = target
+
+    @invariant()
+    def tallies_are_the_ballots(self) -> None:
+        for model in self.polls:
+            poll = self.run(self.service.get(model.id))
+            assert poll.state is model.state
+            expected = [0] * model.options
+            for option in model.ballots.values():
+                expected[option] += 1
+            assert poll.counts == expected
+            assert poll.voters == len(model.ballots) == sum(poll.counts)
+            assert poll.votes == model.votes
+        current = self.run(self.service.current(STREAM))
+        if self.polls:
+            assert current is not None
+            assert current.id == self.polls[-1].id
+        assert sum(p.state is PollState.RUNNING for p in self.polls) <= 1
+
+
+def test_polls_over_any_sequence(any_redis_url: str) -> None:
+    class OnThisRedis(PollsMachine):
+        redis_url = any_redis_url
+
+    run_state_machine_as_test(
+        OnThisRedis,
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=25,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
