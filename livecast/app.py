@@ -43,6 +43,8 @@ from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
 from livecast.selling import api as selling_api
+from livecast.selling import groupbuy_api
+from livecast.selling.groupbuy_service import groupbuys_ctx
 from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
@@ -105,6 +107,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
             cart_ctx,
             # SELLING: auctions and their end-time sweep; needs INVENTORY and CART
             selling_ctx,
+            # GROUPBUYS: group buys, their close-and-settle sweep; needs INVENTORY and CART
+            groupbuys_ctx,
             # MEDIA, EDGE, RECORDER, SESSIONS: WHIP/WHEP sessions, relay, origin/edge
             media_ctx,
         ]
@@ -126,6 +130,7 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(chat_api.routes)
     app.add_routes(cart_api.routes)
     app.add_routes(selling_api.routes)
+    app.add_routes(groupbuy_api.routes)
     app.add_routes([metrics_route()])
     app.add_routes(whip.routes)
     app.add_routes(whep.routes)

@@ -66,6 +66,7 @@ from livecast.selling.auction_types import (
     AuctionExtended,
     AuctionStarted,
 )
+from livecast.selling.groupbuy_types import GroupBuyEnded, GroupBuyStarted, GroupBuyUpdated
 
 __all__ = [
     "CLIENT_FRAME_TYPES",
@@ -97,6 +98,9 @@ ServerEvent = (
     | AuctionExtended
     | AuctionEnded
     | AuctionCancelled
+    | GroupBuyStarted
+    | GroupBuyUpdated
+    | GroupBuyEnded
     | StatsEvent
     | ChatAck
     | ModAck
