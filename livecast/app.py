@@ -43,8 +43,9 @@ from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
 from livecast.selling import api as selling_api
-from livecast.selling import groupbuy_api
+from livecast.selling import groupbuy_api, knockdown_api
 from livecast.selling.groupbuy_service import groupbuys_ctx
+from livecast.selling.knockdown_service import knockdowns_ctx
 from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
@@ -109,6 +110,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
             selling_ctx,
             # GROUPBUYS: group buys, their close-and-settle sweep; needs INVENTORY and CART
             groupbuys_ctx,
+            # KNOCKDOWNS: price knock-downs, their step/deadline sweep; needs INVENTORY, CART
+            knockdowns_ctx,
             # MEDIA, EDGE, RECORDER, SESSIONS: WHIP/WHEP sessions, relay, origin/edge
             media_ctx,
         ]
@@ -131,6 +134,7 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(cart_api.routes)
     app.add_routes(selling_api.routes)
     app.add_routes(groupbuy_api.routes)
+    app.add_routes(knockdown_api.routes)
     app.add_routes([metrics_route()])
     app.add_routes(whip.routes)
     app.add_routes(whep.routes)

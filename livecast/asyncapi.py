@@ -67,6 +67,7 @@ from livecast.selling.auction_types import (
     AuctionStarted,
 )
 from livecast.selling.groupbuy_types import GroupBuyEnded, GroupBuyStarted, GroupBuyUpdated
+from livecast.selling.knockdown_types import KnockdownEnded, KnockdownStarted, KnockdownUpdated
 
 __all__ = [
     "CLIENT_FRAME_TYPES",
@@ -101,6 +102,9 @@ ServerEvent = (
     | GroupBuyStarted
     | GroupBuyUpdated
     | GroupBuyEnded
+    | KnockdownStarted
+    | KnockdownUpdated
+    | KnockdownEnded
     | StatsEvent
     | ChatAck
     | ModAck

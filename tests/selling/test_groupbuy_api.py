@@ -124,9 +124,7 @@ async def test_a_group_that_reaches_its_tiers_pays_the_lowest_price(
             "unauthorized",
         )
         end_url = f"/api/groupbuys/{group['id']}/end"
-        await assert_error(
-            await floor.client.post(end_url, headers=bearer(ana)), 403, "forbidden"
-        )
+        await assert_error(await floor.client.post(end_url, headers=bearer(ana)), 403, "forbidden")
         # The second group buy on a running stream waits.
         await floor.product("KETTLE-2", stock=5)
         await assert_error(await start(floor, "KETTLE-2"), 409, "groupbuy_running")
@@ -141,7 +139,9 @@ async def test_a_group_that_reaches_its_tiers_pays_the_lowest_price(
         )
         await log.wait_for("groupbuy.ended")
         assert log.of("groupbuy.ended")[0]["state"] == "capturing"
-    await assert_error(await floor.client.post(end_url, headers=bearer(floor.seller)), 409, "groupbuy_ended")
+    await assert_error(
+        await floor.client.post(end_url, headers=bearer(floor.seller)), 409, "groupbuy_ended"
+    )
     await assert_error(await join(floor, dee, group["id"]), 409, "groupbuy_ended")
 
     # Every member paid the final price and has one order for it.
@@ -164,7 +164,9 @@ async def test_a_group_that_reaches_its_tiers_pays_the_lowest_price(
     assert (stats["runs"], stats["succeeded"], stats["joins"], stats["units"]) == (1, 1, 4, 3)
     assert stats["gmv"] == [{"amount_minor": 4500, "currency": "EUR"}]
     sales = await (
-        await floor.client.get(f"/api/streams/{floor.stream_id}/stats", headers=bearer(floor.seller))
+        await floor.client.get(
+            f"/api/streams/{floor.stream_id}/stats", headers=bearer(floor.seller)
+        )
     ).json()
     assert sales["orders"] == 3
     metrics = await (await floor.client.get("/metrics")).text()
@@ -189,7 +191,8 @@ async def test_a_group_short_of_its_minimum_is_voided_at_its_end(
     await eventually(failed, within=10)
     for member in joined:
         voided = await payment(app, member["order_id"])
-        assert voided is not None and voided.state is PaymentState.VOIDED
+        assert voided is not None
+        assert voided.state is PaymentState.VOIDED
     assert await orders_of(floor, ana) == []
     assert await floor.stock("LAMP-1") == (4, 0, 0, 0)
     current = await (await floor.client.get(f"/api/streams/{floor.stream_id}/groupbuy")).json()
@@ -339,7 +342,8 @@ async def test_a_settlement_stopped_midway_is_finished_after_a_restart(
                 (order,) = orders
                 assert order["total"] == {"amount_minor": 1500, "currency": "EUR"}
                 paid = await payment(second, order["payment_id"])
-                assert paid is not None and paid.state is PaymentState.CAPTURED
+                assert paid is not None
+                assert paid.state is PaymentState.CAPTURED
             else:
                 assert orders == []
         sold = 4 if outcome == "succeeded" else 0
