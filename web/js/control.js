@@ -4,6 +4,8 @@ import { api } from './api.js';
 import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { ChatView } from './chat.js';
 import { LiveEvents } from './events.js';
+import { GroupBuyHost } from './groupbuy.js';
+import { KnockdownHost } from './knockdown.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, examplePrice, toast, friendlyError } from './ui.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
@@ -87,6 +89,7 @@ function renderProducts() {
     }
   }
   showDealPriceHint();
+  for (const host of formatHosts) host.renderProducts();
 }
 
 // The deal price is typed in the product's currency, with that currency's digits.
@@ -124,6 +127,11 @@ function updateProductStock(stock) {
   product.stock = stock.soldOut ? 0 : stock.left;
   renderProducts();
 }
+
+// --- group buys and knock-downs (web/js/groupbuy.js, web/js/knockdown.js) ------------------------
+
+const formatHooks = { streamId, session: () => session, products: () => products, changed: () => loadProducts() };
+const formatHosts = [new GroupBuyHost($('#groupbuy-card'), formatHooks), new KnockdownHost($('#knockdown-card'), formatHooks)];
 
 // --- auctions ------------------------------------------------------------------------------------
 // The clock is in server time: every auction event carries the server's clock (serverMs).
@@ -297,6 +305,7 @@ async function pollStats() {
   } catch {
     // The sales numbers above say what went wrong.
   }
+  for (const host of formatHosts) host.pollStats();
 }
 
 // --- chat and moderation -------------------------------------------------------------------------
@@ -376,6 +385,7 @@ function startEvents() {
   live.addEventListener('auction.ended', (event) => { showAuction(event.detail); loadProducts(); });
   live.addEventListener('auction.cancelled', (event) => { showAuction(event.detail); loadProducts(); });
   live.addEventListener('stats', (event) => showStats(event.detail));
+  for (const host of formatHosts) host.follow(live);
   live.addEventListener('stream.state', (event) => { stream.state = event.detail.state; showStream(); });
   live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
   live.start();
