@@ -318,12 +318,19 @@ class GroupBuysMachine(RuleBasedStateMachine):
         self.run(survivor.sweep_one(model.id))
         group = self.run(self.service.get(model.id))
         assert group.state is model.state
-        assert self.run(self.redis.zscore(survivor.due_key, model.id)) is None
+        assert self.run(self._due_score(survivor.due_key, model.id)) is None
+
+    async def _due_score(self, due_key: str, groupbuy_id: str) -> float | None:
+        score: float | None = await self.redis.zscore(due_key, groupbuy_id)
+        return score
+
+    async def _product(self) -> dict[str, int]:
+        product: dict[Any, Any] = await self.redis.hgetall(self.reservations.base(SKU) + ":product")
+        return {k.decode(): int(v) for k, v in product.items() if v.isdigit()}
 
     @invariant()
     def stock_is_exact(self) -> None:
-        product = self.run(self.redis.hgetall(self.reservations.base(SKU) + ":product"))
-        levels = {k.decode(): int(v) for k, v in product.items() if v.isdigit()}
+        levels = self.run(self._product())
         assert (levels["available"], levels["deal_reserved"], levels["sold"]) == (
             self.available,
             self.carved,
