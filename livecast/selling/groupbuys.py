@@ -94,7 +94,7 @@ from livecast.selling.groupbuy_types import (
 )
 from livecast.streams.registry import iso_time
 
-__all__ = ["GroupBuyCounters", "GroupBuys", "check_tiers"]
+__all__ = ["GroupBuyCounters", "GroupBuys", "check_tiers", "drop_stale_slot", "price_now"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -128,6 +128,18 @@ def check_tiers(tiers: Sequence[PriceTier], min_buyers: int, cap: int) -> None:
         problem = "the minimum and the first threshold cannot be above the cap"
     if problem:
         raise Unprocessable(problem, code=ErrorCode.INVALID_TIERS)
+
+
+async def drop_stale_slot(
+    redis: aioredis.Redis, events: EventPublisher, stream_id: str, slot: str, owner_id: str
+) -> None:
+    """Delete the stream's ``slot`` document if it is still ``owner_id``'s: an update
+    written after the format ended (on another node) must not show it running to the next
+    viewer's hello."""
+    key = events.state_key(stream_id)
+    raw: Any = await redis.hget(key, slot)
+    if raw is not None and msgspec.msgpack.decode(raw).get("id") == owner_id:
+        await redis.hdel(key, slot)
 
 
 def _moved(status: str, source: GroupBuyState) -> GroupBuyState | None:
@@ -457,6 +469,10 @@ class GroupBuys:
                 self._events.channel(stream), encode(GroupBuyUpdated(stream=stream, data=data))
             )
             await pipe.execute()
+        # Closed meanwhile (another node): its close cleared the slot before this write.
+        state = await self._redis.hget(self._key(fixed.sku, fixed.id), "state")
+        if state is not None and text(state) != GroupBuyState.RUNNING:
+            await drop_stale_slot(self._redis, self._events, stream, "groupbuy", fixed.id)
 
     # -- the end ----------------------------------------------------------------------
 

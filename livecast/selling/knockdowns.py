@@ -56,6 +56,7 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
+from livecast.selling.groupbuys import drop_stale_slot
 from livecast.selling.knockdown_types import (
     Knockdown,
     KnockdownBuy,
@@ -315,7 +316,10 @@ class Knockdowns:
             raise_for_status(status, knockdown_id, knockdown_id=knockdown_id)
         hold_id, price, expires = text(reply[1]), int(reply[2]), int(reply[3])
         left, sold_out, replayed = int(reply[4]), bool(int(reply[6])), bool(int(reply[9]))
-        self._reservations.dirty_skus[fixed.sku] = expires
+        seen = self._reservations.dirty_skus.get(fixed.sku)
+        if not seen or expires < seen:
+            # The earliest new hold expiry, for the inventory's notifier and sweeper.
+            self._reservations.dirty_skus[fixed.sku] = expires
         currency = fixed.start_price.currency
         await self._carts.add(
             user,
@@ -416,6 +420,12 @@ class Knockdowns:
             await self._events.set_state(
                 "knockdown", knockdown, KnockdownUpdated(stream=knockdown.stream_id, data=data)
             )
+            # Ended meanwhile (another node): its end cleared the slot before this write.
+            state = await self._redis.hget(self._key(knockdown.sku, knockdown_id), "state")
+            if state is not None and text(state) != KnockdownState.RUNNING:
+                await drop_stale_slot(
+                    self._redis, self._events, knockdown.stream_id, "knockdown", knockdown_id
+                )
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
         found: list[Any] = await self._redis.zrangebyscore(
