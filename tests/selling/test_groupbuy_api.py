@@ -105,6 +105,15 @@ async def test_a_group_that_reaches_its_tiers_pays_the_lowest_price(
             1500,
             None,
         )
+        # A late joiner's hello carries the running group buy.
+        async with floor.client.ws_connect(f"/ws/streams/{floor.stream_id}") as ws:
+            hello = await ws.receive_json()
+        shown = hello["data"]["state"]["groupbuy"]
+        assert (shown["id"], shown["members"], shown["price"]["amount_minor"]) == (
+            group["id"],
+            4,
+            1500,
+        )
         # Dee leaves: her authorization is voided and her unit returns.
         resp = await floor.client.post(f"/api/groupbuys/{group['id']}/leave", headers=bearer(dee))
         assert resp.status == 200, await resp.text()
