@@ -68,6 +68,7 @@ async def test_host_starts_a_group_buy_a_phone_viewer_joins_and_pays_the_final_p
     await expect(panel.locator(".groupbuy-progress")).to_contain_text("lowest price reached")
     await expect(control.locator(".row-groupbuy-progress")).to_contain_text("2 joined")
     await screenshot(mia, "watch-groupbuy")
+    await screenshot(control, "control-groupbuy")
 
     await control.click("#groupbuy-end")
     await expect(panel.locator(".groupbuy-result")).to_contain_text("You got it at")
