@@ -1,10 +1,33 @@
-"""Selling formats beside flash deals: auctions (:mod:`livecast.selling.auctions`).
+"""Selling formats beside flash deals: auctions (:mod:`livecast.selling.auctions`), group
+buys (:mod:`livecast.selling.groupbuys`) and price knock-downs
+(:mod:`livecast.selling.knockdowns`).
 
-Other capabilities reach them through ``app[SELLING]`` (:class:`Selling`).
+Other capabilities reach them through ``app[SELLING]`` (:class:`Selling`),
+``app[GROUPBUYS]`` and ``app[KNOCKDOWNS]``.
 """
 
 from livecast.selling.auction_types import Auction, AuctionState
 from livecast.selling.auctions import Auctions
+from livecast.selling.groupbuy_service import GROUPBUYS
+from livecast.selling.groupbuy_types import GroupBuy, GroupBuyState
+from livecast.selling.groupbuys import GroupBuys
+from livecast.selling.knockdown_service import KNOCKDOWNS
+from livecast.selling.knockdown_types import Knockdown, KnockdownState
+from livecast.selling.knockdowns import Knockdowns
 from livecast.selling.service import SELLING, Selling
 
-__all__ = ["SELLING", "Auction", "AuctionState", "Auctions", "Selling"]
+__all__ = [
+    "GROUPBUYS",
+    "KNOCKDOWNS",
+    "SELLING",
+    "Auction",
+    "AuctionState",
+    "Auctions",
+    "GroupBuy",
+    "GroupBuyState",
+    "GroupBuys",
+    "Knockdown",
+    "KnockdownState",
+    "Knockdowns",
+    "Selling",
+]

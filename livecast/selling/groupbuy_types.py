@@ -160,7 +160,10 @@ class JoinResult(msgspec.Struct, frozen=True, kw_only=True):
     groupbuy_id: str
     state: Annotated[
         MemberState,
-        msgspec.Meta(description="authorized: you are in; captured: you paid (see orders)"),
+        msgspec.Meta(
+            description="authorized: you are in; captured: you paid (see orders); voided: "
+            "this key's membership was declined, left, or the group failed"
+        ),
     ]
     authorized: Annotated[
         Money, msgspec.Meta(description="what was authorized: the top price; you pay the final")
