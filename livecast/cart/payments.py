@@ -29,7 +29,14 @@ from livecast.redisdb import KeySpace, load_lua
 
 _HERE = Path(__file__).parent
 
-__all__ = ["Payment", "PaymentDeclined", "PaymentProvider", "PaymentState", "TestPaymentProvider"]
+__all__ = [
+    "Payment",
+    "PaymentDeclined",
+    "PaymentProvider",
+    "PaymentState",
+    "PaymentStateError",
+    "TestPaymentProvider",
+]
 
 
 class PaymentState(StrEnum):
@@ -53,6 +60,15 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True):
 class PaymentDeclined(Exception):
     def __init__(self, payment: Payment) -> None:
         super().__init__(payment.decline_reason)
+        self.payment = payment
+
+
+class PaymentStateError(ValueError):
+    """A capture or void of a payment in a state that cannot move so (``payment`` says
+    which: a declined payment has no authorization to let go, a voided one none to take)."""
+
+    def __init__(self, message: str, payment: Payment) -> None:
+        super().__init__(message)
         self.payment = payment
 
 
@@ -172,7 +188,11 @@ class TestPaymentProvider:
             raise LookupError(f"no payment {payment_id}")
         payment = self._decoder.decode(reply[1])
         if outcome == b"illegal":
-            raise ValueError(f"payment {payment_id} is {payment.state}, cannot become {target}")
+            raise PaymentStateError(
+                f"payment {payment_id} is {payment.state}, cannot become {target}", payment
+            )
         if outcome == b"over":
-            raise ValueError(f"payment {payment_id}: cannot capture more than was authorized")
+            raise PaymentStateError(
+                f"payment {payment_id}: cannot capture more than was authorized", payment
+            )
         return payment

@@ -67,7 +67,12 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livecast.cart.orders import Order, OrderLine, OrderStatus, OrderStore
-from livecast.cart.payments import PaymentDeclined, PaymentProvider, PaymentState
+from livecast.cart.payments import (
+    PaymentDeclined,
+    PaymentProvider,
+    PaymentState,
+    PaymentStateError,
+)
 from livecast.cart.stats import SalesStats
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.error_codes import ErrorCode
@@ -575,7 +580,13 @@ class GroupBuys:
                 self._counters.captured(price)
             return
         _member_moved(member.s, MemberState.VOIDED)
-        await self._payments.void(member.p)
+        try:
+            await self._payments.void(member.p)
+        except PaymentStateError as exc:
+            if exc.payment.state is not PaymentState.DECLINED:
+                raise
+            # Declined when they joined, and that node stopped before it gave the unit
+            # back: there is no authorization to let go.
         await self._settle_member(groupbuy.sku, groupbuy.id, user, member.p, MemberState.VOIDED)
 
     async def _record_order(self, groupbuy: GroupBuy, user: str, member: _Member) -> None:

@@ -361,3 +361,28 @@ async def test_a_settlement_stopped_midway_is_finished_after_a_restart(
             await client.get(f"/api/streams/{floor.stream_id}/stats", headers=bearer(seller))
         ).json()
         assert sales["orders"] == sold
+
+
+async def test_a_decline_its_node_did_not_record_is_settled_with_the_rest(
+    floor: Floor, make_token: MakeToken, app: web.Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node stops right after the provider declines a join: the member is left pending
+    with the unit; the settlement gives that unit back and charges the others."""
+    await floor.product("VASE-1", stock=3)
+    group = await (await start(floor, "VASE-1")).json()
+
+    async def node_gone(*args: Any, **kwargs: Any) -> bool:
+        raise ConnectionError("the node went away")
+
+    monkeypatch.setattr(app[GROUPBUYS], "_settle_member", node_gone)
+    resp = await join(floor, buyer(make_token, "eve"), group["id"], card_number="4000000000000002")
+    assert resp.status == 503
+    monkeypatch.undo()
+    assert await floor.stock("VASE-1") == (2, 1, 0, 0)
+    ana = buyer(make_token, "ana")
+    assert (await join(floor, ana, group["id"])).status == 200
+    url = f"/api/groupbuys/{group['id']}/end"
+    ended = await (await floor.client.post(url, headers=bearer(floor.seller))).json()
+    assert (ended["state"], ended["captured"], ended["voided"]) == ("succeeded", 1, 1)
+    assert await floor.stock("VASE-1") == (2, 0, 0, 1)
+    assert len(await orders_of(floor, ana)) == 1
