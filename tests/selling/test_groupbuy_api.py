@@ -386,3 +386,43 @@ async def test_a_decline_its_node_did_not_record_is_settled_with_the_rest(
     assert (ended["state"], ended["captured"], ended["voided"]) == ("succeeded", 1, 1)
     assert await floor.stock("VASE-1") == (2, 0, 0, 1)
     assert len(await orders_of(floor, ana)) == 1
+
+
+# Waits out a real clock; the scripts' keys share a slot on the cluster-mode Redis (the
+# state machine and the other tests here prove it), so once is enough.
+@pytest.mark.parametrize("redis_url", ["embedded"], indirect=True)
+async def test_a_running_group_buy_survives_a_restart(
+    settings: Settings, make_token: MakeToken
+) -> None:
+    """Everything is in Redis: the node that started the group buy stops with members in
+    it, another one (same Redis) takes the next join, closes it at its time and charges
+    everyone the price the three of them reached."""
+    seller = make_token(Role.SELLER, sub="seller-1", name="Ana")
+    members = [buyer(make_token, f"m{i}") for i in range(3)]
+    first = create_app(settings)
+    async with TestClient(AppServer(first)) as client:
+        floor = Floor(client=client, app=first, seller=seller, stream_id="")
+        resp = await client.post("/api/streams", json={"title": "Drop"}, headers=bearer(seller))
+        floor.stream_id = (await resp.json())["id"]
+        await client.post(f"/api/streams/{floor.stream_id}/start", headers=bearer(seller))
+        await floor.product("STOOL-1", stock=5)
+        # long enough for a node to stop and another to start on a busy machine
+        group = await (await start(floor, "STOOL-1", duration_s=4)).json()
+        for token in members[:2]:
+            assert (await join(floor, token, group["id"])).status == 200
+
+    second = create_app(settings)
+    async with TestClient(AppServer(second)) as client:
+        floor.client, floor.app = client, second
+        third = await (await join(floor, members[2], group["id"])).json()
+        assert (third["members"], third["price"]["amount_minor"]) == (3, 1500)
+
+        async def succeeded() -> bool:
+            data = await (await client.get(f"/api/groupbuys/{group['id']}")).json()
+            return bool(data["state"] == "succeeded")
+
+        await eventually(succeeded, within=15)
+        for token in members:
+            (order,) = await orders_of(floor, token)
+            assert order["total"] == {"amount_minor": 1500, "currency": "EUR"}
+        assert await floor.stock("STOOL-1") == (2, 0, 0, 3)

@@ -373,7 +373,7 @@ def test_group_buys_over_any_sequence(any_redis_url: str) -> None:
     run_state_machine_as_test(
         OnThisRedis,
         settings=settings(
-            max_examples=20,
+            max_examples=12,
             stateful_step_count=25,
             deadline=None,
             phases=[Phase.explicit, Phase.generate],
