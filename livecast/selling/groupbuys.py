@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,7 +75,7 @@ from livecast.cart.payments import (
 from livecast.cart.stats import SalesStats
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.error_codes import ErrorCode
-from livecast.errors import ApiError, Conflict, NotFound, Unprocessable
+from livecast.errors import ApiError, Conflict, NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
 from livecast.inventory._private import server_now_ms, text
@@ -85,6 +84,7 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
+from livecast.selling.groupbuy_tiers import check_tiers, decode_tiers, encode_tiers, price_now
 from livecast.selling.groupbuy_types import (
     GroupBuy,
     GroupBuyEnded,
@@ -99,7 +99,7 @@ from livecast.selling.groupbuy_types import (
 )
 from livecast.streams.registry import iso_time
 
-__all__ = ["GroupBuyCounters", "GroupBuys", "check_tiers", "drop_stale_slot", "price_now"]
+__all__ = ["GroupBuyCounters", "GroupBuys", "drop_stale_slot"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -115,24 +115,6 @@ class GroupBuyCounters(Protocol):
     def closed(self, state: GroupBuyState) -> None: ...
 
     def captured(self, price: Money) -> None: ...
-
-
-def check_tiers(tiers: Sequence[PriceTier], min_buyers: int, cap: int) -> None:
-    """Thresholds rise strictly, prices fall strictly, one currency; the minimum and the
-    first threshold fit under the cap (422 ``invalid_tiers``)."""
-    problem = ""
-    if not 1 <= len(tiers) <= 10:
-        problem = "give 1 to 10 tiers"
-    elif len({t.price.currency for t in tiers}) > 1:
-        problem = "every tier's price must be in one currency"
-    elif any(a.min_buyers >= b.min_buyers for a, b in itertools.pairwise(tiers)):
-        problem = "tier thresholds must rise strictly"
-    elif any(a.price.amount_minor <= b.price.amount_minor for a, b in itertools.pairwise(tiers)):
-        problem = "tier prices must fall strictly"
-    elif min_buyers > cap or tiers[0].min_buyers > cap:
-        problem = "the minimum and the first threshold cannot be above the cap"
-    if problem:
-        raise Unprocessable(problem, code=ErrorCode.INVALID_TIERS)
 
 
 async def drop_stale_slot(
@@ -162,32 +144,6 @@ def _moved(status: str, source: GroupBuyState) -> GroupBuyState | None:
 def _member_moved(source: MemberState, target: MemberState) -> None:
     if not source.can_become(target):
         raise RuntimeError(f"a group buy script moved a member {source} to {target}")
-
-
-def _encode_tiers(tiers: Sequence[PriceTier]) -> str:
-    return " ".join(f"{t.min_buyers} {t.price.amount_minor}" for t in tiers)
-
-
-def _decode_tiers(raw: str, currency: str) -> list[PriceTier]:
-    parts = [int(p) for p in raw.split()]
-    return [
-        PriceTier(min_buyers=parts[i], price=Money(amount_minor=parts[i + 1], currency=currency))
-        for i in range(0, len(parts), 2)
-    ]
-
-
-def price_now(tiers: Sequence[PriceTier], members: int) -> tuple[Money, PriceTier | None, int]:
-    """What everyone pays with ``members`` members, the next lower tier and how many more
-    members it needs."""
-    price = tiers[0].price
-    for tier in tiers:
-        if members >= tier.min_buyers:
-            price = tier.price
-    later = [
-        t for t in tiers if t.min_buyers > members and t.price.amount_minor < price.amount_minor
-    ]
-    nxt = later[0] if later else None
-    return price, nxt, (nxt.min_buyers - members if nxt else 0)
 
 
 _FIELDS = [
@@ -318,7 +274,7 @@ class GroupBuys:
                     stream_id,
                     seller_id,
                     tiers[0].price.currency,
-                    _encode_tiers(tiers),
+                    encode_tiers(tiers),
                     minimum,
                     cap,
                     round(duration_s * 1000),
@@ -668,7 +624,7 @@ class GroupBuys:
         product = await self._catalog.find(text(sku))
         row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
         currency = row["currency"] or ""
-        tiers = _decode_tiers(row["tiers"] or "", currency)
+        tiers = decode_tiers(row["tiers"] or "", currency)
         members = int(row["members"] or 0)
         state = GroupBuyState(row["state"] or "running")
         price, nxt, needed = price_now(tiers, members)
