@@ -46,7 +46,9 @@ from livecast.replay import routes as replay_routes
 from livecast.replay.app import replay_ctx, replay_signer
 from livecast.replay.keys import REPLAY_PLAYBACK
 from livecast.selling import api as selling_api
-from livecast.selling import giveaways_api, polls_api
+from livecast.selling import giveaways_api, groupbuy_api, knockdown_api, polls_api
+from livecast.selling.groupbuy_service import groupbuys_ctx
+from livecast.selling.knockdown_service import knockdowns_ctx
 from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
@@ -110,6 +112,10 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
             cart_ctx,
             # SELLING: auctions and their end-time sweep; needs INVENTORY and CART
             selling_ctx,
+            # GROUPBUYS: group buys, their close-and-settle sweep; needs INVENTORY and CART
+            groupbuys_ctx,
+            # KNOCKDOWNS: price knock-downs, their step/deadline sweep; needs INVENTORY, CART
+            knockdowns_ctx,
             # MEDIA, EDGE, RECORDER, SESSIONS: WHIP/WHEP sessions, relay, origin/edge
             media_ctx,
         ]
@@ -136,6 +142,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(selling_api.routes)
     app.add_routes(polls_api.routes)
     app.add_routes(giveaways_api.routes)
+    app.add_routes(groupbuy_api.routes)
+    app.add_routes(knockdown_api.routes)
     app.add_routes([metrics_route()])
     app.add_routes(whip.routes)
     app.add_routes(whep.routes)

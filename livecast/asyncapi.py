@@ -72,6 +72,8 @@ from livecast.selling.giveaway_types import (
     GiveawayEntries,
     GiveawayStarted,
 )
+from livecast.selling.groupbuy_types import GroupBuyEnded, GroupBuyStarted, GroupBuyUpdated
+from livecast.selling.knockdown_types import KnockdownEnded, KnockdownStarted, KnockdownUpdated
 from livecast.selling.poll_types import PollCancelled, PollClosed, PollStarted, PollTotals
 
 __all__ = [
@@ -112,6 +114,12 @@ ServerEvent = (
     | GiveawayEntries
     | GiveawayDrawn
     | GiveawayCancelled
+    | GroupBuyStarted
+    | GroupBuyUpdated
+    | GroupBuyEnded
+    | KnockdownStarted
+    | KnockdownUpdated
+    | KnockdownEnded
     | StatsEvent
     | ChatAck
     | ModAck

@@ -380,6 +380,63 @@ class ErrorCode(StrEnum):
         "the giveaway is for the seller's followers or the stream's buyers only",
     )
 
+    # Selling formats: group buys.
+    UNKNOWN_GROUPBUY = "unknown_groupbuy", 404, False, "no such group buy"
+    GROUPBUY_RUNNING = (
+        "groupbuy_running",
+        409,
+        True,
+        "a group buy is running on this stream; start the next once it ends",
+    )
+    GROUPBUY_EXISTS = "groupbuy_exists", 409, False, "a group buy with this id exists"
+    GROUPBUY_ENDED = "groupbuy_ended", 409, False, "the group buy has ended"
+    GROUPBUY_FULL = "groupbuy_full", 409, False, "the group buy has all the buyers it takes"
+    ALREADY_JOINED = "already_joined", 409, False, "you are in this group buy already"
+    NOT_JOINED = "not_joined", 409, False, "you are not in this group buy"
+    OWN_GROUPBUY = (
+        "own_groupbuy",
+        403,
+        False,
+        "the stream's seller and hosts may not join its group buys",
+    )
+    INVALID_TIERS = (
+        "invalid_tiers",
+        422,
+        False,
+        "the price tiers' thresholds must rise and their prices fall, in one currency, "
+        "within the cap",
+    )
+
+    # Selling formats: price knock-downs.
+    UNKNOWN_KNOCKDOWN = "unknown_knockdown", 404, False, "no such knock-down"
+    KNOCKDOWN_RUNNING = (
+        "knockdown_running",
+        409,
+        True,
+        "a knock-down is running on this stream; start the next once it ends",
+    )
+    KNOCKDOWN_EXISTS = "knockdown_exists", 409, False, "a knock-down with this id exists"
+    KNOCKDOWN_ENDED = "knockdown_ended", 409, False, "the knock-down has ended"
+    PRICE_SOLD_OUT = (
+        "price_sold_out",
+        409,
+        True,
+        "this price's units are gone; the next lower price has its own",
+    )
+    OWN_KNOCKDOWN = (
+        "own_knockdown",
+        403,
+        False,
+        "the stream's seller and hosts may not buy in or tap its knock-downs",
+    )
+    INVALID_KNOCKDOWN = (
+        "invalid_knockdown",
+        422,
+        False,
+        "the knock-down's floor must be below its start price, in steps, and its "
+        "quantities and clock set",
+    )
+
     # Cart, checkout, orders.
     MISSING_IDEMPOTENCY_KEY = (
         "missing_idempotency_key",

@@ -59,6 +59,22 @@ SCRIPT_OUTCOMES = {
     "drawn": "giveaway_draw.lua: a winner was drawn, whose hold was made",
     "no_entries": "giveaway_draw.lua: nobody entered; the unit went back",
     "already_drawn": "giveaway_draw.lua: drawing a drawn one finishes what it left undone",
+    "over": "payment_move.lua: a capture of more than was authorized (a ValueError)",
+    "pending": "groupbuy_join.lua: joined; the payment is being authorized",
+    "replay": "groupbuy_join.lua: a retried key, answered with the member as it is",
+    "authorized": "groupbuy_confirm.lua: the member counts",
+    "already": "groupbuy_confirm.lua: the member was confirmed before (a replay)",
+    "leaving": "groupbuy_leave.lua: the member left; the payment is being voided",
+    "already_closed": "groupbuy_close.lua: closing a closed one is a no-op",
+    "settled": "groupbuy_settle.lua: the member is captured or voided now",
+    "running": "groupbuy_finish.lua: not closed yet; nothing to finish",
+    "unsettled": "groupbuy_finish.lua: members are left to settle; the sweep goes on",
+    "already_finished": "groupbuy_finish.lua: finishing a finished one is a no-op",
+    "held": "knockdown_buy.lua: the buyer's hold was made",
+    "stepped": "knockdown_step.lua: the price dropped a step",
+    "at_floor": "knockdown_step.lua: the price is at the floor; nothing to step",
+    "not_running": "knockdown_step.lua: ended, or in taps mode; nothing to step",
+    "ended": "knockdown_end.lua: the knock-down ended now",
 }
 _LUA_STATUS = re.compile(
     r"\{'([a-z_]+)'|status = '([a-z_]+)'|answer\('([a-z_]+)'|return '([a-z_]+)'"

@@ -4,6 +4,10 @@
 implements. Every call is idempotent by ``payment_id`` (livecast passes the order id),
 as real gateways are by idempotency key, so a retried checkout never charges twice.
 
+A capture may take less than was authorized (``capture(payment_id, amount)``), as card
+networks allow: a group buy authorizes its top price when a buyer joins and captures
+the lower price the group reached; the rest of the authorization is released.
+
 The built-in ``test`` provider keeps its ledger in Redis and moves no money. It approves
 every payment except a configured card number and, optionally, totals at or above a
 configured amount, so the decline path can be exercised end to end.
@@ -25,7 +29,14 @@ from livecast.redisdb import KeySpace, load_lua
 
 _HERE = Path(__file__).parent
 
-__all__ = ["Payment", "PaymentDeclined", "PaymentProvider", "PaymentState", "TestPaymentProvider"]
+__all__ = [
+    "Payment",
+    "PaymentDeclined",
+    "PaymentProvider",
+    "PaymentState",
+    "PaymentStateError",
+    "TestPaymentProvider",
+]
 
 
 class PaymentState(StrEnum):
@@ -42,11 +53,22 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True):
     amount: Money | None
     state: PaymentState
     decline_reason: str = ""
+    # What a capture took, when it took less than ``amount``; None: all of it.
+    captured: Money | None = None
 
 
 class PaymentDeclined(Exception):
     def __init__(self, payment: Payment) -> None:
         super().__init__(payment.decline_reason)
+        self.payment = payment
+
+
+class PaymentStateError(ValueError):
+    """A capture or void of a payment in a state that cannot move so (``payment`` says
+    which: a declined payment has no authorization to let go, a voided one none to take)."""
+
+    def __init__(self, message: str, payment: Payment) -> None:
+        super().__init__(message)
         self.payment = payment
 
 
@@ -59,8 +81,10 @@ class PaymentProvider(Protocol):
         """Reserve ``amount`` on the buyer's instrument; raise PaymentDeclined if refused."""
         ...
 
-    async def capture(self, payment_id: str) -> Payment:
-        """Take the authorized amount."""
+    async def capture(self, payment_id: str, amount: Money | None = None) -> Payment:
+        """Take the authorized amount, or ``amount`` of it (at most the authorized
+        amount, in its currency: ValueError otherwise). A replayed capture returns the
+        payment as first captured."""
         ...
 
     async def void(self, payment_id: str) -> Payment:
@@ -133,8 +157,8 @@ class TestPaymentProvider:
             )
         return stored
 
-    async def capture(self, payment_id: str) -> Payment:
-        return await self._move(payment_id, PaymentState.CAPTURED)
+    async def capture(self, payment_id: str, amount: Money | None = None) -> Payment:
+        return await self._move(payment_id, PaymentState.CAPTURED, amount)
 
     async def void(self, payment_id: str) -> Payment:
         voided = Payment(
@@ -149,13 +173,26 @@ class TestPaymentProvider:
         )
         return await self._move(payment_id, PaymentState.VOIDED)
 
-    async def _move(self, payment_id: str, target: PaymentState) -> Payment:
+    async def _move(
+        self, payment_id: str, target: PaymentState, amount: Money | None = None
+    ) -> Payment:
         """authorized -> captured | voided, checked and written in one script run."""
-        reply = await self._batcher.call(self._move_script, (self._key(payment_id), target.value))
+        part = b"" if amount is None else self._encoder.encode(amount)
+        limit = -1 if amount is None else amount.amount_minor
+        currency = "" if amount is None else amount.currency
+        reply = await self._batcher.call(
+            self._move_script, (self._key(payment_id), target.value, part, limit, currency)
+        )
         outcome = reply[0]
         if outcome == b"missing":
             raise LookupError(f"no payment {payment_id}")
         payment = self._decoder.decode(reply[1])
         if outcome == b"illegal":
-            raise ValueError(f"payment {payment_id} is {payment.state}, cannot become {target}")
+            raise PaymentStateError(
+                f"payment {payment_id} is {payment.state}, cannot become {target}", payment
+            )
+        if outcome == b"over":
+            raise PaymentStateError(
+                f"payment {payment_id}: cannot capture more than was authorized", payment
+            )
         return payment

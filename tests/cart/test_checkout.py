@@ -82,8 +82,8 @@ class FreezingProvider(payments.TestPaymentProvider):
             await self._freeze.stop_here()
         return payment
 
-    async def capture(self, payment_id: str) -> Payment:
-        payment = await super().capture(payment_id)
+    async def capture(self, payment_id: str, amount: Money | None = None) -> Payment:
+        payment = await super().capture(payment_id, amount)
         if self._at == "captured":
             await self._freeze.stop_here()
         return payment

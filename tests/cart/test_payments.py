@@ -50,3 +50,21 @@ async def test_declines_on_card_and_amount(redis_client: aioredis.Redis, key_pre
     assert (await provider.void(voided.id)).state is PaymentState.VOIDED
     with pytest.raises(LookupError):
         await provider.capture("ord_unknown")
+
+
+async def test_capture_of_less_than_authorized(
+    redis_client: aioredis.Redis, key_prefix: str
+) -> None:
+    """A group buy authorizes its top price and captures the lower final one."""
+    provider = _provider(redis_client, key_prefix)
+    await provider.authorize("ord_5", EUR_10, buyer="b", card_number=None)
+    with pytest.raises(ValueError, match="more than was authorized"):
+        await provider.capture("ord_5", Money(amount_minor=1001, currency="EUR"))
+    with pytest.raises(ValueError, match="more than was authorized"):
+        await provider.capture("ord_5", Money(amount_minor=700, currency="USD"))
+    assert (await provider.get("ord_5")) is not None
+    less = Money(amount_minor=700, currency="EUR")
+    captures = await asyncio.gather(*(provider.capture("ord_5", less) for _ in range(3)))
+    assert {(c.state, c.captured) for c in captures} == {(PaymentState.CAPTURED, less)}
+    assert await provider.get("ord_5") == captures[0]
+    assert captures[0].amount == EUR_10

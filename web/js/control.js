@@ -6,6 +6,8 @@ import { ChatView } from './chat.js';
 import { GiveawayHost } from './giveaway.js';
 import { PollHost } from './poll.js';
 import { LiveEvents } from './events.js';
+import { GroupBuyHost } from './groupbuy.js';
+import { KnockdownHost } from './knockdown.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, parseMoney, examplePrice, toast, friendlyError } from './ui.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
@@ -90,6 +92,7 @@ function renderProducts() {
   }
   showDealPriceHint();
   giveawayHost.setProducts(products);
+  for (const host of formatHosts) host.renderProducts();
 }
 
 // The deal price is typed in the product's currency, with that currency's digits.
@@ -127,6 +130,11 @@ function updateProductStock(stock) {
   product.stock = stock.soldOut ? 0 : stock.left;
   renderProducts();
 }
+
+// --- group buys and knock-downs (web/js/groupbuy.js, web/js/knockdown.js) ------------------------
+
+const formatHooks = { streamId, session: () => session, products: () => products, changed: () => loadProducts() };
+const formatHosts = [new GroupBuyHost($('#groupbuy-card'), formatHooks), new KnockdownHost($('#knockdown-card'), formatHooks)];
 
 // --- auctions ------------------------------------------------------------------------------------
 // The clock is in server time: every auction event carries the server's clock (serverMs).
@@ -309,6 +317,7 @@ async function pollStats() {
   } catch {
     // As above.
   }
+  for (const host of formatHosts) host.pollStats();
 }
 
 const pollHost = new PollHost($('#poll-card'), { streamId, session: () => session });
@@ -393,6 +402,7 @@ function startEvents() {
   pollHost.follow(live);
   giveawayHost.follow(live);
   live.addEventListener('stats', (event) => showStats(event.detail));
+  for (const host of formatHosts) host.follow(live);
   live.addEventListener('stream.state', (event) => { stream.state = event.detail.state; showStream(); });
   live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
   live.start();

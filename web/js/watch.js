@@ -4,6 +4,8 @@
 import { api } from './api.js';
 import { chatter, currentSession, signInProblem, hadExpiredSession, showLiveState, signIn } from './auth.js';
 import { AuctionPanel } from './auction.js';
+import { GroupBuyPanel } from './groupbuy.js';
+import { KnockdownPanel } from './knockdown.js';
 import { ChatView } from './chat.js';
 import { GiveawayPanel } from './giveaway.js';
 import { PollPanel } from './poll.js';
@@ -155,6 +157,9 @@ const auctionPanel = new AuctionPanel($('#auction-panel'), {
 auctionPanel.follow(live);
 new PollPanel($('#poll-panel'), { session: () => session, requireSession }).follow(live);
 new GiveawayPanel($('#giveaway-panel'), { session: () => session, requireSession, won: () => {} }).follow(live);
+const showCart = async () => { await refreshCart(); openCart(); };
+new GroupBuyPanel($('#groupbuy-panel'), { session: () => session, requireSession, paid: () => {} }).follow(live);
+new KnockdownPanel($('#knockdown-panel'), { session: () => session, requireSession, bought: showCart }).follow(live);
 live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
 showLiveState(live, 'viewer', useSession);
 // Refused: watching goes on anonymously; chatting or shopping asks for a new sign-in.
