@@ -23,6 +23,7 @@ from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS, Metrics
 from livecast.selling.auction_types import Auction, AuctionState
 from livecast.selling.auctions import Auctions
+from livecast.timeline import TIMELINE
 
 __all__ = ["SELLING", "Selling", "selling_ctx"]
 
@@ -98,6 +99,7 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             app[CART].carts,
             app[EVENTS],
             _Counters(app[METRICS]),
+            timeline=app[TIMELINE],
         )
     )
     app[SELLING] = selling
