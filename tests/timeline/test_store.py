@@ -103,7 +103,7 @@ async def test_the_entry_goes_with_its_event_in_one_multi(
             _Note(stream="s1", data={"n": 2}),
             also=timeline.appending("s1", Moment(kind=MomentKind.PIN_CLEARED, media_time_ms=6)),
         )
-        seen = []
+        seen: list[int] = []
         async with asyncio.timeout(5):
             while len(seen) < 2:
                 # None: the subscription's confirmation, or nothing yet
