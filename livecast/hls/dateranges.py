@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 _SERVER_CONTROL: Final = "#EXT-X-SERVER-CONTROL:"
 _PDT: Final = "#EXT-X-PROGRAM-DATE-TIME:"
 _MAP: Final = "#EXT-X-MAP:"
-_SEGMENT_TAGS: Final = ("#EXT-X-DISCONTINUITY", _MAP, _PDT, "#EXT-X-PART:", "#EXTINF:")
+# the tags that belong to a segment (EXT-X-DISCONTINUITY alone: not -SEQUENCE, a header's)
+_SEGMENT_TAGS: Final = ("#EXT-X-DISCONTINUITY\n", _MAP, _PDT, "#EXT-X-PART:", "#EXTINF:")
 _TRAILER_TAGS: Final = ("#EXT-X-PRELOAD-HINT:", "#EXT-X-ENDLIST")
 # ranges kept past the window, for RECENTLY-REMOVED-DATERANGES, in skip boundaries
 _KEEP_BOUNDARIES: Final = 2
@@ -219,7 +220,7 @@ def _split(lines: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
     for line in lines:
         if line.startswith(_TRAILER_TAGS):
             trailer.append(line)
-        elif current is None and not blocks and not line.startswith(_SEGMENT_TAGS):
+        elif current is None and not blocks and not (line + "\n").startswith(_SEGMENT_TAGS):
             head.append(line)
         else:
             if current is None:

@@ -168,7 +168,12 @@ def test_delta_updates_skip_old_segments_and_date_ranges() -> None:
     open_parts = sum(float(line[21:].split(",")[0]) for line in after_last if "X-PART:" in line)
     from_kept = sum(s.duration for s in listed[skipped:]) + open_parts
     assert from_kept >= until > from_kept - listed[skipped].duration
-    for tag in ("#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-TARGETDURATION:", "#EXT-X-SERVER-CONTROL:"):
+    for tag in (
+        "#EXT-X-MEDIA-SEQUENCE:",
+        "#EXT-X-DISCONTINUITY-SEQUENCE:",
+        "#EXT-X-TARGETDURATION:",
+        "#EXT-X-SERVER-CONTROL:",
+    ):
         assert _line(delta, tag) == _line(full, tag)
     assert "#EXT-X-MAP:" in delta  # the init segment of the first segment listed
     assert set(_ranges(delta)) == {"pin-1-0", "deal-d9"}  # YES skips segments only
