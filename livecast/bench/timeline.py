@@ -5,14 +5,19 @@ Starts ``livecast serve`` and the glass bench's WHIP publisher (:mod:`livecast.b
 real watch page in headless Chromium on LL-HLS (``/watch/{id}?hls=1``) and reads the clock
 back from every picture it presents. The host then pins a product and clears it again,
 ``--pins`` times, ``--gap`` seconds apart. Each time the card appears or goes, the page
-notes the time painted into the picture on screen then; the event's media time comes from
-the stream's timeline (``GET /api/streams/{id}/timeline``). One JSON line is printed:
+notes the time painted into the picture on screen then and into the next picture shown;
+the event's media time comes from the stream's timeline (``GET /api/streams/{id}/timeline``).
+One JSON line is printed:
 
 ``samples``                                 card changes measured (a pin and an unpin each)
-``card_offset_ms_p50/p95/min/max``          painted time on screen when the card changed,
-                                            minus the event's media time (negative: the
-                                            card came before the picture reached it)
+``card_offset_ms_p50/p95/min/max``          0 when the card changed between the last picture
+                                            before the media time and the first at or after
+                                            it; else the nearer picture's painted time minus
+                                            the media time (negative: the card came early)
 ``card_offset_abs_ms_p95``                  the same, as a distance
+``picture_before_ms_p50``                   the picture on screen as the card changed, minus
+                                            the media time (a frame's duration or less below 0
+                                            for a perfect card; a frozen picture, far below)
 ``card_after_action_ms_p50``                how long after the host acted the card changed
                                             (about the player's delay behind live)
 ``part_duration_s``, ``segment_duration_s``, ``load_average_1m``
@@ -45,16 +50,29 @@ _MODULUS: Final = 1 << 24  # the painted clock's range (livecast.bench._clock)
 _FIRST_PICTURE_S: Final = 45.0
 
 # Installed on the watch page after the clock reader (livecast.bench._clock.READER_JS):
-# each time the product card shows or hides, the time painted into the picture on screen.
+# each time the product card shows or hides, the time painted into the picture on screen
+# then (`before`) and into the next picture shown (`after`).
 CARD_JS: Final = """
 (card) => {
-  const cards = { changes: [], visible: !card.hidden };
+  const glass = window.__glass;
+  const video = document.querySelector('#video');
+  const cards = { changes: [], visible: !card.hidden, pending: null };
   new MutationObserver(() => {
     const visible = !card.hidden;
     if (visible === cards.visible) return;
     cards.visible = visible;
-    cards.changes.push({ visible, painted: window.__glass.last, at: Date.now() });
+    cards.pending = { visible, before: glass.last, after: null, at: Date.now() };
+    cards.changes.push(cards.pending);
   }).observe(card, { attributes: true, attributeFilter: ['hidden'] });
+  const onFrame = () => {
+    const pending = cards.pending;
+    if (pending && glass.last !== pending.before) {
+      pending.after = glass.last;
+      cards.pending = null;
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
   window.__cards = cards;
 }
 """
@@ -129,6 +147,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "card_offset_ms_min": offsets[0] if offsets else None,
         "card_offset_ms_max": offsets[-1] if offsets else None,
         "card_offset_abs_ms_p95": round(percentile(distances, 0.95), 1),
+        "picture_before_ms_p50": round(percentile(sorted(s["before_ms"] for s in samples), 0.5), 1),
         "card_after_action_ms_p50": round(percentile(after, 0.50), 1),
         "part_duration_s": part_s,
         "segment_duration_s": segment_s,
@@ -213,7 +232,9 @@ async def pin_and_watch(
             if resp.status != 200:
                 raise RuntimeError(f"{method} pin: {resp.status} {await resp.text()}")
         await page.wait_for_function(
-            "(count) => window.__cards.changes.length >= count", arg=n + 1, timeout=30_000
+            "(n) => window.__cards.changes.length > n && window.__cards.changes[n].after !== null",
+            arg=n,
+            timeout=30_000,
         )
         await asyncio.sleep(gap_s)
     changes = await page.evaluate("() => window.__cards.changes")
@@ -227,16 +248,24 @@ async def pin_and_watch(
         media = moment["media_time_ms"]
         if media is None:
             raise RuntimeError("the pin has no media time: the stream has no media")
-        offset = (change["painted"] - media) % _MODULUS
-        if offset > _MODULUS // 2:
-            offset -= _MODULUS
+        before, after = _signed(change["before"] - media), _signed(change["after"] - media)
+        # 0: the card changed between the last picture before the moment and the first at
+        # or after it; otherwise how far the nearer of the two pictures was from it
+        offset = 0 if before <= 0 <= after else after if after < 0 else before
         samples.append(
             {
                 "kind": moment["kind"],
                 "media_time_ms": media,
-                "painted": change["painted"],
+                "before_ms": before,
+                "after_ms": after,
                 "offset_ms": offset,
                 "after_action_ms": change["at"] - at,
             }
         )
     return samples
+
+
+def _signed(difference: int) -> int:
+    """A difference of painted times (modulo 2**24 ms) as a signed number of ms."""
+    difference %= _MODULUS
+    return difference - _MODULUS if difference > _MODULUS // 2 else difference

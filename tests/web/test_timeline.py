@@ -83,6 +83,8 @@ async def test_the_pinned_card_shows_when_the_picture_reaches_the_pin(
         page, server.http, server.base_url, stream_id, seller, pins=2, gap_s=0.5
     )
     assert [s["kind"] for s in samples] == ["pin.set", "pin.cleared"] * 2
+    # offset 0: the card changed between the last picture before the moment and the first
+    # after it
     offsets = sorted(abs(sample["offset_ms"]) for sample in samples)
     assert offsets[len(offsets) // 2] <= TOLERANCE_MS, samples
     assert offsets[-1] <= OUTLIER_MS, samples

@@ -154,8 +154,6 @@ export class HlsPlayer extends EventTarget {
   // playlist's EXT-X-PROGRAM-DATE-TIME; the browser's own player from its start date).
   playingDateMs() {
     if (this.hls) {
-      const anchor = this.dateAnchor();
-      if (anchor !== null) return anchor + this.video.currentTime * 1000;
       const date = this.hls.playingDate;
       return date ? date.getTime() : null;
     }
@@ -164,28 +162,6 @@ export class HlsPlayer extends EventTarget {
       return Number.isNaN(start) ? null : start + this.video.currentTime * 1000;
     }
     return null;
-  }
-
-  // Program date time minus media time (ms), over the segments listed since the last
-  // discontinuity: each segment is dated by its first frame's arrival at the server, so one
-  // whose first frame came late (a keyframe on a busy link) is dated late, and with it every
-  // picture in it; the segments' own timeline is the publisher's, so the earliest-arriving
-  // date of the run is the truest, and it holds from segment to segment.
-  dateAnchor() {
-    const hls = this.hls;
-    const level = hls.levels && hls.levels[Math.max(hls.currentLevel, 0)];
-    const details = level && level.details;
-    if (!details) return null;
-    const fragments = details.fragmentHint ? [...details.fragments, details.fragmentHint] : details.fragments;
-    const time = this.video.currentTime;
-    const playing = fragments.find((f) => f.start <= time && time < f.start + f.duration) || fragments[fragments.length - 1];
-    let anchor = null;
-    for (const fragment of fragments) {
-      if (fragment.programDateTime === null || !playing || fragment.cc !== playing.cc) continue;
-      const candidate = fragment.programDateTime - fragment.start * 1000;
-      if (anchor === null || candidate < anchor) anchor = candidate;
-    }
-    return anchor;
   }
 
   // Decoded frames so far (what tests and the stall detector look at).
