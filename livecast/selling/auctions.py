@@ -467,8 +467,10 @@ class Auctions:
             self._reservations.dirty_skus[auction.sku] = int(reply[2])
         else:
             self._reservations.dirty_skus.setdefault(auction.sku, 0)
-        # it ended at the bell (the sweeper comes a moment later): that is its media time
-        media = await self._timeline.media_now(auction.stream_id, at_ms=auction.ends_at_ms)
+        # at the bell (the sweeper comes a moment later), or earlier if ended early
+        bell = auction.ends_at_ms
+        at = bell if auction.ended_at_ms is None else min(bell, auction.ended_at_ms)
+        media = await self._timeline.media_now(auction.stream_id, at_ms=at)
         await self._events.clear_state(
             "auction",
             AuctionEnded(stream=auction.stream_id, data=auction, media_time_ms=media),
