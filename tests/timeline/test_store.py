@@ -11,14 +11,11 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from livecast.events import Event, EventPublisher
+from livecast.events import EventPublisher
 from livecast.ingest.origin import Origin, OriginRegistry
+from livecast.inventory.pins import PinCleared, PinClearedData
 from livecast.redisdb import KeySpace
 from livecast.timeline import Moment, MomentKind, ShownPrice, Timeline
-
-
-class _Note(Event, tag="note", frozen=True, kw_only=True):
-    data: dict[str, int]
 
 
 @pytest.fixture
@@ -96,21 +93,21 @@ async def test_the_entry_goes_with_its_event_in_one_multi(
         await events.set_state(
             "pin",
             _pin("A", 5),
-            _Note(stream="s1", data={"n": 1}),
+            PinCleared(stream="s1", data=PinClearedData(sku="first")),
             also=timeline.appending("s1", _pin("A", 5)),
         )
         await events.publish(
-            _Note(stream="s1", data={"n": 2}),
+            PinCleared(stream="s1", data=PinClearedData(sku="second")),
             also=timeline.appending("s1", Moment(kind=MomentKind.PIN_CLEARED, media_time_ms=6)),
         )
-        seen: list[int] = []
+        seen: list[str] = []
         async with asyncio.timeout(5):
             while len(seen) < 2:
                 # None: the subscription's confirmation, or nothing yet
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
                 if message is not None:
-                    seen.append(msgspec.msgpack.decode(message["data"])["data"]["n"])
-        assert seen == [1, 2]
+                    seen.append(msgspec.msgpack.decode(message["data"])["data"]["sku"])
+        assert seen == ["first", "second"]
     finally:
         await pubsub.aclose()
     entries = await timeline.entries("s1")
