@@ -52,6 +52,8 @@ from livecast.selling.knockdown_service import knockdowns_ctx
 from livecast.selling.service import selling_ctx
 from livecast.streams import api as streams_api
 from livecast.streams.registry import StreamRegistry
+from livecast.timeline import api as timeline_api
+from livecast.timeline import timeline_ctx
 
 __all__ = ["ABORT", "Abort", "create_app"]
 
@@ -103,6 +105,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
         [
             # REDIS, KEYS, EVENTS, STREAMS (the embedded Redis started and supervised)
             _redis_ctx,
+            # TIMELINE: commerce events' media time and each stream's stored timeline
+            timeline_ctx,
             # INVENTORY: catalog, stock, holds, deals, pins
             inventory_ctx,
             # CHAT: hub (live channel fan-out), history, moderation
@@ -152,6 +156,7 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes(replay_routes.routes)
     app.add_routes([openapi_route()])
     app.add_routes([_described(asyncapi_route(build_asyncapi(version=__version__)))])
+    app.add_routes(timeline_api.routes)
     app.add_routes(pages.routes)
     # Last, once every route is added: the OpenAPI document is generated from them.
     app[OPENAPI] = build_openapi(app, version=__version__, webhooks=cart_api.WEBHOOKS)

@@ -34,6 +34,7 @@ __all__ = [
     "ReplaySettings",
     "ServerSettings",
     "Settings",
+    "TimelineSettings",
     "WebRtcSettings",
     "WebhookSettings",
     "http_url",
@@ -373,6 +374,17 @@ class InventorySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TimelineSettings:
+    # Entries kept per stream (the oldest go first): pins, deals, stock, auctions.
+    max_entries: int = field(
+        default=5000, metadata=_check(lambda v: 10 <= v <= 1_000_000, "between 10 and 1000000")
+    )
+    # Seconds a stream's timeline is kept after its last entry; 0: kept like the stream's
+    # other keys (chat, state), until they are deleted.
+    retention_s: float = field(default=0.0, metadata=_check(lambda v: v >= 0, ">= 0"))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     data: DataSettings = field(default_factory=DataSettings)
@@ -387,6 +399,7 @@ class Settings:
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
     hls: HlsSettings = field(default_factory=HlsSettings)
     replay: ReplaySettings = field(default_factory=ReplaySettings)
+    timeline: TimelineSettings = field(default_factory=TimelineSettings)
 
     @property
     def data_dir(self) -> Path:

@@ -37,16 +37,21 @@ reconnecting viewer relies on the hello, so the state hash must be complete.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import msgspec
 import redis.asyncio as aioredis
 
 from livecast.redisdb import KeySpace
 
-__all__ = ["Event", "EventPublisher"]
+__all__ = ["AlsoInTransaction", "Event", "EventPublisher"]
 
 _encode = msgspec.msgpack.Encoder().encode
+
+# Commands queued on the same MULTI as an event (the stream's timeline entry, say): they
+# apply with the event or not at all. Their keys share the stream's ``{<id>}`` hash tag.
+AlsoInTransaction = Callable[[Any], object]
 
 
 class Event(
@@ -73,25 +78,45 @@ class EventPublisher:
         """The hash of current-state documents the hello snapshot reads (see module doc)."""
         return self._keys.key("live", "{" + stream_id + "}", "state")
 
-    async def publish(self, event: Event) -> None:
-        """Tell every viewer of the event's stream, on every node, that it happened."""
-        await self._redis.publish(self.channel(event.stream), _encode(event))
+    async def publish(self, event: Event, *, also: AlsoInTransaction | None = None) -> None:
+        """Tell every viewer of the event's stream, on every node, that it happened (with
+        ``also``'s commands, in one MULTI)."""
+        if also is None:
+            await self._redis.publish(self.channel(event.stream), _encode(event))
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.publish(self.channel(event.stream), _encode(event))
+            also(pipe)
+            await pipe.execute()
 
-    async def set_state(self, slot: str, document: msgspec.Struct, event: Event) -> None:
+    async def set_state(
+        self,
+        slot: str,
+        document: msgspec.Struct,
+        event: Event,
+        *,
+        also: AlsoInTransaction | None = None,
+    ) -> None:
         """Store ``document`` as the current ``slot`` of the event's stream and publish
-        ``event``, in one MULTI, so a viewer's snapshot is never older than an event it
-        missed."""
+        ``event`` (and run ``also``'s commands), in one MULTI, so a viewer's snapshot is
+        never older than an event it missed."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.state_key(event.stream), slot, _encode(document))
             pipe.publish(self.channel(event.stream), _encode(event))
+            if also is not None:
+                also(pipe)
             await pipe.execute()
 
-    async def clear_state(self, slot: str, event: Event) -> None:
+    async def clear_state(
+        self, slot: str, event: Event, *, also: AlsoInTransaction | None = None
+    ) -> None:
         """Delete the current ``slot`` document of the event's stream and publish
-        ``event``, in one MULTI."""
+        ``event`` (and run ``also``'s commands), in one MULTI."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self.state_key(event.stream), slot)
             pipe.publish(self.channel(event.stream), _encode(event))
+            if also is not None:
+                also(pipe)
             await pipe.execute()
 
     async def drop_state(self, stream_id: str, slot: str) -> None:

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "glass": "livecast.bench.glass",
     "soak": "livecast.bench.soak",
     "auction": "livecast.bench.auction",
+    "timeline": "livecast.bench.timeline",
 }
 
 

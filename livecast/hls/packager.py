@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import math
 import secrets
 import time
@@ -50,6 +49,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import BadRequest
 from livecast.hls import _fmp4
 from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder, AacFrame, AacThread
+from livecast.hls.dateranges import DateRanges, Playlist
 from livecast.ingest._bitstream import h264_parameter_sets, h264_picture_size
 
 __all__ = ["Packager", "PackagerSettings", "Part", "Playlist", "Segment", "SegmentSink"]
@@ -98,14 +98,6 @@ class Segment:
     @property
     def complete(self) -> bool:
         return self.data is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Playlist:
-    """One rendering of the media playlist, served as is."""
-
-    body: bytes
-    etag: str
 
 
 class SegmentSink(Protocol):
@@ -199,6 +191,8 @@ class Packager:
         self.ended = False
         self.rendition = "main"
         self.sink: SegmentSink | None = None  # set before the first frame
+        # the stream's commerce events, as EXT-X-DATERANGE tags (fed by the packaging)
+        self.dateranges = DateRanges()
 
     # -- fed by the relay ------------------------------------------------------------
 
@@ -489,8 +483,7 @@ class Packager:
         elif listed:
             hint = f"part-{self.run}-{self._parts_made}.m4s"
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
-        body = ("\n".join(lines) + "\n").encode()
-        return Playlist(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+        return self.dateranges.playlist(lines, target)
 
     def next_part(self) -> tuple[int, int]:
         """The (msn, index) the next part will most likely have."""

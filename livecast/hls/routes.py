@@ -25,7 +25,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 from aiohttp import web
@@ -156,6 +156,14 @@ def _blocking_query(request: web.Request) -> tuple[int | None, int | None]:
     return msn, part
 
 
+def _skip_query(request: web.Request) -> str | None:
+    """``_HLS_skip`` (a delta update, RFC 8216bis 6.2.5.1): ``YES``, ``v2`` or absent."""
+    skip = request.query.get("_HLS_skip")
+    if skip is not None and skip not in ("YES", "v2"):
+        raise BadRequest("_HLS_skip is YES or v2", code=ErrorCode.INVALID_HLS_REQUEST)
+    return skip
+
+
 def _wait_limit(packager: Packager) -> float:
     return 3.0 * packager.target_duration
 
@@ -231,6 +239,12 @@ _BLOCKING = Annotated[int, msgspec.Meta(ge=0)]
     params=[
         Param("_HLS_msn", type=_BLOCKING, description="wait for this media sequence number"),
         Param("_HLS_part", type=_BLOCKING, description="wait for this part of _HLS_msn"),
+        Param(
+            "_HLS_skip",
+            type=Literal["YES", "v2"],
+            description="a delta update: EXT-X-SKIP for the oldest segments (v2: also the "
+            "date ranges unchanged since then)",
+        ),
     ],
     responses={
         200: Reply(
@@ -245,7 +259,7 @@ _BLOCKING = Annotated[int, msgspec.Meta(ge=0)]
     errors={
         **_ACCESS_ERRORS,
         ErrorCode.INVALID_HLS_REQUEST: "_HLS_msn/_HLS_part not whole numbers, _HLS_part "
-        "alone, or _HLS_msn more than two segments ahead",
+        "alone, _HLS_msn more than two segments ahead, or _HLS_skip not YES or v2",
         ErrorCode.HLS_NOT_FOUND: "no node packages the stream",
         ErrorCode.HLS_UNAVAILABLE: "no part yet, the awaited part did not come within three "
         "target durations, or the node packaging the stream cannot be reached; Retry-After",
@@ -254,6 +268,7 @@ _BLOCKING = Annotated[int, msgspec.Meta(ge=0)]
 )
 async def playlist(request: web.Request) -> web.StreamResponse:
     msn, part = _blocking_query(request)
+    skip = _skip_query(request)
     packaged = await _packaged(request)
     if packaged is None:
         return await _forward(request)
@@ -281,6 +296,7 @@ async def playlist(request: web.Request) -> web.StreamResponse:
         # the answer for (msn, part) never changes while msn is in the window
         max_age = packager.target_duration * packager.settings.window
     assert found is not None
+    found = found.for_skip(skip)
     max_age = _max_age(request, max_age)
     headers = {"ETag": found.etag, "Cache-Control": f"public, max-age={max_age}"}
     if request.headers.get("If-None-Match") == found.etag:

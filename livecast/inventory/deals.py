@@ -49,6 +49,7 @@ from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
 from livecast.streams.registry import IsoTime, iso_time
+from livecast.timeline import MediaTimeMs, Moment, MomentKind, ShownPrice, Timeline
 
 __all__ = [
     "Deal",
@@ -103,12 +104,14 @@ class DealStarted(Event, tag="deal.started", frozen=True, kw_only=True):
     """A flash deal was started (it may be scheduled to open later: ``state``)."""
 
     data: Deal
+    media_time_ms: MediaTimeMs = None
 
 
 class DealEnded(Event, tag="deal.ended", frozen=True, kw_only=True):
     """A flash deal ended (``ended_reason``); what was neither held nor sold went back."""
 
     data: Deal
+    media_time_ms: MediaTimeMs = None
 
 
 class DealUpdatedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -125,6 +128,21 @@ class DealUpdated(Event, tag="deal.updated", frozen=True, kw_only=True):
     """A deal's numbers changed (coalesced: a few times a second at most)."""
 
     data: DealUpdatedData
+    media_time_ms: MediaTimeMs = None
+
+
+def deal_moment(kind: MomentKind, deal: Deal, media_time_ms: int | None) -> Moment:
+    """The deal as the stream's timeline keeps it."""
+    return Moment(
+        kind=kind,
+        media_time_ms=media_time_ms,
+        sku=deal.sku,
+        deal_id=deal.id,
+        title=deal.title,
+        price=ShownPrice(amount_minor=deal.price.amount_minor, currency=deal.price.currency),
+        left=deal.left,
+        sold_out=deal.left == 0,
+    )
 
 
 _DEAL_FIELDS = [
@@ -152,12 +170,14 @@ class Deals:
         reservations: Reservations,
         catalog: Catalog,
         events: EventPublisher,
+        timeline: Timeline,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._reservations = reservations
         self._catalog = catalog
         self._events = events
+        self.timeline = timeline
         self._start = load_lua(redis, _HERE / "deal_start.lua")
         self._end = load_lua(redis, _HERE / "deal_end.lua")
         self.sku_index = keys.key("deals", "sku")
@@ -219,8 +239,14 @@ class Deals:
             await pipe.execute()
         self._reservations.dirty_skus.setdefault(sku, 0)
         deal = await self.get(deal_id)
+        media = await self.timeline.media_now(stream_id)
         await self._events.set_state(
-            f"deal:{deal.id}", deal, DealStarted(stream=stream_id, data=deal)
+            f"deal:{deal.id}",
+            deal,
+            DealStarted(stream=stream_id, data=deal, media_time_ms=media),
+            also=self.timeline.appending(
+                stream_id, deal_moment(MomentKind.DEAL_STARTED, deal, media)
+            ),
         )
         return deal
 
@@ -319,8 +345,15 @@ class Deals:
         if status == "ok":
             self._reservations.dirty_skus.setdefault(sku, 0)
             await self.unwatch_if_idle(sku, deal.stream_id)
+            # ended at its time (the sweeper comes a moment later): that is its media time
+            at = deal.ends_at_ms if reason == "time" else None
+            media = await self.timeline.media_now(deal.stream_id, at_ms=at)
             await self._events.clear_state(
-                f"deal:{deal.id}", DealEnded(stream=deal.stream_id, data=deal)
+                f"deal:{deal.id}",
+                DealEnded(stream=deal.stream_id, data=deal, media_time_ms=media),
+                also=self.timeline.appending(
+                    deal.stream_id, deal_moment(MomentKind.DEAL_ENDED, deal, media)
+                ),
             )
         return deal, status == "ok"
 

@@ -11,9 +11,10 @@ this node reads the current numbers once per changed SKU and deal and publishes:
 Nothing is sent when the number did not change since this node last sent it, so a
 burst of a thousand reservations in a quarter second is one event per stream.
 
-Both also refresh the stream's current state (see :mod:`livecast.events`) in the same
-MULTI as the event: the pinned card's stock, a running deal's numbers. A viewer who
-connects later sees them in its hello.
+Both carry ``media_time_ms`` and go on the stream's timeline (:mod:`livecast.timeline`)
+in the same MULTI. Both also refresh the stream's current state (see
+:mod:`livecast.events`) in the same MULTI as the event: the pinned card's stock, a
+running deal's numbers. A viewer who connects later sees them in its hello.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from livecast.events import Event, EventPublisher
 from livecast.inventory.deals import Deals, DealState, DealUpdated, DealUpdatedData
 from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Reservations
+from livecast.timeline import MediaTimeMs, Moment, MomentKind
 
 __all__ = ["StockChanged", "StockData", "StockNotifier"]
 
@@ -49,6 +51,7 @@ class StockChanged(Event, tag="stock", frozen=True, kw_only=True):
     """The stock of a SKU the stream pins or deals changed (coalesced)."""
 
     data: StockData
+    media_time_ms: MediaTimeMs = None
 
 
 class StockNotifier:
@@ -119,6 +122,8 @@ class StockNotifier:
             replies = replies[1:]
         if len(self._sent_stock) > _REMEMBERED:
             self._sent_stock.clear()
+        timeline = self._deals.timeline
+        media: dict[str, int | None] = {}  # per stream, read once per flush
         for i, sku in enumerate(names):
             available, streams = replies[2 * i], replies[2 * i + 1]
             if available is None:
@@ -128,14 +133,23 @@ class StockNotifier:
                 stream_id = raw.decode()
                 if self._sent_stock.get((stream_id, sku)) == left:
                     continue
+                if stream_id not in media:
+                    media[stream_id] = await timeline.media_now(stream_id)
+                now = media[stream_id]
                 event = StockChanged(
-                    stream=stream_id, data=StockData(sku=sku, left=left, sold_out=left == 0)
+                    stream=stream_id,
+                    data=StockData(sku=sku, left=left, sold_out=left == 0),
+                    media_time_ms=now,
                 )
+                moment = Moment(
+                    kind=MomentKind.STOCK, media_time_ms=now, sku=sku, left=left, sold_out=left == 0
+                )
+                also = timeline.appending(stream_id, moment)
                 card = await self._pins.current_pin(stream_id)
                 if card is not None and card.sku == sku:
-                    await self._events.set_state("pin", card, event)
+                    await self._events.set_state("pin", card, event, also=also)
                 else:
-                    await self._events.publish(event)
+                    await self._events.publish(event, also=also)
                 self._sent_stock[(stream_id, sku)] = left
 
     async def _flush_deals(self, deals: dict[str, str]) -> None:
@@ -157,12 +171,22 @@ class StockNotifier:
                 continue
             stream_id = row[2].decode()
             numbers = DealUpdatedData(id=deal_id, sku=sku, left=left, sold=sold, sold_out=left == 0)
-            event = DealUpdated(stream=stream_id, data=numbers)
+            now = await self._deals.timeline.media_now(stream_id)
+            event = DealUpdated(stream=stream_id, data=numbers, media_time_ms=now)
+            moment = Moment(
+                kind=MomentKind.DEAL_UPDATED,
+                media_time_ms=now,
+                sku=sku,
+                deal_id=deal_id,
+                left=left,
+                sold_out=left == 0,
+            )
+            also = self._deals.timeline.appending(stream_id, moment)
             deal = await self._deals.get(deal_id)
             if deal.state is DealState.ENDED:
-                await self._events.publish(event)
+                await self._events.publish(event, also=also)
             else:
-                await self._events.set_state(f"deal:{deal_id}", deal, event)
+                await self._events.set_state(f"deal:{deal_id}", deal, event, also=also)
                 # The deal may have ended (and its slot been cleared) since it was read:
                 # then this refresh must not bring the slot back.
                 if (await self._deals.get(deal_id)).state is DealState.ENDED:

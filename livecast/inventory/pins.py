@@ -3,7 +3,8 @@
 One pin per stream, kept in Redis (``<prefix>stream:<id>:pin`` holds the SKU) so every
 node, and a viewer's hello snapshot, sees the same card. Events on the stream's channel:
 :class:`PinSet` (``pin.set``) with the :class:`PinCard`, :class:`PinCleared`
-(``pin.cleared``) with ``{"sku": ...}``.
+(``pin.cleared``) with ``{"sku": ...}``; both carry ``media_time_ms`` and go on the
+stream's timeline in the same MULTI (:mod:`livecast.timeline`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from livecast.inventory.catalog import Catalog
 from livecast.inventory.deals import Deal, Deals
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace
+from livecast.timeline import MediaTimeMs, Moment, MomentKind, ShownPrice, Timeline
 
 __all__ = ["PinCard", "PinCleared", "PinClearedData", "PinSet", "Pins"]
 
@@ -40,6 +42,7 @@ class PinSet(Event, tag="pin.set", frozen=True, kw_only=True):
     """The host pinned a product card (replacing any other)."""
 
     data: PinCard
+    media_time_ms: MediaTimeMs = None
 
 
 class PinClearedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -50,6 +53,7 @@ class PinCleared(Event, tag="pin.cleared", frozen=True, kw_only=True):
     """The host cleared the pinned card (``sku``: the one that was pinned)."""
 
     data: PinClearedData
+    media_time_ms: MediaTimeMs = None
 
 
 class Pins:
@@ -60,12 +64,14 @@ class Pins:
         catalog: Catalog,
         deals: Deals,
         events: EventPublisher,
+        timeline: Timeline,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._catalog = catalog
         self._deals = deals
         self._events = events
+        self._timeline = timeline
 
     def pin_key(self, stream_id: str) -> str:
         return self._keys.key("stream", stream_id, "pin")
@@ -79,7 +85,24 @@ class Pins:
             await self._deals.unwatch_if_idle(text(previous), stream_id)
         card = await self.current_pin(stream_id)
         assert card is not None
-        await self._events.set_state("pin", card, PinSet(stream=stream_id, data=card))
+        media = await self._timeline.media_now(stream_id)
+        shown = card.deal.price if card.deal is not None else card.price
+        moment = Moment(
+            kind=MomentKind.PIN_SET,
+            media_time_ms=media,
+            sku=card.sku,
+            deal_id=card.deal.id if card.deal is not None else None,
+            title=card.title,
+            price=ShownPrice(amount_minor=shown.amount_minor, currency=shown.currency),
+            left=card.stock_left,
+            sold_out=card.sold_out,
+        )
+        await self._events.set_state(
+            "pin",
+            card,
+            PinSet(stream=stream_id, data=card, media_time_ms=media),
+            also=self._timeline.appending(stream_id, moment),
+        )
         return card
 
     async def clear(self, stream_id: str) -> str | None:
@@ -89,8 +112,12 @@ class Pins:
             return None
         sku = text(previous)
         await self._deals.unwatch_if_idle(sku, stream_id)
-        cleared = PinCleared(stream=stream_id, data=PinClearedData(sku=sku))
-        await self._events.clear_state("pin", cleared)
+        media = await self._timeline.media_now(stream_id)
+        cleared = PinCleared(stream=stream_id, data=PinClearedData(sku=sku), media_time_ms=media)
+        moment = Moment(kind=MomentKind.PIN_CLEARED, media_time_ms=media, sku=sku)
+        await self._events.clear_state(
+            "pin", cleared, also=self._timeline.appending(stream_id, moment)
+        )
         return sku
 
     async def current_pin(self, stream_id: str) -> PinCard | None:

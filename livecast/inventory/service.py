@@ -39,6 +39,7 @@ from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Reservations
 from livecast.inventory.sweeper import Sweeper
 from livecast.streams.registry import Stream, StreamRegistry, StreamState
+from livecast.timeline import TIMELINE
 
 __all__ = ["INVENTORY", "Inventory", "inventory_ctx"]
 
@@ -107,7 +108,7 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
         batcher=ScriptBatcher(redis),
     )
     catalog = Catalog(redis, keys, reservations)
-    deals = Deals(redis, keys, reservations, catalog, events)
+    deals = Deals(redis, keys, reservations, catalog, events, app[TIMELINE])
     sweeper = Sweeper(
         redis,
         keys,
@@ -118,7 +119,7 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
         full_interval_s=settings.full_sweep_interval_s,
         stream_ended=partial(_stream_has_ended, app[STREAMS]),
     )
-    pins = Pins(redis, keys, catalog, deals, events)
+    pins = Pins(redis, keys, catalog, deals, events, app[TIMELINE])
     notifier = StockNotifier(
         redis,
         reservations,

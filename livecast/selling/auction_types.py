@@ -12,6 +12,7 @@ import msgspec
 from livecast.events import Event
 from livecast.inventory.money import Money
 from livecast.selling.increments import IncrementStep
+from livecast.timeline import MediaTimeMs
 
 __all__ = [
     "Auction",
@@ -97,6 +98,7 @@ class AuctionStarted(Event, tag="auction.started", frozen=True, kw_only=True):
     """An auction opened (the stream's ``auction`` state slot holds it until it ends)."""
 
     data: Auction
+    media_time_ms: MediaTimeMs = None
 
 
 class AuctionBidData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -138,12 +140,14 @@ class AuctionEnded(Event, tag="auction.ended", frozen=True, kw_only=True):
     their cart hold) or ``unsold``."""
 
     data: Auction
+    media_time_ms: MediaTimeMs = None
 
 
 class AuctionCancelled(Event, tag="auction.cancelled", frozen=True, kw_only=True):
     """The host cancelled the auction before its first bid."""
 
     data: Auction
+    media_time_ms: MediaTimeMs = None
 
 
 class BidOutcome(StrEnum):

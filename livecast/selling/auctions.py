@@ -45,13 +45,17 @@ which the sweeper drops; a running auction is never out of them.
 Events on the stream's channel, each carrying the server's clock (``server_ms``) so that
 pages show the countdown in server time: :class:`AuctionStarted`, :class:`AuctionBid`,
 :class:`AuctionExtended`, :class:`AuctionEnded`, :class:`AuctionCancelled`. The running
-auction is the stream's ``auction`` state slot (the hello's ``state.auction``).
+auction is the stream's ``auction`` state slot (the hello's ``state.auction``). Its
+start, end and cancellation carry ``media_time_ms`` (an end at the bell: the bell's
+time) and go on the stream's timeline (:mod:`livecast.timeline`); bids are the
+audience's and apply live, like stock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,6 +96,7 @@ from livecast.selling.increments import (
     encode_steps,
     step_for,
 )
+from livecast.timeline import Moment, MomentKind, ShownPrice, Timeline
 
 __all__ = ["AuctionCounters", "Auctions"]
 
@@ -161,6 +166,8 @@ class Auctions:
         carts: CartStore,
         events: EventPublisher,
         counters: AuctionCounters | None = None,
+        *,
+        timeline: Timeline,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -169,6 +176,7 @@ class Auctions:
         self._carts = carts
         self._events = events
         self._counters = counters
+        self._timeline = timeline
         self._start = load_lua(redis, _HERE / "auction_start.lua")
         self._bid = load_lua(redis, _HERE / "auction_bid.lua")
         self._end = load_lua(redis, _HERE / "auction_end.lua")
@@ -287,8 +295,12 @@ class Auctions:
             await pipe.execute()
         self._reservations.dirty_skus.setdefault(sku, 0)
         auction = await self.get(auction_id)
+        media = await self._timeline.media_now(stream_id)
         await self._events.set_state(
-            "auction", auction, AuctionStarted(stream=stream_id, data=auction)
+            "auction",
+            auction,
+            AuctionStarted(stream=stream_id, data=auction, media_time_ms=media),
+            also=self._on_timeline(MomentKind.AUCTION_STARTED, auction, media),
         )
         return auction
 
@@ -392,6 +404,21 @@ class Auctions:
                 )
             await pipe.execute()
 
+    def _on_timeline(
+        self, kind: MomentKind, auction: Auction, media_time_ms: int | None
+    ) -> Callable[[Any], object]:
+        """The auction's entry on its stream's timeline, for the event's MULTI."""
+        price = auction.price or auction.start_price
+        moment = Moment(
+            kind=kind,
+            media_time_ms=media_time_ms,
+            sku=auction.sku,
+            auction_id=auction.id,
+            title=auction.title,
+            price=ShownPrice(amount_minor=price.amount_minor, currency=price.currency),
+        )
+        return self._timeline.appending(auction.stream_id, moment)
+
     def _next_bid(self, fixed: Auction, price: int, has_leader: bool) -> Money:
         currency = fixed.start_price.currency
         if not has_leader:
@@ -408,8 +435,11 @@ class Auctions:
         await self._redis.zrem(self.due_key, auction_id)
         self._reservations.dirty_skus.setdefault(fixed.sku, 0)
         auction = await self.get(auction_id)
+        media = await self._timeline.media_now(auction.stream_id)
         await self._events.clear_state(
-            "auction", AuctionCancelled(stream=auction.stream_id, data=auction)
+            "auction",
+            AuctionCancelled(stream=auction.stream_id, data=auction, media_time_ms=media),
+            also=self._on_timeline(MomentKind.AUCTION_CANCELLED, auction, media),
         )
         return auction
 
@@ -448,8 +478,14 @@ class Auctions:
             self._reservations.dirty_skus[auction.sku] = int(reply[2])
         else:
             self._reservations.dirty_skus.setdefault(auction.sku, 0)
+        # at the bell (the sweeper comes a moment later), or earlier if ended early
+        bell = auction.ends_at_ms
+        at = bell if auction.ended_at_ms is None else min(bell, auction.ended_at_ms)
+        media = await self._timeline.media_now(auction.stream_id, at_ms=at)
         await self._events.clear_state(
-            "auction", AuctionEnded(stream=auction.stream_id, data=auction)
+            "auction",
+            AuctionEnded(stream=auction.stream_id, data=auction, media_time_ms=media),
+            also=self._on_timeline(MomentKind.AUCTION_ENDED, auction, media),
         )
         if self._counters is not None:
             self._counters.ended(auction)

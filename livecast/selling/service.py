@@ -33,6 +33,7 @@ from livecast.selling.poll_types import Poll
 from livecast.selling.polls import Polls
 from livecast.selling.prizes import PrizeOrders
 from livecast.streams.registry import Stream, StreamState
+from livecast.timeline import TIMELINE
 
 __all__ = ["SELLING", "Selling", "selling_ctx"]
 
@@ -219,6 +220,7 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             app[CART].carts,
             app[EVENTS],
             _Counters(app[METRICS]),
+            timeline=app[TIMELINE],
         ),
         polls=Polls(app[REDIS], app[KEYS], app[EVENTS], _PollCounters(app[METRICS])),
         giveaways=Giveaways(

@@ -83,7 +83,10 @@ def test_playlist_grammar_parts_and_preload_hint() -> None:
         "#EXT-X-PRELOAD-HINT",
     ):
         assert tag in tags, tag
-    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.900" in lines
+    assert (
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.900,"
+        "CAN-SKIP-UNTIL=6.0,CAN-SKIP-DATERANGES=YES"
+    ) in lines
     assert "#EXT-X-PART-INF:PART-TARGET=0.300" in lines
     assert "#EXT-X-ENDLIST" not in lines
     # a bounded window: three complete segments, numbered on from the first listed

@@ -22,6 +22,7 @@ from livecast.inventory.money import Money
 from livecast.inventory.reserve import Hold
 from livecast.inventory.service import INVENTORY
 from livecast.streams.registry import StreamRegistry, StreamState
+from livecast.timeline import Timeline
 from tests.conftest import Client, MakeToken, bearer, make_settings
 from tests.ingest.conftest import eventually
 from tests.inventory.conftest import (
@@ -179,6 +180,7 @@ async def test_deal_window_before_start_and_after_end(services: Services) -> Non
         services.reservations,
         services.catalog,
         EventPublisher(services.redis, services.keys),
+        Timeline(services.redis, services.keys, max_entries=100, retention_s=0),
     )
     await services.add_product("WIN-1", 10)
     euro = Money(amount_minor=500, currency="EUR")
@@ -219,6 +221,7 @@ async def test_ten_thousand_attempts_on_a_deal_carved_from_larger_stock(
         services.reservations,
         services.catalog,
         EventPublisher(services.redis, services.keys),
+        Timeline(services.redis, services.keys, max_entries=100, retention_s=0),
     )
     await services.add_product("DEAL-1", 3000)
     deal = await deals.start(

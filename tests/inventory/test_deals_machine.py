@@ -50,6 +50,7 @@ from livecast.inventory.service import Inventory
 from livecast.inventory.sweeper import Sweeper
 from livecast.redisdb import KeySpace
 from livecast.streams.registry import StreamRegistry, StreamState
+from livecast.timeline import Timeline
 
 T = TypeVar("T")
 
@@ -136,8 +137,11 @@ class DealsMachine(RuleBasedStateMachine):
         self.reservations = Reservations(self.redis, keys, hold_ttl_s=LONG_TTL_S)
         self.catalog = Catalog(self.redis, keys, self.reservations)
         events = EventPublisher(self.redis, keys)
-        self.deal_service = Deals(self.redis, keys, self.reservations, self.catalog, events)
-        self.pins = Pins(self.redis, keys, self.catalog, self.deal_service, events)
+        timeline = Timeline(self.redis, keys, max_entries=100, retention_s=0)
+        self.deal_service = Deals(
+            self.redis, keys, self.reservations, self.catalog, events, timeline
+        )
+        self.pins = Pins(self.redis, keys, self.catalog, self.deal_service, events, timeline)
         self.sweeper = Sweeper(
             self.redis,
             keys,

@@ -22,6 +22,7 @@ from livecast.inventory.money import Money
 from livecast.inventory.service import INVENTORY
 from livecast.inventory.sweeper import Sweeper
 from livecast.redisdb import load_lua
+from livecast.timeline import Timeline
 from tests.conftest import AiohttpClient
 from tests.inventory.conftest import Services, listen
 
@@ -132,6 +133,7 @@ def _deals(services: Services) -> Deals:
         services.reservations,
         services.catalog,
         EventPublisher(services.redis, services.keys),
+        Timeline(services.redis, services.keys, max_entries=100, retention_s=0),
     )
 
 

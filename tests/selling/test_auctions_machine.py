@@ -44,6 +44,7 @@ from livecast.redisdb import KeySpace
 from livecast.selling.auction_types import AuctionState
 from livecast.selling.auctions import Auctions
 from livecast.selling.increments import DEFAULT_INCREMENTS, step_for
+from livecast.timeline import Timeline
 
 T = TypeVar("T")
 
@@ -108,6 +109,7 @@ class AuctionsMachine(RuleBasedStateMachine):
             catalog,
             CartStore(self.redis, keys),
             EventPublisher(self.redis, keys),
+            timeline=Timeline(self.redis, keys, max_entries=100, retention_s=0),
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

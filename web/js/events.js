@@ -24,7 +24,7 @@
 // 'chat.outgoing' events carry each change of an OutgoingChat.
 
 import { tokenExpired } from './auth.js';
-import { EVENT_READERS, toError } from './wire.js';
+import { EVENT_READERS, readMediaTime, toError } from './wire.js';
 
 const SUBPROTOCOL = 'livecast.v1.json';
 /**
@@ -222,6 +222,8 @@ export class LiveEvents extends EventTarget {
     const read = EVENT_READERS[frame.type];
     if (!read) return;
     const detail = read(frame.data);
+    // commerce events also say where on the video they happened (a detail's mediaTimeMs)
+    if ('media_time_ms' in frame && detail && typeof detail === 'object') detail.mediaTimeMs = readMediaTime(frame);
     if (frame.offset) this.lastOffset = frame.offset;
     if (frame.type === 'hello') {
       this.lastOffset = detail.offset;

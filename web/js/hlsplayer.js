@@ -149,6 +149,21 @@ export class HlsPlayer extends EventTarget {
     return this.token ? { Authorization: `Bearer ${this.token}` } : {};
   }
 
+  // The program date time (Unix ms) of the picture on screen, null before one plays: where
+  // on the stream's timeline this viewer is, whatever its delay (hls.js reads it from the
+  // playlist's EXT-X-PROGRAM-DATE-TIME; the browser's own player from its start date).
+  playingDateMs() {
+    if (this.hls) {
+      const date = this.hls.playingDate;
+      return date ? date.getTime() : null;
+    }
+    if (this.engine === 'native' && this.video.getStartDate) {
+      const start = this.video.getStartDate().getTime();
+      return Number.isNaN(start) ? null : start + this.video.currentTime * 1000;
+    }
+    return null;
+  }
+
   // Decoded frames so far (what tests and the stall detector look at).
   decodedFrames() {
     const quality = this.video.getVideoPlaybackQuality ? this.video.getVideoPlaybackQuality() : null;

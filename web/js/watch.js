@@ -11,6 +11,7 @@ import { GiveawayPanel } from './giveaway.js';
 import { PollPanel } from './poll.js';
 import { LiveEvents } from './events.js';
 import { HlsPlayer } from './hlsplayer.js';
+import { TimedCards } from './timeline.js';
 import { WhepPlayer } from './whep.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, setViewers, initials, toast, newId, friendlyError } from './ui.js';
 import { toCart, toOrder } from './wire.js';
@@ -126,9 +127,17 @@ $('#unmute').addEventListener('click', () => {
 
 // --- live events -----------------------------------------------------------------------------
 
+// On LL-HLS a pin, an unpin or a deal's start or end shows when the picture reaches the
+// moment the host acted (web/js/timeline.js); on WebRTC, at once, as it arrives.
+const cards = new TimedCards(() => {
+  if (document.body.dataset.mode !== 'hls' || !player || player.stopped) return Number.POSITIVE_INFINITY;
+  return player.playingDateMs();
+});
+
 /** @param {CustomEvent<import('./wire.js').Hello>} event */
 live.addEventListener('hello', (event) => {
   const hello = event.detail;
+  cards.flush(); // what the hello says is newer than anything still waiting
   showState(hello.stream.state);
   if (!hello.recovered) chat.reset(hello.chat);
   setViewers(hello.viewers);
@@ -143,11 +152,11 @@ live.addEventListener('likes', (event) => setLikes(event.detail.total));
 live.addEventListener('viewers', (event) => setViewers(event.detail.count));
 live.addEventListener('stream.state', (event) => showState(event.detail.state));
 live.addEventListener('media.state', (event) => { state.media = event.detail.state; updateStage(); });
-live.addEventListener('pin.set', (event) => setPin(event.detail));
-live.addEventListener('pin.cleared', () => setPin(null));
-live.addEventListener('deal.started', (event) => { if (event.detail.state === 'active') setDeal(event.detail); });
+live.addEventListener('pin.set', (event) => cards.at(event.detail.mediaTimeMs, event.detail, setPin));
+live.addEventListener('pin.cleared', (event) => cards.at(event.detail.mediaTimeMs, event.detail, () => setPin(null)));
+live.addEventListener('deal.started', (event) => cards.at(event.detail.mediaTimeMs, event.detail, (deal) => { if (deal.state === 'active') setDeal(deal); }));
 live.addEventListener('deal.updated', (event) => updateDeal(event.detail));
-live.addEventListener('deal.ended', (event) => { if (state.deal && state.deal.id === event.detail.id) setDeal(null); });
+live.addEventListener('deal.ended', (event) => cards.at(event.detail.mediaTimeMs, event.detail, (deal) => { if (state.deal && state.deal.id === deal.id) setDeal(null); }));
 live.addEventListener('stock', (event) => updateStock(event.detail));
 const auctionPanel = new AuctionPanel($('#auction-panel'), {
   session: () => session,
@@ -238,6 +247,7 @@ function setDeal(deal) {
 
 /** @param {import('./wire.js').DealUpdate} update */
 function updateDeal(update) {
+  for (const waiting of cards.waiting()) if (waiting.id === update.id && 'left' in waiting) waiting.left = update.left;
   if (!state.deal || update.id !== state.deal.id) return;
   state.deal.left = update.left;
   renderDealLeft();
@@ -256,6 +266,7 @@ function renderDealLeft() {
 // Regular stock of a SKU; a deal's own quantity arrives as deal.updated.
 /** @param {import('./wire.js').Stock} stock */
 function updateStock(stock) {
+  for (const waiting of cards.waiting()) if (waiting.sku === stock.sku && 'stock' in waiting) waiting.stock = stock.soldOut ? 0 : stock.left;
   if (state.pin && stock.sku === state.pin.sku) {
     state.pin.stock = stock.soldOut ? 0 : stock.left;
     renderPinStock();

@@ -345,6 +345,13 @@ export function toHello(raw) {
   };
 }
 
+// Where on the video a commerce event happened: the program date time (Unix ms) of the
+// picture live then, the clock of the LL-HLS playlist; null when the stream had no media.
+/** @returns {number | null} */
+export function readMediaTime(frame) {
+  return typeof frame.media_time_ms === 'number' ? frame.media_time_ms : null;
+}
+
 // Each server event type and the reader of its `data`. A type not listed here is not
 // dispatched to the pages.
 export const EVENT_READERS = {
