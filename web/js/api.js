@@ -14,6 +14,7 @@ export class ApiError extends Error {
   }
 }
 
+// The selling formats' own modules (poll.js, giveaway.js, groupbuy.js, ...) call it too.
 export async function request(method, path, { token, body, headers = {}, query } = {}) {
   const init = { method, headers: { Accept: 'application/json', ...headers } };
   if (token) init.headers.Authorization = `Bearer ${token}`;
@@ -45,9 +46,6 @@ export async function request(method, path, { token, body, headers = {}, query }
   }
   return data;
 }
-
-// The selling formats' own modules (poll.js, giveaway.js) call it for their routes.
-export { request };
 
 // --- the API ------------------------------------------------------------------------------
 
