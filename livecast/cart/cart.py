@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from livecast.inventory.batch import ScriptBatcher
+from livecast.inventory.batch import ScriptBatcher, Steps
 from livecast.redisdb import KeySpace, load_lua
 
 _HERE = Path(__file__).parent
@@ -89,6 +89,10 @@ class CartStore:
         be scheduled after the tick's batch is sent); :meth:`decode_entries` reads its reply."""
         return self._batcher.command("HGETALL", self._key(buyer_id))
 
+    def add_read(self, steps: Steps, buyer_id: str) -> Steps:
+        """Add the cart's read to a request's steps (:meth:`decode_entries` reads its reply)."""
+        return steps.command("HGETALL", self._key(buyer_id))
+
     def decode_entries(self, raw: Any) -> list[CartEntry]:
         # A map (RESP3) or a flat field, value... list (RESP2), as the connection speaks.
         values = raw.values() if isinstance(raw, dict) else raw[1::2]
@@ -101,6 +105,10 @@ class CartStore:
     async def size(self, buyer_id: str) -> int:
         count: int = await self._redis.hlen(self._key(buyer_id))
         return count
+
+    def add_remove(self, steps: Steps, buyer_id: str, *hold_ids: str) -> Steps:
+        """Add dropping the lines to a request's steps."""
+        return steps.command("HDEL", self._key(buyer_id), *hold_ids) if hold_ids else steps
 
     def remove(self, buyer_id: str, *hold_ids: str) -> Awaitable[Any]:
         """Drop the lines, queued in the loop tick's batch."""

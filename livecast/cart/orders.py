@@ -11,7 +11,6 @@ buyer and by stream::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from enum import StrEnum
 from typing import Annotated, Any, Literal, cast
 
@@ -20,7 +19,7 @@ import redis.asyncio as aioredis
 
 from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
-from livecast.inventory.batch import ScriptBatcher
+from livecast.inventory.batch import ScriptBatcher, Steps
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace
 from livecast.streams.registry import IsoTime
@@ -106,19 +105,26 @@ class OrderStore:
             await self.index(order, created_ms)
         await self.put(order)
 
-    def index(self, order: Order, created_ms: int) -> Awaitable[list[Any]]:
+    def index(self, order: Order, created_ms: int) -> asyncio.Future[list[Any]]:
         """List the order under its buyer and its streams (the first half of :meth:`save`),
         queued in the loop tick's batch."""
-        indexes = [self._keys.key("orders", "buyer", order.buyer_id)]
-        indexes += [self._keys.key("orders", "stream", s) for s in order.stream_ids]
-        return asyncio.gather(
-            *(self._batcher.command("ZADD", index, created_ms, order.id) for index in indexes)
+        steps = Steps().command(
+            "ZADD", self._keys.key("orders", "buyer", order.buyer_id), created_ms, order.id
         )
+        for stream_id in order.stream_ids:
+            steps.command(
+                "ZADD", self._keys.key("orders", "stream", stream_id), created_ms, order.id
+            )
+        return self._batcher.send(steps)
 
     def put(self, order: Order) -> asyncio.Future[Any]:
         """Store the record of an order already indexed (the second half of :meth:`save`),
         queued in the loop tick's batch."""
-        return self._batcher.command("SET", self._key(order.id), self._encoder.encode(order))
+        return self._batcher.send(self.add_put(Steps(), order))
+
+    def add_put(self, steps: Steps, order: Order) -> Steps:
+        """Add :meth:`put` to a request's steps."""
+        return steps.command("SET", self._key(order.id), self._encoder.encode(order))
 
     async def find(self, order_id: str) -> Order | None:
         if not order_id.startswith("ord_") or len(order_id) > 64:

@@ -15,7 +15,6 @@ configured amount, so the decline path can be exercised end to end.
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +22,7 @@ from typing import Protocol
 import msgspec
 import redis.asyncio as aioredis
 
-from livecast.inventory.batch import ScriptBatcher
+from livecast.inventory.batch import ScriptBatcher, Steps
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
@@ -142,12 +141,9 @@ class TestPaymentProvider:
         )
         # First write wins: a replay gets the payment as it was first decided.
         key = self._key(payment_id)
-        _, raw = await asyncio.gather(
-            self._batcher.command("SET", key, self._encoder.encode(payment), "NX"),
-            self._batcher.command("GET", key),
+        _, raw = await self._batcher.send(
+            Steps().command("SET", key, self._encoder.encode(payment), "NX").command("GET", key)
         )
-        if raw is None:  # sent in another batch than the SET: read it again
-            raw = await self._batcher.command("GET", key)
         stored = self._decoder.decode(raw)
         if stored.state is PaymentState.DECLINED:
             raise PaymentDeclined(stored)

@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 
 from livecast.cart.orders import OrderStore
 from livecast.events import Event
-from livecast.inventory.batch import ScriptBatcher
+from livecast.inventory.batch import ScriptBatcher, Steps
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
 
@@ -162,7 +162,23 @@ class SalesStats:
         """Count the order's part bought from ``stream_id``; an order counted before is not.
         ``by_source``: (source, units, amount) of its lines bought elsewhere than live.
         Queued in the loop tick's batch."""
-        return self._batcher.call(
+        steps = self.add_count_order(
+            Steps(), stream_id, order_id, units=units, amount=amount, buyer_id=buyer_id
+        )
+        return self._batcher.send(steps)
+
+    def add_count_order(
+        self,
+        steps: Steps,
+        stream_id: str,
+        order_id: str,
+        *,
+        units: int,
+        amount: Money,
+        buyer_id: str,
+    ) -> Steps:
+        """Add :meth:`count_order` to a request's steps."""
+        return steps.call(
             self._count_order,
             (
                 self._key(stream_id, "counted-orders"),

@@ -15,6 +15,11 @@ has one item per call. On a hot SKU that turns hundreds of script runs into one,
 is what lifts a flash deal past the server's single-EVALSHA rate. Each call is still
 checked and applied on its own, in arrival order, inside one atomic script run.
 
+Several commands of one request that need no answer in between go out as one entry,
+:meth:`ScriptBatcher.send` of a :class:`Steps`: one future for all of them, settled
+once with every reply, and always in one pipeline, in the order listed. A checkout's
+round trip costs one future and one wake-up that way, not one per command.
+
 Calls queued inside :meth:`ScriptBatcher.in_order` go out in one pipeline, in the order
 they were queued, so Redis applies them in that order (a pipeline is split only between
 such blocks): a step that must land after another can share its round trip.
@@ -40,32 +45,83 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["ScriptBatcher"]
+__all__ = ["ScriptBatcher", "Steps"]
+
+
+class Steps:
+    """Commands and script calls of one request, sent as one entry of a batch
+    (:meth:`ScriptBatcher.send`): in one pipeline, in the order added, under one future."""
+
+    __slots__ = ("commands", "scripts")
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+        self.scripts: list[AsyncScript | None] = []
+
+    def command(self, *args: Any) -> Steps:
+        """Add any command (``"HGET", key, field``)."""
+        self.commands.append(args)
+        self.scripts.append(None)
+        return self
+
+    def call(self, script: AsyncScript, keys_and_args: Sequence[Any], *, numkeys: int = 1) -> Steps:
+        """Add ``EVALSHA script numkeys *keys_and_args``."""
+        self.commands.append(("EVALSHA", script.sha, numkeys, *keys_and_args))
+        self.scripts.append(script)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+
+# The kinds of entry: one command (or script call), a group of calls of one script on
+# one key, or the steps of one request.
+_ONE, _GROUP, _STEPS = 0, 1, 2
 
 
 class _Entry:
-    """One command in the pipeline: an EVALSHA (a plain call, or a group of calls on one
-    key), or, with no script, any other command."""
+    """One entry of the pipeline: one command (an EVALSHA, or any other), a group of
+    calls of one script on one key (one EVALSHA), or several commands (:class:`Steps`)."""
 
-    __slots__ = ("args", "futures", "grouped", "key", "numkeys", "script")
+    __slots__ = ("args", "commands", "futures", "key", "kind", "script", "scripts")
 
     def __init__(
-        self, script: AsyncScript | None, key: Any, grouped: bool, numkeys: int = 1
+        self,
+        kind: int,
+        commands: list[tuple[Any, ...]],
+        scripts: list[AsyncScript | None],
+        script: AsyncScript | None = None,
+        key: Any = None,
     ) -> None:
+        self.kind = kind
+        self.commands = commands
+        self.scripts = scripts
         self.script = script
         self.key = key
-        self.grouped = grouped
-        self.numkeys = numkeys
         self.args: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
 
+    def fail(self, error: Exception) -> None:
+        for future in self.futures:
+            if not future.done():
+                future.set_exception(error)
+
+    def settle_steps(self, replies: list[Any]) -> None:
+        """The steps' replies, in order; the first error reply is raised instead."""
+        future = self.futures[0]
+        if future.done():
+            return
+        for reply in replies:
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+                return
+        future.set_result(replies)
+
     def settle(self, reply: Any) -> None:
         if isinstance(reply, Exception):
-            for future in self.futures:
-                if not future.done():
-                    future.set_exception(reply)
+            self.fail(reply)
             return
-        if not self.grouped:
+        if self.kind == _ONE:
             if not self.futures[0].done():
                 self.futures[0].set_result(reply)
             return
@@ -107,8 +163,7 @@ class ScriptBatcher:
     ) -> asyncio.Future[Any]:
         """Queue ``EVALSHA script numkeys *keys_and_args`` (the first ``numkeys`` items are
         keys, one by default); the future gets the reply."""
-        entry = _Entry(script, keys_and_args[0], grouped=False, numkeys=numkeys)
-        entry.args.extend(keys_and_args[1:])
+        entry = _Entry(_ONE, [("EVALSHA", script.sha, numkeys, *keys_and_args)], [script])
         self._pending.append(entry)
         return self._enqueue(entry)
 
@@ -116,8 +171,15 @@ class ScriptBatcher:
         """Queue any other command (``"HGET", key, field``) in the same pipeline, so a
         request that also reads or writes a key beside its scripts pays no round trip
         of its own for it."""
-        entry = _Entry(None, None, grouped=False)
-        entry.args.extend(args)
+        entry = _Entry(_ONE, [args], [None])
+        self._pending.append(entry)
+        return self._enqueue(entry)
+
+    def send(self, steps: Steps) -> asyncio.Future[list[Any]]:
+        """Queue the steps of one request as one entry: they go out in one pipeline, in
+        order, and the future gets the list of their replies (or the first error reply,
+        raised). Redis runs every step, whatever an earlier one answered."""
+        entry = _Entry(_STEPS, steps.commands, steps.scripts)
         self._pending.append(entry)
         return self._enqueue(entry)
 
@@ -127,7 +189,7 @@ class ScriptBatcher:
         """Queue one operation of a grouping script; the future gets its item of the reply."""
         entry = self._groups.get((script.sha, key))
         if entry is None or len(entry.futures) >= self._max_group:
-            entry = _Entry(script, key, grouped=True)
+            entry = _Entry(_GROUP, [], [script], script, key)
             self._groups[(script.sha, key)] = entry
             self._pending.append(entry)
         entry.args.extend(args)
@@ -179,30 +241,41 @@ class ScriptBatcher:
         self.batches_sent += 1
         self.scripts_sent += len(batch)
         self.calls_sent += sum(len(e.futures) for e in batch)
+        commands: list[tuple[Any, ...]] = []
+        scripts: list[AsyncScript | None] = []
+        for entry in batch:
+            if entry.kind == _GROUP:
+                assert entry.script is not None
+                commands.append(("EVALSHA", entry.script.sha, 1, entry.key, *entry.args))
+                scripts.append(entry.script)
+            else:
+                commands += entry.commands
+                scripts += entry.scripts
         try:
-            replies = await self._execute(batch)
+            replies = await self._execute(commands)
             if any(isinstance(r, NoScriptError) for r in replies):
-                replies = await self._resend_unloaded(batch, replies)
+                replies = await self._resend_unloaded(commands, scripts, replies)
         except BaseException as exc:
             error = exc if isinstance(exc, Exception) else ConnectionError("batch cancelled")
             for entry in batch:
-                entry.settle(error)
+                entry.fail(error)
             if not isinstance(exc, Exception):
                 raise
             return
-        for entry, reply in zip(batch, replies, strict=True):
-            entry.settle(reply)
+        at = 0
+        for entry in batch:
+            if entry.kind == _STEPS:
+                end = at + len(entry.commands)
+                entry.settle_steps(replies[at:end])
+                at = end
+            else:
+                entry.settle(replies[at])
+                at += 1
 
-    async def _execute(self, batch: list[_Entry]) -> list[Any]:
-        """Write the batch on one pooled connection and read its replies, raw (an error
-        reply is its exception, in its place). No client-side reply parsing: HGETALL
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Write the commands on one pooled connection and read their replies, raw (an
+        error reply is its exception, in its place). No client-side reply parsing: HGETALL
         answers a flat list, TIME two strings, SET ``b"OK"`` or None."""
-        commands = [
-            tuple(entry.args)
-            if entry.script is None
-            else ("EVALSHA", entry.script.sha, entry.numkeys, entry.key, *entry.args)
-            for entry in batch
-        ]
         # Packed here by hiredis in one C call per command: the client's own packing
         # encodes every argument in Python first, the larger part of a batch's cost.
         try:
@@ -241,12 +314,17 @@ class ScriptBatcher:
             await pool.release(connection)
         return replies
 
-    async def _resend_unloaded(self, batch: list[_Entry], replies: list[Any]) -> list[Any]:
+    async def _resend_unloaded(
+        self,
+        commands: list[tuple[Any, ...]],
+        scripts: list[AsyncScript | None],
+        replies: list[Any],
+    ) -> list[Any]:
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        scripts = {script.sha: script for i in missing if (script := batch[i].script) is not None}
-        for script in scripts.values():
+        loads = {script.sha: script for i in missing if (script := scripts[i]) is not None}
+        for script in loads.values():
             await self._redis.script_load(script.script)
-        again = await self._execute([batch[i] for i in missing])
+        again = await self._execute([commands[i] for i in missing])
         merged = list(replies)
         for index, reply in zip(missing, again, strict=True):
             merged[index] = reply

@@ -68,7 +68,6 @@ future, one reply item.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,7 +81,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import Conflict, Unprocessable
 from livecast.ids import is_sku
 from livecast.inventory._private import text as _text
-from livecast.inventory.batch import ScriptBatcher
+from livecast.inventory.batch import ScriptBatcher, Steps
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.redisdb import KeySpace, load_lua
@@ -366,6 +365,10 @@ class Reservations:
         reply = await self.batcher.call(
             self._commit, (self.base(sku), hold_id, txn, self._retention_arg)
         )
+        return self._committed(sku, hold_id, txn, reply)
+
+    def _committed(self, sku: str, hold_id: str, txn: str, reply: Any) -> Hold:
+        """The hold ``commit.lua`` answered for; raises its refusal."""
         status = reply[0]
         if status != b"ok":
             raise_for_status(status.decode(), f"{sku}/{hold_id}", state=_text(reply[1]))
@@ -401,13 +404,12 @@ class Reservations:
             raise Unprocessable("a hold is listed twice", code=ErrorCode.INVALID_FIELD)
         for ref in refs:
             self._check_ref(ref.sku, ref.hold_id)
+        # Each phase is one entry of the batch: one future for all of a cart's holds.
         window = str(self._prepare_ms)
-        replies = await asyncio.gather(
-            *(
-                self.batcher.call(self._prepare, (self.base(r.sku), r.hold_id, txn, window))
-                for r in refs
-            )
-        )
+        prepares = Steps()
+        for ref in refs:
+            prepares.call(self._prepare, (self.base(ref.sku), ref.hold_id, txn, window))
+        replies = await self.batcher.send(prepares)
         failed = [
             {
                 "sku": ref.sku,
@@ -429,7 +431,14 @@ class Reservations:
                 code=ErrorCode.COMMIT_FAILED,
                 failed=failed,
             )
-        return list(await asyncio.gather(*(self._commit_one(r.sku, r.hold_id, txn) for r in refs)))
+        commits = Steps()
+        for ref in refs:
+            commits.call(self._commit, (self.base(ref.sku), ref.hold_id, txn, self._retention_arg))
+        replies = await self.batcher.send(commits)
+        return [
+            self._committed(ref.sku, ref.hold_id, txn, reply)
+            for ref, reply in zip(refs, replies, strict=True)
+        ]
 
     async def decision(self, txn: str) -> str | None:
         """The recorded outcome of ``txn`` (``commit`` or ``abort``), or None if undecided."""
@@ -451,21 +460,19 @@ class Reservations:
     async def _decide(self, txn: str, outcome: str) -> str:
         """Record ``outcome`` for ``txn`` unless one is recorded; return the one that holds."""
         key = self.txn_key(txn)
-        # One round trip: the GET, queued with the SET, reads the winner when ours lost.
-        written, recorded = await asyncio.gather(
-            self.batcher.command("SET", key, outcome, "NX", "PX", self._retention_ms),
-            self.batcher.command("GET", key),
+        # One round trip: the GET, sent right behind the SET, reads the winner when ours lost.
+        written, recorded = await self.batcher.send(
+            Steps().command("SET", key, outcome, "NX", "PX", self._retention_ms).command("GET", key)
         )
         if written:
             return outcome
-        if recorded is None:  # sent in another batch than the SET: read it again
-            recorded = await self.batcher.command("GET", key)
         return _text(recorded) if recorded is not None else outcome
 
     async def _abort_all(self, refs: Sequence[HoldRef], txn: str) -> None:
-        await asyncio.gather(
-            *(self.batcher.call(self._abort, (self.base(r.sku), r.hold_id, txn)) for r in refs)
-        )
+        aborts = Steps()
+        for ref in refs:
+            aborts.call(self._abort, (self.base(ref.sku), ref.hold_id, txn))
+        await self.batcher.send(aborts)
 
     async def settle_stuck(self, sku: str, hold_id: str, txn: str) -> str:
         """Finish a commit whose coordinator went away: apply (or record) its decision."""
@@ -512,19 +519,21 @@ class Reservations:
         raw: list[Any] = await self.batcher.command(
             "HMGET", self.base(sku) + ":hold:" + hold_id, *_HOLD_FIELDS
         )
-        if raw[0] is None:
-            return None
-        return Hold(
-            sku=sku,
-            hold_id=hold_id,
-            state=HoldState(_text(raw[0])),
-            qty=int(raw[1]),
-            price=Money(amount_minor=int(raw[4]), currency=_text(raw[5])),
-            deal_id=_text(raw[6]) or None,
-            expires_at_ms=int(raw[3]),
-            txn=_text(raw[7]) if raw[7] is not None else "",
-            title=_text(raw[8]) if raw[8] is not None else "",
-        )
+        return _hold_from_fields(sku, hold_id, raw)
+
+    async def get_holds(self, refs: Sequence[HoldRef]) -> list[Hold | None]:
+        """Several holds (None for each that does not exist), read in one entry of the batch."""
+        reads = Steps()
+        for ref in refs:
+            if is_sku(ref.sku) and _HOLD_ID.match(ref.hold_id):
+                reads.command("HMGET", self.base(ref.sku) + ":hold:" + ref.hold_id, *_HOLD_FIELDS)
+        raws = iter(await self.batcher.send(reads) if reads else ())
+        return [
+            _hold_from_fields(ref.sku, ref.hold_id, next(raws))
+            if is_sku(ref.sku) and _HOLD_ID.match(ref.hold_id)
+            else None
+            for ref in refs
+        ]
 
     async def stock(self, sku: str) -> StockLevels | None:
         raw: list[Any] = await self._redis.hmget(
@@ -544,3 +553,20 @@ class Reservations:
         self.dirty_skus.setdefault(sku, 0)
         if hold is not None and hold.deal_id:
             self.dirty_deals[hold.deal_id] = sku
+
+
+def _hold_from_fields(sku: str, hold_id: str, raw: list[Any]) -> Hold | None:
+    """A hold from the values of ``_HOLD_FIELDS`` (HMGET), or None if it does not exist."""
+    if raw[0] is None:
+        return None
+    return Hold(
+        sku=sku,
+        hold_id=hold_id,
+        state=HoldState(_text(raw[0])),
+        qty=int(raw[1]),
+        price=Money(amount_minor=int(raw[4]), currency=_text(raw[5])),
+        deal_id=_text(raw[6]) or None,
+        expires_at_ms=int(raw[3]),
+        txn=_text(raw[7]) if raw[7] is not None else "",
+        title=_text(raw[8]) if raw[8] is not None else "",
+    )
