@@ -163,7 +163,13 @@ class SalesStats:
         ``by_source``: (source, units, amount) of its lines bought elsewhere than live.
         Queued in the loop tick's batch."""
         steps = self.add_count_order(
-            Steps(), stream_id, order_id, units=units, amount=amount, buyer_id=buyer_id
+            Steps(),
+            stream_id,
+            order_id,
+            units=units,
+            amount=amount,
+            buyer_id=buyer_id,
+            by_source=by_source,
         )
         return self._batcher.send(steps)
 
@@ -176,6 +182,7 @@ class SalesStats:
         units: int,
         amount: Money,
         buyer_id: str,
+        by_source: list[tuple[str, int, int]] = [],  # noqa: B006 (never changed)
     ) -> Steps:
         """Add :meth:`count_order` to a request's steps."""
         return steps.call(
