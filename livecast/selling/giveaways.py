@@ -385,6 +385,20 @@ class Giveaways:
             await self._redis.zrem(self.due_key, giveaway_id)
         return None
 
+    async def draw_for_stream(self, stream_id: str) -> Giveaway | None:
+        """Draw the stream's running giveaway now (its stream ended; with no entry, the
+        unit returns to stock); the giveaway if this call drew it, else None."""
+        found = await self._redis.get(self.stream_key(stream_id))
+        if found is None:
+            return None
+        giveaway = await self.find(text(found))
+        if giveaway is None or giveaway.state is not GiveawayState.RUNNING:
+            return None
+        try:
+            return await self.draw(giveaway.id)
+        except Conflict:
+            return None  # drawn or cancelled meanwhile, by another call
+
     async def _settle(self, sku: str, giveaway_id: str, *, counted: bool) -> Giveaway:
         """After the draw: the prize order (idempotent by its id), then the announcement
         (at most once: it is marked first), then off the due set."""

@@ -447,6 +447,21 @@ class GroupBuys:
         await self.settle(groupbuy_id)
         return await self.get(groupbuy_id)
 
+    async def end_for_stream(self, stream_id: str) -> GroupBuyState | None:
+        """Close the stream's running group buy now (its stream ended) and settle it, as
+        its end time would: captured at the price reached if it met its minimum, else
+        voided. The state it closed to if this call closed it, else None."""
+        found = await self._redis.get(self.stream_key(stream_id))
+        if found is None:
+            return None
+        groupbuy = await self.find(text(found))
+        if groupbuy is None or groupbuy.state is not GroupBuyState.RUNNING:
+            return None
+        state = await self._close_one(groupbuy, only_if_due=False)
+        if state is not None:
+            await self.settle(groupbuy.id)
+        return state
+
     async def _close_one(self, fixed: GroupBuy, *, only_if_due: bool) -> GroupBuyState | None:
         base = self._reservations.base(fixed.sku)
         reply = await self._close(keys=[base], args=[fixed.id, "1" if only_if_due else "0"])

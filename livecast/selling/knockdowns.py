@@ -349,6 +349,21 @@ class Knockdowns:
             raise_for_status("knockdown_ended", knockdown_id, knockdown_id=knockdown_id)
         return await self._ended(knockdown_id, KnockdownState.ENDED)
 
+    async def end_for_stream(self, stream_id: str) -> Knockdown | None:
+        """End the stream's running knock-down now (its stream ended; the units left
+        return to stock); the knock-down if this call ended it, else None."""
+        found = await self._redis.get(self.stream_key(stream_id))
+        if found is None:
+            return None
+        knockdown = await self.find(text(found))
+        if knockdown is None or knockdown.state is not KnockdownState.RUNNING:
+            return None
+        base = self._reservations.base(knockdown.sku)
+        reply = await self._end(keys=[base], args=[knockdown.id, "0"])
+        if _moved(text(reply[0])) is None:
+            return None
+        return await self._ended(knockdown.id, KnockdownState.ENDED)
+
     async def _ended(self, knockdown_id: str, state: KnockdownState) -> Knockdown:
         knockdown = await self.get(knockdown_id)
         await self._redis.zrem(self.due_key, knockdown_id)

@@ -227,6 +227,14 @@ class Polls:
             return None
         return await self._move(text(stream), poll_id, PollState.CLOSED, due=True)
 
+    async def close_for_stream(self, stream_id: str) -> Poll | None:
+        """Close the stream's running poll now (its stream ended; the tally stands); the
+        closed poll if this call closed it (exactly one call does), else None."""
+        found = await self._redis.get(self.base(stream_id) + ":current")
+        if found is None:
+            return None
+        return await self._move(stream_id, text(found), PollState.CLOSED, due=False)
+
     async def _move(
         self, stream_id: str, poll_id: str, target: PollState, *, due: bool
     ) -> Poll | None:
