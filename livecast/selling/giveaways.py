@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,6 +85,7 @@ from livecast.selling.giveaway_types import (
 )
 from livecast.selling.prizes import Prize, PrizeOrders
 from livecast.streams.registry import StreamRegistry
+from livecast.timeline import Moment, MomentKind, Timeline
 
 __all__ = ["GiveawayCounters", "Giveaways", "seed_commitment", "winner_index"]
 
@@ -153,7 +155,9 @@ class Giveaways:
         follows: Follows,
         events: EventPublisher,
         counters: GiveawayCounters | None = None,
+        timeline: Timeline,
     ) -> None:
+        self._timeline = timeline
         self._redis = redis
         self._keys = keys
         self._reservations = reservations
@@ -257,8 +261,12 @@ class Giveaways:
             await pipe.execute()
         self._reservations.dirty_skus.setdefault(sku, 0)
         giveaway = await self.get(giveaway_id)
+        media = await self._timeline.media_now(stream_id)
         await self._events.set_state(
-            "giveaway", giveaway, GiveawayStarted(stream=stream_id, data=giveaway)
+            "giveaway",
+            giveaway,
+            GiveawayStarted(stream=stream_id, data=giveaway, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GIVEAWAY_STARTED, giveaway, media),
         )
         if self._counters is not None:
             self._counters.started()
@@ -436,8 +444,12 @@ class Giveaways:
         return order.id
 
     async def _announce(self, giveaway: Giveaway) -> None:
+        # at its end time (the sweep comes a moment later), or when the host drew it
+        media = await self._timeline.media_now(giveaway.stream_id, at_ms=giveaway.drawn_at_ms)
         await self._events.clear_state(
-            "giveaway", GiveawayDrawn(stream=giveaway.stream_id, data=giveaway)
+            "giveaway",
+            GiveawayDrawn(stream=giveaway.stream_id, data=giveaway, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GIVEAWAY_DRAWN, giveaway, media),
         )
         if giveaway.state is not GiveawayState.DRAWN:
             return
@@ -466,12 +478,29 @@ class Giveaways:
         await self._redis.zrem(self.due_key, giveaway_id)
         self._reservations.dirty_skus.setdefault(sku, 0)
         giveaway = await self.get(giveaway_id)
+        media = await self._timeline.media_now(giveaway.stream_id)
         await self._events.clear_state(
-            "giveaway", GiveawayCancelled(stream=giveaway.stream_id, data=giveaway)
+            "giveaway",
+            GiveawayCancelled(stream=giveaway.stream_id, data=giveaway, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GIVEAWAY_CANCELLED, giveaway, media),
         )
         if self._counters is not None:
             self._counters.ended(giveaway)
         return giveaway
+
+    def _on_timeline(
+        self, kind: MomentKind, giveaway: Giveaway, media_time_ms: int | None
+    ) -> Callable[[Any], object]:
+        """The giveaway's entry on its stream's timeline, for the event's MULTI."""
+        moment = Moment(
+            kind=kind,
+            media_time_ms=media_time_ms,
+            sku=giveaway.sku,
+            giveaway_id=giveaway.id,
+            title=giveaway.title,
+            state=None if giveaway.state is GiveawayState.RUNNING else giveaway.state.value,
+        )
+        return self._timeline.appending(giveaway.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
         found: list[Any] = await self._redis.zrangebyscore(

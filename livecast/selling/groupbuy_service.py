@@ -27,6 +27,7 @@ from livecast.selling.groupbuy_types import GroupBuyState
 from livecast.selling.groupbuys import GroupBuys
 from livecast.selling.stream_end import EndedStreams
 from livecast.streams.registry import Stream, StreamState
+from livecast.timeline import TIMELINE
 
 __all__ = ["GROUPBUYS", "groupbuys_ctx", "sweep_groupbuys"]
 
@@ -121,6 +122,7 @@ async def groupbuys_ctx(app: web.Application) -> AsyncIterator[None]:
         webhooks=cart.webhooks,
         events=app[EVENTS],
         counters=_Counters(app[METRICS]),
+        timeline=app[TIMELINE],
     )
     app[GROUPBUYS] = groupbuys
     stopping = asyncio.Event()

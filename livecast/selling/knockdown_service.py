@@ -26,6 +26,7 @@ from livecast.selling.knockdown_types import KnockdownState
 from livecast.selling.knockdowns import Knockdowns
 from livecast.selling.stream_end import EndedStreams
 from livecast.streams.registry import Stream, StreamState
+from livecast.timeline import TIMELINE
 
 __all__ = ["KNOCKDOWNS", "knockdowns_ctx", "sweep_knockdowns"]
 
@@ -120,6 +121,7 @@ async def knockdowns_ctx(app: web.Application) -> AsyncIterator[None]:
         carts=app[CART].carts,
         events=app[EVENTS],
         counters=_Counters(app[METRICS]),
+        timeline=app[TIMELINE],
     )
     app[KNOCKDOWNS] = knockdowns
     stopping = asyncio.Event()

@@ -243,7 +243,13 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             _Counters(app[METRICS]),
             timeline=app[TIMELINE],
         ),
-        polls=Polls(app[REDIS], app[KEYS], app[EVENTS], _PollCounters(app[METRICS])),
+        polls=Polls(
+            app[REDIS],
+            app[KEYS],
+            app[EVENTS],
+            _PollCounters(app[METRICS]),
+            timeline=app[TIMELINE],
+        ),
         giveaways=Giveaways(
             app[REDIS],
             app[KEYS],
@@ -261,6 +267,7 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             follows=follows,
             events=app[EVENTS],
             counters=_GiveawayCounters(app[METRICS]),
+            timeline=app[TIMELINE],
         ),
         follows=follows,
     )
