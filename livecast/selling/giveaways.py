@@ -45,6 +45,10 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
     <prefix>stream:<id>:giveaway            string: the stream's latest giveaway id
     <prefix>stream:<id>:giveaways           sorted set: the stream's giveaway ids by start
     <prefix>stream:<id>:giveaway-starting   string, for a moment: a start is under way
+
+A giveaway's start, draw and cancel carry ``media_time_ms`` and go on the stream's
+timeline (:mod:`livecast.timeline`); entry counts are live counters. Ending the stream
+draws its running giveaway (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations

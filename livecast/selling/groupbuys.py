@@ -41,6 +41,7 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
                                              n: name, at: joined ms}
     <prefix>{sku:S}:groupbuy:<id>:keys       hash: "<user> <key>" -> the join's payment id
     <prefix>{sku:S}:groupbuy:<id>:settling   string, for a moment: a node settles it
+    <prefix>{sku:S}:groupbuy:<id>:shown      string: the price last on the timeline (7 days)
     <prefix>groupbuys:sku                    hash: group buy id -> SKU
     <prefix>groupbuys:due                    sorted set: ids to close (by end time) or
                                              to settle (closed, not yet finished)
@@ -51,6 +52,10 @@ Events on the stream's channel, each carrying the server's clock: :class:`GroupB
 :class:`GroupBuyUpdated` (members, price, next tier, how many more it needs),
 :class:`GroupBuyEnded`. The running group buy is the stream's ``groupbuy`` state slot
 (the hello's ``state.groupbuy``).
+
+A group buy's start, updates and close carry ``media_time_ms``; its start, close and
+each change of price go on the stream's timeline (:mod:`livecast.timeline`). Ending the
+stream closes and settles its running group buy (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations

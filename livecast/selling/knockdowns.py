@@ -24,6 +24,7 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
     <prefix>{sku:S}:knockdown:<id>          hash: the knock-down (state, price, counts)
     <prefix>{sku:S}:knockdown:<id>:buyers   hash: user -> units bought
     <prefix>{sku:S}:knockdown:<id>:keys     hash: "<user> <key>" -> the buy's answer
+    <prefix>{sku:S}:knockdown:<id>:shown    string: the price last on the timeline (7 days)
     <prefix>knockdowns:sku                  hash: knock-down id -> SKU
     <prefix>knockdowns:due                  sorted set: running ids by their next step
                                             or deadline, whichever comes first
@@ -34,6 +35,10 @@ Events on the stream's channel, each carrying the server's clock:
 :class:`KnockdownStarted`, :class:`KnockdownUpdated` (price drops and buys at once, taps
 coalesced per node), :class:`KnockdownEnded`. The running knock-down is the stream's
 ``knockdown`` state slot (the hello's ``state.knockdown``).
+
+A knock-down's start, updates and end carry ``media_time_ms``; its start, end and each
+price drop go on the stream's timeline (:mod:`livecast.timeline`). Ending the stream ends
+its running knock-down (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ sweep drops.
 Events on the stream's channel: :class:`PollStarted`, :class:`PollTotals`,
 :class:`PollClosed` (the final tally), :class:`PollCancelled`. The running poll is the
 stream's ``poll`` state slot (the hello's ``state.poll``).
+
+A poll's start, close and cancel carry ``media_time_ms`` and go on the stream's
+timeline (:mod:`livecast.timeline`); totals are live counters. Ending the stream closes
+its running poll (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations
