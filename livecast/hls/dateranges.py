@@ -12,12 +12,19 @@ Date ranges (``CLASS``, ``ID``, the ``X-`` attributes)::
     com.livecast.pin      pin-<entry id>     X-SKU X-TITLE X-PRICE-MINOR X-CURRENCY [X-DEAL-ID]
     com.livecast.deal     deal-<deal id>     X-SKU X-TITLE X-PRICE-MINOR X-CURRENCY X-DEAL-ID
     com.livecast.auction  auction-<id>       X-SKU X-TITLE X-PRICE-MINOR X-CURRENCY X-AUCTION-ID
+    com.livecast.poll     poll-<id>          X-TITLE (the question) X-POLL-ID
+    com.livecast.giveaway giveaway-<id>      X-SKU X-TITLE X-GIVEAWAY-ID
+    com.livecast.groupbuy groupbuy-<id>      X-SKU X-TITLE X-PRICE-MINOR X-CURRENCY X-GROUPBUY-ID
+    com.livecast.knockdown knockdown-<id>    X-SKU X-TITLE X-PRICE-MINOR X-CURRENCY X-KNOCKDOWN-ID
 
-``START-DATE`` is the media time of the pin, the deal's start, the auction's start;
-``END-DATE`` is added once the range ends (the next pin or an unpin; the deal's or the
-auction's end), with the same ``ID`` and the same other attributes, as RFC 8216bis
-allows. Stock and deal numbers are live counters: the players get them from the live
-events, not from the playlist. Entries without media time (no media then) have no range.
+``START-DATE`` is the media time of the pin, or of the start of the deal or selling
+format; ``END-DATE`` is added once the range ends (the next pin or an unpin; the deal's
+or the format's end: an auction's end or cancel, a poll's close or cancel, a giveaway's
+draw or cancel, a group buy's close, a knock-down's end), with the same ``ID`` and the
+same other attributes, as RFC 8216bis allows (so a group buy's or knock-down's price
+is the one it started at). Stock, deal numbers, bids, votes, entries, members and
+knock-down prices are live counters: the players get them from the live events, not
+from the playlist. Entries without media time (no media then) have no range.
 
 A range is listed while it is open or ends within the playlist's window (at or after
 its first segment's program date time). ``X-TITLE`` is a quoted-string: a ``"`` in a
@@ -110,6 +117,65 @@ class DateRange:
         return self.start_ms if self.end_ms is None else max(self.start_ms, self.end_ms)
 
 
+@dataclass(frozen=True, slots=True)
+class _Format:
+    """A selling format's date range: its class, and the timeline kinds that open and
+    close it."""
+
+    cls: str
+    prefix: str
+    starts: MomentKind
+    ends: frozenset[MomentKind]
+
+
+_FORMATS: Final = (
+    _Format(
+        "com.livecast.auction",
+        "auction",
+        MomentKind.AUCTION_STARTED,
+        frozenset({MomentKind.AUCTION_ENDED, MomentKind.AUCTION_CANCELLED}),
+    ),
+    _Format(
+        "com.livecast.poll",
+        "poll",
+        MomentKind.POLL_STARTED,
+        frozenset({MomentKind.POLL_CLOSED, MomentKind.POLL_CANCELLED}),
+    ),
+    _Format(
+        "com.livecast.giveaway",
+        "giveaway",
+        MomentKind.GIVEAWAY_STARTED,
+        frozenset({MomentKind.GIVEAWAY_DRAWN, MomentKind.GIVEAWAY_CANCELLED}),
+    ),
+    _Format(
+        "com.livecast.groupbuy",
+        "groupbuy",
+        MomentKind.GROUPBUY_STARTED,
+        frozenset({MomentKind.GROUPBUY_ENDED}),
+    ),
+    _Format(
+        "com.livecast.knockdown",
+        "knockdown",
+        MomentKind.KNOCKDOWN_STARTED,
+        frozenset({MomentKind.KNOCKDOWN_ENDED}),
+    ),
+)
+_STARTS: Final = {f.starts: f for f in _FORMATS}
+_ENDS: Final = {kind: f for f in _FORMATS for kind in f.ends}
+
+
+def _format_id(entry: TimelineEntry, prefix: str) -> str | None:
+    ids = {
+        "auction": entry.auction_id,
+        "poll": entry.poll_id,
+        "giveaway": entry.giveaway_id,
+        "groupbuy": entry.groupbuy_id,
+        "knockdown": entry.knockdown_id,
+    }
+    found = ids[prefix]
+    return None if found is None else f"{prefix}-{found}"
+
+
 @dataclass(slots=True)
 class DateRanges:
     """One stream's date ranges, fed its timeline entries in order (:meth:`add`)."""
@@ -133,10 +199,15 @@ class DateRanges:
             self._start(f"deal-{entry.deal_id}", "com.livecast.deal", at, entry)
         elif kind is MomentKind.DEAL_ENDED:
             self._end(f"deal-{entry.deal_id}", at if at is not None else entry.at_ms)
-        elif kind is MomentKind.AUCTION_STARTED and at is not None:
-            self._start(f"auction-{entry.auction_id}", "com.livecast.auction", at, entry)
-        elif kind in (MomentKind.AUCTION_ENDED, MomentKind.AUCTION_CANCELLED):
-            self._end(f"auction-{entry.auction_id}", at if at is not None else entry.at_ms)
+        elif kind in _STARTS:
+            started = _STARTS[kind]
+            range_id = _format_id(entry, started.prefix)
+            if at is not None and range_id is not None:
+                self._start(range_id, started.cls, at, entry)
+        elif kind in _ENDS:
+            range_id = _format_id(entry, _ENDS[kind].prefix)
+            if range_id is not None:
+                self._end(range_id, at if at is not None else entry.at_ms)
 
     def _start(self, range_id: str, cls: str, at: int, entry: TimelineEntry) -> None:
         attributes = []
@@ -149,8 +220,15 @@ class DateRanges:
             attributes.append(f'X-CURRENCY="{_quoted(entry.price.currency)}"')
         if entry.deal_id is not None:
             attributes.append(f'X-DEAL-ID="{_quoted(entry.deal_id)}"')
-        if entry.auction_id is not None:
-            attributes.append(f'X-AUCTION-ID="{_quoted(entry.auction_id)}"')
+        for name, value in (
+            ("X-AUCTION-ID", entry.auction_id),
+            ("X-POLL-ID", entry.poll_id),
+            ("X-GIVEAWAY-ID", entry.giveaway_id),
+            ("X-GROUPBUY-ID", entry.groupbuy_id),
+            ("X-KNOCKDOWN-ID", entry.knockdown_id),
+        ):
+            if value is not None:
+                attributes.append(f'{name}="{_quoted(value)}"')
         rendered = "".join("," + a for a in attributes)
         self.ranges.setdefault(range_id, DateRange(range_id, cls, at, rendered))
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import msgspec
 
 from livecast.events import Event
+from livecast.timeline import MediaTimeMs
 
 __all__ = [
     "Eligibility",
@@ -103,6 +104,7 @@ class GiveawayStarted(Event, tag="giveaway.started", frozen=True, kw_only=True):
     ``giveaway`` state slot holds it until it ends)."""
 
     data: Giveaway
+    media_time_ms: MediaTimeMs = None
 
 
 class GiveawayEntriesData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -123,12 +125,14 @@ class GiveawayDrawn(Event, tag="giveaway.drawn", frozen=True, kw_only=True):
     unit went back to stock)."""
 
     data: Giveaway
+    media_time_ms: MediaTimeMs = None
 
 
 class GiveawayCancelled(Event, tag="giveaway.cancelled", frozen=True, kw_only=True):
     """The host cancelled the giveaway; the unit went back to stock."""
 
     data: Giveaway
+    media_time_ms: MediaTimeMs = None
 
 
 class EntryResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -45,6 +45,10 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
     <prefix>stream:<id>:giveaway            string: the stream's latest giveaway id
     <prefix>stream:<id>:giveaways           sorted set: the stream's giveaway ids by start
     <prefix>stream:<id>:giveaway-starting   string, for a moment: a start is under way
+
+A giveaway's start, draw and cancel carry ``media_time_ms`` and go on the stream's
+timeline (:mod:`livecast.timeline`); entry counts are live counters. Ending the stream
+draws its running giveaway (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,6 +89,7 @@ from livecast.selling.giveaway_types import (
 )
 from livecast.selling.prizes import Prize, PrizeOrders
 from livecast.streams.registry import StreamRegistry
+from livecast.timeline import Moment, MomentKind, Timeline
 
 __all__ = ["GiveawayCounters", "Giveaways", "seed_commitment", "winner_index"]
 
@@ -153,7 +159,9 @@ class Giveaways:
         follows: Follows,
         events: EventPublisher,
         counters: GiveawayCounters | None = None,
+        timeline: Timeline,
     ) -> None:
+        self._timeline = timeline
         self._redis = redis
         self._keys = keys
         self._reservations = reservations
@@ -257,8 +265,12 @@ class Giveaways:
             await pipe.execute()
         self._reservations.dirty_skus.setdefault(sku, 0)
         giveaway = await self.get(giveaway_id)
+        media = await self._timeline.media_now(stream_id)
         await self._events.set_state(
-            "giveaway", giveaway, GiveawayStarted(stream=stream_id, data=giveaway)
+            "giveaway",
+            giveaway,
+            GiveawayStarted(stream=stream_id, data=giveaway, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GIVEAWAY_STARTED, giveaway, media),
         )
         if self._counters is not None:
             self._counters.started()
@@ -385,6 +397,20 @@ class Giveaways:
             await self._redis.zrem(self.due_key, giveaway_id)
         return None
 
+    async def draw_for_stream(self, stream_id: str) -> Giveaway | None:
+        """Draw the stream's running giveaway now (its stream ended; with no entry, the
+        unit returns to stock); the giveaway if this call drew it, else None."""
+        found = await self._redis.get(self.stream_key(stream_id))
+        if found is None:
+            return None
+        giveaway = await self.find(text(found))
+        if giveaway is None or giveaway.state is not GiveawayState.RUNNING:
+            return None
+        try:
+            return await self.draw(giveaway.id)
+        except Conflict:
+            return None  # drawn or cancelled meanwhile, by another call
+
     async def _settle(self, sku: str, giveaway_id: str, *, counted: bool) -> Giveaway:
         """After the draw: the prize order (idempotent by its id), then the announcement
         (at most once: it is marked first), then off the due set."""
@@ -422,8 +448,12 @@ class Giveaways:
         return order.id
 
     async def _announce(self, giveaway: Giveaway) -> None:
+        # at its end time (the sweep comes a moment later), or when the host drew it
+        media = await self._timeline.media_now(giveaway.stream_id, at_ms=giveaway.drawn_at_ms)
         await self._events.clear_state(
-            "giveaway", GiveawayDrawn(stream=giveaway.stream_id, data=giveaway)
+            "giveaway",
+            GiveawayDrawn(stream=giveaway.stream_id, data=giveaway, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GIVEAWAY_DRAWN, giveaway, media),
         )
         if giveaway.state is not GiveawayState.DRAWN:
             return
@@ -452,12 +482,29 @@ class Giveaways:
         await self._redis.zrem(self.due_key, giveaway_id)
         self._reservations.dirty_skus.setdefault(sku, 0)
         giveaway = await self.get(giveaway_id)
+        media = await self._timeline.media_now(giveaway.stream_id)
         await self._events.clear_state(
-            "giveaway", GiveawayCancelled(stream=giveaway.stream_id, data=giveaway)
+            "giveaway",
+            GiveawayCancelled(stream=giveaway.stream_id, data=giveaway, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GIVEAWAY_CANCELLED, giveaway, media),
         )
         if self._counters is not None:
             self._counters.ended(giveaway)
         return giveaway
+
+    def _on_timeline(
+        self, kind: MomentKind, giveaway: Giveaway, media_time_ms: int | None
+    ) -> Callable[[Any], object]:
+        """The giveaway's entry on its stream's timeline, for the event's MULTI."""
+        moment = Moment(
+            kind=kind,
+            media_time_ms=media_time_ms,
+            sku=giveaway.sku,
+            giveaway_id=giveaway.id,
+            title=giveaway.title,
+            state=None if giveaway.state is GiveawayState.RUNNING else giveaway.state.value,
+        )
+        return self._timeline.appending(giveaway.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
         found: list[Any] = await self._redis.zrangebyscore(

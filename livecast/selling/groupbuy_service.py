@@ -18,13 +18,16 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS
+from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
 from livecast.cart.service import CART
 from livecast.inventory.money import Money
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS, Metrics
 from livecast.selling.groupbuy_types import GroupBuyState
 from livecast.selling.groupbuys import GroupBuys
+from livecast.selling.stream_end import EndedStreams
+from livecast.streams.registry import Stream, StreamState
+from livecast.timeline import TIMELINE
 
 __all__ = ["GROUPBUYS", "groupbuys_ctx", "sweep_groupbuys"]
 
@@ -80,10 +83,25 @@ async def sweep_groupbuys(groupbuys: GroupBuys) -> int:
     return moved
 
 
-async def _sweep(groupbuys: GroupBuys, interval_s: float, stopping: asyncio.Event) -> None:
+async def end_for_stream(groupbuys: GroupBuys, stream_id: str) -> None:
+    """End the running one of a stream that ended (see :mod:`livecast.selling.stream_end`)."""
+    try:
+        await groupbuys.end_for_stream(stream_id)
+    except Exception:
+        log.exception("could not end the group buy of ended stream %s", stream_id)
+
+
+async def _sweep(
+    groupbuys: GroupBuys, ended: EndedStreams, interval_s: float, stopping: asyncio.Event
+) -> None:
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval_s)
+        try:
+            for stream_id in await ended.since_last():
+                await end_for_stream(groupbuys, stream_id)
+        except Exception:
+            log.exception("ended streams sweep failed; retrying next interval")
         try:
             await sweep_groupbuys(groupbuys)
         except Exception:
@@ -104,11 +122,21 @@ async def groupbuys_ctx(app: web.Application) -> AsyncIterator[None]:
         webhooks=cart.webhooks,
         events=app[EVENTS],
         counters=_Counters(app[METRICS]),
+        timeline=app[TIMELINE],
     )
     app[GROUPBUYS] = groupbuys
     stopping = asyncio.Event()
     interval = app[SETTINGS].inventory.sweep_interval_s
-    task = asyncio.create_task(_sweep(groupbuys, interval, stopping), name="groupbuy-sweeper")
+
+    async def on_stream_state(stream: Stream, previous: StreamState) -> None:
+        if stream.state is StreamState.ENDED:
+            await end_for_stream(groupbuys, stream.id)
+
+    app[STREAMS].on_state_change(on_stream_state)
+    ended = EndedStreams(app[REDIS], app[KEYS])
+    task = asyncio.create_task(
+        _sweep(groupbuys, ended, interval, stopping), name="groupbuy-sweeper"
+    )
     try:
         yield
     finally:

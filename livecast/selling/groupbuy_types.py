@@ -11,6 +11,7 @@ import msgspec
 
 from livecast.events import Event
 from livecast.inventory.money import Money
+from livecast.timeline import MediaTimeMs
 
 __all__ = [
     "GroupBuy",
@@ -129,6 +130,7 @@ class GroupBuyStarted(Event, tag="groupbuy.started", frozen=True, kw_only=True):
     """A group buy opened (the stream's ``groupbuy`` state slot holds it until it closes)."""
 
     data: GroupBuy
+    media_time_ms: MediaTimeMs = None
 
 
 class GroupBuyProgress(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -147,6 +149,7 @@ class GroupBuyUpdated(Event, tag="groupbuy.updated", frozen=True, kw_only=True):
     """A member joined or left."""
 
     data: GroupBuyProgress
+    media_time_ms: MediaTimeMs = None
 
 
 class GroupBuyEnded(Event, tag="groupbuy.ended", frozen=True, kw_only=True):
@@ -154,6 +157,7 @@ class GroupBuyEnded(Event, tag="groupbuy.ended", frozen=True, kw_only=True):
     ``price`` and gets an order) or ``voiding`` (it did not: nobody pays)."""
 
     data: GroupBuy
+    media_time_ms: MediaTimeMs = None
 
 
 class JoinResult(msgspec.Struct, frozen=True, kw_only=True):

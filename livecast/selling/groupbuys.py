@@ -41,6 +41,7 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
                                              n: name, at: joined ms}
     <prefix>{sku:S}:groupbuy:<id>:keys       hash: "<user> <key>" -> the join's payment id
     <prefix>{sku:S}:groupbuy:<id>:settling   string, for a moment: a node settles it
+    <prefix>{sku:S}:groupbuy:<id>:shown      string: the price last on the timeline (7 days)
     <prefix>groupbuys:sku                    hash: group buy id -> SKU
     <prefix>groupbuys:due                    sorted set: ids to close (by end time) or
                                              to settle (closed, not yet finished)
@@ -51,6 +52,10 @@ Events on the stream's channel, each carrying the server's clock: :class:`GroupB
 :class:`GroupBuyUpdated` (members, price, next tier, how many more it needs),
 :class:`GroupBuyEnded`. The running group buy is the stream's ``groupbuy`` state slot
 (the hello's ``state.groupbuy``).
+
+A group buy's start, updates and close carry ``media_time_ms``; its start, close and
+each change of price go on the stream's timeline (:mod:`livecast.timeline`). Ending the
+stream closes and settles its running group buy (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,6 +103,7 @@ from livecast.selling.groupbuy_types import (
     PriceTier,
 )
 from livecast.streams.registry import iso_time
+from livecast.timeline import Moment, MomentKind, ShownPrice, Timeline
 
 __all__ = ["GroupBuyCounters", "GroupBuys", "drop_stale_slot"]
 
@@ -105,6 +111,8 @@ log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 _ID_MAX = 64
 _SETTLE_LEASE_MS = 30_000
+# the price last put on the timeline, kept past any group buy's or knock-down's end
+_SHOWN_KEPT_S = 7 * 86_400
 
 
 class GroupBuyCounters(Protocol):
@@ -127,6 +135,14 @@ async def drop_stale_slot(
     raw: Any = await redis.hget(key, slot)
     if raw is not None and msgspec.msgpack.decode(raw).get("id") == owner_id:
         await redis.hdel(key, slot)
+
+
+async def price_changed(redis: aioredis.Redis, key: str, price: Money) -> bool:
+    """Whether ``price`` differs from the one last shown on the timeline under ``key``
+    (which it becomes): a format's price changes go on its stream's timeline once each,
+    whatever node announces them."""
+    shown: Any = await redis.set(key, price.amount_minor, get=True, ex=_SHOWN_KEPT_S)
+    return shown is None or int(shown) != price.amount_minor
 
 
 def _moved(status: str, source: GroupBuyState) -> GroupBuyState | None:
@@ -191,7 +207,9 @@ class GroupBuys:
         webhooks: WebhookDispatcher,
         events: EventPublisher,
         counters: GroupBuyCounters | None = None,
+        timeline: Timeline,
     ) -> None:
+        self._timeline = timeline
         self._redis = redis
         self._keys = keys
         self._reservations = reservations
@@ -296,8 +314,13 @@ class GroupBuys:
             await self._redis.delete(starting)
         self._reservations.dirty_skus.setdefault(sku, 0)
         groupbuy = await self.get(groupbuy_id)
+        await price_changed(self._redis, self._shown_key(groupbuy), groupbuy.price)
+        media = await self._timeline.media_now(stream_id)
         await self._events.set_state(
-            "groupbuy", groupbuy, GroupBuyStarted(stream=stream_id, data=groupbuy)
+            "groupbuy",
+            groupbuy,
+            GroupBuyStarted(stream=stream_id, data=groupbuy, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GROUPBUY_STARTED, groupbuy, media),
         )
         return groupbuy
 
@@ -420,15 +443,22 @@ class GroupBuys:
         )
         stream = fixed.stream_id
         encode = msgspec.msgpack.encode
+        media = await self._timeline.media_now(stream)
+        on_timeline = (
+            self._on_timeline(MomentKind.GROUPBUY_UPDATED, document, media)
+            if await price_changed(self._redis, self._shown_key(fixed), price)
+            else None
+        )
+        event = GroupBuyUpdated(stream=stream, data=data, media_time_ms=media)
         async with self._announcing, self._redis.pipeline(transaction=True) as pipe:
             if rev > self._announced.get(fixed.id, 0):
                 if len(self._announced) > 10_000:
                     self._announced.clear()
                 self._announced[fixed.id] = rev
                 pipe.hset(self._events.state_key(stream), "groupbuy", encode(document))
-            pipe.publish(
-                self._events.channel(stream), encode(GroupBuyUpdated(stream=stream, data=data))
-            )
+            pipe.publish(self._events.channel(stream), encode(event))
+            if on_timeline is not None:
+                on_timeline(pipe)
             await pipe.execute()
         # Closed meanwhile (another node): its close cleared the slot before this write.
         state = await self._redis.hget(self._key(fixed.sku, fixed.id), "state")
@@ -447,6 +477,21 @@ class GroupBuys:
         await self.settle(groupbuy_id)
         return await self.get(groupbuy_id)
 
+    async def end_for_stream(self, stream_id: str) -> GroupBuyState | None:
+        """Close the stream's running group buy now (its stream ended) and settle it, as
+        its end time would: captured at the price reached if it met its minimum, else
+        voided. The state it closed to if this call closed it, else None."""
+        found = await self._redis.get(self.stream_key(stream_id))
+        if found is None:
+            return None
+        groupbuy = await self.find(text(found))
+        if groupbuy is None or groupbuy.state is not GroupBuyState.RUNNING:
+            return None
+        state = await self._close_one(groupbuy, only_if_due=False)
+        if state is not None:
+            await self.settle(groupbuy.id)
+        return state
+
     async def _close_one(self, fixed: GroupBuy, *, only_if_due: bool) -> GroupBuyState | None:
         base = self._reservations.base(fixed.sku)
         reply = await self._close(keys=[base], args=[fixed.id, "1" if only_if_due else "0"])
@@ -460,12 +505,35 @@ class GroupBuys:
         # Settle at once (the entry stays until the settlement has finished).
         await self._redis.zadd(self.due_key, {fixed.id: 0})
         groupbuy = await self.get(fixed.id)
+        # at its end time (the sweep comes a moment later), or when it was ended
+        media = await self._timeline.media_now(groupbuy.stream_id, at_ms=groupbuy.ended_at_ms)
         await self._events.clear_state(
-            "groupbuy", GroupBuyEnded(stream=groupbuy.stream_id, data=groupbuy)
+            "groupbuy",
+            GroupBuyEnded(stream=groupbuy.stream_id, data=groupbuy, media_time_ms=media),
+            also=self._on_timeline(MomentKind.GROUPBUY_ENDED, groupbuy, media),
         )
         if self._counters is not None:
             self._counters.closed(state)
         return state
+
+    def _shown_key(self, fixed: GroupBuy) -> str:
+        return self._key(fixed.sku, fixed.id) + ":shown"
+
+    def _on_timeline(
+        self, kind: MomentKind, groupbuy: GroupBuy, media_time_ms: int | None
+    ) -> Callable[[Any], object]:
+        """The group buy's entry on its stream's timeline, for the event's MULTI."""
+        price = groupbuy.price
+        moment = Moment(
+            kind=kind,
+            media_time_ms=media_time_ms,
+            sku=groupbuy.sku,
+            groupbuy_id=groupbuy.id,
+            title=groupbuy.title,
+            price=ShownPrice(amount_minor=price.amount_minor, currency=price.currency),
+            state=None if groupbuy.state is GroupBuyState.RUNNING else groupbuy.state.value,
+        )
+        return self._timeline.appending(groupbuy.stream_id, moment)
 
     async def sweep_one(self, groupbuy_id: str) -> GroupBuyState | None:
         """What any node's sweep does with a due group buy: close it if its time is up,

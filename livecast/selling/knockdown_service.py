@@ -17,13 +17,16 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from livecast.aio import cancel_and_wait
-from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS
+from livecast.appkeys import EVENTS, KEYS, REDIS, SETTINGS, STREAMS
 from livecast.cart.service import CART
 from livecast.inventory.money import Money
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS, Metrics
 from livecast.selling.knockdown_types import KnockdownState
 from livecast.selling.knockdowns import Knockdowns
+from livecast.selling.stream_end import EndedStreams
+from livecast.streams.registry import Stream, StreamState
+from livecast.timeline import TIMELINE
 
 __all__ = ["KNOCKDOWNS", "knockdowns_ctx", "sweep_knockdowns"]
 
@@ -82,10 +85,25 @@ async def sweep_knockdowns(knockdowns: Knockdowns) -> int:
     return moved
 
 
-async def _sweep(knockdowns: Knockdowns, interval_s: float, stopping: asyncio.Event) -> None:
+async def end_for_stream(knockdowns: Knockdowns, stream_id: str) -> None:
+    """End the running one of a stream that ended (see :mod:`livecast.selling.stream_end`)."""
+    try:
+        await knockdowns.end_for_stream(stream_id)
+    except Exception:
+        log.exception("could not end the knock-down of ended stream %s", stream_id)
+
+
+async def _sweep(
+    knockdowns: Knockdowns, ended: EndedStreams, interval_s: float, stopping: asyncio.Event
+) -> None:
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval_s)
+        try:
+            for stream_id in await ended.since_last():
+                await end_for_stream(knockdowns, stream_id)
+        except Exception:
+            log.exception("ended streams sweep failed; retrying next interval")
         try:
             await sweep_knockdowns(knockdowns)
         except Exception:
@@ -103,12 +121,22 @@ async def knockdowns_ctx(app: web.Application) -> AsyncIterator[None]:
         carts=app[CART].carts,
         events=app[EVENTS],
         counters=_Counters(app[METRICS]),
+        timeline=app[TIMELINE],
     )
     app[KNOCKDOWNS] = knockdowns
     stopping = asyncio.Event()
     # Steps come on time to a fraction of a second; taps are sent a few times a second.
     interval = min(0.25, app[SETTINGS].inventory.sweep_interval_s)
-    task = asyncio.create_task(_sweep(knockdowns, interval, stopping), name="knockdown-sweeper")
+
+    async def on_stream_state(stream: Stream, previous: StreamState) -> None:
+        if stream.state is StreamState.ENDED:
+            await end_for_stream(knockdowns, stream.id)
+
+    app[STREAMS].on_state_change(on_stream_state)
+    ended = EndedStreams(app[REDIS], app[KEYS])
+    task = asyncio.create_task(
+        _sweep(knockdowns, ended, interval, stopping), name="knockdown-sweeper"
+    )
     try:
         yield
     finally:

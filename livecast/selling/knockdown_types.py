@@ -11,6 +11,7 @@ import msgspec
 
 from livecast.events import Event
 from livecast.inventory.money import Money
+from livecast.timeline import MediaTimeMs
 
 __all__ = [
     "Knockdown",
@@ -104,6 +105,7 @@ class KnockdownStarted(Event, tag="knockdown.started", frozen=True, kw_only=True
     """A knock-down opened (the stream's ``knockdown`` state slot holds it until it ends)."""
 
     data: Knockdown
+    media_time_ms: MediaTimeMs = None
 
 
 class KnockdownProgress(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -127,12 +129,14 @@ class KnockdownUpdated(Event, tag="knockdown.updated", frozen=True, kw_only=True
     a few updates a second at most)."""
 
     data: KnockdownProgress
+    media_time_ms: MediaTimeMs = None
 
 
 class KnockdownEnded(Event, tag="knockdown.ended", frozen=True, kw_only=True):
     """The knock-down ended: ``sold_out`` or ``ended`` (the host, or its deadline)."""
 
     data: Knockdown
+    media_time_ms: MediaTimeMs = None
 
 
 class KnockdownBuy(msgspec.Struct, frozen=True, kw_only=True):

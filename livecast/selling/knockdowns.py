@@ -24,6 +24,7 @@ Keys besides the SKU's own (:mod:`livecast.inventory.reserve`)::
     <prefix>{sku:S}:knockdown:<id>          hash: the knock-down (state, price, counts)
     <prefix>{sku:S}:knockdown:<id>:buyers   hash: user -> units bought
     <prefix>{sku:S}:knockdown:<id>:keys     hash: "<user> <key>" -> the buy's answer
+    <prefix>{sku:S}:knockdown:<id>:shown    string: the price last on the timeline (7 days)
     <prefix>knockdowns:sku                  hash: knock-down id -> SKU
     <prefix>knockdowns:due                  sorted set: running ids by their next step
                                             or deadline, whichever comes first
@@ -34,12 +35,17 @@ Events on the stream's channel, each carrying the server's clock:
 :class:`KnockdownStarted`, :class:`KnockdownUpdated` (price drops and buys at once, taps
 coalesced per node), :class:`KnockdownEnded`. The running knock-down is the stream's
 ``knockdown`` state slot (the hello's ``state.knockdown``).
+
+A knock-down's start, updates and end carry ``media_time_ms``; its start, end and each
+price drop go on the stream's timeline (:mod:`livecast.timeline`). Ending the stream ends
+its running knock-down (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,7 +62,7 @@ from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace, load_lua
-from livecast.selling.groupbuys import drop_stale_slot
+from livecast.selling.groupbuys import drop_stale_slot, price_changed
 from livecast.selling.knockdown_types import (
     Knockdown,
     KnockdownBuy,
@@ -69,6 +75,7 @@ from livecast.selling.knockdown_types import (
     KnockdownUpdated,
     TapResult,
 )
+from livecast.timeline import Moment, MomentKind, ShownPrice, Timeline
 
 __all__ = ["KnockdownCounters", "Knockdowns"]
 
@@ -140,7 +147,9 @@ class Knockdowns:
         carts: CartStore,
         events: EventPublisher,
         counters: KnockdownCounters | None = None,
+        timeline: Timeline,
     ) -> None:
+        self._timeline = timeline
         self._redis = redis
         self._keys = keys
         self._reservations = reservations
@@ -266,8 +275,13 @@ class Knockdowns:
             await self._redis.delete(starting)
         self._reservations.dirty_skus.setdefault(sku, 0)
         knockdown = await self.get(knockdown_id)
+        await price_changed(self._redis, self._shown_key(knockdown), knockdown.price)
+        media = await self._timeline.media_now(stream_id)
         await self._events.set_state(
-            "knockdown", knockdown, KnockdownStarted(stream=stream_id, data=knockdown)
+            "knockdown",
+            knockdown,
+            KnockdownStarted(stream=stream_id, data=knockdown, media_time_ms=media),
+            also=self._on_timeline(MomentKind.KNOCKDOWN_STARTED, knockdown, media),
         )
         return knockdown
 
@@ -349,12 +363,32 @@ class Knockdowns:
             raise_for_status("knockdown_ended", knockdown_id, knockdown_id=knockdown_id)
         return await self._ended(knockdown_id, KnockdownState.ENDED)
 
+    async def end_for_stream(self, stream_id: str) -> Knockdown | None:
+        """End the stream's running knock-down now (its stream ended; the units left
+        return to stock); the knock-down if this call ended it, else None."""
+        found = await self._redis.get(self.stream_key(stream_id))
+        if found is None:
+            return None
+        knockdown = await self.find(text(found))
+        if knockdown is None or knockdown.state is not KnockdownState.RUNNING:
+            return None
+        base = self._reservations.base(knockdown.sku)
+        reply = await self._end(keys=[base], args=[knockdown.id, "0"])
+        if _moved(text(reply[0])) is None:
+            return None
+        return await self._ended(knockdown.id, KnockdownState.ENDED)
+
     async def _ended(self, knockdown_id: str, state: KnockdownState) -> Knockdown:
         knockdown = await self.get(knockdown_id)
         await self._redis.zrem(self.due_key, knockdown_id)
         self._reservations.dirty_skus.setdefault(knockdown.sku, 0)
+        # at its deadline (the sweep comes a moment later), or when it was ended
+        at = knockdown.ended_at_ms
+        media = await self._timeline.media_now(knockdown.stream_id, at_ms=at)
         await self._events.clear_state(
-            "knockdown", KnockdownEnded(stream=knockdown.stream_id, data=knockdown)
+            "knockdown",
+            KnockdownEnded(stream=knockdown.stream_id, data=knockdown, media_time_ms=media),
+            also=self._on_timeline(MomentKind.KNOCKDOWN_ENDED, knockdown, media),
         )
         if self._counters is not None:
             self._counters.ended(state)
@@ -417,8 +451,17 @@ class Knockdowns:
                 sold=knockdown.sold,
                 server_ms=knockdown.server_ms,
             )
+            media = await self._timeline.media_now(knockdown.stream_id)
+            on_timeline = (
+                self._on_timeline(MomentKind.KNOCKDOWN_UPDATED, knockdown, media)
+                if await price_changed(self._redis, self._shown_key(knockdown), knockdown.price)
+                else None
+            )
             await self._events.set_state(
-                "knockdown", knockdown, KnockdownUpdated(stream=knockdown.stream_id, data=data)
+                "knockdown",
+                knockdown,
+                KnockdownUpdated(stream=knockdown.stream_id, data=data, media_time_ms=media),
+                also=on_timeline,
             )
             # Ended meanwhile (another node): its end cleared the slot before this write.
             state = await self._redis.hget(self._key(knockdown.sku, knockdown_id), "state")
@@ -426,6 +469,26 @@ class Knockdowns:
                 await drop_stale_slot(
                     self._redis, self._events, knockdown.stream_id, "knockdown", knockdown_id
                 )
+
+    def _shown_key(self, knockdown: Knockdown) -> str:
+        return self._key(knockdown.sku, knockdown.id) + ":shown"
+
+    def _on_timeline(
+        self, kind: MomentKind, knockdown: Knockdown, media_time_ms: int | None
+    ) -> Callable[[Any], object]:
+        """The knock-down's entry on its stream's timeline, for the event's MULTI."""
+        price = knockdown.price
+        moment = Moment(
+            kind=kind,
+            media_time_ms=media_time_ms,
+            sku=knockdown.sku,
+            knockdown_id=knockdown.id,
+            title=knockdown.title,
+            price=ShownPrice(amount_minor=price.amount_minor, currency=price.currency),
+            left=knockdown.left,
+            state=None if knockdown.state is KnockdownState.RUNNING else knockdown.state.value,
+        )
+        return self._timeline.appending(knockdown.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
         found: list[Any] = await self._redis.zrangebyscore(

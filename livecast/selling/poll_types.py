@@ -10,6 +10,7 @@ from typing import Annotated
 import msgspec
 
 from livecast.events import Event
+from livecast.timeline import MediaTimeMs
 
 __all__ = [
     "Poll",
@@ -70,6 +71,7 @@ class PollStarted(Event, tag="poll.started", frozen=True, kw_only=True):
     """A poll opened (the stream's ``poll`` state slot holds it until it closes)."""
 
     data: Poll
+    media_time_ms: MediaTimeMs = None
 
 
 class PollTotalsData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,12 +99,14 @@ class PollClosed(Event, tag="poll.closed", frozen=True, kw_only=True):
     """The poll closed (the host closed it, or its time was up): the final tally."""
 
     data: Poll
+    media_time_ms: MediaTimeMs = None
 
 
 class PollCancelled(Event, tag="poll.cancelled", frozen=True, kw_only=True):
     """The host cancelled the poll: no result is announced."""
 
     data: Poll
+    media_time_ms: MediaTimeMs = None
 
 
 class VoteResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -44,12 +44,17 @@ sweep drops.
 Events on the stream's channel: :class:`PollStarted`, :class:`PollTotals`,
 :class:`PollClosed` (the final tally), :class:`PollCancelled`. The running poll is the
 stream's ``poll`` state slot (the hello's ``state.poll``).
+
+A poll's start, close and cancel carry ``media_time_ms`` and go on the stream's
+timeline (:mod:`livecast.timeline`); totals are live counters. Ending the stream closes
+its running poll (:mod:`livecast.selling.stream_end`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,6 +78,7 @@ from livecast.selling.poll_types import (
     PollTotalsData,
     VoteResult,
 )
+from livecast.timeline import Moment, MomentKind, Timeline
 
 __all__ = ["PollCounters", "Polls"]
 
@@ -99,10 +105,13 @@ class Polls:
         keys: KeySpace,
         events: EventPublisher,
         counters: PollCounters | None = None,
+        *,
+        timeline: Timeline,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._events = events
+        self._timeline = timeline
         self._counters = counters
         self._start = load_lua(redis, _HERE / "poll_start.lua")
         self._vote = load_lua(redis, _HERE / "poll_vote.lua")
@@ -161,7 +170,13 @@ class Polls:
         if duration_s:
             await self._redis.zadd(self.due_key, {poll_id: int(reply[3])})
         poll = await self.get(poll_id)
-        await self._events.set_state("poll", poll, PollStarted(stream=stream_id, data=poll))
+        media = await self._timeline.media_now(stream_id)
+        await self._events.set_state(
+            "poll",
+            poll,
+            PollStarted(stream=stream_id, data=poll, media_time_ms=media),
+            also=self._on_timeline(MomentKind.POLL_STARTED, poll, media),
+        )
         if self._counters is not None:
             self._counters.started()
         return poll
@@ -227,6 +242,14 @@ class Polls:
             return None
         return await self._move(text(stream), poll_id, PollState.CLOSED, due=True)
 
+    async def close_for_stream(self, stream_id: str) -> Poll | None:
+        """Close the stream's running poll now (its stream ended; the tally stands); the
+        closed poll if this call closed it (exactly one call does), else None."""
+        found = await self._redis.get(self.base(stream_id) + ":current")
+        if found is None:
+            return None
+        return await self._move(stream_id, text(found), PollState.CLOSED, due=False)
+
     async def _move(
         self, stream_id: str, poll_id: str, target: PollState, *, due: bool
     ) -> Poll | None:
@@ -244,15 +267,32 @@ class Polls:
         if not PollState.RUNNING.can_become(target):
             raise RuntimeError(f"a poll script moved running to {target}")
         poll = await self.get(poll_id)
-        event = (
-            PollClosed(stream=stream_id, data=poll)
-            if target is PollState.CLOSED
-            else PollCancelled(stream=stream_id, data=poll)
-        )
-        await self._events.clear_state("poll", event)
+        # at its end time (the sweep comes a moment later), or when the host closed it
+        media = await self._timeline.media_now(stream_id, at_ms=poll.closed_at_ms)
+        event: PollClosed | PollCancelled
+        if target is PollState.CLOSED:
+            event = PollClosed(stream=stream_id, data=poll, media_time_ms=media)
+            kind = MomentKind.POLL_CLOSED
+        else:
+            event = PollCancelled(stream=stream_id, data=poll, media_time_ms=media)
+            kind = MomentKind.POLL_CANCELLED
+        await self._events.clear_state("poll", event, also=self._on_timeline(kind, poll, media))
         if self._counters is not None:
             self._counters.ended(poll)
         return poll
+
+    def _on_timeline(
+        self, kind: MomentKind, poll: Poll, media_time_ms: int | None
+    ) -> Callable[[Any], object]:
+        """The poll's entry on its stream's timeline, for the event's MULTI."""
+        moment = Moment(
+            kind=kind,
+            media_time_ms=media_time_ms,
+            poll_id=poll.id,
+            title=poll.question,
+            state=None if poll.state is PollState.RUNNING else poll.state.value,
+        )
+        return self._timeline.appending(poll.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
         found: list[Any] = await self._redis.zrangebyscore(

@@ -32,6 +32,7 @@ from livecast.selling.giveaways import Giveaways
 from livecast.selling.poll_types import Poll
 from livecast.selling.polls import Polls
 from livecast.selling.prizes import PrizeOrders
+from livecast.selling.stream_end import EndedStreams
 from livecast.streams.registry import Stream, StreamState
 from livecast.timeline import TIMELINE
 
@@ -59,14 +60,27 @@ class Selling:
         return ended
 
     async def on_stream_state(self, stream: Stream, previous: StreamState) -> None:
-        """A stream that ends takes its running auction with it: the leader wins at the
-        price reached (with no bid, the unit returns to stock)."""
-        if stream.state is not StreamState.ENDED:
-            return
+        """A stream that ends takes its running formats with it (see
+        :mod:`livecast.selling.stream_end`)."""
+        if stream.state is StreamState.ENDED:
+            await self.end_for_stream(stream.id)
+
+    async def end_for_stream(self, stream_id: str) -> None:
+        """End the stream's running auction (the leader wins at the price reached; with
+        no bid, the unit returns to stock), close its running poll (the tally stands)
+        and draw its running giveaway (with no entry, the unit returns to stock)."""
         try:
-            await self.auctions.end_for_stream(stream.id)
+            await self.auctions.end_for_stream(stream_id)
         except Exception:
-            log.exception("could not end the auction of ended stream %s", stream.id)
+            log.exception("could not end the auction of ended stream %s", stream_id)
+        try:
+            await self.polls.close_for_stream(stream_id)
+        except Exception:
+            log.exception("could not close the poll of ended stream %s", stream_id)
+        try:
+            await self.giveaways.draw_for_stream(stream_id)
+        except Exception:
+            log.exception("could not draw the giveaway of ended stream %s", stream_id)
 
     async def end_due_polls(self) -> int:
         """Close every poll whose time is up; how many this call closed."""
@@ -179,10 +193,17 @@ class _GiveawayCounters:
             self._prizes.inc()
 
 
-async def _sweep(selling: Selling, interval_s: float, stopping: asyncio.Event) -> None:
+async def _sweep(
+    selling: Selling, ended: EndedStreams, interval_s: float, stopping: asyncio.Event
+) -> None:
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval_s)
+        try:
+            for stream_id in await ended.since_last():
+                await selling.end_for_stream(stream_id)
+        except Exception:
+            log.exception("ended streams sweep failed; retrying next interval")
         try:
             await selling.end_due_auctions()
         except Exception:
@@ -222,7 +243,13 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             _Counters(app[METRICS]),
             timeline=app[TIMELINE],
         ),
-        polls=Polls(app[REDIS], app[KEYS], app[EVENTS], _PollCounters(app[METRICS])),
+        polls=Polls(
+            app[REDIS],
+            app[KEYS],
+            app[EVENTS],
+            _PollCounters(app[METRICS]),
+            timeline=app[TIMELINE],
+        ),
         giveaways=Giveaways(
             app[REDIS],
             app[KEYS],
@@ -240,6 +267,7 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
             follows=follows,
             events=app[EVENTS],
             counters=_GiveawayCounters(app[METRICS]),
+            timeline=app[TIMELINE],
         ),
         follows=follows,
     )
@@ -247,7 +275,8 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STREAMS].on_state_change(selling.on_stream_state)
     stopping = asyncio.Event()
     interval = app[SETTINGS].inventory.sweep_interval_s
-    task = asyncio.create_task(_sweep(selling, interval, stopping), name="auction-sweeper")
+    ended = EndedStreams(app[REDIS], app[KEYS])
+    task = asyncio.create_task(_sweep(selling, ended, interval, stopping), name="auction-sweeper")
     flush_interval = app[SETTINGS].chat.like_flush_interval_s
     flusher = asyncio.create_task(_flush(selling, flush_interval, stopping), name="poll-totals")
     try:

@@ -3,7 +3,8 @@
 Media time
 ----------
 Every commerce event (a pin, an unpin, a deal's start, numbers and end, a SKU's stock,
-an auction's start and end) carries ``media_time_ms``: the program date time (Unix ms)
+the start and end of an auction, poll, giveaway, group buy or knock-down, and a group
+buy's or knock-down's updates) carries ``media_time_ms``: the program date time (Unix ms)
 of the video that was live when it happened, the same clock as the
 ``EXT-X-PROGRAM-DATE-TIME`` of the LL-HLS playlist. The packager stamps each segment with
 the wall-clock arrival of its first frame at the node that packages it; an action may be
@@ -20,8 +21,9 @@ node is its origin: before the publisher comes, or a chat-only pre-show) has
 The stored timeline
 -------------------
 Each such event is also appended, in the same MULTI that publishes it, to the stream's
-timeline: a Redis stream ``<prefix>live:{<id>}:timeline`` (under the stream's hash tag,
-beside its chat and state), each entry one msgpack :class:`Moment` under field ``e``. The
+timeline (a group buy's or knock-down's updates only when its price changed): a Redis
+stream ``<prefix>live:{<id>}:timeline`` (under the stream's hash tag, beside its chat
+and state), each entry one msgpack :class:`Moment` under field ``e``. The
 entry's id is the Redis stream id (``<server ms>-<seq>``): ordered, unique, and the
 cursor to read on from. It holds ``timeline.max_entries`` entries (the oldest go first)
 and, with ``timeline.retention_s``, expires that long after its last entry; otherwise it
@@ -91,6 +93,18 @@ class MomentKind(StrEnum):
     AUCTION_STARTED = "auction.started"
     AUCTION_ENDED = "auction.ended"
     AUCTION_CANCELLED = "auction.cancelled"
+    POLL_STARTED = "poll.started"
+    POLL_CLOSED = "poll.closed"
+    POLL_CANCELLED = "poll.cancelled"
+    GIVEAWAY_STARTED = "giveaway.started"
+    GIVEAWAY_DRAWN = "giveaway.drawn"
+    GIVEAWAY_CANCELLED = "giveaway.cancelled"
+    GROUPBUY_STARTED = "groupbuy.started"
+    GROUPBUY_UPDATED = "groupbuy.updated"
+    GROUPBUY_ENDED = "groupbuy.ended"
+    KNOCKDOWN_STARTED = "knockdown.started"
+    KNOCKDOWN_UPDATED = "knockdown.updated"
+    KNOCKDOWN_ENDED = "knockdown.ended"
 
 
 class ShownPrice(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,13 +122,29 @@ class Moment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     sku: str | None = None
     deal_id: str | None = None
     auction_id: str | None = None
-    title: Annotated[str | None, msgspec.Meta(description="the product as shown")] = None
+    title: Annotated[
+        str | None, msgspec.Meta(description="the product as shown; a poll's question")
+    ] = None
     price: Annotated[
         ShownPrice | None,
-        msgspec.Meta(description="the price shown: the deal's, the product's, the auction's"),
+        msgspec.Meta(
+            description="the price shown: the deal's, the product's, the auction's, the "
+            "group buy's or knock-down's price then"
+        ),
     ] = None
     left: Annotated[int | None, msgspec.Meta(description="units left (stock, deals)")] = None
     sold_out: bool | None = None
+    poll_id: str | None = None
+    giveaway_id: str | None = None
+    groupbuy_id: str | None = None
+    knockdown_id: str | None = None
+    state: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="how a selling format ended: closed, drawn, no_entries, capturing, "
+            "voiding, sold_out, ended, cancelled"
+        ),
+    ] = None
 
 
 class TimelineEntry(Moment, frozen=True, kw_only=True):

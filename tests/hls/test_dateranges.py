@@ -120,6 +120,75 @@ def test_pins_deals_and_auctions_are_date_ranges_at_their_media_time() -> None:
     assert lines[-1].startswith("#EXT-X-PRELOAD-HINT")
 
 
+def test_the_selling_formats_are_date_ranges_at_their_media_time() -> None:
+    """A poll, a giveaway, a group buy and a knock-down each span their start to their
+    end; their price changes are live counters, not ranges."""
+    packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=20), audio=False)
+    frames = h264_frames(300, gop=30)
+    feed(packager, frames[:120], [])
+    pdt = round(packager.segments[0].program_date_time * 1000)
+    euro = ShownPrice(amount_minor=2000, currency="EUR")
+    lower = ShownPrice(amount_minor=1700, currency="EUR")
+    kinds = MomentKind
+    for entry in (
+        _entry(1, kinds.POLL_STARTED, pdt + 100, poll_id="p1", title='Red or "blue"?'),
+        _entry(2, kinds.GIVEAWAY_STARTED, pdt + 200, sku="PEN", giveaway_id="g1", title="Pen"),
+        _entry(
+            3,
+            kinds.GROUPBUY_STARTED,
+            pdt + 300,
+            sku="KET",
+            groupbuy_id="b1",
+            title="Kettle",
+            price=euro,
+        ),
+        _entry(
+            4,
+            kinds.KNOCKDOWN_STARTED,
+            pdt + 400,
+            sku="SHOE",
+            knockdown_id="k1",
+            title="Shoe",
+            price=euro,
+        ),
+        _entry(5, kinds.GROUPBUY_UPDATED, pdt + 500, sku="KET", groupbuy_id="b1", price=lower),
+        _entry(6, kinds.KNOCKDOWN_UPDATED, pdt + 600, sku="SHOE", knockdown_id="k1", price=lower),
+        _entry(7, kinds.POLL_CLOSED, pdt + 1000, poll_id="p1", state="closed"),
+        _entry(8, kinds.GIVEAWAY_DRAWN, pdt + 1100, giveaway_id="g1", state="drawn"),
+        _entry(9, kinds.GROUPBUY_ENDED, pdt + 1200, groupbuy_id="b1", state="capturing"),
+        _entry(10, kinds.POLL_STARTED, None, poll_id="p2", title="No media"),  # no range
+    ):
+        packager.dateranges.add(entry)
+    feed(packager, frames[120:140], [], base=100.0)
+    found = _ranges(_body(packager))
+    assert list(found) == ["poll-p1", "giveaway-g1", "groupbuy-b1", "knockdown-k1"]
+    assert found["poll-p1"] == (
+        f'CLASS="com.livecast.poll",START-DATE="{_iso(pdt + 100)}",'
+        f'END-DATE="{_iso(pdt + 1000)}",X-TITLE="Red or \'blue\'?",X-POLL-ID="p1"'
+    )
+    assert found["giveaway-g1"] == (
+        f'CLASS="com.livecast.giveaway",START-DATE="{_iso(pdt + 200)}",'
+        f'END-DATE="{_iso(pdt + 1100)}",X-SKU="PEN",X-TITLE="Pen",X-GIVEAWAY-ID="g1"'
+    )
+    assert found["groupbuy-b1"] == (
+        f'CLASS="com.livecast.groupbuy",START-DATE="{_iso(pdt + 300)}",'
+        f'END-DATE="{_iso(pdt + 1200)}",X-SKU="KET",X-TITLE="Kettle",X-PRICE-MINOR=2000,'
+        'X-CURRENCY="EUR",X-GROUPBUY-ID="b1"'
+    )
+    assert found["knockdown-k1"] == (
+        f'CLASS="com.livecast.knockdown",START-DATE="{_iso(pdt + 400)}",X-SKU="SHOE",'
+        'X-TITLE="Shoe",X-PRICE-MINOR=2000,X-CURRENCY="EUR",X-KNOCKDOWN-ID="k1"'
+    )
+    # the knock-down's end closes its range, the same ID and attributes
+    packager.dateranges.add(_entry(11, kinds.KNOCKDOWN_ENDED, pdt + 1300, knockdown_id="k1"))
+    feed(packager, frames[140:160], [], base=100.0)
+    ended = _ranges(_body(packager))["knockdown-k1"]
+    assert ended == found["knockdown-k1"].replace(
+        f'START-DATE="{_iso(pdt + 400)}"',
+        f'START-DATE="{_iso(pdt + 400)}",END-DATE="{_iso(pdt + 1300)}"',
+    )
+
+
 def test_a_blocking_answer_keeps_its_bytes_whatever_came_later() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
     frames = h264_frames(200, gop=30)

@@ -46,6 +46,7 @@ from livecast.inventory.reserve import Reservations
 from livecast.redisdb import KeySpace
 from livecast.selling.groupbuy_types import GroupBuyState, MemberState, PriceTier
 from livecast.selling.groupbuys import GroupBuys
+from livecast.timeline import Timeline
 
 T = TypeVar("T")
 
@@ -149,6 +150,7 @@ class GroupBuysMachine(RuleBasedStateMachine):
             "sales": SalesStats(self.redis, keys),
             "webhooks": webhooks,
             "events": EventPublisher(self.redis, keys),
+            "timeline": Timeline(self.redis, keys, max_entries=100, retention_s=0),
         }
         self.service = self.node(self.provider)
 

@@ -39,6 +39,7 @@ from livecast.inventory.reserve import HoldRef, Reservations
 from livecast.redisdb import KeySpace
 from livecast.selling.knockdown_types import KnockdownMode, KnockdownState
 from livecast.selling.knockdowns import Knockdowns
+from livecast.timeline import Timeline
 
 T = TypeVar("T")
 
@@ -97,6 +98,7 @@ class KnockdownsMachine(RuleBasedStateMachine):
             catalog=catalog,
             carts=self.carts,
             events=EventPublisher(self.redis, keys),
+            timeline=Timeline(self.redis, keys, max_entries=100, retention_s=0),
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -34,6 +34,7 @@ from livecast.events import EventPublisher
 from livecast.redisdb import KeySpace
 from livecast.selling.poll_types import PollState
 from livecast.selling.polls import Polls
+from livecast.timeline import Timeline
 
 T = TypeVar("T")
 
@@ -64,7 +65,12 @@ class PollsMachine(RuleBasedStateMachine):
     async def _build(self) -> None:
         self.redis = aioredis.Redis.from_url(self.redis_url)
         keys = KeySpace(self.prefix)
-        self.service = Polls(self.redis, keys, EventPublisher(self.redis, keys))
+        self.service = Polls(
+            self.redis,
+            keys,
+            EventPublisher(self.redis, keys),
+            timeline=Timeline(self.redis, keys, max_entries=100, retention_s=0),
+        )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)

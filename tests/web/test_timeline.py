@@ -92,3 +92,19 @@ async def test_the_pinned_card_shows_when_the_picture_reaches_the_pin(
         # it waited for the picture: HLS runs more than a part hold-back behind live
         assert sample["after_action_ms"] >= 500, samples
     await expect(page.locator("#product-card")).to_be_hidden()
+
+    # A poll's card waits for the picture too (so do giveaways, group buys, knock-downs).
+    headers = {"Authorization": f"Bearer {seller}"}
+    poll = {"question": "Timed?", "options": ["Yes", "No"], "key": "timed-poll"}
+    await page.locator("#poll-panel").evaluate(
+        "(panel) => { window.__poll = null; new MutationObserver(() => {"
+        " if (!panel.hidden && window.__poll === null) window.__poll = Date.now(); })"
+        ".observe(panel, {attributes: true}); }"
+    )
+    acted = await page.evaluate("() => Date.now()")
+    url = f"{server.base_url}/api/streams/{stream_id}/polls"
+    async with server.http.post(url, json=poll, headers=headers) as resp:
+        assert resp.status == 201, await resp.text()
+    await expect(page.locator("#poll-panel")).to_be_visible(timeout=30_000)
+    shown = await page.evaluate("() => window.__poll")
+    assert shown - acted >= 500, (acted, shown)  # HLS runs more than a part hold-back behind

@@ -8,6 +8,7 @@
 import { request } from './api.js';
 import { $, setText, countdown, toast, friendlyError } from './ui.js';
 import { EVENT_READERS } from './wire.js';
+import { AT_ONCE } from './timeline.js';
 
 /**
  * @typedef {object} Giveaway  a giveaway (selling/giveaway_types.py Giveaway); times are server ms
@@ -89,11 +90,16 @@ export class GiveawayPanel {
   }
 
   follow(live) {
+    // On LL-HLS the start and the draw show when the picture reaches them (hooks.timed).
+    const timed = this.hooks.timed || AT_ONCE;
     live.addEventListener('hello', (event) => this.show(event.detail.giveaway, true));
-    live.addEventListener('giveaway.started', (event) => this.show(event.detail, false));
-    live.addEventListener('giveaway.entries', (event) => this.onEntries(event.detail));
-    live.addEventListener('giveaway.drawn', (event) => this.onDrawn(event.detail));
-    live.addEventListener('giveaway.cancelled', (event) => { if (this.giveaway && this.giveaway.id === event.detail.id) this.hide(); });
+    live.addEventListener('giveaway.started', (event) => timed.at(event.detail, (g) => this.show(g, false)));
+    live.addEventListener('giveaway.entries', (event) => {
+      for (const waiting of timed.waiting(event.detail.id)) waiting.entries = Math.max(waiting.entries, event.detail.entries);
+      this.onEntries(event.detail);
+    });
+    live.addEventListener('giveaway.drawn', (event) => timed.at(event.detail, (g) => this.onDrawn(g)));
+    live.addEventListener('giveaway.cancelled', (event) => timed.at(event.detail, (g) => { if (this.giveaway && this.giveaway.id === g.id) this.hide(); }));
   }
 
   async show(giveaway, fromSnapshot) {

@@ -9,6 +9,7 @@
 import { request } from './api.js';
 import { EVENT_READERS, toMoney } from './wire.js';
 import { $, h, clear, setText, countdown, formatMoney, parseMoney, toast, newId, friendlyError } from './ui.js';
+import { AT_ONCE } from './timeline.js';
 
 /**
  * @typedef {{minBuyers: number, amountMinor: number}} Tier
@@ -109,6 +110,11 @@ function progressText(g) {
 
 // --- the viewer's panel (watch page) --------------------------------------------------------
 
+/** A group buy's live numbers from a groupbuy.updated. */
+function progress(g, update) {
+  Object.assign(g, { members: update.members, priceMinor: update.priceMinor, nextTier: update.nextTier, needed: update.needed });
+}
+
 export class GroupBuyPanel {
   /**
    * @param {HTMLElement} panel  #groupbuy-panel
@@ -130,9 +136,15 @@ export class GroupBuyPanel {
     live.addEventListener('hello', (event) => {
       groupBuyApi.current(event.detail.stream.id).then((g) => this.show(g), () => {});
     });
-    live.addEventListener('groupbuy.started', (event) => this.show(event.detail));
-    live.addEventListener('groupbuy.updated', (event) => this.onUpdate(event.detail));
-    live.addEventListener('groupbuy.ended', (event) => this.onEnded(event.detail));
+    // On LL-HLS the start and the close show when the picture reaches them (hooks.timed);
+    // members and the price are live counters.
+    const timed = this.hooks.timed || AT_ONCE;
+    live.addEventListener('groupbuy.started', (event) => timed.at(event.detail, (g) => this.show(g)));
+    live.addEventListener('groupbuy.updated', (event) => {
+      for (const waiting of timed.waiting(event.detail.id)) progress(waiting, event.detail);
+      this.onUpdate(event.detail);
+    });
+    live.addEventListener('groupbuy.ended', (event) => timed.at(event.detail, (g) => this.onEnded(g)));
   }
 
   /** @param {GroupBuy | null} g */
@@ -185,7 +197,7 @@ export class GroupBuyPanel {
     const g = this.group;
     if (!g || g.id !== update.id) return;
     this.offsetMs = update.serverMs - Date.now();
-    Object.assign(g, { members: update.members, priceMinor: update.priceMinor, nextTier: update.nextTier, needed: update.needed });
+    progress(g, update);
     this.render();
   }
 

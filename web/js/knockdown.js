@@ -10,6 +10,7 @@
 import { request } from './api.js';
 import { EVENT_READERS, toMoney } from './wire.js';
 import { $, h, clear, setText, countdown, formatMoney, parseMoney, toast, newId, friendlyError } from './ui.js';
+import { AT_ONCE } from './timeline.js';
 
 /**
  * @typedef {object} Knockdown  a knock-down (selling/knockdown_types.py Knockdown)
@@ -119,6 +120,14 @@ function nextText(k) {
 
 // --- the viewer's panel (watch page) --------------------------------------------------------
 
+/** A knock-down's live numbers from a knockdown.updated; whether they changed. */
+function progress(k, update) {
+  // Taps only ever grow: an older update arriving late changes nothing.
+  if (update.taps < k.taps && update.priceMinor >= k.priceMinor && update.sold <= k.sold) return false;
+  Object.assign(k, update);
+  return true;
+}
+
 export class KnockdownPanel {
   /**
    * @param {HTMLElement} panel  #knockdown-panel
@@ -140,9 +149,15 @@ export class KnockdownPanel {
     live.addEventListener('hello', (event) => {
       knockdownApi.current(event.detail.stream.id).then((k) => this.show(k), () => {});
     });
-    live.addEventListener('knockdown.started', (event) => this.show(event.detail));
-    live.addEventListener('knockdown.updated', (event) => this.onUpdate(event.detail));
-    live.addEventListener('knockdown.ended', (event) => this.onEnded(event.detail));
+    // On LL-HLS the start and the end show when the picture reaches them (hooks.timed);
+    // the price, taps and units are live counters.
+    const timed = this.hooks.timed || AT_ONCE;
+    live.addEventListener('knockdown.started', (event) => timed.at(event.detail, (k) => this.show(k)));
+    live.addEventListener('knockdown.updated', (event) => {
+      for (const waiting of timed.waiting(event.detail.id)) progress(waiting, event.detail);
+      this.onUpdate(event.detail);
+    });
+    live.addEventListener('knockdown.ended', (event) => timed.at(event.detail, (k) => this.onEnded(k)));
   }
 
   /** @param {Knockdown | null} k */
@@ -187,10 +202,7 @@ export class KnockdownPanel {
     const k = this.knock;
     if (!k || k.id !== update.id) return;
     this.offsetMs = update.serverMs - Date.now();
-    // Taps only ever grow: an older update arriving late changes nothing.
-    if (update.taps < k.taps && update.priceMinor >= k.priceMinor && update.sold <= k.sold) return;
-    Object.assign(k, update);
-    this.render();
+    if (progress(k, update)) this.render();
   }
 
   /** @param {Knockdown} k */

@@ -9,6 +9,7 @@
 import { request } from './api.js';
 import { $, h, clear, setText, countdown, toast, newId, friendlyError } from './ui.js';
 import { EVENT_READERS } from './wire.js';
+import { AT_ONCE } from './timeline.js';
 
 /**
  * @typedef {object} Poll  a poll (selling/poll_types.py Poll); times are server ms
@@ -108,11 +109,16 @@ export class PollPanel {
   }
 
   follow(live) {
+    // On LL-HLS the start and the close show when the picture reaches them (hooks.timed).
+    const timed = this.hooks.timed || AT_ONCE;
     live.addEventListener('hello', (event) => this.show(event.detail.poll, true));
-    live.addEventListener('poll.started', (event) => this.show(event.detail, false));
-    live.addEventListener('poll.totals', (event) => { if (applyTotals(this.poll, event.detail)) this.render(); });
-    live.addEventListener('poll.closed', (event) => this.onClosed(event.detail));
-    live.addEventListener('poll.cancelled', (event) => { if (this.poll && this.poll.id === event.detail.id) this.hide(); });
+    live.addEventListener('poll.started', (event) => timed.at(event.detail, (poll) => this.show(poll, false)));
+    live.addEventListener('poll.totals', (event) => {
+      for (const waiting of timed.waiting(event.detail.id)) applyTotals(waiting, event.detail);
+      if (applyTotals(this.poll, event.detail)) this.render();
+    });
+    live.addEventListener('poll.closed', (event) => timed.at(event.detail, (poll) => this.onClosed(poll)));
+    live.addEventListener('poll.cancelled', (event) => timed.at(event.detail, (poll) => { if (this.poll && this.poll.id === poll.id) this.hide(); }));
   }
 
   async show(poll, fromSnapshot) {

@@ -65,3 +65,17 @@ export class TimedCards {
     this.frame = null;
   }
 }
+
+// A selling format's viewer panel (poll, giveaway, group buy, knock-down) takes these as
+// hooks.timed: its start and end cards wait for the picture like pins and deals (`at`),
+// while its live counters (votes, entries, members, prices) apply at once, to the card on
+// screen and to a start card still waiting (`waiting(id)`).
+export function timedHooks(cards) {
+  return {
+    at: (detail, apply) => cards.at(detail.mediaTimeMs, detail, apply),
+    waiting: (id) => cards.waiting().filter((detail) => detail && detail.id === id && detail.state === 'running'),
+  };
+}
+
+// Without a delayed picture (the control panel, WebRTC): everything applies as it comes.
+export const AT_ONCE = { at: (detail, apply) => apply(detail), waiting: () => [] };

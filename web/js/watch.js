@@ -11,7 +11,7 @@ import { GiveawayPanel } from './giveaway.js';
 import { PollPanel } from './poll.js';
 import { LiveEvents } from './events.js';
 import { HlsPlayer } from './hlsplayer.js';
-import { TimedCards } from './timeline.js';
+import { TimedCards, timedHooks } from './timeline.js';
 import { WhepPlayer } from './whep.js';
 import { h, $, clear, setText, countdown, formatMoney, formatCount, setViewers, initials, toast, newId, friendlyError } from './ui.js';
 import { toCart, toOrder } from './wire.js';
@@ -164,11 +164,12 @@ const auctionPanel = new AuctionPanel($('#auction-panel'), {
   won: async () => { await refreshCart(); openCart(); },
 });
 auctionPanel.follow(live);
-new PollPanel($('#poll-panel'), { session: () => session, requireSession }).follow(live);
-new GiveawayPanel($('#giveaway-panel'), { session: () => session, requireSession, won: () => {} }).follow(live);
+const timed = timedHooks(cards); // the formats' cards wait for the picture too
+new PollPanel($('#poll-panel'), { session: () => session, requireSession, timed }).follow(live);
+new GiveawayPanel($('#giveaway-panel'), { session: () => session, requireSession, won: () => {}, timed }).follow(live);
 const showCart = async () => { await refreshCart(); openCart(); };
-new GroupBuyPanel($('#groupbuy-panel'), { session: () => session, requireSession, paid: () => {} }).follow(live);
-new KnockdownPanel($('#knockdown-panel'), { session: () => session, requireSession, bought: showCart }).follow(live);
+new GroupBuyPanel($('#groupbuy-panel'), { session: () => session, requireSession, paid: () => {}, timed }).follow(live);
+new KnockdownPanel($('#knockdown-panel'), { session: () => session, requireSession, bought: showCart, timed }).follow(live);
 live.addEventListener('error', (event) => toast(friendlyError(event.detail), 'error'));
 showLiveState(live, 'viewer', useSession);
 // Refused: watching goes on anonymously; chatting or shopping asks for a new sign-in.
