@@ -168,6 +168,11 @@ async def test_unknown_streams_and_files_are_404(
     assert (await resp.json())["error"]["code"] == "hls_not_found"
     await complete_segments(client, stream.id, 1)
     for name in (
+        "video-deadbeef.m3u8",
+        "audio-deadbeef.m3u8?_HLS_msn=1",
+        "audio-part-deadbeef-0.m4s",
+        "audio-init-deadbeef-0.mp4",
+        "subtitles-deadbeef.m3u8",
         "passwd",
         "seg-00000000-0.m4s",
         "part-deadbeef-0.m4s",
@@ -200,6 +205,20 @@ async def test_a_private_stream_needs_a_token_that_may_watch_it(
         stranger = bearer(make_token(Role.VIEWER))
         resp = await client.get(f"/hls/{stream_id}/index.m3u8", headers=stranger)
         assert resp.status == 403
+        # every rendition URL the multivariant leads to is checked the same way
+        for kind in ("video", "audio"):
+            path = await media_playlist(client, stream_id, kind, headers=member)
+            resp = await client.get(path, headers=member)
+            assert resp.status == 200
+            part = next(
+                line for line in (await resp.text()).splitlines() if line.startswith("#EXT-X-PART:")
+            ).split('"')[1]
+            for name in (path.rsplit("/", 1)[1], part):
+                assert (await client.get(f"/hls/{stream_id}/{name}")).status == 401
+                resp = await client.get(f"/hls/{stream_id}/{name}", headers=stranger)
+                assert resp.status == 403
+                resp = await client.get(f"/hls/{stream_id}/{name}", headers=member)
+                assert resp.status == 200
     finally:
         await sender.close()
 
@@ -214,6 +233,9 @@ async def test_ffmpeg_hls_demuxer_plays_the_playlist(
         counters: list[int] = []
         samples = 0
         with av.open(url, "r", timeout=10.0) as container:
+            # the demuxer follows the multivariant playlist to both renditions
+            kinds = sorted(s.codec_context.name for s in container.streams)
+            assert kinds == ["aac", "h264"], kinds
             for frame in container.decode(*container.streams):
                 if isinstance(frame, av.VideoFrame):
                     counters.append(read_counter(frame))
