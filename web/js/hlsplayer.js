@@ -22,7 +22,7 @@
 // 'connecting' | 'playing' | 'waiting' (no playlist yet: the stream is not live) |
 // 'reconnecting' | 'stopped'.
 
-const HLS_JS = '../vendor/hls.js/hls.light.min.mjs';
+const HLS_JS = '../vendor/hls.js/hls.min.mjs';
 const MP4_CODECS = 'video/mp4; codecs="avc1.42e01f,mp4a.40.2"';
 
 function mseCanPlay() {
