@@ -11,9 +11,10 @@ import io
 import av
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
+from playwright.async_api import async_playwright
 
 from livecast.hls.keys import PACKAGING
-from tests.conftest import Client, bearer
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, Client, bearer
 from tests.hls.playlists import complete_segments, media_playlist, playlist_text, renditions
 from tests.ingest.conftest import SellerStream, eventually
 from tests.ingest.peers import CounterTrack, new_pc, publish, read_counter
@@ -233,3 +234,54 @@ async def test_a_blocking_request_gives_up_while_the_publisher_is_away(
     assert (await resp.json())["error"]["code"] == "hls_unavailable"
     assert resp.headers["Retry-After"] == "1"
     assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_the_watch_page_goes_on_into_the_new_run_with_sound(
+    client: Client, stream: SellerStream
+) -> None:
+    """Chromium, the watch page on LL-HLS (hls.js): a video-only publisher, then one
+    with audio (a new run): the page plays out the ended run, reads ``index.m3u8``
+    again and plays the new run, both renditions."""
+    first = await publish(client, stream.id, stream.seller_token, audio=False)
+    requested: list[str] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            await complete_segments(client, stream.id, 1)
+            page = await browser.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            await page.goto(str(client.make_url(f"/watch/{stream.id}?hls=1")))
+            await page.wait_for_function(_PLAYING.format(frames=10), timeout=30_000)
+            old_run = client.app[PACKAGING].streams[stream.id].packager.run
+            await first.close()
+            second = await publish(client, stream.id, stream.seller_token, start=1000)
+            try:
+                await eventually(lambda: _new_run(client, stream.id, old_run), within=20.0)
+                new_run = client.app[PACKAGING].streams[stream.id].packager.run
+                audio = f"/hls/{stream.id}/audio-{new_run}.m3u8"
+                await eventually(lambda: _asked(requested, audio), within=30.0)
+                frames = await page.evaluate(_FRAMES)
+                await page.wait_for_function(_PLAYING.format(frames=frames + 15), timeout=20_000)
+            finally:
+                await second.close()
+        finally:
+            await browser.close()
+    assert any(f"/hls/{stream.id}/video-{old_run}.m3u8?_HLS_msn=" in url for url in requested)
+    assert any(f"/hls/{stream.id}/video-{new_run}.m3u8?_HLS_msn=" in url for url in requested)
+    assert any(f"/hls/{stream.id}/audio-part-{new_run}-" in url for url in requested)
+
+
+_FRAMES = "() => document.querySelector('#video').getVideoPlaybackQuality().totalVideoFrames"
+_PLAYING = (
+    "() => document.body.dataset.video === 'playing'"
+    " && document.querySelector('#video').getVideoPlaybackQuality().totalVideoFrames > {frames}"
+)
+
+
+async def _new_run(client: Client, stream_id: str, old_run: str) -> bool:
+    packaged = client.app[PACKAGING].streams.get(stream_id)
+    return packaged is not None and packaged.packager.run != old_run
+
+
+async def _asked(requested: list[str], path: str) -> bool:
+    return any(path in url for url in requested)
