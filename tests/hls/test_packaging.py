@@ -259,7 +259,11 @@ async def test_the_watch_page_goes_on_into_the_new_run_with_sound(
                 await eventually(lambda: _new_run(client, stream.id, old_run), within=20.0)
                 new_run = client.app[PACKAGING].streams[stream.id].packager.run
                 audio = f"/hls/{stream.id}/audio-{new_run}.m3u8"
-                await eventually(lambda: _asked(requested, audio), within=30.0)
+                try:
+                    await eventually(lambda: _asked(requested, audio), within=30.0)
+                except AssertionError as exc:
+                    state = await page.evaluate("() => ({...document.body.dataset})")
+                    raise AssertionError(f"{state} {requested[-8:]}") from exc
                 frames = await page.evaluate(_FRAMES)
                 await page.wait_for_function(_PLAYING.format(frames=frames + 15), timeout=20_000)
             finally:

@@ -48,6 +48,7 @@ export class HlsPlayer extends EventTarget {
     this.onNativeError = () => this.retry();
     this.endedRun = null; // the media playlist URL of the run that ended, once one has
     this.onEnded = () => { this.endedRun = this.endedRun || this.playing; this.connect(); };
+    this.endTimer = null;
     this.playing = null; // the video media playlist URL being played
   }
 
@@ -63,6 +64,7 @@ export class HlsPlayer extends EventTarget {
   async stop() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.endTimer);
     this.video.removeEventListener('playing', this.onPlaying);
     this.video.removeEventListener('ended', this.onEnded);
     this.teardown();
@@ -85,6 +87,7 @@ export class HlsPlayer extends EventTarget {
 
   async connect() {
     if (this.stopped) return;
+    clearTimeout(this.endTimer);
     this.teardown();
     this.setState(this.attempt ? 'reconnecting' : 'connecting');
     // Before the stream is live there is no playlist: wait here rather than in the player.
@@ -148,9 +151,15 @@ export class HlsPlayer extends EventTarget {
     });
     this.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => this.video.play().catch(() => {}));
-    // The run's playlists ended: what is buffered plays out ('ended'), then index.m3u8 again.
+    // The run's playlists ended: what is buffered plays out ('ended'), then index.m3u8 again;
+    // should the end not come (a stall on the way), index.m3u8 all the same a little later.
     hls.on(Hls.Events.LEVEL_UPDATED, (_event, data) => {
-      if (this.hls === hls && !data.details.live) this.endedRun = this.playing;
+      if (this.hls !== hls || data.details.live || this.endedRun === this.playing) return;
+      this.endedRun = this.playing;
+      const { buffered, currentTime } = this.video;
+      const left = buffered.length ? buffered.end(buffered.length - 1) - currentTime : 0;
+      clearTimeout(this.endTimer);
+      this.endTimer = setTimeout(() => { if (this.hls === hls) this.connect(); }, (Math.max(0, left) + 3) * 1000);
     });
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (this.hls !== hls || !data.fatal) return;
