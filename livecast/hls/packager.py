@@ -6,8 +6,8 @@ Opus), with the frame's monotonic arrival time; :meth:`Packager.publisher_change
 a new publisher's frames follow. Nothing is awaited and nothing is decoded but the
 audio: H.264 access units are rewrapped (Annex B to length-prefixed) as they are, Opus
 goes through one AAC encoder per stream (:mod:`livecast.hls._aac`), in a thread of its
-own with ``audio_thread`` (its frames join the open part when they come back, a
-millisecond or so later: each part's audio keeps its own decode times).
+own with ``audio_thread`` (its frames join the audio rendition's next part when they
+come back, a millisecond or so later).
 
 Layout (RFC 8216bis, CMAF: one track per file): a video rendition and, when the run
 began with audio, an audio rendition (:mod:`livecast.hls.rendition`), each its own media
@@ -23,7 +23,8 @@ playlist, named by a multivariant playlist (:meth:`Packager.multivariant`).
   rendition gets a part of the AAC frames that start before that part's end, and
   when a video segment closes, so does the audio's; both renditions have the same
   media sequence numbers, part indexes and program date times, and their boundaries
-  agree within an AAC frame, so a player switches and syncs them cleanly;
+  agree within a few AAC frames (the encoder runs that far behind; it never adds up),
+  so a player switches and syncs them cleanly;
 * the audio track is contiguous: each AAC frame takes the next 1024-sample slot (within
   half a frame of its own time); where the publisher sends no audio (a returning
   publisher without it, a stall of a part or more), the slots are filled with silence,
