@@ -121,6 +121,8 @@ class Packager:
                 _fmp4.AudioTrack(self._aac.audio_specific_config, SAMPLE_RATE, CHANNELS)
             )
         self.renditions = (self.video,) if self.audio is None else (self.video, self.audio)
+        for rendition in self.renditions:
+            rendition.others = tuple(r for r in self.renditions if r is not rendition)
         # timeline
         self._origin: float | None = None  # monotonic arrival of the first keyframe
         self._wall_offset = 0.0  # unix time - monotonic time

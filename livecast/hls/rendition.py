@@ -10,6 +10,8 @@ served and renders its playlist:
   not a keyframe makes it the first of a new segment;
 * the playlist keeps ``window`` complete segments and lists parts for the newest ones
   (the last three target durations), then ``EXT-X-PRELOAD-HINT`` for the next part;
+* ``EXT-X-RENDITION-REPORT`` says where the stream's other renditions are (their newest
+  part, at the same moment);
 * every rendering is kept under the part it ends with, so a blocking request
   (``_HLS_msn``/``_HLS_part``) gets the playlist as it was when that part appeared:
   identical requests get identical bytes, which is what lets a CDN collapse them.
@@ -119,6 +121,8 @@ class Rendition:
         self._latest: tuple[int, int] | None = None
         self._current: Playlist | None = None
         self.ended = False
+        # the stream's other renditions, reported at the end of this one's playlist
+        self.others: tuple[Rendition, ...] = ()
 
     # -- fed by the packager --------------------------------------------------------------
 
@@ -238,6 +242,13 @@ class Rendition:
         elif listed:
             hint = f"{self.prefix}part-{self.run}-{self.parts_made}.m4s"
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
+        for other in self.others:  # where the others are, for a player that switches
+            if other._latest is not None:
+                last_msn, last_part = other._latest
+                lines.append(
+                    f'#EXT-X-RENDITION-REPORT:URI="{other.playlist_name}",'
+                    f"LAST-MSN={last_msn},LAST-PART={last_part}"
+                )
         return Playlist.of(lines)
 
     def next_part(self) -> tuple[int, int]:

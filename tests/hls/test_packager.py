@@ -121,7 +121,16 @@ def test_playlist_grammar_parts_and_preload_hint() -> None:
         assert round(segment.duration) <= target
     # the hint names the part that comes next, and that part then exists
     hinted = f"part-{packager.run}-{numbers[-1] + 1}.m4s"
-    assert lines[-1] == f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hinted}"'
+    assert lines[-2] == f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hinted}"'
+    # where the audio rendition is: at the same part as this one
+    msn, index = last_part(text(packager))
+    assert lines[-1] == (
+        f'#EXT-X-RENDITION-REPORT:URI="audio-{packager.run}.m3u8",LAST-MSN={msn},LAST-PART={index}'
+    )
+    audio_lines = text(packager, "audio").splitlines()
+    assert audio_lines[-1] == (
+        f'#EXT-X-RENDITION-REPORT:URI="video-{packager.run}.m3u8",LAST-MSN={msn},LAST-PART={index}'
+    )
     assert hinted == hint(text(packager))
     assert packager.video.file(hinted) is None
     more = h264_frames(230, gop=30)[200:]
