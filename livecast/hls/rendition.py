@@ -243,7 +243,7 @@ class Rendition:
             hint = f"{self.prefix}part-{self.run}-{self.parts_made}.m4s"
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
         for other in self.others:  # where the others are, for a player that switches
-            if other._latest is not None:
+            if other._latest is not None and not self.ended:
                 last_msn, last_part = other._latest
                 lines.append(
                     f'#EXT-X-RENDITION-REPORT:URI="{other.playlist_name}",'
