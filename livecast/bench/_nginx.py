@@ -3,9 +3,9 @@
 ``proxy_cache`` with ``proxy_cache_lock``, honouring the origin's cache headers: identical
 requests that arrive together make one origin request; ``proxy_cache_use_stale updating``
 does the same for an expired playlist (the lock covers new entries only): while one
-request fetches the new one, the others get the one that just expired. The access log has one line per
-request, ``<cache status> <upstream address> <uri>``, the address ``-`` for a request
-the cache answered.
+request fetches the new one, the others get the one that just expired. The access log
+has one line per request, ``<cache status> <upstream address> <uri>``, the address
+``-`` for a request the cache answered.
 """
 
 from __future__ import annotations
