@@ -96,7 +96,7 @@ def _referenced_assets() -> set[str]:
 async def test_every_referenced_asset_is_served_with_its_type(client: Client) -> None:
     assets = _referenced_assets()
     assert {"/static/css/app.css", "/static/js/api.js", "/static/js/events.js"} <= assets
-    assert "/static/vendor/hls.js/hls.light.min.mjs" in assets
+    assert "/static/vendor/hls.js/hls.min.mjs" in assets
     for path in sorted(assets):
         resp = await client.get(path)
         assert resp.status == 200, path

@@ -1,9 +1,12 @@
 """The simulated LL-HLS players of ``livecast bench hls``, many to a process.
 
-Each player does what hls.js in low-latency mode does at the live edge: a blocking
-playlist reload for the hinted part (``_HLS_msn``/``_HLS_part``) and, at the same time, a
-GET of that part; then again with the next hint. It holds two keep-alive HTTP/1.1
-connections (one per request in flight, as a browser would) and nothing else.
+Each player does what hls.js in low-latency mode does: it reads the multivariant playlist
+(``index.m3u8``), then follows each rendition it names (video, and audio when there is
+an audio group) at the live edge: a blocking playlist reload for the hinted part
+(``_HLS_msn``/``_HLS_part``) and, at the same time, a GET of that part; then again with
+the next hint. When a rendition's playlist ends (a new run), it reads the multivariant
+playlist again. It holds two keep-alive HTTP/1.1 connections per rendition (one per
+request in flight, as a browser would) and nothing else.
 
 The load generator must cost far less than the origin it measures, or it measures
 itself: at 1,000 players through aiohttp's client the player processes fell behind (parts
@@ -26,7 +29,9 @@ from urllib.parse import urlsplit
 
 __all__ = ["players_main"]
 
-_HINT: Final = re.compile(rb'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-\w+-\d+\.m4s)"')
+_HINT: Final = re.compile(rb'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="((?:audio-)?part-\w+-\d+\.m4s)"')
+_STREAM_INF: Final = re.compile(rb"#EXT-X-STREAM-INF:[^\n]*\n([^\n#]+)\n")
+_AUDIO: Final = re.compile(rb'#EXT-X-MEDIA:TYPE=AUDIO,[^\n]*URI="([^"]+)"')
 _CONTENT_LENGTH: Final = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 _CHUNKED: Final = re.compile(rb"\r\ntransfer-encoding: *chunked", re.IGNORECASE)
 _CONNECTS_AT_ONCE: Final = 64  # per process: a burst of SYNs overflows a listen backlog
@@ -134,7 +139,7 @@ def _next_part(playlist: str) -> tuple[int, int]:
             msn, parts, complete = msn + 1, 0, False
         elif line.startswith("#EXT-X-PART:"):
             parts += 1
-        elif line.startswith("seg-"):
+        elif line.startswith(("seg-", "audio-seg-")):
             complete = True
     return (msn + 1, 0) if complete else (msn, parts)
 
@@ -152,6 +157,16 @@ def _part_ends(playlist: str) -> dict[str, float]:
             at += duration
             ends[line.split('URI="', 1)[1].split('"', 1)[0]] = at
     return ends
+
+
+def _renditions(multivariant: bytes) -> list[str]:
+    """The media playlists a multivariant playlist names: video, then audio if any."""
+    video = _STREAM_INF.search(multivariant)
+    if video is None:
+        return []
+    audio = _AUDIO.search(multivariant)
+    names = [video[1].decode()]
+    return names if audio is None else [*names, audio[1].decode()]
 
 
 def players_main(base: str, count: int, start: Any, window_over: Any, results: Any) -> None:
@@ -206,58 +221,96 @@ async def _play(base: str, count: int, start: Any, window_over: Any, results: An
             tally(path, body)
         return status, body
 
-    async def player() -> None:
-        nonlocal joined
+    async def follow(playlist: str, joining: asyncio.Future[None] | None) -> None:
+        """Follow one rendition at its live edge until its playlist ends (or is gone: a
+        new run) or the window is over; ``joining`` is resolved at its first part."""
         playlist_line: _Connection | None = None
         part_line: _Connection | None = None
         status, body = 0, b""
-        first = True
-        while not done:
-            try:
-                if playlist_line is None or playlist_line.closed:
-                    playlist_line = await connect()
-                    status, body = await get(playlist_line, "index.m3u8")
-                if part_line is None or part_line.closed:
-                    part_line = await connect()
-                parsed = playlists.parse(body) if status == 200 else None
-                if parsed is None:
+        try:
+            while not done:
+                try:
+                    if playlist_line is None or playlist_line.closed:
+                        playlist_line = await connect()
+                        status, body = await get(playlist_line, playlist)
+                    if part_line is None or part_line.closed:
+                        part_line = await connect()
+                    parsed = playlists.parse(body) if status == 200 else None
+                    if parsed is None:
+                        if status == 404 or b"#EXT-X-ENDLIST" in body:
+                            return  # this run ended: the multivariant playlist says what next
+                        stats["errors"] += counting
+                        await asyncio.sleep(0.2)
+                        status, body = await get(playlist_line, playlist)
+                        continue
+                    name, msn, index, _ends = parsed
+                    reload = f"{playlist}?_HLS_msn={msn}&_HLS_part={index}"
+                    # both in flight at once, as hls.js has them
+                    reloaded = playlist_line.request(head(reload))
+                    fetched = part_line.request(head(name))
+                    status, body = await reloaded
+                    part_status, part = await fetched
+                    if joining is not None and part_status == 200:
+                        joining.set_result(None)
+                        joining = None
+                except (ConnectionError, OSError):
+                    # start both over: an answer still owed on the other must not be taken
+                    # for the next request's
+                    for line in (playlist_line, part_line):
+                        if line is not None:
+                            line.close()
+                    playlist_line = part_line = None
                     stats["errors"] += counting
                     await asyncio.sleep(0.2)
-                    status, body = await get(playlist_line, "index.m3u8")
                     continue
-                name, msn, index, _ends = parsed
-                reload = f"index.m3u8?_HLS_msn={msn}&_HLS_part={index}"
-                # both in flight at once, as hls.js has them
-                reloaded = playlist_line.request(head(reload))
-                fetched = part_line.request(head(name))
-                status, body = await reloaded
-                part_status, part = await fetched
-                if first and part_status == 200:
-                    first = False
-                    joined += 1
-                    if joined == count:
-                        results.put(("players_ready", {}))
+                if not counting:
+                    continue
+                tally(reload, body)
+                tally(name, part)
+                if part_status != 200:
+                    stats["errors"] += 1
+                elif status == 200:
+                    parsed = playlists.parse(body)
+                    ends = parsed[3] if parsed is not None else {}
+                    if name in ends:
+                        part_ages_ms.append((time.time() - ends[name]) * 1000)
+        finally:
+            for line in (playlist_line, part_line):
+                if line is not None:
+                    line.close()
+
+    async def player() -> None:
+        nonlocal joined
+        joining: asyncio.Future[None] | None = loop.create_future()
+        while not done:
+            try:
+                line = await connect()
+                try:
+                    status, body = await get(line, "index.m3u8")
+                finally:
+                    line.close()
             except (ConnectionError, OSError):
-                # start both over: an answer still owed on the other must not be taken
-                # for the next request's
-                for line in (playlist_line, part_line):
-                    if line is not None:
-                        line.close()
-                playlist_line = part_line = None
+                status, body = 0, b""
+            names = _renditions(body) if status == 200 else []
+            if not names:
                 stats["errors"] += counting
                 await asyncio.sleep(0.2)
                 continue
-            if not counting:
-                continue
-            tally(reload, body)
-            tally(name, part)
-            if part_status != 200:
-                stats["errors"] += 1
-            elif status == 200:
-                parsed = playlists.parse(body)
-                ends = parsed[3] if parsed is not None else {}
-                if name in ends:
-                    part_ages_ms.append((time.time() - ends[name]) * 1000)
+            runs = [asyncio.ensure_future(follow(names[0], joining))]
+            runs += [asyncio.ensure_future(follow(name, None)) for name in names[1:]]
+            if joining is not None:
+                await asyncio.wait([joining, *runs], return_when=asyncio.FIRST_COMPLETED)
+                if joining.done():
+                    joining = None
+                    joined += 1
+                    if joined == count:
+                        results.put(("players_ready", {}))
+            try:
+                await asyncio.gather(*runs)
+            finally:
+                for run in runs:
+                    run.cancel()
+            await asyncio.sleep(0.2)  # a run ended: its successor's playlist comes soon
 
     tasks = [asyncio.ensure_future(player()) for _ in range(count)]
     await asyncio.to_thread(start.wait)

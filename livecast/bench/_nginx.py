@@ -1,9 +1,11 @@
 """Debian's nginx on loopback as the CDN in front of the nodes' ``/hls/``.
 
 ``proxy_cache`` with ``proxy_cache_lock``, honouring the origin's cache headers: identical
-requests that arrive together make one origin request. The access log has one line per
-request, ``<cache status> <upstream address> <uri>``, the address ``-`` for a request
-the cache answered.
+requests that arrive together make one origin request; ``proxy_cache_use_stale updating``
+does the same for an expired playlist (the lock covers new entries only): while one
+request fetches the new one, the others get the one that just expired. The access log
+has one line per request, ``<cache status> <upstream address> <uri>``, the address
+``-`` for a request the cache answered.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ LOCATION = """
             proxy_cache_lock on;
             proxy_cache_lock_timeout 15s;
             proxy_cache_lock_age 15s;
+            proxy_cache_use_stale updating;
             proxy_read_timeout 30s;
         }
 """

@@ -154,15 +154,21 @@ def _attribute(playlist: str, name: str) -> float | None:
 
 
 async def _wait_playlist(url: str) -> str:
-    """The first playlist with a complete segment (the stream is being packaged)."""
+    """The video media playlist, once it has a complete segment (the stream is being
+    packaged), found through the multivariant playlist at ``url``."""
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
             async with http.get(url) as resp:
-                text = await resp.text()
-                if resp.status == 200 and "#EXTINF" in text:
-                    return text
+                multivariant = await resp.text() if resp.status == 200 else ""
+            lines = multivariant.splitlines()
+            found = [i for i, line in enumerate(lines) if line.startswith("#EXT-X-STREAM-INF:")]
+            if found:
+                async with http.get(url.rsplit("/", 1)[0] + "/" + lines[found[0] + 1]) as resp:
+                    text = await resp.text()
+                    if resp.status == 200 and "#EXTINF" in text:
+                        return text
             await asyncio.sleep(0.1)
     raise RuntimeError("no HLS playlist with a complete segment after 30 s")
 

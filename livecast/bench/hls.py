@@ -19,6 +19,8 @@ and the players go through it. One JSON line is printed:
 ``origin_requests``, ``objects``        requests that reached the origin (with ``--cdn``:
                                         from nginx's log), distinct URLs asked for
 ``origin_requests_per_object``          about 1 behind the CDN; ``players`` without it
+``audio_requests``                      of ``requests``, those for the audio rendition
+                                        (its media playlist and parts)
 ``part_age_ms_p50/p95``                 when a player has a part, how long after the end
                                         of its media (the segment's program date time, the
                                         wall time its first frame reached the origin, plus
@@ -184,6 +186,7 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "origin_requests": origin_requests,
         "objects": len(asked),
         "origin_requests_per_object": round(origin_requests / len(asked), 2) if asked else None,
+        "audio_requests": sum(n for path, n in asked.items() if path.startswith("audio-")),
         "parts_received": len(ages),
         "part_age_ms_p50": round(percentile(ages, 0.50), 1),
         "part_age_ms_p95": round(percentile(ages, 0.95), 1),
@@ -193,12 +196,20 @@ def _run(args: argparse.Namespace, procs: int) -> dict[str, Any]:
 
 
 async def _wait_playlist(url: str) -> None:
+    """The video media playlist, once it has a complete segment (the stream is being
+    packaged), found through the multivariant playlist at ``url``."""
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
             async with http.get(url) as resp:
-                if resp.status == 200 and "#EXTINF" in await resp.text():
-                    return
+                multivariant = await resp.text() if resp.status == 200 else ""
+            lines = multivariant.splitlines()
+            found = [i for i, line in enumerate(lines) if line.startswith("#EXT-X-STREAM-INF:")]
+            if found:
+                async with http.get(url.rsplit("/", 1)[0] + "/" + lines[found[0] + 1]) as resp:
+                    text = await resp.text()
+                    if resp.status == 200 and "#EXTINF" in text:
+                        return
             await asyncio.sleep(0.1)
     raise RuntimeError("no HLS playlist with a complete segment after 30 s")

@@ -17,6 +17,7 @@ its frames handed back to the loop in order with their decode times.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -27,7 +28,7 @@ from typing import Final
 import av
 from av.audio.codeccontext import AudioCodecContext
 
-__all__ = ["AacEncoder", "AacFrame", "AacThread"]
+__all__ = ["AacEncoder", "AacFrame", "AacThread", "silent_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,40 @@ _STOP: Final = b""
 AacFrame = tuple[int, bytes]  # (decode time at 48 kHz, raw AAC frame)
 
 
+def _encoder() -> AudioCodecContext:
+    encoder = av.CodecContext.create("aac", "w")
+    assert isinstance(encoder, AudioCodecContext)
+    encoder.sample_rate = SAMPLE_RATE
+    encoder.layout = "stereo"
+    encoder.format = "fltp"
+    encoder.bit_rate = _BIT_RATE
+    encoder.time_base = Fraction(1, SAMPLE_RATE)
+    encoder.open()
+    return encoder
+
+
+@functools.cache
+def silent_frame() -> bytes:
+    """One AAC frame of silence, of the same configuration as :class:`AacEncoder`'s: what
+    an audio rendition carries while the publisher sends no audio (made once)."""
+    encoder = _encoder()
+    packets: list[bytes] = []
+    for n in range(8):
+        frame = av.AudioFrame(format="fltp", layout="stereo", samples=FRAME_SAMPLES)
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = n * FRAME_SAMPLES
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        packets.extend(bytes(p) for p in encoder.encode(frame))
+    return packets[-1]  # past the encoder's priming: steady silence
+
+
 class AacEncoder:
     """Decodes Opus frames and encodes them to AAC, one instance per stream."""
 
     def __init__(self) -> None:
         self._decoder = av.CodecContext.create("opus", "r")
-        encoder = av.CodecContext.create("aac", "w")
-        assert isinstance(encoder, AudioCodecContext)
-        encoder.sample_rate = SAMPLE_RATE
-        encoder.layout = "stereo"
-        encoder.format = "fltp"
-        encoder.bit_rate = _BIT_RATE
-        encoder.time_base = Fraction(1, SAMPLE_RATE)
-        encoder.open()
+        encoder = _encoder()
         self._encoder = encoder
         self._resampler = av.AudioResampler(
             format="fltp", layout="stereo", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES

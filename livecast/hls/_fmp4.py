@@ -1,10 +1,9 @@
 """The few ISO BMFF boxes fragmented MP4 for HLS needs, written by hand (ISO/IEC 14496-12).
 
-An init segment (``ftyp`` + ``moov`` with one ``trak`` per track and ``mvex``) and
-fragments (``moof`` + ``mdat``), one fragment per partial segment, with one ``traf``
-per track that has samples in it: video and audio travel together in one file (CMAF
-proper would put each track in its own; players take both, and one playlist is
-simpler). Video is H.264 in ``avc1`` (ISO/IEC 14496-15: parameter sets in the ``avcC``
+CMAF track files (ISO/IEC 23000-19): each file carries one track, video or audio, and
+each track is its own HLS rendition. An init segment (``ftyp`` + ``moov`` with the one
+``trak`` and ``mvex``) and fragments (``moof`` + ``mdat``, one ``traf``), one fragment
+per partial segment. Video is H.264 in ``avc1`` (ISO/IEC 14496-15: parameter sets in the ``avcC``
 record, samples length-prefixed); audio is AAC-LC in ``mp4a``. There are no B-frames in
 what WebRTC publishers send, so decode time is presentation time and no composition
 offsets are written.
@@ -44,12 +43,18 @@ class VideoTrack:
     height: int
     timescale: int = 90_000
 
+    @property
+    def codec(self) -> str:
+        """The RFC 6381 codec string (``CODECS`` in the multivariant playlist)."""
+        return f"avc1.{self.sps[1]:02x}{self.sps[2]:02x}{self.sps[3]:02x}"
+
 
 @dataclass(frozen=True, slots=True)
 class AudioTrack:
     audio_specific_config: bytes  # AAC AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1)
     sample_rate: int
     channels: int
+    codec: str = "mp4a.40.2"  # AAC-LC
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +168,21 @@ def _trak(track_id: int, timescale: int, handler: bytes, entry: bytes, size: byt
     return _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf))
 
 
-def init_segment(video: VideoTrack, audio: AudioTrack | None) -> bytes:
-    """``ftyp`` + ``moov`` for a video track (id 1) and optionally an audio track (id 2)."""
-    # no "cmfc": CMAF tracks are one per file, and these carry video and audio together
-    ftyp = _box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6", b"mp41")
+def init_segment(track: VideoTrack | AudioTrack) -> bytes:
+    """``ftyp`` + ``moov`` of one CMAF track: H.264 video (id 1) or AAC audio (id 2)."""
+    ftyp = _box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6", b"cmfc", b"mp41")
+    if isinstance(track, VideoTrack):
+        track_id = VIDEO_TRACK_ID
+        trak = _trak(
+            track_id,
+            track.timescale,
+            b"vide",
+            _avc1(track),
+            struct.pack(">II", track.width << 16, track.height << 16),
+        )
+    else:
+        track_id = AUDIO_TRACK_ID
+        trak = _trak(track_id, track.sample_rate, b"soun", _mp4a(track), struct.pack(">II", 0, 0))
     mvhd = _full_box(
         b"mvhd",
         0,
@@ -176,26 +192,10 @@ def init_segment(video: VideoTrack, audio: AudioTrack | None) -> bytes:
         bytes(10),
         _MATRIX,
         bytes(24),
-        struct.pack(">I", AUDIO_TRACK_ID + 1),
+        struct.pack(">I", track_id + 1),
     )
-    traks = [
-        _trak(
-            VIDEO_TRACK_ID,
-            video.timescale,
-            b"vide",
-            _avc1(video),
-            struct.pack(">II", video.width << 16, video.height << 16),
-        )
-    ]
-    trexs = [_full_box(b"trex", 0, 0, struct.pack(">IIIII", VIDEO_TRACK_ID, 1, 0, 0, 0))]
-    if audio is not None:
-        traks.append(
-            _trak(
-                AUDIO_TRACK_ID, audio.sample_rate, b"soun", _mp4a(audio), struct.pack(">II", 0, 0)
-            )
-        )
-        trexs.append(_full_box(b"trex", 0, 0, struct.pack(">IIIII", AUDIO_TRACK_ID, 1, 0, 0, 0)))
-    return ftyp + _box(b"moov", mvhd, *traks, _box(b"mvex", *trexs))
+    trex = _full_box(b"trex", 0, 0, struct.pack(">IIIII", track_id, 1, 0, 0, 0))
+    return ftyp + _box(b"moov", mvhd, trak, _box(b"mvex", trex))
 
 
 def _traf(track_id: int, base_time: int, samples: Sequence[Sample], data_offset: int) -> bytes:
@@ -215,31 +215,10 @@ def _traf(track_id: int, base_time: int, samples: Sequence[Sample], data_offset:
     )
 
 
-def fragment(
-    sequence: int,
-    video_time: int,
-    video: Sequence[Sample],
-    audio_time: int,
-    audio: Sequence[Sample],
-) -> bytes:
-    """One ``moof`` + ``mdat``: the video samples from decode time ``video_time``, then
-    the audio samples from ``audio_time`` (each in its track's timescale)."""
-    tracks = [(VIDEO_TRACK_ID, video_time, video), (AUDIO_TRACK_ID, audio_time, audio)]
-    tracks = [t for t in tracks if t[2]]
-
-    def moof(offsets: Sequence[int]) -> bytes:
-        mfhd = _full_box(b"mfhd", 0, 0, struct.pack(">I", sequence))
-        trafs = [
-            _traf(track_id, base, samples, offset)
-            for (track_id, base, samples), offset in zip(tracks, offsets, strict=True)
-        ]
-        return _box(b"moof", mfhd, *trafs)
-
-    size = len(moof([0] * len(tracks)))
-    offsets = []
-    position = size + 8  # past the mdat header
-    for _, _, samples in tracks:
-        offsets.append(position)
-        position += sum(len(s.data) for s in samples)
-    payload = b"".join(s.data for _, _, samples in tracks for s in samples)
-    return moof(offsets) + _box(b"mdat", payload)
+def fragment(sequence: int, track_id: int, base_time: int, samples: Sequence[Sample]) -> bytes:
+    """One ``moof`` + ``mdat`` of one track: its samples from decode time ``base_time``
+    (in the track's timescale)."""
+    mfhd = _full_box(b"mfhd", 0, 0, struct.pack(">I", sequence))
+    size = len(_box(b"moof", mfhd, _traf(track_id, base_time, samples, 0)))
+    traf = _traf(track_id, base_time, samples, size + 8)  # the samples start past mdat's header
+    return _box(b"moof", mfhd, traf) + _box(b"mdat", b"".join(s.data for s in samples))

@@ -65,7 +65,7 @@ _PDT: Final = "#EXT-X-PROGRAM-DATE-TIME:"
 _MAP: Final = "#EXT-X-MAP:"
 # the tags that belong to a segment (EXT-X-DISCONTINUITY alone: not -SEQUENCE, a header's)
 _SEGMENT_TAGS: Final = ("#EXT-X-DISCONTINUITY\n", _MAP, _PDT, "#EXT-X-PART:", "#EXTINF:")
-_TRAILER_TAGS: Final = ("#EXT-X-PRELOAD-HINT:", "#EXT-X-ENDLIST")
+_TRAILER_TAGS: Final = ("#EXT-X-PRELOAD-HINT:", "#EXT-X-RENDITION-REPORT:", "#EXT-X-ENDLIST")
 # ranges kept past the window, for RECENTLY-REMOVED-DATERANGES, in skip boundaries
 _KEEP_BOUNDARIES: Final = 2
 # a packager that starts reads the timeline from this long ago (a pin still up, say)

@@ -6,10 +6,12 @@ Opus), with the frame's monotonic arrival time; :meth:`Packager.publisher_change
 a new publisher's frames follow. Nothing is awaited and nothing is decoded but the
 audio: H.264 access units are rewrapped (Annex B to length-prefixed) as they are, Opus
 goes through one AAC encoder per stream (:mod:`livecast.hls._aac`), in a thread of its
-own with ``audio_thread`` (its frames join the open part when they come back, a
-millisecond or so later: each part's audio keeps its own decode times).
+own with ``audio_thread`` (its frames join the audio rendition's next part when they
+come back, a millisecond or so later).
 
-Layout (RFC 8216bis, fMP4 with video and audio in one file; see _fmp4.py):
+Layout (RFC 8216bis, CMAF: one track per file): a video rendition and, when the run
+began with audio, an audio rendition (:mod:`livecast.hls.rendition`), each its own media
+playlist, named by a multivariant playlist (:meth:`Packager.multivariant`).
 
 * a *segment* starts at an H.264 keyframe once the open one reached ``segment_s``
   (the packager asks the publisher for a keyframe when one is due and none came);
@@ -17,18 +19,21 @@ Layout (RFC 8216bis, fMP4 with video and audio in one file; see _fmp4.py):
   that would make it longer (a single frame longer than a part, a stall, gets the
   previous frame's duration and the next part starts at its true time); a part that
   starts a segment starts at a keyframe and is ``INDEPENDENT=YES``;
-* a segment's bytes are its parts' bytes; both are immutable once made; parts are
-  numbered through the run (not per segment), so the hinted next part exists whether
-  or not a keyframe makes it the first of a new segment;
-* the init segment (``EXT-X-MAP``) changes when the parameter sets do; a publisher's
-  drop and return continues the playlist after an ``EXT-X-DISCONTINUITY``;
-* the playlist keeps ``window`` complete segments and lists parts for the newest ones
-  (the last three target durations), then ``EXT-X-PRELOAD-HINT`` for the next part.
+* the video leads, as in MediaMTX's muxer: when a video part closes, the audio
+  rendition gets a part of the AAC frames that start before that part's end, and
+  when a video segment closes, so does the audio's; both renditions have the same
+  media sequence numbers, part indexes and program date times, and their boundaries
+  agree within a few AAC frames (the encoder runs that far behind; it never adds up),
+  so a player switches and syncs them cleanly;
+* the audio track is contiguous: each AAC frame takes the next 1024-sample slot (within
+  half a frame of its own time); where the publisher sends no audio (a returning
+  publisher without it, a stall of a part or more), the slots are filled with silence,
+  so the audio playlist goes on with the video's and players keep playing;
+* the init segments (``EXT-X-MAP``) change when the parameter sets do; a publisher's
+  drop and return continues both playlists after an ``EXT-X-DISCONTINUITY``.
 
-Every part made renders the playlist once; each rendering is kept under the part it
-ends with, so a blocking request (``_HLS_msn``/``_HLS_part``) gets the playlist as it
-was when that part appeared: identical requests get identical bytes, which is what lets
-a CDN collapse them.
+Every part made renders each rendition's playlist once (see :mod:`livecast.hls.rendition`
+for the blocking answers).
 
 URLs carry a per-run id (``run``): a new packager for the same stream (its media ended
 here and started again) never reuses a name that a cache may hold forever.
@@ -37,77 +42,46 @@ here and started again) never reuses a name that a cache may hold forever.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
-from livecast.error_codes import ErrorCode
-from livecast.errors import BadRequest
 from livecast.hls import _fmp4
-from livecast.hls._aac import CHANNELS, SAMPLE_RATE, AacEncoder, AacFrame, AacThread
-from livecast.hls.dateranges import DateRanges, Playlist
+from livecast.hls._aac import (
+    CHANNELS,
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    AacEncoder,
+    AacFrame,
+    AacThread,
+    silent_frame,
+)
+from livecast.hls.dateranges import DateRanges
+from livecast.hls.rendition import (
+    PackagerSettings,
+    Playlist,
+    Rendition,
+    Segment,
+    SegmentSink,
+)
 from livecast.ingest._bitstream import h264_parameter_sets, h264_picture_size
 
-__all__ = ["Packager", "PackagerSettings", "Part", "Playlist", "Segment", "SegmentSink"]
+__all__ = ["Packager", "PackagerSettings", "Playlist", "Rendition", "Segment", "SegmentSink"]
 
 VIDEO_CLOCK: Final = 90_000
 _SIGNED: Final = 1 << 31
 _U32: Final = 0xFFFFFFFF
 _START: Final = b"\x00\x00\x01"
-# a blocking request may ask this many segments past the newest one (RFC 8216bis 6.2.5.2)
-_MSN_AHEAD: Final = 2
+_HALF_FRAME: Final = FRAME_SAMPLES // 2
 # AAC frames kept for the next part: about 5 s (video that stopped cuts no parts)
 _MAX_AUDIO_HELD: Final = 240
 # waiting requests' futures kept before those that gave up are dropped (at least)
 _PRUNE_WAITERS: Final = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class PackagerSettings:
-    part_s: float = 0.5
-    segment_s: float = 2.0
-    window: int = 6  # complete segments listed
-
-
-@dataclass(slots=True)
-class Part:
-    msn: int
-    index: int  # within its segment
-    number: int  # within the run: what its name carries
-    duration: float  # seconds
-    independent: bool
-    data: bytes
-    name: str
-
-
-@dataclass(slots=True)
-class Segment:
-    msn: int
-    name: str
-    init_name: str
-    program_date_time: float  # unix time of its first frame
-    discontinuity: bool
-    parts: list[Part] = field(default_factory=list)
-    duration: float = 0.0
-    data: bytes | None = None  # once complete
-
-    @property
-    def complete(self) -> bool:
-        return self.data is not None
-
-
-class SegmentSink(Protocol):
-    """Told of each init segment and each complete segment a packager makes (on the
-    thread that feeds it), e.g. to keep them past the playlist window. ``rendition``
-    names the packager's rendition."""
-
-    def init_made(self, rendition: str, name: str, data: bytes) -> None: ...
-
-    def segment_made(self, rendition: str, segment: Segment) -> None: ...
+# BANDWIDTH in the multivariant playlist is rounded up to this (bits/s), so it settles
+_BANDWIDTH_STEP: Final = 100_000
+AUDIO_GROUP: Final = "audio"
 
 
 def _nal_units(data: bytes) -> list[bytes]:
@@ -136,17 +110,26 @@ class Packager:
         run: str | None = None,
         audio_thread: bool = False,
     ) -> None:
-        """With ``audio``, Opus in and AAC out; encoded on the calling thread, or with
-        ``audio_thread`` in a thread of its own (made now, so on the event loop) that
-        :meth:`finish` stops and :meth:`join` waits for."""
+        """With ``audio``, an audio rendition: Opus in and AAC out; encoded on the
+        calling thread, or with ``audio_thread`` in a thread of its own (made now, so on
+        the event loop) that :meth:`finish` stops and :meth:`join` waits for."""
         self.settings = settings
         self.run = run or secrets.token_hex(4)
         self._request_keyframe = request_keyframe
         self._part_ticks = round(settings.part_s * VIDEO_CLOCK)
         self._segment_ticks = round(settings.segment_s * VIDEO_CLOCK)
+        self.video = Rendition("video", self.run, settings)
+        self.audio: Rendition | None = None
         self._aac: AacEncoder | AacThread | None = None
         if audio:
             self._aac = AacThread(self._take_aac, self.run) if audio_thread else AacEncoder()
+            self.audio = Rendition("audio", self.run, settings)
+            self.audio.new_init(
+                _fmp4.AudioTrack(self._aac.audio_specific_config, SAMPLE_RATE, CHANNELS)
+            )
+        self.renditions = (self.video,) if self.audio is None else (self.video, self.audio)
+        for rendition in self.renditions:
+            rendition.others = tuple(r for r in self.renditions if r is not rendition)
         # timeline
         self._origin: float | None = None  # monotonic arrival of the first keyframe
         self._wall_offset = 0.0  # unix time - monotonic time
@@ -163,36 +146,17 @@ class Packager:
         self._samples: list[_fmp4.Sample] = []
         self._part_start = 0
         self._part_independent = False
-        self._aac_frames: list[tuple[int, bytes]] = []
-        self._segment: Segment | None = None
+        self._aac_frames: list[AacFrame] = []
+        self._audio_slot: int | None = None  # decode time of the audio track's next frame
         self._segment_start = 0
         self._last_request = -math.inf
-        self._fragments = 0
-        self._parts_made = 0
-        # init segments by name; the current one
-        self._inits: dict[str, bytes] = {}
-        self._init_name = ""
-        self._init_sets: tuple[bytes, bytes] | None = None
-        self._init_count = 0
-        # what is served
-        self.segments: list[Segment] = []  # complete, oldest first
-        self._parts: dict[str, Part] = {}
-        self._discontinuities = 0  # of segments that left the window
-        self._max_segment = settings.segment_s
-        self.target_duration = max(1, math.ceil(self._max_segment))  # EXT-X-TARGETDURATION
-        self._renditions: dict[tuple[int, int], Playlist] = {}
-        self._segment_ends: dict[int, tuple[int, int]] = {}
-        self._latest: tuple[int, int] | None = None
-        self._current: Playlist | None = None
+        self._peak_bps = 0  # of the complete segments, every rendition together
+        self._multivariant: tuple[object, Playlist] | None = None
         # the futures of the requests waiting for the next change; when to prune it
         self._waiters: list[asyncio.Future[None]] = []
         self._prune_at = _PRUNE_WAITERS
         self._dirty = False
         self.ended = False
-        self.rendition = "main"
-        self.sink: SegmentSink | None = None  # set before the first frame
-        # the stream's commerce events, as EXT-X-DATERANGE tags (fed by the packaging)
-        self.dateranges = DateRanges()
 
     # -- fed by the relay ------------------------------------------------------------
 
@@ -224,12 +188,12 @@ class Packager:
                 self._discontinuity = True
                 self._audio_ts = None
             self._resync = False
-            if sets != self._init_sets:
+            if not self._same_sets(sets):
                 self._new_init(sets, size)
         else:
             delta = ((timestamp - self._video_ts + _SIGNED) & _U32) - _SIGNED
             dts = self._video_dts + max(delta, 1)
-            if sets is not None and sets != self._init_sets:
+            if sets is not None and not self._same_sets(sets):
                 try:
                     size = h264_picture_size(sets[0])
                 except ValueError:
@@ -242,7 +206,7 @@ class Packager:
         self._video_ts = timestamp
         self._video_dts = dts
         gap = self._take_held(dts)
-        if self._segment is None:
+        if self.video.open is None:
             if not keyframe:
                 return
             self._open_segment(dts, arrived)
@@ -285,12 +249,14 @@ class Packager:
             del self._aac_frames[: len(self._aac_frames) - _MAX_AUDIO_HELD]
 
     def finish(self) -> None:
-        """The stream's media ended here: the playlist gets ``EXT-X-ENDLIST`` (and the
+        """The stream's media ended here: the playlists get ``EXT-X-ENDLIST`` (and the
         audio thread, if any, is told to stop)."""
         if self.ended:
             return
         self._close_at_gap()
         self.ended = True
+        for rendition in self.renditions:
+            rendition.ended = True
         if isinstance(self._aac, AacThread):
             self._aac.close()
         self._publish(force=True)
@@ -301,6 +267,10 @@ class Packager:
         return not isinstance(self._aac, AacThread) or self._aac.join(timeout)
 
     # -- building -----------------------------------------------------------------------
+
+    def _same_sets(self, sets: tuple[bytes, bytes]) -> bool:
+        track = self.video.track
+        return isinstance(track, _fmp4.VideoTrack) and (track.sps, track.pps) == sets
 
     def _take_held(self, dts: int) -> bool:
         """Give the held frame its duration (up to ``dts``); True if that was a stall."""
@@ -324,93 +294,95 @@ class Packager:
         self._close_segment()
 
     def _new_init(self, sets: tuple[bytes, bytes], size: tuple[int, int]) -> None:
-        video = _fmp4.VideoTrack(sps=sets[0], pps=sets[1], width=size[0], height=size[1])
-        audio = None
-        if self._aac is not None:
-            audio = _fmp4.AudioTrack(self._aac.audio_specific_config, SAMPLE_RATE, CHANNELS)
-        self._init_count += 1
-        self._init_name = f"init-{self.run}-{self._init_count - 1}.mp4"
-        self._inits[self._init_name] = _fmp4.init_segment(video, audio)
-        self._init_sets = sets
-        if self.sink is not None:
-            self.sink.init_made(self.rendition, self._init_name, self._inits[self._init_name])
+        self.video.new_init(
+            _fmp4.VideoTrack(sps=sets[0], pps=sets[1], width=size[0], height=size[1])
+        )
 
     def _open_segment(self, dts: int, arrived: float) -> None:
-        msn = self.segments[-1].msn + 1 if self.segments else 0
-        self._segment = Segment(
-            msn=msn,
-            name=f"seg-{self.run}-{msn}.m4s",
-            init_name=self._init_name,
-            program_date_time=arrived + self._wall_offset,
-            discontinuity=self._discontinuity and bool(self.segments),
-        )
+        video = self.video
+        msn = video.segments[-1].msn + 1 if video.segments else 0
+        discontinuity = self._discontinuity and bool(video.segments)
+        for rendition in self.renditions:
+            rendition.open_segment(msn, arrived + self._wall_offset, discontinuity)
+        if self._audio_slot is None or self._discontinuity:
+            self._audio_slot = dts * SAMPLE_RATE // VIDEO_CLOCK
         self._discontinuity = False
         self._segment_start = dts
         self._samples = []
 
     def _close_part(self) -> None:
-        segment = self._segment
         samples = self._samples
-        if segment is None or not samples:
+        if self.video.open is None or not samples:
             return
         self._samples = []
         end = self._part_start + sum(s.duration for s in samples)
-        audio_end = end * SAMPLE_RATE // VIDEO_CLOCK
-        audio: list[_fmp4.Sample] = []
-        audio_time = 0
-        taken = 0
-        for frame_time, frame in self._aac_frames:
-            if frame_time >= audio_end:
-                break
-            if audio and frame_time != audio_time + len(audio) * 1024:
-                break  # a jump in the audio timeline: the rest starts the next part
-            if not audio:
-                audio_time = frame_time
-            audio.append(_fmp4.Sample(frame, 1024))
-            taken += 1
-        del self._aac_frames[:taken]
-        self._fragments += 1
-        data = _fmp4.fragment(self._fragments, self._part_start, samples, audio_time, audio)
-        index = len(segment.parts)
-        part = Part(
-            msn=segment.msn,
-            index=index,
-            number=self._parts_made,
-            duration=(end - self._part_start) / VIDEO_CLOCK,
-            independent=self._part_independent,
-            data=data,
-            name=f"part-{self.run}-{self._parts_made}.m4s",
+        self.video.add_part(
+            self._part_start,
+            samples,
+            (end - self._part_start) / VIDEO_CLOCK,
+            self._part_independent,
         )
-        self._parts_made += 1
-        segment.parts.append(part)
-        segment.duration += part.duration
-        self._parts[part.name] = part
-        self._latest = (segment.msn, index)
+        if self.audio is not None:
+            self._cut_audio(end * SAMPLE_RATE // VIDEO_CLOCK)
         self._dirty = True
 
+    def _cut_audio(self, end: int) -> None:
+        """The audio rendition's part up to ``end`` (48 kHz), where the video's ended: the
+        AAC frames in hand, each in the next slot of the track; silence in the slots of
+        frames that are missing (a jump in the audio's timeline, or no audio for a part
+        or more); frames whose slot was filled already are dropped."""
+        audio = self.audio
+        slot = self._audio_slot
+        assert audio is not None
+        assert slot is not None
+        start = slot
+        frames = self._aac_frames
+        samples: list[_fmp4.Sample] = []
+        silence = 0
+        taken = 0
+        while slot + _HALF_FRAME < end:
+            if taken < len(frames):
+                frame_time, frame = frames[taken]
+                if frame_time < slot - _HALF_FRAME:  # late: its slot is past
+                    taken += 1
+                    continue
+                if frame_time <= slot + _HALF_FRAME:
+                    samples.append(_fmp4.Sample(frame, FRAME_SAMPLES))
+                    taken += 1
+                else:  # the audio jumps ahead: silence until it
+                    samples.append(_fmp4.Sample(silent_frame(), FRAME_SAMPLES))
+                    silence += 1
+                slot += FRAME_SAMPLES
+                continue
+            # no frame in hand: the encoder is a little behind (they join the next part),
+            # or there is no audio, which the video must not wait for
+            if (
+                samples
+                and silence < len(samples)
+                and end - slot <= self._part_ticks * (SAMPLE_RATE / VIDEO_CLOCK)
+            ):
+                break
+            samples.append(_fmp4.Sample(silent_frame(), FRAME_SAMPLES))
+            silence += 1
+            slot += FRAME_SAMPLES
+        del frames[:taken]
+        if not samples:
+            return
+        self._audio_slot = slot
+        audio.add_part(start, samples, (slot - start) / SAMPLE_RATE, True)
+
     def _close_segment(self) -> None:
-        segment, self._segment = self._segment, None
-        if segment is None:
+        made = [rendition.close_segment() for rendition in self.renditions]
+        complete = [segment for segment in made if segment is not None]
+        if not complete:
+            self._discontinuity = self._discontinuity or any(
+                s is not None and s.discontinuity for s in made
+            )
             return
-        if not segment.parts:
-            self._discontinuity = self._discontinuity or segment.discontinuity
-            return
-        segment.data = b"".join(p.data for p in segment.parts)
-        self.segments.append(segment)
-        if self.sink is not None:
-            self.sink.segment_made(self.rendition, segment)
-        self._max_segment = max(self._max_segment, segment.duration)
-        self.target_duration = max(1, math.ceil(self._max_segment))
-        self._segment_ends[segment.msn] = (segment.msn, len(segment.parts) - 1)
-        while len(self.segments) > self.settings.window:
-            gone = self.segments.pop(0)
-            self._discontinuities += gone.discontinuity
-            self._segment_ends.pop(gone.msn, None)
-            for part in gone.parts:
-                self._parts.pop(part.name, None)
-                self._renditions.pop((part.msn, part.index), None)
-            if gone.init_name != self.segments[0].init_name:
-                self._inits.pop(gone.init_name, None)  # no listed segment needs it
+        duration = complete[0].duration
+        if duration > 0:
+            bits = 8 * sum(len(segment.data or b"") for segment in complete)
+            self._peak_bps = max(self._peak_bps, round(bits / duration))
         self._dirty = True
 
     def _ask_keyframe(self, arrived: float) -> None:
@@ -420,134 +392,99 @@ class Packager:
             self._last_request = arrived
             self._request_keyframe()
 
-    # -- the playlist -------------------------------------------------------------------
+    # -- the playlists ------------------------------------------------------------------
 
     def _publish(self, *, force: bool = False) -> None:
         if not (self._dirty or force):
             return
         self._dirty = False
-        playlist = self._render()
-        self._current = playlist
-        if self._latest is not None:
-            self._renditions[self._latest] = playlist
+        for rendition in self.renditions:
+            rendition.publish()
         waiters, self._waiters = self._waiters, []
         self._prune_at = _PRUNE_WAITERS
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _render(self) -> Playlist:
-        settings = self.settings
-        target = self.target_duration
-        lines = [
-            "#EXTM3U",
-            "#EXT-X-VERSION:6",
-            f"#EXT-X-TARGETDURATION:{target}",
-            f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * settings.part_s:.3f}",
-            f"#EXT-X-PART-INF:PART-TARGET={settings.part_s:.3f}",
-            "#EXT-X-INDEPENDENT-SEGMENTS",
-        ]
-        listed = list(self.segments)
-        if self._segment is not None and self._segment.parts:
-            listed.append(self._segment)
-        first = listed[0].msn if listed else 0
-        lines.append(f"#EXT-X-MEDIA-SEQUENCE:{first}")
-        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self._discontinuities}")
-        # parts are listed for the segments within the last three target durations
-        with_parts = set()
-        span = 0.0
-        for segment in reversed(listed):
-            if span >= 3 * target:
-                break
-            with_parts.add(segment.msn)
-            span += segment.duration
-        init = ""
-        for segment in listed:
-            if segment.discontinuity and segment is not listed[0]:
-                lines.append("#EXT-X-DISCONTINUITY")
-            if segment.init_name != init:
-                init = segment.init_name
-                lines.append(f'#EXT-X-MAP:URI="{init}"')
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_rfc3339(segment.program_date_time)}")
-            if segment.msn in with_parts:
-                for part in segment.parts:
-                    independent = ",INDEPENDENT=YES" if part.independent else ""
-                    lines.append(
-                        f'#EXT-X-PART:DURATION={part.duration:.5f},URI="{part.name}"{independent}'
-                    )
-            if segment.complete:
-                lines.append(f"#EXTINF:{segment.duration:.5f},")
-                lines.append(segment.name)
-        if self.ended:
-            lines.append("#EXT-X-ENDLIST")
-        elif listed:
-            hint = f"part-{self.run}-{self._parts_made}.m4s"
-            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
-        return self.dateranges.playlist(lines, target)
+    @property
+    def dateranges(self) -> DateRanges:
+        """The stream's commerce events as ``EXT-X-DATERANGE`` tags: the video rendition's
+        (fed by the packaging from the stored timeline)."""
+        return self.video.dateranges
 
-    def next_part(self) -> tuple[int, int]:
-        """The (msn, index) the next part will most likely have."""
-        segment = self._segment
-        if segment is not None:
-            return segment.msn, len(segment.parts)
-        return (self.segments[-1].msn + 1 if self.segments else 0), 0
+    def attach(self, sink: SegmentSink) -> None:
+        """Tell ``sink`` of every rendition's init segments and complete segments (the
+        replay's recording of this run); call before the first frame."""
+        for rendition in self.renditions:
+            rendition.attach(sink)
+
+    def multivariant(self) -> Playlist | None:
+        """The multivariant playlist (what ``index.m3u8`` answers): the video rendition,
+        its codecs, resolution and peak bit rate, and the audio rendition as the group
+        it plays with; None before the first part."""
+        video = self.video.track
+        if not isinstance(video, _fmp4.VideoTrack) or self.video.playlist() is None:
+            return None
+        bandwidth = self._peak_bps
+        if not bandwidth:  # no complete segment yet: the parts so far
+            segment = self.video.open
+            duration = segment.duration if segment is not None else 0.0
+            if segment is not None and duration > 0:
+                parts = [r.open.parts for r in self.renditions if r.open is not None]
+                bits = 8 * sum(len(part.data) for listed in parts for part in listed)
+                bandwidth = round(bits / duration)
+        bandwidth = max(1, math.ceil(bandwidth / _BANDWIDTH_STEP)) * _BANDWIDTH_STEP
+        key = (video, bandwidth)
+        if self._multivariant is not None and self._multivariant[0] == key:
+            return self._multivariant[1]
+        lines = ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
+        codecs = video.codec
+        group = ""
+        audio = self.audio
+        if audio is not None and isinstance(audio.track, _fmp4.AudioTrack):
+            codecs += f",{audio.track.codec}"
+            group = f',AUDIO="{AUDIO_GROUP}"'
+            lines.append(
+                f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="audio",DEFAULT=YES,'
+                f'AUTOSELECT=YES,CHANNELS="{audio.track.channels}",URI="{audio.playlist_name}"'
+            )
+        lines.append(
+            f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS="{codecs}",'
+            f"RESOLUTION={video.width}x{video.height}{group}"
+        )
+        lines.append(self.video.playlist_name)
+        playlist = Playlist.of("\n".join(lines) + "\n")
+        self._multivariant = (key, playlist)
+        return playlist
+
+    @property
+    def target_duration(self) -> int:
+        """The longest of the renditions' ``EXT-X-TARGETDURATION``."""
+        return max(rendition.target_duration for rendition in self.renditions)
 
     # -- read by the HTTP handlers ------------------------------------------------------
 
-    def playlist(self) -> Playlist | None:
-        """The newest playlist, None before the first part."""
-        return self._current
+    def rendition(self, playlist_name: str) -> Rendition | None:
+        """The rendition whose media playlist is ``playlist_name``, if any."""
+        for rendition in self.renditions:
+            if rendition.playlist_name == playlist_name:
+                return rendition
+        return None
 
-    def blocking_playlist(self, msn: int, part: int | None) -> Playlist | None:
-        """The playlist once segment ``msn`` (or its part ``part``) exists, else None.
-
-        Raises :class:`BadRequest` for a segment too far ahead (RFC 8216bis 6.2.5.2).
-        """
-        if msn < 0 or (part is not None and part < 0):
-            raise BadRequest(
-                "_HLS_msn and _HLS_part are not negative", code=ErrorCode.INVALID_HLS_REQUEST
-            )
-        open_msn = self.next_part()[0]
-        if msn > open_msn + _MSN_AHEAD:
-            raise BadRequest(
-                f"_HLS_msn {msn} is more than {_MSN_AHEAD} past the newest segment {open_msn}",
-                code=ErrorCode.INVALID_HLS_REQUEST,
-            )
-        if self.ended:
-            return self._current
-        if part is None:
-            key = self._segment_ends.get(msn)
-            if key is None:
-                return self._current if self.segments and msn < self.segments[0].msn else None
-        else:
-            key = (msn, part)
-            end = self._segment_ends.get(msn)
-            if end is not None and part > end[1]:
-                key = (msn + 1, 0)  # past the segment's last part: the next one's first
-        latest = self._latest
-        if latest is None or key > latest:
-            return None
-        return self._renditions.get(key, self._current)
+    def rendition_of(self, name: str) -> Rendition | None:
+        """The rendition a file (init segment, segment, part) belongs to, by its name."""
+        audio = self.audio
+        if name.startswith("audio-"):
+            return audio
+        return self.video
 
     def file(self, name: str) -> bytes | None:
         """An init segment, segment or part by name, None if there is none (any more)."""
-        if name.startswith("init-"):
-            return self._inits.get(name)
-        if name.startswith("part-"):
-            part = self._parts.get(name)
-            return part.data if part is not None else None
-        for segment in self.segments:
-            if segment.name == name:
-                return segment.data
-        return None
-
-    def may_come(self, number: int) -> bool:
-        """Whether part ``number`` is not made yet but comes next (the hinted part) or
-        right after it."""
-        return not self.ended and self._parts_made <= number <= self._parts_made + 1
+        rendition = self.rendition_of(name)
+        return rendition.file(name) if rendition is not None else None
 
     def next_change(self) -> asyncio.Future[None]:
-        """A future of the caller's own, resolved when the playlist changes next (a part
+        """A future of the caller's own, resolved when the playlists change next (a part
         was made, the stream ended): one that gives up (cancels it, or resolves it at
         its deadline) leaves the others waiting.
 
@@ -561,8 +498,3 @@ class Packager:
             waiters[:] = [w for w in waiters if not w.done()]
             self._prune_at = max(_PRUNE_WAITERS, 2 * len(waiters))
         return waiter
-
-
-def _rfc3339(unix: float) -> str:
-    moment = dt.datetime.fromtimestamp(unix, dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

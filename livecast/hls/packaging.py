@@ -8,7 +8,16 @@ here (the stream's origin) on an H.264 stream (or a VP8 one, encoded once to H.2
 fed through ``MediaSource.packager_tee`` (one call per frame, on the relay's timeline)
 from the publisher's first frame on (its Opus encoded to AAC in a thread of the
 packager's); a new publisher (the source's ``epoch`` moves) tells the packager to
-continue after a discontinuity. A stream whose media left this
+continue after a discontinuity.
+
+The run has an audio rendition when its first publisher sends audio. A returning
+publisher without audio continues the run (its audio rendition carries silence, so
+players keep playing); one that brings audio to a video-only run starts a new run (new
+URLs, and a multivariant playlist with the audio group): players already on the old run
+see its media playlists end (``EXT-X-ENDLIST``) and load ``index.m3u8`` again, which a
+player cannot avoid, since an audio rendition cannot be added to a multivariant playlist
+it has read. The old run stays answerable (``Packaged.previous``) until the stream is
+forgotten. A stream whose media left this
 node, or whose origin claim this node lost or let go of, has its playlist ended
 (``EXT-X-ENDLIST``) and is forgotten ``_LINGER_S`` later, so players and caches see the end.
 
@@ -55,8 +64,10 @@ class Packaged:
 
     packager: Packager
     media: StreamMedia
-    epoch: int
+    epoch: int  # of the video source, and the audio's, when the packager last looked
+    audio_epoch: int
     transcoder: Vp8ToH264 | None = None  # a VP8 stream's one encoder to H.264
+    previous: Packager | None = None  # the run a returning publisher's audio ended
     ended_at: float | None = None
     forget: asyncio.TimerHandle | None = None  # once ended: when it is dropped
     # the stream's record as last read (visibility, seller), when, and the read under
@@ -134,54 +145,102 @@ class Packaging:
 
     def _start(self, stream_id: str, media: StreamMedia) -> None:
         video, audio = media.sources["video"], media.sources["audio"]
-
-        def request_keyframe() -> None:
-            if packaged.transcoder is not None and video.codec == "vp8":
-                packaged.transcoder.force_keyframe()
-            else:
-                video.request_keyframe()
-
-        packager = Packager(
-            self._settings,
-            audio=audio.codec == "opus",
-            request_keyframe=request_keyframe,
-            audio_thread=True,
+        packaged = Packaged(
+            self._packager(stream_id, audio=audio.codec == "opus"),
+            media,
+            video.epoch,
+            audio.epoch,
         )
-        packaged = Packaged(packager, media, video.epoch)
-        if self._record is not None:
-            packaged.recording = packager.sink = self._record(stream_id, packager.run)
-        self._threads.append(packager)
+        self._record_run(stream_id, packaged)
 
         def take_video(data: bytes, timestamp: int, keyframe: bool, arrived: float) -> None:
             transcoder = packaged.transcoder
             if video.epoch != packaged.epoch:
                 packaged.epoch = video.epoch
+                with_audio = audio.epoch != packaged.audio_epoch and audio.codec == "opus"
+                packaged.audio_epoch = audio.epoch
+                if with_audio and packaged.packager.audio is None:
+                    self._new_run(stream_id, packaged)
                 if transcoder is not None:
                     transcoder.publisher_changed()  # after the frames it still holds
                 else:
-                    packager.publisher_changed()
+                    packaged.packager.publisher_changed()
             if video.codec == "h264":
-                packager.push_video(data, timestamp, keyframe, arrived)
+                packaged.packager.push_video(data, timestamp, keyframe, arrived)
             elif video.codec in self._codecs:  # VP8: encoded once to H.264
                 if transcoder is None:
                     transcoder = packaged.transcoder = Vp8ToH264(
-                        packager.push_video,
-                        packager.publisher_changed,
+                        encoded,
+                        encoded_changed,
                         video.request_keyframe,
                         stream_id,
                     )
                     self._threads.append(transcoder)
                 transcoder.push(data, timestamp, keyframe, arrived)
 
+        def encoded(data: bytes, timestamp: int, keyframe: bool, arrived: float) -> None:
+            packaged.packager.push_video(data, timestamp, keyframe, arrived)
+
+        def encoded_changed() -> None:
+            packaged.packager.publisher_changed()
+
+        def take_audio(data: bytes, timestamp: int, keyframe: bool, arrived: float) -> None:
+            packaged.packager.push_audio(data, timestamp, keyframe, arrived)
+
         video.packager_tee = take_video
-        audio.packager_tee = packager.push_audio
+        audio.packager_tee = take_audio
         lingering = self.streams.get(stream_id)
         if lingering is not None and lingering.forget is not None:
             lingering.forget.cancel()
         self.streams[stream_id] = packaged
         if video.frames_in:  # started on media already flowing: a segment needs a keyframe
             video.request_keyframe()
-        log.info("stream %s: packaging LL-HLS (run %s)", stream_id, packager.run)
+        log.info("stream %s: packaging LL-HLS (run %s)", stream_id, packaged.packager.run)
+
+    def _packager(self, stream_id: str, *, audio: bool) -> Packager:
+        """A new run's packager for the stream, its keyframe requests sent to whatever
+        feeds it (the publisher, or the VP8 stream's encoder)."""
+
+        def request_keyframe() -> None:
+            packaged = self.streams.get(stream_id)
+            if packaged is None:
+                return
+            video = packaged.media.sources["video"]
+            if packaged.transcoder is not None and video.codec == "vp8":
+                packaged.transcoder.force_keyframe()
+            else:
+                video.request_keyframe()
+
+        packager = Packager(
+            self._settings, audio=audio, request_keyframe=request_keyframe, audio_thread=True
+        )
+        self._threads.append(packager)
+        return packager
+
+    def _record_run(self, stream_id: str, packaged: Packaged) -> None:
+        """Record the stream's current run for its replay (each run its own recording),
+        if replays are kept; the previous run's recording is closed."""
+        if self._record is None:
+            return
+        if packaged.recording is not None:
+            packaged.recording.close()
+        packaged.recording = self._record(stream_id, packaged.packager.run)
+        packaged.packager.attach(packaged.recording)
+
+    def _new_run(self, stream_id: str, packaged: Packaged) -> None:
+        """A returning publisher brought audio to a video-only run: end it, and go on
+        in a new run with an audio rendition (a new multivariant playlist)."""
+        old = packaged.packager
+        old.finish()
+        packaged.previous = old
+        packaged.packager = self._packager(stream_id, audio=True)
+        self._record_run(stream_id, packaged)
+        log.info(
+            "stream %s: audio came with the new publisher: LL-HLS run %s after %s",
+            stream_id,
+            packaged.packager.run,
+            old.run,
+        )
 
     def _end(self, stream_id: str, packaged: Packaged) -> None:
         for source in packaged.media.sources.values():

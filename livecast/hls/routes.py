@@ -1,6 +1,9 @@
-"""The LL-HLS endpoints: ``/hls/{stream id}/index.m3u8`` and the files it names.
+"""The LL-HLS endpoints: ``/hls/{stream id}/index.m3u8`` and the playlists and files it names.
 
-* The playlist answers at once, or, with ``_HLS_msn`` (and ``_HLS_part``), when that
+* ``index.m3u8``, the stable URL, is the multivariant playlist: it names the current
+  run's media playlists, ``video-{run}.m3u8`` and (with audio) ``audio-{run}.m3u8``,
+  each a CMAF track with its init segments, segments and parts.
+* A media playlist answers at once, or, with ``_HLS_msn`` (and ``_HLS_part``), when that
   segment (part) exists: the playlist as it was made then, so identical blocking
   requests get identical bytes. The wait is bounded by three target durations (then
   503 with ``Retry-After``); nonsense values are 400 and wait for nothing.
@@ -49,8 +52,8 @@ routes = web.RouteTableDef()
 PLAYLIST_TYPE: Final = "application/vnd.apple.mpegurl"
 _IMMUTABLE: Final = "public, max-age=31536000, immutable"
 _FILE = re.compile(
-    r"init-[0-9a-f]{8}-\d{1,6}\.mp4|seg-[0-9a-f]{8}-\d{1,12}\.m4s"
-    r"|part-[0-9a-f]{8}-(?P<part>\d{1,12})\.m4s"
+    r"(?:audio-)?(?:init-(?P<init_run>[0-9a-f]{8})-\d{1,6}\.mp4"
+    r"|(?:seg|(?P<part>part))-(?P<run>[0-9a-f]{8})-(?P<number>\d{1,12})\.m4s)"
 )
 _NUMBER = re.compile(r"\d{1,12}")
 # the query every LL-HLS player sends, read without parsing the query into a mapping
@@ -232,10 +235,73 @@ _BLOCKING = Annotated[int, msgspec.Meta(ge=0)]
 @routes.get(f"{_SIGNED}/index.m3u8")
 @routes.get("/hls/{stream_id}/index.m3u8")
 @contract(
-    summary="LL-HLS media playlist (RFC 8216bis)",
-    description="With _HLS_msn (and _HLS_part) it answers once that segment (part) exists: "
+    summary="LL-HLS multivariant playlist (RFC 8216bis)",
+    description="The stable URL of a stream's LL-HLS: EXT-X-STREAM-INF (CODECS, RESOLUTION, "
+    "BANDWIDTH) naming the video media playlist video-{run}.m3u8 and, when the stream has "
+    "audio, EXT-X-MEDIA naming the audio one, audio-{run}.m3u8, as the AUDIO group. A new "
+    "run (the stream started again here, or a returning publisher brought audio to a video-only "
+    "run) is a new multivariant naming new media playlists." + _WAYS_IN,
+    responses={
+        200: Reply(
+            None,
+            "the multivariant playlist; cacheable about one part duration",
+            media_type=PLAYLIST_TYPE,
+            headers={**_ETAG, "Cache-Control": "public, max-age=..."},
+        ),
+        304: Reply(None, "If-None-Match names the playlist's ETag", headers=_ETAG),
+    },
+    errors={
+        **_ACCESS_ERRORS,
+        ErrorCode.HLS_NOT_FOUND: "no node packages the stream",
+        ErrorCode.HLS_UNAVAILABLE: "no part yet within three target durations, or the node "
+        "packaging the stream cannot be reached; Retry-After",
+    },
+    auth=Auth.OPTIONAL,
+)
+async def multivariant(request: web.Request) -> web.StreamResponse:
+    packaged = await _packaged(request)
+    if packaged is None:
+        return await _forward(request)
+    packager = packaged.packager
+    found = packager.multivariant()
+    if found is None and not await _until(
+        packager, lambda: packager.multivariant() is not None, _wait_limit(packager)
+    ):
+        return _unavailable("no part is ready yet")
+    found = packager.multivariant()
+    assert found is not None
+    return _playlist_response(request, found, max(1, round(packager.settings.part_s)))
+
+
+def _playlist_response(request: web.Request, found: Playlist, max_age: int) -> web.Response:
+    max_age = _max_age(request, max_age)
+    headers = {"ETag": found.etag, "Cache-Control": f"public, max-age={max_age}"}
+    if request.headers.get("If-None-Match") == found.etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=found.body, content_type=PLAYLIST_TYPE, headers=headers)
+
+
+def _run(packaged: Packaged, run: str) -> Packager:
+    """The packager of run ``run`` of the stream here (the current one, or the one a
+    returning publisher's audio replaced), else 404."""
+    for packager in (packaged.packager, packaged.previous):
+        if packager is not None and packager.run == run:
+            return packager
+    raise NotFound("no such HLS run here (or no longer)", code=ErrorCode.HLS_NOT_FOUND)
+
+
+_MEDIA_PLAYLIST = "{rendition:video|audio}-{run:[0-9a-f]{8}}.m3u8"
+
+
+@routes.get(f"{_SIGNED}/{_MEDIA_PLAYLIST}")
+@routes.get(f"/hls/{{stream_id}}/{_MEDIA_PLAYLIST}")
+@contract(
+    summary="LL-HLS media playlist of one rendition (RFC 8216bis, CMAF)",
+    description="video-{run}.m3u8 or audio-{run}.m3u8, as the multivariant playlist names "
+    "them. With _HLS_msn (and _HLS_part) it answers once that segment (part) exists: "
     "blocking reload, with the playlist as it was then (identical bytes and ETag for "
-    "identical requests)." + _WAYS_IN,
+    "identical requests). Both renditions have the same segment numbers and part indexes."
+    + _WAYS_IN,
     params=[
         Param("_HLS_msn", type=_BLOCKING, description="wait for this media sequence number"),
         Param("_HLS_part", type=_BLOCKING, description="wait for this part of _HLS_msn"),
@@ -260,55 +326,55 @@ _BLOCKING = Annotated[int, msgspec.Meta(ge=0)]
         **_ACCESS_ERRORS,
         ErrorCode.INVALID_HLS_REQUEST: "_HLS_msn/_HLS_part not whole numbers, _HLS_part "
         "alone, _HLS_msn more than two segments ahead, or _HLS_skip not YES or v2",
-        ErrorCode.HLS_NOT_FOUND: "no node packages the stream",
+        ErrorCode.HLS_NOT_FOUND: "no node packages the stream, or not this run or rendition",
         ErrorCode.HLS_UNAVAILABLE: "no part yet, the awaited part did not come within three "
         "target durations, or the node packaging the stream cannot be reached; Retry-After",
     },
     auth=Auth.OPTIONAL,
 )
-async def playlist(request: web.Request) -> web.StreamResponse:
+async def media_playlist(request: web.Request) -> web.StreamResponse:
     msn, part = _blocking_query(request)
     skip = _skip_query(request)
     packaged = await _packaged(request)
     if packaged is None:
         return await _forward(request)
-    packager = packaged.packager
+    info = request.match_info
+    packager = _run(packaged, info["run"])
+    rendition = packager.rendition(f"{info['rendition']}-{info['run']}.m3u8")
+    if rendition is None:
+        raise NotFound("this stream has no such rendition", code=ErrorCode.HLS_NOT_FOUND)
     found: Playlist | None
     if msn is None:
-        found = packager.playlist()
+        found = rendition.playlist()
         if found is None and not await _until(
-            packager, lambda: packager.playlist() is not None, _wait_limit(packager)
+            packager, lambda: rendition.playlist() is not None, _wait_limit(packager)
         ):
             return _unavailable("no part is ready yet")
-        found = packager.playlist()
+        found = rendition.playlist()
         max_age = max(1, round(packager.settings.part_s))
     else:
-        found = packager.blocking_playlist(msn, part)  # 400 before any wait
+        found = rendition.blocking_playlist(msn, part)  # 400 before any wait
         if found is None:
             await _until(
                 packager,
-                lambda: packager.blocking_playlist(msn, part) is not None,
+                lambda: rendition.blocking_playlist(msn, part) is not None,
                 _wait_limit(packager),
             )
-            found = packager.blocking_playlist(msn, part)
+            found = rendition.blocking_playlist(msn, part)
         if found is None:
             return _unavailable(f"segment {msn} part {part} did not come in time")
         # the answer for (msn, part) never changes while msn is in the window
-        max_age = packager.target_duration * packager.settings.window
+        max_age = rendition.target_duration * packager.settings.window
     assert found is not None
-    found = found.for_skip(skip)
-    max_age = _max_age(request, max_age)
-    headers = {"ETag": found.etag, "Cache-Control": f"public, max-age={max_age}"}
-    if request.headers.get("If-None-Match") == found.etag:
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=found.body, content_type=PLAYLIST_TYPE, headers=headers)
+    return _playlist_response(request, found.for_skip(skip), max_age)
 
 
 @routes.get(f"{_SIGNED}/{{name}}")
 @routes.get("/hls/{stream_id}/{name}")
 @contract(
-    summary="An init segment, segment or part the playlist names (fMP4)",
-    description="init-*.mp4, seg-*.m4s or part-*.m4s; immutable. The hinted next part "
+    summary="An init segment, segment or part a media playlist names (CMAF fMP4)",
+    description="init-*.mp4, seg-*.m4s or part-*.m4s of the video rendition, the same "
+    "with audio- in front of the audio one; immutable. The hinted next part "
     "(EXT-X-PRELOAD-HINT) is answered once it exists." + _WAYS_IN,
     responses={
         200: Reply(
@@ -333,17 +399,20 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     packaged = await _packaged(request)
     if packaged is None:
         return await _forward(request)
-    packager = packaged.packager
-    data = packager.file(name)
-    if data is None and match["part"] is not None and name.startswith(f"part-{packager.run}-"):
-        number = int(match["part"])
-        if packager.may_come(number):
+    packager = _run(packaged, match["init_run"] or match["run"])
+    rendition = packager.rendition_of(name)
+    if rendition is None:
+        raise NotFound("this stream has no such rendition", code=ErrorCode.HLS_NOT_FOUND)
+    data = rendition.file(name)
+    if data is None and match["part"] is not None:
+        number = int(match["number"])
+        if rendition.may_come(number):
             await _until(
                 packager,
-                lambda: packager.file(name) is not None or not packager.may_come(number),
+                lambda: rendition.file(name) is not None or not rendition.may_come(number),
                 _wait_limit(packager),
             )
-            data = packager.file(name)
+            data = rendition.file(name)
     if data is None:
         raise NotFound("no such HLS file (or no longer)", code=ErrorCode.HLS_NOT_FOUND)
     cache = _IMMUTABLE

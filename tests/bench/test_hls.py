@@ -27,6 +27,8 @@ def test_hls_bench_players_get_parts_and_it_reports_its_figures(cdn: bool) -> No
     assert report["players"] == 4
     assert report["cdn"] is cdn
     assert report["parts_received"] > 0
+    # the players follow the multivariant playlist to both renditions
+    assert 0 < report["audio_requests"] < report["requests"]
     assert report["errors"] == 0
     if cdn:
         assert report["origin_requests"] < report["requests"]

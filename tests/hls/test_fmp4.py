@@ -50,14 +50,19 @@ def test_fragment_sample_tables_point_at_their_bytes_in_mdat() -> None:
         _fmp4.Sample(b"\x00\x00\x00\x03\x41\x9a\x01", 3003, False),
     ]
     audio = [_fmp4.Sample(b"\x21\x10\x04", 1024), _fmp4.Sample(b"\x21\x10\x05\x06", 1024)]
-    data = _fmp4.fragment(7, 90_000 * 5, video, 48_000 * 5, audio)
-    top = boxes(data)
-    assert [kind for kind, _ in top] == [b"moof", b"mdat"]
-    moof_size = 8 + len(top[0][1])
-    assert struct.unpack(">I", find(data, [b"moof", b"mfhd"])[0][4:])[0] == 7
-    trafs = find(data, [b"moof", b"traf"])
-    assert len(trafs) == 2
-    for traf, samples, base in ((trafs[0], video, 450_000), (trafs[1], audio, 240_000)):
+    for track_id, samples, base in (
+        (_fmp4.VIDEO_TRACK_ID, video, 450_000),
+        (_fmp4.AUDIO_TRACK_ID, audio, 240_000),
+    ):
+        data = _fmp4.fragment(7, track_id, base, samples)
+        top = boxes(data)
+        assert [kind for kind, _ in top] == [b"moof", b"mdat"]
+        moof_size = 8 + len(top[0][1])
+        assert struct.unpack(">I", find(data, [b"moof", b"mfhd"])[0][4:])[0] == 7
+        trafs = find(data, [b"moof", b"traf"])
+        assert len(trafs) == 1  # CMAF: one track per file
+        traf = trafs[0]
+        assert struct.unpack(">I", find(traf, [b"tfhd"])[0][4:8])[0] == track_id
         tfdt = find(traf, [b"tfdt"])[0]
         assert tfdt[0] == 1  # 64-bit decode time
         assert struct.unpack(">Q", tfdt[4:])[0] == base
@@ -78,25 +83,29 @@ def test_fragment_sample_tables_point_at_their_bytes_in_mdat() -> None:
             assert data[pos : pos + size] == sample.data
             assert pos >= moof_size + 8
             pos += size
-    assert len(data) == moof_size + 8 + sum(len(s.data) for s in video + audio)
+        assert len(data) == moof_size + 8 + sum(len(s.data) for s in samples)
 
 
-def test_init_segment_declares_h264_and_aac_tracks_ffmpeg_reads() -> None:
+def test_init_segments_declare_one_track_each_ffmpeg_reads() -> None:
     aac = AacEncoder()
-    init = _fmp4.init_segment(
-        _fmp4.VideoTrack(SPS, PPS, 320, 240),
-        _fmp4.AudioTrack(aac.audio_specific_config, 48_000, 2),
-    )
-    assert [kind for kind, _ in boxes(init)] == [b"ftyp", b"moov"]
-    assert len(find(init, [b"moov", b"trak"])) == 2
-    assert len(find(init, [b"moov", b"mvex", b"trex"])) == 2
-    avcc = find(init, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])[0]
+    video_init = _fmp4.init_segment(_fmp4.VideoTrack(SPS, PPS, 320, 240))
+    audio_init = _fmp4.init_segment(_fmp4.AudioTrack(aac.audio_specific_config, 48_000, 2))
+    for init in (video_init, audio_init):
+        assert [kind for kind, _ in boxes(init)] == [b"ftyp", b"moov"]
+        assert b"cmfc" in boxes(init)[0][1]
+        assert len(find(init, [b"moov", b"trak"])) == 1
+        assert len(find(init, [b"moov", b"mvex", b"trex"])) == 1
+    avcc = find(video_init, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])[0]
     assert SPS in avcc
     assert PPS in avcc
-    with av.open(io.BytesIO(init), "r") as container:
+    assert _fmp4.VideoTrack(SPS, PPS, 320, 240).codec == "avc1.42c01e"
+    with av.open(io.BytesIO(video_init), "r") as container:
+        assert len(container.streams) == 1
         video = container.streams.video[0].codec_context
-        audio = container.streams.audio[0].codec_context
         assert (video.name, video.width, video.height) == ("h264", 320, 240)
+    with av.open(io.BytesIO(audio_init), "r") as container:
+        assert len(container.streams) == 1
+        audio = container.streams.audio[0].codec_context
         assert (audio.name, audio.sample_rate, audio.channels) == ("aac", 48_000, 2)
 
 

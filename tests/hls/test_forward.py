@@ -19,8 +19,10 @@ from tests.conftest import Client, MakeToken, bearer
 from tests.hls.playlists import (
     block_on_the_hinted_part,
     complete_segments,
+    media_playlist,
     newer_playlist,
     playlist_text,
+    renditions,
 )
 from tests.ingest.conftest import MakeNode, SellerStream, eventually, kill_node
 from tests.ingest.peers import publish, read_counter
@@ -44,42 +46,56 @@ async def test_a_stream_published_on_one_node_plays_through_another(
     node_a, node_b = await make_node(), await make_node()
     sender = await publish(node_a, stream.id, stream.seller_token)
     try:
-        lines = await complete_segments(node_b, stream.id, 2)
+        await complete_segments(node_b, stream.id, 2, "audio")
         # only the origin packages; B holds no media of the stream's own
         assert stream.id in node_a.app[PACKAGING].streams
         assert stream.id not in node_b.app[PACKAGING].streams
+        multivariant = await node_b.get(f"/hls/{stream.id}/index.m3u8")
+        direct = await node_a.get(f"/hls/{stream.id}/index.m3u8")
+        assert await multivariant.read() == await direct.read()
+        assert multivariant.headers["ETag"] == direct.headers["ETag"]
 
-        init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
-        data = b""
-        for name in [init, *(line for line in lines if line.startswith("seg-"))]:
-            resp = await node_b.get(f"/hls/{stream.id}/{name}")
-            assert resp.status == 200
-            assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-            assert resp.headers["Content-Type"] == "video/mp4"
-            assert resp.headers["Access-Control-Allow-Origin"] == "*"
-            body = await resp.read()
-            # the same bytes and ETag whichever node is asked
-            direct = await node_a.get(f"/hls/{stream.id}/{name}")
-            assert await direct.read() == body
-            assert direct.headers["ETag"] == resp.headers["ETag"]
-            again = await node_b.get(
-                f"/hls/{stream.id}/{name}", headers={"If-None-Match": resp.headers["ETag"]}
-            )
-            assert again.status == 304
-            head = await node_b.head(f"/hls/{stream.id}/{name}")
-            assert head.status == 200
-            assert head.headers["Content-Length"] == str(len(body))
-            data += body
         counters = []
-        with av.open(io.BytesIO(data), "r") as container:
-            assert [s.codec_context.name for s in container.streams] == ["h264", "aac"]
-            for frame in container.decode(video=0):
-                counters.append(read_counter(frame))
+        samples = 0
+        for kind in ("video", "audio"):
+            lines = await complete_segments(node_b, stream.id, 2, kind)
+            init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
+            data = b""
+            for name in [init, *(line for line in lines if line.startswith(("seg-", "audio-")))]:
+                resp = await node_b.get(f"/hls/{stream.id}/{name}")
+                assert resp.status == 200
+                assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+                assert resp.headers["Content-Type"] == "video/mp4"
+                assert resp.headers["Access-Control-Allow-Origin"] == "*"
+                body = await resp.read()
+                # the same bytes and ETag whichever node is asked
+                direct = await node_a.get(f"/hls/{stream.id}/{name}")
+                assert await direct.read() == body
+                assert direct.headers["ETag"] == resp.headers["ETag"]
+                again = await node_b.get(
+                    f"/hls/{stream.id}/{name}", headers={"If-None-Match": resp.headers["ETag"]}
+                )
+                assert again.status == 304
+                head = await node_b.head(f"/hls/{stream.id}/{name}")
+                assert head.status == 200
+                assert head.headers["Content-Length"] == str(len(body))
+                data += body
+            with av.open(io.BytesIO(data), "r") as container:
+                assert [s.codec_context.name for s in container.streams] == (
+                    ["h264"] if kind == "video" else ["aac"]
+                )
+                for frame in container.decode(*container.streams):
+                    if isinstance(frame, av.VideoFrame):
+                        counters.append(read_counter(frame))
+                    else:
+                        samples += frame.samples
         assert len(counters) >= 2 * 20
         assert counters == sorted(counters)
+        assert samples >= 48_000
 
         # the origin's errors come through as they are
-        resp = await node_b.get(f"/hls/{stream.id}/index.m3u8?_HLS_msn=99999")
+        video = await media_playlist(node_b, stream.id)
+        resp = await node_b.get(f"{video}?_HLS_msn=99999")
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == "invalid_hls_request"
         resp = await node_b.get(f"/hls/{stream.id}/part-deadbeef-0.m4s")
@@ -98,14 +114,14 @@ async def test_blocking_reload_through_another_node(
     sender = await publish(node_a, stream.id, stream.seller_token)
     try:
         await complete_segments(node_b, stream.id, 1)
-        reload = await block_on_the_hinted_part(node_b, stream.id)
+        reload = await block_on_the_hinted_part(node_b, stream.id, "audio")
         cache = reload.response.headers["Cache-Control"]
         max_age = int(cache.removeprefix("public, max-age="))
         assert max_age >= 2  # a blocking answer never changes: cacheable for its window
         # the identical request, at either node, later: identical bytes and ETag
-        await eventually(lambda: newer_playlist(node_b, stream.id, reload.body))
+        await eventually(lambda: newer_playlist(node_b, reload.path, reload.body))
         for node in (node_b, node_a):
-            same = await node.get(f"/hls/{stream.id}/index.m3u8{reload.query}")
+            same = await node.get(f"{reload.path}{reload.query}")
             assert await same.text() == reload.body
             assert same.headers["ETag"] == reload.response.headers["ETag"]
         part = await reload.hinted
@@ -151,7 +167,16 @@ async def test_a_private_stream_through_another_node(
         ).json()
         signed = await node_b.get(playback["url"])
         assert signed.status == 200
-        assert "#EXT-X-PART:" in await signed.text()
+        prefix = playback["url"].removesuffix("index.m3u8")
+        for name in renditions(await signed.text()).values():
+            assert (await node_b.get(f"/hls/{stream_id}/{name}")).status == 401
+            media = await node_b.get(prefix + name)
+            assert media.status == 200
+            lines = (await media.text()).splitlines()
+            part = next(line for line in lines if line.startswith("#EXT-X-PART:"))
+            part_name = part.split('"')[1]
+            assert (await node_b.get(f"/hls/{stream_id}/{part_name}")).status == 401
+            assert (await node_b.get(prefix + part_name)).status == 200
     finally:
         await sender.close()
 
@@ -217,7 +242,7 @@ async def test_a_node_that_lost_the_stream_forwards_to_its_new_origin(
         await eventually(lambda: stream.id not in node_a.app[MEDIA].origins.claimed)
         packaged = node_a.app[PACKAGING].streams[stream.id]
         assert packaged.ended_at is not None  # A's playlist ended with its claim
-        ended = packaged.packager.playlist()
+        ended = packaged.packager.video.playlist()
         assert ended is not None
         assert ended.body.endswith(b"#EXT-X-ENDLIST\n")
         second = await publish(node_b, stream.id, stream.seller_token)

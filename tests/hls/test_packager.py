@@ -1,8 +1,11 @@
-"""The packager fed with real libx264 and libopus output: playlist grammar, numbering,
-part durations, discontinuities, blocking-reload answers, and that what it makes decodes."""
+"""The packager fed with real libx264 and libopus output: the multivariant playlist, the
+video and audio renditions (one CMAF track each) and how they line up, playlist grammar,
+numbering, part durations, discontinuities, silence where audio is missing,
+blocking-reload answers, and that what it makes decodes."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import io
 import re
@@ -11,7 +14,8 @@ import av
 import pytest
 
 from livecast.errors import BadRequest
-from livecast.hls.packager import Packager, PackagerSettings
+from livecast.hls._aac import silent_frame
+from livecast.hls.packager import Packager, PackagerSettings, Rendition
 from tests.hls import playlists
 from tests.hls.media import Frame, h264_frames, opus_frames
 from tests.hls.playlists import hint, last_part
@@ -30,10 +34,12 @@ def feed(
         push(frame.data, frame.timestamp, frame.keyframe, base + at)
 
 
-def text(packager: Packager) -> str:
-    playlist = packager.playlist()
+def text(packager: Packager, rendition: str = "video") -> str:
+    playlist = packager.audio if rendition == "audio" else packager.video
     assert playlist is not None
-    return playlist.body.decode()
+    current = playlist.playlist()
+    assert current is not None
+    return current.body.decode()
 
 
 def decode(data: bytes) -> tuple[list[int], int]:
@@ -50,18 +56,22 @@ def decode(data: bytes) -> tuple[list[int], int]:
     return counters, samples
 
 
-def all_bytes(packager: Packager) -> bytes:
-    init = packager.file(packager.segments[0].init_name)
+def all_bytes(rendition: Rendition | None) -> bytes:
+    assert rendition is not None
+    init = rendition.file(rendition.segments[0].init_name)
     assert init is not None
-    return init + b"".join(s.data or b"" for s in packager.segments)
+    return init + b"".join(s.data or b"" for s in rendition.segments)
 
 
 def test_segments_decode_to_every_frame_in_order_with_aac_audio() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=True)
     feed(packager, h264_frames(150, gop=30), opus_frames(5.0))
-    assert [s.msn for s in packager.segments] == [0, 1, 2, 3]
-    counters, samples = decode(all_bytes(packager))
+    assert [s.msn for s in packager.video.segments] == [0, 1, 2, 3]
+    counters, samples = decode(all_bytes(packager.video))
     assert counters == list(range(120))  # four complete 1 s segments
+    assert samples == 0  # one track per file
+    counters, samples = decode(all_bytes(packager.audio))
+    assert counters == []
     # AAC frames of 1024 samples covering those 4 s (the encoder's priming aside)
     assert 4 * 48_000 - 3 * 1024 <= samples <= 4 * 48_000 + 1024
 
@@ -92,6 +102,7 @@ def test_playlist_grammar_parts_and_preload_hint() -> None:
     # a bounded window: three complete segments, numbered on from the first listed
     segments = [line for line in lines if line.startswith("seg-")]
     assert len(segments) == 3
+    assert f"video-{packager.run}.m3u8" == packager.video.playlist_name
     first = int(next(line for line in lines if "MEDIA-SEQUENCE" in line).split(":")[1])
     assert segments == [f"seg-{packager.run}-{msn}.m4s" for msn in range(first, first + 3)]
     # parts: within PART-TARGET, numbered through the run, independent at each keyframe
@@ -108,17 +119,26 @@ def test_playlist_grammar_parts_and_preload_hint() -> None:
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     # a complete segment's EXTINF is the sum of its parts, within the target duration
     target = int(next(line for line in lines if "TARGETDURATION" in line).split(":")[1])
-    for segment in packager.segments:
+    for segment in packager.video.segments:
         assert segment.duration == pytest.approx(sum(p.duration for p in segment.parts))
         assert round(segment.duration) <= target
     # the hint names the part that comes next, and that part then exists
     hinted = f"part-{packager.run}-{numbers[-1] + 1}.m4s"
-    assert lines[-1] == f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hinted}"'
+    assert lines[-2] == f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hinted}"'
+    # where the audio rendition is: at the same part as this one
+    msn, index = last_part(text(packager))
+    assert lines[-1] == (
+        f'#EXT-X-RENDITION-REPORT:URI="audio-{packager.run}.m3u8",LAST-MSN={msn},LAST-PART={index}'
+    )
+    audio_lines = text(packager, "audio").splitlines()
+    assert audio_lines[-1] == (
+        f'#EXT-X-RENDITION-REPORT:URI="video-{packager.run}.m3u8",LAST-MSN={msn},LAST-PART={index}'
+    )
     assert hinted == hint(text(packager))
-    assert packager.file(hinted) is None
+    assert packager.video.file(hinted) is None
     more = h264_frames(230, gop=30)[200:]
     feed(packager, more, [], base=100.0)
-    assert packager.file(hinted) is not None
+    assert packager.video.file(hinted) is not None
 
 
 def test_publisher_drop_and_return_continues_after_a_discontinuity() -> None:
@@ -133,43 +153,50 @@ def test_publisher_drop_and_return_continues_after_a_discontinuity() -> None:
     # the same encoder settings: the same parameter sets, so the same init segment
     assert lines[after + 1].startswith("#EXT-X-PROGRAM-DATE-TIME:")
     # each side decodes on its own, all its frames in order
-    cut = next(i for i, s in enumerate(packager.segments) if s.discontinuity)
-    before, rest = packager.segments[:cut], packager.segments[cut:]
-    assert before
-    assert rest
-    for run in (before, rest):
-        init = packager.file(run[0].init_name)
-        assert init is not None
-        counters, samples = decode(init + b"".join(s.data or b"" for s in run))
-        assert counters == list(range(len(counters)))
-        assert len(counters) >= 30
-        assert samples > 0
+    audio_lines = text(packager, "audio").splitlines()
+    assert audio_lines.count("#EXT-X-DISCONTINUITY") == 1
+    for rendition in packager.renditions:
+        segments = rendition.segments
+        cut = next(i for i, s in enumerate(segments) if s.discontinuity)
+        assert cut == next(i for i, s in enumerate(packager.video.segments) if s.discontinuity)
+        before, rest = segments[:cut], segments[cut:]
+        assert before
+        assert rest
+        for run in (before, rest):
+            init = rendition.file(run[0].init_name)
+            assert init is not None
+            counters, samples = decode(init + b"".join(s.data or b"" for s in run))
+            if rendition is packager.video:
+                assert counters == list(range(len(counters)))
+                assert len(counters) >= 30
+            else:
+                assert samples >= 48_000
 
 
 def test_blocking_answers_are_the_playlist_when_that_part_appeared() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
     video = h264_frames(120, gop=30)
     feed(packager, video[:50], [])
-    msn, index = packager.next_part()
-    assert packager.blocking_playlist(msn, index) is None  # not there yet
+    msn, index = packager.video.next_part()
+    assert packager.video.blocking_playlist(msn, index) is None  # not there yet
     feed(packager, video[50:], [])
-    answer = packager.blocking_playlist(msn, index)
+    answer = packager.video.blocking_playlist(msn, index)
     assert answer is not None
     # it ends with the part asked for, however many parts came since
     assert last_part(answer.body.decode()) == (msn, index)
-    assert packager.blocking_playlist(msn, index) == answer  # identical bytes, same ETag
-    assert answer != packager.playlist()
+    assert packager.video.blocking_playlist(msn, index) == answer  # identical bytes, same ETag
+    assert answer != packager.video.playlist()
     # a part index past a complete segment's last part is the next segment's first
-    done = packager.segments[-1]
-    assert packager.blocking_playlist(done.msn, len(done.parts) + 3) == (
-        packager.blocking_playlist(done.msn + 1, 0)
+    done = packager.video.segments[-1]
+    assert packager.video.blocking_playlist(done.msn, len(done.parts) + 3) == (
+        packager.video.blocking_playlist(done.msn + 1, 0)
     )
     # the whole segment
-    assert packager.blocking_playlist(done.msn, None) is not None
-    newest = packager.next_part()[0]
-    assert packager.blocking_playlist(newest + 2, 0) is None
+    assert packager.video.blocking_playlist(done.msn, None) is not None
+    newest = packager.video.next_part()[0]
+    assert packager.video.blocking_playlist(newest + 2, 0) is None
     with pytest.raises(BadRequest):
-        packager.blocking_playlist(newest + 3, 0)
+        packager.video.blocking_playlist(newest + 3, 0)
 
 
 def test_a_stall_longer_than_a_part_keeps_parts_within_the_target() -> None:
@@ -180,10 +207,10 @@ def test_a_stall_longer_than_a_part_keeps_parts_within_the_target() -> None:
         for i, f in enumerate(video)
     ]
     feed(packager, stalled, [])
-    durations = [p.duration for s in packager.segments for p in s.parts]
+    durations = [p.duration for s in packager.video.segments for p in s.parts]
     assert durations
     assert max(durations) <= 0.4
-    counters, _ = decode(all_bytes(packager))
+    counters, _ = decode(all_bytes(packager.video))
     assert counters == list(range(len(counters)))
     assert len(counters) >= 60
 
@@ -195,7 +222,7 @@ def test_the_end_lists_endlist_and_keeps_every_frame() -> None:
     lines = text(packager).splitlines()
     assert lines[-1] == "#EXT-X-ENDLIST"
     assert not any(line.startswith("#EXT-X-PRELOAD-HINT") for line in lines)
-    counters, _ = decode(all_bytes(packager))
+    counters, _ = decode(all_bytes(packager.video))
     assert counters == list(range(50))
 
 
@@ -209,15 +236,15 @@ def test_new_parameter_sets_start_a_segment_with_a_new_init() -> None:
     maps = [line for line in lines if line.startswith("#EXT-X-MAP:")]
     assert len(maps) == 2
     assert "#EXT-X-DISCONTINUITY" not in lines
-    for init_name in {s.init_name for s in packager.segments}:
-        init = packager.file(init_name)
+    for init_name in {s.init_name for s in packager.video.segments}:
+        init = packager.video.file(init_name)
         assert init is not None
-        run = [s for s in packager.segments if s.init_name == init_name]
+        run = [s for s in packager.video.segments if s.init_name == init_name]
         with av.open(io.BytesIO(init + b"".join(s.data or b"" for s in run)), "r") as container:
             frames = list(container.decode(video=0))
         assert frames
         width = frames[0].width
-        assert width == (160 if init_name == packager.segments[0].init_name else 320)
+        assert width == (160 if init_name == packager.video.segments[0].init_name else 320)
         counters = [read_counter(f) for f in frames]
         assert counters == list(range(counters[0], counters[0] + len(counters)))
 
@@ -226,12 +253,12 @@ def test_init_segments_no_listed_segment_needs_are_let_go() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=2), audio=False)
     small = h264_frames(45, gop=15)
     feed(packager, small, [])
-    first_init = packager.segments[0].init_name
+    first_init = packager.video.segments[0].init_name
     larger = h264_frames(150, gop=15, start_ts=1000 + 45 * 3000, size=(320, 192))
     feed(packager, [Frame(f.data, f.timestamp, f.keyframe, f.at + 1.5) for f in larger], [])
-    assert all(s.init_name != first_init for s in packager.segments)
-    assert packager.file(first_init) is None
-    assert packager.file(packager.segments[0].init_name) is not None
+    assert all(s.init_name != first_init for s in packager.video.segments)
+    assert packager.video.file(first_init) is None
+    assert packager.video.file(packager.video.segments[0].init_name) is not None
     assert f'#EXT-X-MAP:URI="{first_init}"' not in text(packager)
 
 
@@ -245,3 +272,96 @@ async def test_one_waiter_giving_up_does_not_cancel_the_change_for_others() -> N
     feed(packager, video[20:], [])
     await asyncio.wait_for(patient, 1.0)  # resolved by the next part
     assert not packager.next_change().done()  # and the next change is a new one
+
+
+def test_the_multivariant_playlist_names_both_renditions_and_their_codecs() -> None:
+    packager = Packager(PackagerSettings(part_s=0.3, segment_s=1.0), audio=True)
+    assert packager.multivariant() is None  # nothing to play yet
+    feed(packager, h264_frames(90, gop=30), opus_frames(3.0))
+    multivariant = packager.multivariant()
+    assert multivariant is not None
+    run = packager.run
+    lines = multivariant.body.decode().splitlines()
+    assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    assert lines[3] == (
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,'
+        f'CHANNELS="2",URI="audio-{run}.m3u8"'
+    )
+    stream_inf = re.fullmatch(
+        r'#EXT-X-STREAM-INF:BANDWIDTH=(\d+),CODECS="avc1\.42c0[0-9a-f]{2},mp4a\.40\.2",'
+        r'RESOLUTION=160x96,AUDIO="audio"',
+        lines[4],
+    )
+    assert stream_inf is not None, lines[4]
+    assert lines[5:] == [f"video-{run}.m3u8"]
+    # about what the complete segments carry, rounded up
+    bits = 8 * sum(len(s.data or b"") for r in packager.renditions for s in r.segments)
+    seconds = sum(s.duration for s in packager.video.segments)
+    assert bits / seconds <= int(stream_inf[1]) <= bits / seconds + 3 * 100_000
+    assert packager.multivariant() is multivariant  # the same bytes while nothing changes
+    # without audio: no audio group
+    silent = Packager(PackagerSettings(part_s=0.3, segment_s=1.0), audio=False)
+    feed(silent, h264_frames(30, gop=30), [])
+    alone = silent.multivariant()
+    assert alone is not None
+    body = alone.body.decode()
+    assert "#EXT-X-MEDIA" not in body
+    assert "AUDIO=" not in body
+    assert 'CODECS="avc1.' in body
+    assert "mp4a" not in body
+    assert silent.audio is None
+    assert silent.file(f"audio-init-{silent.run}-0.mp4") is None
+
+
+def test_audio_parts_are_cut_where_the_video_parts_end() -> None:
+    packager = Packager(PackagerSettings(part_s=0.3, segment_s=1.0, window=10), audio=True)
+    feed(packager, h264_frames(180, gop=30), opus_frames(6.0))
+    audio = packager.audio
+    assert audio is not None
+    video_segments = packager.video.segments
+    assert [s.msn for s in audio.segments] == [s.msn for s in video_segments]
+    frame = 1024 / 48_000
+    video_end = audio_end = 0.0
+    for video_segment, audio_segment in zip(video_segments, audio.segments, strict=True):
+        assert audio_segment.program_date_time == video_segment.program_date_time
+        assert len(audio_segment.parts) == len(video_segment.parts)
+        for video_part, audio_part in zip(video_segment.parts, audio_segment.parts, strict=True):
+            assert audio_part.independent
+            video_end += video_part.duration
+            audio_end += audio_part.duration
+            # the encoder runs a frame or two behind; never does the drift add up
+            assert video_end - 3 * frame <= audio_end <= video_end + frame
+    # the audio track has no hole: its parts follow each other sample for sample
+    _, samples = decode(all_bytes(audio))
+    assert samples == round(audio_end * 48_000)
+
+
+def test_a_returning_publisher_without_audio_gets_silence_and_the_playlists_go_on() -> None:
+    packager = Packager(PackagerSettings(part_s=0.3, segment_s=1.0, window=10), audio=True)
+    feed(packager, h264_frames(60, gop=30), opus_frames(2.0))
+    packager.publisher_changed()
+    feed(packager, h264_frames(90, gop=30, start_ts=777), [], base=103.0)
+    audio = packager.audio
+    assert audio is not None
+    cut = next(i for i, s in enumerate(audio.segments) if s.discontinuity)
+    after = audio.segments[cut:]
+    assert len(after) == len(packager.video.segments[cut:]) >= 2
+    silence = silent_frame()
+    for segment in after:
+        assert segment.duration == pytest.approx(
+            packager.video.segments[segment.msn].duration, abs=2 * 1024 / 48_000
+        )
+        assert segment.data is not None
+        assert silence in segment.data
+    init = audio.file(after[0].init_name)
+    assert init is not None
+    with av.open(io.BytesIO(init + b"".join(s.data or b"" for s in after)), "r") as container:
+        frames = list(container.decode(audio=0))
+    assert sum(f.samples for f in frames) >= 2 * 48_000
+    loudest = max(
+        max(map(abs, array.array("f", bytes(plane)[: f.samples * 4])))
+        for f in frames
+        for plane in f.planes
+    )
+    assert loudest < 1e-3  # silence
+    assert "#EXT-X-PRELOAD-HINT" in text(packager, "audio")

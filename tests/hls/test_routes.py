@@ -1,11 +1,13 @@
 """/hls/... over real HTTP, fed by a real WHIP publisher (an aiortc peer sending H.264
-and Opus): the playlist, blocking reload, the files and their caching, bad requests,
-private streams, and that the stream decodes, also through FFmpeg's HLS demuxer."""
+and Opus): the multivariant playlist and the video and audio renditions (CMAF: one track
+each), blocking reload, the files and their caching, bad requests, private streams, and
+that both tracks decode, also through FFmpeg's HLS demuxer."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import AsyncIterator
 
 import av
@@ -19,7 +21,11 @@ from tests.conftest import CHROMIUM, CHROMIUM_ARGS, Client, MakeToken, bearer
 from tests.hls.playlists import (
     block_on_the_hinted_part,
     complete_segments,
+    media_playlist,
     newer_playlist,
+    playlist_text,
+    renditions,
+    segments,
 )
 from tests.ingest.conftest import MakeNode, SellerStream, eventually
 from tests.ingest.peers import Publisher, publish, read_counter
@@ -35,31 +41,56 @@ async def publisher(client: Client, stream: SellerStream) -> AsyncIterator[Publi
 async def test_a_whip_publisher_plays_as_ll_hls(
     client: Client, stream: SellerStream, publisher: Publisher
 ) -> None:
-    lines = await complete_segments(client, stream.id, 3)
-    init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
-    segments = [line for line in lines if line.startswith("seg-")]
-    data = b""
-    for name in [init, *segments]:
-        resp = await client.get(f"/hls/{stream.id}/{name}")
-        assert resp.status == 200
-        assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-        assert resp.headers["Content-Type"] == "video/mp4"
-        assert resp.headers["Access-Control-Allow-Origin"] == "*"
-        again = await client.get(
-            f"/hls/{stream.id}/{name}", headers={"If-None-Match": resp.headers["ETag"]}
-        )
-        assert again.status == 304
-        data += await resp.read()
+    resp = await client.get(f"/hls/{stream.id}/index.m3u8")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert resp.headers["Cache-Control"] == "public, max-age=1"
+    multivariant = await resp.text()
+    lines = multivariant.splitlines()
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in lines
+    run = client.app[PACKAGING].streams[stream.id].packager.run
+    assert renditions(multivariant) == {"video": f"video-{run}.m3u8", "audio": f"audio-{run}.m3u8"}
+    media = next(line for line in lines if line.startswith("#EXT-X-MEDIA:"))
+    assert 'TYPE=AUDIO,GROUP-ID="audio"' in media
+    assert "DEFAULT=YES,AUTOSELECT=YES" in media
+    stream_inf = next(line for line in lines if line.startswith("#EXT-X-STREAM-INF:"))
+    assert re.search(r'CODECS="avc1\.[0-9a-f]{6},mp4a\.40\.2"', stream_inf), stream_inf
+    assert "RESOLUTION=160x96" in stream_inf
+    assert 'AUDIO="audio"' in stream_inf
+    assert int(re.findall(r"BANDWIDTH=(\d+)", stream_inf)[0]) > 0
+    again = await client.get(
+        f"/hls/{stream.id}/index.m3u8", headers={"If-None-Match": resp.headers["ETag"]}
+    )
+    assert again.status == 304
+    # each rendition is one CMAF track: H.264 alone, AAC alone, and both decode
     counters: list[int] = []
     samples = 0
-    with av.open(io.BytesIO(data), "r") as container:
-        assert [s.codec_context.name for s in container.streams] == ["h264", "aac"]
-        for frame in container.decode(*container.streams):
-            if isinstance(frame, av.VideoFrame):
-                counters.append(read_counter(frame))
-            else:
-                assert isinstance(frame, av.AudioFrame)
-                samples += frame.samples
+    for kind in ("video", "audio"):
+        lines = await complete_segments(client, stream.id, 3, kind)
+        init = next(line for line in lines if line.startswith("#EXT-X-MAP:")).split('"')[1]
+        listed = [line for line in lines if line.startswith(("seg-", "audio-seg-"))]
+        data = b""
+        for name in [init, *listed]:
+            assert name.startswith("audio-") == (kind == "audio")
+            resp = await client.get(f"/hls/{stream.id}/{name}")
+            assert resp.status == 200
+            assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert resp.headers["Content-Type"] == "video/mp4"
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            again = await client.get(
+                f"/hls/{stream.id}/{name}", headers={"If-None-Match": resp.headers["ETag"]}
+            )
+            assert again.status == 304
+            data += await resp.read()
+        with av.open(io.BytesIO(data), "r") as container:
+            names = [s.codec_context.name for s in container.streams]
+            assert names == (["h264"] if kind == "video" else ["aac"])
+            for frame in container.decode(*container.streams):
+                if isinstance(frame, av.VideoFrame):
+                    counters.append(read_counter(frame))
+                else:
+                    assert isinstance(frame, av.AudioFrame)
+                    samples += frame.samples
     # three segments of the publisher's picture, in order, with their sound
     assert len(counters) >= 3 * 20
     assert counters == sorted(counters)
@@ -68,14 +99,43 @@ async def test_a_whip_publisher_plays_as_ll_hls(
     assert "\nlivecast_hls_streams 1.0\n" in metrics
 
 
+async def test_the_renditions_segments_and_parts_line_up(
+    client: Client, stream: SellerStream, publisher: Publisher
+) -> None:
+    """The same segment numbers, program date times and part counts in both media
+    playlists; every audio part independent."""
+    await complete_segments(client, stream.id, 2, "audio")
+    video = await playlist_text(client, stream.id, rendition="video")
+    audio = await playlist_text(client, stream.id, rendition="audio")
+
+    def complete(text: str) -> dict[int, tuple[str, int]]:
+        dates = [line for line in text.splitlines() if line.startswith("#EXT-X-PROGRAM")]
+        return {
+            msn: (date, len(parts))
+            for (msn, parts, done), date in zip(segments(text), dates, strict=True)
+            if done
+        }
+
+    in_video, in_audio = complete(video), complete(audio)
+    common = set(in_video) & set(in_audio)
+    assert len(common) >= 1
+    for msn in common:
+        assert in_video[msn][0] == in_audio[msn][0]  # EXT-X-PROGRAM-DATE-TIME
+        if in_video[msn][1] and in_audio[msn][1]:  # both still list their parts
+            assert in_video[msn][1] == in_audio[msn][1]
+    parts = [line for line in audio.splitlines() if line.startswith("#EXT-X-PART:")]
+    assert parts
+    assert all(line.endswith(",INDEPENDENT=YES") for line in parts)
+
+
 async def test_blocking_reload_answers_when_the_hinted_part_appears(
     client: Client, stream: SellerStream, publisher: Publisher
 ) -> None:
     await complete_segments(client, stream.id, 1)
     reload = await block_on_the_hinted_part(client, stream.id)
     # the same request again gets the same bytes, however many parts came since
-    await eventually(lambda: newer_playlist(client, stream.id, reload.body))
-    same = await client.get(f"/hls/{stream.id}/index.m3u8{reload.query}")
+    await eventually(lambda: newer_playlist(client, reload.path, reload.body))
+    same = await client.get(f"{reload.path}{reload.query}")
     assert await same.text() == reload.body
     assert same.headers["ETag"] == reload.response.headers["ETag"]
     # the request for the hinted part was answered once it was made
@@ -92,11 +152,12 @@ async def test_nonsense_blocking_values_are_400_at_once(
     client: Client, stream: SellerStream, publisher: Publisher, query: str
 ) -> None:
     await complete_segments(client, stream.id, 1)
-    resp = await client.get(f"/hls/{stream.id}/index.m3u8{query}")
-    assert resp.status == 400
-    error = (await resp.json())["error"]
-    assert error["code"] == "invalid_hls_request"
-    assert error["message"]
+    for kind in ("video", "audio"):
+        resp = await client.get(f"{await media_playlist(client, stream.id, kind)}{query}")
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+        assert error["code"] == "invalid_hls_request"
+        assert error["message"]
 
 
 async def test_unknown_streams_and_files_are_404(
@@ -107,6 +168,11 @@ async def test_unknown_streams_and_files_are_404(
     assert (await resp.json())["error"]["code"] == "hls_not_found"
     await complete_segments(client, stream.id, 1)
     for name in (
+        "video-deadbeef.m3u8",
+        "audio-deadbeef.m3u8?_HLS_msn=1",
+        "audio-part-deadbeef-0.m4s",
+        "audio-init-deadbeef-0.mp4",
+        "subtitles-deadbeef.m3u8",
         "passwd",
         "seg-00000000-0.m4s",
         "part-deadbeef-0.m4s",
@@ -139,6 +205,20 @@ async def test_a_private_stream_needs_a_token_that_may_watch_it(
         stranger = bearer(make_token(Role.VIEWER))
         resp = await client.get(f"/hls/{stream_id}/index.m3u8", headers=stranger)
         assert resp.status == 403
+        # every rendition URL the multivariant leads to is checked the same way
+        for kind in ("video", "audio"):
+            path = await media_playlist(client, stream_id, kind, headers=member)
+            resp = await client.get(path, headers=member)
+            assert resp.status == 200
+            part = next(
+                line for line in (await resp.text()).splitlines() if line.startswith("#EXT-X-PART:")
+            ).split('"')[1]
+            for name in (path.rsplit("/", 1)[1], part):
+                assert (await client.get(f"/hls/{stream_id}/{name}")).status == 401
+                resp = await client.get(f"/hls/{stream_id}/{name}", headers=stranger)
+                assert resp.status == 403
+                resp = await client.get(f"/hls/{stream_id}/{name}", headers=member)
+                assert resp.status == 200
     finally:
         await sender.close()
 
@@ -153,6 +233,9 @@ async def test_ffmpeg_hls_demuxer_plays_the_playlist(
         counters: list[int] = []
         samples = 0
         with av.open(url, "r", timeout=10.0) as container:
+            # the demuxer follows the multivariant playlist to both renditions
+            kinds = sorted(s.codec_context.name for s in container.streams)
+            assert kinds == ["aac", "h264"], kinds
             for frame in container.decode(*container.streams):
                 if isinstance(frame, av.VideoFrame):
                     counters.append(read_counter(frame))

@@ -104,7 +104,10 @@ async def _plays_hls(page: Page, requested: list[str], stream_id: str) -> None:
     await expect(page.locator("#stage-message")).to_be_hidden()
     hls = [url for url in requested if f"/hls/{stream_id}/" in url]
     assert hls, requested
-    assert any("index.m3u8?_HLS_msn=" in url for url in hls), hls  # blocking reload
+    # the multivariant playlist, then blocking reloads of both renditions' media playlists
+    assert any(url.endswith("/index.m3u8") for url in hls), hls
+    for rendition in ("video", "audio"):
+        assert any(f"/{rendition}-" in url and ".m3u8?_HLS_msn=" in url for url in hls), hls
     assert any(url.endswith(".m4s") for url in hls), hls  # parts or segments
 
 

@@ -1,6 +1,13 @@
 // LL-HLS playback (GET /hls/{stream_id}/index.m3u8), the watch page's fallback when WebRTC
 // is refused or cannot connect, or when the page is opened with ?hls=1.
 //
+// index.m3u8 is the multivariant playlist: it names the current run's media playlists, a
+// video rendition and (when the stream has audio) an audio rendition, one CMAF track each;
+// hls.js plays both in sync. A run's media playlists end (EXT-X-ENDLIST) when the stream
+// ends or goes on in a new run (a returning publisher brought audio to a video-only
+// stream): once what is buffered has played, the player reads index.m3u8 again, and plays
+// the new run it names, or waits while it still names the ended one.
+//
 // hls.js (vendored, loaded only when this player starts) plays wherever Media Source
 // Extensions can take the stream's H.264 + AAC, with lowLatencyMode for blocking playlist
 // reload and parts; the browser's own HLS plays where there is no MSE (iOS Safari before
@@ -15,7 +22,7 @@
 // 'connecting' | 'playing' | 'waiting' (no playlist yet: the stream is not live) |
 // 'reconnecting' | 'stopped'.
 
-const HLS_JS = '../vendor/hls.js/hls.light.min.mjs';
+const HLS_JS = '../vendor/hls.js/hls.min.mjs';
 const MP4_CODECS = 'video/mp4; codecs="avc1.42e01f,mp4a.40.2"';
 
 function mseCanPlay() {
@@ -39,12 +46,17 @@ export class HlsPlayer extends EventTarget {
     this.engine = mseCanPlay() ? 'hls.js' : video.canPlayType('application/vnd.apple.mpegurl') ? 'native' : 'none';
     this.onPlaying = () => { this.attempt = 0; this.setState('playing'); };
     this.onNativeError = () => this.retry();
+    this.endedRun = null; // the media playlist URL of the run that ended, once one has
+    this.onEnded = () => { this.endedRun = this.endedRun || this.playing; this.connect(); };
+    this.endTimer = null;
+    this.playing = null; // the video media playlist URL being played
   }
 
   start() {
     this.stopped = false;
     this.video.srcObject = null;
     this.video.addEventListener('playing', this.onPlaying);
+    this.video.addEventListener('ended', this.onEnded);
     this.connect();
     return this;
   }
@@ -52,7 +64,9 @@ export class HlsPlayer extends EventTarget {
   async stop() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.endTimer);
     this.video.removeEventListener('playing', this.onPlaying);
+    this.video.removeEventListener('ended', this.onEnded);
     this.teardown();
     this.setState('stopped');
   }
@@ -73,6 +87,7 @@ export class HlsPlayer extends EventTarget {
 
   async connect() {
     if (this.stopped) return;
+    clearTimeout(this.endTimer);
     this.teardown();
     this.setState(this.attempt ? 'reconnecting' : 'connecting');
     // Before the stream is live there is no playlist: wait here rather than in the player.
@@ -87,6 +102,22 @@ export class HlsPlayer extends EventTarget {
     if (this.stopped) return;
     if (response.status !== 200) {
       this.setState(response.status === 404 ? 'waiting' : 'reconnecting');
+      this.retry();
+      return;
+    }
+    // The video rendition the multivariant names: the run that ended means no new one yet.
+    let text = '';
+    try { text = await response.text(); } catch { /* retried below */ }
+    if (this.stopped) return;
+    const lines = text.split('\n');
+    const streamInf = lines.findIndex((line) => line.startsWith('#EXT-X-STREAM-INF:'));
+    if (streamInf < 0 || !lines[streamInf + 1]) {
+      this.retry();
+      return;
+    }
+    this.playing = new URL(lines[streamInf + 1].trim(), this.url).toString();
+    if (this.playing === this.endedRun) {
+      this.setState('waiting');
       this.retry();
       return;
     }
@@ -120,6 +151,16 @@ export class HlsPlayer extends EventTarget {
     });
     this.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => this.video.play().catch(() => {}));
+    // The run's playlists ended: what is buffered plays out ('ended'), then index.m3u8 again;
+    // should the end not come (a stall on the way), index.m3u8 all the same a little later.
+    hls.on(Hls.Events.LEVEL_UPDATED, (_event, data) => {
+      if (this.hls !== hls || data.details.live || this.endedRun === this.playing) return;
+      this.endedRun = this.playing;
+      const { buffered, currentTime } = this.video;
+      const left = buffered.length ? buffered.end(buffered.length - 1) - currentTime : 0;
+      clearTimeout(this.endTimer);
+      this.endTimer = setTimeout(() => { if (this.hls === hls) this.connect(); }, (Math.max(0, left) + 3) * 1000);
+    });
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (this.hls !== hls || !data.fatal) return;
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
