@@ -47,7 +47,6 @@ export async function request(method, path, { token, body, headers = {}, query }
 }
 
 // The selling formats' own modules (poll.js, giveaway.js) call it for their routes.
-export { request };
 
 // --- the API ------------------------------------------------------------------------------
 
