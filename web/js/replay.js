@@ -19,10 +19,11 @@ function mseCanPlay() {
 }
 
 /**
- * The products on the replay's timeline, oldest first: `{ sku, title, imageUrl, price, atS, kind }`.
- * The one place the timeline comes from: the replay's moments (the stream's featured products
- * at its start, each deal at the moment it started); a per-stream timeline of every pin and
- * deal at its media time replaces them here.
+ * The products on the replay's timeline, oldest first:
+ * `{ sku, title, imageUrl, price, atS, untilS, kind }`. The one place the timeline comes from:
+ * the replay's moments, which the server builds from the stream's stored timeline (each pin
+ * at its media time until the next pin or unpin, each deal at its start, the stream's
+ * featured products at 0), placed on the replay's clock by the segments' program date time.
  */
 async function loadTimeline(info) {
   return info.moments.map((m) => ({
@@ -31,6 +32,7 @@ async function loadTimeline(info) {
     imageUrl: m.image_url,
     price: m.price,
     atS: m.at_s,
+    untilS: m.until_s ?? null,
     kind: m.kind,
   })).sort((a, b) => a.atS - b.atS);
 }
@@ -59,8 +61,13 @@ async function attach(video, url) {
 }
 
 function momentAt(moments, seconds) {
+  // the latest moment reached; a pinned span no longer counts once it is over
   let found = null;
-  for (const moment of moments) if (moment.atS <= seconds + 0.25) found = moment;
+  for (const moment of moments) {
+    if (moment.atS > seconds + 0.25) continue;
+    if (moment.untilS !== null && moment.untilS <= seconds) continue;
+    found = moment;
+  }
   return found || moments[0] || null;
 }
 
@@ -105,7 +112,7 @@ export async function startReplay({ video, streamId, token, addToCart }) {
   $('.stage').append(panel);
   if (!moments.length) list.append(h('li', { class: 'muted' }, 'No products were shown in this stream.'));
   const items = moments.map((moment) => {
-    const item = h('li', { class: 'replay-moment', dataset: { sku: moment.sku, at: String(moment.atS) } },
+    const item = h('li', { class: 'replay-moment', dataset: { sku: moment.sku, at: String(moment.atS), kind: moment.kind } },
       h('button', { type: 'button', class: 'replay-seek', 'aria-label': `Watch ${moment.title} at ${formatClock(moment.atS * 1000)}` },
         h('time', { class: 'replay-time' }, formatClock(moment.atS * 1000)),
         h('span', { class: 'replay-title' }, moment.title),
