@@ -42,9 +42,19 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     hold_id: str
     deal_id: str | None = None
     source: Annotated[
-        Literal["live", "replay"],
-        msgspec.Meta(description="Bought while watching the stream live, or its replay."),
+        Literal["live", "replay", "clip"],
+        msgspec.Meta(
+            description="Bought while watching the stream live, its replay, or a product clip."
+        ),
     ] = "live"
+
+
+LineSource = Literal["live", "replay", "clip"]
+
+
+def line_source(value: str) -> LineSource:
+    """A cart entry's ``source`` as an order line's (anything unknown is live)."""
+    return "replay" if value == "replay" else "clip" if value == "clip" else "live"
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
