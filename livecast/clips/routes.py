@@ -172,6 +172,28 @@ async def _clip(request: web.Request) -> tuple[Clip, Stream]:
     return clip, stream
 
 
+@routes.get("/api/clips/{clip_id}")
+@contract(
+    summary="One clip: for whoever may watch its stream if published; else its seller or an admin",
+    responses={200: ClipInfo},
+    errors={
+        ErrorCode.UNAUTHORIZED: "a private stream's clip and no token",
+        ErrorCode.FORBIDDEN: "the token may not watch this private stream",
+        ErrorCode.CLIP_NOT_FOUND: "no such clip (or not published, and not the caller's)",
+    },
+    auth=Auth.OPTIONAL,
+)
+async def get_clip(request: web.Request) -> web.Response:
+    clip, stream = await _clip(request)
+    caller = identity(request)
+    if clip.state is not ClipState.PUBLISHED and not caller.can_manage(stream.id, stream.seller_id):
+        raise NotFound("no such clip", code=ErrorCode.CLIP_NOT_FOUND)
+    if not stream.public:
+        require_watch(caller, stream)
+    [info] = await _infos(request, [clip], public_only=False)
+    return json_response(info)
+
+
 @routes.patch("/api/clips/{clip_id}")
 @contract(
     summary="Trim, publish, hide a clip (the stream's seller, or an admin)",

@@ -63,6 +63,11 @@ export const api = {
   // replays
   listReplays: (token) => request('GET', '/api/replays', { token }).then((d) => d.replays),
   getReplay: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/replay`, { token }),
+  // product clips
+  listClips: (token) => request('GET', '/api/clips', { token }).then((d) => d.clips),
+  getClip: (id, token) => request('GET', `/api/clips/${encodeURIComponent(id)}`, { token }),
+  streamClips: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/clips`, { token }).then((d) => d.clips),
+  updateClip: (id, token, body) => request('PATCH', `/api/clips/${encodeURIComponent(id)}`, { token, body }),
   startStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/start`, { token }),
   endStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/end`, { token }),
   mediaStatus: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/media`, { token }),

@@ -6,6 +6,9 @@
 // at the product's price now (deals are over). Chat is read-only.
 //
 // startReplay() answers null when the stream has no replay (the page says it ended).
+//
+// With `clipId` (`/watch/{id}?clip={clip id}`), it plays that product clip instead: a slice of
+// the replay, with its product's card; buying from it is attributed as source: 'clip'.
 
 import { api } from './api.js';
 import { h, $, clear, formatClock, formatMoney, toast, friendlyError } from './ui.js';
@@ -71,18 +74,31 @@ function momentAt(moments, seconds) {
   return found || moments[0] || null;
 }
 
-export async function startReplay({ video, streamId, token, addToCart }) {
+async function loadClip(clipId, token) {
+  const clip = await api.getClip(clipId, token);
+  const moment = {
+    sku: clip.sku, title: clip.title, imageUrl: clip.image_url, price: clip.price, atS: 0, untilS: null, kind: 'clip',
+  };
+  const info = { playlist_url: clip.playlist_url, poster_url: null, duration_s: clip.end_s - clip.start_s, clip };
+  return { info, moments: [moment] };
+}
+
+export async function startReplay({ video, streamId, token, addToCart, clipId = null }) {
   let info;
+  let moments;
   try {
-    info = await api.getReplay(streamId, token);
+    if (clipId) ({ info, moments } = await loadClip(clipId, token));
+    else info = await api.getReplay(streamId, token);
   } catch (err) {
     if (err.status !== 404) toast(friendlyError(err), 'error');
     return null;
   }
-  const moments = await loadTimeline(info);
+  if (!clipId) moments = await loadTimeline(info);
+  const source = clipId ? 'clip' : 'replay';
   document.body.dataset.mode = 'replay';
+  if (clipId) document.body.dataset.clip = clipId;
   const mode = $('#play-mode');
-  mode.textContent = `Replay · ${formatClock(info.duration_s * 1000)}`;
+  mode.textContent = `${clipId ? 'Clip' : 'Replay'} · ${formatClock(info.duration_s * 1000)}`;
   mode.hidden = false;
   if (info.poster_url) video.poster = info.poster_url;
   video.controls = true;
@@ -102,7 +118,7 @@ export async function startReplay({ video, streamId, token, addToCart }) {
   $('.stage').append(card);
   let current = null;
   card.querySelector('button').addEventListener('click', () => {
-    if (current) addToCart({ sku: current.sku, source: 'replay' });
+    if (current) addToCart({ sku: current.sku, source });
   });
 
   // the timeline, across the top of the picture

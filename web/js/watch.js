@@ -451,7 +451,8 @@ async function main() {
     play(new URLSearchParams(location.search).get('hls') === '1' ? 'hls' : 'webrtc');
   } else if (state.stream) {
     const { startReplay } = await import('./replay.js');
-    state.replay = await startReplay({ video, streamId, token: session && session.token, addToCart });
+    const clipId = new URLSearchParams(location.search).get('clip');
+    state.replay = await startReplay({ video, streamId, token: session && session.token, addToCart, clipId });
     updateStage();
   }
   refreshCart();
