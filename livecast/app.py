@@ -44,6 +44,7 @@ from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
 from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
+from livecast.replay import receipts
 from livecast.replay import routes as replay_routes
 from livecast.replay.app import replay_ctx, replay_signer
 from livecast.replay.keys import REPLAY_PLAYBACK
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes([_described(asyncapi_route(build_asyncapi(version=__version__)))])
     app.add_routes(timeline_api.routes)
     app.add_routes(clips_routes.routes)
+    app.add_routes(receipts.routes)
     app.add_routes(pages.routes)
     # Last, once every route is added: the OpenAPI document is generated from them.
     app[OPENAPI] = build_openapi(app, version=__version__, webhooks=cart_api.WEBHOOKS)

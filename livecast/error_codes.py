@@ -211,6 +211,13 @@ class ErrorCode(StrEnum):
         False,
         "a clip's start and end must stay within its pinned span, at least 0.5 s apart",
     )
+    RECEIPT_NOT_FOUND = (
+        "receipt_not_found",
+        404,
+        False,
+        "no video receipt for this order: no moment recorded, or its stream's replay does "
+        "not exist (yet, or any more)",
+    )
 
     # Live events and chat.
     UNSUPPORTED_SUBPROTOCOL = (

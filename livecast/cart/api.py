@@ -25,6 +25,7 @@ from livecast.inventory.reserve import Hold, HoldState
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS
 from livecast.openapi import Auth, Body, Param, Reply, Webhook, contract
+from livecast.replay.receipts import record_moment
 from livecast.replay.store import record_key
 from livecast.streams.registry import IsoTime, StreamState, iso_time
 
@@ -81,6 +82,18 @@ class AddCartItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         | None
     ) = None
     source: Source = "live"
+    position_s: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                ge=0,
+                le=86_400 * 7,
+                description="On a replay or clip: where the buyer was on the replay "
+                "(seconds), the moment of the order's video receipt.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class CartLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -261,11 +274,16 @@ async def add_item(request: web.Request) -> web.Response:
             await service.carts.drop(buyer.sub, hold_id)
         raise
     if not hold.replayed:
+        moment = record_moment(
+            reservations.batcher, request.app[KEYS], hold_id, body.position_s, not replay
+        )
         service.tally.count(body.stream_id)
         request.app[METRICS].add_to_carts.inc()
         request.app[METRICS].source_add_to_carts.labels(body.source).inc()
         if replay:
             await service.sales.add_to_cart_from(body.stream_id, body.source)
+        if moment is not None:
+            await moment
     return json_response(_line(entry, hold, hold.answered_at_ms), status=201)
 
 

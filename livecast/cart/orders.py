@@ -75,6 +75,16 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     payment_provider: str
     payment_id: str
     created_at: IsoTime
+    receipt_url: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The order's video receipt: the stream around the moment it was "
+            "bought (a VOD playlist once the stream's replay exists; 404 before)."
+        ),
+    ] = None
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "receipt_url", f"/receipt/{self.id}/index.m3u8")
 
 
 class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -145,9 +145,13 @@ async def test_a_replay_plays_with_its_timeline_and_sells_as_replay(
     await expect(page.locator("#cart-lines .cart-line")).to_have_count(1)
     await page.locator("#checkout").click()
     await expect(page.locator("#order-done")).to_be_visible(timeout=10_000)
+    # its video receipt plays: the replay exists
+    await expect(page.locator("#order-receipt a")).to_have_text("Watch the moment you bought it")
 
     orders = await server.call("GET", "/api/orders", buyer)
     [order] = orders["orders"]
+    receipt = await page.locator("#order-receipt a").get_attribute("href")
+    assert receipt == order["receipt_url"]
     assert [(line["sku"], line["source"]) for line in order["lines"]] == [("GLOVES-1", "replay")]
     assert order["total"] == {"amount_minor": 2200, "currency": "EUR"}
     stats = await server.call("GET", f"/api/streams/{stream_id}/stats", seller)

@@ -116,6 +116,7 @@ export const api = {
     body: {
       stream_id: item.streamId, sku: item.sku, quantity: item.quantity || 1,
       ...(item.dealId ? { deal_id: item.dealId } : {}), ...(item.source ? { source: item.source } : {}),
+      ...(typeof item.positionS === 'number' ? { position_s: Math.max(0, Math.round(item.positionS * 1000) / 1000) } : {}),
     },
   }),
   removeFromCart: (token, holdId) => request('DELETE', `/api/cart/items/${encodeURIComponent(holdId)}`, { token }),

@@ -118,7 +118,9 @@ export async function startReplay({ video, streamId, token, addToCart, clipId = 
   $('.stage').append(card);
   let current = null;
   card.querySelector('button').addEventListener('click', () => {
-    if (current) addToCart({ sku: current.sku, source });
+    // where the buyer is on the replay: the moment of the order's video receipt
+    const offset = info.clip ? info.clip.start_s : 0;
+    if (current) addToCart({ sku: current.sku, source, positionS: offset + video.currentTime });
   });
 
   // the timeline, across the top of the picture
