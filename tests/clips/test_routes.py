@@ -192,3 +192,19 @@ async def test_clips_go_with_their_replay(
         f"/api/clips/{clip['id']}", json={"state": "hidden"}, headers=bearer(pinned.seller)
     )
     assert resp.status == 404
+
+
+async def test_clips_go_when_retention_sweeps_their_replay(
+    client: Client, app: web.Application, make_token: MakeToken
+) -> None:
+    pinned = await pinned_stream(client, app, make_token)
+    clips = (await _json(await client.get("/api/clips")))["clips"]
+    assert len(clips) == 2
+    replays = app[REPLAYS]
+    past = int(time.time() * 1000) - (replays.settings.retention_days + 1) * 86_400_000
+    await replays._redis.zadd(replays._index_key(), {pinned.stream_id: int(past)})
+    assert await replays.sweep() == 1
+    assert (await _json(await client.get("/api/clips")))["clips"] == []
+    assert (await client.get("/api/products/HAT-1/clips")).status == 200
+    for clip in clips:
+        assert (await client.get(clip["playlist_url"])).status == 404
