@@ -214,7 +214,10 @@ class Replays:
         record = await self.get(stream.id)
         if record is not None and record.ended and record.open == 0 and record.segments:
             for finalized in self.on_finalized:
-                await finalized(record)
+                try:
+                    await finalized(record)
+                except aioredis.RedisError as exc:  # the end stands; clips are extras
+                    log.warning("stream %s: replay finalization step failed: %r", stream.id, exc)
 
     # -- reading --------------------------------------------------------------------------
 
