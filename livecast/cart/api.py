@@ -274,16 +274,12 @@ async def add_item(request: web.Request) -> web.Response:
             await service.carts.drop(buyer.sub, hold_id)
         raise
     if not hold.replayed:
-        moment = record_moment(
-            reservations.batcher, request.app[KEYS], hold_id, body.position_s, not replay
-        )
+        record_moment(reservations.batcher, request.app[KEYS], hold_id, body.position_s, not replay)
         service.tally.count(body.stream_id)
         request.app[METRICS].add_to_carts.inc()
         request.app[METRICS].source_add_to_carts.labels(body.source).inc()
         if replay:
             await service.sales.add_to_cart_from(body.stream_id, body.source)
-        if moment is not None:
-            await moment
     return json_response(_line(entry, hold, hold.answered_at_ms), status=201)
 
 

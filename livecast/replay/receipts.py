@@ -17,6 +17,7 @@ segment paths. 404 ``receipt_not_found`` until the replay exists (and after it i
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, Final, cast
 
@@ -41,6 +42,7 @@ AFTER_S: Final = 5.0
 _KEPT_S: Final = 400 * 86_400  # past any order's life worth a receipt
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 
 
 def moment_key(keys: KeySpace, hold_id: str) -> str:
@@ -53,17 +55,24 @@ def receipt_url(order_id: str) -> str:
 
 def record_moment(
     batcher: ScriptBatcher, keys: KeySpace, hold_id: str, position_s: float | None, live: bool
-) -> asyncio.Future[Any] | None:
-    """Queue the write of an add-to-cart's moment in the add's own pipeline: live, now
-    (the media clock; nodes keep their clocks synchronised); on a replay or clip, where
-    the buyer was (None: not said, no receipt)."""
+) -> None:
+    """Queue the write of an add-to-cart's moment with the next pipeline the batcher
+    sends (the add does not wait for it: a lost write only costs the order its receipt,
+    and is logged): live, now (the media clock; nodes keep their clocks synchronised); on
+    a replay or clip, where the buyer was (None: not said, no receipt)."""
     if live:
         value = f"pdt:{int(time.time() * 1000)}"
     elif position_s is not None:
         value = f"pos:{position_s:.3f}"
     else:
-        return None
-    return batcher.command("SET", moment_key(keys, hold_id), value, "EX", _KEPT_S)
+        return
+    written = batcher.command("SET", moment_key(keys, hold_id), value, "EX", _KEPT_S)
+    written.add_done_callback(_logged)
+
+
+def _logged(written: asyncio.Future[Any]) -> None:
+    if not written.cancelled() and (exc := written.exception()) is not None:
+        log.warning("an add-to-cart's moment was not recorded: %r", exc)
 
 
 @routes.get("/receipt/{order_id}/index.m3u8")
