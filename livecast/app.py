@@ -26,6 +26,8 @@ from livecast.cart.service import cart_ctx
 from livecast.chat import api as chat_api
 from livecast.chat import socket as chat_socket
 from livecast.chat.service import chat_ctx, close_sockets
+from livecast.clips import routes as clips_routes
+from livecast.clips.app import clips_ctx
 from livecast.config import Settings
 from livecast.embedded_redis import EmbeddedRedis, Supervisor
 from livecast.events import EventPublisher
@@ -42,6 +44,7 @@ from livecast.metrics import METRICS, Metrics, metrics_middleware, metrics_route
 from livecast.node import Node
 from livecast.openapi import OPENAPI, Reply, build_openapi, contract, openapi_route
 from livecast.redisdb import KeySpace, open_redis
+from livecast.replay import receipts
 from livecast.replay import routes as replay_routes
 from livecast.replay.app import replay_ctx, replay_signer
 from livecast.replay.keys import REPLAY_PLAYBACK
@@ -126,6 +129,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     )
     # REPLAYS: replay records, files and sweeps; needs STREAMS
     app.cleanup_ctx.append(replay_ctx)
+    # CLIPS: product clips, made as replays are finalized; needs REPLAYS and TIMELINE
+    app.cleanup_ctx.append(clips_ctx)
     # FORWARDER: /hls/ requests for streams packaged on another node; needs MEDIA
     app.cleanup_ctx.append(forwarding_ctx)
     if settings.hls.enabled:
@@ -157,6 +162,8 @@ def create_app(settings: Settings, *, worker: int | None = None) -> web.Applicat
     app.add_routes([openapi_route()])
     app.add_routes([_described(asyncapi_route(build_asyncapi(version=__version__)))])
     app.add_routes(timeline_api.routes)
+    app.add_routes(clips_routes.routes)
+    app.add_routes(receipts.routes)
     app.add_routes(pages.routes)
     # Last, once every route is added: the OpenAPI document is generated from them.
     app[OPENAPI] = build_openapi(app, version=__version__, webhooks=cart_api.WEBHOOKS)

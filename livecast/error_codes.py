@@ -199,6 +199,25 @@ class ErrorCode(StrEnum):
         "the stream has no replay (not recorded, not ended yet, deleted or expired), "
         "or the replay has no such file",
     )
+    CLIP_NOT_FOUND = (
+        "clip_not_found",
+        404,
+        False,
+        "no such product clip, or its replay was deleted or expired",
+    )
+    INVALID_TRIM = (
+        "invalid_trim",
+        422,
+        False,
+        "a clip's start and end must stay within its pinned span, at least 0.5 s apart",
+    )
+    RECEIPT_NOT_FOUND = (
+        "receipt_not_found",
+        404,
+        False,
+        "no video receipt for this order: no moment recorded, or its stream's replay does "
+        "not exist (yet, or any more)",
+    )
 
     # Live events and chat.
     UNSUPPORTED_SUBPROTOCOL = (

@@ -62,13 +62,13 @@ class Metrics:
         )
         self.source_add_to_carts = Counter(
             "livecast_source_add_to_carts",
-            "Items added to carts, by where the buyer was (live, replay)",
+            "Items added to carts, by where the buyer was (live, replay, clip)",
             ["source"],
             registry=self.registry,
         )
         self.source_orders = Counter(
             "livecast_source_orders",
-            "Paid orders with lines bought live or from a replay, by source",
+            "Paid orders with lines bought live, from a replay or a clip, by source",
             ["source", "currency"],
             registry=self.registry,
         )

@@ -13,7 +13,7 @@ from livecast.appkeys import KEYS, STREAMS
 from livecast.auth import Identity, Role
 from livecast.cart.cart import CartEntry
 from livecast.cart.checkout import CheckoutRequest
-from livecast.cart.orders import Order, OrderEvent
+from livecast.cart.orders import Order, OrderEvent, line_source
 from livecast.cart.service import CART
 from livecast.cart.stats import StreamStats
 from livecast.error_codes import ErrorCode
@@ -25,6 +25,7 @@ from livecast.inventory.reserve import Hold, HoldState
 from livecast.inventory.service import INVENTORY
 from livecast.metrics import METRICS
 from livecast.openapi import Auth, Body, Param, Reply, Webhook, contract
+from livecast.replay.receipts import record_moment
 from livecast.replay.store import record_key
 from livecast.streams.registry import IsoTime, StreamState, iso_time
 
@@ -46,10 +47,11 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _LIVE = StreamState.LIVE.value.encode()
 _ENDED = StreamState.ENDED.value.encode()
 Source = Annotated[
-    Literal["live", "replay"],
+    Literal["live", "replay", "clip"],
     msgspec.Meta(
-        description="Where the buyer is: the live stream, or its replay once it ended "
-        "(at the product's current price: no deal). Orders are attributed to it."
+        description="Where the buyer is: the live stream, or its replay once it ended, or "
+        "one of its product clips (at the product's current price: no deal). Orders are "
+        "attributed to it."
     ),
 ]
 
@@ -80,6 +82,18 @@ class AddCartItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         | None
     ) = None
     source: Source = "live"
+    position_s: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                ge=0,
+                le=86_400 * 7,
+                description="On a replay or clip: where the buyer was on the replay "
+                "(seconds), the moment of the order's video receipt.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class CartLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,7 +169,7 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> CartLine:
         state=hold.state,
         expires_at=iso_time(hold.expires_at_ms) or "",
         seconds_left=max(0, (hold.expires_at_ms - now_ms) // 1000),
-        source="replay" if entry.source == "replay" else "live",
+        source=line_source(entry.source),
     )
 
 
@@ -185,7 +199,8 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> CartLine:
         ErrorCode.INVALID_QUANTITY: "",
         ErrorCode.DEAL_NOT_IN_STREAM: "",
         ErrorCode.REDIS_UNAVAILABLE: "retry with the same hold_id",
-        ErrorCode.REPLAY_NOT_FOUND: "source replay, and the stream has not ended or has no replay",
+        ErrorCode.REPLAY_NOT_FOUND: "source replay or clip, and the stream has not ended or "
+        "has no replay",
     },
     auth=Auth.REQUIRED,
 )
@@ -200,7 +215,7 @@ async def add_item(request: web.Request) -> web.Response:
     service = request.app[CART]
     reservations = request.app[INVENTORY].reservations
     hold_id = body.hold_id or new_id()
-    replay = body.source == "replay"
+    replay = body.source != "live"  # a replay or a clip of it: the stream has ended
     if replay and body.deal_id is not None:
         raise Conflict("deals are over on a replay", code=ErrorCode.DEAL_ENDED)
     entry = CartEntry(
@@ -259,6 +274,7 @@ async def add_item(request: web.Request) -> web.Response:
             await service.carts.drop(buyer.sub, hold_id)
         raise
     if not hold.replayed:
+        record_moment(reservations.batcher, request.app[KEYS], hold_id, body.position_s, not replay)
         service.tally.count(body.stream_id)
         request.app[METRICS].add_to_carts.inc()
         request.app[METRICS].source_add_to_carts.labels(body.source).inc()

@@ -68,7 +68,7 @@ from redis.exceptions import RedisError
 
 from livecast.auth import Identity
 from livecast.cart.cart import CartEntry, CartStore
-from livecast.cart.orders import Order, OrderLine, OrderStatus, OrderStore
+from livecast.cart.orders import Order, OrderLine, OrderStatus, OrderStore, line_source
 from livecast.cart.payments import PaymentDeclined, PaymentProvider, PaymentState
 from livecast.cart.stats import SalesStats, source_totals
 from livecast.cart.webhooks import WebhookDispatcher
@@ -569,7 +569,7 @@ class Checkout:
                     stream_id=entry.stream_id,
                     hold_id=entry.hold_id,
                     deal_id=hold.deal_id,
-                    source="replay" if entry.source == "replay" else "live",
+                    source=line_source(entry.source),
                 )
             )
         stream_ids = list(dict.fromkeys(line.stream_id for line in lines))

@@ -41,9 +41,19 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     hold_id: str
     deal_id: str | None = None
     source: Annotated[
-        Literal["live", "replay"],
-        msgspec.Meta(description="Bought while watching the stream live, or its replay."),
+        Literal["live", "replay", "clip"],
+        msgspec.Meta(
+            description="Bought while watching the stream live, its replay, or a product clip."
+        ),
     ] = "live"
+
+
+LineSource = Literal["live", "replay", "clip"]
+
+
+def line_source(value: str) -> LineSource:
+    """A cart entry's ``source`` as an order line's (anything unknown is live)."""
+    return "replay" if value == "replay" else "clip" if value == "clip" else "live"
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +74,16 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     payment_provider: str
     payment_id: str
     created_at: IsoTime
+    receipt_url: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The order's video receipt: the stream around the moment it was "
+            "bought (a VOD playlist once the stream's replay exists; 404 before)."
+        ),
+    ] = None
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "receipt_url", f"/receipt/{self.id}/index.m3u8")
 
 
 class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -265,7 +265,7 @@ class SalesStats:
         return count
 
 
-_SOURCES = ("replay",)
+_SOURCES = ("replay", "clip")
 
 
 def _by_source(counters: dict[str, int], gmv: list[Money]) -> list[SourceStats]:

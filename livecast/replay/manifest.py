@@ -61,10 +61,11 @@ class VodPlaylist:
     duration_s: float
 
 
-def render_vod(entries: list[SegmentEntry]) -> VodPlaylist:
+def render_vod(entries: list[SegmentEntry], prefix: str = "") -> VodPlaylist:
     """The VOD media playlist (RFC 8216bis) of ``entries``: ``EXT-X-PLAYLIST-TYPE:VOD``,
     ``EXT-X-MAP`` wherever the init segment changes, ``EXT-X-DISCONTINUITY`` where the
-    media does, ``EXT-X-PROGRAM-DATE-TIME`` on every segment, ``EXT-X-ENDLIST``."""
+    media does, ``EXT-X-PROGRAM-DATE-TIME`` on every segment, ``EXT-X-ENDLIST``; each
+    file's URI is ``prefix`` + its name."""
     target = max((e.duration for e in entries), default=1.0)
     lines = [
         "#EXTM3U",
@@ -80,10 +81,10 @@ def render_vod(entries: list[SegmentEntry]) -> VodPlaylist:
             lines.append("#EXT-X-DISCONTINUITY")
         if entry.init != init:
             init = entry.init
-            lines.append(f'#EXT-X-MAP:URI="{init}"')
+            lines.append(f'#EXT-X-MAP:URI="{prefix}{init}"')
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_rfc3339(entry.pdt)}")
         lines.append(f"#EXTINF:{entry.duration:.5f},")
-        lines.append(entry.name)
+        lines.append(prefix + entry.name)
     lines.append("#EXT-X-ENDLIST")
     body = ("\n".join(lines) + "\n").encode()
     etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'

@@ -19,7 +19,7 @@ import asyncio
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from aiohttp import web
@@ -35,9 +35,11 @@ from livecast.inventory.money import Money
 from livecast.inventory.service import INVENTORY
 from livecast.openapi import Auth, Param, Reply, contract
 from livecast.replay.keys import REPLAY_PLAYBACK, REPLAYS
+from livecast.replay.moments import DealStart, deal_starts, pinned_spans
 from livecast.replay.poster import POSTER
 from livecast.replay.store import ReplayRecord
 from livecast.streams.registry import IsoTime, Stream, StreamState, iso_time
+from livecast.timeline.service import TIMELINE
 
 __all__ = ["Replay", "ReplayList", "ReplayMoment", "cors_headers", "routes"]
 
@@ -52,13 +54,22 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
 class ReplayMoment(msgspec.Struct, frozen=True, kw_only=True):
     """A product on the replay's timeline: where the host featured it or ran a deal on it."""
 
-    kind: Literal["featured", "deal"]
+    kind: Annotated[
+        Literal["featured", "pinned", "deal"],
+        msgspec.Meta(
+            description="featured: one of the stream's products (at 0); pinned: the host "
+            "pinned it (until_s: to the next pin or unpin); deal: a deal on it started."
+        ),
+    ]
     sku: str
     title: str
     image_url: str | None
     price: Annotated[Money, msgspec.Meta(description="The product's price now (deals are over).")]
     at_s: Annotated[float, msgspec.Meta(description="Its position on the replay, in seconds.")]
     deal_id: str | None = None
+    until_s: Annotated[
+        float | None, msgspec.Meta(description="Where a pinned span ends, in seconds.")
+    ] = None
 
 
 class Replay(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,46 +128,51 @@ def _replay(
 async def _moments(
     request: web.Request, stream: Stream, record: ReplayRecord
 ) -> list[ReplayMoment]:
-    """The products on the replay's timeline: the stream's featured products at its start
-    and each deal that ran, at the moment it started, with the product's price now."""
-    inventory = request.app[INVENTORY]
-    deals = [
-        d
-        for d in await inventory.deals.for_stream(stream.id)
-        if record.started_ms is not None
-        and record.ended_ms is not None
-        and d.starts_at_ms <= record.ended_ms
-    ]
-    skus = [*stream.featured_skus, *(d.sku for d in deals)]
-    products = await inventory.catalog.find_many(skus)
+    """The products on the replay's timeline, with each product's price now: the
+    stream's featured products at its start, then, from the stream's stored timeline,
+    each pin at its media time (to the next pin or unpin) and each deal at its start.
+    A stream whose timeline is empty (recorded before timelines were kept, or past
+    ``timeline.retention_s``) has its deals placed from the deals themselves."""
+    timeline = request.app[TIMELINE]
+    entries = await timeline.entries(stream.id, limit=timeline.max_entries)
+    spans = pinned_spans(entries, record)
+    if entries:
+        deals = deal_starts(entries, record)
+    else:
+        deals = [
+            DealStart(d.sku, d.id, record.position(d.starts_at_ms / 1000))
+            for d in await request.app[INVENTORY].deals.for_stream(stream.id)
+            if record.started_ms is not None
+            and record.ended_ms is not None
+            and d.starts_at_ms <= record.ended_ms
+        ]
+    skus = [*stream.featured_skus, *(s.sku for s in spans), *(d.sku for d in deals)]
+    products = await request.app[INVENTORY].catalog.find_many(skus)
     found: list[ReplayMoment] = []
-    for sku in stream.featured_skus:
+
+    def add(
+        kind: Literal["featured", "pinned", "deal"], sku: str, at_s: float, **more: Any
+    ) -> None:
         product = products.get(sku)
         if product is not None:
             found.append(
                 ReplayMoment(
-                    kind="featured",
+                    kind=kind,
                     sku=sku,
                     title=product.title,
                     image_url=product.image_url,
                     price=product.price,
-                    at_s=0.0,
+                    at_s=at_s,
+                    **more,
                 )
             )
+
+    for sku in stream.featured_skus:
+        add("featured", sku, 0.0)
+    for span in spans:
+        add("pinned", span.sku, span.start_s, until_s=span.end_s)
     for deal in deals:
-        product = products.get(deal.sku)
-        if product is not None:
-            found.append(
-                ReplayMoment(
-                    kind="deal",
-                    sku=deal.sku,
-                    title=product.title,
-                    image_url=product.image_url,
-                    price=product.price,
-                    at_s=record.position(deal.starts_at_ms / 1000),
-                    deal_id=deal.id,
-                )
-            )
+        add("deal", deal.sku, deal.at_s, deal_id=deal.deal_id)
     found.sort(key=lambda m: m.at_s)
     return found
 

@@ -31,6 +31,7 @@ import datetime as dt
 import logging
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final, cast
 
@@ -132,6 +133,10 @@ class Replays:
         self._playlists: dict[str, tuple[tuple[int, int], VodPlaylist]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._streams = streams
+        # what else is made of a replay (product clips): told when it is finalized (its
+        # stream ended, every run closed) and when it is deleted
+        self.on_finalized: list[Callable[[ReplayRecord], Awaitable[object]]] = []
+        self.on_deleted: list[Callable[[str], Awaitable[object]]] = []
 
     # -- keys and places -------------------------------------------------------------
 
@@ -206,6 +211,13 @@ class Replays:
         await self._ended(
             keys=[self.record_key(stream.id), self._index_key()], args=[ended_ms, stream.id]
         )
+        record = await self.get(stream.id)
+        if record is not None and record.ended and record.open == 0 and record.segments:
+            for finalized in self.on_finalized:
+                try:
+                    await finalized(record)
+                except aioredis.RedisError as exc:  # the end stands; clips are extras
+                    log.warning("stream %s: replay finalization step failed: %r", stream.id, exc)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -260,6 +272,8 @@ class Replays:
             pipe.zrem(self._index_key(), stream_id)
             pipe.delete(self.record_key(stream_id))
             _, deleted = await pipe.execute()
+        for gone in self.on_deleted:
+            await gone(stream_id)
         await self._remove_files(stream_id)
         return bool(deleted)
 
@@ -276,6 +290,8 @@ class Replays:
                 stream_id = raw.decode()
                 if await self._redis.zrem(self._index_key(), stream_id):
                     await self._redis.delete(self.record_key(stream_id))
+                    for gone in self.on_deleted:
+                        await gone(stream_id)
                     await self._remove_files(stream_id)
                     deleted += 1
                     log.info("replay of stream %s deleted (past retention)", stream_id)

@@ -89,3 +89,31 @@ async def test_an_ended_stream_without_a_replay_sells_nothing(
     assert (await shop.stock("CAP"))["held"] == 0
     cart = await (await shop.client.get("/api/cart", headers=bearer(buyer))).json()
     assert cart["lines"] == []
+
+
+async def test_a_clip_order_is_attributed_as_clip(shop: Shop, make_token: MakeToken) -> None:
+    await shop.product("BAG", price=3000, stock=5)
+    buyer = make_token(Role.VIEWER, sub="clip-buyer")
+    resp = await shop.add(buyer, "BAG", source="clip")  # the stream is live: no clip yet
+    assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
+    await record_run(shop.app[REPLAYS], shop.stream_id, 1.2)
+    resp = await shop.client.post(f"/api/streams/{shop.stream_id}/end", headers=bearer(shop.seller))
+    assert resp.status == 200
+
+    resp = await shop.add(buyer, "BAG", source="clip")
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["source"] == "clip"
+    resp = await shop.checkout(buyer, "k-clip")
+    assert resp.status == 201, await resp.text()
+    assert [ln["source"] for ln in (await resp.json())["lines"]] == ["clip"]
+
+    stats = await (
+        await shop.client.get(f"/api/streams/{shop.stream_id}/stats", headers=bearer(shop.seller))
+    ).json()
+    by_source = {s["source"]: s for s in stats["by_source"]}
+    assert (by_source["clip"]["orders"], by_source["clip"]["add_to_carts"]) == (1, 1)
+    assert by_source["clip"]["gmv"] == [{"amount_minor": 3000, "currency": "EUR"}]
+    assert by_source["live"]["orders"] == 0
+    metrics = await (await shop.client.get("/metrics")).text()
+    assert 'livecast_source_orders_total{currency="EUR",source="clip"} 1.0' in metrics
+    assert 'livecast_source_add_to_carts_total{source="clip"} 1.0' in metrics

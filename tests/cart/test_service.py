@@ -99,6 +99,7 @@ async def test_order_webhooks_survive_a_restart(
         assert event["id"] == f"evt_{order_id}_{event_type.split('.')[1]}"
         assert event["data"]["id"] == order_id
         assert event["data"]["total"] == {"amount_minor": 3900, "currency": "EUR"}
+        assert event["data"]["receipt_url"] == f"/receipt/{order_id}/index.m3u8"
 
 
 async def test_live_numbers_are_pushed_to_the_stream_channel(

@@ -15,11 +15,13 @@ import pytest
 from aiohttp import web
 
 from livecast.app import create_app
+from livecast.appkeys import REDIS
 from livecast.auth import Role
 from livecast.config import Settings
 from livecast.hls.forward import FORWARDED_HEADER
 from livecast.hls.keys import PACKAGING
 from livecast.replay.keys import REPLAYS
+from livecast.timeline import TIMELINE
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer, free_port
 from tests.ingest.conftest import eventually
 from tests.ingest.peers import publish
@@ -338,3 +340,48 @@ async def test_a_whip_stream_is_recorded_unless_replays_are_off(
     counters, _, _ = await asyncio.to_thread(decode_hls, url)
     assert len(counters) >= 60
     assert counters == sorted(counters)
+
+
+async def test_the_product_timeline_comes_from_the_streams_stored_timeline(
+    client: Client, app: web.Application, make_token: MakeToken
+) -> None:
+    """Each pin is placed at its moment of the video, to the next pin or unpin; without a
+    stored timeline (a stream recorded before timelines) the deals are placed as before."""
+    ended = await ended_replay(client, app, make_token)
+    seller = ended.seller
+    resp = await client.put(
+        "/api/products/HAT-1",
+        json={"title": "Hat", "price": {"amount_minor": 1200, "currency": "EUR"}, "stock": 4},
+        headers=bearer(seller),
+    )
+    assert resp.status in (200, 201)
+    resp = await client.post("/api/streams", json={"title": "Pins"}, headers=bearer(seller))
+    sid = (await resp.json())["id"]
+    assert (await client.post(f"/api/streams/{sid}/start", headers=bearer(seller))).ok
+    first_frame = time.monotonic() - 0.5
+    pin = f"/api/streams/{sid}/pin"
+    assert (await client.post(pin, json={"sku": SKU}, headers=bearer(seller))).ok
+    await asyncio.sleep(0.6)
+    assert (await client.post(pin, json={"sku": "HAT-1"}, headers=bearer(seller))).ok
+    await asyncio.sleep(0.6)
+    assert (await client.delete(pin, headers=bearer(seller))).ok
+    await record_run(app[REPLAYS], sid, 2.2, base=first_frame)
+    assert (await client.post(f"/api/streams/{sid}/end", headers=bearer(seller))).ok
+
+    info = await (await client.get(f"/api/streams/{sid}/replay")).json()
+    pinned = [(m["kind"], m["sku"], m["at_s"], m["until_s"]) for m in info["moments"]]
+    assert [p[:2] for p in pinned] == [("pinned", SKU), ("pinned", "HAT-1")]
+    (_, _, scarf_at, scarf_until), (_, _, hat_at, hat_until) = pinned
+    assert 0.4 <= scarf_at <= 0.8, pinned
+    assert scarf_until == hat_at
+    assert 0.45 <= hat_at - scarf_at <= 0.9, pinned
+    assert 0.45 <= hat_until - hat_at <= 0.9, pinned
+
+    # the first stream, as if recorded before timelines: its deal is still placed
+    await app[REDIS].delete(app[TIMELINE].key(ended.stream_id))
+    info = await (await client.get(f"/api/streams/{ended.stream_id}/replay")).json()
+    assert [(m["kind"], m.get("deal_id")) for m in info["moments"]] == [
+        ("featured", None),
+        ("deal", ended.deal_id),
+    ]
+    assert 0.8 <= info["moments"][1]["at_s"] <= 1.3

@@ -77,6 +77,9 @@ async def test_a_replay_plays_with_its_timeline_and_sells_as_replay(
             return record is not None and record.duration_s >= seconds
 
         await eventually(lambda: recording(1.5), within=20)
+        pin = {"sku": "HAT-1"}
+        await server.call("POST", f"/api/streams/{stream_id}/pin", seller, pin)
+        await asyncio.sleep(0.5)
         deal = {"sku": "GLOVES-1", "price": {"amount_minor": 1800, "currency": "EUR"},
                 "quantity": 3, "duration_s": 30}  # fmt: skip
         await server.call("POST", f"/api/streams/{stream_id}/deals", seller, deal, status=201)
@@ -109,19 +112,30 @@ async def test_a_replay_plays_with_its_timeline_and_sells_as_replay(
     await expect(page.locator("#stage-message")).to_be_hidden()
     await expect(page.locator("#chat-input")).to_be_disabled()
     moments = page.locator("#replay-timeline .replay-moment")
-    await expect(moments).to_have_count(2)
+    await expect(moments).to_have_count(3)
     await expect(moments.nth(0)).to_have_attribute("data-sku", "HAT-1")
-    await expect(moments.nth(1)).to_have_attribute("data-sku", "GLOVES-1")
-    at = float(await moments.nth(1).get_attribute("data-at") or "0")
-    assert 1.0 <= at <= 3.5, at
+    await expect(moments.nth(1)).to_have_attribute("data-kind", "pinned")
+    await expect(moments.nth(1)).to_have_attribute("data-sku", "HAT-1")
+    await expect(moments.nth(2)).to_have_attribute("data-sku", "GLOVES-1")
+    pinned_at = float(await moments.nth(1).get_attribute("data-at") or "0")
+    at = float(await moments.nth(2).get_attribute("data-at") or "0")
+    assert 1.0 <= pinned_at < at <= 4.0, (pinned_at, at)
 
     await page.evaluate("document.querySelector('#video').pause()")
+    # the pin's entry seeks to the moment of the video the host pinned it at
     await moments.nth(1).locator("button").click()
+    await page.wait_for_function(
+        f"() => Math.abs(document.querySelector('#video').currentTime - {pinned_at}) < 0.6",
+        timeout=10_000,
+    )
+    await expect(moments.nth(1)).to_have_class("replay-moment active")
+    await page.evaluate("document.querySelector('#video').pause()")
+    await moments.nth(2).locator("button").click()
     await page.wait_for_function(
         f"() => Math.abs(document.querySelector('#video').currentTime - {at}) < 0.6",
         timeout=10_000,
     )
-    await expect(moments.nth(1)).to_have_class("replay-moment active")
+    await expect(moments.nth(2)).to_have_class("replay-moment active")
     shop = page.locator("#replay-card")
     await expect(shop.locator(".product-title")).to_have_text("Warm gloves")
     await expect(shop.locator(".product-price")).to_contain_text("22")  # the price now
@@ -131,9 +145,13 @@ async def test_a_replay_plays_with_its_timeline_and_sells_as_replay(
     await expect(page.locator("#cart-lines .cart-line")).to_have_count(1)
     await page.locator("#checkout").click()
     await expect(page.locator("#order-done")).to_be_visible(timeout=10_000)
+    # its video receipt plays: the replay exists
+    await expect(page.locator("#order-receipt a")).to_have_text("Watch the moment you bought it")
 
     orders = await server.call("GET", "/api/orders", buyer)
     [order] = orders["orders"]
+    receipt = await page.locator("#order-receipt a").get_attribute("href")
+    assert receipt == order["receipt_url"]
     assert [(line["sku"], line["source"]) for line in order["lines"]] == [("GLOVES-1", "replay")]
     assert order["total"] == {"amount_minor": 2200, "currency": "EUR"}
     stats = await server.call("GET", f"/api/streams/{stream_id}/stats", seller)

@@ -62,6 +62,11 @@ export const api = {
   // replays
   listReplays: (token) => request('GET', '/api/replays', { token }).then((d) => d.replays),
   getReplay: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/replay`, { token }),
+  // product clips
+  listClips: (token) => request('GET', '/api/clips', { token }).then((d) => d.clips),
+  getClip: (id, token) => request('GET', `/api/clips/${encodeURIComponent(id)}`, { token }),
+  streamClips: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/clips`, { token }).then((d) => d.clips),
+  updateClip: (id, token, body) => request('PATCH', `/api/clips/${encodeURIComponent(id)}`, { token, body }),
   startStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/start`, { token }),
   endStream: (id, token) => request('POST', `/api/streams/${encodeURIComponent(id)}/end`, { token }),
   mediaStatus: (id, token) => request('GET', `/api/streams/${encodeURIComponent(id)}/media`, { token }),
@@ -110,6 +115,7 @@ export const api = {
     body: {
       stream_id: item.streamId, sku: item.sku, quantity: item.quantity || 1,
       ...(item.dealId ? { deal_id: item.dealId } : {}), ...(item.source ? { source: item.source } : {}),
+      ...(typeof item.positionS === 'number' ? { position_s: Math.max(0, Math.round(item.positionS * 1000) / 1000) } : {}),
     },
   }),
   removeFromCart: (token, holdId) => request('DELETE', `/api/cart/items/${encodeURIComponent(holdId)}`, { token }),

@@ -428,4 +428,37 @@ async function main() {
   document.body.dataset.ready = 'true';
 }
 
-main();
+// --- product clips of an ended stream ------------------------------------------------------------
+
+function clipRow(clip) {
+  const start = h('input', { type: 'number', step: '0.1', min: String(clip.span_start_s), max: String(clip.span_end_s), value: String(clip.start_s), class: 'clip-start', 'aria-label': 'Start (s)' });
+  const end = h('input', { type: 'number', step: '0.1', min: String(clip.span_start_s), max: String(clip.span_end_s), value: String(clip.end_s), class: 'clip-end', 'aria-label': 'End (s)' });
+  const save = async (body) => {
+    try {
+      await api.updateClip(clip.id, session.token, body);
+      await loadClips();
+    } catch (err) {
+      toast(friendlyError(err), 'error');
+    }
+  };
+  return h('li', { class: 'clip-row', dataset: { clip: clip.id, state: clip.state } },
+    h('span', { class: 'product-title' }, clip.title),
+    h('span', { class: 'clip-state' }, clip.state),
+    start, end,
+    h('button', { class: 'btn btn-small clip-trim', type: 'button', onclick: () => save({ start_s: Number(start.value), end_s: Number(end.value) }) }, 'Trim'),
+    clip.state === 'published'
+      ? h('button', { class: 'btn btn-small clip-hide', type: 'button', onclick: () => save({ state: 'hidden' }) }, 'Hide')
+      : h('button', { class: 'btn btn-small clip-publish', type: 'button', onclick: () => save({ state: 'published' }) }, 'Publish'),
+    h('a', { href: clip.watch_url, target: '_blank', rel: 'noopener' }, 'Watch'));
+}
+
+async function loadClips() {
+  if (!stream || stream.state !== 'ended') return;
+  const clips = await api.streamClips(streamId, session.token);
+  $('#clips-card').hidden = false;
+  const list = clear($('#clip-list'));
+  if (!clips.length) list.append(h('li', { class: 'muted' }, 'No clips yet: they are made once the replay is ready.'));
+  for (const clip of clips) list.append(clipRow(clip));
+}
+
+main().then(() => loadClips().catch(() => {}));

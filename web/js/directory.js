@@ -1,8 +1,9 @@
-// The stream directory: live now, upcoming, recent (replays first, with their poster and length).
+// The stream directory: live now, upcoming, moments (published product clips, newest first),
+// recent (replays first, with their poster and length).
 
 import { api } from './api.js';
 import { currentSession, signIn, signOut } from './auth.js';
-import { h, $, clear, formatClock, formatCount, formatWhen, initials, friendlyError } from './ui.js';
+import { h, $, clear, formatClock, formatCount, formatMoney, formatWhen, initials, friendlyError } from './ui.js';
 
 let session = currentSession('viewer');
 
@@ -64,10 +65,34 @@ function recent(streams, replays) {
   return [...withReplay, ...ended.filter((s) => !replayed.has(s.id))].slice(0, 12);
 }
 
+// A product clip: the product, the stream it is from, its length; it plays on the watch page.
+function clipCard(clip) {
+  const thumb = h('div', { class: `thumb hue-${hue(clip.stream_id)}` },
+    h('span', { class: 'badge soon' }, 'CLIP'),
+    h('span', { class: 'duration' }, formatClock((clip.end_s - clip.start_s) * 1000)),
+    clip.image_url ? null : h('span', { class: 'thumb-initials', 'aria-hidden': 'true' }, initials(clip.title)));
+  if (clip.image_url) thumb.style.backgroundImage = `url("${encodeURI(clip.image_url)}")`;
+  return h('li', { class: 'stream-card clip', dataset: { clip: clip.id } },
+    h('a', { href: clip.watch_url, class: 'stream-link' },
+      thumb,
+      h('div', { class: 'stream-info' },
+        h('h3', { class: 'stream-title' }, clip.title),
+        h('p', { class: 'stream-seller' }, `${clip.seller_name} · ${clip.stream_title}`),
+        h('p', { class: 'stream-meta' }, formatMoney(clip.price.amount_minor, clip.price.currency)))));
+}
+
+function moments(clips) {
+  const list = clear($('#moments .stream-grid'));
+  $('#moments').hidden = !clips.length;
+  for (const clip of clips.slice(0, 12)) list.append(clipCard(clip));
+}
+
 async function load() {
   try {
     const token = session && session.token;
-    const [streams, replays] = await Promise.all([api.directory(token), api.listReplays(token).catch(() => [])]);
+    const [streams, replays, clips] = await Promise.all([
+      api.directory(token), api.listReplays(token).catch(() => []), api.listClips(token).catch(() => [])]);
+    moments(clips);
     section('live', streams.filter((s) => s.state === 'live'), 'live', 'Nobody is live right now. Check the schedule below.');
     section('upcoming', streams.filter((s) => s.state === 'scheduled'), 'upcoming', 'No streams scheduled yet.');
     section('recent', recent(streams, replays), 'recent', 'No past streams.');

@@ -6,6 +6,9 @@
 // at the product's price now (deals are over). Chat is read-only.
 //
 // startReplay() answers null when the stream has no replay (the page says it ended).
+//
+// With `clipId` (`/watch/{id}?clip={clip id}`), it plays that product clip instead: a slice of
+// the replay, with its product's card; buying from it is attributed as source: 'clip'.
 
 import { api } from './api.js';
 import { h, $, clear, formatClock, formatMoney, toast, friendlyError } from './ui.js';
@@ -19,10 +22,11 @@ function mseCanPlay() {
 }
 
 /**
- * The products on the replay's timeline, oldest first: `{ sku, title, imageUrl, price, atS, kind }`.
- * The one place the timeline comes from: the replay's moments (the stream's featured products
- * at its start, each deal at the moment it started); a per-stream timeline of every pin and
- * deal at its media time replaces them here.
+ * The products on the replay's timeline, oldest first:
+ * `{ sku, title, imageUrl, price, atS, untilS, kind }`. The one place the timeline comes from:
+ * the replay's moments, which the server builds from the stream's stored timeline (each pin
+ * at its media time until the next pin or unpin, each deal at its start, the stream's
+ * featured products at 0), placed on the replay's clock by the segments' program date time.
  */
 async function loadTimeline(info) {
   return info.moments.map((m) => ({
@@ -31,6 +35,7 @@ async function loadTimeline(info) {
     imageUrl: m.image_url,
     price: m.price,
     atS: m.at_s,
+    untilS: m.until_s ?? null,
     kind: m.kind,
   })).sort((a, b) => a.atS - b.atS);
 }
@@ -59,23 +64,41 @@ async function attach(video, url) {
 }
 
 function momentAt(moments, seconds) {
+  // the latest moment reached; a pinned span no longer counts once it is over
   let found = null;
-  for (const moment of moments) if (moment.atS <= seconds + 0.25) found = moment;
+  for (const moment of moments) {
+    if (moment.atS > seconds + 0.25) continue;
+    if (moment.untilS !== null && moment.untilS <= seconds) continue;
+    found = moment;
+  }
   return found || moments[0] || null;
 }
 
-export async function startReplay({ video, streamId, token, addToCart }) {
+async function loadClip(clipId, token) {
+  const clip = await api.getClip(clipId, token);
+  const moment = {
+    sku: clip.sku, title: clip.title, imageUrl: clip.image_url, price: clip.price, atS: 0, untilS: null, kind: 'clip',
+  };
+  const info = { playlist_url: clip.playlist_url, poster_url: null, duration_s: clip.end_s - clip.start_s, clip };
+  return { info, moments: [moment] };
+}
+
+export async function startReplay({ video, streamId, token, addToCart, clipId = null }) {
   let info;
+  let moments;
   try {
-    info = await api.getReplay(streamId, token);
+    if (clipId) ({ info, moments } = await loadClip(clipId, token));
+    else info = await api.getReplay(streamId, token);
   } catch (err) {
     if (err.status !== 404) toast(friendlyError(err), 'error');
     return null;
   }
-  const moments = await loadTimeline(info);
+  if (!clipId) moments = await loadTimeline(info);
+  const source = clipId ? 'clip' : 'replay';
   document.body.dataset.mode = 'replay';
+  if (clipId) document.body.dataset.clip = clipId;
   const mode = $('#play-mode');
-  mode.textContent = `Replay · ${formatClock(info.duration_s * 1000)}`;
+  mode.textContent = `${clipId ? 'Clip' : 'Replay'} · ${formatClock(info.duration_s * 1000)}`;
   mode.hidden = false;
   if (info.poster_url) video.poster = info.poster_url;
   video.controls = true;
@@ -95,7 +118,9 @@ export async function startReplay({ video, streamId, token, addToCart }) {
   $('.stage').append(card);
   let current = null;
   card.querySelector('button').addEventListener('click', () => {
-    if (current) addToCart({ sku: current.sku, source: 'replay' });
+    // where the buyer is on the replay: the moment of the order's video receipt
+    const offset = info.clip ? info.clip.start_s : 0;
+    if (current) addToCart({ sku: current.sku, source, positionS: offset + video.currentTime });
   });
 
   // the timeline, across the top of the picture
@@ -105,7 +130,7 @@ export async function startReplay({ video, streamId, token, addToCart }) {
   $('.stage').append(panel);
   if (!moments.length) list.append(h('li', { class: 'muted' }, 'No products were shown in this stream.'));
   const items = moments.map((moment) => {
-    const item = h('li', { class: 'replay-moment', dataset: { sku: moment.sku, at: String(moment.atS) } },
+    const item = h('li', { class: 'replay-moment', dataset: { sku: moment.sku, at: String(moment.atS), kind: moment.kind } },
       h('button', { type: 'button', class: 'replay-seek', 'aria-label': `Watch ${moment.title} at ${formatClock(moment.atS * 1000)}` },
         h('time', { class: 'replay-time' }, formatClock(moment.atS * 1000)),
         h('span', { class: 'replay-title' }, moment.title),

@@ -322,10 +322,10 @@ $('#chat-form').addEventListener('submit', async (event) => {
 
 // --- cart and checkout -------------------------------------------------------------------------
 
-async function addToCart({ sku, dealId, source }) {
+async function addToCart({ sku, dealId, source, positionS }) {
   if (!(await requireSession('Sign in to shop without leaving the stream.'))) return;
   try {
-    await api.addToCart(session.token, { streamId, sku, quantity: 1, dealId, source });
+    await api.addToCart(session.token, { streamId, sku, quantity: 1, dealId, source, positionS });
     toast('Added to your cart and held for you.', 'ok');
     await refreshCart();
     openCart();
@@ -406,6 +406,23 @@ $('#cart-button').addEventListener('click', async () => {
 $('#cart-close').addEventListener('click', closeCart);
 $('#order-continue').addEventListener('click', closeCart);
 
+// The order's video receipt: the stream around the moment it was bought, once its replay exists.
+async function showReceipt(order) {
+  let slot = $('#order-receipt');
+  if (!slot) {
+    slot = h('p', { id: 'order-receipt', class: 'muted' });
+    $('#order-summary').after(slot);
+  }
+  slot.replaceChildren();
+  if (!order.receiptUrl) return;
+  // a live stream has no replay yet: nothing to ask for
+  const ended = state.stream && state.stream.state === 'ended';
+  const ready = ended && await fetch(order.receiptUrl).then((r) => r.ok).catch(() => false);
+  slot.dataset.ready = String(ready);
+  if (ready) slot.append(h('a', { href: order.receiptUrl, target: '_blank', rel: 'noopener' }, 'Watch the moment you bought it'));
+  else slot.textContent = 'Your video receipt will be ready when the stream’s replay is.';
+}
+
 let checkoutKey = null;
 $('#checkout').addEventListener('click', async () => {
   const button = $('#checkout');
@@ -419,6 +436,7 @@ $('#checkout').addEventListener('click', async () => {
     $('#cart-body').hidden = true;
     $('#cart-foot').hidden = true;
     $('#order-done').hidden = false;
+    showReceipt(order);
     state.cart = { items: [], totals: [], expired: [] };
     renderCart();
   } catch (err) {
@@ -452,7 +470,8 @@ async function main() {
     play(new URLSearchParams(location.search).get('hls') === '1' ? 'hls' : 'webrtc');
   } else if (state.stream) {
     const { startReplay } = await import('./replay.js');
-    state.replay = await startReplay({ video, streamId, token: session && session.token, addToCart });
+    const clipId = new URLSearchParams(location.search).get('clip');
+    state.replay = await startReplay({ video, streamId, token: session && session.token, addToCart, clipId });
     updateStage();
   }
   refreshCart();

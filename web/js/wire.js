@@ -184,7 +184,7 @@ export function toCart(raw) {
  * @returns {{id: string, total: Money, units: number}}
  */
 export function toOrder(raw) {
-  return { id: raw.id, total: toMoney(raw.total), units: raw.units };
+  return { id: raw.id, total: toMoney(raw.total), units: raw.units, receiptUrl: raw.receipt_url || null };
 }
 
 /** A Deal from deal.started / deal.ended, a hello, a pin, or the REST API. @returns {Deal} */
