@@ -46,7 +46,7 @@ def _iso(unix_ms: int) -> str:
 
 
 def _body(packager: Packager, skip: str | None = None) -> str:
-    playlist = packager.playlist()
+    playlist = packager.video.playlist()
     assert playlist is not None
     return playlist.for_skip(skip).body.decode()
 
@@ -55,7 +55,7 @@ def test_pins_deals_and_auctions_are_date_ranges_at_their_media_time() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=20), audio=False)
     frames = h264_frames(300, gop=30)
     feed(packager, frames[:120], [])
-    pdt = round(packager.segments[0].program_date_time * 1000)
+    pdt = round(packager.video.segments[0].program_date_time * 1000)
     euro = ShownPrice(amount_minor=1500, currency="EUR")
     ranges = packager.dateranges
     ranges.add(
@@ -87,7 +87,7 @@ def test_pins_deals_and_auctions_are_date_ranges_at_their_media_time() -> None:
         )
     )
     ranges.add(_entry(7, MomentKind.DEAL_STARTED, None, sku="X", deal_id="d2"))  # no media then
-    before = packager.playlist()
+    before = packager.video.playlist()
     assert before is not None
     assert "#EXT-X-DATERANGE" not in before.body.decode()  # made before the events came
     feed(packager, frames[120:140], [], base=100.0)  # the next parts
@@ -126,7 +126,7 @@ def test_the_selling_formats_are_date_ranges_at_their_media_time() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=20), audio=False)
     frames = h264_frames(300, gop=30)
     feed(packager, frames[:120], [])
-    pdt = round(packager.segments[0].program_date_time * 1000)
+    pdt = round(packager.video.segments[0].program_date_time * 1000)
     euro = ShownPrice(amount_minor=2000, currency="EUR")
     lower = ShownPrice(amount_minor=1700, currency="EUR")
     kinds = MomentKind
@@ -193,14 +193,14 @@ def test_a_blocking_answer_keeps_its_bytes_whatever_came_later() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0), audio=False)
     frames = h264_frames(200, gop=30)
     feed(packager, frames[:90], [])
-    msn, part = packager.next_part()
+    msn, part = packager.video.next_part()
     feed(packager, frames[90:100], [], base=100.0)
-    answer = packager.blocking_playlist(msn, part)
+    answer = packager.video.blocking_playlist(msn, part)
     assert answer is not None
-    pdt = round(packager.segments[-1].program_date_time * 1000)
+    pdt = round(packager.video.segments[-1].program_date_time * 1000)
     packager.dateranges.add(_entry(1, MomentKind.PIN_SET, pdt, sku="A", title="A"))
     feed(packager, frames[100:130], [], base=100.0)
-    again = packager.blocking_playlist(msn, part)
+    again = packager.video.blocking_playlist(msn, part)
     assert again is not None
     assert (again.body, again.etag) == (answer.body, answer.etag)
     assert "pin-1-0" in _body(packager)
@@ -210,8 +210,8 @@ def test_delta_updates_skip_old_segments_and_date_ranges() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=20), audio=False)
     frames = h264_frames(900, gop=30)
     feed(packager, frames[:780], [])  # 26 seconds: the window is full
-    start = round(packager.segments[1].program_date_time * 1000)
-    late = round(packager.segments[-1].program_date_time * 1000)
+    start = round(packager.video.segments[1].program_date_time * 1000)
+    late = round(packager.video.segments[-1].program_date_time * 1000)
     ranges = packager.dateranges
     ranges.add(_entry(1, MomentKind.PIN_SET, start + 100, sku="OLD", title="Old"))
     ranges.add(_entry(2, MomentKind.PIN_CLEARED, start + 600, sku="OLD"))
@@ -232,7 +232,7 @@ def test_delta_updates_skip_old_segments_and_date_ranges() -> None:
     kept = [line for line in delta.splitlines() if line.startswith("seg-")]
     assert kept == uris[skipped:]
     # the last skipped segment ends `until` or more before the end, the first listed less
-    listed = [s for s in packager.segments if s.name in uris]
+    listed = [s for s in packager.video.segments if s.name in uris]
     after_last = full.splitlines()[full.splitlines().index(uris[-1]) + 1 :]
     open_parts = sum(float(line[21:].split(",")[0]) for line in after_last if "X-PART:" in line)
     from_kept = sum(s.duration for s in listed[skipped:]) + open_parts
@@ -262,7 +262,7 @@ def test_delta_updates_skip_old_segments_and_date_ranges() -> None:
 def test_too_short_a_playlist_to_skip_answers_in_full() -> None:
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=3), audio=False)
     feed(packager, h264_frames(150, gop=30), [])
-    playlist = packager.playlist()
+    playlist = packager.video.playlist()
     assert playlist is not None
     assert playlist.for_skip("YES") is playlist
     assert playlist.for_skip("v2") is playlist
@@ -322,6 +322,6 @@ async def test_the_packager_reads_its_ranges_from_the_stored_timeline(redis_url:
 
 
 async def test_a_bad_skip_is_refused(client: Client) -> None:
-    resp = await client.get("/hls/anystream/index.m3u8?_HLS_skip=maybe")
+    resp = await client.get("/hls/anystream/video-0a1b2c3d.m3u8?_HLS_skip=maybe")
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "invalid_hls_request"

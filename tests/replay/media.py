@@ -22,7 +22,7 @@ async def record_run(
     it is all written."""
     packager = Packager(PackagerSettings(part_s=0.5, segment_s=1.0, window=2), audio=True)
     writer = replays.writer(stream_id, packager.run)
-    packager.sink = writer
+    packager.attach(writer)
     feed(packager, h264_frames(round(seconds * 30), gop=30), opus_frames(seconds), base=base)
     packager.finish()
     writer.close()

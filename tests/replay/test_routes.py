@@ -318,7 +318,7 @@ async def test_a_whip_stream_is_recorded_unless_replays_are_off(
 
         def packaged() -> bool:
             packager = packaging.packager(stream_id)
-            return packager is not None and len(packager.segments) >= 2
+            return packager is not None and len(packager.video.segments) >= 2
 
         await eventually(packaged, within=20)
     finally:
