@@ -2,7 +2,9 @@
 over real HTTP, and tokens.
 
 Each test gets its own key prefix, so tests never see each other's data even on a shared
-server, and its keys are deleted afterwards.
+server, and its keys are deleted afterwards. That also lets pytest-xdist's workers (the
+suite runs on two: ``addopts`` in ``pyproject.toml``) share a Redis; each worker starts its
+own embedded ones.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import gc
 import io
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +42,15 @@ from tests.contract import AnswerCheck
 from tests.contract import install as install_answer_check
 
 EXTERNAL_REDIS_ENV = "LIVECAST_TEST_REDIS_URL"
+SCREENSHOTS_DIR = Path(__file__).parent / "_artifacts" / "screenshots"
+
+# The packages whose tests move real media (aiortc peers, Chromium playing video, encoders,
+# benchmarks): their frame rates and timings need the CPU, and they share files
+# (``tests/_artifacts/``, the Node publisher's ``node_modules``). Under pytest-xdist (the
+# suite runs on two workers: ``addopts`` in ``pyproject.toml``) they all run on one worker,
+# one after another, while the other worker runs everything else
+# (:func:`pytest_xdist_make_scheduler`).
+MEDIA_PACKAGES = frozenset({"bench", "hls", "ingest", "web"})
 
 # Debian's Chromium, never a downloaded browser; fake camera and microphone, no prompts,
 # and nothing that reaches for the network.
@@ -87,6 +99,25 @@ class AppServer(TestServer):
             raise AssertionError(
                 "answers that do not match the OpenAPI document:\n  " + "\n  ".join(found)
             )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Empty the screenshots of the last run, once: in the process that starts the
+    pytest-xdist workers (or the only one), never in a worker."""
+    if not hasattr(config, "workerinput"):
+        shutil.rmtree(SCREENSHOTS_DIR, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's ``load`` distribution (the default), but with every test of
+    :data:`MEDIA_PACKAGES` in one unit of work: one worker runs them all, from the start
+    (xdist hands out the largest unit first), and the others share the rest test by test."""
+    if config.getoption("dist") != "load":
+        return None
+    from tests._xdist import MediaApartScheduling
+
+    return MediaApartScheduling(config, log, media=MEDIA_PACKAGES)
 
 
 @pytest.fixture

@@ -1,18 +1,17 @@
 """Browser fixtures: Debian's Chromium through Playwright (one browser per test module, a
 fresh context per user), and the app on a real TCP port on loopback.
 
-Screenshots go to ``tests/_artifacts/screenshots/``, emptied once at the start of a run.
+Screenshots go to ``tests/_artifacts/screenshots/``, emptied once at the start of a run
+(by ``tests/conftest.py``, before any pytest-xdist worker starts).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,11 +27,17 @@ from livecast.auth import Role
 from livecast.chat.wire import decode_client_frame
 from livecast.config import DevSettings, Settings
 from livecast.errors import ApiError
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, undescribed_event
+from tests.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS_DIR,
+    free_port,
+    undescribed_event,
+)
 from tests.contract import install as install_answer_check
 
 PAGE_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
-SCREENSHOTS = Path(__file__).parent.parent / "_artifacts" / "screenshots"
+SCREENSHOTS = SCREENSHOTS_DIR
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
     "is_mobile": True,
@@ -46,8 +51,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_screenshots() -> None:
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
 
 @asynccontextmanager
