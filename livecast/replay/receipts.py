@@ -11,8 +11,9 @@ An add-to-cart records its moment under its hold id (the order line keeps the ho
 An order's ``receipt_url`` is ``/receipt/{order id}/index.m3u8``: the moment of its first
 line that has one, as a multivariant playlist of ``video.m3u8`` and (when the replay has
 audio) ``audio.m3u8`` beside it, both cut at the same segments. Order ids are
-unguessable, so the URL is the buyer's to share, like a signed URL: it plays without a token; a private stream's receipt has the replay's signed
-segment paths. 404 ``receipt_not_found`` until the replay exists (and after it is gone).
+unguessable, so the URL is the buyer's to share, like a signed URL: it plays without a
+token; a private stream's receipt has the replay's signed segment paths. 404
+``receipt_not_found`` until the replay exists (and after it is gone).
 """
 
 from __future__ import annotations
