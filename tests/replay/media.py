@@ -57,12 +57,14 @@ def _attributes(raw: str) -> dict[str, str]:
     return {k: v.strip('"') for k, v in re.findall(r'([A-Z-]+)=("[^"]*"|[^,]*)', raw)}
 
 
-async def vod_playlists(client: Client, url: str) -> VodPlaylists:
+async def vod_playlists(
+    client: Client, url: str, headers: dict[str, str] | None = None
+) -> VodPlaylists:
     """GET the multivariant playlist at ``url``, then the video and audio playlists it
     names (relative to it), checking each answers 200 as an HLS playlist."""
 
     async def text(of: str) -> str:
-        resp = await client.get(of)
+        resp = await client.get(of, headers=headers or {})
         assert resp.status == 200, (of, await resp.text())
         assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
         return await resp.text()
