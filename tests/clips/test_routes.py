@@ -174,6 +174,7 @@ async def test_a_private_streams_clip_plays_through_signed_replay_paths_only(
     assert (await client.get(clip["playlist_url"])).status == 401
     playlists = await vod_playlists(client, clip["playlist_url"], headers=seller)
     assert playlists.audio is not None
+    assert playlists.audio_url is not None
     for media in (playlists.video_url, playlists.audio_url):
         assert (await client.get(media)).status == 401  # the clip's playlists need the token
     segments = [*segment_uris(playlists.video), *segment_uris(playlists.audio)]

@@ -41,10 +41,16 @@ class Ended:
 
 
 async def ended_replay(
-    client: Client, app: web.Application, make_token: MakeToken, *, public: bool = True
+    client: Client,
+    app: web.Application,
+    make_token: MakeToken,
+    *,
+    public: bool = True,
+    audio: bool = True,
 ) -> Ended:
     """A stream that featured SKU, ran a deal on it a second into its media, and ended,
-    recorded meanwhile by a real packager (2.2 s of H.264 + Opus)."""
+    recorded meanwhile by a real packager (2.2 s of H.264 + Opus; no Opus without
+    ``audio``)."""
     seller = make_token(Role.SELLER, sub="seller-1", name="Ana")
     resp = await client.put(
         f"/api/products/{SKU}",
@@ -76,7 +82,9 @@ async def ended_replay(
     assert resp.status == 201, await resp.text()
     deal_id = (await resp.json())["id"]
     # the media's first frame arrived a second before the deal started
-    packager = await record_run(app[REPLAYS], stream_id, 2.2, base=time.monotonic() - 1.0)
+    packager = await record_run(
+        app[REPLAYS], stream_id, 2.2, base=time.monotonic() - 1.0, audio=audio
+    )
     assert (await client.post(f"/api/streams/{stream_id}/end", headers=bearer(seller))).ok
     live = packager.multivariant()
     assert live is not None
@@ -171,6 +179,25 @@ async def test_bad_input_is_refused_in_the_json_error_shape(
     await client.post(f"/api/streams/{live_id}/start", headers=bearer(seller))
     resp = await client.get(f"/api/streams/{live_id}/replay")
     assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
+
+
+async def test_a_replay_without_audio_plays_its_video_alone(
+    client: Client, app: web.Application, make_token: MakeToken
+) -> None:
+    ended = await ended_replay(client, app, make_token, audio=False)
+    sid = ended.stream_id
+    playlists = await vod_playlists(client, f"/replay/{sid}/index.m3u8")
+    assert playlists.audio_url is None
+    assert "#EXT-X-MEDIA" not in playlists.multivariant
+    assert playlists.stream_inf["CODECS"] == ended.codecs
+    assert "," not in ended.codecs
+    assert "AUDIO" not in playlists.stream_inf
+    resp = await client.get(f"/replay/{sid}/audio.m3u8")
+    assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
+    url = f"http://{client.host}:{client.port}/replay/{sid}/index.m3u8"
+    counters, samples, _ = await asyncio.to_thread(decode_hls, url)
+    assert counters == list(range(66))
+    assert samples == 0
 
 
 async def test_a_private_replay_plays_through_its_signed_url_only(
