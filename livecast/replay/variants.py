@@ -13,7 +13,7 @@ each slice of it: a clip, a receipt) is served as three playlists::
 
 **The audio rule.** The audio plays only if it matches the video segment for segment:
 as many segments, each with the PDT of its video segment (the packager cuts both
-tracks at the same boundaries). Otherwise (a first run without audio and a later one
+tracks at the same boundaries). Otherwise (a run without audio before or after one
 with it, a segment lost) the replay is video-only, whole: one audio rendition has to
 cover the whole video, and a player cannot line up tracks that do not share their
 boundaries. The audio's discontinuities are the video's.
