@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+import msgspec
+
 from livecast.replay._init import AudioInfo, VideoInfo, audio_info, video_info
 from livecast.replay.manifest import SegmentEntry, VodPlaylist, read_manifest, render_vod
 
@@ -100,35 +102,24 @@ def read_recording(directory: Path) -> Recording | None:
     found: VideoInfo | None = None
     for init in dict.fromkeys(e.init for e in video):  # the largest picture of the runs
         info = _read_init(directory / init, video_info)
-        if info is not None and (found is None or info.width * info.height > _area(found)):
+        if info is not None and (found is None or _area(info) > _area(found)):
             found = info
     audio_directory = directory / AUDIO_DIR
-    audio: list[SegmentEntry] | None = _sized(audio_directory, read_manifest(audio_directory))
-    sound = None
-    if audio is not None and audio_matches(video, audio):
-        sound = _read_init(audio_directory / audio[0].init, audio_info)
-        audio = [
-            a if a.discontinuity == v.discontinuity else _with_discontinuity(a, v.discontinuity)
-            for a, v in zip(audio, video, strict=True)
-        ]
+    audio = _sized(audio_directory, read_manifest(audio_directory))
+    if not audio_matches(video, audio):
+        return Recording(video, None, found, None)
+    sound = _read_init(audio_directory / audio[0].init, audio_info)
     if sound is None:
-        audio = None
-    return Recording(video, audio, found, sound)
+        return Recording(video, None, found, None)
+    aligned = [  # the video's discontinuities (a run's first audio segment is not marked)
+        msgspec.structs.replace(a, discontinuity=v.discontinuity)
+        for a, v in zip(audio, video, strict=True)
+    ]
+    return Recording(video, aligned, found, sound)
 
 
 def _area(info: VideoInfo) -> int:
     return info.width * info.height
-
-
-def _with_discontinuity(entry: SegmentEntry, discontinuity: bool) -> SegmentEntry:
-    return SegmentEntry(
-        name=entry.name,
-        init=entry.init,
-        duration=entry.duration,
-        pdt=entry.pdt,
-        discontinuity=discontinuity,
-        size=entry.size,
-    )
 
 
 def _sized(directory: Path, entries: list[SegmentEntry]) -> list[SegmentEntry]:
@@ -139,14 +130,7 @@ def _sized(directory: Path, entries: list[SegmentEntry]) -> list[SegmentEntry]:
                 size = (directory / entry.name).stat().st_size
             except OSError:
                 size = 0
-            entry = SegmentEntry(
-                name=entry.name,
-                init=entry.init,
-                duration=entry.duration,
-                pdt=entry.pdt,
-                discontinuity=entry.discontinuity,
-                size=size,
-            )
+            entry = msgspec.structs.replace(entry, size=size)
         sized.append(entry)
     return sized
 
