@@ -1,11 +1,12 @@
 """The product clip endpoints: the "moments" shelf, a product's clips, a stream's clips
 for its seller, the seller's trim/publish/hide, and a clip's playlist.
 
-``/clip/{clip id}/index.m3u8`` is a slice of the replay (:mod:`livecast.replay.slices`)
-whose segment URIs are the replay's own files: under ``/replay/{stream id}/`` for a
-public stream, or its signed path for a private one (the same rules as the replay: the
-clip of a private stream plays with a token that may watch it). The same cache headers as
-the replay's playlist, with an ETag.
+``/clip/{clip id}/index.m3u8`` is a slice of the replay (:mod:`livecast.replay.slices`):
+a multivariant playlist of ``video.m3u8`` and (when the replay has audio) ``audio.m3u8``
+beside it, both cut at the same segments, whose segment URIs are the replay's own files:
+under ``/replay/{stream id}/`` for a public stream, or its signed path for a private one
+(the same rules as the replay: the clip of a private stream plays with a token that may
+watch it). The same cache headers as the replay's playlist, with an ETag.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from livecast.inventory.money import Money
 from livecast.inventory.service import INVENTORY
 from livecast.openapi import Auth, Param, Reply, contract
 from livecast.replay.keys import REPLAY_PLAYBACK, REPLAYS
-from livecast.replay.manifest import read_manifest
-from livecast.replay.slices import slice_playlist
+from livecast.replay.slices import slice_set
+from livecast.replay.variants import AUDIO_PLAYLIST, MULTIVARIANT, VIDEO_PLAYLIST
 from livecast.streams.registry import Stream
 
 __all__ = ["ClipInfo", "ClipList", "ClipPatch", "routes"]
@@ -229,11 +230,15 @@ async def patch_clip(request: web.Request) -> web.Response:
     return json_response(info)
 
 
-@routes.get("/clip/{clip_id}/index.m3u8")
+@routes.get(f"/clip/{{clip_id}}/{MULTIVARIANT}")
+@routes.get(f"/clip/{{clip_id}}/{VIDEO_PLAYLIST}")
+@routes.get(f"/clip/{{clip_id}}/{AUDIO_PLAYLIST}")
 @contract(
-    summary="A clip's VOD playlist: a slice of its replay's segments (EXT-X-ENDLIST)",
-    description="The same access rules as the replay: a private stream's clip needs a "
-    "token that may watch it; its segment URIs are then the replay's signed paths.",
+    summary="A clip's VOD playlists: a slice of its replay's segments (EXT-X-ENDLIST)",
+    description="index.m3u8 is the multivariant playlist of video.m3u8 and, when the "
+    "replay has audio, audio.m3u8 (the same segments of both tracks). The same access "
+    "rules as the replay: a private stream's clip needs a token that may watch it; its "
+    "segment URIs are then the replay's signed paths.",
     responses={
         200: Reply(
             None,
@@ -246,7 +251,8 @@ async def patch_clip(request: web.Request) -> web.Response:
     errors={
         ErrorCode.UNAUTHORIZED: "a private stream's clip and no token",
         ErrorCode.FORBIDDEN: "the token may not watch this private stream",
-        ErrorCode.CLIP_NOT_FOUND: "no such clip, or its replay's files are gone",
+        ErrorCode.CLIP_NOT_FOUND: "no such clip, or its replay's files are gone; "
+        "audio.m3u8 of a video-only replay",
     },
     auth=Auth.OPTIONAL,
 )
@@ -265,10 +271,14 @@ async def clip_playlist(request: web.Request) -> web.StreamResponse:
         forwarded = await replays.forward(request, record)
         if forwarded is not None:
             return forwarded
-    entries = await asyncio.to_thread(read_manifest, replays.directory(stream.id))
-    if not entries:
+    recording = await replays.recording(stream.id)
+    if recording is None:
         raise NotFound("this clip's replay files are not here", code=ErrorCode.CLIP_NOT_FOUND)
-    playlist = slice_playlist(entries, clip.start_s, clip.end_s, prefix)
+    playlist = slice_set(recording, clip.start_s, clip.end_s, prefix).get(
+        request.path.rsplit("/", 1)[-1]
+    )
+    if playlist is None:
+        raise NotFound("this clip has no audio", code=ErrorCode.CLIP_NOT_FOUND)
     headers = {"ETag": playlist.etag, "Cache-Control": "public, max-age=3600"}
     if not stream.public:
         headers["Cache-Control"] = "private, max-age=60"

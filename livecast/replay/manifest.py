@@ -5,10 +5,12 @@ The writer (:mod:`livecast.replay.writer`) appends one JSON line per segment to
 reader never sees a segment whose bytes are not there yet::
 
     {"name": "seg-1a2b3c4d-0.m4s", "init": "init-1a2b3c4d-0.mp4", "duration": 2.0,
-     "pdt": 1796000000.123, "discontinuity": false}
+     "pdt": 1796000000.123, "discontinuity": false, "size": 48213}
 
 ``pdt`` is the unix time of the segment's first frame (its ``EXT-X-PROGRAM-DATE-TIME``);
-``discontinuity`` marks a publisher's return, or a new packaging run of the stream.
+``discontinuity`` marks a publisher's return, or a new packaging run of the stream;
+``size`` is the file's length in bytes (0 in manifests written before it was kept).
+The audio rendition has a manifest of its own, in ``audio/`` (:mod:`livecast.replay.variants`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class SegmentEntry(msgspec.Struct, frozen=True):
     duration: float
     pdt: float
     discontinuity: bool = False
+    size: int = 0
 
 
 _decode = msgspec.json.Decoder(SegmentEntry).decode

@@ -9,9 +9,11 @@ An add-to-cart records its moment under its hold id (the order line keeps the ho
                                                             was on the replay
 
 An order's ``receipt_url`` is ``/receipt/{order id}/index.m3u8``: the moment of its first
-line that has one. Order ids are unguessable, so the URL is the buyer's to share, like a
-signed URL: it plays without a token; a private stream's receipt has the replay's signed
-segment paths. 404 ``receipt_not_found`` until the replay exists (and after it is gone).
+line that has one, as a multivariant playlist of ``video.m3u8`` and (when the replay has
+audio) ``audio.m3u8`` beside it, both cut at the same segments. Order ids are
+unguessable, so the URL is the buyer's to share, like a signed URL: it plays without a
+token; a private stream's receipt has the replay's signed segment paths. 404
+``receipt_not_found`` until the replay exists (and after it is gone).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from livecast.inventory.batch import ScriptBatcher
 from livecast.openapi import Auth, Reply, contract
 from livecast.redisdb import KeySpace
 from livecast.replay.keys import REPLAY_PLAYBACK, REPLAYS
-from livecast.replay.manifest import read_manifest
-from livecast.replay.slices import slice_playlist
+from livecast.replay.slices import slice_set
+from livecast.replay.variants import AUDIO_PLAYLIST, MULTIVARIANT, VIDEO_PLAYLIST
 
 __all__ = ["AFTER_S", "BEFORE_S", "moment_key", "receipt_url", "record_moment", "routes"]
 
@@ -75,18 +77,23 @@ def _logged(written: asyncio.Future[Any]) -> None:
         log.warning("an add-to-cart's moment was not recorded: %r", exc)
 
 
-@routes.get("/receipt/{order_id}/index.m3u8")
+@routes.get(f"/receipt/{{order_id}}/{MULTIVARIANT}")
+@routes.get(f"/receipt/{{order_id}}/{VIDEO_PLAYLIST}")
+@routes.get(f"/receipt/{{order_id}}/{AUDIO_PLAYLIST}")
 @contract(
     summary="An order's video receipt: the stream around the moment it was bought",
     description=f"A VOD slice of the stream's replay from {BEFORE_S:g} s before the "
-    f"add-to-cart to {AFTER_S:g} s after it (whole segments). The order id is the key: "
-    "no token; a private stream's segment URIs are the replay's signed paths.",
+    f"add-to-cart to {AFTER_S:g} s after it (whole segments): index.m3u8 is the "
+    "multivariant playlist of video.m3u8 and, when the replay has audio, audio.m3u8. The "
+    "order id is the key: no token; a private stream's segment URIs are the replay's "
+    "signed paths.",
     responses={
         200: Reply(None, "the playlist (EXT-X-ENDLIST)", media_type=PLAYLIST_TYPE),
     },
     errors={
         ErrorCode.RECEIPT_NOT_FOUND: "no such order, no moment recorded for it, or its "
-        "stream's replay does not exist (yet, or any more)",
+        "stream's replay does not exist (yet, or any more); audio.m3u8 of a video-only "
+        "replay",
     },
     auth=Auth.NONE,
 )
@@ -115,14 +122,17 @@ async def receipt_playlist(request: web.Request) -> web.StreamResponse:
         forwarded = await replays.forward(request, record)
         if forwarded is not None:
             return forwarded
-    entries = await asyncio.to_thread(read_manifest, replays.directory(stream.id))
-    if not entries:
+    recording = await replays.recording(stream.id)
+    if recording is None:
         raise gone
     prefix = f"/replay/{stream.id}/"
     if not stream.public:
         path, _ = request.app[REPLAY_PLAYBACK].sign(stream.id)
         prefix = "/replay/" + path.removeprefix("/hls/").removesuffix("index.m3u8")
-    playlist = slice_playlist(entries, max(0.0, at_s - BEFORE_S), at_s + AFTER_S, prefix)
+    playlists = slice_set(recording, max(0.0, at_s - BEFORE_S), at_s + AFTER_S, prefix)
+    playlist = playlists.get(request.path.rsplit("/", 1)[-1])
+    if playlist is None:
+        raise gone
     cache = "public, max-age=3600" if stream.public else "private, max-age=60"
     return web.Response(
         body=playlist.body,

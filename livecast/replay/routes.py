@@ -1,11 +1,14 @@
 """The replay endpoints: the VOD playlist and its files, the replay's info and the list
 of recent replays, and a replay's deletion.
 
-* ``/replay/{stream id}/index.m3u8``: the VOD playlist (``EXT-X-PLAYLIST-TYPE:VOD``,
-  ``EXT-X-ENDLIST``); ``init-*.mp4``, ``seg-*.m4s`` and ``poster.jpg`` beside it. The
-  media files and the poster are immutable (cached a year); the playlist is cached an
-  hour once every run recording the stream has finished, a few seconds before. Every
-  answer has an ETag and ``Access-Control-Allow-Origin: *``.
+* ``/replay/{stream id}/index.m3u8``: the multivariant playlist of the replay's video
+  (``video.m3u8``) and, where it has it, audio (``audio.m3u8``), both VOD media
+  playlists (``EXT-X-PLAYLIST-TYPE:VOD``, ``EXT-X-ENDLIST``; see
+  :mod:`livecast.replay.variants`); ``init-*.mp4``, ``seg-*.m4s``, ``audio-init-*.mp4``,
+  ``audio-seg-*.m4s`` and ``poster.jpg`` beside them. The media files and the poster are
+  immutable (cached a year); the playlists are cached an hour once every run recording
+  the stream has finished, a few seconds before. Every answer has an ETag and
+  ``Access-Control-Allow-Origin: *``.
 * The same rules as live HLS: a public stream's replay plays anonymously; a private
   one's needs a token that may watch the stream, or a signed, expiring URL
   (``/replay/{id}/signed/{expires}/{signature}/...``, from ``GET /api/streams/{id}/replay``).
@@ -38,6 +41,7 @@ from livecast.replay.keys import REPLAY_PLAYBACK, REPLAYS
 from livecast.replay.moments import DealStart, deal_starts, pinned_spans
 from livecast.replay.poster import POSTER
 from livecast.replay.store import ReplayRecord
+from livecast.replay.variants import AUDIO_DIR, AUDIO_PLAYLIST, MULTIVARIANT, VIDEO_PLAYLIST
 from livecast.streams.registry import IsoTime, Stream, StreamState, iso_time
 from livecast.timeline.service import TIMELINE
 
@@ -46,7 +50,9 @@ __all__ = ["Replay", "ReplayList", "ReplayMoment", "cors_headers", "routes"]
 routes = web.RouteTableDef()
 
 _IMMUTABLE: Final = 31_536_000
-_FILE = re.compile(r"init-[0-9a-f]{8}-\d{1,6}\.mp4|seg-[0-9a-f]{8}-\d{1,12}\.m4s|poster\.jpg")
+_FILE = re.compile(
+    r"(?:audio-)?(?:init-[0-9a-f]{8}-\d{1,6}\.mp4|seg-[0-9a-f]{8}-\d{1,12}\.m4s)|poster\.jpg"
+)
 _SIGNED = "/replay/{stream_id}/signed/{expires}/{signature}"
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
 
@@ -311,13 +317,21 @@ def _answer(
     return web.Response(body=body, content_type=content_type, headers=headers)
 
 
-@routes.get(f"{_SIGNED}/index.m3u8")
-@routes.get("/replay/{stream_id}/index.m3u8")
+@routes.get(f"{_SIGNED}/{MULTIVARIANT}")
+@routes.get(f"/replay/{{stream_id}}/{MULTIVARIANT}")
+@routes.get(f"{_SIGNED}/{VIDEO_PLAYLIST}")
+@routes.get(f"/replay/{{stream_id}}/{VIDEO_PLAYLIST}")
+@routes.get(f"{_SIGNED}/{AUDIO_PLAYLIST}")
+@routes.get(f"/replay/{{stream_id}}/{AUDIO_PLAYLIST}")
 @contract(
-    summary="A replay's VOD playlist (EXT-X-PLAYLIST-TYPE:VOD, EXT-X-ENDLIST)",
-    description="Every segment the stream's LL-HLS had, with EXT-X-MAP, "
-    "EXT-X-PROGRAM-DATE-TIME and EXT-X-DISCONTINUITY where the publisher came back. Under "
-    "/replay/{stream_id}/signed/{expires}/{signature}/ the same, with no token.",
+    summary="A replay's VOD playlists: index.m3u8 (multivariant), video.m3u8, audio.m3u8",
+    description="index.m3u8 is the multivariant playlist: EXT-X-STREAM-INF (CODECS, "
+    "RESOLUTION, BANDWIDTH) of video.m3u8 and, when the replay has audio matching its "
+    "video segment for segment, EXT-X-MEDIA:TYPE=AUDIO of audio.m3u8. Both are VOD media "
+    "playlists (EXT-X-PLAYLIST-TYPE:VOD, EXT-X-ENDLIST) of every segment the stream's "
+    "LL-HLS had, with EXT-X-MAP, EXT-X-PROGRAM-DATE-TIME and EXT-X-DISCONTINUITY where "
+    "the publisher came back. Under /replay/{stream_id}/signed/{expires}/{signature}/ the "
+    "same, with no token.",
     responses={
         200: Reply(
             None,
@@ -327,18 +341,25 @@ def _answer(
         ),
         304: Reply(None, "If-None-Match names the playlist's ETag", headers=_ETAG),
     },
-    errors={**_ACCESS_ERRORS, ErrorCode.REPLAY_NOT_FOUND: "no replay (yet, or any more)"},
+    errors={
+        **_ACCESS_ERRORS,
+        ErrorCode.REPLAY_NOT_FOUND: "no replay (yet, or any more); audio.m3u8 of a "
+        "video-only replay",
+    },
     auth=Auth.OPTIONAL,
 )
 async def vod_playlist(request: web.Request) -> web.StreamResponse:
     record = await _access(request)
     replays = request.app[REPLAYS]
-    playlist = await replays.playlist(record.stream_id)
-    if playlist is None:
+    playlists = await replays.playlists(record.stream_id)
+    if playlists is None:
         forwarded = await replays.forward(request, record)
         if forwarded is not None:
             return forwarded
         raise NotFound("this replay's files are not here", code=ErrorCode.REPLAY_NOT_FOUND)
+    playlist = playlists.get(request.path.rsplit("/", 1)[-1])
+    if playlist is None:
+        raise NotFound("this replay has no audio", code=ErrorCode.REPLAY_NOT_FOUND)
     max_age = 3600 if record.open == 0 else 5
     return _answer(request, playlist.body, PLAYLIST_TYPE, playlist.etag, max_age, False)
 
@@ -347,7 +368,8 @@ async def vod_playlist(request: web.Request) -> web.StreamResponse:
 @routes.get("/replay/{stream_id}/{name}")
 @contract(
     summary="An init segment, segment (fMP4) or the poster (JPEG) of a replay",
-    description="init-*.mp4, seg-*.m4s or poster.jpg; immutable.",
+    description="init-*.mp4, seg-*.m4s (video), audio-init-*.mp4, audio-seg-*.m4s "
+    "(audio) or poster.jpg; immutable.",
     responses={
         200: Reply(
             None,
@@ -370,7 +392,10 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
         forwarded = await replays.forward(request, record)
         if forwarded is not None:
             return forwarded
-    data = await asyncio.to_thread(_read, replays.directory(record.stream_id) / name)
+    directory = replays.directory(record.stream_id)
+    if name.startswith("audio-"):
+        directory /= AUDIO_DIR
+    data = await asyncio.to_thread(_read, directory / name)
     if data is None:
         raise NotFound("no such replay file", code=ErrorCode.REPLAY_NOT_FOUND)
     content_type = "image/jpeg" if name == POSTER else "video/mp4"

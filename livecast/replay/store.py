@@ -14,7 +14,8 @@ finishes after it). ``spans`` maps wall-clock time to replay time: one ``[unix s
 position s]`` pair per stretch of continuous media, so a moment of the live stream
 (a deal's start) is found on the replay even across a publisher's drop and return.
 
-Files live in ``<replay dir>/<stream id>/`` (see :mod:`livecast.replay.writer`). With a
+Files live in ``<replay dir>/<stream id>/``, the audio's in its ``audio/`` (see
+:mod:`livecast.replay.writer` and :mod:`livecast.replay.variants`). With a
 directory shared by every node any node serves any replay; otherwise a node that has
 not got the files forwards the request to the node that wrote them.
 
@@ -45,7 +46,8 @@ from livecast.hls.forward import FORWARDED_HEADER
 from livecast.ids import is_stream_id
 from livecast.node import Node
 from livecast.redisdb import KeySpace, load_lua
-from livecast.replay.manifest import MANIFEST, VodPlaylist, read_manifest, render_vod
+from livecast.replay.manifest import MANIFEST
+from livecast.replay.variants import AUDIO_DIR, Recording, VodSet, read_recording, render_set
 from livecast.replay.writer import ReplayWriter
 from livecast.streams.registry import Stream, StreamRegistry, StreamState
 
@@ -130,7 +132,7 @@ class Replays:
         self._close = load_lua(redis, _HERE / "close.lua")
         self._ended = load_lua(redis, _HERE / "ended.lua")
         self.writers: dict[str, ReplayWriter] = {}  # stream -> its open writer here
-        self._playlists: dict[str, tuple[tuple[int, int], VodPlaylist]] = {}
+        self._recordings: dict[str, tuple[_Version, Recording, VodSet]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._streams = streams
         # what else is made of a replay (product clips): told when it is finalized (its
@@ -242,26 +244,34 @@ class Replays:
     def has_files(self, stream_id: str) -> bool:
         return (self.directory(stream_id) / MANIFEST).is_file()
 
-    async def playlist(self, stream_id: str) -> VodPlaylist | None:
-        """The VOD playlist of the replay's files here (None if there are none), made
-        again only when its manifest changed."""
-        path = self.directory(stream_id) / MANIFEST
-        try:
-            stat = await asyncio.to_thread(path.stat)
-        except FileNotFoundError:
+    async def recording(self, stream_id: str) -> Recording | None:
+        """The replay's segments here, both tracks (None if there are none)."""
+        found = await self._read(stream_id)
+        return found[0] if found is not None else None
+
+    async def playlists(self, stream_id: str) -> VodSet | None:
+        """The VOD playlists of the replay's files here (None if there are none): the
+        multivariant, the video's and the audio's; made again only when a manifest
+        changed."""
+        found = await self._read(stream_id)
+        return found[1] if found is not None else None
+
+    async def _read(self, stream_id: str) -> tuple[Recording, VodSet] | None:
+        directory = self.directory(stream_id)
+        version = await asyncio.to_thread(_version, directory)
+        if version is None:
             return None
-        version = (stat.st_mtime_ns, stat.st_size)
-        cached = self._playlists.get(stream_id)
+        cached = self._recordings.get(stream_id)
         if cached is not None and cached[0] == version:
-            return cached[1]
-        entries = await asyncio.to_thread(read_manifest, path.parent)
-        if not entries:
+            return cached[1], cached[2]
+        recording = await asyncio.to_thread(read_recording, directory)
+        if recording is None:
             return None
-        playlist = render_vod(entries)
-        if len(self._playlists) > 1000:
-            self._playlists.clear()
-        self._playlists[stream_id] = (version, playlist)
-        return playlist
+        playlists = render_set(recording)
+        if len(self._recordings) > 1000:
+            self._recordings.clear()
+        self._recordings[stream_id] = (version, recording, playlists)
+        return recording, playlists
 
     # -- deleting ----------------------------------------------------------------------
 
@@ -309,7 +319,7 @@ class Replays:
             return []
 
     async def _remove_files(self, stream_id: str) -> None:
-        self._playlists.pop(stream_id, None)
+        self._recordings.pop(stream_id, None)
         writer = self.writers.get(stream_id)
         if writer is not None:
             writer.discard()
@@ -364,6 +374,22 @@ class Replays:
                 "replay %s: node %s not reached: %r", record.stream_id, record.node_url, exc
             )
             return None
+
+
+_Version = tuple[int, int, int, int]
+
+
+def _version(directory: Path) -> _Version | None:
+    """The manifests' modification times and sizes (None without a video manifest)."""
+    try:
+        video = (directory / MANIFEST).stat()
+    except FileNotFoundError:
+        return None
+    try:
+        audio = (directory / AUDIO_DIR / MANIFEST).stat()
+    except FileNotFoundError:
+        return (video.st_mtime_ns, video.st_size, 0, 0)
+    return (video.st_mtime_ns, video.st_size, audio.st_mtime_ns, audio.st_size)
 
 
 def _parse_iso(value: str) -> float:

@@ -12,7 +12,8 @@ segment also makes its poster (``poster.jpg``, :mod:`livecast.replay.poster`).
 
 Run ids are in the names, so the runs of a stream (its media left this node and came
 back) share its directory; the first segment of a run after others is a discontinuity.
-Renditions other than ``main`` go to a subdirectory of their own.
+Renditions other than ``main`` (the audio) go to a subdirectory of their own, named for
+the rendition, with their own manifest.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class ReplayWriter:
             duration=round(segment.duration, 5),
             pdt=round(segment.program_date_time, 3),
             discontinuity=segment.discontinuity,
+            size=len(segment.data),
         )
         self._put(_Segment(rendition, entry, segment.data))
 

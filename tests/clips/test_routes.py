@@ -16,7 +16,7 @@ from aiohttp import web
 from livecast.auth import Role
 from livecast.replay.keys import REPLAYS
 from tests.conftest import Client, MakeToken, bearer
-from tests.replay.media import record_run
+from tests.replay.media import record_run, segment_uris, vod_playlists
 from tests.replay.test_writer import decode_hls
 
 
@@ -81,21 +81,25 @@ async def test_each_pinned_span_is_a_published_clip_that_plays_as_a_slice(
         c["id"] for c in (await _json(await client.get("/api/products/HAT-1/clips")))["clips"]
     ] == [hat["id"]]
 
-    resp = await client.get(hat["playlist_url"])
-    assert resp.status == 200
-    assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
-    assert resp.headers["Cache-Control"] == "public, max-age=3600"
-    text = await resp.text()
+    playlists = await vod_playlists(client, hat["playlist_url"])
+    assert playlists.audio_url == f"/clip/{hat['id']}/audio.m3u8"
+    assert playlists.audio is not None
+    text = playlists.video
     assert "#EXT-X-ENDLIST" in text
-    segments = [line for line in text.splitlines() if not line.startswith("#")]
+    segments = segment_uris(text)
     assert segments
     assert all(s.startswith(f"/replay/{sid}/seg-") for s in segments)
+    # the same segments of the audio
+    assert segment_uris(playlists.audio) == [s.replace("/seg-", "/audio-seg-") for s in segments]
     seconds = sum(
         float(line[8:].rstrip(",")) for line in text.splitlines() if line.startswith("#EXTINF:")
     )
     assert len(segments) < 3  # a slice, not the whole replay
-    again = await client.get(hat["playlist_url"], headers={"If-None-Match": resp.headers["ETag"]})
-    assert again.status == 304
+    for url in (hat["playlist_url"], playlists.video_url, playlists.audio_url):
+        resp = await client.get(url)
+        assert resp.headers["Cache-Control"] == "public, max-age=3600"
+        again = await client.get(url, headers={"If-None-Match": resp.headers["ETag"]})
+        assert again.status == 304
 
     url = f"http://{client.host}:{client.port}{hat['playlist_url']}"
     counters, samples, duration = await asyncio.to_thread(decode_hls, url)
@@ -168,9 +172,13 @@ async def test_a_private_streams_clip_plays_through_signed_replay_paths_only(
         await _json(await client.get(f"/api/streams/{pinned.stream_id}/clips", headers=seller))
     )["clips"]
     assert (await client.get(clip["playlist_url"])).status == 401
-    resp = await client.get(clip["playlist_url"], headers=seller)
-    assert resp.status == 200
-    segments = [line for line in (await resp.text()).splitlines() if not line.startswith("#")]
+    playlists = await vod_playlists(client, clip["playlist_url"], headers=seller)
+    assert playlists.audio is not None
+    assert playlists.audio_url is not None
+    for media in (playlists.video_url, playlists.audio_url):
+        assert (await client.get(media)).status == 401  # the clip's playlists need the token
+    segments = [*segment_uris(playlists.video), *segment_uris(playlists.audio)]
+    assert len(segments) == 2 * len(segment_uris(playlists.video)) > 0
     assert all(s.startswith(f"/replay/{pinned.stream_id}/signed/") for s in segments)
     for segment in segments:
         assert (await client.get(segment)).status == 200  # no token: the signature lets it

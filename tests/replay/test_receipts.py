@@ -14,7 +14,7 @@ from aiohttp import web
 from livecast.auth import Role
 from livecast.replay.keys import REPLAYS
 from tests.conftest import Client, MakeToken, bearer
-from tests.replay.media import record_run
+from tests.replay.media import record_run, vod_playlists
 from tests.replay.test_writer import decode_hls
 
 
@@ -62,15 +62,20 @@ async def test_an_order_links_to_the_moment_it_was_bought(
     await record_run(app[REPLAYS], sid, 14.0, base=first_frame)
     assert (await client.post(f"/api/streams/{sid}/end", headers=bearer(seller))).ok
 
-    resp = await client.get(order["receipt_url"])
-    assert resp.status == 200
-    assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
-    text = await resp.text()
+    playlists = await vod_playlists(client, order["receipt_url"])
+    assert playlists.video_url == f"/receipt/{order['id']}/video.m3u8"
+    assert playlists.audio_url == f"/receipt/{order['id']}/audio.m3u8"
+    assert playlists.audio is not None
+    text = playlists.video
     assert text.rstrip().endswith("#EXT-X-ENDLIST")
-    # bought 1 s into the media: from its start to 5 s after, in whole segments
+    assert playlists.audio.rstrip().endswith("#EXT-X-ENDLIST")
+    # bought 1 s into the media: from its start to 5 s after, in whole segments, the
+    # same segments of both tracks
     segments = _segments(text)
     assert all(s.startswith(f"/replay/{sid}/seg-") for s in segments)
+    assert _segments(playlists.audio) == [s.replace("/seg-", "/audio-seg-") for s in segments]
     seconds = _seconds(text)
+    assert abs(_seconds(playlists.audio) - seconds) < 0.05  # to an AAC frame
     assert 6.0 <= seconds < 9.0
     url = f"http://{client.host}:{client.port}{order['receipt_url']}"
     counters, samples, duration = await asyncio.to_thread(decode_hls, url)

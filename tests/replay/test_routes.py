@@ -25,7 +25,7 @@ from livecast.timeline import TIMELINE
 from tests.conftest import AiohttpClient, Client, MakeToken, bearer, free_port
 from tests.ingest.conftest import eventually
 from tests.ingest.peers import publish
-from tests.replay.media import record_run
+from tests.replay.media import record_run, segment_uris, vod_playlists
 from tests.replay.test_writer import decode_hls, make_replays
 
 SKU = "SCARF-1"
@@ -36,13 +36,21 @@ class Ended:
     stream_id: str
     seller: str
     deal_id: str
+    codecs: str  # as the live multivariant said
+    resolution: str
 
 
 async def ended_replay(
-    client: Client, app: web.Application, make_token: MakeToken, *, public: bool = True
+    client: Client,
+    app: web.Application,
+    make_token: MakeToken,
+    *,
+    public: bool = True,
+    audio: bool = True,
 ) -> Ended:
     """A stream that featured SKU, ran a deal on it a second into its media, and ended,
-    recorded meanwhile by a real packager (2.2 s of H.264 + Opus)."""
+    recorded meanwhile by a real packager (2.2 s of H.264 + Opus; no Opus without
+    ``audio``)."""
     seller = make_token(Role.SELLER, sub="seller-1", name="Ana")
     resp = await client.put(
         f"/api/products/{SKU}",
@@ -74,9 +82,16 @@ async def ended_replay(
     assert resp.status == 201, await resp.text()
     deal_id = (await resp.json())["id"]
     # the media's first frame arrived a second before the deal started
-    await record_run(app[REPLAYS], stream_id, 2.2, base=time.monotonic() - 1.0)
+    packager = await record_run(
+        app[REPLAYS], stream_id, 2.2, base=time.monotonic() - 1.0, audio=audio
+    )
     assert (await client.post(f"/api/streams/{stream_id}/end", headers=bearer(seller))).ok
-    return Ended(stream_id, seller, deal_id)
+    live = packager.multivariant()
+    assert live is not None
+    [inf] = [x for x in live.body.decode().splitlines() if x.startswith("#EXT-X-STREAM-INF:")]
+    codecs = inf.split('CODECS="')[1].split('"')[0]
+    resolution = inf.split("RESOLUTION=")[1].split(",")[0]
+    return Ended(stream_id, seller, deal_id, codecs, resolution)
 
 
 async def test_an_ended_stream_plays_as_vod_and_is_listed_with_its_timeline(
@@ -101,20 +116,33 @@ async def test_an_ended_stream_plays_as_vod_and_is_listed_with_its_timeline(
     assert 0.8 <= info["moments"][1]["at_s"] <= 1.3
     assert info["moments"][1]["deal_id"] == ended.deal_id
 
-    resp = await client.get(f"/replay/{sid}/index.m3u8")
-    assert resp.status == 200
-    assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
-    assert resp.headers["Access-Control-Allow-Origin"] == "*"
-    assert resp.headers["Cache-Control"] == "public, max-age=3600"
-    text = await resp.text()
-    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text
-    assert "#EXT-X-ENDLIST" in text
-    again = await client.get(
-        f"/replay/{sid}/index.m3u8", headers={"If-None-Match": resp.headers["ETag"]}
-    )
-    assert again.status == 304
-    names = [line for line in text.splitlines() if line.startswith("seg-")]
-    for name in [*names, "poster.jpg"]:
+    # a multivariant playlist of the video and the audio, both VOD
+    playlists = await vod_playlists(client, f"/replay/{sid}/index.m3u8")
+    assert playlists.video_url == f"/replay/{sid}/video.m3u8"
+    assert playlists.audio_url == f"/replay/{sid}/audio.m3u8"
+    inf = playlists.stream_inf
+    assert inf["CODECS"] == ended.codecs  # read from the init segments
+    assert inf["CODECS"].startswith("avc1.")
+    assert inf["CODECS"].endswith(",mp4a.40.2")
+    assert inf["RESOLUTION"] == ended.resolution
+    assert 0 < int(inf["AVERAGE-BANDWIDTH"]) <= int(inf["BANDWIDTH"]) < 10_000_000
+    assert playlists.audio is not None
+    for text in (playlists.video, playlists.audio):
+        assert "#EXT-X-PLAYLIST-TYPE:VOD" in text
+        assert "#EXT-X-ENDLIST" in text
+        assert text.count("#EXT-X-PROGRAM-DATE-TIME:") == 3
+    video_names = segment_uris(playlists.video)
+    audio_names = segment_uris(playlists.audio)
+    assert [f"audio-{n}" for n in video_names] == audio_names  # the same segments
+    for path in ("index.m3u8", "video.m3u8", "audio.m3u8"):
+        resp = await client.get(f"/replay/{sid}/{path}")
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert resp.headers["Cache-Control"] == "public, max-age=3600"
+        again = await client.get(
+            f"/replay/{sid}/{path}", headers={"If-None-Match": resp.headers["ETag"]}
+        )
+        assert again.status == 304
+    for name in [*video_names, *audio_names, "poster.jpg"]:
         resp = await client.get(f"/replay/{sid}/{name}")
         assert resp.status == 200
         assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
@@ -153,6 +181,25 @@ async def test_bad_input_is_refused_in_the_json_error_shape(
     assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
 
 
+async def test_a_replay_without_audio_plays_its_video_alone(
+    client: Client, app: web.Application, make_token: MakeToken
+) -> None:
+    ended = await ended_replay(client, app, make_token, audio=False)
+    sid = ended.stream_id
+    playlists = await vod_playlists(client, f"/replay/{sid}/index.m3u8")
+    assert playlists.audio_url is None
+    assert "#EXT-X-MEDIA" not in playlists.multivariant
+    assert playlists.stream_inf["CODECS"] == ended.codecs
+    assert "," not in ended.codecs
+    assert "AUDIO" not in playlists.stream_inf
+    resp = await client.get(f"/replay/{sid}/audio.m3u8")
+    assert (resp.status, (await resp.json())["error"]["code"]) == (404, "replay_not_found")
+    url = f"http://{client.host}:{client.port}/replay/{sid}/index.m3u8"
+    counters, samples, _ = await asyncio.to_thread(decode_hls, url)
+    assert counters == list(range(66))
+    assert samples == 0
+
+
 async def test_a_private_replay_plays_through_its_signed_url_only(
     client: Client, app: web.Application, make_token: MakeToken
 ) -> None:
@@ -176,8 +223,13 @@ async def test_a_private_replay_plays_through_its_signed_url_only(
     assert resp.status == 200
     cache = resp.headers["Cache-Control"]
     assert int(cache.split("max-age=")[1]) <= 3600
-    name = next(line for line in (await resp.text()).splitlines() if line.startswith("seg-"))
-    assert (await client.get(signed.replace("index.m3u8", name))).status == 200
+    playlists = await vod_playlists(client, signed)  # no token: signed paths all along
+    assert playlists.audio_url == signed.replace("index.m3u8", "audio.m3u8")
+    assert playlists.audio is not None
+    for name in (segment_uris(playlists.video)[0], segment_uris(playlists.audio)[0]):
+        assert (await client.get(signed.replace("index.m3u8", name))).status == 200
+    resp = await client.get(f"/replay/{sid}/audio.m3u8")
+    assert (resp.status, (await resp.json())["error"]["code"]) == (401, "unauthorized")
     assert (await client.get(info["poster_url"])).status == 200
     parts = signed.split("/")
     later = parts.copy()
@@ -271,14 +323,14 @@ async def test_any_node_serves_a_replay_from_a_shared_directory_or_by_forwarding
     ended = await ended_replay(recorder, recorder.app, make_token)
     sid = ended.stream_id
     assert not (tmp_path / "b" / sid).exists()
-    playlist = await recorder.get(f"/replay/{sid}/index.m3u8")
+    playlist = await recorder.get(f"/replay/{sid}/audio.m3u8")
     body = await playlist.read()
-    name = next(line for line in body.decode().splitlines() if line.startswith("seg-"))
+    name = segment_uris(body.decode())[0]
     segment = await (await recorder.get(f"/replay/{sid}/{name}")).read()
     for node in (elsewhere, sharing):
         listed = await (await node.get("/api/replays")).json()
         assert [r["stream_id"] for r in listed["replays"]] == [sid]
-        resp = await node.get(f"/replay/{sid}/index.m3u8")
+        resp = await node.get(f"/replay/{sid}/audio.m3u8")
         assert resp.status == 200
         assert await resp.read() == body
         assert resp.headers["ETag"] == playlist.headers["ETag"]

@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 from livecast.config import ReplaySettings
 from livecast.node import Node
 from livecast.redisdb import KeySpace
-from livecast.replay.manifest import read_manifest, render_vod
+from livecast.replay.manifest import read_manifest
 from livecast.replay.store import Replays
+from livecast.replay.variants import read_recording, render_set
 from livecast.streams.registry import StreamRegistry, StreamState
 from tests.ingest.peers import read_counter
 from tests.replay.media import record_run
@@ -64,7 +65,7 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
     second = await record_run(replays, stream.id, 2.2, base=110.0)
     directory = tmp_path / stream.id
     entries = read_manifest(directory)
-    counts = [run.segments[-1].msn + 1 for run in (first, second)]
+    counts = [run.video.segments[-1].msn + 1 for run in (first, second)]
     made = [
         f"seg-{run.run}-{n}.m4s"
         for run, c in zip((first, second), counts, strict=True)
@@ -72,7 +73,7 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
     ]
     assert [e.name for e in entries] == made  # every segment, past any window, in order
     assert counts[0] == 4
-    assert len(first.segments) == 2
+    assert len(first.video.segments) == 2
     assert [e.discontinuity for e in entries] == [False] * counts[0] + [True] + [False] * (
         counts[1] - 1
     )
@@ -99,14 +100,27 @@ async def test_two_runs_are_written_with_a_discontinuity_and_play_as_vod(
         picture = next(poster.decode(video=0))
         assert (picture.width, picture.height) == (320, 240) or picture.width <= 640
 
-    playlist = render_vod(entries)
-    text = playlist.body.decode()
-    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text
-    assert text.rstrip().endswith("#EXT-X-ENDLIST")
-    assert text.count("#EXT-X-DISCONTINUITY\n") == 1
-    assert text.count("#EXT-X-MAP:") == 2
-    assert text.count("#EXT-X-PROGRAM-DATE-TIME:") == len(entries)
-    (directory / "index.m3u8").write_bytes(playlist.body)
+    # the audio, in its own directory, matches the video segment for segment
+    audio = read_manifest(directory / "audio")
+    assert [a.name for a in audio] == [f"audio-{e.name}" for e in entries]
+    assert [a.pdt for a in audio] == [e.pdt for e in entries]
+    assert all((directory / "audio" / a.name).stat().st_size == a.size > 0 for a in audio)
+    recording = read_recording(directory)
+    assert recording is not None
+    assert recording.audio is not None
+    assert [a.discontinuity for a in recording.audio] == [e.discontinuity for e in entries]
+    playlists = render_set(recording, audio_prefix="audio/")
+    assert playlists.audio is not None
+    for text in (playlists.video.body.decode(), playlists.audio.body.decode()):
+        assert "#EXT-X-PLAYLIST-TYPE:VOD" in text
+        assert text.rstrip().endswith("#EXT-X-ENDLIST")
+        assert text.count("#EXT-X-DISCONTINUITY\n") == 1
+        assert text.count("#EXT-X-MAP:") == 2
+        assert text.count("#EXT-X-PROGRAM-DATE-TIME:") == len(entries)
+    for name in ("index.m3u8", "video.m3u8", "audio.m3u8"):
+        playlist = playlists.get(name)
+        assert playlist is not None
+        (directory / name).write_bytes(playlist.body)
     counters, samples, duration = await asyncio.to_thread(decode_hls, directory / "index.m3u8")
     frames = [round(30 * sum(e.duration for e in entries[: counts[0]]))]
     frames.append(round(30 * sum(e.duration for e in entries[counts[0] :])))

@@ -1,9 +1,10 @@
 // The watch page of an ended stream: its replay (GET /api/streams/{id}/replay), a VOD
-// playlist played by the vendored hls.js wherever Media Source Extensions take H.264 + AAC,
-// else by the browser's own HLS (iOS Safari). Beside it, the product timeline: each product
-// at the moment it was on the stream (a tap seeks there), and a "shop this moment" card that
-// follows playback. Buying from it is attributed to the stream as replay (source: 'replay'),
-// at the product's price now (deals are over). Chat is read-only.
+// multivariant playlist (a video and an audio rendition) played by the vendored hls.js (its
+// full build: the light one plays no alternate audio) wherever Media Source Extensions take
+// H.264 + AAC, else by the browser's own HLS (iOS Safari). Beside it, the product timeline:
+// each product at the moment it was on the stream (a tap seeks there), and a "shop this
+// moment" card that follows playback. Buying from it is attributed to the stream as replay
+// (source: 'replay'), at the product's price now (deals are over). Chat is read-only.
 //
 // startReplay() answers null when the stream has no replay (the page says it ended).
 //
@@ -13,7 +14,7 @@
 import { api } from './api.js';
 import { h, $, clear, formatClock, formatMoney, toast, friendlyError } from './ui.js';
 
-const HLS_JS = '../vendor/hls.js/hls.light.min.mjs';
+const HLS_JS = '../vendor/hls.js/hls.min.mjs';
 const MP4_CODECS = 'video/mp4; codecs="avc1.42e01f,mp4a.40.2"';
 
 function mseCanPlay() {
