@@ -287,6 +287,13 @@ def _ws_binding() -> dict[str, Any]:
                     "description": "Reconnecting: the last chat offset seen, to recover "
                     "the missed chat entries.",
                 },
+                "source": {
+                    "type": "string",
+                    "enum": ["live", "replay", "clip"],
+                    "description": "Where the page is watching, for the stats' views by "
+                    "source: a clip's page says `clip`; a socket to an ended stream counts "
+                    "as `replay` unless it says `clip`; to a stream not ended, as `live`.",
+                },
             },
         },
         "headers": {

@@ -60,6 +60,12 @@ class Metrics:
         self.add_to_carts = Counter(
             "livecast_add_to_carts", "Items added to carts", registry=self.registry
         )
+        self.source_views = Counter(
+            "livecast_source_views",
+            "Viewers' live-event sockets opened live, on a replay or on a clip, by source",
+            ["source"],
+            registry=self.registry,
+        )
         self.source_add_to_carts = Counter(
             "livecast_source_add_to_carts",
             "Items added to carts, by where the buyer was (live, replay, clip)",

@@ -168,4 +168,9 @@ class _ChatAudience:
             unique_viewers=numbers["unique_viewers"],
             likes=numbers["likes"],
             chat_messages=numbers["chat_messages"],
+            views={
+                name.removeprefix("views:"): count
+                for name, count in numbers.items()
+                if name.startswith("views:")
+            },
         )

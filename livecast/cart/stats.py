@@ -56,6 +56,8 @@ class Audience(msgspec.Struct, frozen=True, kw_only=True):
     unique_viewers: int = 0
     likes: int = 0
     chat_messages: int = 0
+    # unique viewers of the replay and of the clips, by source (live: unique_viewers)
+    views: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class AudienceSource(Protocol):
@@ -70,6 +72,13 @@ class SourceStats(msgspec.Struct, frozen=True, kw_only=True):
     """The part of a stream's sales made where the buyer was: ``live`` or ``replay``."""
 
     source: str
+    views: Annotated[
+        int,
+        _said(
+            "Unique viewers who watched from this source (live: the stream's unique viewers; "
+            "replay and clip: pages that opened the stream's live events there; estimated)."
+        ),
+    ] = 0
     add_to_carts: int
     orders: Annotated[int, _said("Orders with a line bought from this source (exact).")]
     units_sold: int
@@ -242,7 +251,7 @@ class SalesStats:
                 if counters.get(f"orders:{m.currency}")
             ],
             conversion=round(int(buyers) / unique, 4) if unique else 0.0,
-            by_source=_by_source(counters, gmv),
+            by_source=_by_source(counters, gmv, audience),
         )
 
     async def _rebuild_buyers(self, stream_id: str) -> int:
@@ -268,7 +277,7 @@ class SalesStats:
 _SOURCES = ("replay", "clip")
 
 
-def _by_source(counters: dict[str, int], gmv: list[Money]) -> list[SourceStats]:
+def _by_source(counters: dict[str, int], gmv: list[Money], audience: Audience) -> list[SourceStats]:
     """Live, then each other source: those are counted (``src:<source>:...``), live is
     what the totals have beyond them (orders counted before sources were are live)."""
     others = []
@@ -277,6 +286,7 @@ def _by_source(counters: dict[str, int], gmv: list[Money]) -> list[SourceStats]:
         others.append(
             SourceStats(
                 source=source,
+                views=audience.views.get(source, 0),
                 add_to_carts=counters.get(prefix + "add_to_carts", 0),
                 orders=counters.get(prefix + "orders", 0),
                 units_sold=counters.get(prefix + "units_sold", 0),
@@ -298,6 +308,7 @@ def _by_source(counters: dict[str, int], gmv: list[Money]) -> list[SourceStats]:
         live_gmv.append(Money(amount_minor=total.amount_minor - elsewhere, currency=total.currency))
     live = SourceStats(
         source="live",
+        views=audience.unique_viewers,
         add_to_carts=counters.get("add_to_carts", 0) - sum(o.add_to_carts for o in others),
         orders=counters.get("orders", 0) - sum(o.orders for o in others),
         units_sold=counters.get("units_sold", 0) - sum(o.units_sold for o in others),

@@ -3,9 +3,14 @@ every script touches one Redis Cluster slot."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from livecast.redisdb import KeySpace
 
-__all__ = ["LiveKeys"]
+__all__ = ["VIEW_SOURCES", "LiveKeys"]
+
+# where a stream is watched besides live: its replay, and its clips
+VIEW_SOURCES: Final = ("replay", "clip")
 
 
 class LiveKeys:
@@ -24,7 +29,9 @@ class LiveKeys:
     <prefix>live:{<id>}:viewers          hash node -> "<count>:<expires epoch ms>"
     <prefix>live:{<id>}:viewers-last     last viewer total published
     <prefix>live:{<id>}:peak             peak concurrent viewers
-    <prefix>live:{<id>}:uniques          HyperLogLog of viewer identities
+    <prefix>live:{<id>}:uniques          HyperLogLog of viewer identities (live)
+    <prefix>live:{<id>}:uniques:<source> HyperLogLog of viewer identities of the replay
+                                         (``replay``) or of its clips (``clip``)
     <prefix>live:{<id>}:messages         chat messages ever posted (for stats)
     """
 
@@ -86,6 +93,10 @@ class LiveKeys:
     @property
     def uniques(self) -> str:
         return self.base + ":uniques"
+
+    def uniques_from(self, source: str) -> str:
+        """The viewer identities of ``source``: live, replay or clip."""
+        return self.uniques if source == "live" else f"{self.uniques}:{source}"
 
     @property
     def messages(self) -> str:

@@ -9,7 +9,7 @@ hosts. The live-events socket's own route is described here too (its events are 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -83,10 +83,18 @@ contract(
         Param("stream_id", "path", Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]),
         Param("token", description="a bearer token, for clients that cannot send headers"),
         Param("since", type=_OFFSET, description="offset of the last chat event received"),
+        Param(
+            "source",
+            type=Literal["live", "replay", "clip"],
+            description="where the page watches, for the stats' views by source: `clip` on a "
+            "clip's page; a socket to an ended stream counts as `replay` otherwise, to a stream "
+            "not ended as `live`",
+        ),
     ],
     responses={101: Reply(None, "switching protocols; events follow, `hello` first")},
     errors={
         ErrorCode.BAD_REQUEST: "a bad `since`",
+        ErrorCode.INVALID_QUERY: "a `source` other than live, replay or clip",
         ErrorCode.UNSUPPORTED_SUBPROTOCOL: "",
         ErrorCode.STREAM_NOT_FOUND: "",
     },

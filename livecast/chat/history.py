@@ -24,7 +24,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livecast.auth import Identity
-from livecast.chat._keys import LiveKeys
+from livecast.chat._keys import VIEW_SOURCES, LiveKeys
 from livecast.chat.wire import parse_offset
 from livecast.config import ChatSettings
 from livecast.error_codes import ErrorCode
@@ -269,8 +269,9 @@ class ChatHistory:
             )
         return events
 
-    async def count_unique(self, stream_id: str, viewer_key: str) -> None:
-        await self._redis.pfadd(self.keys(stream_id).uniques, viewer_key)
+    async def count_unique(self, stream_id: str, viewer_key: str, source: str = "live") -> None:
+        """Count a viewer of the stream live, on its replay or on one of its clips."""
+        await self._redis.pfadd(self.keys(stream_id).uniques_from(source), viewer_key)
 
     async def stats(self, stream_id: str) -> dict[str, int]:
         keys = self.keys(stream_id)
@@ -279,7 +280,9 @@ class ChatHistory:
             pipe.pfcount(keys.uniques)
             pipe.get(keys.likes)
             pipe.get(keys.messages)
-            peak, uniques, likes, messages = await pipe.execute()
+            for source in VIEW_SOURCES:
+                pipe.pfcount(keys.uniques_from(source))
+            peak, uniques, likes, messages, *others = await pipe.execute()
         snapshot = await self.snapshot(stream_id, with_chat=False)
         return {
             "viewers": snapshot.viewers,
@@ -287,4 +290,5 @@ class ChatHistory:
             "unique_viewers": int(uniques),
             "likes": int(likes or 0),
             "chat_messages": int(messages or 0),
+            **{f"views:{source}": int(n) for source, n in zip(VIEW_SOURCES, others, strict=True)},
         }

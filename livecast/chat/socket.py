@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 
 from livecast.appkeys import STREAMS, TOKENS
 from livecast.auth import Identity
+from livecast.chat._keys import VIEW_SOURCES
 from livecast.chat.events import (
     AuthOk,
     AuthOkData,
@@ -93,6 +94,7 @@ from livecast.events import Event
 from livecast.http import identity
 from livecast.inventory.deals import Deal
 from livecast.inventory.pins import PinCard
+from livecast.metrics import METRICS
 from livecast.redisdb import UNAVAILABLE_ERRORS
 from livecast.streams.registry import Stream, StreamState
 
@@ -122,6 +124,11 @@ async def stream_socket(request: web.Request) -> web.StreamResponse:
     since = request.query.get("since")
     if since is not None and not is_offset(since):
         raise BadRequest(f"since={since!r} is not an offset like 1700000000000-0")
+    source = request.query.get("source", "live")
+    if source not in ("live", *VIEW_SOURCES):
+        raise BadRequest(
+            f"source={source[:40]!r} is not live, replay or clip", code=ErrorCode.INVALID_QUERY
+        )
     settings = service.settings
     ws = web.WebSocketResponse(
         protocols=PROTOCOLS,
@@ -135,7 +142,11 @@ async def stream_socket(request: web.Request) -> web.StreamResponse:
     if transport is None:
         return ws
     viewer = Viewer(ws, transport, stream_id, binary=binary)
-    session = _Session(request.app, stream, viewer, caller, request.remote or "")
+    if stream.state is not StreamState.ENDED:
+        source = "live"
+    elif source == "live":
+        source = "replay"
+    session = _Session(request.app, stream, viewer, caller, request.remote or "", source)
     try:
         async with service.admission:
             await service.hub.join(viewer)
@@ -178,8 +189,10 @@ class _Session:
         viewer: Viewer,
         caller: Identity,
         remote: str,
+        source: str = "live",
     ) -> None:
         self.app = app
+        self.source = source  # where the viewer watches: live, replay or clip
         self.service: ChatService = app[CHAT]
         self.stream = stream
         self.viewer = viewer
@@ -250,7 +263,8 @@ class _Session:
             if event is not None:
                 self.viewer.send_event(event)
         self.service.hub.go_live(self.viewer, after)
-        await history.count_unique(stream_id, self._viewer_key())
+        await history.count_unique(stream_id, self._viewer_key(), self.source)
+        self.app[METRICS].source_views.labels(self.source).inc()
 
     def _viewer_key(self) -> str:
         return self.caller.sub if not self.caller.is_anonymous else f"anon:{self.remote}"

@@ -117,3 +117,32 @@ async def test_a_clip_order_is_attributed_as_clip(shop: Shop, make_token: MakeTo
     metrics = await (await shop.client.get("/metrics")).text()
     assert 'livecast_source_orders_total{currency="EUR",source="clip"} 1.0' in metrics
     assert 'livecast_source_add_to_carts_total{source="clip"} 1.0' in metrics
+
+
+async def test_views_are_counted_by_source(shop: Shop, make_token: MakeToken) -> None:
+    """A page's live-event socket counts its viewer where it watches: live while the stream
+    is, then on the replay, or on a clip when the page says so; a bad source is refused."""
+    url = f"/ws/streams/{shop.stream_id}"
+    for name in ("ana", "bo"):
+        token = make_token(Role.VIEWER, sub=name)
+        async with shop.client.ws_connect(f"{url}?token={token}&source=replay") as ws:
+            await ws.receive_json()  # the hello: counted by then
+    resp = await shop.client.post(f"/api/streams/{shop.stream_id}/end", headers=bearer(shop.seller))
+    assert resp.status == 200
+    for name, source in (("cy", ""), ("dee", "&source=live"), ("ed", "&source=clip")):
+        token = make_token(Role.VIEWER, sub=name)
+        async with shop.client.ws_connect(f"{url}?token={token}{source}") as ws:
+            await ws.receive_json()
+    resp = await shop.client.get(f"{url}?source=vod")
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_query")
+
+    stats = await (
+        await shop.client.get(f"/api/streams/{shop.stream_id}/stats", headers=bearer(shop.seller))
+    ).json()
+    views = {s["source"]: s["views"] for s in stats["by_source"]}
+    assert views == {"live": 2, "replay": 2, "clip": 1}
+    assert stats["unique_viewers"] == 2
+    metrics = await (await shop.client.get("/metrics")).text()
+    assert 'livecast_source_views_total{source="live"} 2.0' in metrics
+    assert 'livecast_source_views_total{source="replay"} 2.0' in metrics
+    assert 'livecast_source_views_total{source="clip"} 1.0' in metrics

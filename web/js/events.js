@@ -54,10 +54,13 @@ function newClientId() {
 }
 
 export class LiveEvents extends EventTarget {
-  constructor(streamId, { token = null } = {}) {
+  constructor(streamId, { token = null, source = null } = {}) {
     super();
     this.streamId = streamId;
     this.token = token;
+    // where the page watches (`clip`), for the stats' views by source; the server counts
+    // a socket to an ended stream as `replay` otherwise
+    this.source = source;
     /** @type {string | null} */
     this.lastOffset = null;
     /** @type {Status} */
@@ -105,6 +108,7 @@ export class LiveEvents extends EventTarget {
     const params = new URLSearchParams();
     if (this.token) params.set('token', this.token);
     if (this.lastOffset !== null) params.set('since', this.lastOffset);
+    if (this.source) params.set('source', this.source);
     const query = params.toString();
     return `${scheme}//${location.host}/ws/streams/${encodeURIComponent(this.streamId)}${query ? `?${query}` : ''}`;
   }

@@ -20,7 +20,10 @@ const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)
 let session = currentSession('viewer');
 const video = $('#video');
 const chat = new ChatView($('#chat'), { self: chatter(session) });
-const live = new LiveEvents(streamId, { token: session && session.token });
+const live = new LiveEvents(streamId, {
+  token: session && session.token,
+  source: new URLSearchParams(location.search).has('clip') ? 'clip' : null,
+});
 const MODE_LABELS = { webrtc: 'Live (real-time)', hls: 'Live (HLS, a few seconds behind)' };
 let player = null;
 const state = { stream: null, media: null, pin: null, deal: null, likes: 0, pendingLikes: 0, cart: null };
