@@ -204,7 +204,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STREAMS] = StreamRegistry(redis, keys)
     supervisor: asyncio.Task[None] | None = None
     if embedded is not None:
-        watch = Supervisor(embedded, on_give_up=app[ABORT])
+        watch = Supervisor(
+            embedded,
+            on_give_up=app[ABORT],
+            window_s=settings.redis.embedded_restart_window_s,
+        )
         app[METRICS].gauge(
             "livecast_embedded_redis_restarts",
             "times the embedded redis-server was started again after it died",

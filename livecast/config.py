@@ -144,6 +144,9 @@ class RedisSettings:
         default="everysec",
         metadata=_check(lambda v: v in {"always", "everysec", "no"}, "always, everysec or no"),
     )
+    # The embedded Redis is started again when it dies; dying more than five times within
+    # this many seconds stops livecast serve (exit 1), so that its service manager acts.
+    embedded_restart_window_s: float = field(default=60.0, metadata=_check(lambda v: v > 0, "> 0"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,7 +189,11 @@ class _Pool:
         embedded = EmbeddedRedis(settings.data_dir, appendfsync=settings.redis.embedded_appendfsync)
         await asyncio.to_thread(embedded.start)
         log.info("embedded redis-server started (pid %s) on %s", embedded.pid, embedded.url)
-        watch = Supervisor(embedded, on_give_up=self._give_up)
+        watch = Supervisor(
+            embedded,
+            on_give_up=self._give_up,
+            window_s=settings.redis.embedded_restart_window_s,
+        )
         supervisor = asyncio.create_task(watch.run(), name="embedded-redis-supervisor")
         try:
             yield embedded.url
