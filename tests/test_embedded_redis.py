@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -229,7 +230,15 @@ def test_serve_exits_non_zero_when_its_redis_keeps_dying(short_dir: Path) -> Non
         assert "livecast: the embedded redis-server failed 6 times within 600 s" in output
         assert not _redis_pids(short_dir)
     finally:
-        server.stop()
+        # A serve that does not stop in time is killed (its workers follow it within a
+        # second), and its Redis too, so that nothing outlives the test.
+        try:
+            server.stop()
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=20)
+        for pid in _redis_pids(short_dir):
+            os.kill(pid, signal.SIGKILL)
         if server.process.stdout is not None:
             server.process.stdout.close()
 
