@@ -67,7 +67,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import Conflict, NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
@@ -503,10 +503,7 @@ class Auctions:
         return await self.end_due(auction_id, early=True)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(a) for a in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def now_ms(self) -> int:
         """The Redis server's clock, the one every node and script agrees on."""
@@ -533,14 +530,11 @@ class Auctions:
         sku = await self._redis.hget(self.sku_index, auction_id)
         if sku is None:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(text(sku), auction_id), _FIELDS)
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(text(sku), auction_id), _FIELDS)
+        if found is None:
             return None
+        row, server_ms = found
         product = await self._catalog.find(text(sku))
-        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
         currency = row["currency"] or ""
         start = Money(amount_minor=int(row["start_minor"] or 0), currency=currency)
         steps = decode_steps(row["steps"] or "")
@@ -569,7 +563,7 @@ class Auctions:
             ended_at_ms=int(row["ended"]) if row["ended"] else None,
             pay_within_s=int(row["pay_ms"] or 0) // 1000,
             hold_id=row["hold"] or None,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            server_ms=server_ms,
         )
         next_bid = self._next_bid(auction, price, leader is not None)
         auction = msgspec.structs.replace(auction, next_bid=next_bid)

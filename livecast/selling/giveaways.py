@@ -68,7 +68,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, Conflict, NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.reserve import Reservations
@@ -507,10 +507,7 @@ class Giveaways:
         return self._timeline.appending(giveaway.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(g) for g in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def sku_of(self, giveaway_id: str) -> str:
         sku = self._skus.get(giveaway_id)
@@ -543,13 +540,10 @@ class Giveaways:
             sku = await self.sku_of(giveaway_id)
         except NotFound:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(sku, giveaway_id), _FIELDS)
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(sku, giveaway_id), _FIELDS)
+        if found is None:
             return None
-        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
+        row, server_ms = found
         product = await self._catalog.find(sku)
         state = GiveawayState(row["state"] or "running")
         ends = int(row["ends"] or 0)
@@ -572,7 +566,7 @@ class Giveaways:
             starts_at_ms=int(row["starts"] or 0),
             ends_at_ms=ends or None,
             drawn_at_ms=int(row["drawn"]) if row["drawn"] else None,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            server_ms=server_ms,
         )
 
     async def has_entered(self, giveaway_id: str, user: str) -> bool:

@@ -83,7 +83,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, Conflict, NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
@@ -656,10 +656,7 @@ class GroupBuys:
                 await self._webhooks.enqueue(event, payload, event_id=f"evt_{order.id}_{suffix}")
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(a) for a in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def now_ms(self) -> int:
         return await server_now_ms(self._redis)
@@ -683,14 +680,11 @@ class GroupBuys:
         sku = await self._redis.hget(self.sku_index, groupbuy_id)
         if sku is None:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(text(sku), groupbuy_id), _FIELDS)
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(text(sku), groupbuy_id), _FIELDS)
+        if found is None:
             return None
+        row, server_ms = found
         product = await self._catalog.find(text(sku))
-        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
         currency = row["currency"] or ""
         tiers = decode_tiers(row["tiers"] or "", currency)
         members = int(row["members"] or 0)
@@ -721,7 +715,7 @@ class GroupBuys:
             starts_at_ms=int(row["starts"] or 0),
             ends_at_ms=int(row["ends"] or 0),
             ended_at_ms=int(row["ended"]) if row["ended"] else None,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            server_ms=server_ms,
         )
         if state is GroupBuyState.RUNNING:
             self._fixed.setdefault(groupbuy_id, groupbuy)
