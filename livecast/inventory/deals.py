@@ -42,7 +42,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import NotFound
 from livecast.events import Event, EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
@@ -443,10 +443,7 @@ class Deals:
         return deals
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(d) for d in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def _now_ms(self) -> int:
         return await server_now_ms(self._redis)

@@ -64,10 +64,10 @@ import redis.asyncio as aioredis
 
 from livecast.cart.cart import CartEntry, CartStore
 from livecast.error_codes import ErrorCode
-from livecast.errors import Conflict, NotFound
+from livecast.errors import NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
@@ -96,6 +96,7 @@ from livecast.selling.increments import (
     encode_steps,
     step_for,
 )
+from livecast.selling.starting import StartKeys, one_start_at_a_time, refuse_running, start_indexed
 from livecast.timeline import Moment, MomentKind, ShownPrice, Timeline
 
 __all__ = ["AuctionCounters", "Auctions"]
@@ -200,6 +201,14 @@ class Auctions:
     def _key(self, sku: str, auction_id: str) -> str:
         return self._reservations.base(sku) + ":auction:" + auction_id
 
+    def _start_keys(self, stream_id: str) -> StartKeys:
+        return StartKeys(
+            sku_index=self.sku_index,
+            due=self.due_key,
+            stream_current=self.stream_key(stream_id),
+            stream_list=self.stream_list_key(stream_id),
+        )
+
     async def start(
         self,
         *,
@@ -219,80 +228,40 @@ class Auctions:
         if not is_sku(sku):
             raise_for_status("unknown_sku", sku)
         check_increments(increments)
-        # One start at a time per stream (held for a moment, and gone if its node dies),
-        # so two hosts starting at once cannot both find no auction running.
         starting = self._keys.key("stream", stream_id, "auction-starting")
-        if not await self._redis.set(starting, "1", nx=True, px=10_000):
-            raise Conflict(
-                "another auction is starting on this stream", code=ErrorCode.AUCTION_RUNNING
+        async with one_start_at_a_time(
+            self._redis, starting, what="auction", code=ErrorCode.AUCTION_RUNNING
+        ):
+            current = await self.current(stream_id)
+            refuse_running(
+                current.id if current and current.state is AuctionState.RUNNING else None,
+                what="auction",
+                code=ErrorCode.AUCTION_RUNNING,
+                id_field="auction_id",
             )
-        try:
-            return await self._start_one(
-                stream_id=stream_id,
-                seller_id=seller_id,
+            auction_id = new_id()
+            duration_ms = round(duration_s * 1000)
+            await start_indexed(
+                self._redis,
+                self._start_keys(stream_id),
+                record_id=auction_id,
                 sku=sku,
-                start_price=start_price,
-                duration_s=duration_s,
-                soft_close_s=soft_close_s,
-                increments=increments,
-                pay_within_s=pay_within_s,
+                due_guess_ms=await server_now_ms(self._redis) + duration_ms,
+                script=lambda: self._start(
+                    keys=[self._reservations.base(sku)],
+                    args=[
+                        auction_id,
+                        stream_id,
+                        seller_id,
+                        start_price.amount_minor,
+                        start_price.currency,
+                        duration_ms,
+                        round(soft_close_s * 1000),
+                        encode_steps(increments),
+                        round(pay_within_s * 1000),
+                    ],
+                ),
             )
-        finally:
-            await self._redis.delete(starting)
-
-    async def _start_one(
-        self,
-        *,
-        stream_id: str,
-        seller_id: str,
-        sku: str,
-        start_price: Money,
-        duration_s: float,
-        soft_close_s: float,
-        increments: list[IncrementStep] | tuple[IncrementStep, ...],
-        pay_within_s: float,
-    ) -> Auction:
-        current = await self.current_id(stream_id)
-        if current is not None:
-            running = await self.find(current)
-            if running is not None and running.state is AuctionState.RUNNING:
-                raise Conflict(
-                    f"auction {current} is running on this stream",
-                    code=ErrorCode.AUCTION_RUNNING,
-                    auction_id=current,
-                )
-        auction_id = new_id()
-        guess = await server_now_ms(self._redis) + round(duration_s * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.sku_index, auction_id, sku)
-            pipe.zadd(self.due_key, {auction_id: guess})
-            await pipe.execute()
-        reply = await self._start(
-            keys=[self._reservations.base(sku)],
-            args=[
-                auction_id,
-                stream_id,
-                seller_id,
-                start_price.amount_minor,
-                start_price.currency,
-                round(duration_s * 1000),
-                round(soft_close_s * 1000),
-                encode_steps(increments),
-                round(pay_within_s * 1000),
-            ],
-        )
-        status = text(reply[0])
-        if status != "ok":
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hdel(self.sku_index, auction_id)
-                pipe.zrem(self.due_key, auction_id)
-                await pipe.execute()
-            raise_for_status(status, sku, sku=sku)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.due_key, {auction_id: int(reply[2])})
-            pipe.set(self.stream_key(stream_id), auction_id)
-            pipe.zadd(self.stream_list_key(stream_id), {auction_id: int(reply[1])})
-            await pipe.execute()
         self._reservations.dirty_skus.setdefault(sku, 0)
         auction = await self.get(auction_id)
         media = await self._timeline.media_now(stream_id)
@@ -503,10 +472,7 @@ class Auctions:
         return await self.end_due(auction_id, early=True)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(a) for a in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def now_ms(self) -> int:
         """The Redis server's clock, the one every node and script agrees on."""
@@ -533,14 +499,11 @@ class Auctions:
         sku = await self._redis.hget(self.sku_index, auction_id)
         if sku is None:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(text(sku), auction_id), _FIELDS)
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(text(sku), auction_id), _FIELDS)
+        if found is None:
             return None
+        row, server_ms = found
         product = await self._catalog.find(text(sku))
-        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
         currency = row["currency"] or ""
         start = Money(amount_minor=int(row["start_minor"] or 0), currency=currency)
         steps = decode_steps(row["steps"] or "")
@@ -569,7 +532,7 @@ class Auctions:
             ended_at_ms=int(row["ended"]) if row["ended"] else None,
             pay_within_s=int(row["pay_ms"] or 0) // 1000,
             hold_id=row["hold"] or None,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            server_ms=server_ms,
         )
         next_bid = self._next_bid(auction, price, leader is not None)
         auction = msgspec.structs.replace(auction, next_bid=next_bid)

@@ -68,7 +68,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, Conflict, NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.reserve import Reservations
@@ -88,6 +88,7 @@ from livecast.selling.giveaway_types import (
     GiveawayStats,
 )
 from livecast.selling.prizes import Prize, PrizeOrders
+from livecast.selling.starting import StartKeys, one_start_at_a_time, refuse_running, start_indexed
 from livecast.streams.registry import StreamRegistry
 from livecast.timeline import Moment, MomentKind, Timeline
 
@@ -196,6 +197,14 @@ class Giveaways:
     def _key(self, sku: str, giveaway_id: str) -> str:
         return self._reservations.base(sku) + ":giveaway:" + giveaway_id
 
+    def _start_keys(self, stream_id: str) -> StartKeys:
+        return StartKeys(
+            sku_index=self.sku_index,
+            due=self.due_key,
+            stream_current=self.stream_key(stream_id),
+            stream_list=self.stream_list_key(stream_id),
+        )
+
     async def start(
         self,
         *,
@@ -211,58 +220,38 @@ class Giveaways:
         if not is_sku(sku):
             raise_for_status("unknown_sku", sku)
         starting = self._keys.key("stream", stream_id, "giveaway-starting")
-        if not await self._redis.set(starting, "1", nx=True, px=10_000):
-            raise Conflict(
-                "another giveaway is starting on this stream", code=ErrorCode.GIVEAWAY_RUNNING
-            )
-        try:
+        async with one_start_at_a_time(
+            self._redis, starting, what="giveaway", code=ErrorCode.GIVEAWAY_RUNNING
+        ):
             current = await self.current(stream_id)
-            if current is not None and current.state is GiveawayState.RUNNING:
-                raise Conflict(
-                    f"giveaway {current.id} is running on this stream",
-                    code=ErrorCode.GIVEAWAY_RUNNING,
-                    giveaway_id=current.id,
-                )
-            return await self._start_one(stream_id, seller_id, sku, eligibility, duration_s)
-        finally:
-            await self._redis.delete(starting)
-
-    async def _start_one(
-        self, stream_id: str, seller_id: str, sku: str, eligibility: Eligibility, duration_s: int
-    ) -> Giveaway:
-        giveaway_id = new_id()
-        seed = secrets.token_hex(32)
-        guess = await server_now_ms(self._redis) + duration_s * 1000
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.sku_index, giveaway_id, sku)
-            if duration_s:
-                pipe.zadd(self.due_key, {giveaway_id: guess})
-            await pipe.execute()
-        reply = await self._start(
-            keys=[self._reservations.base(sku)],
-            args=[
-                giveaway_id,
-                stream_id,
-                seller_id,
-                eligibility.value,
-                seed,
-                seed_commitment(seed),
-                duration_s * 1000,
-            ],
-        )
-        status = text(reply[0])
-        if status != "ok":
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hdel(self.sku_index, giveaway_id)
-                pipe.zrem(self.due_key, giveaway_id)
-                await pipe.execute()
-            raise_for_status(status, sku, sku=sku)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if duration_s:
-                pipe.zadd(self.due_key, {giveaway_id: int(reply[2])})
-            pipe.set(self.stream_key(stream_id), giveaway_id)
-            pipe.zadd(self.stream_list_key(stream_id), {giveaway_id: int(reply[1])})
-            await pipe.execute()
+            refuse_running(
+                current.id if current and current.state is GiveawayState.RUNNING else None,
+                what="giveaway",
+                code=ErrorCode.GIVEAWAY_RUNNING,
+                id_field="giveaway_id",
+            )
+            giveaway_id = new_id()
+            seed = secrets.token_hex(32)
+            now = await server_now_ms(self._redis)
+            await start_indexed(
+                self._redis,
+                self._start_keys(stream_id),
+                record_id=giveaway_id,
+                sku=sku,
+                due_guess_ms=now + duration_s * 1000 if duration_s else None,
+                script=lambda: self._start(
+                    keys=[self._reservations.base(sku)],
+                    args=[
+                        giveaway_id,
+                        stream_id,
+                        seller_id,
+                        eligibility.value,
+                        seed,
+                        seed_commitment(seed),
+                        duration_s * 1000,
+                    ],
+                ),
+            )
         self._reservations.dirty_skus.setdefault(sku, 0)
         giveaway = await self.get(giveaway_id)
         media = await self._timeline.media_now(stream_id)
@@ -507,10 +496,7 @@ class Giveaways:
         return self._timeline.appending(giveaway.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(g) for g in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def sku_of(self, giveaway_id: str) -> str:
         sku = self._skus.get(giveaway_id)
@@ -543,13 +529,10 @@ class Giveaways:
             sku = await self.sku_of(giveaway_id)
         except NotFound:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(sku, giveaway_id), _FIELDS)
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(sku, giveaway_id), _FIELDS)
+        if found is None:
             return None
-        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
+        row, server_ms = found
         product = await self._catalog.find(sku)
         state = GiveawayState(row["state"] or "running")
         ends = int(row["ends"] or 0)
@@ -572,7 +555,7 @@ class Giveaways:
             starts_at_ms=int(row["starts"] or 0),
             ends_at_ms=ends or None,
             drawn_at_ms=int(row["drawn"]) if row["drawn"] else None,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            server_ms=server_ms,
         )
 
     async def has_entered(self, giveaway_id: str, user: str) -> bool:

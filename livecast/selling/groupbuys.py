@@ -80,10 +80,10 @@ from livecast.cart.payments import (
 from livecast.cart.stats import SalesStats
 from livecast.cart.webhooks import WebhookDispatcher
 from livecast.error_codes import ErrorCode
-from livecast.errors import ApiError, Conflict, NotFound
+from livecast.errors import ApiError, NotFound
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
@@ -102,6 +102,7 @@ from livecast.selling.groupbuy_types import (
     MemberState,
     PriceTier,
 )
+from livecast.selling.starting import StartKeys, one_start_at_a_time, refuse_running, start_indexed
 from livecast.streams.registry import iso_time
 from livecast.timeline import Moment, MomentKind, ShownPrice, Timeline
 
@@ -245,6 +246,14 @@ class GroupBuys:
     def _key(self, sku: str, groupbuy_id: str) -> str:
         return self._reservations.base(sku) + ":groupbuy:" + groupbuy_id
 
+    def _start_keys(self, stream_id: str) -> StartKeys:
+        return StartKeys(
+            sku_index=self.sku_index,
+            due=self.due_key,
+            stream_current=self.stream_key(stream_id),
+            stream_list=self.stream_list_key(stream_id),
+        )
+
     # -- start ------------------------------------------------------------------------
 
     async def start(
@@ -267,51 +276,38 @@ class GroupBuys:
         minimum = tiers[0].min_buyers if min_buyers is None else min_buyers
         check_tiers(tiers, minimum, cap)
         starting = self._keys.key("stream", stream_id, "groupbuy-starting")
-        if not await self._redis.set(starting, "1", nx=True, px=10_000):
-            raise Conflict(
-                "another group buy is starting on this stream", code=ErrorCode.GROUPBUY_RUNNING
-            )
-        try:
+        async with one_start_at_a_time(
+            self._redis, starting, what="group buy", code=ErrorCode.GROUPBUY_RUNNING
+        ):
             current = await self.current(stream_id)
-            if current is not None and current.state is GroupBuyState.RUNNING:
-                raise Conflict(
-                    f"group buy {current.id} is running on this stream",
-                    code=ErrorCode.GROUPBUY_RUNNING,
-                    groupbuy_id=current.id,
-                )
-            groupbuy_id = new_id()
-            guess = await server_now_ms(self._redis) + round(duration_s * 1000)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self.sku_index, groupbuy_id, sku)
-                pipe.zadd(self.due_key, {groupbuy_id: guess})
-                await pipe.execute()
-            reply = await self._start(
-                keys=[self._reservations.base(sku)],
-                args=[
-                    groupbuy_id,
-                    stream_id,
-                    seller_id,
-                    tiers[0].price.currency,
-                    encode_tiers(tiers),
-                    minimum,
-                    cap,
-                    round(duration_s * 1000),
-                ],
+            refuse_running(
+                current.id if current and current.state is GroupBuyState.RUNNING else None,
+                what="group buy",
+                code=ErrorCode.GROUPBUY_RUNNING,
+                id_field="groupbuy_id",
             )
-            status = text(reply[0])
-            if status != "ok":
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.hdel(self.sku_index, groupbuy_id)
-                    pipe.zrem(self.due_key, groupbuy_id)
-                    await pipe.execute()
-                raise_for_status(status, sku, sku=sku)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(self.due_key, {groupbuy_id: int(reply[2])})
-                pipe.set(self.stream_key(stream_id), groupbuy_id)
-                pipe.zadd(self.stream_list_key(stream_id), {groupbuy_id: int(reply[1])})
-                await pipe.execute()
-        finally:
-            await self._redis.delete(starting)
+            groupbuy_id = new_id()
+            duration_ms = round(duration_s * 1000)
+            await start_indexed(
+                self._redis,
+                self._start_keys(stream_id),
+                record_id=groupbuy_id,
+                sku=sku,
+                due_guess_ms=await server_now_ms(self._redis) + duration_ms,
+                script=lambda: self._start(
+                    keys=[self._reservations.base(sku)],
+                    args=[
+                        groupbuy_id,
+                        stream_id,
+                        seller_id,
+                        tiers[0].price.currency,
+                        encode_tiers(tiers),
+                        minimum,
+                        cap,
+                        duration_ms,
+                    ],
+                ),
+            )
         self._reservations.dirty_skus.setdefault(sku, 0)
         groupbuy = await self.get(groupbuy_id)
         await price_changed(self._redis, self._shown_key(groupbuy), groupbuy.price)
@@ -656,10 +652,7 @@ class GroupBuys:
                 await self._webhooks.enqueue(event, payload, event_id=f"evt_{order.id}_{suffix}")
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(a) for a in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def now_ms(self) -> int:
         return await server_now_ms(self._redis)
@@ -683,14 +676,11 @@ class GroupBuys:
         sku = await self._redis.hget(self.sku_index, groupbuy_id)
         if sku is None:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(text(sku), groupbuy_id), _FIELDS)
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(text(sku), groupbuy_id), _FIELDS)
+        if found is None:
             return None
+        row, server_ms = found
         product = await self._catalog.find(text(sku))
-        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
         currency = row["currency"] or ""
         tiers = decode_tiers(row["tiers"] or "", currency)
         members = int(row["members"] or 0)
@@ -721,7 +711,7 @@ class GroupBuys:
             starts_at_ms=int(row["starts"] or 0),
             ends_at_ms=int(row["ends"] or 0),
             ended_at_ms=int(row["ended"]) if row["ended"] else None,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            server_ms=server_ms,
         )
         if state is GroupBuyState.RUNNING:
             self._fixed.setdefault(groupbuy_id, groupbuy)

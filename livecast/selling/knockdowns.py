@@ -47,16 +47,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import redis.asyncio as aioredis
 
 from livecast.cart.cart import CartEntry, CartStore
 from livecast.error_codes import ErrorCode
-from livecast.errors import Conflict, NotFound, Unprocessable
+from livecast.errors import NotFound, Unprocessable
 from livecast.events import EventPublisher
 from livecast.ids import is_sku, new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.inventory.catalog import Catalog
 from livecast.inventory.errors import raise_for_status
 from livecast.inventory.money import Money
@@ -75,6 +75,7 @@ from livecast.selling.knockdown_types import (
     KnockdownUpdated,
     TapResult,
 )
+from livecast.selling.starting import StartKeys, one_start_at_a_time, refuse_running, start_indexed
 from livecast.timeline import Moment, MomentKind, ShownPrice, Timeline
 
 __all__ = ["KnockdownCounters", "Knockdowns"]
@@ -82,6 +83,16 @@ __all__ = ["KnockdownCounters", "Knockdowns"]
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 _ID_MAX = 64
+
+
+def _first_due(reply: list[Any]) -> int:
+    """When a started knock-down's sweep is due: its end, or its first timed step."""
+    ends, next_step = int(reply[2]), int(reply[3])
+    return min(ends, next_step or ends)
+
+
+def _refused_start(status: str, reply: list[Any], sku: str) -> NoReturn:
+    raise_for_status(status, sku, sku=sku, available=int(reply[4]))
 
 
 class KnockdownCounters(Protocol):
@@ -181,6 +192,14 @@ class Knockdowns:
     def _key(self, sku: str, knockdown_id: str) -> str:
         return self._reservations.base(sku) + ":knockdown:" + knockdown_id
 
+    def _start_keys(self, stream_id: str) -> StartKeys:
+        return StartKeys(
+            sku_index=self.sku_index,
+            due=self.due_key,
+            stream_current=self.stream_key(stream_id),
+            stream_list=self.stream_list_key(stream_id),
+        )
+
     async def start(
         self,
         *,
@@ -220,59 +239,46 @@ class Knockdowns:
             raise Unprocessable(problem, code=ErrorCode.INVALID_KNOCKDOWN)
         every = taps_per_step if mode is KnockdownMode.TAPS else round(step_every_s * 1000)
         starting = self._keys.key("stream", stream_id, "knockdown-starting")
-        if not await self._redis.set(starting, "1", nx=True, px=10_000):
-            raise Conflict(
-                "another knock-down is starting on this stream",
-                code=ErrorCode.KNOCKDOWN_RUNNING,
-            )
-        try:
+        async with one_start_at_a_time(
+            self._redis, starting, what="knock-down", code=ErrorCode.KNOCKDOWN_RUNNING
+        ):
             current = await self.current(stream_id)
-            if current is not None and current.state is KnockdownState.RUNNING:
-                raise Conflict(
-                    f"knock-down {current.id} is running on this stream",
-                    code=ErrorCode.KNOCKDOWN_RUNNING,
-                    knockdown_id=current.id,
-                )
-            knockdown_id = new_id()
-            guess = await server_now_ms(self._redis) + round(duration_s * 1000)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self.sku_index, knockdown_id, sku)
-                pipe.zadd(self.due_key, {knockdown_id: guess})
-                await pipe.execute()
-            reply = await self._start(
-                keys=[self._reservations.base(sku)],
-                args=[
-                    knockdown_id,
-                    stream_id,
-                    seller_id,
-                    start_price.currency,
-                    start_price.amount_minor,
-                    step.amount_minor,
-                    floor.amount_minor,
-                    mode.value,
-                    every,
-                    quantity,
-                    per_price,
-                    per_buyer_limit,
-                    round(duration_s * 1000),
-                    round(pay_within_s * 1000),
-                ],
+            refuse_running(
+                current.id if current and current.state is KnockdownState.RUNNING else None,
+                what="knock-down",
+                code=ErrorCode.KNOCKDOWN_RUNNING,
+                id_field="knockdown_id",
             )
-            status = text(reply[0])
-            if status != "ok":
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.hdel(self.sku_index, knockdown_id)
-                    pipe.zrem(self.due_key, knockdown_id)
-                    await pipe.execute()
-                raise_for_status(status, sku, sku=sku, available=int(reply[4]))
-            ends, next_step = int(reply[2]), int(reply[3])
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(self.due_key, {knockdown_id: min(ends, next_step or ends)})
-                pipe.set(self.stream_key(stream_id), knockdown_id)
-                pipe.zadd(self.stream_list_key(stream_id), {knockdown_id: int(reply[1])})
-                await pipe.execute()
-        finally:
-            await self._redis.delete(starting)
+            knockdown_id = new_id()
+            duration_ms = round(duration_s * 1000)
+            await start_indexed(
+                self._redis,
+                self._start_keys(stream_id),
+                record_id=knockdown_id,
+                sku=sku,
+                due_guess_ms=await server_now_ms(self._redis) + duration_ms,
+                script=lambda: self._start(
+                    keys=[self._reservations.base(sku)],
+                    args=[
+                        knockdown_id,
+                        stream_id,
+                        seller_id,
+                        start_price.currency,
+                        start_price.amount_minor,
+                        step.amount_minor,
+                        floor.amount_minor,
+                        mode.value,
+                        every,
+                        quantity,
+                        per_price,
+                        per_buyer_limit,
+                        duration_ms,
+                        round(pay_within_s * 1000),
+                    ],
+                ),
+                due_at=_first_due,
+                refused=_refused_start,
+            )
         self._reservations.dirty_skus.setdefault(sku, 0)
         knockdown = await self.get(knockdown_id)
         await price_changed(self._redis, self._shown_key(knockdown), knockdown.price)
@@ -491,10 +497,7 @@ class Knockdowns:
         return self._timeline.appending(knockdown.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(a) for a in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def now_ms(self) -> int:
         return await server_now_ms(self._redis)
@@ -516,14 +519,11 @@ class Knockdowns:
         sku = await self._redis.hget(self.sku_index, knockdown_id)
         if sku is None:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(text(sku), knockdown_id), _FIELDS)
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(text(sku), knockdown_id), _FIELDS)
+        if found is None:
             return None
+        row, server_ms = found
         product = await self._catalog.find(text(sku))
-        row = dict(zip(_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
         currency = row["currency"] or ""
 
         def money(field: str) -> Money:
@@ -575,7 +575,7 @@ class Knockdowns:
             ends_at_ms=int(row["ends"] or 0),
             ended_at_ms=int(row["ended"]) if row["ended"] else None,
             pay_within_s=int(row["pay_ms"] or 0) // 1000,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            server_ms=server_ms,
         )
         if state is KnockdownState.RUNNING:
             self._fixed.setdefault(knockdown_id, knockdown)

@@ -65,7 +65,7 @@ from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, Conflict, NotFound
 from livecast.events import EventPublisher
 from livecast.ids import new_id
-from livecast.inventory._private import server_now_ms, text
+from livecast.inventory._private import due_ids, read_row, server_now_ms, text
 from livecast.redisdb import KeySpace, load_lua
 from livecast.selling.poll_types import (
     Poll,
@@ -86,6 +86,8 @@ log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 _ID_MAX = 64
 _FIELDS = ["state", "stream", "question", "options", "n", "starts", "ends", "closed"]
+# What a read takes: the fields, the totals and the counts of up to six options.
+_READ = [*_FIELDS, "votes", "voters", "c1", "c2", "c3", "c4", "c5", "c6"]
 
 
 class PollCounters(Protocol):
@@ -295,10 +297,7 @@ class Polls:
         return self._timeline.appending(poll.stream_id, moment)
 
     async def due(self, now_ms: int, *, limit: int = 100) -> list[str]:
-        found: list[Any] = await self._redis.zrangebyscore(
-            self.due_key, "-inf", now_ms, start=0, num=limit
-        )
-        return [text(p) for p in found]
+        return await due_ids(self._redis, self.due_key, now_ms, limit=limit)
 
     async def stream_of(self, poll_id: str) -> str:
         stream_id = self._streams.get(poll_id)
@@ -331,29 +330,25 @@ class Polls:
             stream_id = await self.stream_of(poll_id)
         except NotFound:
             return None
-        key = self._key(stream_id, poll_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(key, [*_FIELDS, "votes", "voters", "c1", "c2", "c3", "c4", "c5", "c6"])
-            pipe.time()
-            raw, now = await pipe.execute()
-        if raw[0] is None:
+        found = await read_row(self._redis, self._key(stream_id, poll_id), _READ)
+        if found is None:
             return None
-        row = [None if v is None else text(v) for v in raw]
-        n = int(row[4] or 0)
-        ends = int(row[6] or 0)
+        row, server_ms = found
+        n = int(row["n"] or 0)
+        ends = int(row["ends"] or 0)
         return Poll(
             id=poll_id,
-            stream_id=row[1] or stream_id,
-            question=row[2] or "",
-            options=msgspec.json.decode(row[3] or "[]", type=list[str]),
-            state=PollState(row[0] or "running"),
-            counts=[int(c or 0) for c in row[10 : 10 + n]],
-            votes=int(row[8] or 0),
-            voters=int(row[9] or 0),
-            starts_at_ms=int(row[5] or 0),
+            stream_id=row["stream"] or stream_id,
+            question=row["question"] or "",
+            options=msgspec.json.decode(row["options"] or "[]", type=list[str]),
+            state=PollState(row["state"] or "running"),
+            counts=[int(row[f"c{i}"] or 0) for i in range(1, n + 1)],
+            votes=int(row["votes"] or 0),
+            voters=int(row["voters"] or 0),
+            starts_at_ms=int(row["starts"] or 0),
             ends_at_ms=ends or None,
-            closed_at_ms=int(row[7]) if row[7] else None,
-            server_ms=int(now[0]) * 1000 + int(now[1]) // 1000,
+            closed_at_ms=int(row["closed"]) if row["closed"] else None,
+            server_ms=server_ms,
         )
 
     async def my_vote(self, poll_id: str, user: str) -> int | None:

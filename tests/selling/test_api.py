@@ -181,6 +181,9 @@ async def test_cancel_before_the_first_bid_only(
         await log.wait_for("auction.cancelled")
     assert await floor.stock("VASE-1") == (2, 0, 0, 0)
     await assert_error(await floor.bid(viewer, first["id"], 500), 409, "auction_ended")
+    await assert_error(
+        await floor.client.post(url, headers=bearer(floor.seller)), 409, "auction_ended"
+    )
 
     second = await (await floor.start("VASE-1")).json()
     await floor.bid(viewer, second["id"], 500)

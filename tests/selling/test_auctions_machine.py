@@ -245,18 +245,17 @@ class AuctionsMachine(RuleBasedStateMachine):
             model.extensions += 1
         return outcome
 
-    @precondition(lambda self: self.running is not None)
+    # Not a short auction: whether its 0.15 s are up when the cancel lands depends on the
+    # machine's speed, and a model that depends on timing is one Hypothesis cannot replay.
+    @precondition(lambda self: self.running is not None and not self.running.short)
     @rule()
     def cancel(self) -> None:
         model = self.running
         assert model is not None
         auction = self.attempt(self.service.cancel(model.id))
         if isinstance(auction, ApiError):
-            assert auction.code in ("auction_has_bids", "auction_ended"), auction
-            if auction.code == "auction_has_bids":
-                assert model.leader
-            else:
-                assert model.short
+            assert auction.code == "auction_has_bids", auction
+            assert model.leader
             return
         assert not model.leader
         assert auction.state is AuctionState.CANCELLED
