@@ -37,6 +37,9 @@ from livecast.streams.registry import Stream
 __all__ = ["ClipInfo", "ClipList", "ClipPatch", "routes"]
 
 routes = web.RouteTableDef()
+
+# A private stream's clip, the signed way in (the replay's signature over the stream).
+_SIGNED = "/clip/{clip_id}/signed/{expires}/{signature}"
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
 
 
@@ -95,11 +98,22 @@ async def _infos(request: web.Request, clips: list[Clip], *, public_only: bool) 
                 span_start_s=clip.span_start_s,
                 span_end_s=clip.span_end_s,
                 state=clip.state,
-                playlist_url=f"/clip/{clip.id}/index.m3u8",
+                playlist_url=_playlist_url(request, clip, stream),
                 watch_url=f"/watch/{clip.stream_id}?clip={clip.id}",
             )
         )
     return found
+
+
+def _playlist_url(request: web.Request, clip: Clip, stream: Stream) -> str:
+    """Where a clip plays: a plain path for a public stream's clip; for a private one a
+    signed, expiring path (the replay's signature, over the stream), so that a player,
+    which sends no token, can load it and its playlists (relative to it)."""
+    if stream.public:
+        return f"/clip/{clip.id}/{MULTIVARIANT}"
+    path, _ = request.app[REPLAY_PLAYBACK].sign(stream.id)
+    signed = path.removeprefix(f"/hls/{stream.id}/").removesuffix(f"/{MULTIVARIANT}")
+    return f"/clip/{clip.id}/{signed}/{MULTIVARIANT}"
 
 
 def _limit(request: web.Request) -> int:
@@ -233,12 +247,17 @@ async def patch_clip(request: web.Request) -> web.Response:
 @routes.get(f"/clip/{{clip_id}}/{MULTIVARIANT}")
 @routes.get(f"/clip/{{clip_id}}/{VIDEO_PLAYLIST}")
 @routes.get(f"/clip/{{clip_id}}/{AUDIO_PLAYLIST}")
+@routes.get(f"{_SIGNED}/{MULTIVARIANT}")
+@routes.get(f"{_SIGNED}/{VIDEO_PLAYLIST}")
+@routes.get(f"{_SIGNED}/{AUDIO_PLAYLIST}")
 @contract(
     summary="A clip's VOD playlists: a slice of its replay's segments (EXT-X-ENDLIST)",
     description="index.m3u8 is the multivariant playlist of video.m3u8 and, when the "
     "replay has audio, audio.m3u8 (the same segments of both tracks). The same access "
-    "rules as the replay: a private stream's clip needs a token that may watch it; its "
-    "segment URIs are then the replay's signed paths.",
+    "rules as the replay: a private stream's clip needs a token that may watch it, or "
+    "comes through the signed, expiring path its playlist_url gives (signed/{expires}/"
+    "{signature}/, which a player can load without a token); its segment URIs are then "
+    "the replay's signed paths.",
     responses={
         200: Reply(
             None,
@@ -251,6 +270,9 @@ async def patch_clip(request: web.Request) -> web.Response:
     errors={
         ErrorCode.UNAUTHORIZED: "a private stream's clip and no token",
         ErrorCode.FORBIDDEN: "the token may not watch this private stream",
+        ErrorCode.PLAYBACK_URL_INVALID: "the expiry or signature is not one this server made "
+        "for this clip's stream (the signed way in)",
+        ErrorCode.PLAYBACK_URL_EXPIRED: "ask GET /api/clips/{clip_id} for a new playlist_url",
         ErrorCode.CLIP_NOT_FOUND: "no such clip, or its replay's files are gone; "
         "audio.m3u8 of a video-only replay",
     },
@@ -259,8 +281,12 @@ async def patch_clip(request: web.Request) -> web.Response:
 async def clip_playlist(request: web.Request) -> web.StreamResponse:
     clip, stream = await _clip(request)
     prefix = f"/replay/{stream.id}/"
+    signature = request.match_info.get("signature")
+    if signature is not None:
+        request.app[REPLAY_PLAYBACK].check(stream.id, request.match_info["expires"], signature)
     if not stream.public:
-        require_watch(identity(request), stream)
+        if signature is None:
+            require_watch(identity(request), stream)
         path, _ = request.app[REPLAY_PLAYBACK].sign(stream.id)
         prefix = "/replay/" + path.removeprefix("/hls/").removesuffix("index.m3u8")
     replays = request.app[REPLAYS]
@@ -280,7 +306,7 @@ async def clip_playlist(request: web.Request) -> web.StreamResponse:
     if playlist is None:
         raise NotFound("this clip has no audio", code=ErrorCode.CLIP_NOT_FOUND)
     headers = {"ETag": playlist.etag, "Cache-Control": "public, max-age=3600"}
-    if not stream.public:
+    if not stream.public or signature is not None:
         headers["Cache-Control"] = "private, max-age=60"
     if request.headers.get("If-None-Match") == playlist.etag:
         return web.Response(status=304, headers=headers)

@@ -171,8 +171,18 @@ async def test_a_private_streams_clip_plays_through_signed_replay_paths_only(
     [clip, _] = (
         await _json(await client.get(f"/api/streams/{pinned.stream_id}/clips", headers=seller))
     )["clips"]
-    assert (await client.get(clip["playlist_url"])).status == 401
-    playlists = await vod_playlists(client, clip["playlist_url"], headers=seller)
+    # Its playlist_url is signed, so a player (no token) loads it and its playlists.
+    assert clip["playlist_url"].startswith(f"/clip/{clip['id']}/signed/")
+    signed = await vod_playlists(client, clip["playlist_url"])
+    assert signed.audio is not None
+    assert signed.video_url.startswith(f"/clip/{clip['id']}/signed/")
+    tampered = clip["playlist_url"].replace("/signed/", "/signed/1").replace("index", "video")
+    resp = await client.get(tampered)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (403, "playback_url_invalid")
+    # The plain path still needs the token.
+    plain = f"/clip/{clip['id']}/index.m3u8"
+    assert (await client.get(plain)).status == 401
+    playlists = await vod_playlists(client, plain, headers=seller)
     assert playlists.audio is not None
     assert playlists.audio_url is not None
     for media in (playlists.video_url, playlists.audio_url):

@@ -55,3 +55,33 @@ async def test_a_clip_on_the_moments_shelf_plays_and_sells_as_clip(
     await expect(page.locator("#cart-lines .cart-line")).to_have_count(1)
     cart = await server.call("GET", "/api/cart", buyer)
     assert [(line["sku"], line["source"]) for line in cart["lines"]] == [("HAT-9", "clip")]
+
+
+async def test_a_private_streams_clip_plays_for_a_viewer_it_was_shared_with(
+    server: LiveServer, new_context: NewContext
+) -> None:
+    seller = server.token(Role.SELLER, sub="vip-seller", name="VIP Knits")
+    body = {"title": "Cashmere hat", "price": {"amount_minor": 9500, "currency": "EUR"}, "stock": 2}
+    await server.call("PUT", "/api/products/HAT-VIP", seller, body, status=201)
+    stream = await server.create_stream(seller, "VIP hats", featured_skus=["HAT-VIP"], public=False)
+    stream_id: str = stream["id"]
+    await server.call("POST", f"/api/streams/{stream_id}/start", seller)
+    first_frame = time.monotonic() - 0.3
+    await server.call("POST", f"/api/streams/{stream_id}/pin", seller, {"sku": "HAT-VIP"})
+    await asyncio.sleep(1.5)
+    await server.call("DELETE", f"/api/streams/{stream_id}/pin", seller)
+    await record_run(server.app[REPLAYS], stream_id, 3.0, base=first_frame)
+    await server.call("POST", f"/api/streams/{stream_id}/end", seller)
+    [clip] = (await server.call("GET", f"/api/streams/{stream_id}/clips", seller))["clips"]
+    await server.call("PATCH", f"/api/clips/{clip['id']}", seller, {"state": "published"})
+
+    # The player sends no token: the clip's signed playlist URL is what lets it in.
+    guest = server.token(Role.VIEWER, sub="vip-guest", name="Eve", streams={stream_id})
+    page = await (await new_context(PHONE)).new_page()
+    await page.goto(f"{server.base_url}/watch/{stream_id}?clip={clip['id']}#token={guest}")
+    await expect(page.locator("body[data-clip]")).to_have_count(1, timeout=10_000)
+    await page.wait_for_function(
+        "() => document.querySelector('#video').getVideoPlaybackQuality().totalVideoFrames > 10",
+        timeout=20_000,
+    )
+    await expect(page.locator("#replay-card .product-title")).to_have_text("Cashmere hat")
