@@ -151,10 +151,31 @@ async def test_a_replay_plays_with_its_timeline_and_sells_as_replay(
     orders = await server.call("GET", "/api/orders", buyer)
     [order] = orders["orders"]
     receipt = await page.locator("#order-receipt a").get_attribute("href")
-    assert receipt == order["receipt_url"]
+    assert receipt == f"/watch/{stream_id}?receipt={order['id']}"
     assert [(line["sku"], line["source"]) for line in order["lines"]] == [("GLOVES-1", "replay")]
     assert order["total"] == {"amount_minor": 2200, "currency": "EUR"}
     stats = await server.call("GET", f"/api/streams/{stream_id}/stats", seller)
     by_source = {s["source"]: s for s in stats["by_source"]}
     assert by_source["replay"]["orders"] == 1
     assert by_source["live"]["orders"] == 0
+
+    # The receipt plays in the page, with what was bought; the directory lists the order.
+    await page.locator("#order-receipt a").click()
+    await expect(page.locator(f'body[data-receipt="{order["id"]}"]')).to_have_count(
+        1, timeout=10_000
+    )
+    await page.wait_for_function(
+        "() => document.querySelector('#video').getVideoPlaybackQuality().totalVideoFrames > 10",
+        timeout=20_000,
+    )
+    await expect(page.locator("#play-mode")).to_have_text("Your video receipt")
+    await expect(page.locator("#replay-card .replay-card-label")).to_have_text("You bought")
+    await expect(page.locator("#replay-card .product-title")).to_have_text("Warm gloves")
+    await screenshot(page, "watch-receipt")
+    home = await page.context.new_page()
+    await home.goto(f"{server.base_url}/#token={buyer}")
+    item = home.locator(f'#orders .order-item[data-order="{order["id"]}"]')
+    await expect(item.locator(".order-title")).to_have_text("Warm gloves")
+    await expect(item.locator(".order-meta")).to_contain_text("22")
+    assert await item.locator(".order-receipt").get_attribute("href") == receipt
+    await screenshot(home, "directory-orders")

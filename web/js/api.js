@@ -2,7 +2,7 @@
 // Errors come back as ApiError with the server's stable code and human message. Products,
 // deals and stats are read by the readers in wire.js, which the live events share.
 
-import { toAuction, toAuctionStats, toBidResult, toDeal, toProduct, toStats } from './wire.js';
+import { toAuction, toAuctionStats, toBidResult, toDeal, toOrder, toProduct, toStats } from './wire.js';
 
 export class ApiError extends Error {
   // details: the error's other fields, such as {sku, have} for over_limit.
@@ -122,6 +122,9 @@ export const api = {
   checkout: (token, idempotencyKey, body = {}) => request('POST', '/api/checkout', {
     token, body, headers: { 'Idempotency-Key': idempotencyKey },
   }),
+  // the buyer's orders, newest first, and one of them
+  listOrders: (token) => request('GET', '/api/orders', { token }).then((d) => d.orders.map(toOrder)),
+  getOrder: (id, token) => request('GET', `/api/orders/${encodeURIComponent(id)}`, { token }).then(toOrder),
 
   // numbers for hosts
   getAuctionStats: (streamId, token) => request('GET', `/api/streams/${encodeURIComponent(streamId)}/auction-stats`, { token }).then(toAuctionStats),

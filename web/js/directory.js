@@ -1,5 +1,6 @@
-// The stream directory: live now, upcoming, moments (published product clips, newest first),
-// recent (replays first, with their poster and length).
+// The stream directory: the signed-in buyer's orders (each with its video receipt), live now,
+// upcoming, moments (published product clips, newest first), recent (replays first, with
+// their poster and length).
 
 import { api } from './api.js';
 import { currentSession, signIn, signOut } from './auth.js';
@@ -12,9 +13,9 @@ function renderAccount() {
   if (session) {
     slot.append(h('span', { class: 'avatar', title: session.name }, initials(session.name)),
       h('span', { class: 'account-name' }, session.name),
-      h('button', { class: 'btn btn-ghost', type: 'button', onclick: () => { signOut('viewer'); session = null; renderAccount(); } }, 'Sign out'));
+      h('button', { class: 'btn btn-ghost', type: 'button', onclick: () => { signOut('viewer'); session = null; renderAccount(); load(); } }, 'Sign out'));
   } else {
-    slot.append(h('button', { class: 'btn', type: 'button', id: 'signin-button', onclick: async () => { session = (await signIn('viewer')) || session; renderAccount(); } }, 'Sign in'));
+    slot.append(h('button', { class: 'btn', type: 'button', id: 'signin-button', onclick: async () => { session = (await signIn('viewer')) || session; renderAccount(); load(); } }, 'Sign in'));
   }
 }
 
@@ -87,11 +88,29 @@ function moments(clips) {
   for (const clip of clips.slice(0, 12)) list.append(clipCard(clip));
 }
 
+// The buyer's orders, newest first: what, when, how much, and the moment it was bought.
+function orderItem(order) {
+  const what = order.lines.map((line) => (line.quantity > 1 ? `${line.title} ×${line.quantity}` : line.title)).join(', ');
+  return h('li', { class: 'order-item', dataset: { order: order.id } },
+    h('div', { class: 'order-what' },
+      h('p', { class: 'order-title' }, what),
+      h('p', { class: 'order-meta' }, `${formatWhen(order.createdAt)} · ${formatMoney(order.total.amountMinor, order.total.currency)}`)),
+    order.receiptUrl ? h('a', { class: 'btn btn-small order-receipt', href: order.watchUrl }, '▶ Watch the moment') : null);
+}
+
+function orders(list) {
+  const slot = clear($('#orders .order-list'));
+  $('#orders').hidden = !list.length;
+  for (const order of list.slice(0, 12)) slot.append(orderItem(order));
+}
+
 async function load() {
   try {
     const token = session && session.token;
-    const [streams, replays, clips] = await Promise.all([
-      api.directory(token), api.listReplays(token).catch(() => []), api.listClips(token).catch(() => [])]);
+    const [streams, replays, clips, bought] = await Promise.all([
+      api.directory(token), api.listReplays(token).catch(() => []), api.listClips(token).catch(() => []),
+      token ? api.listOrders(token).catch(() => []) : []]);
+    orders(bought);
     moments(clips);
     section('live', streams.filter((s) => s.state === 'live'), 'live', 'Nobody is live right now. Check the schedule below.');
     section('upcoming', streams.filter((s) => s.state === 'scheduled'), 'upcoming', 'No streams scheduled yet.');

@@ -84,22 +84,49 @@ async function loadClip(clipId, token) {
   return { info, moments: [moment] };
 }
 
-export async function startReplay({ video, streamId, token, addToCart, clipId = null }) {
+// An order's video receipt: the stream around the moment it was bought, with what it bought.
+// Its URL plays without a token (order ids are unguessable), so a receipt link shared with
+// someone else plays too, without the order's lines.
+async function loadReceipt(orderId, token) {
+  const playlist = `/receipt/${encodeURIComponent(orderId)}/index.m3u8`;
+  const ready = await fetch(playlist, { method: 'HEAD' }).then((r) => r.ok).catch(() => false);
+  if (!ready) {
+    const err = new Error('Your video receipt will be ready when the stream’s replay is.');
+    err.status = 404;
+    throw err;
+  }
+  const order = token ? await api.getOrder(orderId, token).catch(() => null) : null;
+  const moments = order ? order.lines.map((line) => ({
+    sku: line.sku, title: line.title, imageUrl: null, atS: 0, untilS: null, kind: 'receipt',
+    price: { amount_minor: line.unitPrice.amountMinor, currency: line.unitPrice.currency },
+  })) : [];
+  return { info: { playlist_url: playlist, poster_url: null, duration_s: null, receipt: orderId }, moments };
+}
+
+export async function startReplay({ video, streamId, token, addToCart, clipId = null, receiptId = null }) {
   let info;
   let moments;
   try {
     if (clipId) ({ info, moments } = await loadClip(clipId, token));
+    else if (receiptId) ({ info, moments } = await loadReceipt(receiptId, token));
     else info = await api.getReplay(streamId, token);
   } catch (err) {
+    if (receiptId && err.status === 404) {
+      // not (yet) playable: say so and play the replay, if there is one
+      toast(err.message, 'error');
+      return startReplay({ video, streamId, token, addToCart });
+    }
     if (err.status !== 404) toast(friendlyError(err), 'error');
     return null;
   }
-  if (!clipId) moments = await loadTimeline(info);
+  if (!clipId && !receiptId) moments = await loadTimeline(info);
   const source = clipId ? 'clip' : 'replay';
   document.body.dataset.mode = 'replay';
   if (clipId) document.body.dataset.clip = clipId;
+  if (receiptId) document.body.dataset.receipt = receiptId;
   const mode = $('#play-mode');
-  mode.textContent = `${clipId ? 'Clip' : 'Replay'} · ${formatClock(info.duration_s * 1000)}`;
+  const kind = clipId ? 'Clip' : receiptId ? 'Your video receipt' : 'Replay';
+  mode.textContent = info.duration_s === null ? kind : `${kind} · ${formatClock(info.duration_s * 1000)}`;
   mode.hidden = false;
   if (info.poster_url) video.poster = info.poster_url;
   video.controls = true;
@@ -112,24 +139,27 @@ export async function startReplay({ video, streamId, token, addToCart, clipId = 
   // the shop-this-moment card, on the picture
   const card = h('article', { id: 'replay-card', class: 'product-card replay-card', hidden: true },
     h('div', { class: 'product-info' },
-      h('p', { class: 'replay-card-label' }, 'Shop this moment'),
+      h('p', { class: 'replay-card-label' }, info.receipt ? 'You bought' : 'Shop this moment'),
       h('p', { class: 'product-title' }),
       h('p', { class: 'product-price' })),
-    h('button', { class: 'btn btn-buy add-to-cart', type: 'button' }, 'Add to cart'));
+    h('button', { class: 'btn btn-buy add-to-cart', type: 'button' }, info.receipt ? 'Buy again' : 'Add to cart'));
   $('.stage').append(card);
   let current = null;
   card.querySelector('button').addEventListener('click', () => {
     // where the buyer is on the replay: the moment of the order's video receipt
     const offset = info.clip ? info.clip.start_s : 0;
-    if (current) addToCart({ sku: current.sku, source, positionS: offset + video.currentTime });
+    // a receipt's picture is a slice, not the replay's timeline: it has no position to give
+    const positionS = info.receipt ? undefined : offset + video.currentTime;
+    if (current) addToCart({ sku: current.sku, source, positionS });
   });
 
   // the timeline, across the top of the picture
   const list = h('ol', { id: 'replay-timeline', class: 'replay-timeline' });
   const panel = h('section', { id: 'replay-panel', class: 'replay-panel', 'aria-label': 'Products in this replay' },
-    h('h2', { class: 'panel-title' }, 'In this replay'), list);
+    h('h2', { class: 'panel-title' }, info.receipt ? 'In this order' : 'In this replay'), list);
   $('.stage').append(panel);
-  if (!moments.length) list.append(h('li', { class: 'muted' }, 'No products were shown in this stream.'));
+  const none = info.receipt ? 'Sign in to see what you bought.' : 'No products were shown in this stream.';
+  if (!moments.length) list.append(h('li', { class: 'muted' }, none));
   const items = moments.map((moment) => {
     const item = h('li', { class: 'replay-moment', dataset: { sku: moment.sku, at: String(moment.atS), kind: moment.kind } },
       h('button', { type: 'button', class: 'replay-seek', 'aria-label': `Watch ${moment.title} at ${formatClock(moment.atS * 1000)}` },

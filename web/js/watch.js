@@ -422,7 +422,7 @@ async function showReceipt(order) {
   const ended = state.stream && state.stream.state === 'ended';
   const ready = ended && await fetch(order.receiptUrl).then((r) => r.ok).catch(() => false);
   slot.dataset.ready = String(ready);
-  if (ready) slot.append(h('a', { href: order.receiptUrl, target: '_blank', rel: 'noopener' }, 'Watch the moment you bought it'));
+  if (ready) slot.append(h('a', { href: order.watchUrl }, 'Watch the moment you bought it'));
   else slot.textContent = 'Your video receipt will be ready when the stream’s replay is.';
 }
 
@@ -473,8 +473,11 @@ async function main() {
     play(new URLSearchParams(location.search).get('hls') === '1' ? 'hls' : 'webrtc');
   } else if (state.stream) {
     const { startReplay } = await import('./replay.js');
-    const clipId = new URLSearchParams(location.search).get('clip');
-    state.replay = await startReplay({ video, streamId, token: session && session.token, addToCart, clipId });
+    const params = new URLSearchParams(location.search);
+    state.replay = await startReplay({
+      video, streamId, token: session && session.token, addToCart,
+      clipId: params.get('clip'), receiptId: params.get('receipt'),
+    });
     updateStage();
   }
   refreshCart();

@@ -180,11 +180,25 @@ export function toCart(raw) {
 }
 
 /**
- * A paid order (cart/orders.py Order), as POST /api/checkout answers it.
- * @returns {{id: string, total: Money, units: number}}
+ * A paid order (cart/orders.py Order), as POST /api/checkout, GET /api/orders and
+ * GET /api/orders/{id} answer it. watchUrl: its video receipt played on the watch page.
+ * @returns {{id: string, streamId: string, createdAt: string, total: Money, units: number,
+ *   lines: {sku: string, title: string, quantity: number, unitPrice: Money}[],
+ *   receiptUrl: string|null, watchUrl: string}}
  */
 export function toOrder(raw) {
-  return { id: raw.id, total: toMoney(raw.total), units: raw.units, receiptUrl: raw.receipt_url || null };
+  return {
+    id: raw.id,
+    streamId: raw.stream_id,
+    createdAt: raw.created_at,
+    total: toMoney(raw.total),
+    units: raw.units,
+    lines: raw.lines.map((line) => ({
+      sku: line.sku, title: line.title, quantity: line.quantity, unitPrice: toMoney(line.unit_price),
+    })),
+    receiptUrl: raw.receipt_url || null,
+    watchUrl: `/watch/${encodeURIComponent(raw.stream_id)}?receipt=${encodeURIComponent(raw.id)}`,
+  };
 }
 
 /** A Deal from deal.started / deal.ended, a hello, a pin, or the REST API. @returns {Deal} */
