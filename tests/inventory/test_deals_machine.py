@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     rule,
@@ -48,9 +46,9 @@ from livecast.inventory.pins import Pins
 from livecast.inventory.reserve import Hold, Reservations
 from livecast.inventory.service import Inventory
 from livecast.inventory.sweeper import Sweeper
-from livecast.redisdb import KeySpace
 from livecast.streams.registry import StreamRegistry, StreamState
 from livecast.timeline import Timeline
+from tests.redis_machine import RedisMachine
 
 T = TypeVar("T")
 
@@ -112,14 +110,9 @@ def _counts(raw: dict[Any, Any]) -> dict[str, int]:
     return {key.decode(): int(value) for key, value in raw.items()}
 
 
-class DealsMachine(RuleBasedStateMachine):
-    # The Redis to run on: set by a subclass per test run.
-    redis_url = ""
-
+class DealsMachine(RedisMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
         self.skus: dict[str, SkuModel] = {}
         self.deals: list[DealModel] = []
         self.holds: list[HoldModel] = []
@@ -129,12 +122,12 @@ class DealsMachine(RuleBasedStateMachine):
         # their deals (their pins stay).
         self.ended_unannounced: list[str] = []
         self.pinned: dict[str, str] = {}
-        self.run(self._build(self.redis_url))
+        self.run(self._build())
 
-    async def _build(self, redis_url: str) -> None:
-        self.redis = aioredis.Redis.from_url(redis_url)
-        keys = KeySpace(self.prefix)
+    async def _build(self) -> None:
+        keys = self.keys
         self.reservations = Reservations(self.redis, keys, hold_ttl_s=LONG_TTL_S)
+        self.closers.append(self.reservations.batcher.aclose)
         self.catalog = Catalog(self.redis, keys, self.reservations)
         events = EventPublisher(self.redis, keys)
         timeline = Timeline(self.redis, keys, max_entries=100, retention_s=0)
@@ -184,21 +177,6 @@ class DealsMachine(RuleBasedStateMachine):
     async def _stream_ended(self, stream_id: str) -> bool:
         stream = await self.streams.find(stream_id)
         return stream is not None and stream.state is StreamState.ENDED
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def teardown(self) -> None:
-        try:
-            self.run(self._clean_up())
-        finally:
-            self.loop.close()
-
-    async def _clean_up(self) -> None:
-        await self.reservations.batcher.aclose()
-        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            await self.redis.delete(key)
-        await self.redis.aclose()
 
     async def _now(self) -> int:
         seconds, micros = await self.redis.time()

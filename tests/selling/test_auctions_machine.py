@@ -17,17 +17,13 @@ with a leader left exactly one hold, at the last price, for the leader.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
@@ -40,11 +36,11 @@ from livecast.events import EventPublisher
 from livecast.inventory.catalog import Catalog, ProductFields
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
-from livecast.redisdb import KeySpace
 from livecast.selling.auction_types import AuctionState
 from livecast.selling.auctions import Auctions
 from livecast.selling.increments import DEFAULT_INCREMENTS, step_for
 from livecast.timeline import Timeline
+from tests.redis_machine import RedisMachine
 
 T = TypeVar("T")
 
@@ -81,22 +77,18 @@ def _step(price: int) -> int:
     return step_for(DEFAULT_INCREMENTS, price)
 
 
-class AuctionsMachine(RuleBasedStateMachine):
-    redis_url = ""
-
+class AuctionsMachine(RedisMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
         self.auctions: list[AuctionModel] = []
         self.available, self.held, self.sold, self.carved = STOCK, 0, 0, 0
         self.hold: tuple[str, str, int] | None = None  # (hold id, winner, price), while held
         self.run(self._build())
 
     async def _build(self) -> None:
-        self.redis = aioredis.Redis.from_url(self.redis_url)
-        keys = KeySpace(self.prefix)
+        keys = self.keys
         self.reservations = Reservations(self.redis, keys)
+        self.closers.append(self.reservations.batcher.aclose)
         catalog = Catalog(self.redis, keys, self.reservations)
         await catalog.put(
             SKU,
@@ -111,32 +103,6 @@ class AuctionsMachine(RuleBasedStateMachine):
             EventPublisher(self.redis, keys),
             timeline=Timeline(self.redis, keys, max_entries=100, retention_s=0),
         )
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def attempt(self, coro: Coroutine[Any, Any, T]) -> T | ApiError:
-        """The call's result, or the error it was refused with."""
-
-        async def call() -> T | ApiError:
-            try:
-                return await coro
-            except ApiError as exc:
-                return exc
-
-        return self.run(call())
-
-    def teardown(self) -> None:
-        try:
-            self.run(self._clean_up())
-        finally:
-            self.loop.close()
-
-    async def _clean_up(self) -> None:
-        await self.reservations.batcher.aclose()
-        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            await self.redis.delete(key)
-        await self.redis.aclose()
 
     @property
     def running(self) -> AuctionModel | None:

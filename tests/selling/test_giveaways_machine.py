@@ -18,18 +18,13 @@ happens once: a sweep or a stream end after it changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
@@ -47,13 +42,13 @@ from livecast.events import EventPublisher
 from livecast.inventory.catalog import Catalog, ProductFields
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Reservations
-from livecast.redisdb import KeySpace
 from livecast.selling.follows import Follows
 from livecast.selling.giveaway_types import Eligibility, Giveaway, GiveawayState
 from livecast.selling.giveaways import Giveaways, winner_index
 from livecast.selling.prizes import PrizeOrders
 from livecast.streams.registry import StreamRegistry
 from livecast.timeline import Timeline
+from tests.redis_machine import RedisMachine
 
 T = TypeVar("T")
 
@@ -74,13 +69,9 @@ class GiveawayModel:
     winner: str | None = None
 
 
-class GiveawaysMachine(RuleBasedStateMachine):
-    redis_url = ""
-
+class GiveawaysMachine(RedisMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
         self.giveaways: list[GiveawayModel] = []
         self.available, self.carved, self.sold = STOCK, 0, 0
         self.followers: set[str] = set()
@@ -89,9 +80,9 @@ class GiveawaysMachine(RuleBasedStateMachine):
         self.run(self._build())
 
     async def _build(self) -> None:
-        self.redis = aioredis.Redis.from_url(self.redis_url)
-        keys = KeySpace(self.prefix)
+        keys = self.keys
         self.reservations = Reservations(self.redis, keys)
+        self.closers.append(self.reservations.batcher.aclose)
         catalog = Catalog(self.redis, keys, self.reservations)
         await catalog.put(SKU, ProductFields(title="Scarf", price=EUR, stock=STOCK))
         streams = StreamRegistry(self.redis, keys)
@@ -137,30 +128,6 @@ class GiveawaysMachine(RuleBasedStateMachine):
             events=events,
             timeline=Timeline(self.redis, keys, max_entries=100, retention_s=0),
         )
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def attempt(self, coro: Coroutine[Any, Any, T]) -> T | ApiError:
-        async def call() -> T | ApiError:
-            try:
-                return await coro
-            except ApiError as exc:
-                return exc
-
-        return self.run(call())
-
-    def teardown(self) -> None:
-        try:
-            self.run(self._clean_up())
-        finally:
-            self.loop.close()
-
-    async def _clean_up(self) -> None:
-        await self.reservations.batcher.aclose()
-        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            await self.redis.delete(key)
-        await self.redis.aclose()
 
     @property
     def running(self) -> GiveawayModel | None:

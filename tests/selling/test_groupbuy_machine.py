@@ -16,17 +16,12 @@ unit back; nobody else has an order or a payment.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
@@ -47,6 +42,7 @@ from livecast.redisdb import KeySpace
 from livecast.selling.groupbuy_types import GroupBuyState, MemberState, PriceTier
 from livecast.selling.groupbuys import GroupBuys
 from livecast.timeline import Timeline
+from tests.redis_machine import RedisMachine
 
 T = TypeVar("T")
 
@@ -108,21 +104,17 @@ class DyingProvider(Provider):
         return payment
 
 
-class GroupBuysMachine(RuleBasedStateMachine):
-    redis_url = ""
-
+class GroupBuysMachine(RedisMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
         self.groups: list[GroupModel] = []
         self.available, self.carved, self.sold = STOCK, 0, 0
         self.run(self._build())
 
     async def _build(self) -> None:
-        self.redis = aioredis.Redis.from_url(self.redis_url)
-        keys = KeySpace(self.prefix)
+        keys = self.keys
         self.reservations = Reservations(self.redis, keys)
+        self.closers.append(self.reservations.batcher.aclose)
         catalog = Catalog(self.redis, keys, self.reservations)
         await catalog.put(
             SKU,
@@ -157,30 +149,6 @@ class GroupBuysMachine(RuleBasedStateMachine):
     def node(self, provider: Provider) -> GroupBuys:
         """The service as one node runs it, with this payment provider."""
         return GroupBuys(self.redis, KeySpace(self.prefix), payments=provider, **self.parts)  # type: ignore[arg-type]
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def attempt(self, coro: Coroutine[Any, Any, T]) -> T | ApiError:
-        async def call() -> T | ApiError:
-            try:
-                return await coro
-            except ApiError as exc:
-                return exc
-
-        return self.run(call())
-
-    def teardown(self) -> None:
-        try:
-            self.run(self._clean_up())
-        finally:
-            self.loop.close()
-
-    async def _clean_up(self) -> None:
-        await self.reservations.batcher.aclose()
-        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            await self.redis.delete(key)
-        await self.redis.aclose()
 
     @property
     def running(self) -> GroupModel | None:

@@ -13,17 +13,12 @@ limit per buyer; every buy is a cart hold at the price it was made at.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
@@ -36,10 +31,10 @@ from livecast.events import EventPublisher
 from livecast.inventory.catalog import Catalog, ProductFields
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import HoldRef, Reservations
-from livecast.redisdb import KeySpace
 from livecast.selling.knockdown_types import KnockdownMode, KnockdownState
 from livecast.selling.knockdowns import Knockdowns
 from livecast.timeline import Timeline
+from tests.redis_machine import RedisMachine
 
 T = TypeVar("T")
 
@@ -71,13 +66,9 @@ class KnockModel:
         return max(FLOOR, START - STEP * (self.taps // EVERY))
 
 
-class KnockdownsMachine(RuleBasedStateMachine):
-    redis_url = ""
-
+class KnockdownsMachine(RedisMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
         self.runs: list[KnockModel] = []
         self.available, self.carved, self.held, self.sold = STOCK, 0, 0, 0
         # hold id -> (buyer, price)
@@ -85,9 +76,9 @@ class KnockdownsMachine(RuleBasedStateMachine):
         self.run(self._build())
 
     async def _build(self) -> None:
-        self.redis = aioredis.Redis.from_url(self.redis_url)
-        keys = KeySpace(self.prefix)
+        keys = self.keys
         self.reservations = Reservations(self.redis, keys)
+        self.closers.append(self.reservations.batcher.aclose)
         catalog = Catalog(self.redis, keys, self.reservations)
         await catalog.put(SKU, ProductFields(title="Scarf", price=eur(1500), stock=STOCK))
         self.carts = CartStore(self.redis, keys)
@@ -100,30 +91,6 @@ class KnockdownsMachine(RuleBasedStateMachine):
             events=EventPublisher(self.redis, keys),
             timeline=Timeline(self.redis, keys, max_entries=100, retention_s=0),
         )
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def attempt(self, coro: Coroutine[Any, Any, T]) -> T | ApiError:
-        async def call() -> T | ApiError:
-            try:
-                return await coro
-            except ApiError as exc:
-                return exc
-
-        return self.run(call())
-
-    def teardown(self) -> None:
-        try:
-            self.run(self._clean_up())
-        finally:
-            self.loop.close()
-
-    async def _clean_up(self) -> None:
-        await self.reservations.batcher.aclose()
-        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            await self.redis.delete(key)
-        await self.redis.aclose()
 
     @property
     def running(self) -> KnockModel | None:

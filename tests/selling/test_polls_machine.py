@@ -12,17 +12,12 @@ takes votes, a poll moves only along the transition table, and at most one poll 
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
@@ -31,10 +26,10 @@ from hypothesis.stateful import (
 
 from livecast.errors import ApiError
 from livecast.events import EventPublisher
-from livecast.redisdb import KeySpace
 from livecast.selling.poll_types import PollState
 from livecast.selling.polls import Polls
 from livecast.timeline import Timeline
+from tests.redis_machine import RedisMachine
 
 T = TypeVar("T")
 
@@ -51,49 +46,21 @@ class PollModel:
     votes: int = 0
 
 
-class PollsMachine(RuleBasedStateMachine):
-    redis_url = ""
-
+class PollsMachine(RedisMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
         self.polls: list[PollModel] = []
-        self.keys: dict[str, str] = {}
+        self.started: dict[str, str] = {}  # idempotency key -> the poll it started
         self.run(self._build())
 
     async def _build(self) -> None:
-        self.redis = aioredis.Redis.from_url(self.redis_url)
-        keys = KeySpace(self.prefix)
+        keys = self.keys
         self.service = Polls(
             self.redis,
             keys,
             EventPublisher(self.redis, keys),
             timeline=Timeline(self.redis, keys, max_entries=100, retention_s=0),
         )
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def attempt(self, coro: Coroutine[Any, Any, T]) -> T | ApiError:
-        async def call() -> T | ApiError:
-            try:
-                return await coro
-            except ApiError as exc:
-                return exc
-
-        return self.run(call())
-
-    def teardown(self) -> None:
-        try:
-            self.run(self._clean_up())
-        finally:
-            self.loop.close()
-
-    async def _clean_up(self) -> None:
-        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            await self.redis.delete(key)
-        await self.redis.aclose()
 
     @property
     def running(self) -> PollModel | None:
@@ -110,17 +77,17 @@ class PollsMachine(RuleBasedStateMachine):
                 key=key,
             )
         )
-        if key in self.keys:
+        if key in self.started:
             # A retry answers with the poll that key started, whatever runs now.
             assert not isinstance(result, ApiError)
-            assert result.id == self.keys[key]
+            assert result.id == self.started[key]
         elif self.running is not None:
             assert isinstance(result, ApiError)
             assert result.code == "poll_running"
         else:
             assert not isinstance(result, ApiError)
             assert result.state is PollState.RUNNING
-            self.keys[key] = result.id
+            self.started[key] = result.id
             self.polls.append(PollModel(id=result.id, options=options))
 
     @precondition(lambda self: bool(self.polls))

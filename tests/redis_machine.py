@@ -1,0 +1,65 @@
+"""The base of the Hypothesis state machines that drive a service on real Redis.
+
+Each machine runs on its own event loop (Hypothesis calls rules synchronously) under a key
+prefix of its own, which teardown sweeps; ``run`` awaits a call, ``attempt`` awaits it and
+hands back the :class:`~livecast.errors.ApiError` it was refused with instead of raising.
+A test makes a subclass with ``redis_url`` set (e.g. from ``any_redis_url``) and hands it to
+``run_state_machine_as_test``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from hypothesis.stateful import RuleBasedStateMachine
+
+from livecast.errors import ApiError
+from livecast.redisdb import KeySpace
+
+T = TypeVar("T")
+
+__all__ = ["RedisMachine"]
+
+
+class RedisMachine(RuleBasedStateMachine):
+    redis_url = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.prefix = f"t-{uuid.uuid4().hex[:12]}:"
+        self.keys = KeySpace(self.prefix)
+        self.redis = aioredis.Redis.from_url(self.redis_url)
+        # What the machine's services need closed before the keys go (batchers, say).
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def attempt(self, coro: Coroutine[Any, Any, T]) -> T | ApiError:
+        """The call's result, or the error it was refused with."""
+
+        async def call() -> T | ApiError:
+            try:
+                return await coro
+            except ApiError as exc:
+                return exc
+
+        return self.run(call())
+
+    def teardown(self) -> None:
+        try:
+            self.run(self._clean_up())
+        finally:
+            self.loop.close()
+
+    async def _clean_up(self) -> None:
+        for close in self.closers:
+            await close()
+        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
+            await self.redis.delete(key)
+        await self.redis.aclose()
