@@ -57,14 +57,23 @@ def _request(
 
 
 class Server:
+    """``livecast serve`` on a free loopback port, its output in a file of its data dir.
+
+    A file, as a process manager's journal would take it: a pipe that nobody reads while
+    the server runs fills up (64 KiB on Linux; a Redis outage logs a traceback per
+    background sweep), and the server's next log line then blocks its event loop."""
+
     def __init__(self, data_dir: Path, *extra: str) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "livecast", "serve", "--port", str(self.port),
-             "--data-dir", str(data_dir), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
-        )  # fmt: skip
+        self.log = data_dir / f"serve-{self.port}.log"
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "livecast", "serve", "--port", str(self.port),
+                 "--data-dir", str(data_dir), *extra],
+                stdout=out, stderr=subprocess.STDOUT, env=_env(),
+            )  # fmt: skip
 
     def wait_ready(self, timeout: float = 10.0) -> float:
         started = time.monotonic()
@@ -84,11 +93,7 @@ class Server:
         return self.process.wait(timeout=20)
 
     def output(self) -> str:
-        if self.process.poll() is None:
-            return "(still running)"
-        assert self.process.stdout is not None
-        text: str = self.process.stdout.read()
-        return text
+        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -103,8 +108,6 @@ def servers() -> Iterator[list[Server]]:
             except subprocess.TimeoutExpired:
                 server.process.kill()
                 server.process.wait()
-        if server.process.stdout is not None:
-            server.process.stdout.close()
 
 
 def _token(data_dir: Path, *args: str) -> str:

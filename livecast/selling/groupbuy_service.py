@@ -133,7 +133,7 @@ async def groupbuys_ctx(app: web.Application) -> AsyncIterator[None]:
             await end_for_stream(groupbuys, stream.id)
 
     app[STREAMS].on_state_change(on_stream_state)
-    ended = EndedStreams(app[REDIS], app[KEYS])
+    ended = EndedStreams(app[REDIS], app[STREAMS])
     task = asyncio.create_task(
         _sweep(groupbuys, ended, interval, stopping), name="groupbuy-sweeper"
     )

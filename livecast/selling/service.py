@@ -275,7 +275,7 @@ async def selling_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STREAMS].on_state_change(selling.on_stream_state)
     stopping = asyncio.Event()
     interval = app[SETTINGS].inventory.sweep_interval_s
-    ended = EndedStreams(app[REDIS], app[KEYS])
+    ended = EndedStreams(app[REDIS], app[STREAMS])
     task = asyncio.create_task(_sweep(selling, ended, interval, stopping), name="auction-sweeper")
     flush_interval = app[SETTINGS].chat.like_flush_interval_s
     flusher = asyncio.create_task(_flush(selling, flush_interval, stopping), name="poll-totals")

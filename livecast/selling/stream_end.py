@@ -8,20 +8,21 @@ knock-down ends). Each end is a transition script that moves its format once, so
 one call announces it, whatever node it runs on.
 
 A node may stop between ending the stream and running its listeners. So every node's
-sweep also reads, from the streams' ``ended`` index (scored by when each ended), the
-streams that ended since its last look and a moment ago (:class:`EndedStreams`), and
-ends their formats the same way: a no-op for those already ended. A node that starts
-looks back ``lookback_ms``.
+sweep also asks the registry for the streams that ended since its last look and a
+moment ago (:class:`EndedStreams`, through
+:meth:`~livecast.streams.registry.StreamRegistry.ended_between`), and ends their formats
+the same way: a no-op for those already ended. A node that starts looks back
+``lookback_ms``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import redis.asyncio as aioredis
 
-from livecast.inventory._private import server_now_ms, text
-from livecast.redisdb import KeySpace
+from livecast.inventory._private import server_now_ms
+from livecast.streams.registry import StreamRegistry
 
 __all__ = ["EndedStreams"]
 
@@ -36,14 +37,13 @@ class EndedStreams:
     def __init__(
         self,
         redis: aioredis.Redis,
-        keys: KeySpace,
+        streams: StreamRegistry,
         *,
         lookback_ms: int = _LOOKBACK_MS,
         settle_ms: int = _SETTLE_MS,
     ) -> None:
         self._redis = redis
-        # the index livecast.streams.registry keeps of ended streams, scored by end time
-        self._key = keys.key("{streams}", "state", "ended")
+        self._streams = streams
         self._lookback_ms = lookback_ms
         self._settle_ms = settle_ms
         self._cursor: int | None = None
@@ -57,6 +57,6 @@ class EndedStreams:
         upto = now - self._settle_ms
         if upto <= self._cursor:
             return []
-        found: list[Any] = await self._redis.zrangebyscore(self._key, f"({self._cursor}", upto)
+        found = await self._streams.ended_between(self._cursor, upto)
         self._cursor = upto
-        return [text(stream_id) for stream_id in found]
+        return found

@@ -197,6 +197,13 @@ class StreamRegistry:
         key = self._keys.key("{streams}", "state", state.value)
         return [i.decode() for i in cast(list[bytes], await self._redis.zrange(key, 0, -1))]
 
+    async def ended_between(self, after_ms: int, upto_ms: int) -> list[str]:
+        """The ids of the streams that ended after ``after_ms`` and at or before
+        ``upto_ms`` (Redis server time, ms), in the order they ended."""
+        key = self._keys.key("{streams}", "state", StreamState.ENDED.value)
+        found = await self._redis.zrangebyscore(key, f"({after_ms}", upto_ms)
+        return [i.decode() for i in cast(list[bytes], found)]
+
     async def update(self, stream_id: str, changes: dict[str, Any]) -> Stream:
         """Change editable fields (title, description, scheduled_start_ms, featured_skus,
         public); 409 once the stream has ended."""

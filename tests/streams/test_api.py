@@ -4,16 +4,18 @@ bad input getting the right 4xx and changing nothing."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from livecast.appkeys import STREAMS
+from livecast.appkeys import REDIS, STREAMS
 from livecast.auth import Role
 from livecast.streams.registry import StreamState
 from tests.conftest import Client, MakeToken, bearer
+from tests.ingest.conftest import eventually
 
 
 async def _create(client: Client, token: str, **body: Any) -> dict[str, Any]:
@@ -107,6 +109,35 @@ async def test_lifecycle_scheduled_live_ended(client: Client, make_token: MakeTo
     assert [s["id"] for s in (await resp.json())["streams"]] == [sid]
     assert await registry.ids(StreamState.LIVE) == []
     assert await registry.ids(StreamState.ENDED) == [sid]
+
+
+async def test_the_registry_lists_streams_by_when_they_ended(
+    client: Client, make_token: MakeToken
+) -> None:
+    """What the selling sweeps read: the streams that ended within a window of Redis
+    time, in the order they ended; the window leaves out its start and keeps its end."""
+    seller = make_token(Role.SELLER)
+    registry = client.app[STREAMS]
+
+    async def end_one() -> tuple[str, int]:
+        sid = (await _create(client, seller))["id"]
+        resp = await client.post(f"/api/streams/{sid}/end", headers=bearer(seller))
+        assert resp.status == 200, await resp.text()
+        ended_at = dt.datetime.fromisoformat((await resp.json())["ended_at"])
+        return sid, round(ended_at.timestamp() * 1000)
+
+    async def past(ms: int) -> bool:
+        seconds, micros = await client.app[REDIS].time()
+        return seconds * 1000 + micros // 1000 > ms
+
+    first, first_ms = await end_one()
+    await eventually(lambda: past(first_ms))
+    second, second_ms = await end_one()
+    assert first_ms < second_ms
+    assert await registry.ended_between(first_ms - 1, second_ms) == [first, second]
+    assert await registry.ended_between(first_ms - 1, first_ms) == [first]
+    assert await registry.ended_between(first_ms, second_ms) == [second]
+    assert await registry.ended_between(second_ms, second_ms + 60_000) == []
 
 
 async def test_scheduled_stream_can_be_cancelled(client: Client, make_token: MakeToken) -> None:
