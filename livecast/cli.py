@@ -19,6 +19,7 @@ from livecast.config import ConfigError, Settings, load_settings
 from livecast.embedded_redis import EmbeddedRedisError
 from livecast.errors import ApiError
 from livecast.ids import new_id
+from livecast.logs import configure as configure_logs
 from livecast.redisdb import RedisUnavailable
 
 __all__ = ["main"]
@@ -155,9 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker is None and count > 1:
         return _serve_workers(args, settings, count)
     role = "" if args.worker is None else f"[worker {args.worker}] "
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s {role}%(name)s: %(message)s"
-    )
+    configure_logs(role)
     from livecast.access_log import access_log_options
     from livecast.app import ABORT, create_app
 
@@ -210,9 +209,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, count: int) -> 
             "(each advertises its own private port on server.worker_host): "
             "set server.workers = 1, or leave server.advertise_url empty"
         )
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [main] %(name)s: %(message)s"
-    )
+    configure_logs("[main] ")
     try:
         return run_workers(settings, count, args.config, _new_event_loop())
     except ListenError as exc:
