@@ -9,6 +9,8 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from livecast.logs import OutageFilter
 
@@ -36,7 +38,7 @@ def _unreachable_redis_error() -> redis.ConnectionError:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free, and nobody listens once closed
-    client = redis.Redis(port=port, socket_connect_timeout=1)
+    client = redis.Redis(port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     try:
         client.ping()
     except redis.ConnectionError as exc:
