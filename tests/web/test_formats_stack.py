@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import FloatRect, Page, expect
 
 from livecast.auth import Role
 from tests.web.conftest import PHONE, LiveServer, NewContext, screenshot
@@ -21,7 +21,7 @@ def _eur(minor: int) -> dict[str, Any]:
     return {"amount_minor": minor, "currency": "EUR"}
 
 
-def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+def _overlap(a: FloatRect, b: FloatRect) -> bool:
     return (
         a["x"] < b["x"] + b["width"]
         and b["x"] < a["x"] + a["width"]
@@ -30,10 +30,10 @@ def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     )
 
 
-async def _box(page: Page, selector: str) -> dict[str, float]:
+async def _box(page: Page, selector: str) -> FloatRect:
     box = await page.locator(selector).bounding_box()
     assert box is not None, selector
-    return dict(box)
+    return box
 
 
 async def test_all_five_formats_stack_on_a_phone_without_overlapping(
