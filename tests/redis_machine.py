@@ -51,6 +51,16 @@ class RedisMachine(RuleBasedStateMachine):
 
         return self.run(call())
 
+    def stock_levels(self, product_key: str) -> dict[str, int]:
+        """A product's counters as the scripts keep them (``available``, ``held``, ``sold``,
+        ``deal_reserved``, ...), read from its hash at ``product_key``."""
+
+        async def read() -> dict[Any, Any]:
+            found: dict[Any, Any] = await self.redis.hgetall(product_key)
+            return found
+
+        return {k.decode(): int(v) for k, v in self.run(read()).items() if v.isdigit()}
+
     def teardown(self) -> None:
         try:
             self.run(self._clean_up())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -280,13 +280,9 @@ class GiveawaysMachine(RedisMachine):
 
     # -- invariants -------------------------------------------------------------------
 
-    async def _product(self) -> dict[str, int]:
-        product: dict[Any, Any] = await self.redis.hgetall(self.reservations.base(SKU) + ":product")
-        return {k.decode(): int(v) for k, v in product.items() if v.isdigit()}
-
     @invariant()
     def stock_is_exact(self) -> None:
-        levels = self.run(self._product())
+        levels = self.stock_levels(self.reservations.base(SKU) + ":product")
         assert (levels["available"], levels["deal_reserved"], levels["sold"]) == (
             self.available,
             self.carved,

@@ -14,7 +14,7 @@ limit per buyer; every buy is a cart hold at the price it was made at.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -206,7 +206,7 @@ class KnockdownsMachine(RedisMachine):
 
     @invariant()
     def stock_is_exact(self) -> None:
-        product = self.run(self._product())
+        product = self.stock_levels(self.reservations.base(SKU) + ":product")
         assert (
             product["available"],
             product["deal_reserved"],
@@ -235,10 +235,6 @@ class KnockdownsMachine(RedisMachine):
         for hold_id, (buyer, _) in self.holds.items():
             entries = self.run(self.carts.entries(buyer))
             assert hold_id in {e.hold_id for e in entries}
-
-    async def _product(self) -> dict[str, int]:
-        product: dict[Any, Any] = await self.redis.hgetall(self.reservations.base(SKU) + ":product")
-        return {k.decode(): int(v) for k, v in product.items() if v.isdigit()}
 
 
 def test_knockdowns_over_any_sequence(any_redis_url: str) -> None:
