@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiortc.mediastreams import MediaStreamError
 
-from livecast.ingest._aiortc import SenderWire, SendPath, ntp_time
+from livecast.ingest._aiortc import (
+    PacketBuffer,
+    SenderWire,
+    SendPath,
+    ntp_time,
+    raise_srtp_error,
+)
 
 if TYPE_CHECKING:
     from livecast.ingest.relay import EncodedFrame, ViewerTrack
@@ -67,6 +73,15 @@ _MAX_QUEUED: Final = 1 << 20
 _UDP_SEGMENT: Final = 103
 _MAX_SEGMENTS: Final = 40
 _SEGMENT_SIZE = struct.Struct("=H")
+# A run's packets, protected, fit in 64 KB (the most one segmented send takes), and in
+# the buffer every packet is built and protected in (one for all writers: a frame's
+# packets go out before the next frame's are built).
+_MAX_RUN_BYTES: Final = 62_000
+# what a packet in a run adds to its payload at most: RTP header, extensions (longer
+# ones go one by one), SRTP trailer
+_MAX_HEAD: Final = 12 + 64
+_PACKET_ROOM: Final = _MAX_HEAD + PacketBuffer.TRAILER
+_PACKETS = PacketBuffer(1 << 16)
 
 
 class _Segmentation:
@@ -88,9 +103,10 @@ def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
     while start < count:
         size = len(payloads[start])
         end = start + 1
-        while end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) == size:
+        most = min(_MAX_SEGMENTS, _MAX_RUN_BYTES // (size + _PACKET_ROOM))
+        while end < count and end - start < most and len(payloads[end]) == size:
             end += 1
-        if end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) < size:
+        if end < count and end - start < most and len(payloads[end]) < size:
             end += 1
         ends.append(end)
         start = end
@@ -99,18 +115,17 @@ def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
 
 def send_segmented(
     sock: socket.socket,
-    datagrams: list[bytes],
+    packets: memoryview,
+    segment: int,
     address: tuple[Any, ...],
     sendto: Callable[[bytes, Any], None],
 ) -> None:
-    """Send ``datagrams`` (all as long as the first but the last) to ``address`` in one
-    ``sendmsg`` the kernel splits; one ``sendto`` each where that cannot be done now."""
+    """Send ``packets`` (datagrams of ``segment`` bytes back to back, the last may be
+    shorter) to ``address`` in one ``sendmsg`` the kernel splits; one ``sendto`` each
+    where that cannot be done now."""
     try:
         sock.sendmsg(
-            [b"".join(datagrams)],
-            [(socket.SOL_UDP, _UDP_SEGMENT, _SEGMENT_SIZE.pack(len(datagrams[0])))],
-            0,
-            address,
+            [packets], [(socket.SOL_UDP, _UDP_SEGMENT, _SEGMENT_SIZE.pack(segment))], 0, address
         )
         return
     except BlockingIOError:
@@ -118,8 +133,8 @@ def send_segmented(
     except OSError as exc:
         _segmentation.works = False
         log.warning("UDP segmentation offload refused (%s); sending datagrams one by one", exc)
-    for datagram in datagrams:
-        sendto(datagram, address)
+    for offset in range(0, len(packets), segment):
+        sendto(packets[offset : offset + segment].tobytes(), address)
 
 
 class FanOut:
@@ -140,10 +155,10 @@ class FanOut:
         """The source just stored ``frame`` at ``index``: send it to every writer's
         viewer that is due to get it (and whatever else a viewer is due now)."""
         now = ntp_time()
-        tails: dict[object, list[bytes]] = {}
+        blocks: dict[object, bytes] = {}
         for writer in self.writers:
             try:
-                writer.send_live(frame, index, now, tails)
+                writer.send_live(frame, index, now, blocks)
             except Exception:
                 writer.fail()
 
@@ -154,14 +169,15 @@ class RtpWriter:
     __slots__ = (
         "_b0",
         "_codec",
+        "_extension_key",
         "_fanout",
         "_octets",
         "_packets",
-        "_protect",
         "_rtx_sequence",
         "_sent_frames",
         "_sent_index",
         "_sequence",
+        "_srtp",
         "_ssrc",
         "_timestamp_origin",
         "_wire",
@@ -183,8 +199,9 @@ class RtpWriter:
         self.track = track
         self._fanout = fanout
         self._codec = wire.codec
-        self._protect = wire.protect
+        self._srtp = wire.srtp
         self._ssrc = wire.ssrc
+        self._extension_key = wire.extension_key
         # V=2, and X when the packets carry header extensions
         self._b0 = 0x90 if wire.extension_block(0) else 0x80
         self._sequence = sequence
@@ -204,7 +221,7 @@ class RtpWriter:
         self._wire.serve_retransmissions(self.retransmit)
         self._fanout.add(self)
         try:
-            self._send_due(None, 0, ntp_time(), {})
+            self._send_due(None, ntp_time(), {})
         except Exception:
             self.fail()
 
@@ -222,28 +239,27 @@ class RtpWriter:
     # -- sending ------------------------------------------------------------------------
 
     def send_live(
-        self, frame: EncodedFrame, index: int, now: int, tails: dict[object, list[bytes]]
+        self, frame: EncodedFrame, index: int, now: int, blocks: dict[object, bytes]
     ) -> None:
-        """``frame`` was just stored at ``index``; ``tails`` caches its packets' bytes
-        after the fixed header, per extension key, for the writers that follow."""
+        """``frame`` was just stored at ``index``; ``blocks`` caches the extension block
+        of packets sent now, per extension key, for the writers that follow."""
         if self.track.takes_next(index):
             path = self._wire.path()
             if path is None:
                 return
-            if path[2]() > _MAX_QUEUED:
+            queued = path[2]()
+            if queued > _MAX_QUEUED:
                 self.track.fall_behind()
                 return
-            key = self._wire.extension_key
-            shared = tails.get(key)
-            if shared is None:
-                shared = tails[key] = self._tails(frame, now)
-            self._write(frame, shared, now, path)
+            key = self._extension_key
+            block = blocks.get(key)
+            if block is None:
+                block = blocks[key] = self._wire.extension_block(now)
+            self._write(frame, block, now, path, queued)
         else:
-            self._send_due(frame, index, now, tails)
+            self._send_due(frame, now, blocks)
 
-    def _send_due(
-        self, live: EncodedFrame | None, index: int, now: int, tails: dict[object, list[bytes]]
-    ) -> None:
+    def _send_due(self, live: EncodedFrame | None, now: int, blocks: dict[object, bytes]) -> None:
         """Send every frame the track's rules make due now."""
         track = self.track
         while True:
@@ -257,70 +273,97 @@ class RtpWriter:
             path = self._wire.path()
             if path is None:
                 return
-            if path[2]() > _MAX_QUEUED:
+            queued = path[2]()
+            if queued > _MAX_QUEUED:
                 track.fall_behind()
                 return
-            if frame is live:
-                key = self._wire.extension_key
-                shared = tails.get(key)
-                if shared is None:
-                    shared = tails[key] = self._tails(frame, now)
-            else:
-                shared = self._tails(frame, now)
-            self._write(frame, shared, now, path)
+            key = self._extension_key
+            block = blocks.get(key)
+            if block is None:
+                block = blocks[key] = self._wire.extension_block(now)
+            self._write(frame, block, now, path, queued)
 
-    def _tails(self, frame: EncodedFrame, now: int) -> list[bytes]:
-        """Each packet of ``frame`` after its fixed header: extensions, then payload."""
-        block = self._wire.extension_block(now)
-        if not block:
-            return frame.payloads
-        return [block + payload for payload in frame.payloads]
-
-    def _write(self, frame: EncodedFrame, tails: list[bytes], now: int, path: SendPath) -> None:
-        """Send ``frame`` (its packets' ``tails``) on ``path``: each packet protected on
-        its own; runs of equal-sized ones handed to the kernel in one call where it can
-        split them (:func:`send_segmented`), the others one ``sendto`` each."""
-        transport, address, queued, segmenting = path
-        send = transport.sendto
-        if segmenting is not None and (not _segmentation.works or queued()):
-            segmenting = None  # queued datagrams must not be overtaken
+    def _write(
+        self, frame: EncodedFrame, block: bytes, now: int, path: SendPath, queued: int
+    ) -> None:
+        """Send ``frame`` on ``path``, each packet its header, ``block`` (the header
+        extensions) and payload, built and protected in the shared buffer: runs of
+        equal-sized packets handed to the kernel in one call where it can split them
+        (:func:`send_segmented`), the others one ``sendto`` each."""
+        transport, address, _, segmenting = path
+        payloads = frame.payloads
+        last = len(payloads) - 1
+        head = _HEADER.size + len(block)
+        if segmenting is not None and (
+            last == 0 or queued or head > _MAX_HEAD or not _segmentation.works
+        ):
+            # a single packet; queued datagrams must not be overtaken; a run must fit
+            segmenting = None
         timestamp = (frame.timestamp + self._timestamp_origin) & _U32
         sequence = self._sequence
         payload_type = self._codec.payload_type
         b0 = self._b0
         ssrc = self._ssrc
-        pack = _HEADER.pack
-        protect = self._protect
+        context = self._srtp
+        buffer = _PACKETS
+        data = buffer.data
+        pointer = buffer.pointer
+        cell = buffer.length_cell
+        srtp_protect = buffer.srtp_protect
+        pack_into = _HEADER.pack_into
         sent_frames = self._sent_frames
         sent_index = self._sent_index
         mask = _HISTORY_MASK
-        last = len(tails) - 1
-        runs = frame.runs
-        if runs is None:
-            runs = frame.runs = segment_runs(frame.payloads)
-        start = 0
-        for end in runs if segmenting is not None else range(1, last + 2):
-            if end - start == 1:
+        if segmenting is None:
+            send = transport.sendto
+            data[_HEADER.size : head] = block
+            for position, payload in enumerate(payloads):
                 slot = sequence & mask
                 sent_frames[slot] = frame
-                sent_index[slot] = start
-                second = payload_type | 0x80 if start == last else payload_type
-                send(protect(pack(b0, second, sequence, timestamp, ssrc) + tails[start]), address)
+                sent_index[slot] = position
+                second = payload_type | 0x80 if position == last else payload_type
+                pack_into(data, 0, b0, second, sequence, timestamp, ssrc)
+                size = head + len(payload)
+                data[head:size] = payload
+                cell[0] = size
+                status = srtp_protect(context, pointer, cell)
+                if status:
+                    raise_srtp_error(status)
+                send(data[0 : cell[0]], address)
                 sequence = (sequence + 1) & 0xFFFF
-            else:
-                assert segmenting is not None  # runs of several only when segmenting
-                batch = []
+        else:
+            runs = frame.runs
+            if runs is None:
+                runs = frame.runs = segment_runs(payloads)
+            view = buffer.view
+            send = transport.sendto
+            start = 0
+            for end in runs:
+                offset = 0
+                segment = 0
                 for position in range(start, end):
                     slot = sequence & mask
                     sent_frames[slot] = frame
                     sent_index[slot] = position
                     second = payload_type | 0x80 if position == last else payload_type
-                    batch.append(
-                        protect(pack(b0, second, sequence, timestamp, ssrc) + tails[position])
-                    )
+                    pack_into(data, offset, b0, second, sequence, timestamp, ssrc)
+                    data[offset + _HEADER.size : offset + head] = block
+                    payload = payloads[position]
+                    size = head + len(payload)
+                    data[offset + head : offset + size] = payload
+                    cell[0] = size
+                    status = srtp_protect(context, pointer + offset, cell)
+                    if status:
+                        raise_srtp_error(status)
+                    if not segment:
+                        segment = cell[0]
+                    offset += cell[0]
                     sequence = (sequence + 1) & 0xFFFF
-                send_segmented(segmenting, batch, address, send)
-            start = end
+                if end - start == 1:
+                    send(data[0:offset], address)
+                else:
+                    send_segmented(segmenting, view[0:offset], segment, address, send)
+                start = end
         self._sequence = sequence
         self._packets += last + 1
         self._octets += frame.size
@@ -346,19 +389,35 @@ class RtpWriter:
         timestamp = (frame.timestamp + self._timestamp_origin) & _U32
         block = self._wire.extension_block(ntp_time())
         rtx_payload_type = self._codec.rtx_payload_type
+        data = _PACKETS.data
+        head = _HEADER.size + len(block)
+        data[_HEADER.size : head] = block
         if rtx_payload_type is None:
-            header = _HEADER.pack(
-                self._b0, self._codec.payload_type | marker, sequence, timestamp, self._ssrc
+            _HEADER.pack_into(
+                data,
+                0,
+                self._b0,
+                self._codec.payload_type | marker,
+                sequence,
+                timestamp,
+                self._ssrc,
             )
-            packet = header + block + payload
         else:
-            rtx_sequence = self._rtx_sequence
-            header = _HEADER.pack(
-                self._b0, rtx_payload_type | marker, rtx_sequence, timestamp, self._wire.rtx_ssrc
+            _HEADER.pack_into(
+                data,
+                0,
+                self._b0,
+                rtx_payload_type | marker,
+                self._rtx_sequence,
+                timestamp,
+                self._wire.rtx_ssrc,
             )
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-            packet = header + block + _ORIGINAL_SEQUENCE.pack(sequence) + payload
-        transport.sendto(self._protect(packet), address)
+            _ORIGINAL_SEQUENCE.pack_into(data, head, sequence)
+            head += _ORIGINAL_SEQUENCE.size
+        size = head + len(payload)
+        data[head:size] = payload
+        transport.sendto(data[0 : _PACKETS.protect(self._srtp, 0, size)], address)
         self.retransmitted += 1
 
 

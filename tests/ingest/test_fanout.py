@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from typing import Any, cast
 
 import pytest
+from aiortc.rtcdtlstransport import SRTP_PROFILES
+from pylibsrtp import Policy, Session
 
-from livecast.ingest._aiortc import SenderWire
+from livecast.ingest._aiortc import SenderWire, srtp_context
 from livecast.ingest.fanout import RtpWriter, segment_runs
 from livecast.ingest.keys import MEDIA
 from livecast.ingest.relay import MediaSource, RelayTuning, ViewerTrack
@@ -186,15 +189,16 @@ KEY, DELTA = b"\x10" + bytes(50), b"\x11" + bytes(50)  # VP8 frame tags: bit 0 c
 class _Transport:
     """A socket that records what is sent and may report a backed-up queue."""
 
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
+    def __init__(self, receiver: Session) -> None:
+        self.sent: list[bytes] = []  # unprotected again
+        self.receiver = receiver
         self.queued = 0
         self.broken = False
 
     def sendto(self, data: bytes, address: Any) -> None:
         if self.broken:
             raise OSError("the socket broke")
-        self.sent.append(data)
+        self.sent.append(self.receiver.unprotect(data))
 
     def get_write_buffer_size(self) -> int:
         return self.queued
@@ -205,19 +209,30 @@ class _Codec:
     rtx_payload_type = 97
 
 
+def _srtp_pair() -> tuple[Session, Session]:
+    """A sending and a receiving SRTP session with one key, as a connection's two ends."""
+    profile = SRTP_PROFILES[0]
+    key = os.urandom(profile.key_length + profile.salt_length)
+    sessions = []
+    for ssrc_type in (Policy.SSRC_ANY_OUTBOUND, Policy.SSRC_ANY_INBOUND):
+        policy = Policy(key=key, ssrc_type=ssrc_type, srtp_profile=profile.libsrtp_profile)
+        policy.allow_repeat_tx = True
+        sessions.append(Session(policy))
+    return sessions[0], sessions[1]
+
+
 class _Wire:
-    """A :class:`SenderWire` without a connection: SRTP is the identity."""
+    """A :class:`SenderWire` without a connection: what it sends is unprotected on arrival."""
 
     def __init__(self, ssrc: int) -> None:
         self.ssrc = ssrc
         self.rtx_ssrc = ssrc + 1
         self.codec = _Codec()
         self.extension_key = None
-        self.transport = _Transport()
+        self.session, receiver = _srtp_pair()
+        self.srtp = srtp_context(self.session)
+        self.transport = _Transport(receiver)
         self.reported: tuple[int, int, int, int] | None = None
-
-    def protect(self, packet: bytes) -> bytes:
-        return packet
 
     def path(self) -> tuple[_Transport, tuple[str, int], Any, None]:
         return self.transport, ("127.0.0.1", 9), self.transport.get_write_buffer_size, None
