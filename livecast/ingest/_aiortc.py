@@ -319,6 +319,7 @@ class SenderWire:
         "codec",
         "extension_key",
         "mid",
+        "pairs",
         "rtx_ssrc",
         "srtp",
         "ssrc",
@@ -335,6 +336,9 @@ class SenderWire:
         self._sender = sender
         self._dtls = dtls
         self._connection = connection
+        # the connection's nominated pairs by component: ``pairs.get(1)`` is the one
+        # :meth:`path` sends on, and a new one there means a new path
+        self.pairs: dict[int, Any] = connection._nominated
         self._pair: object = None
         self._path: SendPath | None = None
         self._socket: socket.socket | None = None

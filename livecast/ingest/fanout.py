@@ -155,10 +155,15 @@ class FanOut:
         """The source just stored ``frame`` at ``index``: send it to every writer's
         viewer that is due to get it (and whatever else a viewer is due now)."""
         now = ntp_time()
+        # the extension block of packets sent now, per extension key: writers whose
+        # connections negotiated the same extensions share it
         blocks: dict[object, bytes] = {}
         for writer in self.writers:
             try:
-                writer.send_live(frame, index, now, blocks)
+                if writer.track.takes_next(index):
+                    writer.write(frame, now, blocks)
+                else:
+                    writer.send_due(now, blocks)
             except Exception:
                 writer.fail()
 
@@ -173,6 +178,9 @@ class RtpWriter:
         "_fanout",
         "_octets",
         "_packets",
+        "_pair",
+        "_pairs",
+        "_path",
         "_rtx_sequence",
         "_sent_frames",
         "_sent_index",
@@ -202,6 +210,10 @@ class RtpWriter:
         self._srtp = wire.srtp
         self._ssrc = wire.ssrc
         self._extension_key = wire.extension_key
+        # the selected candidate pair (the peer may nominate another) and how to send on it
+        self._pairs = wire.pairs
+        self._pair: object = None
+        self._path: SendPath | None = None
         # V=2, and X when the packets carry header extensions
         self._b0 = 0x90 if wire.extension_block(0) else 0x80
         self._sequence = sequence
@@ -221,7 +233,7 @@ class RtpWriter:
         self._wire.serve_retransmissions(self.retransmit)
         self._fanout.add(self)
         try:
-            self._send_due(None, ntp_time(), {})
+            self.send_due(ntp_time(), {})
         except Exception:
             self.fail()
 
@@ -238,29 +250,9 @@ class RtpWriter:
 
     # -- sending ------------------------------------------------------------------------
 
-    def send_live(
-        self, frame: EncodedFrame, index: int, now: int, blocks: dict[object, bytes]
-    ) -> None:
-        """``frame`` was just stored at ``index``; ``blocks`` caches the extension block
-        of packets sent now, per extension key, for the writers that follow."""
-        if self.track.takes_next(index):
-            path = self._wire.path()
-            if path is None:
-                return
-            queued = path[2]()
-            if queued > _MAX_QUEUED:
-                self.track.fall_behind()
-                return
-            key = self._extension_key
-            block = blocks.get(key)
-            if block is None:
-                block = blocks[key] = self._wire.extension_block(now)
-            self._write(frame, block, now, path, queued)
-        else:
-            self._send_due(frame, now, blocks)
-
-    def _send_due(self, live: EncodedFrame | None, now: int, blocks: dict[object, bytes]) -> None:
-        """Send every frame the track's rules make due now."""
+    def send_due(self, now: int, blocks: dict[object, bytes]) -> None:
+        """Send every frame the track's rules make due now (a joiner's catch-up burst,
+        the keyframe a waiting viewer waits for)."""
         track = self.track
         while True:
             try:
@@ -268,28 +260,30 @@ class RtpWriter:
             except MediaStreamError:
                 self.stop()
                 return
-            if frame is None:
+            if frame is None or not self.write(frame, now, blocks):
                 return
-            path = self._wire.path()
-            if path is None:
-                return
-            queued = path[2]()
-            if queued > _MAX_QUEUED:
-                track.fall_behind()
-                return
-            key = self._extension_key
-            block = blocks.get(key)
-            if block is None:
-                block = blocks[key] = self._wire.extension_block(now)
-            self._write(frame, block, now, path, queued)
 
-    def _write(
-        self, frame: EncodedFrame, block: bytes, now: int, path: SendPath, queued: int
-    ) -> None:
-        """Send ``frame`` on ``path``, each packet its header, ``block`` (the header
-        extensions) and payload, built and protected in the shared buffer: runs of
-        equal-sized packets handed to the kernel in one call where it can split them
-        (:func:`send_segmented`), the others one ``sendto`` each."""
+    def write(self, frame: EncodedFrame, now: int, blocks: dict[object, bytes]) -> bool:
+        """Send ``frame`` to the viewer now, unless its connection closed or its socket
+        is backed up (then it skips ahead: False). Each packet is its header, the
+        header extensions and the payload, built and protected in the shared buffer;
+        runs of equal-sized packets go to the kernel in one call where it can split
+        them (:func:`send_segmented`), the others one ``sendto`` each."""
+        pair = self._pairs.get(1)
+        if pair is not self._pair:
+            self._pair = pair
+            self._path = self._wire.path()
+        path = self._path
+        if path is None:
+            return False
+        queued = path[2]()
+        if queued > _MAX_QUEUED:
+            self.track.fall_behind()
+            return False
+        key = self._extension_key
+        block = blocks.get(key)
+        if block is None:
+            block = blocks[key] = self._wire.extension_block(now)
         transport, address, _, segmenting = path
         payloads = frame.payloads
         last = len(payloads) - 1
@@ -368,6 +362,7 @@ class RtpWriter:
         self._packets += last + 1
         self._octets += frame.size
         self._wire.report_sent(self._packets, self._octets, timestamp, now)
+        return True
 
     # -- NACK -----------------------------------------------------------------------------
 

@@ -229,6 +229,7 @@ class _Wire:
         self.rtx_ssrc = ssrc + 1
         self.codec = _Codec()
         self.extension_key = None
+        self.pairs = {1: object()}  # one nominated pair, never another
         self.session, receiver = _srtp_pair()
         self.srtp = srtp_context(self.session)
         self.transport = _Transport(receiver)
