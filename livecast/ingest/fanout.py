@@ -9,11 +9,13 @@ is that viewer's own: a 12-byte RTP header (its sequence number, SSRC, timestamp
 and payload type), the header extension block its connection negotiated (shared by
 every viewer whose block is byte-equal), SRTP with the connection's session, and a
 send on the socket of its selected ICE candidate pair. Nothing is awaited and no
-object is made per viewer and packet beyond the bytes that go out. The packets of a
-frame come in runs of one size (the packetizer splits a NAL unit or a VP8 frame
-evenly): a video viewer's run leaves in one ``sendmsg`` with UDP segmentation offload
-(:func:`send_segmented`), which the kernel splits into the same datagrams for much
-less than one ``sendto`` each; single packets (Opus) take the transport's ``sendto``.
+object is made per viewer and packet beyond the bytes that go out: each packet is
+built and protected in place (libsrtp directly) in one buffer all writers share. The
+packets of a frame come in runs of one size (the packetizer splits a NAL unit or a VP8
+frame evenly; fragments a byte shorter get a byte of RTP padding): a video viewer's run
+leaves in one ``sendmsg`` with UDP segmentation offload (:func:`send_segmented`), which
+the kernel splits into the same datagrams for much less than one ``sendto`` each;
+single packets (Opus) take the transport's ``sendto``.
 
 Each viewer is a :class:`RtpWriter` over a :class:`~livecast.ingest._aiortc.SenderWire`
 (what aiortc knows of the sender and its connection, read once when the sender starts)
@@ -73,6 +75,13 @@ _MAX_QUEUED: Final = 1 << 20
 _UDP_SEGMENT: Final = 103
 _MAX_SEGMENTS: Final = 40
 _SEGMENT_SIZE = struct.Struct("=H")
+# Packetizers split a NAL unit or a VP8 frame into fragments whose lengths differ by a
+# byte (the larger ones first): a fragment up to this much shorter than the run's first
+# is padded to its length (RTP padding, RFC 3550 5.1), so that the whole unit goes in
+# one segmented send rather than two. _PADDINGS[n]: n bytes of padding, the last its count.
+_MAX_PADDING: Final = 8
+_PADDINGS: Final = tuple(bytes(n - 1) + bytes((n,)) if n else b"" for n in range(_MAX_PADDING + 1))
+_PADDED: Final = 0x20  # the P bit of the first header byte
 # A run's packets, protected, fit in 64 KB (the most one segmented send takes), and in
 # the buffer every packet is built and protected in (one for all writers: a frame's
 # packets go out before the next frame's are built).
@@ -95,8 +104,9 @@ _segmentation = _Segmentation()
 
 def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
     """Where the runs of ``payloads`` end that can go in one segmented send: packets
-    of one length, then at most one shorter one (the same per-viewer header is added
-    to each, so their protected lengths compare the same way)."""
+    of one length or up to ``_MAX_PADDING`` bytes shorter (the writer pads those to
+    the first one's length), then at most one shorter one. The same per-viewer header
+    is added to each, so their protected lengths compare the same way."""
     ends = []
     count = len(payloads)
     start = 0
@@ -104,7 +114,7 @@ def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
         size = len(payloads[start])
         end = start + 1
         most = min(_MAX_SEGMENTS, _MAX_RUN_BYTES // (size + _PACKET_ROOM))
-        while end < count and end - start < most and len(payloads[end]) == size:
+        while end < count and end - start < most and 0 <= size - len(payloads[end]) <= _MAX_PADDING:
             end += 1
         if end < count and end - start < most and len(payloads[end]) < size:
             end += 1
@@ -332,19 +342,29 @@ class RtpWriter:
             view = buffer.view
             send = transport.sendto
             start = 0
+            paddings = _PADDINGS
             for end in runs:
                 offset = 0
                 segment = 0
+                width = len(payloads[start])
                 for position in range(start, end):
                     slot = sequence & mask
                     sent_frames[slot] = frame
                     sent_index[slot] = position
                     second = payload_type | 0x80 if position == last else payload_type
-                    pack_into(data, offset, b0, second, sequence, timestamp, ssrc)
-                    data[offset + _HEADER.size : offset + head] = block
                     payload = payloads[position]
-                    size = head + len(payload)
-                    data[offset + head : offset + size] = payload
+                    length = len(payload)
+                    body = offset + head
+                    pad = width - length
+                    if 0 < pad <= _MAX_PADDING:
+                        pack_into(data, offset, b0 | _PADDED, second, sequence, timestamp, ssrc)
+                        data[body + length : body + width] = paddings[pad]
+                        size = head + width
+                    else:
+                        pack_into(data, offset, b0, second, sequence, timestamp, ssrc)
+                        size = head + length
+                    data[offset + _HEADER.size : body] = block
+                    data[body : body + length] = payload
                     cell[0] = size
                     status = srtp_protect(context, pointer + offset, cell)
                     if status:
