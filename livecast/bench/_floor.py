@@ -5,6 +5,8 @@ one UDP send. :func:`measure_floor` times exactly that, in the calling process, 
 the relay does it: one ``pylibsrtp`` session per destination with the policy aiortc
 gives a connection's sending side (the profile aiortc peers negotiate, repeats allowed,
 a 1024-packet window), one RTP packet of ``payload_size`` bytes per sequence number,
+copied into the relay's packet buffer and protected there in place (libsrtp's
+``srtp_protect``, as :class:`~livecast.ingest._aiortc.PacketBuffer` calls it), then
 ``sendto`` on a uvloop datagram transport to sockets on loopback that another process
 waits on (as viewers wait on theirs: waking a waiting receiver is part of a send's cost
 on loopback), and the relay's cadence: a burst of ``packets_per_frame`` packets to each
@@ -28,6 +30,8 @@ import struct
 import time
 from collections.abc import Callable
 from typing import Any
+
+from livecast.ingest._aiortc import PacketBuffer, srtp_context
 
 __all__ = ["measure_floor"]
 
@@ -58,7 +62,8 @@ def measure_floor(
         loop.close()
 
 
-def _session() -> Callable[[bytes], bytes]:
+def _session() -> Any:
+    """A sending SRTP session as aiortc makes one for a connection."""
     from aiortc.rtcdtlstransport import SRTP_PROFILES
     from pylibsrtp import Policy, Session
 
@@ -70,8 +75,7 @@ def _session() -> Callable[[bytes], bytes]:
     )
     policy.allow_repeat_tx = True
     policy.window_size = 1024
-    protect: Callable[[bytes], bytes] = Session(policy).protect
-    return protect
+    return Session(policy)
 
 
 async def _measure(
@@ -87,7 +91,11 @@ async def _measure(
         sink.setblocking(False)
         sinks.append(sink)
     addresses = [sink.getsockname() for sink in sinks]
-    sessions = [_session() for _ in sinks]
+    sessions = [_session() for _ in sinks]  # referenced: their contexts stay valid
+    contexts = [srtp_context(session) for session in sessions]
+    buffer = PacketBuffer(1 << 16)
+    data, pointer, cell = buffer.data, buffer.pointer, buffer.length_cell
+    srtp_protect = buffer.srtp_protect
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
@@ -108,9 +116,14 @@ async def _measure(
         ]
         sequence += packets_per_frame
         started = time.thread_time()
-        for protect, address, frame in zip(sessions, addresses, packets, strict=True):
+        for context, address, frame in zip(contexts, addresses, packets, strict=True):
             for packet in frame:
-                sendto(protect(packet), address)
+                size = len(packet)
+                data[0:size] = packet
+                cell[0] = size
+                if srtp_protect(context, pointer, cell):
+                    raise RuntimeError("srtp_protect failed")
+                sendto(data[0 : cell[0]], address)
         spent = time.thread_time() - started
         for sink in sinks:
             _drain(sink)  # what no receiver took

@@ -25,6 +25,11 @@ each viewer's frames are measured over ``--seconds``. One JSON line is printed:
                             ``_no_receiver`` and ``_back_to_back``, its best cases)
 ``ratio_to_floor``          ``server_us_per_packet`` over that floor
 ``load_average_1m``         the machine's load at the end of the window (others' work too)
+``viewer_processes_cores``  CPU (cores) the bench's viewer processes used in the window, and
+                            ``publisher_cores`` its publisher's: on loopback they share the
+                            machine with the server; ``machine_busy_cores`` is every CPU's
+                            busy time in the window (theirs, the server's, anyone else's)
+                            and ``machine_cores`` how many there are
 
 ``--relay-path both`` runs the whole measurement twice, the server relaying through
 aiortc's senders and then through the fan-out (``webrtc.fast_relay``), and prints one
@@ -76,6 +81,14 @@ __all__ = ["main"]
 
 def _cpu(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
+
+
+def _busy_seconds() -> float:
+    """CPU seconds every CPU of the machine has been busy (not idle nor waiting on I/O)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss(pids: list[int]) -> int:
@@ -249,12 +262,15 @@ def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
                     stderr=subprocess.DEVNULL,
                 )
             status0 = asyncio.run(media_status(origin, stream_id))
+            bench_pids = [process.pid for process in viewers]
             per_worker0 = [cpu_seconds(pid) for pid in serving]
             cpu0, wall0 = sum(per_worker0), time.monotonic()
+            peers0 = [_cpu(bench_pids), cpu_seconds(publisher.pid), _busy_seconds()]
             start.set()
             time.sleep(args.seconds)
             per_worker1 = [cpu_seconds(pid) for pid in serving]
             cpu1, wall1 = sum(per_worker1), time.monotonic()
+            peers1 = [_cpu(bench_pids), cpu_seconds(publisher.pid), _busy_seconds()]
             load = os.getloadavg()
             status1 = asyncio.run(media_status(origin, stream_id))
             window_over.set()
@@ -323,6 +339,10 @@ def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
         "rss_per_viewer_kb": round((rss_after - rss_before) / args.viewers, 1),
         **floor,
         "load_average_1m": round(load[0], 2),
+        "viewer_processes_cores": round((peers1[0] - peers0[0]) / window, 3),
+        "publisher_cores": round((peers1[1] - peers0[1]) / window, 3),
+        "machine_busy_cores": round((peers1[2] - peers0[2]) / window, 3),
+        "machine_cores": os.cpu_count(),
         "ratio_to_floor": round(us_per_packet / floor["floor_us_per_packet"], 2),
         "server_rss_mb": round(rss_after / 1024, 1),
     }

@@ -13,7 +13,9 @@ aiortc decodes every received frame and encodes every sent one. The relay needs 
   a :class:`SenderWire` gives it, once the sender starts, what aiortc holds for that
   (SSRCs, the mid and negotiated header extension ids, the connection's SRTP session,
   the selected ICE candidate pair's socket), takes its NACKs from aiortc's sender and
-  writes the counts aiortc's sender reports state.
+  writes the counts aiortc's sender reports state; a :class:`PacketBuffer` is where it
+  builds packets and protects them in place with libsrtp, without ``pylibsrtp``'s
+  per-call wrapper (a fresh length cell, a copy in and a copy out per packet).
 
 Two more make the server talk to every standard WebRTC peer:
 
@@ -42,8 +44,9 @@ global ``SSL`` of ``aiortc.rtcdtlstransport``; for the fast path
 (what ``_run_rtcp`` puts in sender reports), ``RTCDtlsTransport._tx_srtp``, and the
 header extensions ``RTCRtpSender._run_rtp`` writes: mid and abs-send-time) and aioice
 0.13 (``Connection.query_consent``; ``Connection._nominated``, the pair whose
-``protocol.transport.sendto`` ``Connection.sendto`` uses); :func:`check_compatible`
-fails loudly at start-up if a different aiortc or aioice lays them out otherwise.
+``protocol.transport.sendto`` ``Connection.sendto`` uses) and pylibsrtp 1.0 (``Session._srtp``,
+the libsrtp context, and its ``srtp_protect`` binding); :func:`check_compatible` fails
+loudly at start-up if a different aiortc, aioice or pylibsrtp lays them out otherwise.
 """
 
 from __future__ import annotations
@@ -84,12 +87,17 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RtpPacket, pack_header_extensions
 from aiortc.utils import uint16_add
 from OpenSSL import SSL
+from pylibsrtp import Error as SrtpError
+from pylibsrtp import Session as SrtpSession
+from pylibsrtp._binding import ffi as _srtp_ffi  # type: ignore[import-not-found]
+from pylibsrtp._binding import lib as _srtp_lib
 
 from livecast.ingest import _dtls
 
 __all__ = [
     "DTLS_CIPHERS",
     "FrameSink",
+    "PacketBuffer",
     "RelaySender",
     "SenderWire",
     "accept_any_dtls_peer",
@@ -101,6 +109,7 @@ __all__ = [
     "ntp_time",
     "peer_connection",
     "send_pli",
+    "srtp_context",
     "tap_receiver",
     "use_fast_clock",
 ]
@@ -305,12 +314,14 @@ class SenderWire:
         "_pair",
         "_path",
         "_sender",
+        "_session",
         "_socket",
         "codec",
         "extension_key",
         "mid",
-        "protect",
+        "pairs",
         "rtx_ssrc",
+        "srtp",
         "ssrc",
     )
 
@@ -325,6 +336,9 @@ class SenderWire:
         self._sender = sender
         self._dtls = dtls
         self._connection = connection
+        # the connection's nominated pairs by component: ``pairs.get(1)`` is the one
+        # :meth:`path` sends on, and a new one there means a new path
+        self.pairs: dict[int, Any] = connection._nominated
         self._pair: object = None
         self._path: SendPath | None = None
         self._socket: socket.socket | None = None
@@ -340,8 +354,10 @@ class SenderWire:
         self._abs_send_time_id = negotiated.get(_ABS_SEND_TIME_URI)
         # viewers with equal keys get byte-equal extension blocks for the same send time
         self.extension_key = (self._mid_id, self.mid, self._abs_send_time_id)
-        # the connection's one SRTP session: aiortc protects its RTCP with it too
-        self.protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+        # the connection's one SRTP session (aiortc protects its RTCP with it too), held
+        # here so that its libsrtp context lives as long as this wire
+        self._session: SrtpSession = dtls._tx_srtp
+        self.srtp = srtp_context(self._session)
 
     def path(self) -> SendPath | None:
         """How to send on the candidate pair the connection uses now (the peer may
@@ -402,6 +418,53 @@ class SenderWire:
             retransmit(sequence_number)
 
         self._sender._retransmit = serve  # type: ignore[method-assign]
+
+
+def srtp_context(session: SrtpSession) -> Any:
+    """The libsrtp context (``srtp_t``) of ``session``, for :meth:`PacketBuffer.protect`
+    and the protect calls that inline it; valid while ``session`` is referenced."""
+    return session._srtp[0]
+
+
+class PacketBuffer:
+    """Memory that RTP packets are written into and SRTP-protected in place.
+
+    ``data`` takes ``struct.pack_into`` and slice assignment, and a slice of it is a
+    ``bytes``; ``view`` is a memoryview of it (slices without a copy, for a send that
+    copies them at once). :meth:`protect` protects the ``length`` bytes at ``offset``
+    and returns the protected length, as ``pylibsrtp.Session.protect`` would, minus its
+    wrapper. A hot loop may inline it: ``length_cell[0] = length``, then
+    ``srtp_protect(context, pointer + offset, length_cell)`` (0 when done), then
+    ``length_cell[0]``. The packet's room must reach ``TRAILER`` bytes past its end.
+    """
+
+    __slots__ = ("data", "length_cell", "pointer", "size", "srtp_protect", "view")
+
+    # the most libsrtp appends: SRTP_MAX_TAG_LEN + SRTP_MAX_MKI_LEN
+    TRAILER = 16 + 128
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pointer: Any = _srtp_ffi.new("char[]", size)
+        self.data: Any = _srtp_ffi.buffer(self.pointer)
+        self.view = memoryview(self.data)
+        self.length_cell: Any = _srtp_ffi.new("int *")
+        self.srtp_protect: Callable[[Any, Any, Any], int] = _srtp_lib.srtp_protect
+
+    def protect(self, context: Any, offset: int, length: int) -> int:
+        if offset < 0 or offset + length + self.TRAILER > self.size:
+            raise ValueError("packet does not fit the buffer")
+        cell = self.length_cell
+        cell[0] = length
+        status = self.srtp_protect(context, self.pointer + offset, cell)
+        if status:
+            raise_srtp_error(status)
+        return int(cell[0])
+
+
+def raise_srtp_error(status: int) -> None:
+    """Raise ``pylibsrtp.Error`` for a libsrtp status other than ok."""
+    raise SrtpError(f"srtp_protect failed with status {status}")
 
 
 def _nothing_queued() -> int:
@@ -740,7 +803,7 @@ def _address(addr: tuple[Any, ...]) -> str:
 
 
 def check_compatible() -> None:
-    """Raise if this aiortc or aioice does not have what the hooks above replace."""
+    """Raise if this aiortc, aioice or pylibsrtp does not have what the hooks above replace."""
     problems = []
     receiver_src = inspect.getsource(RTCRtpReceiver.__init__)
     sender_src = inspect.getsource(RTCRtpSender.__init__)
@@ -809,6 +872,10 @@ def _fast_path_problems() -> list[str]:
         problems.append(f"RTP header extensions written ({', '.join(sorted(written))})")
     if "self._tx_srtp.protect(" not in inspect.getsource(RTCDtlsTransport._send_rtp):
         problems.append("RTCDtlsTransport._send_rtp")
+    if "self._srtp = ffi.gc(srtp" not in inspect.getsource(SrtpSession.__init__) or (
+        "lib.srtp_protect," not in inspect.getsource(SrtpSession.protect)
+    ):
+        problems.append("pylibsrtp Session")
     send_src = inspect.getsource(aioice_ice.Connection.sendto)
     data_src = inspect.getsource(aioice_ice.StunProtocol.send_data)
     if "self._nominated.get(component)" not in send_src or (

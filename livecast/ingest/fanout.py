@@ -9,11 +9,13 @@ is that viewer's own: a 12-byte RTP header (its sequence number, SSRC, timestamp
 and payload type), the header extension block its connection negotiated (shared by
 every viewer whose block is byte-equal), SRTP with the connection's session, and a
 send on the socket of its selected ICE candidate pair. Nothing is awaited and no
-object is made per viewer and packet beyond the bytes that go out. The packets of a
-frame come in runs of one size (the packetizer splits a NAL unit or a VP8 frame
-evenly): a video viewer's run leaves in one ``sendmsg`` with UDP segmentation offload
-(:func:`send_segmented`), which the kernel splits into the same datagrams for much
-less than one ``sendto`` each; single packets (Opus) take the transport's ``sendto``.
+object is made per viewer and packet beyond the bytes that go out: each packet is
+built and protected in place (libsrtp directly) in one buffer all writers share. The
+packets of a frame come in runs of one size (the packetizer splits a NAL unit or a VP8
+frame evenly; fragments a byte shorter get a byte of RTP padding): a video viewer's run
+leaves in one ``sendmsg`` with UDP segmentation offload (:func:`send_segmented`), which
+the kernel splits into the same datagrams for much less than one ``sendto`` each;
+single packets (Opus) take the transport's ``sendto``.
 
 Each viewer is a :class:`RtpWriter` over a :class:`~livecast.ingest._aiortc.SenderWire`
 (what aiortc knows of the sender and its connection, read once when the sender starts)
@@ -43,7 +45,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiortc.mediastreams import MediaStreamError
 
-from livecast.ingest._aiortc import SenderWire, SendPath, ntp_time
+from livecast.ingest._aiortc import (
+    PacketBuffer,
+    SenderWire,
+    SendPath,
+    ntp_time,
+    raise_srtp_error,
+)
 
 if TYPE_CHECKING:
     from livecast.ingest.relay import EncodedFrame, ViewerTrack
@@ -67,6 +75,22 @@ _MAX_QUEUED: Final = 1 << 20
 _UDP_SEGMENT: Final = 103
 _MAX_SEGMENTS: Final = 40
 _SEGMENT_SIZE = struct.Struct("=H")
+# Packetizers split a NAL unit or a VP8 frame into fragments whose lengths differ by a
+# byte (the larger ones first): a fragment up to this much shorter than the run's first
+# is padded to its length (RTP padding, RFC 3550 5.1), so that the whole unit goes in
+# one segmented send rather than two. _PADDINGS[n]: n bytes of padding, the last its count.
+_MAX_PADDING: Final = 8
+_PADDINGS: Final = tuple(bytes(n - 1) + bytes((n,)) if n else b"" for n in range(_MAX_PADDING + 1))
+_PADDED: Final = 0x20  # the P bit of the first header byte
+# A run's packets, protected, fit in 64 KB (the most one segmented send takes), and in
+# the buffer every packet is built and protected in (one for all writers: a frame's
+# packets go out before the next frame's are built).
+_MAX_RUN_BYTES: Final = 62_000
+# what a packet in a run adds to its payload at most: RTP header, extensions (longer
+# ones go one by one), SRTP trailer
+_MAX_HEAD: Final = 12 + 64
+_PACKET_ROOM: Final = _MAX_HEAD + PacketBuffer.TRAILER
+_PACKETS = PacketBuffer(1 << 16)
 
 
 class _Segmentation:
@@ -80,17 +104,19 @@ _segmentation = _Segmentation()
 
 def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
     """Where the runs of ``payloads`` end that can go in one segmented send: packets
-    of one length, then at most one shorter one (the same per-viewer header is added
-    to each, so their protected lengths compare the same way)."""
+    of one length or up to ``_MAX_PADDING`` bytes shorter (the writer pads those to
+    the first one's length), then at most one shorter one. The same per-viewer header
+    is added to each, so their protected lengths compare the same way."""
     ends = []
     count = len(payloads)
     start = 0
     while start < count:
         size = len(payloads[start])
         end = start + 1
-        while end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) == size:
+        most = min(_MAX_SEGMENTS, _MAX_RUN_BYTES // (size + _PACKET_ROOM))
+        while end < count and end - start < most and 0 <= size - len(payloads[end]) <= _MAX_PADDING:
             end += 1
-        if end < count and end - start < _MAX_SEGMENTS and len(payloads[end]) < size:
+        if end < count and end - start < most and len(payloads[end]) < size:
             end += 1
         ends.append(end)
         start = end
@@ -99,18 +125,17 @@ def segment_runs(payloads: list[bytes]) -> tuple[int, ...]:
 
 def send_segmented(
     sock: socket.socket,
-    datagrams: list[bytes],
+    packets: memoryview,
+    segment: int,
     address: tuple[Any, ...],
     sendto: Callable[[bytes, Any], None],
 ) -> None:
-    """Send ``datagrams`` (all as long as the first but the last) to ``address`` in one
-    ``sendmsg`` the kernel splits; one ``sendto`` each where that cannot be done now."""
+    """Send ``packets`` (datagrams of ``segment`` bytes back to back, the last may be
+    shorter) to ``address`` in one ``sendmsg`` the kernel splits; one ``sendto`` each
+    where that cannot be done now."""
     try:
         sock.sendmsg(
-            [b"".join(datagrams)],
-            [(socket.SOL_UDP, _UDP_SEGMENT, _SEGMENT_SIZE.pack(len(datagrams[0])))],
-            0,
-            address,
+            [packets], [(socket.SOL_UDP, _UDP_SEGMENT, _SEGMENT_SIZE.pack(segment))], 0, address
         )
         return
     except BlockingIOError:
@@ -118,8 +143,8 @@ def send_segmented(
     except OSError as exc:
         _segmentation.works = False
         log.warning("UDP segmentation offload refused (%s); sending datagrams one by one", exc)
-    for datagram in datagrams:
-        sendto(datagram, address)
+    for offset in range(0, len(packets), segment):
+        sendto(packets[offset : offset + segment].tobytes(), address)
 
 
 class FanOut:
@@ -140,10 +165,15 @@ class FanOut:
         """The source just stored ``frame`` at ``index``: send it to every writer's
         viewer that is due to get it (and whatever else a viewer is due now)."""
         now = ntp_time()
-        tails: dict[object, list[bytes]] = {}
+        # the extension block of packets sent now, per extension key: writers whose
+        # connections negotiated the same extensions share it
+        blocks: dict[object, bytes] = {}
         for writer in self.writers:
             try:
-                writer.send_live(frame, index, now, tails)
+                if writer.track.takes_next(index):
+                    writer.write(frame, now, blocks)
+                else:
+                    writer.send_due(now, blocks)
             except Exception:
                 writer.fail()
 
@@ -154,14 +184,18 @@ class RtpWriter:
     __slots__ = (
         "_b0",
         "_codec",
+        "_extension_key",
         "_fanout",
         "_octets",
         "_packets",
-        "_protect",
+        "_pair",
+        "_pairs",
+        "_path",
         "_rtx_sequence",
         "_sent_frames",
         "_sent_index",
         "_sequence",
+        "_srtp",
         "_ssrc",
         "_timestamp_origin",
         "_wire",
@@ -183,8 +217,13 @@ class RtpWriter:
         self.track = track
         self._fanout = fanout
         self._codec = wire.codec
-        self._protect = wire.protect
+        self._srtp = wire.srtp
         self._ssrc = wire.ssrc
+        self._extension_key = wire.extension_key
+        # the selected candidate pair (the peer may nominate another) and how to send on it
+        self._pairs = wire.pairs
+        self._pair: object = None
+        self._path: SendPath | None = None
         # V=2, and X when the packets carry header extensions
         self._b0 = 0x90 if wire.extension_block(0) else 0x80
         self._sequence = sequence
@@ -204,7 +243,7 @@ class RtpWriter:
         self._wire.serve_retransmissions(self.retransmit)
         self._fanout.add(self)
         try:
-            self._send_due(None, 0, ntp_time(), {})
+            self.send_due(ntp_time(), {})
         except Exception:
             self.fail()
 
@@ -221,30 +260,9 @@ class RtpWriter:
 
     # -- sending ------------------------------------------------------------------------
 
-    def send_live(
-        self, frame: EncodedFrame, index: int, now: int, tails: dict[object, list[bytes]]
-    ) -> None:
-        """``frame`` was just stored at ``index``; ``tails`` caches its packets' bytes
-        after the fixed header, per extension key, for the writers that follow."""
-        if self.track.takes_next(index):
-            path = self._wire.path()
-            if path is None:
-                return
-            if path[2]() > _MAX_QUEUED:
-                self.track.fall_behind()
-                return
-            key = self._wire.extension_key
-            shared = tails.get(key)
-            if shared is None:
-                shared = tails[key] = self._tails(frame, now)
-            self._write(frame, shared, now, path)
-        else:
-            self._send_due(frame, index, now, tails)
-
-    def _send_due(
-        self, live: EncodedFrame | None, index: int, now: int, tails: dict[object, list[bytes]]
-    ) -> None:
-        """Send every frame the track's rules make due now."""
+    def send_due(self, now: int, blocks: dict[object, bytes]) -> None:
+        """Send every frame the track's rules make due now (a joiner's catch-up burst,
+        the keyframe a waiting viewer waits for)."""
         track = self.track
         while True:
             try:
@@ -252,79 +270,119 @@ class RtpWriter:
             except MediaStreamError:
                 self.stop()
                 return
-            if frame is None:
+            if frame is None or not self.write(frame, now, blocks):
                 return
-            path = self._wire.path()
-            if path is None:
-                return
-            if path[2]() > _MAX_QUEUED:
-                track.fall_behind()
-                return
-            if frame is live:
-                key = self._wire.extension_key
-                shared = tails.get(key)
-                if shared is None:
-                    shared = tails[key] = self._tails(frame, now)
-            else:
-                shared = self._tails(frame, now)
-            self._write(frame, shared, now, path)
 
-    def _tails(self, frame: EncodedFrame, now: int) -> list[bytes]:
-        """Each packet of ``frame`` after its fixed header: extensions, then payload."""
-        block = self._wire.extension_block(now)
-        if not block:
-            return frame.payloads
-        return [block + payload for payload in frame.payloads]
-
-    def _write(self, frame: EncodedFrame, tails: list[bytes], now: int, path: SendPath) -> None:
-        """Send ``frame`` (its packets' ``tails``) on ``path``: each packet protected on
-        its own; runs of equal-sized ones handed to the kernel in one call where it can
-        split them (:func:`send_segmented`), the others one ``sendto`` each."""
-        transport, address, queued, segmenting = path
-        send = transport.sendto
-        if segmenting is not None and (not _segmentation.works or queued()):
-            segmenting = None  # queued datagrams must not be overtaken
+    def write(self, frame: EncodedFrame, now: int, blocks: dict[object, bytes]) -> bool:
+        """Send ``frame`` to the viewer now, unless its connection closed or its socket
+        is backed up (then it skips ahead: False). Each packet is its header, the
+        header extensions and the payload, built and protected in the shared buffer;
+        runs of equal-sized packets go to the kernel in one call where it can split
+        them (:func:`send_segmented`), the others one ``sendto`` each."""
+        pair = self._pairs.get(1)
+        if pair is not self._pair:
+            self._pair = pair
+            self._path = self._wire.path()
+        path = self._path
+        if path is None:
+            return False
+        queued = path[2]()
+        if queued > _MAX_QUEUED:
+            self.track.fall_behind()
+            return False
+        key = self._extension_key
+        block = blocks.get(key)
+        if block is None:
+            block = blocks[key] = self._wire.extension_block(now)
+        transport, address, _, segmenting = path
+        payloads = frame.payloads
+        last = len(payloads) - 1
+        head = _HEADER.size + len(block)
+        if segmenting is not None and (
+            last == 0 or queued or head > _MAX_HEAD or not _segmentation.works
+        ):
+            # a single packet; queued datagrams must not be overtaken; a run must fit
+            segmenting = None
         timestamp = (frame.timestamp + self._timestamp_origin) & _U32
         sequence = self._sequence
         payload_type = self._codec.payload_type
         b0 = self._b0
         ssrc = self._ssrc
-        pack = _HEADER.pack
-        protect = self._protect
+        context = self._srtp
+        buffer = _PACKETS
+        data = buffer.data
+        pointer = buffer.pointer
+        cell = buffer.length_cell
+        srtp_protect = buffer.srtp_protect
+        pack_into = _HEADER.pack_into
         sent_frames = self._sent_frames
         sent_index = self._sent_index
         mask = _HISTORY_MASK
-        last = len(tails) - 1
-        runs = frame.runs
-        if runs is None:
-            runs = frame.runs = segment_runs(frame.payloads)
-        start = 0
-        for end in runs if segmenting is not None else range(1, last + 2):
-            if end - start == 1:
+        if segmenting is None:
+            send = transport.sendto
+            data[_HEADER.size : head] = block
+            for position, payload in enumerate(payloads):
                 slot = sequence & mask
                 sent_frames[slot] = frame
-                sent_index[slot] = start
-                second = payload_type | 0x80 if start == last else payload_type
-                send(protect(pack(b0, second, sequence, timestamp, ssrc) + tails[start]), address)
+                sent_index[slot] = position
+                second = payload_type | 0x80 if position == last else payload_type
+                pack_into(data, 0, b0, second, sequence, timestamp, ssrc)
+                size = head + len(payload)
+                data[head:size] = payload
+                cell[0] = size
+                status = srtp_protect(context, pointer, cell)
+                if status:
+                    raise_srtp_error(status)
+                send(data[0 : cell[0]], address)
                 sequence = (sequence + 1) & 0xFFFF
-            else:
-                assert segmenting is not None  # runs of several only when segmenting
-                batch = []
+        else:
+            runs = frame.runs
+            if runs is None:
+                runs = frame.runs = segment_runs(payloads)
+            view = buffer.view
+            send = transport.sendto
+            start = 0
+            paddings = _PADDINGS
+            for end in runs:
+                offset = 0
+                segment = 0
+                width = len(payloads[start])
                 for position in range(start, end):
                     slot = sequence & mask
                     sent_frames[slot] = frame
                     sent_index[slot] = position
                     second = payload_type | 0x80 if position == last else payload_type
-                    batch.append(
-                        protect(pack(b0, second, sequence, timestamp, ssrc) + tails[position])
-                    )
+                    payload = payloads[position]
+                    length = len(payload)
+                    body = offset + head
+                    pad = width - length
+                    if 0 < pad <= _MAX_PADDING:
+                        pack_into(data, offset, b0 | _PADDED, second, sequence, timestamp, ssrc)
+                        data[body + length : body + width] = paddings[pad]
+                        size = head + width
+                    else:
+                        pack_into(data, offset, b0, second, sequence, timestamp, ssrc)
+                        size = head + length
+                    data[offset + _HEADER.size : body] = block
+                    data[body : body + length] = payload
+                    cell[0] = size
+                    status = srtp_protect(context, pointer + offset, cell)
+                    if status:
+                        raise_srtp_error(status)
+                    if not segment:
+                        segment = cell[0]
+                    offset += cell[0]
                     sequence = (sequence + 1) & 0xFFFF
-                send_segmented(segmenting, batch, address, send)
-            start = end
+                if end - start == 1:
+                    send(data[0:offset], address)
+                else:
+                    send_segmented(segmenting, view[0:offset], segment, address, send)
+                start = end
         self._sequence = sequence
         self._packets += last + 1
         self._octets += frame.size
         self._wire.report_sent(self._packets, self._octets, timestamp, now)
+        return True
 
     # -- NACK -----------------------------------------------------------------------------
 
@@ -346,19 +404,35 @@ class RtpWriter:
         timestamp = (frame.timestamp + self._timestamp_origin) & _U32
         block = self._wire.extension_block(ntp_time())
         rtx_payload_type = self._codec.rtx_payload_type
+        data = _PACKETS.data
+        head = _HEADER.size + len(block)
+        data[_HEADER.size : head] = block
         if rtx_payload_type is None:
-            header = _HEADER.pack(
-                self._b0, self._codec.payload_type | marker, sequence, timestamp, self._ssrc
+            _HEADER.pack_into(
+                data,
+                0,
+                self._b0,
+                self._codec.payload_type | marker,
+                sequence,
+                timestamp,
+                self._ssrc,
             )
-            packet = header + block + payload
         else:
-            rtx_sequence = self._rtx_sequence
-            header = _HEADER.pack(
-                self._b0, rtx_payload_type | marker, rtx_sequence, timestamp, self._wire.rtx_ssrc
+            _HEADER.pack_into(
+                data,
+                0,
+                self._b0,
+                rtx_payload_type | marker,
+                self._rtx_sequence,
+                timestamp,
+                self._wire.rtx_ssrc,
             )
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-            packet = header + block + _ORIGINAL_SEQUENCE.pack(sequence) + payload
-        transport.sendto(self._protect(packet), address)
+            _ORIGINAL_SEQUENCE.pack_into(data, head, sequence)
+            head += _ORIGINAL_SEQUENCE.size
+        size = head + len(payload)
+        data[head:size] = payload
+        transport.sendto(data[0 : _PACKETS.protect(self._srtp, 0, size)], address)
         self.retransmitted += 1
 
 

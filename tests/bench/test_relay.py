@@ -48,6 +48,11 @@ def test_relay_bench_viewers_get_frames_and_it_reports_its_figures(
     assert report["fps_per_viewer_min"] > 0
     assert report["packets_received"] > 0
     assert report["viewers_waiting_keyframe"] == 0
+    # the bench's own peers' CPU, beside the server's: they share the machine
+    assert report["viewer_processes_cores"] > 0
+    assert report["publisher_cores"] >= 0
+    assert report["machine_busy_cores"] > 0
+    assert report["machine_cores"] >= 1
 
 
 @pytest.mark.timeout(150)

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import socket
 from typing import Any, cast
 
 import pytest
+from aiortc.rtcdtlstransport import SRTP_PROFILES
+from aiortc.rtp import RtpPacket
+from pylibsrtp import Policy, Session
 
-from livecast.ingest._aiortc import SenderWire
+from livecast.ingest._aiortc import SenderWire, srtp_context
 from livecast.ingest.fanout import RtpWriter, segment_runs
 from livecast.ingest.keys import MEDIA
 from livecast.ingest.relay import MediaSource, RelayTuning, ViewerTrack
@@ -186,15 +191,16 @@ KEY, DELTA = b"\x10" + bytes(50), b"\x11" + bytes(50)  # VP8 frame tags: bit 0 c
 class _Transport:
     """A socket that records what is sent and may report a backed-up queue."""
 
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
+    def __init__(self, receiver: Session) -> None:
+        self.sent: list[bytes] = []  # unprotected again
+        self.receiver = receiver
         self.queued = 0
         self.broken = False
 
     def sendto(self, data: bytes, address: Any) -> None:
         if self.broken:
             raise OSError("the socket broke")
-        self.sent.append(data)
+        self.sent.append(self.receiver.unprotect(data))
 
     def get_write_buffer_size(self) -> int:
         return self.queued
@@ -205,22 +211,38 @@ class _Codec:
     rtx_payload_type = 97
 
 
+def _srtp_pair() -> tuple[Session, Session]:
+    """A sending and a receiving SRTP session with one key, as a connection's two ends."""
+    profile = SRTP_PROFILES[0]
+    key = os.urandom(profile.key_length + profile.salt_length)
+    sessions = []
+    for ssrc_type in (Policy.SSRC_ANY_OUTBOUND, Policy.SSRC_ANY_INBOUND):
+        policy = Policy(key=key, ssrc_type=ssrc_type, srtp_profile=profile.libsrtp_profile)
+        policy.allow_repeat_tx = True
+        sessions.append(Session(policy))
+    return sessions[0], sessions[1]
+
+
 class _Wire:
-    """A :class:`SenderWire` without a connection: SRTP is the identity."""
+    """A :class:`SenderWire` without a connection: what it sends is unprotected on arrival."""
 
     def __init__(self, ssrc: int) -> None:
         self.ssrc = ssrc
         self.rtx_ssrc = ssrc + 1
         self.codec = _Codec()
         self.extension_key = None
-        self.transport = _Transport()
+        self.pairs = {1: object()}  # one nominated pair, never another
+        self.session, receiver = _srtp_pair()
+        self.srtp = srtp_context(self.session)
+        self.transport = _Transport(receiver)
         self.reported: tuple[int, int, int, int] | None = None
 
-    def protect(self, packet: bytes) -> bytes:
-        return packet
+    # with a socket (and an address where it is received), runs go in segmented sends
+    socket: socket.socket | None = None
+    address = ("127.0.0.1", 9)
 
-    def path(self) -> tuple[_Transport, tuple[str, int], Any, None]:
-        return self.transport, ("127.0.0.1", 9), self.transport.get_write_buffer_size, None
+    def path(self) -> tuple[_Transport, tuple[str, int], Any, socket.socket | None]:
+        return self.transport, self.address, self.transport.get_write_buffer_size, self.socket
 
     def close(self) -> None:
         pass
@@ -311,10 +333,45 @@ async def test_a_nack_is_answered_from_the_shared_frame_as_rtx() -> None:
     assert wire.reported[0] == len(wire.transport.sent) - 1
 
 
-def test_runs_for_one_segmented_send_are_equal_sizes_then_one_shorter() -> None:
+async def test_fragments_a_byte_shorter_go_padded_in_one_segmented_send() -> None:
+    source = MediaSource("video", RelayTuning())
+    source.attach("h264", None)
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiving,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sending,
+    ):
+        receiving.bind(("127.0.0.1", 0))
+        receiving.settimeout(5)
+        sending.setblocking(False)
+        wire = _Wire(1000)
+        wire.socket, wire.address = sending, receiving.getsockname()
+        writer = RtpWriter(
+            cast(SenderWire, wire), ViewerTrack(source), source.fanout, sequence=65534,
+            timestamp_origin=0, rtx_sequence=0,
+        )  # fmt: skip
+        writer.start()
+        # an IDR slice: FU-A fragments of 1278, 1277 and 1277 bytes
+        source.push(b"\x00\x00\x00\x01\x65" + bytes(range(1, 256)) * 15 + bytes(1), 0)
+        frame = source.frame(source.head - 1)
+        assert frame is not None
+        sizes = [len(payload) for payload in frame.payloads]
+        assert sizes == [sizes[0], sizes[0] - 1, sizes[0] - 1]
+        datagrams = [receiving.recv(2048) for _ in sizes]
+        assert wire.transport.sent == []  # nothing one by one
+        assert len({len(datagram) for datagram in datagrams}) == 1  # one segment size
+        packets = [RtpPacket.parse(wire.transport.receiver.unprotect(d)) for d in datagrams]
+        assert [p.payload for p in packets] == frame.payloads
+        assert [p.padding_size for p in packets] == [0 if n == sizes[0] else 1 for n in sizes]
+        assert [p.sequence_number for p in packets] == [65534, 65535, 0]
+        assert [p.marker for p in packets] == [0, 0, 1]
+        writer.stop()
+
+
+def test_runs_for_one_segmented_send_are_equal_sizes_or_padded_then_one_shorter() -> None:
     sizes = [651, 1209, 1209, 1209, 1208, 1208, 806, 90, 90]
     payloads = [bytes(n) for n in sizes]
-    # [651] [1209 1209 1209 1208] [1208 806] [90 90]
-    assert segment_runs(payloads) == (1, 5, 7, 9)
+    # [651] [1209 1209 1209 1208+1 1208+1 806] [90 90]: fragments a byte shorter are
+    # padded to the run's length, a shorter one ends the run
+    assert segment_runs(payloads) == (1, 7, 9)
     assert segment_runs([bytes(1300)] * 100) == (40, 80, 100)
     assert segment_runs([]) == ()
