@@ -31,6 +31,8 @@ from tests.ingest.peers import (
     view,
 )
 
+Socket = socket.socket
+
 
 def _writers(client: Client, stream_id: str) -> list[RtpWriter]:
     media = client.app[MEDIA].streams[stream_id]
@@ -238,10 +240,10 @@ class _Wire:
         self.reported: tuple[int, int, int, int] | None = None
 
     # with a socket (and an address where it is received), runs go in segmented sends
-    socket: socket.socket | None = None
+    socket: Socket | None = None
     address = ("127.0.0.1", 9)
 
-    def path(self) -> tuple[_Transport, tuple[str, int], Any, socket.socket | None]:
+    def path(self) -> tuple[_Transport, tuple[str, int], Any, Socket | None]:
         return self.transport, self.address, self.transport.get_write_buffer_size, self.socket
 
     def close(self) -> None:
