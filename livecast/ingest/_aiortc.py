@@ -40,7 +40,9 @@ global ``SSL`` of ``aiortc.rtcdtlstransport``; for the fast path
 ``RTCRtpSender._ssrc``, ``_rtx_ssrc``, ``_retransmit``, ``__rtx_payload_type``,
 ``__packet_count``, ``__octet_count``, ``__rtp_timestamp`` and ``__ntp_timestamp``
 (what ``_run_rtcp`` puts in sender reports), ``RTCDtlsTransport._tx_srtp``, and the
-header extensions ``RTCRtpSender._run_rtp`` writes: mid and abs-send-time) and aioice
+header extensions ``RTCRtpSender._run_rtp`` writes: mid and abs-send-time; for viewers'
+send-only transceivers the module global ``RemoteBitrateEstimator`` of
+``aiortc.rtcrtpreceiver``) and aioice
 0.13 (``Connection.query_consent``; ``Connection._nominated``, the pair whose
 ``protocol.transport.sendto`` ``Connection.sendto`` uses); :func:`check_compatible`
 fails loudly at start-up if a different aiortc or aioice lays them out otherwise.
@@ -76,9 +78,11 @@ from aiortc import (
     clock,
     rtcdtlstransport,
     rtcpeerconnection,
+    rtcrtpreceiver,
 )
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RtpPacket, pack_header_extensions
@@ -100,6 +104,8 @@ __all__ = [
     "keep_consent_while_receiving",
     "ntp_time",
     "peer_connection",
+    "quiet_ice_logs",
+    "send_only_transceiver",
     "send_pli",
     "tap_receiver",
     "use_fast_clock",
@@ -486,9 +492,17 @@ class _SharedCertificate:
     def generateCertificate(self) -> RTCCertificate:
         now = time.monotonic()
         if self._certificate is None or now - self._made_at > _CERTIFICATE_TTL_S:
-            self._certificate = RTCCertificate.generateCertificate()
+            self._certificate = _with_fingerprints_kept(RTCCertificate.generateCertificate())
             self._made_at = now
         return self._certificate
+
+
+def _with_fingerprints_kept(certificate: RTCCertificate) -> RTCCertificate:
+    """``certificate``, its fingerprints (every SDP answer has them) digested once
+    rather than per answer."""
+    fingerprints = certificate.getFingerprints()
+    certificate.getFingerprints = lambda: list(fingerprints)  # type: ignore[method-assign]
+    return certificate
 
 
 # The certificate is renewed this often (aiortc's own are valid for 30 days).
@@ -507,6 +521,38 @@ def peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
         return RTCPeerConnection(configuration)
     finally:
         module.RTCCertificate = RTCCertificate
+
+
+def _no_estimator() -> None:
+    return None
+
+
+def send_only_transceiver(pc: RTCPeerConnection, kind: str) -> Any:
+    """``pc.addTransceiver(kind, direction="sendonly")``, its receiver without aiortc's
+    receive-side bandwidth estimator: a send-only transceiver never receives RTP, and
+    the estimator's thousand-bucket rate window is a tenth of a millisecond per viewer
+    (aiortc 1.16 makes it in ``RTCRtpReceiver.__init__`` through the module global
+    ``RemoteBitrateEstimator`` of ``aiortc.rtcrtpreceiver``, swapped here for the call:
+    nothing in between awaits, and a receiver without one skips it)."""
+    module: Any = rtcrtpreceiver
+    module.RemoteBitrateEstimator = _no_estimator
+    try:
+        return pc.addTransceiver(kind, direction="sendonly")
+    finally:
+        module.RemoteBitrateEstimator = _RemoteBitrateEstimator
+
+
+_RemoteBitrateEstimator = RemoteBitrateEstimator
+
+
+def quiet_ice_logs() -> None:
+    """Keep aioice's ``INFO`` lines (one per state change of each candidate pair, several
+    per connection, formatted and written on the event loop) out of the
+    log unless its logger was given a level: sessions are logged once opened and once ended
+    (:mod:`livecast.ingest.sessions`)."""
+    ice_log = logging.getLogger(aioice_ice.__name__)
+    if ice_log.level == logging.NOTSET:
+        ice_log.setLevel(logging.WARNING)
 
 
 def use_fast_clock() -> None:
@@ -784,11 +830,28 @@ def check_compatible() -> None:
     problems += _fast_path_problems()
     if "RTCCertificate.generateCertificate()" not in inspect.getsource(RTCPeerConnection.__init__):
         problems.append("RTCPeerConnection certificate")
+    problems += _join_path_problems()
     if problems:
         raise RuntimeError(
             "this aiortc/aioice version is not supported by the livecast relay: "
             + ", ".join(problems)
         )
+
+
+def _join_path_problems() -> list[str]:
+    """What :func:`send_only_transceiver` and the shared certificate rely on."""
+    problems = []
+    receiver_src = inspect.getsource(RTCRtpReceiver.__init__)
+    if (
+        "RemoteBitrateEstimator()" not in receiver_src
+        or "self.__remote_bitrate_estimator is not None"
+        not in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+        or not callable(getattr(rtcrtpreceiver, "RemoteBitrateEstimator", None))
+    ):
+        problems.append("RTCRtpReceiver bitrate estimator")
+    if "getFingerprints()" not in inspect.getsource(RTCDtlsTransport.getLocalParameters):
+        problems.append("RTCDtlsTransport.getLocalParameters")
+    return problems
 
 
 def _fast_path_problems() -> list[str]:

@@ -104,6 +104,7 @@ class HubBase:
         _aiortc.use_fast_clock()
         _aiortc.cache_host_addresses()
         _aiortc.accept_any_dtls_peer()
+        _aiortc.quiet_ice_logs()
 
     # -- configuration ----------------------------------------------------------------
 
