@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fractions
+import importlib
 import math
 import os
 import time
@@ -464,6 +465,11 @@ async def _watch(
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
     from aiortc.sdp import SessionDescription
+
+    # loaded now, not by the first keyframe a viewer checks (_keyframe_complete)
+    importlib.import_module("aiortc.codecs.h264")
+    importlib.import_module("aiortc.codecs.vpx")
+    importlib.import_module("livecast.ingest.relay")
 
     counters: list[_HeaderCounter] = []
     pcs: list[RTCPeerConnection] = []
