@@ -41,7 +41,9 @@ what it spent with the watchers alone) and the joiner processes' own
 time is not the server's), and each watcher's frame rate from the first POST to a
 second after the last first keyframe (``watchers_fps_min``, ``watchers_gap_ms_max``:
 the longest wait for a frame). ``--profile`` then records the storm. The window that
-follows measures every viewer as above.
+follows measures every viewer as above. ``--pin`` keeps the two apart: the server on
+one core, the publisher and viewers on the others (other work on the machine still
+shares both).
 
 ``--relay-path both`` runs the whole measurement twice, the server relaying through
 aiortc's senders and then through the fan-out (``webrtc.fast_relay``), and prints one
@@ -132,6 +134,12 @@ def main(argv: Sequence[str]) -> int:
         "(offers made beforehand), after the --watching viewers are in",
     )
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on the first core, this command's own processes (publisher, "
+        "viewers) on the others",
+    )
+    parser.add_argument(
         "--watching",
         type=int,
         default=0,
@@ -158,6 +166,9 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--storm must be 0-60 s and --watching 0-2000")
     if args.watching and not args.storm:
         parser.error("--watching is for a --storm")
+    args.cores = sorted(os.sched_getaffinity(0))
+    if args.pin and (args.workers > 1 or len(args.cores) < 2):
+        parser.error("--pin is for one worker on a machine of two cores or more")
     procs = args.procs or max(1, min(8, math.ceil(args.viewers / 75)))
     paths = ["aiortc", "fast"] if args.relay_path == "both" else [args.relay_path]
     runs = [_run(args, procs, fast=path == "fast") for path in paths]
@@ -203,6 +214,8 @@ def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
             },
             workers=args.workers,
         )
+        if args.pin:
+            _pin(server.pid, args.cores)
         base = server.base
         publisher: Any = None
         watchers: list[Any] = []
@@ -358,6 +371,7 @@ def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
         "keyframe_requests_honoured": not args.ignore_keyframe_requests,
         "viewers": args.viewers,
         "viewer_processes": procs,
+        "pinned": args.pin,
         "seconds": round(window, 2),
         "publisher_kbps": publisher_kbps,
         "server_cores": round(cores, 3),
@@ -391,6 +405,13 @@ def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
         frame_times = [times for r in reports for times in r["frame_times"]]
         result["storm"] = _storm(args, storm_figures, ready, frame_times)
     return result
+
+
+def _pin(server_pid: int, cores: list[int]) -> None:
+    """The server (and what it starts from now on) on the first of ``cores``; this
+    command, and so the processes it starts from now on, on the others."""
+    os.sched_setaffinity(server_pid, {cores[0]})
+    os.sched_setaffinity(0, set(cores[1:]))
 
 
 def _profile(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
