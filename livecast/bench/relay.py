@@ -35,8 +35,9 @@ each viewer's frames are measured over ``--seconds``. One JSON line is printed:
 then the ``--viewers`` joiners, their peer connections and offers made beforehand, POST
 them spread evenly over SECONDS (``--join-concurrency`` is then for the watchers only).
 The joining figures above are the joiners', and ``storm`` adds, from the first POST to
-the last joiner's first keyframe: the server's CPU (``server_cpu_ms_per_join``, beyond
-what it spent with the watchers alone) and the joiner processes' own
+the last joiner's first keyframe: the server's CPU (``server_cpu_ms_per_join``: beyond
+what it spent with the watchers alone and, at the window's rate, relaying to the joiners
+once in; ``_gross`` without the latter) and the joiner processes' own
 (``client_cores``, ``client_cpu_ms_per_join``: aiortc peers on the same machine, whose
 time is not the server's), and each watcher's frame rate from the first POST to a
 second after the last first keyframe (``watchers_fps_min``, ``watchers_gap_ms_max``:
@@ -403,7 +404,8 @@ def _run(args: argparse.Namespace, procs: int, *, fast: bool) -> dict[str, Any]:
     }
     if storm:
         frame_times = [times for r in reports for times in r["frame_times"]]
-        result["storm"] = _storm(args, storm_figures, ready, frame_times)
+        relaying = (cores - baseline) / (args.viewers + args.watching)
+        result["storm"] = _storm(args, storm_figures, ready, frame_times, relaying)
     return result
 
 
@@ -477,9 +479,11 @@ def _storm(
     figures: dict[str, Any],
     ready: list[dict[str, Any]],
     frame_times: list[list[float]],
+    relaying: float,
 ) -> dict[str, Any]:
     """The storm: what it cost the server and the joiners' own processes, and how the
-    viewers already watching got their frames meanwhile."""
+    viewers already watching got their frames meanwhile. ``relaying``: the server's
+    cores per viewer relayed to, as the window measured it."""
     joiners = args.viewers
     go_at, span = figures["go_at"], figures["span"]
     arrived = [at for r in ready for at in r["first_frame_at"] if at is not None]
@@ -493,6 +497,9 @@ def _storm(
         around = [t for t in times if go_at - 0.5 <= t <= until]
         gaps.append(max((b - a for a, b in itertools.pairwise(around)), default=0.0))
     server_ms = (figures["server_cpu"] - figures["watching_cores"] * span) * 1000
+    # the joiners were also relayed to from their first keyframe to the storm's end
+    relayed_s = sum(max(0.0, go_at + span - at) for at in arrived)
+    joining_ms = server_ms - relaying * relayed_s * 1000
     return {
         "joiners": joiners,
         "spread_s": args.storm,
@@ -500,7 +507,8 @@ def _storm(
         "span_s": round(span, 2),
         "server_cores": round(figures["server_cpu"] / span, 3),
         "server_cores_before": round(figures["watching_cores"], 3),
-        "server_cpu_ms_per_join": round(server_ms / joiners, 2),
+        "server_cpu_ms_per_join": round(joining_ms / joiners, 2),
+        "server_cpu_ms_per_join_gross": round(server_ms / joiners, 2),
         "client_cores": round(figures["clients_cpu"] / span, 3),
         "client_cpu_ms_per_join": round(figures["clients_cpu"] * 1000 / joiners, 2),
         "watchers_client_cores": round(figures["watchers_cpu"] / span, 3),
