@@ -70,6 +70,7 @@ from typing import Any, TypeVar
 from aioice import ice as aioice_ice
 from aioice import stun
 from aioice import turn as aioice_turn
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -97,6 +98,7 @@ __all__ = [
     "RelaySender",
     "SenderWire",
     "accept_any_dtls_peer",
+    "bind_host_candidates_directly",
     "cache_host_addresses",
     "check_compatible",
     "close_peer",
@@ -593,6 +595,71 @@ def cache_host_addresses() -> None:
     aioice_ice.get_host_addresses = _cached_host_addresses
 
 
+_get_component_candidates = aioice_ice.Connection.get_component_candidates
+
+
+async def _host_candidates(
+    self: aioice_ice.Connection,
+    component: int,
+    addresses: list[str],
+    timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+) -> list[Candidate]:
+    """aioice's ``Connection.get_component_candidates`` without STUN or TURN servers:
+    one host candidate per address, its UDP socket bound here and handed to the loop."""
+    if self.stun_server or self.turn_server:
+        return await _get_component_candidates(self, component, addresses, timeout)
+    loop = asyncio.get_running_loop()
+    candidates = []
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.info("could not open a UDP socket on %s: %s", address, exc)
+            continue
+        try:
+            sock.setblocking(False)
+            sock.bind((address, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice_turn.UDP_SOCKET_BUFFER_SIZE)
+            protocol: aioice_ice.StunProtocol
+            _, protocol = await loop.create_datagram_endpoint(
+                functools.partial(aioice_ice.StunProtocol, self), sock=sock
+            )
+        except OSError as exc:
+            sock.close()
+            log.info("could not bind to %s: %s", address, exc)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        host, port = protocol.transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        self._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    return candidates
+
+
+def bind_host_candidates_directly() -> None:
+    """Gather host candidates without a trip through the loop's address resolution.
+
+    aioice opens each host candidate's socket with ``create_datagram_endpoint(
+    local_addr=...)``, which resolves the (numeric) address on uvloop's thread pool
+    first: a thread hand-off per address and connection, which a busy server pays in
+    scheduling delays right in the answer to a viewer. Without STUN or TURN servers
+    (host candidates only) the socket is bound here and handed to the loop as is; with
+    them, aioice gathers as it does.
+    """
+    aioice_ice.Connection.get_component_candidates = _host_candidates  # type: ignore[method-assign]
+
+
 # -- DTLS ----------------------------------------------------------------------------------
 
 # ECDHE with either certificate kind, AEAD first. The suite decides the kind of the DTLS
@@ -851,6 +918,21 @@ def _join_path_problems() -> list[str]:
         problems.append("RTCRtpReceiver bitrate estimator")
     if "getFingerprints()" not in inspect.getsource(RTCDtlsTransport.getLocalParameters):
         problems.append("RTCDtlsTransport.getLocalParameters")
+    gather_src = inspect.getsource(_get_component_candidates)
+    if not all(
+        part in gather_src
+        for part in (
+            "local_addr=(address, 0)",
+            "turn.UDP_SOCKET_BUFFER_SIZE",
+            'candidate_priority(component, "host")',
+            "self._protocols += host_protocols",
+            "if self.stun_server:",
+            "if self.turn_server:",
+        )
+    ) or "self.get_component_candidates(" not in inspect.getsource(
+        aioice_ice.Connection.gather_candidates
+    ):
+        problems.append("aioice Connection.get_component_candidates")
     return problems
 
 
