@@ -308,6 +308,10 @@ class _HeaderCounter:
         return self.first_frame_ms is None
 
     async def handle(self, data: bytes, arrival_time_ms: int) -> None:
+        self.receive(data)
+
+    def receive(self, data: bytes) -> None:
+        """Count one RTP packet (decrypted if :attr:`decrypting` a video one)."""
         if len(data) < 12:
             return
         self.packets += 1
@@ -412,6 +416,22 @@ class _ClearRtp:
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
         return bytes(self._session.unprotect_rtcp(data))
+
+
+def _count_rtp_on_arrival(connection: Any, clear: _ClearRtp, counter: _HeaderCounter) -> None:
+    """Count RTP as its datagram arrives on any of the connection's sockets, before
+    aioice tries it as STUN and queues it for the DTLS transport's receive loop:
+    what is left of a viewer's receive path per packet. STUN, DTLS and RTCP (RFC 7983:
+    the first byte, then the RTCP packet types) go the usual way."""
+    for protocol in connection._protocols:
+
+        def arrived(data: bytes, addr: Any, usual: Any = protocol.datagram_received) -> None:
+            if 127 < data[0] < 192 and not 191 < data[1] < 224:
+                counter.receive(clear.unprotect(data))
+            else:
+                usual(data, addr)
+
+        protocol.datagram_received = arrived
 
 
 @dataclasses.dataclass(frozen=True)
@@ -519,8 +539,9 @@ async def _watch(
             def on_state(transport: Any = transport) -> None:
                 if transport.state == "connected" and not isinstance(transport._rx_srtp, _ClearRtp):
                     counter.connected_ms = (time.monotonic() - counter.posted_at) * 1000
-                    transport._rx_srtp = _ClearRtp(transport._rx_srtp, counter)
+                    clear = transport._rx_srtp = _ClearRtp(transport._rx_srtp, counter)
                     transport._handle_rtp_data = counter.handle
+                    _count_rtp_on_arrival(transport.transport._connection, clear, counter)
 
             transport.on("statechange", on_state)
         return counter
