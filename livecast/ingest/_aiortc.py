@@ -42,7 +42,9 @@ global ``SSL`` of ``aiortc.rtcdtlstransport``; for the fast path
 ``RTCRtpSender._ssrc``, ``_rtx_ssrc``, ``_retransmit``, ``__rtx_payload_type``,
 ``__packet_count``, ``__octet_count``, ``__rtp_timestamp`` and ``__ntp_timestamp``
 (what ``_run_rtcp`` puts in sender reports), ``RTCDtlsTransport._tx_srtp``, and the
-header extensions ``RTCRtpSender._run_rtp`` writes: mid and abs-send-time) and aioice
+header extensions ``RTCRtpSender._run_rtp`` writes: mid and abs-send-time; for viewers'
+send-only transceivers the module global ``RemoteBitrateEstimator`` of
+``aiortc.rtcrtpreceiver``) and aioice
 0.13 (``Connection.query_consent``; ``Connection._nominated``, the pair whose
 ``protocol.transport.sendto`` ``Connection.sendto`` uses) and pylibsrtp 1.0 (``Session._srtp``,
 the libsrtp context, and its ``srtp_protect`` binding); :func:`check_compatible` fails
@@ -71,6 +73,7 @@ from typing import Any, TypeVar
 from aioice import ice as aioice_ice
 from aioice import stun
 from aioice import turn as aioice_turn
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -79,9 +82,11 @@ from aiortc import (
     clock,
     rtcdtlstransport,
     rtcpeerconnection,
+    rtcrtpreceiver,
 )
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RtpPacket, pack_header_extensions
@@ -101,6 +106,7 @@ __all__ = [
     "RelaySender",
     "SenderWire",
     "accept_any_dtls_peer",
+    "bind_host_candidates_directly",
     "cache_host_addresses",
     "check_compatible",
     "close_peer",
@@ -108,6 +114,8 @@ __all__ = [
     "keep_consent_while_receiving",
     "ntp_time",
     "peer_connection",
+    "quiet_ice_logs",
+    "send_only_transceiver",
     "send_pli",
     "srtp_context",
     "tap_receiver",
@@ -549,9 +557,17 @@ class _SharedCertificate:
     def generateCertificate(self) -> RTCCertificate:
         now = time.monotonic()
         if self._certificate is None or now - self._made_at > _CERTIFICATE_TTL_S:
-            self._certificate = RTCCertificate.generateCertificate()
+            self._certificate = _with_fingerprints_kept(RTCCertificate.generateCertificate())
             self._made_at = now
         return self._certificate
+
+
+def _with_fingerprints_kept(certificate: RTCCertificate) -> RTCCertificate:
+    """``certificate``, its fingerprints (every SDP answer has them) digested once
+    rather than per answer."""
+    fingerprints = certificate.getFingerprints()
+    certificate.getFingerprints = lambda: list(fingerprints)  # type: ignore[method-assign]
+    return certificate
 
 
 # The certificate is renewed this often (aiortc's own are valid for 30 days).
@@ -570,6 +586,38 @@ def peer_connection(configuration: RTCConfiguration) -> RTCPeerConnection:
         return RTCPeerConnection(configuration)
     finally:
         module.RTCCertificate = RTCCertificate
+
+
+def _no_estimator() -> None:
+    return None
+
+
+def send_only_transceiver(pc: RTCPeerConnection, kind: str) -> Any:
+    """``pc.addTransceiver(kind, direction="sendonly")``, its receiver without aiortc's
+    receive-side bandwidth estimator: a send-only transceiver never receives RTP, and
+    the estimator's thousand-bucket rate window is a tenth of a millisecond per viewer
+    (aiortc 1.16 makes it in ``RTCRtpReceiver.__init__`` through the module global
+    ``RemoteBitrateEstimator`` of ``aiortc.rtcrtpreceiver``, swapped here for the call:
+    nothing in between awaits, and a receiver without one skips it)."""
+    module: Any = rtcrtpreceiver
+    module.RemoteBitrateEstimator = _no_estimator
+    try:
+        return pc.addTransceiver(kind, direction="sendonly")
+    finally:
+        module.RemoteBitrateEstimator = _RemoteBitrateEstimator
+
+
+_RemoteBitrateEstimator = RemoteBitrateEstimator
+
+
+def quiet_ice_logs() -> None:
+    """Keep aioice's ``INFO`` lines (one per state change of each candidate pair, several
+    per connection, formatted and written on the event loop) out of the
+    log unless its logger was given a level: sessions are logged once opened and once ended
+    (:mod:`livecast.ingest.sessions`)."""
+    ice_log = logging.getLogger(aioice_ice.__name__)
+    if ice_log.level == logging.NOTSET:
+        ice_log.setLevel(logging.WARNING)
 
 
 def use_fast_clock() -> None:
@@ -608,6 +656,71 @@ def cache_host_addresses() -> None:
     seen within ``_HOST_ADDRESSES_TTL_S``.
     """
     aioice_ice.get_host_addresses = _cached_host_addresses
+
+
+_get_component_candidates = aioice_ice.Connection.get_component_candidates
+
+
+async def _host_candidates(
+    self: aioice_ice.Connection,
+    component: int,
+    addresses: list[str],
+    timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+) -> list[Candidate]:
+    """aioice's ``Connection.get_component_candidates`` without STUN or TURN servers:
+    one host candidate per address, its UDP socket bound here and handed to the loop."""
+    if self.stun_server or self.turn_server:
+        return await _get_component_candidates(self, component, addresses, timeout)
+    loop = asyncio.get_running_loop()
+    candidates = []
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.info("could not open a UDP socket on %s: %s", address, exc)
+            continue
+        try:
+            sock.setblocking(False)
+            sock.bind((address, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice_turn.UDP_SOCKET_BUFFER_SIZE)
+            protocol: aioice_ice.StunProtocol
+            _, protocol = await loop.create_datagram_endpoint(
+                functools.partial(aioice_ice.StunProtocol, self), sock=sock
+            )
+        except OSError as exc:
+            sock.close()
+            log.info("could not bind to %s: %s", address, exc)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        host, port = protocol.transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        self._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    return candidates
+
+
+def bind_host_candidates_directly() -> None:
+    """Gather host candidates without a trip through the loop's address resolution.
+
+    aioice opens each host candidate's socket with ``create_datagram_endpoint(
+    local_addr=...)``, which resolves the (numeric) address on uvloop's thread pool
+    first: a thread hand-off per address and connection, which a busy server pays in
+    scheduling delays right in the answer to a viewer. Without STUN or TURN servers
+    (host candidates only) the socket is bound here and handed to the loop as is; with
+    them, aioice gathers as it does.
+    """
+    aioice_ice.Connection.get_component_candidates = _host_candidates  # type: ignore[method-assign]
 
 
 # -- DTLS ----------------------------------------------------------------------------------
@@ -847,11 +960,43 @@ def check_compatible() -> None:
     problems += _fast_path_problems()
     if "RTCCertificate.generateCertificate()" not in inspect.getsource(RTCPeerConnection.__init__):
         problems.append("RTCPeerConnection certificate")
+    problems += _join_path_problems()
     if problems:
         raise RuntimeError(
             "this aiortc/aioice version is not supported by the livecast relay: "
             + ", ".join(problems)
         )
+
+
+def _join_path_problems() -> list[str]:
+    """What :func:`send_only_transceiver` and the shared certificate rely on."""
+    problems = []
+    receiver_src = inspect.getsource(RTCRtpReceiver.__init__)
+    if (
+        "RemoteBitrateEstimator()" not in receiver_src
+        or "self.__remote_bitrate_estimator is not None"
+        not in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+        or not callable(getattr(rtcrtpreceiver, "RemoteBitrateEstimator", None))
+    ):
+        problems.append("RTCRtpReceiver bitrate estimator")
+    if "getFingerprints()" not in inspect.getsource(RTCDtlsTransport.getLocalParameters):
+        problems.append("RTCDtlsTransport.getLocalParameters")
+    gather_src = inspect.getsource(_get_component_candidates)
+    if not all(
+        part in gather_src
+        for part in (
+            "local_addr=(address, 0)",
+            "turn.UDP_SOCKET_BUFFER_SIZE",
+            'candidate_priority(component, "host")',
+            "self._protocols += host_protocols",
+            "if self.stun_server:",
+            "if self.turn_server:",
+        )
+    ) or "self.get_component_candidates(" not in inspect.getsource(
+        aioice_ice.Connection.gather_candidates
+    ):
+        problems.append("aioice Connection.get_component_candidates")
+    return problems
 
 
 def _fast_path_problems() -> list[str]:

@@ -103,7 +103,9 @@ class HubBase:
         _aiortc.check_compatible()
         _aiortc.use_fast_clock()
         _aiortc.cache_host_addresses()
+        _aiortc.bind_host_candidates_directly()
         _aiortc.accept_any_dtls_peer()
+        _aiortc.quiet_ice_logs()
 
     # -- configuration ----------------------------------------------------------------
 

@@ -86,7 +86,7 @@ class ViewerSide(HubBase):
         try:
             for kind in offer.kinds:
                 families = video_codecs if kind == "video" else (AUDIO_CODEC,)
-                transceiver = pc.addTransceiver(kind, direction="sendonly")
+                transceiver = _aiortc.send_only_transceiver(pc, kind)
                 sender = _aiortc.RelaySender(transceiver.sender)
                 track = ViewerTrack(
                     media.sources[kind],

@@ -13,6 +13,7 @@ from tests.bench._run import Bench
 
 CASES = [("h264", ()), ("vp8", ()), ("h264", ("--ignore-keyframe-requests",))]
 WORKERS = ("h264", ("--workers", "2"))
+STORM = ("h264", ("--storm", "0.5", "--watching", "2"))
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def benches() -> Iterator[dict[tuple[str, tuple[str, ...]], Bench]]:
         for codec, extra in CASES
     }
     started[WORKERS] = Bench("relay", "--viewers", "4", "--seconds", "2", "--workers", "2")
+    started[STORM] = Bench("relay", "--viewers", "4", "--seconds", "2", *STORM[1])
     yield started
     for bench in started.values():
         bench.stop()
@@ -65,3 +67,18 @@ def test_relay_bench_measures_the_box_with_workers(
     assert report["fps_per_viewer_min"] > 0
     assert report["viewers_waiting_keyframe"] == 0
     assert report["source_fps"] > 0  # read at the stream's origin worker
+
+
+@pytest.mark.timeout(150)
+def test_relay_bench_storm_joins_while_others_watch(
+    benches: dict[tuple[str, tuple[str, ...]], Bench],
+) -> None:
+    report = benches[STORM].report()
+    storm = report["storm"]
+    assert (storm["joiners"], storm["watching"]) == (4, 2)
+    assert report["joins_failed"] == 0
+    assert report["first_frame_ms_p95"] > 0  # a complete keyframe reached every joiner
+    assert storm["watchers_fps_min"] > 0  # the watchers' frames were counted meanwhile
+    for key in ("server_cpu_ms_per_join", "client_cpu_ms_per_join", "watchers_gap_ms_max"):
+        assert key in storm, key
+    assert report["fps_per_viewer_min"] > 0  # joiners and watchers alike, after the storm
