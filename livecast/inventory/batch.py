@@ -146,6 +146,9 @@ class ScriptBatcher:
         self._pending: list[_Entry] = []
         self._groups: dict[tuple[str, Any], _Entry] = {}
         self._scheduled = False
+        # The loop the next flush is scheduled on: asked for once per batch, not once per
+        # call (Python 3.11's get_running_loop() makes a getpid system call each time).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.batches_sent = 0
         self.scripts_sent = 0
@@ -189,7 +192,9 @@ class ScriptBatcher:
         return self._enqueue(entry)
 
     def _enqueue(self, entry: _Entry) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop if self._scheduled else None
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         entry.futures.append(future)
         if not self._scheduled:
@@ -213,7 +218,8 @@ class ScriptBatcher:
         self._inflight.discard(task)
         if self._pending and not self._scheduled:
             self._scheduled = True
-            task.get_loop().call_soon(self._flush)
+            self._loop = task.get_loop()
+            self._loop.call_soon(self._flush)
 
     async def _send(self, batch: list[_Entry]) -> None:
         self.batches_sent += 1
