@@ -214,8 +214,9 @@ async def add_item(request: web.Request) -> web.Response:
     a SKU the read shows sold out is refused without a reservation."""
     buyer = _buyer(request)
     body = await read_json(request, AddCartItem)
-    service = request.app[CART]
-    reservations = request.app[INVENTORY].reservations
+    app = request.app
+    service = app[CART]
+    reservations = app[INVENTORY].reservations
     hold_id = body.hold_id or reservations.new_hold_id()
     replay = body.source != "live"  # a replay or a clip of it: the stream has ended
     if replay and body.deal_id is not None:
@@ -227,11 +228,11 @@ async def add_item(request: web.Request) -> web.Response:
         deal_id=body.deal_id,
         source=body.source,
     )
-    stream_key = request.app[STREAMS].hash_key(body.stream_id)
+    stream_key = app[STREAMS].hash_key(body.stream_id)
     steps = Steps().command("HMGET", stream_key, "state", "seller_id")
     reservations.add_stock_read(steps, body.sku)
     if replay:
-        steps.command("EXISTS", record_key(request.app[KEYS], body.stream_id))
+        steps.command("EXISTS", record_key(app[KEYS], body.stream_id))
     (state, seller), stock, *rest = await reservations.batcher.send(
         service.carts.add_stage(steps, buyer.sub, entry)
     )
@@ -275,10 +276,11 @@ async def add_item(request: web.Request) -> web.Response:
             await service.carts.drop(buyer.sub, hold_id)
         raise
     if not hold.replayed:
-        record_moment(reservations.batcher, request.app[KEYS], hold_id, body.position_s, not replay)
+        record_moment(reservations.batcher, app[KEYS], hold_id, body.position_s, not replay)
         service.tally.count(body.stream_id)
-        request.app[METRICS].add_to_carts.inc()
-        request.app[METRICS].source_add_to_carts.labels(body.source).inc()
+        metrics = app[METRICS]
+        metrics.add_to_carts.inc()
+        metrics.source_add_to_carts.labels(body.source).inc()
         if replay:
             await service.sales.add_to_cart_from(body.stream_id, body.source)
     return json_response(_line(entry, hold, hold.answered_at_ms), status=201)

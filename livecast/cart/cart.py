@@ -78,9 +78,10 @@ class CartStore:
             self.max_lines,
         )
 
-    async def drop(self, buyer_id: str, hold_id: str) -> None:
-        """Remove a staged line whose reservation was refused."""
-        await self._batcher.command("HDEL", self._key(buyer_id), hold_id)
+    def drop(self, buyer_id: str, hold_id: str) -> asyncio.Future[Any]:
+        """Remove a staged line whose reservation was refused, queued in the loop tick's
+        batch (awaited as it is, without a coroutine of its own)."""
+        return self._batcher.command("HDEL", self._key(buyer_id), hold_id)
 
     async def add(self, buyer_id: str, entry: CartEntry) -> None:
         await self._redis.hset(self._key(buyer_id), entry.hold_id, self._encoder.encode(entry))
