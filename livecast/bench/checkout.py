@@ -58,7 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--buyers", type=int, default=10_000, help="buyers in the race")
     parser.add_argument("--units", type=int, default=1_000, help="units for sale")
     parser.add_argument("--inflight", type=int, default=500, help="requests in flight at once")
-    parser.add_argument("--trivial", type=int, default=5_000, help="GET /healthz requests")
+    parser.add_argument(
+        "--trivial",
+        type=int,
+        default=10_000,
+        help="GET /healthz requests (server CPU is read in 10 ms ticks: 10,000 take some 70 "
+        "of them, so the yardstick is good to about 1 in 70)",
+    )
     parser.add_argument("--redis-url", default="", help="default: an embedded redis-server")
     parser.add_argument(
         "--workers",
@@ -70,8 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="record the server (the first worker, with --workers) with py-spy during the "
-        "checkout phase (collapsed stacks to FILE; pip install -c constraints.txt '.[bench]')",
+        help="record the server (the first worker, with --workers) with py-spy during one "
+        "phase (collapsed stacks to FILE; pip install -c constraints.txt '.[bench]')",
+    )
+    parser.add_argument(
+        "--profile-phase",
+        choices=("trivial", "add", "checkout"),
+        default="checkout",
+        help="the phase --profile records (default: checkout)",
     )
     return parser
 
@@ -164,8 +176,12 @@ def _cpu_s(*pids: int) -> float:
 class _Phase:
     """Latencies and answers of one phase, and the server CPU it took."""
 
-    def __init__(self, name: str, pids: list[int], redis_pid: int | None) -> None:
+    def __init__(
+        self, name: str, pids: list[int], redis_pid: int | None, profile: str | None = None
+    ) -> None:
         self.name = name
+        # py-spy records the server during this phase into this file.
+        self._profile = profile
         self._pids = pids
         self._redis_pid = redis_pid
         # The crowd's (this process's) and Redis's CPU over the phase: when either is near
@@ -189,12 +205,16 @@ class _Phase:
                 self.statuses[outcome] = self.statuses.get(outcome, 0) + 1
 
         me, redis = os.getpid(), self._redis_pid
+        profiler = _profiler(self._pids[0], self._profile) if self._profile else None
         cpu0, client0, redis0 = _cpu_s(*self._pids), _cpu_s(me), _cpu_s(redis) if redis else 0.0
         began = clock()
         await asyncio.gather(*(worker() for _ in range(min(inflight, count))))
         self.wall_s, self.cpu_s = clock() - began, _cpu_s(*self._pids) - cpu0
         self.client_cpu_s = _cpu_s(me) - client0
         self.redis_cpu_s = (_cpu_s(redis) if redis else 0.0) - redis0
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+            await asyncio.to_thread(profiler.wait, 30)
 
     def figures(self) -> dict[str, float]:
         return {
@@ -259,8 +279,13 @@ async def _crowd(
         ]
         redis = await open_redis(redis_url, RedisSettings(url=redis_url))
         keys = KeySpace(prefix)
+
+        def phase(name: str) -> _Phase:
+            profile = args.profile if args.profile_phase == name else None
+            return _Phase(name, pids, redis_pid, profile)
+
         try:
-            trivial = _Phase("trivial", pids, redis_pid)
+            trivial = phase("trivial")
 
             async def healthz(_: int) -> str:
                 async with http.get("/healthz") as resp:
@@ -270,7 +295,7 @@ async def _crowd(
             await trivial.run(args.trivial, args.inflight, healthz)
 
             # Every buyer opens the watch page first, which loads the cart.
-            joins = _Phase("join", pids, redis_pid)
+            joins = phase("join")
 
             async def join(n: int) -> str:
                 headers = {"Authorization": f"Bearer {buyers[n]}"}
@@ -281,7 +306,7 @@ async def _crowd(
             await joins.run(args.buyers, args.inflight, join)
 
             added: list[int] = []
-            adds = _Phase("add", pids, redis_pid)
+            adds = phase("add")
             add_body = {"stream_id": stream_id, "sku": _SKU, "quantity": 1}
 
             async def add(n: int) -> str:
@@ -295,7 +320,7 @@ async def _crowd(
 
             await adds.run(args.buyers, args.inflight, add)
 
-            checkouts = _Phase("checkout", pids, redis_pid)
+            checkouts = phase("checkout")
 
             retries = 0
 
@@ -315,11 +340,7 @@ async def _crowd(
                     return "201"
                 return f"{resp.status} {body['error']['code']}"
 
-            profiler = _profiler(pids[0], args.profile) if args.profile else None
             await checkouts.run(len(added), args.inflight, checkout)
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
-                await asyncio.to_thread(profiler.wait, 30)
             open_left = await _settled(redis, keys)
             books = await _books(redis, keys, stream_id, args.units, Reservations, OrderStore)
         finally:
@@ -362,7 +383,8 @@ async def _crowd(
 
 def _profiler(pid: int, path: str) -> subprocess.Popen[bytes]:
     profiler = subprocess.Popen(
-        ["py-spy", "record", "--format", "raw", "--rate", "500", "-p", str(pid), "-o", path],
+        ["py-spy", "record", "--format", "raw", "--rate", "500", "-p", str(pid),
+         "-o", path],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)  # attached before the phase starts

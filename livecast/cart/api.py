@@ -19,7 +19,8 @@ from livecast.cart.stats import StreamStats
 from livecast.error_codes import ErrorCode
 from livecast.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from livecast.http import identity, json_response, read_body, read_json
-from livecast.ids import SKU_PATTERN, STREAM_ID_PATTERN, new_id
+from livecast.ids import SKU_PATTERN, STREAM_ID_PATTERN
+from livecast.inventory.batch import Steps
 from livecast.inventory.money import Money
 from livecast.inventory.reserve import Hold, HoldState
 from livecast.inventory.service import INVENTORY
@@ -205,16 +206,18 @@ def _line(entry: CartEntry, hold: Hold, now_ms: int) -> CartLine:
     auth=Auth.REQUIRED,
 )
 async def add_item(request: web.Request) -> web.Response:
-    """Two round trips to Redis: the stream's state and seller read and the cart line
-    staged, in one pipeline; then the reservation (with every other reservation of the SKU
-    made in the same loop tick), which also checks the stream may sell the product. A
-    refusal drops the staged line again; a reservation whose answer was lost keeps it, so
-    its hold is never in nobody's cart."""
+    """Two round trips to Redis: the stream's state and seller and the product's free
+    units read and the cart line staged, in one pipeline; then the reservation (with every
+    other reservation of the SKU made in the same loop tick), which also checks the stream
+    may sell the product. A refusal drops the staged line again (a third); a reservation
+    whose answer was lost keeps it, so its hold is never in nobody's cart. A new line for
+    a SKU the read shows sold out is refused without a reservation."""
     buyer = _buyer(request)
     body = await read_json(request, AddCartItem)
-    service = request.app[CART]
-    reservations = request.app[INVENTORY].reservations
-    hold_id = body.hold_id or new_id()
+    app = request.app
+    service = app[CART]
+    reservations = app[INVENTORY].reservations
+    hold_id = body.hold_id or reservations.new_hold_id()
     replay = body.source != "live"  # a replay or a clip of it: the stream has ended
     if replay and body.deal_id is not None:
         raise Conflict("deals are over on a replay", code=ErrorCode.DEAL_ENDED)
@@ -225,19 +228,16 @@ async def add_item(request: web.Request) -> web.Response:
         deal_id=body.deal_id,
         source=body.source,
     )
-    stream_key = request.app[STREAMS].hash_key(body.stream_id)
-    # Queued now, so they go out in the same pipeline.
-    stream_read = reservations.batcher.command("HMGET", stream_key, "state", "seller_id")
-    replay_read = None
+    stream_key = app[STREAMS].hash_key(body.stream_id)
+    steps = Steps().command("HMGET", stream_key, "state", "seller_id")
+    reservations.add_stock_read(steps, body.sku)
     if replay:
-        replay_key = record_key(request.app[KEYS], body.stream_id)
-        replay_read = reservations.batcher.command("EXISTS", replay_key)
-    staging = service.carts.stage(buyer.sub, entry)
-    try:
-        state, seller = await stream_read
-        recorded = await replay_read if replay_read is not None else 0
-    finally:
-        staged = await staging
+        steps.command("EXISTS", record_key(app[KEYS], body.stream_id))
+    (state, seller), stock, *rest = await reservations.batcher.send(
+        service.carts.add_stage(steps, buyer.sub, entry)
+    )
+    recorded = rest[0] if replay else 0
+    staged = rest[-1]
     try:
         if state is None:
             raise NotFound(f"no stream {body.stream_id!r}", code=ErrorCode.STREAM_NOT_FOUND)
@@ -260,6 +260,8 @@ async def add_item(request: web.Request) -> web.Response:
                 f"hold id {hold_id!r} is already a line for {staged[1].decode()} in your cart",
                 code=ErrorCode.HOLD_CONFLICT,
             )
+        if staged == b"added" and body.hold_id is None and body.deal_id is None:
+            reservations.refuse_if_sold_out(body.sku, stock, body.quantity, seller.decode())
         hold = await reservations.reserve(
             body.sku,
             body.quantity,
@@ -274,10 +276,11 @@ async def add_item(request: web.Request) -> web.Response:
             await service.carts.drop(buyer.sub, hold_id)
         raise
     if not hold.replayed:
-        record_moment(reservations.batcher, request.app[KEYS], hold_id, body.position_s, not replay)
+        record_moment(reservations.batcher, app[KEYS], hold_id, body.position_s, not replay)
         service.tally.count(body.stream_id)
-        request.app[METRICS].add_to_carts.inc()
-        request.app[METRICS].source_add_to_carts.labels(body.source).inc()
+        metrics = app[METRICS]
+        metrics.add_to_carts.inc()
+        metrics.source_add_to_carts.labels(body.source).inc()
         if replay:
             await service.sales.add_to_cart_from(body.stream_id, body.source)
     return json_response(_line(entry, hold, hold.answered_at_ms), status=201)

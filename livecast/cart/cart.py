@@ -63,20 +63,25 @@ class CartStore:
         """Queue ``cart_add.lua`` for the line (sent with the loop tick's other commands);
         the future gets ``b"added"``, ``b"exists"``, ``b"cart_full"`` or
         ``[b"hold_conflict", sku]``."""
-        return self._batcher.call(
-            self._add_line,
-            (
-                self._key(buyer_id),
-                entry.hold_id,
-                self._encoder.encode(entry),
-                entry.sku,
-                self.max_lines,
-            ),
+        return self._batcher.call(self._add_line, self._stage_args(buyer_id, entry))
+
+    def add_stage(self, steps: Steps, buyer_id: str, entry: CartEntry) -> Steps:
+        """Add :meth:`stage` of the line to a request's steps."""
+        return steps.call(self._add_line, self._stage_args(buyer_id, entry))
+
+    def _stage_args(self, buyer_id: str, entry: CartEntry) -> tuple[Any, ...]:
+        return (
+            self._key(buyer_id),
+            entry.hold_id,
+            self._encoder.encode(entry),
+            entry.sku,
+            self.max_lines,
         )
 
-    async def drop(self, buyer_id: str, hold_id: str) -> None:
-        """Remove a staged line whose reservation was refused."""
-        await self._batcher.command("HDEL", self._key(buyer_id), hold_id)
+    def drop(self, buyer_id: str, hold_id: str) -> asyncio.Future[Any]:
+        """Remove a staged line whose reservation was refused, queued in the loop tick's
+        batch (awaited as it is, without a coroutine of its own)."""
+        return self._batcher.command("HDEL", self._key(buyer_id), hold_id)
 
     async def add(self, buyer_id: str, entry: CartEntry) -> None:
         await self._redis.hset(self._key(buyer_id), entry.hold_id, self._encoder.encode(entry))

@@ -20,10 +20,6 @@ Several commands of one request that need no answer in between go out as one ent
 once with every reply, and always in one pipeline, in the order listed. A checkout's
 round trip costs one future and one wake-up that way, not one per command.
 
-Calls queued inside :meth:`ScriptBatcher.in_order` go out in one pipeline, in the order
-they were queued, so Redis applies them in that order (a pipeline is split only between
-such blocks): a step that must land after another can share its round trip.
-
 ``NOSCRIPT`` (a restarted or failed-over server lost its script cache) is handled for the
 whole batch: the scripts are loaded again and only the calls that got ``NOSCRIPT`` are
 sent again, which is safe because a script that got ``NOSCRIPT`` did not run.
@@ -32,9 +28,8 @@ sent again, which is safe because a script that got ``NOSCRIPT`` did not run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -151,8 +146,9 @@ class ScriptBatcher:
         self._pending: list[_Entry] = []
         self._groups: dict[tuple[str, Any], _Entry] = {}
         self._scheduled = False
-        # Inside in_order(): the batch is not split when it reaches max_batch.
-        self._ordering = 0
+        # The loop the next flush is scheduled on: asked for once per batch, not once per
+        # call (Python 3.11's get_running_loop() makes a getpid system call each time).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.batches_sent = 0
         self.scripts_sent = 0
@@ -195,29 +191,16 @@ class ScriptBatcher:
         entry.args.extend(args)
         return self._enqueue(entry)
 
-    @contextlib.contextmanager
-    def in_order(self) -> Iterator[None]:
-        """The calls queued in the block go out together, in one pipeline, in the order
-        queued (the block queues without awaiting; grouped calls may join an earlier
-        entry, so use plain calls and commands). Redis applies a pipeline's commands in
-        order but runs every one (an error reply does not stop the rest): put a step here
-        only behind steps whose failure leaves it harmless."""
-        self._ordering += 1
-        try:
-            yield
-        finally:
-            self._ordering -= 1
-            if not self._ordering and len(self._pending) >= self._max_batch:
-                self._flush()
-
     def _enqueue(self, entry: _Entry) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop if self._scheduled else None
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         entry.futures.append(future)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        elif len(self._pending) >= self._max_batch and not self._ordering:
+        elif len(self._pending) >= self._max_batch:
             self._flush()
         return future
 
@@ -235,7 +218,8 @@ class ScriptBatcher:
         self._inflight.discard(task)
         if self._pending and not self._scheduled:
             self._scheduled = True
-            task.get_loop().call_soon(self._flush)
+            self._loop = task.get_loop()
+            self._loop.call_soon(self._flush)
 
     async def _send(self, batch: list[_Entry]) -> None:
         self.batches_sent += 1

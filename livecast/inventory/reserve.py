@@ -68,6 +68,8 @@ future, one reply item.
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,7 +80,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from livecast.error_codes import ErrorCode
-from livecast.errors import Conflict, Unprocessable
+from livecast.errors import ApiError, Conflict, Unprocessable
 from livecast.ids import is_sku
 from livecast.inventory._private import text as _text
 from livecast.inventory.batch import ScriptBatcher, Steps
@@ -114,6 +116,33 @@ _HOLD_FIELDS = (
 
 def is_hold_id(value: str) -> bool:
     return bool(_HOLD_ID.match(value))
+
+
+class _HoldIds:
+    """New hold ids, as :func:`livecast.ids.new_id` makes them (12 url-safe characters, 72
+    random bits, never a leading "-"), drawn from the OS's random source in bulk: one
+    read per 512 ids, not one system call per add-to-cart."""
+
+    __slots__ = ("_at", "_drawn")
+    _BATCH = 512
+
+    def __init__(self) -> None:
+        self._drawn = ""
+        self._at = 0
+
+    def __call__(self) -> str:
+        while True:
+            if self._at >= len(self._drawn):
+                self._drawn = base64.urlsafe_b64encode(os.urandom(9 * self._BATCH)).decode()
+                self._at = 0
+            value = self._drawn[self._at : self._at + 12]
+            self._at += 12
+            if value[0] != "-":
+                return value
+
+
+# A reserve refusal's status word -> its code, looked up once per word.
+_REFUSALS: dict[bytes, ErrorCode] = {}
 
 
 class HoldState(StrEnum):
@@ -216,6 +245,7 @@ class Reservations:
         self._retention_arg = str(self._retention_ms)
         self.max_qty = max_qty
         self.batcher = batcher or ScriptBatcher(redis)
+        self.new_hold_id = _HoldIds()
         self._reserve = load_lua(redis, _HERE / "reserve.lua")
         give_back = _HERE / "give_back.lua"
         self._release = load_lua(redis, _HERE / "release.lua", prelude=give_back)
@@ -317,6 +347,21 @@ class Reservations:
             return self._hold_from_reply(sku, hold_id, reply, replayed=True)
         if status == b"error":
             raise RuntimeError(f"reserve.lua failed for {sku}/{hold_id}: {_text(reply[1])}")
+        raise self.refusal(status, sku, reply, stream_id=stream_id, deal_id=deal_id)
+
+    @staticmethod
+    def refusal(
+        status: bytes,
+        sku: str,
+        reply: Sequence[Any] = (),
+        *,
+        stream_id: str | None = None,
+        deal_id: str | None = None,
+    ) -> ApiError:
+        """The error of a reservation refused with ``status`` (``reserve.lua``'s reply)."""
+        code = _REFUSALS.get(status)
+        if code is None:
+            code = _REFUSALS[status] = ErrorCode.of(status.decode())
         details: dict[str, Any] = {"sku": sku}
         if status in (b"over_limit", b"insufficient_stock") and len(reply) > 2:
             details["have" if status == b"over_limit" else "left"] = reply[2]
@@ -324,7 +369,25 @@ class Reservations:
             details["stream_id"] = stream_id
         if status == b"deal_not_in_stream":
             details["deal_id"] = deal_id
-        return raise_for_status(status.decode(), sku, **details)
+        return ApiError.of(code, f"{sku}: {code.meaning}", **details)
+
+    def add_stock_read(self, steps: Steps, sku: str) -> Steps:
+        """Add reading the SKU's free units and owner to a request's steps; with its
+        reply, :meth:`refuse_if_sold_out` answers before any reservation is sent."""
+        return steps.command("HMGET", self.base(sku) + ":product", "available", "owner")
+
+    def refuse_if_sold_out(self, sku: str, stock: Sequence[Any], qty: int, seller_id: str) -> None:
+        """Raise the ``sold_out`` refusal that :meth:`reserve` would give, when the stock
+        read (:meth:`add_stock_read`) shows it, for ``qty`` units outside any deal, under a
+        hold id never used, by a stream of ``seller_id``; else return (reserve decides).
+        The read and the refusal are one moment: no free unit was left then, so nothing is
+        held, and the script need not run."""
+        available, owner = stock
+        if available != b"0" or not 1 <= qty <= self.max_qty:
+            return
+        if owner and owner.decode() != seller_id:
+            return  # another seller's product: reserve.lua checks the grant first
+        raise self.refusal(b"sold_out", sku)
 
     def _hold_from_reply(self, sku: str, hold_id: str, reply: Any, *, replayed: bool) -> Hold:
         deal = _text(reply[6])

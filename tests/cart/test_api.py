@@ -642,6 +642,40 @@ async def test_refused_add_to_cart_leaves_no_line_and_no_hold(
     assert (cart["lines"], cart["expired"]) == ([], [])
 
 
+async def test_a_sold_out_sku_is_refused_as_the_reservation_would_refuse_it(
+    shop: Shop, make_token: MakeToken
+) -> None:
+    """An add reads the SKU's free units with the stream, and refuses a new line for a
+    sold-out SKU without reserving: the answer is the one the reservation gives, another
+    seller's product not granted to the stream is still ``product_not_granted``, and a
+    retried hold id still gets its hold."""
+    await shop.product("LAST", price=500, stock=1)
+    first, second = new_buyer(make_token), new_buyer(make_token)
+    made = await shop.add(first, "LAST", hold_id="last-1")
+    assert made.status == 201, await made.text()
+    again = await shop.add(first, "LAST", hold_id="last-1")
+    assert again.status == 201, await again.text()
+    kept = ("hold_id", "quantity", "expires_at", "state")
+    first_line, second_line = await made.json(), await again.json()
+    assert [second_line[k] for k in kept] == [first_line[k] for k in kept]
+    assert second_line["hold_id"] == "last-1"
+    await error_is(await shop.add(second, "LAST"), 409, "sold_out")
+    await error_is(await shop.add(second, "LAST", 2), 409, "sold_out")
+
+    other = make_token(Role.SELLER, sub="seller-2", name="Bo")
+    resp = await shop.client.put(
+        "/api/products/BAG",
+        json={"title": "Bag", "price": {"amount_minor": 900, "currency": "EUR"}, "stock": 0},
+        headers=bearer(other),
+    )
+    assert resp.status in (200, 201), await resp.text()
+    await error_is(await shop.add(second, "BAG"), 403, "product_not_granted")
+
+    cart = await (await shop.client.get("/api/cart", headers=bearer(second))).json()
+    assert (cart["lines"], cart["expired"]) == ([], [])
+    assert await shop.stock("LAST") == {"stock": 0, "held": 1, "sold": 0}
+
+
 async def test_a_cart_never_passes_its_line_limit_under_concurrent_adds(
     shop: Shop, make_token: MakeToken
 ) -> None:

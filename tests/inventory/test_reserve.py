@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from livecast.errors import ApiError
-from livecast.inventory.reserve import Hold, HoldRef, HoldState, StockLevels
+from livecast.inventory.reserve import Hold, HoldRef, HoldState, StockLevels, is_hold_id
 from tests.inventory.conftest import Services
 
 
@@ -273,3 +273,11 @@ async def test_a_stream_reserves_another_sellers_product_only_with_a_grant(
     await services.redis.hset(base + ":grants", "seller:other", "1 1 maker")
     assert (await reserve("h4", "st-9", "other")).state is HoldState.HELD
     assert (await reservations.stock("LOOM")) == StockLevels(2, 3, 0, 0)
+
+
+async def test_new_hold_ids_are_unique_valid_and_never_an_option(services: Services) -> None:
+    """Hold ids the server makes: 12 url-safe characters (72 random bits), drawn in bulk,
+    each one a valid hold id that never starts with "-"."""
+    ids = [services.reservations.new_hold_id() for _ in range(5_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 12 and is_hold_id(i) and not i.startswith("-") for i in ids)
