@@ -139,6 +139,13 @@ class Released(msgspec.Struct, frozen=True):
 
 class OrderList(msgspec.Struct, frozen=True):
     orders: list[Order]
+    next_after: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="when the page is full: pass it as ?after= for the next page "
+            "(older orders); null on a page that is not full"
+        ),
+    ] = None
 
 
 _IDEMPOTENCY_KEY_PARAM = Param(
@@ -477,9 +484,12 @@ async def get_order(request: web.Request) -> web.Response:
 @routes.get("/api/orders")
 @contract(
     summary="Orders of a stream (its seller, hosts, admins) or, without ?stream, the caller's own",
+    description="Newest first, a page at a time: a full page has next_after, the id to "
+    "pass as ?after= for the next one.",
     params=[
         Param("stream", description="a stream id: that stream's orders"),
         Param("limit", type=_ORDER_LIMIT, default=100),
+        Param("after", description="the previous page's next_after: the orders after it"),
     ],
     responses={200: OrderList},
     errors=[ErrorCode.INVALID_QUERY, ErrorCode.FORBIDDEN, ErrorCode.STREAM_NOT_FOUND],
@@ -490,14 +500,21 @@ async def list_orders(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
         raise BadRequest("limit must be an integer from 1 to 500", code=ErrorCode.INVALID_QUERY)
+    limit = int(raw_limit)
+    after = request.query.get("after")
+    if after is not None and not (after.startswith("ord_") and len(after) <= 64):
+        raise BadRequest(
+            "after must be an order id (a page's next_after)", code=ErrorCode.INVALID_QUERY
+        )
     stream_id = request.query.get("stream")
+    orders = request.app[CART].orders
     if stream_id is None:
-        orders = await request.app[CART].orders.for_buyer(caller.sub, limit=int(raw_limit))
-        return json_response(OrderList(orders))
-    stream = await request.app[STREAMS].get(stream_id)
-    caller.require_manage(stream.id, stream.seller_id)
-    orders = await request.app[CART].orders.for_stream(stream.id, limit=int(raw_limit))
-    return json_response(OrderList(orders))
+        page = await orders.for_buyer(caller.sub, limit=limit, after=after)
+    else:
+        stream = await request.app[STREAMS].get(stream_id)
+        caller.require_manage(stream.id, stream.seller_id)
+        page = await orders.for_stream(stream.id, limit=limit, after=after)
+    return json_response(OrderList(page, page[-1].id if len(page) == limit else None))
 
 
 @routes.get("/api/streams/{stream_id}/stats")

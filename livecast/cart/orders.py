@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
 
 from livecast.error_codes import ErrorCode
-from livecast.errors import NotFound
+from livecast.errors import BadRequest, NotFound
 from livecast.inventory.batch import ScriptBatcher, Steps
 from livecast.inventory.money import Money
-from livecast.redisdb import KeySpace
+from livecast.redisdb import KeySpace, load_lua
 from livecast.streams.registry import IsoTime
 
 __all__ = ["Order", "OrderEvent", "OrderLine", "OrderStatus", "OrderStore"]
@@ -108,6 +109,7 @@ class OrderStore:
         self._batcher = batcher or ScriptBatcher(redis)
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(Order)
+        self._after = load_lua(redis, Path(__file__).parent / "orders_after.lua")
 
     def _key(self, order_id: str) -> str:
         return self._keys.key("order", order_id)
@@ -158,14 +160,29 @@ class OrderStore:
             raise NotFound(f"no order {order_id!r}", code=ErrorCode.ORDER_NOT_FOUND)
         return order
 
-    async def for_stream(self, stream_id: str, *, limit: int = 100) -> list[Order]:
-        return await self._many(self._keys.key("orders", "stream", stream_id), limit)
+    async def for_stream(
+        self, stream_id: str, *, limit: int = 100, after: str | None = None
+    ) -> list[Order]:
+        """The stream's orders, newest first: ``limit`` of them, after the order ``after``
+        (a page's last) when given; 400 ``invalid_query`` if that is not one of them."""
+        return await self._many(self._keys.key("orders", "stream", stream_id), limit, after)
 
-    async def for_buyer(self, buyer_id: str, *, limit: int = 100) -> list[Order]:
-        return await self._many(self._keys.key("orders", "buyer", buyer_id), limit)
+    async def for_buyer(
+        self, buyer_id: str, *, limit: int = 100, after: str | None = None
+    ) -> list[Order]:
+        """The buyer's orders, newest first, paged as :meth:`for_stream`."""
+        return await self._many(self._keys.key("orders", "buyer", buyer_id), limit, after)
 
-    async def _many(self, index: str, limit: int) -> list[Order]:
-        ids = cast(list[bytes], await self._redis.zrevrange(index, 0, limit - 1))
+    async def _many(self, index: str, limit: int, after: str | None) -> list[Order]:
+        if after is None:
+            ids = cast(list[bytes], await self._redis.zrevrange(index, 0, limit - 1))
+        else:
+            found = await self._after(keys=[index], args=[after, limit])
+            if found is None:
+                raise BadRequest(
+                    f"after={after!r} names no order of this list", code=ErrorCode.INVALID_QUERY
+                )
+            ids = cast(list[bytes], found)
         if not ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:

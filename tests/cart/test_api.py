@@ -717,3 +717,48 @@ async def test_a_cart_read_between_an_adds_line_and_its_hold_leaves_no_stray_hol
     assert refused.value.code == "hold_conflict"
     assert await shop.stock("ORB") == {"stock": 3, "held": 0, "sold": 0}
     assert await shop.app[CART].carts.entries(sub) == []
+
+
+async def test_orders_come_a_page_at_a_time_newest_first(shop: Shop, make_token: MakeToken) -> None:
+    await shop.product("SOCK", price=500, stock=20)
+    buyer = new_buyer(make_token)
+    placed: list[str] = []
+    for n in range(7):
+        assert (await shop.add(buyer, "SOCK")).status == 201
+        resp = await shop.checkout(buyer, f"page-{n}")
+        assert resp.status == 201, await resp.text()
+        placed.append((await resp.json())["id"])
+
+    async def page(token: str, **params: str) -> Any:
+        resp = await shop.client.get("/api/orders", params=params, headers=bearer(token))
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    for token, scope in ((buyer, {}), (shop.seller, {"stream": shop.stream_id})):
+        seen: list[str] = []
+        after: str | None = None
+        pages = 0
+        while True:
+            data = await page(token, limit="3", **scope, **({"after": after} if after else {}))
+            pages += 1
+            seen += [o["id"] for o in data["orders"]]
+            after = data["next_after"]
+            if after is None:
+                break
+            assert after == data["orders"][-1]["id"]
+        # 3 + 3 + 1, newest first, each once; orders placed meanwhile do not shift a page
+        assert (seen, pages) == (placed[::-1], 3)
+    first = await page(buyer, limit="3")
+    assert (await shop.add(buyer, "SOCK")).status == 201
+    assert (await shop.checkout(buyer, "page-late")).status == 201
+    second = await page(buyer, limit="3", after=first["next_after"])
+    assert [o["id"] for o in second["orders"]] == placed[::-1][3:6]
+
+    for bad in ("ord_nosuchorder", "not-an-order", "ord_" + "x" * 70):
+        resp = await shop.client.get("/api/orders", params={"after": bad}, headers=bearer(buyer))
+        assert resp.status == 400, bad
+        assert (await resp.json())["error"]["code"] == "invalid_query"
+    # another buyer's order is not in this buyer's list
+    other = new_buyer(make_token)
+    resp = await shop.client.get("/api/orders", params={"after": placed[0]}, headers=bearer(other))
+    assert resp.status == 400
