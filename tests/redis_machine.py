@@ -3,8 +3,7 @@
 Each machine runs on its own event loop (Hypothesis calls rules synchronously) under a key
 prefix of its own, which teardown sweeps; ``run`` awaits a call, ``attempt`` awaits it and
 hands back the :class:`~livecast.errors.ApiError` it was refused with instead of raising.
-A test makes a subclass with ``redis_url`` set (e.g. from ``any_redis_url``) and hands it to
-``run_state_machine_as_test``.
+A test runs a machine on a Redis with :func:`run_machine`.
 """
 
 from __future__ import annotations
@@ -15,14 +14,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from livecast.errors import ApiError
 from livecast.redisdb import KeySpace
 
 T = TypeVar("T")
 
-__all__ = ["RedisMachine"]
+__all__ = ["RedisMachine", "run_machine"]
 
 
 class RedisMachine(RuleBasedStateMachine):
@@ -73,3 +73,26 @@ class RedisMachine(RuleBasedStateMachine):
         async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
             await self.redis.delete(key)
         await self.redis.aclose()
+
+
+def run_machine(machine: type[RedisMachine], redis_url: str, *, examples: int, steps: int) -> None:
+    """Run ``machine`` on ``redis_url``: ``examples`` sequences of up to ``steps`` steps. No
+    shrinking: a failing sequence is printed as found (steps that Redis's clock decides do
+    not replay exactly, which makes shrinking slow and noisy); no example database kept
+    between runs."""
+
+    class OnThisRedis(machine):  # type: ignore[valid-type,misc]
+        pass
+
+    OnThisRedis.redis_url = redis_url
+    run_state_machine_as_test(
+        OnThisRedis,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     initialize,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
 
 from livecast.errors import ApiError
@@ -48,7 +46,7 @@ from livecast.inventory.service import Inventory
 from livecast.inventory.sweeper import Sweeper
 from livecast.streams.registry import StreamRegistry, StreamState
 from livecast.timeline import Timeline
-from tests.redis_machine import RedisMachine
+from tests.redis_machine import RedisMachine, run_machine
 
 T = TypeVar("T")
 
@@ -595,20 +593,4 @@ class DealsMachine(RedisMachine):
 
 
 def test_stock_and_deals_over_any_sequence(any_redis_url: str) -> None:
-    class OnThisRedis(DealsMachine):
-        redis_url = any_redis_url
-
-    run_state_machine_as_test(
-        OnThisRedis,
-        # No shrinking: a failing sequence (at most 40 steps) is printed as found. Replays
-        # of steps the Redis clock decides are not exact, which makes shrinking slow (past
-        # the test's timeout) and noisy; nor is an example database kept between runs.
-        settings=settings(
-            max_examples=30,
-            stateful_step_count=40,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(DealsMachine, any_redis_url, examples=30, steps=40)

@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TypeVar
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from livecast.cart.cart import CartStore
@@ -40,7 +38,7 @@ from livecast.selling.auction_types import AuctionState
 from livecast.selling.auctions import Auctions
 from livecast.selling.increments import DEFAULT_INCREMENTS, step_for
 from livecast.timeline import Timeline
-from tests.redis_machine import RedisMachine
+from tests.redis_machine import RedisMachine, run_machine
 
 T = TypeVar("T")
 
@@ -308,17 +306,4 @@ class AuctionsMachine(RedisMachine):
 
 
 def test_auctions_over_any_sequence(any_redis_url: str) -> None:
-    class OnThisRedis(AuctionsMachine):
-        redis_url = any_redis_url
-
-    run_state_machine_as_test(
-        OnThisRedis,
-        settings=settings(
-            max_examples=25,
-            stateful_step_count=30,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(AuctionsMachine, any_redis_url, examples=25, steps=30)

@@ -22,13 +22,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from livecast.auth import Identity, Role
@@ -48,7 +46,7 @@ from livecast.selling.giveaways import Giveaways, winner_index
 from livecast.selling.prizes import PrizeOrders
 from livecast.streams.registry import StreamRegistry
 from livecast.timeline import Timeline
-from tests.redis_machine import RedisMachine
+from tests.redis_machine import RedisMachine, run_machine
 
 T = TypeVar("T")
 
@@ -328,17 +326,4 @@ class GiveawaysMachine(RedisMachine):
 
 
 def test_giveaways_over_any_sequence(any_redis_url: str) -> None:
-    class OnThisRedis(GiveawaysMachine):
-        redis_url = any_redis_url
-
-    run_state_machine_as_test(
-        OnThisRedis,
-        settings=settings(
-            max_examples=20,
-            stateful_step_count=30,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(GiveawaysMachine, any_redis_url, examples=20, steps=30)

@@ -19,13 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from livecast.cart.orders import OrderStore
@@ -42,7 +40,7 @@ from livecast.redisdb import KeySpace
 from livecast.selling.groupbuy_types import GroupBuyState, MemberState, PriceTier
 from livecast.selling.groupbuys import GroupBuys
 from livecast.timeline import Timeline
-from tests.redis_machine import RedisMachine
+from tests.redis_machine import RedisMachine, run_machine
 
 T = TypeVar("T")
 
@@ -333,17 +331,4 @@ class GroupBuysMachine(RedisMachine):
 
 
 def test_group_buys_over_any_sequence(any_redis_url: str) -> None:
-    class OnThisRedis(GroupBuysMachine):
-        redis_url = any_redis_url
-
-    run_state_machine_as_test(
-        OnThisRedis,
-        settings=settings(
-            max_examples=12,
-            stateful_step_count=25,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(GroupBuysMachine, any_redis_url, examples=12, steps=25)

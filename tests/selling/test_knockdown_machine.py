@@ -16,13 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from livecast.cart.cart import CartStore
@@ -34,7 +32,7 @@ from livecast.inventory.reserve import HoldRef, Reservations
 from livecast.selling.knockdown_types import KnockdownMode, KnockdownState
 from livecast.selling.knockdowns import Knockdowns
 from livecast.timeline import Timeline
-from tests.redis_machine import RedisMachine
+from tests.redis_machine import RedisMachine, run_machine
 
 T = TypeVar("T")
 
@@ -238,17 +236,4 @@ class KnockdownsMachine(RedisMachine):
 
 
 def test_knockdowns_over_any_sequence(any_redis_url: str) -> None:
-    class OnThisRedis(KnockdownsMachine):
-        redis_url = any_redis_url
-
-    run_state_machine_as_test(
-        OnThisRedis,
-        settings=settings(
-            max_examples=12,
-            stateful_step_count=25,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(KnockdownsMachine, any_redis_url, examples=12, steps=25)

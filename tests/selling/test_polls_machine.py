@@ -15,13 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from livecast.errors import ApiError
@@ -29,7 +27,7 @@ from livecast.events import EventPublisher
 from livecast.selling.poll_types import PollState
 from livecast.selling.polls import Polls
 from livecast.timeline import Timeline
-from tests.redis_machine import RedisMachine
+from tests.redis_machine import RedisMachine, run_machine
 
 T = TypeVar("T")
 
@@ -143,17 +141,4 @@ class PollsMachine(RedisMachine):
 
 
 def test_polls_over_any_sequence(any_redis_url: str) -> None:
-    class OnThisRedis(PollsMachine):
-        redis_url = any_redis_url
-
-    run_state_machine_as_test(
-        OnThisRedis,
-        settings=settings(
-            max_examples=20,
-            stateful_step_count=25,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_machine(PollsMachine, any_redis_url, examples=20, steps=25)
