@@ -65,25 +65,40 @@ class Server:
 
     def __init__(self, data_dir: Path, *extra: str) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir, self.extra = data_dir, extra
+        self._start()
+
+    def _start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir / f"serve-{self.port}.log"
+        self.log = self.data_dir / f"serve-{self.port}.log"
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "livecast", "serve", "--port", str(self.port),
-                 "--data-dir", str(data_dir), *extra],
+                 "--data-dir", str(self.data_dir), *self.extra],
                 stdout=out, stderr=subprocess.STDOUT, env=_env(),
             )  # fmt: skip
 
     def wait_ready(self, timeout: float = 10.0) -> float:
+        """Once this server says it listens on its port and answers /readyz there. The
+        port was free when picked, but another process may bind it before this one
+        starts (tests run side by side): then whoever holds it must not pass for this
+        server, which is started again on another port."""
         started = time.monotonic()
+        retries = 3
         while time.monotonic() - started < timeout:
-            assert self.process.poll() is None, self.output()
-            try:
-                if _request("GET", f"{self.url}/readyz")[0] == 200:
-                    return time.monotonic() - started
-            except OSError:
-                pass
+            if self.process.poll() is not None:
+                if "cannot listen on" in self.output() and retries:
+                    retries -= 1
+                    self._start()
+                    continue
+                raise AssertionError(self.output())
+            if f"listening on {self.url}" in self.output():
+                try:
+                    if _request("GET", f"{self.url}/readyz")[0] == 200:
+                        return time.monotonic() - started
+                except OSError:
+                    pass
             time.sleep(0.05)
         raise AssertionError(f"not ready within {timeout} s: {self.output()}")
 
