@@ -22,7 +22,8 @@ class Bench:
     def report(self, timeout_s: float = 120) -> dict[str, Any]:
         """Wait for the command to end; its report, after checking that it succeeded."""
         stdout, stderr = self.process.communicate(timeout=timeout_s)
-        assert self.process.returncode == 0, stderr[-2000:]
+        # a failed run prints its error and the server's log tail as its JSON line
+        assert self.process.returncode == 0, (stdout[-3000:], stderr[-2000:])
         lines = [line for line in stdout.splitlines() if line.startswith("{")]
         assert len(lines) == 1, stdout
         report: dict[str, Any] = json.loads(lines[0])
