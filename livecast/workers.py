@@ -305,7 +305,11 @@ class _Pool:
         for worker in running:
             assert worker.exits is not None
             code = worker.exits.result()
-            if code != 0:
+            if code == -signal.SIGTERM:
+                # Still starting when the SIGTERM came (its handler not yet in place): it
+                # stopped as asked, having served nothing.
+                log.info("worker %d stopped by SIGTERM before it had started", worker.index)
+            elif code != 0:
                 log.warning("worker %d exited with code %d", worker.index, code)
                 if self._failure is None and code != -signal.SIGKILL:
                     self._failure = f"worker {worker.index} exited with code {code} at shutdown"

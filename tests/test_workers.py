@@ -274,3 +274,21 @@ def test_advertise_url_names_one_node_not_several(tmp_path: Path, started: list[
     started.append(server)
     assert server.process.wait(timeout=60) == 2
     assert "server.advertise_url" in server.output()
+
+
+def test_a_sigterm_while_the_workers_start_is_a_clean_stop(
+    tmp_path: Path, started: list[Workers]
+) -> None:
+    """SIGTERM as soon as the workers are launched, before they can handle it (a service
+    manager stopping a service that has just started): every process stops, and the exit
+    is 0, as for a stop at any other time."""
+    server = Workers(tmp_path / "data")
+    started.append(server)
+    deadline = time.monotonic() + 30
+    while "2 workers serving" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        assert server.process.poll() is None, server.output()
+        time.sleep(0.01)
+    workers = server.worker_pids()
+    assert server.stop() == 0, server.output()
+    assert not [pid for pid in workers if _running(pid)]
