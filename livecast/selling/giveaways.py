@@ -197,14 +197,6 @@ class Giveaways:
     def _key(self, sku: str, giveaway_id: str) -> str:
         return self._reservations.base(sku) + ":giveaway:" + giveaway_id
 
-    def _start_keys(self, stream_id: str) -> StartKeys:
-        return StartKeys(
-            sku_index=self.sku_index,
-            due=self.due_key,
-            stream_current=self.stream_key(stream_id),
-            stream_list=self.stream_list_key(stream_id),
-        )
-
     async def start(
         self,
         *,
@@ -235,7 +227,7 @@ class Giveaways:
             now = await server_now_ms(self._redis)
             await start_indexed(
                 self._redis,
-                self._start_keys(stream_id),
+                StartKeys.of(self, stream_id),
                 record_id=giveaway_id,
                 sku=sku,
                 due_guess_ms=now + duration_s * 1000 if duration_s else None,

@@ -246,14 +246,6 @@ class GroupBuys:
     def _key(self, sku: str, groupbuy_id: str) -> str:
         return self._reservations.base(sku) + ":groupbuy:" + groupbuy_id
 
-    def _start_keys(self, stream_id: str) -> StartKeys:
-        return StartKeys(
-            sku_index=self.sku_index,
-            due=self.due_key,
-            stream_current=self.stream_key(stream_id),
-            stream_list=self.stream_list_key(stream_id),
-        )
-
     # -- start ------------------------------------------------------------------------
 
     async def start(
@@ -290,7 +282,7 @@ class GroupBuys:
             duration_ms = round(duration_s * 1000)
             await start_indexed(
                 self._redis,
-                self._start_keys(stream_id),
+                StartKeys.of(self, stream_id),
                 record_id=groupbuy_id,
                 sku=sku,
                 due_guess_ms=await server_now_ms(self._redis) + duration_ms,

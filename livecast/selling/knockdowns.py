@@ -192,14 +192,6 @@ class Knockdowns:
     def _key(self, sku: str, knockdown_id: str) -> str:
         return self._reservations.base(sku) + ":knockdown:" + knockdown_id
 
-    def _start_keys(self, stream_id: str) -> StartKeys:
-        return StartKeys(
-            sku_index=self.sku_index,
-            due=self.due_key,
-            stream_current=self.stream_key(stream_id),
-            stream_list=self.stream_list_key(stream_id),
-        )
-
     async def start(
         self,
         *,
@@ -253,7 +245,7 @@ class Knockdowns:
             duration_ms = round(duration_s * 1000)
             await start_indexed(
                 self._redis,
-                self._start_keys(stream_id),
+                StartKeys.of(self, stream_id),
                 record_id=knockdown_id,
                 sku=sku,
                 due_guess_ms=await server_now_ms(self._redis) + duration_ms,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import redis.asyncio as aioredis
 
@@ -21,7 +21,7 @@ from livecast.errors import Conflict
 from livecast.inventory._private import text
 from livecast.inventory.errors import raise_for_status
 
-__all__ = ["StartKeys", "one_start_at_a_time", "refuse_running", "start_indexed"]
+__all__ = ["FormatStore", "StartKeys", "one_start_at_a_time", "refuse_running", "start_indexed"]
 
 # How long a start may hold its stream's start lock: gone by itself if its node dies.
 _LOCK_MS = 10_000
@@ -49,9 +49,30 @@ def refuse_running(running_id: str | None, *, what: str, code: ErrorCode, id_fie
         )
 
 
+class FormatStore(Protocol):
+    """What every format's store names alike: its id -> SKU index, its due set, and a
+    stream's current record and list of records."""
+
+    sku_index: str
+    due_key: str
+
+    def stream_key(self, stream_id: str) -> str: ...
+
+    def stream_list_key(self, stream_id: str) -> str: ...
+
+
 class StartKeys:
     """The keys a format's start writes besides its record: the id -> SKU index, the due
     set its sweep reads, the stream's current record and the stream's list of them."""
+
+    @classmethod
+    def of(cls, store: FormatStore, stream_id: str) -> StartKeys:
+        return cls(
+            sku_index=store.sku_index,
+            due=store.due_key,
+            stream_current=store.stream_key(stream_id),
+            stream_list=store.stream_list_key(stream_id),
+        )
 
     __slots__ = ("due", "sku_index", "stream_current", "stream_list")
 
